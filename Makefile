@@ -1,0 +1,50 @@
+# churnflow - every target sets itself up: a fresh machine needs only Python 3.11.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOT ?= $(shell command -v python3.11 || command -v python3)
+VENV        := .venv
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.installed
+
+# Airflow runs from the repository: its home (metadata DB, logs) in .airflow/, DAGs from dags/
+export AIRFLOW_HOME                      := $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER        := $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES      := False
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
+
+.PHONY: help install demo test test-slow bench airflow clean lint
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -n "$(PYTHON_BOOT)" || { echo "Python 3.11 is required"; exit 1; }
+	@$(PYTHON_BOOT) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"need Python 3.11, found {sys.version.split()[0]}"'
+	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv
+	$(VENV)/bin/uv pip install --python $(PY) --quiet -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the project (pinned by requirements.lock)
+
+demo: $(STAMP)  ## generate data, train and run one nightly run through the real DAGs
+	$(PY) scripts/demo.py
+
+test: $(STAMP)  ## the default test suite
+	$(PY) -m pytest
+
+test-slow: $(STAMP)  ## the slow tests (model quality on bigger data)
+	$(PY) -m pytest -m slow
+
+bench: $(STAMP)  ## benchmarks at 1M customers (prints time and memory)
+	$(PY) bench/run_all.py
+
+airflow: $(STAMP)  ## a local Airflow (standalone) serving the DAGs on http://localhost:8080
+	$(PY) scripts/airflow_standalone.py
+
+lock:  ## re-resolve requirements.lock from pyproject.toml
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra postgres --python-version 3.11 -q -o requirements.lock
+
+clean:  ## remove generated data, Airflow home and caches (keeps .venv)
+	rm -rf data/source.db data/landing data/lake data/quarantine data/runs data/models data/reports data/truth data/outbox .airflow .pytest_cache

@@ -1,0 +1,107 @@
+"""
+### churn_nightly
+
+Every night, for logical date D: a churn probability for every customer active at D,
+and a drift report for the analysts.
+
+1. **ingest_*** / **validate_*** - the last `lookback_days` of database rows and event
+   files, gated by Great Expectations; bad rows are quarantined with their reason.
+2. **build_features** / **validate_features** - point-in-time features as of D.
+3. **score** - the champion model; Parquet + the `churn_scores` table (a rerun of D replaces D).
+4. **drift_report** - Evidently HTML vs the champion's training reference, under `data/reports/D/`.
+5. **email_report** - summary inline, report attached, through the Airflow SMTP connection.
+
+Trigger it by hand from the UI to choose recipients or skip the e-mail.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import Param, dag, task
+
+# Airflow 3 does not put the DAGs folder on sys.path; the shared task module lives beside us.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from churnflow_common import (  # noqa: E402
+    DEFAULT_ARGS,
+    START_DATE,
+    common_params,
+    ingest_and_validate,
+    run_date,
+    settings_for,
+    validate_features,
+)
+from pipeline.config import load_settings
+
+
+@dag(
+    dag_id="churn_nightly",
+    schedule="@daily",
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["churnflow", "scoring", "monitoring"],
+    doc_md=__doc__,
+    params={
+        **common_params(),
+        "recipients": Param(load_settings().recipients, type="array", items={"type": "string", "format": "email"},
+                            title="Report recipients", description="Analysts who receive the drift report."),
+        "send_email": Param(load_settings().email_enabled, type="boolean", title="Send the e-mail",
+                            description="Switch off to run without e-mailing the report."),
+        "lookback_days": Param(1, type="integer", minimum=1, maximum=31, title="Days to ingest",
+                               description="Ingest this many days before the logical date (catch up missed nights)."),
+        "drift_report_sample_rows": Param(load_settings().drift_report_sample_rows, type="integer",
+                                          minimum=1000, maximum=200000, title="Rows in the visual drift report",
+                                          description="Statistics always use all rows; the HTML shows a sample."),
+    },
+)
+def churn_nightly() -> None:
+    @task
+    def build_features(validated: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
+        from pipeline.flows import features_step
+
+        return features_step(settings_for(context), context["dag"].dag_id, run_date(context))
+
+    @task
+    def score(features: dict[str, Any], **context: Any) -> dict[str, Any]:
+        from pipeline.flows import score_step
+
+        return score_step(settings_for(context), context["dag"].dag_id, run_date(context), features)
+
+    @task
+    def drift_report(features: dict[str, Any], **context: Any) -> dict[str, Any]:
+        from pipeline.flows import drift_step
+
+        return drift_step(settings_for(context), context["dag"].dag_id, run_date(context), features)
+
+    @task
+    def email_report(drift: dict[str, Any], scores: dict[str, Any], **context: Any) -> dict[str, Any]:
+        from airflow.sdk import BaseHook
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from pipeline.flows import email_step
+        from pipeline.notify import SmtpSettings
+
+        settings = settings_for(context)
+        if not context["params"]["send_email"]:
+            raise AirflowSkipException("send_email is off for this run")
+        conn = BaseHook.get_connection(settings.smtp_conn_id)
+        extra = conn.extra_dejson
+        # same meaning as the Airflow SMTP provider's connection extras
+        ssl = not extra.get("disable_ssl", False)
+        smtp = SmtpSettings(host=conn.host or "localhost", port=int(conn.port or (465 if ssl else 25)),
+                            login=conn.login or None, password=conn.password or None,
+                            ssl=ssl, starttls=not ssl and not extra.get("disable_tls", False),
+                            timeout=float(extra.get("timeout", 30)))
+        return email_step(settings, run_date(context), drift, scores, smtp=smtp,
+                          recipients=list(context["params"]["recipients"]))
+
+    features = validate_features(build_features(ingest_and_validate()))
+    email_report(drift_report(features), score(features))
+
+
+churn_nightly()

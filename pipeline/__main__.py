@@ -1,0 +1,172 @@
+"""Command line: ``python -m pipeline <command> ...`` (also installed as ``churnflow``).
+
+Every stage the DAGs run is here, plus the two whole flows:
+
+  generate        synthetic source data (database tables + daily event files)
+  ingest          one table's window from the database / landing files into Parquet
+  validate        an ingested Parquet batch against its expectation suite (+ quarantine)
+  features        point-in-time features as of one or more dates
+  run-training    the churn_training flow end to end, in-process
+  run-nightly     the churn_nightly flow end to end, in-process
+  models          list | promote VERSION | rollback
+  catalogue       the feature catalogue as markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import load_settings
+
+
+def _print(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from pipeline.ingest import ingest_events, ingest_table
+
+    settings = load_settings()
+    out = Path(args.out)
+    if args.table == "events":
+        result = ingest_events(settings, args.start, args.end, out)
+    else:
+        result = ingest_table(settings, args.table, args.start, args.end, out)
+    _print(result.to_dict())
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from pipeline.validate import DataValidationError, validate_and_quarantine
+
+    settings = load_settings()
+    df = pd.read_parquet(args.input)
+    try:
+        result = validate_and_quarantine(df, args.table, settings, run_key=args.run_key)
+    except DataValidationError as exc:
+        print(f"validation FAILED\n{exc}", file=sys.stderr)
+        return 1
+    print(f"validation passed: {result.rows} rows, {len(result.rejected)} quarantined")
+    return 0
+
+
+def _cmd_run_training(args: argparse.Namespace) -> int:
+    from pipeline.flows import run_training
+
+    out = run_training(load_settings(), args.date, snapshots=args.snapshots)
+    _print(out["train"])
+    return 0
+
+
+def _cmd_run_nightly(args: argparse.Namespace) -> int:
+    from pipeline.flows import run_nightly
+    from pipeline.notify import SmtpSettings
+
+    settings = load_settings()
+    recipients = [r for r in (args.recipients or "").split(",") if r] or settings.recipients
+    out = run_nightly(
+        settings, args.date, lookback_days=args.lookback_days, send=args.send_email,
+        smtp=SmtpSettings(host=settings.smtp_host, port=settings.smtp_port), recipients=recipients,
+    )
+    _print({k: out[k] for k in ("scores", "drift", "email") if k in out})
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from pipeline import registry
+
+    settings = load_settings()
+    if args.action == "list":
+        champ = registry.champion(settings)
+        for v in registry.list_versions(settings):
+            m = v.metrics()
+            mark = "*" if champ and champ.version == v.version else " "
+            print(f"{mark} {v.version}  roc_auc={m['roc_auc']:.4f}  pr_auc={m['pr_auc']:.4f}  holdout={m['holdout_snapshots']}")
+        if not registry.list_versions(settings):
+            print(f"no models in {settings.models_dir}")
+    elif args.action == "promote":
+        if not args.version:
+            print("models promote needs a VERSION", file=sys.stderr)
+            return 2
+        print(f"champion: {registry.promote(settings, args.version, 'manual promotion').version}")
+    else:
+        print(f"champion: {registry.rollback(settings).version}")
+    return 0
+
+
+def _cmd_catalogue(args: argparse.Namespace) -> int:
+    from pipeline.features import feature_catalogue_markdown
+
+    print(feature_catalogue_markdown())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pipeline import features, generate
+
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="generate synthetic source data")
+    generate.add_arguments(p)
+    p.set_defaults(func=generate.main)
+
+    p = sub.add_parser("ingest", help="extract one table's window into Parquet")
+    p.add_argument("--table", required=True, help="a source table name or 'events'")
+    p.add_argument("--start", required=True, help="window start date (inclusive)")
+    p.add_argument("--end", required=True, help="window end date (exclusive)")
+    p.add_argument("--out", required=True, help="output Parquet path")
+    p.set_defaults(func=_cmd_ingest)
+
+    p = sub.add_parser("validate", help="validate a Parquet batch; bad rows go to quarantine")
+    p.add_argument("--table", required=True)
+    p.add_argument("--input", required=True)
+    p.add_argument("--run-key", default="cli", help="names the quarantine file")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("features", help="point-in-time features as of dates")
+    features.add_arguments(p)
+    p.set_defaults(func=features.main)
+
+    p = sub.add_parser("run-training", help="the churn_training flow, in-process")
+    p.add_argument("--date", required=True, help="logical date (training data strictly before it)")
+    p.add_argument("--snapshots", type=int, default=None, help="month-start snapshots to train on")
+    p.set_defaults(func=_cmd_run_training)
+
+    p = sub.add_parser("run-nightly", help="the churn_nightly flow, in-process")
+    p.add_argument("--date", required=True, help="logical date D: scores as of D")
+    p.add_argument("--lookback-days", type=int, default=1, help="days of data to ingest before D")
+    p.add_argument("--send-email", action="store_true", help="e-mail the report (smtp_host/smtp_port)")
+    p.add_argument("--recipients", default="", help="comma-separated, overrides config")
+    p.set_defaults(func=_cmd_run_nightly)
+
+    p = sub.add_parser("models", help="the model registry")
+    p.add_argument("action", choices=["list", "promote", "rollback"])
+    p.add_argument("version", nargs="?")
+    p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("catalogue", help="print the feature catalogue (markdown)")
+    p.set_defaults(func=_cmd_catalogue)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("great_expectations", "evidently", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

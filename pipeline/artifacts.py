@@ -1,0 +1,93 @@
+"""Artifact layout and atomic writes.
+
+Every artifact lives under a path keyed by DAG, logical date and task
+(``<data_dir>/runs/<dag_id>/<YYYY-MM-DD>/<task>/<name>``), so a rerun of the same date
+replaces its outputs instead of adding new ones. Every write goes to a temporary name
+in the same directory and is then renamed into place: a crash leaves at most a
+``.tmp-*`` file, never a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.config import Settings
+
+
+def as_date(value: str | dt.date | dt.datetime | pd.Timestamp) -> dt.date:
+    """Normalise a logical date given as a string, date, datetime or Timestamp."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return pd.Timestamp(value).date()
+
+
+def run_dir(settings: Settings, dag_id: str, logical_date: str | dt.date, task: str) -> Path:
+    """Directory for one task's artifacts of one DAG run (created on demand)."""
+    path = settings.runs_dir / dag_id / as_date(logical_date).isoformat() / task
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; rename it onto ``final`` on success."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".tmp-{uuid.uuid4().hex}-{final.name}")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink()
+
+
+def write_parquet(df: pd.DataFrame, path: Path, schema: pa.Schema | None = None) -> Path:
+    """Write ``df`` to ``path`` atomically as Parquet and return the path."""
+    table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return Path(path)
+
+
+def write_text(text: str, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_bytes(data: bytes, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def replace_dir(build: Path, final: Path) -> Path:
+    """Swap a fully built directory ``build`` into place as ``final``.
+
+    The previous ``final`` (if any) is moved aside and deleted only after the swap,
+    so readers never see a half-filled directory under the final name.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    old = final.with_name(f".old-{uuid.uuid4().hex}-{final.name}")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(build, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final

@@ -1,0 +1,159 @@
+"""One typed place for configuration.
+
+Precedence (highest first): environment variables ``CHURNFLOW_<FIELD>`` (upper case),
+then the YAML file named by ``CHURNFLOW_CONFIG`` (default ``churnflow.yaml`` in the
+working directory, if present), then the defaults below.
+
+Example: ``CHURNFLOW_DATA_DIR=/srv/churn CHURNFLOW_HORIZON_DAYS=60 python -m pipeline ...``
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SQL_DIR = REPO_ROOT / "sql"
+EXPECTATIONS_DIR = REPO_ROOT / "expectations"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All tunables of churnflow. Paths are resolved relative to the working directory."""
+
+    # --- storage -------------------------------------------------------------------
+    data_dir: Path = REPO_ROOT / "data"
+    #: SQLAlchemy URL of the customer database; empty means SQLite at <data_dir>/source.db.
+    source_db_url: str = ""
+    #: rows fetched per round trip when reading the source database
+    ingest_chunk_rows: int = 100_000
+    #: the training DAG re-extracts the customer-database tables from this date on
+    history_start: str = "2000-01-01"
+
+    # --- labels and features -----------------------------------------------------------
+    horizon_days: int = 30
+    #: month starts used as training snapshots (the most recent complete ones)
+    training_snapshots: int = 6
+    #: how many of the latest snapshots form the out-of-time holdout
+    holdout_snapshots: int = 1
+
+    # --- model -----------------------------------------------------------------------
+    random_seed: int = 42
+    xgb_n_estimators: int = 300
+    xgb_max_depth: int = 4
+    xgb_learning_rate: float = 0.05
+    n_jobs: int = 2
+    #: risk bands: probability >= high -> "high", >= medium -> "medium", else "low"
+    risk_band_high: float = 0.5
+    risk_band_medium: float = 0.2
+
+    # --- monitoring --------------------------------------------------------------------
+    #: rows sampled from each side for the visual Evidently report (statistics use all rows)
+    drift_report_sample_rows: int = 20_000
+    #: reference sample of training features saved with each model
+    reference_sample_rows: int = 50_000
+    drift_share_threshold: float = 0.5
+
+    # --- e-mail ----------------------------------------------------------------------
+    #: comma-separated analyst addresses
+    email_recipients: str = "analysts@example.com"
+    email_sender: str = "churnflow@localhost"
+    smtp_conn_id: str = "smtp_default"
+    #: send the nightly e-mail at all (a manual trigger can also switch it off)
+    email_enabled: bool = True
+    #: SMTP server for the command line (the DAGs use the Airflow connection instead)
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    #: ROC-AUC a new model must gain over the champion on the same holdout to be promoted
+    promotion_min_improvement: float = 0.0
+
+    # ------------------------------------------------------------------------------
+    @property
+    def db_url(self) -> str:
+        return self.source_db_url or f"sqlite:///{(self.data_dir / 'source.db').resolve()}"
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.data_dir / "landing"
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.data_dir / "lake"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
+    def truth_dir(self) -> Path:
+        """Generator-only ground truth (true churn probabilities); never read by the pipeline."""
+        return self.data_dir / "truth"
+
+    @property
+    def recipients(self) -> list[str]:
+        return [r.strip() for r in self.email_recipients.split(",") if r.strip()]
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(value: Any, typ: Any, name: str) -> Any:
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off", ""}:
+            return False
+        raise ValueError(f"config {name}: expected a boolean, got {value!r}")
+    try:
+        if typ is Path:
+            return Path(value)
+        return typ(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"config {name}: expected {typ.__name__}, got {value!r}") from exc
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Build :class:`Settings` from defaults, a YAML file, environment variables and overrides."""
+    hints = get_type_hints(Settings)
+    known = {f.name for f in fields(Settings)}
+    values: dict[str, Any] = {}
+
+    path = Path(config_file or os.environ.get("CHURNFLOW_CONFIG", "churnflow.yaml"))
+    if path.is_file():
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"config file {path}: expected a mapping at top level")
+        unknown = set(loaded) - known
+        if unknown:
+            raise ValueError(f"config file {path}: unknown settings {sorted(unknown)}")
+        values.update(loaded)
+    elif config_file:
+        raise FileNotFoundError(f"config file {path} does not exist")
+
+    for name in known:
+        env = os.environ.get(f"CHURNFLOW_{name.upper()}")
+        if env is not None:
+            values[name] = env
+    values.update({k: v for k, v in overrides.items() if v is not None})
+
+    return Settings(**{k: _coerce(v, hints[k], k) for k, v in values.items()})

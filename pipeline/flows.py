@@ -1,0 +1,262 @@
+"""The steps of the two flows, shared by the Airflow DAGs and the command line.
+
+Each step takes the settings, the DAG id and the logical date (plus the small dicts
+earlier steps returned), reads and writes artifacts under
+``runs/<dag_id>/<date>/<step>/``, and returns a small JSON-able dict (paths and counts)
+- exactly what an Airflow task pushes to XCom. ``run_training`` and ``run_nightly`` chain
+the steps in-process for ``python -m pipeline run-training|run-nightly``; the DAGs chain
+the very same functions as tasks.
+
+Windows: the nightly run for logical date D ingests ``[D - lookback_days, D)`` and scores
+every customer active at ``as_of = D``. The training run on D re-extracts the database
+tables from ``history_start``, catches the event lake up to D, and trains on month-start
+snapshots whose label window is complete before D.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline import lake
+from pipeline.artifacts import as_date, run_dir
+from pipeline.config import Settings
+from pipeline.tables import LAKE_TABLE_NAMES
+
+log = logging.getLogger(__name__)
+
+TRAINING_DAG = "churn_training"
+NIGHTLY_DAG = "churn_nightly"
+
+
+# ------------------------------------------------------------------ ingest + validate
+def ingest_window(
+    settings: Settings, dag_id: str, table: str, logical_date: str | dt.date, *, lookback_days: int = 1
+) -> tuple[dt.date, dt.date]:
+    """The window a run ingests for ``table``."""
+    end = as_date(logical_date)
+    if dag_id != TRAINING_DAG:
+        return end - dt.timedelta(days=lookback_days), end
+    if table != "events":
+        return as_date(settings.history_start), end
+    # events are large: catch the lake up from its last day instead of re-reading history
+    have = lake.partition_dates(settings, "events")
+    if have:
+        return have[-1] + dt.timedelta(days=1), end
+    from pipeline.ingest import event_files
+
+    files = event_files(settings, as_date(settings.history_start), end)
+    first = min((as_date(f.parent.name.removeprefix("date=")) for f in files), default=end)
+    return first, end
+
+
+def ingest_step(
+    settings: Settings, dag_id: str, logical_date: str | dt.date, table: str, *, lookback_days: int = 1
+) -> dict[str, Any]:
+    """Extract one table's window into ``runs/<dag>/<date>/ingest/<table>.parquet``."""
+    from pipeline.ingest import ingest_events, ingest_table
+
+    start, end = ingest_window(settings, dag_id, table, logical_date, lookback_days=lookback_days)
+    out = run_dir(settings, dag_id, logical_date, "ingest") / f"{table}.parquet"
+    if start >= end:
+        log.info("ingest %s: lake already holds [.., %s); nothing to extract", table, end)
+        start = end
+        result = {"table": table, "path": None, "rows": 0, "window_start": str(start), "window_end": str(end)}
+        return result
+    reader = ingest_events if table == "events" else lambda s, a, b, o: ingest_table(s, table, a, b, o)
+    return reader(settings, start, end, out).to_dict()
+
+
+def validate_step(settings: Settings, dag_id: str, logical_date: str | dt.date, ingested: dict[str, Any]) -> dict[str, Any]:
+    """Gate one ingested batch with its expectation suite; publish clean rows to the lake.
+
+    Rows that break a row-level rule go to ``quarantine/<table>/<dag>__<date>.parquet``
+    with their reason. A failed batch raises before anything reaches the lake.
+    """
+    from pipeline.validate import validate_and_quarantine
+
+    table = ingested["table"]
+    if not ingested["path"]:
+        return {"table": table, "rows": 0, "rejected": 0, "quarantine": None, "partitions": 0}
+    df = pd.read_parquet(ingested["path"])
+    start, end = as_date(ingested["window_start"]), as_date(ingested["window_end"])
+    result = validate_and_quarantine(
+        df, table, settings, run_key=run_key(dag_id, logical_date),
+        window_start=dt.datetime.combine(start, dt.time()), window_end=dt.datetime.combine(end, dt.time()),
+    )
+    parts = lake.write_window(settings, table, result.clean, start, end)
+    quarantine = settings.quarantine_dir / table / f"{run_key(dag_id, logical_date)}.parquet"
+    return {
+        "table": table,
+        "rows": result.rows,
+        "rejected": len(result.rejected),
+        "quarantine": str(quarantine) if len(result.rejected) else None,
+        "partitions": len(parts),
+    }
+
+
+def run_key(dag_id: str, logical_date: str | dt.date) -> str:
+    return f"{dag_id}__{as_date(logical_date).isoformat()}"
+
+
+# ------------------------------------------------------------------------- features
+def features_step(settings: Settings, dag_id: str, logical_date: str | dt.date) -> dict[str, Any]:
+    """Point-in-time features of every customer active at ``as_of = logical date``."""
+    from pipeline.features import write_features
+
+    out = run_dir(settings, dag_id, logical_date, "build_features") / "features.parquet"
+    write_features(settings, [as_date(logical_date)], out)
+    return {"path": str(out), "rows": _rows(out), "as_of": str(as_date(logical_date))}
+
+
+def validate_features_step(settings: Settings, dag_id: str, logical_date: str | dt.date, built: dict[str, Any]) -> dict[str, Any]:
+    """The feature table's own expectation suite: a gate before training or scoring."""
+    from pipeline.validate import validate_and_quarantine
+
+    df = pd.read_parquet(built["path"])
+    result = validate_and_quarantine(df, "features", settings, run_key=run_key(dag_id, logical_date))
+    return {**built, "rejected": len(result.rejected)}
+
+
+def training_set_step(settings: Settings, dag_id: str, logical_date: str | dt.date, *, snapshots: int | None = None) -> dict[str, Any]:
+    """Features + labels at month-start snapshots whose label window closed before D."""
+    from pipeline.labels import training_snapshot_dates
+    from pipeline.train import build_training_set
+
+    have = lake.partition_dates(settings, "events")
+    if not have:
+        raise RuntimeError(f"the lake has no events under {settings.lake_dir}: ingest data first")
+    end = as_date(logical_date)
+    dates = training_snapshot_dates(have[0], end, snapshots or settings.training_snapshots, settings.horizon_days)
+    out = run_dir(settings, dag_id, logical_date, "build_training_set") / "training_set.parquet"
+    build_training_set(settings, dates, end, out)
+    return {"path": str(out), "rows": _rows(out), "snapshots": [str(d) for d in dates]}
+
+
+# ------------------------------------------------------------------- train + score
+def train_step(settings: Settings, dag_id: str, logical_date: str | dt.date, training_set: dict[str, Any]) -> dict[str, Any]:
+    from pipeline.train import train
+
+    result = train(settings, Path(training_set["path"]), min_improvement=settings.promotion_min_improvement)
+    summary = result.to_dict()
+    out = run_dir(settings, dag_id, logical_date, "train") / "result.json"
+    from pipeline.artifacts import write_text
+
+    write_text(json.dumps(summary, indent=2, default=str), out)
+    return summary
+
+
+def score_step(settings: Settings, dag_id: str, logical_date: str | dt.date, features: dict[str, Any]) -> dict[str, Any]:
+    from pipeline.score import score
+
+    out = run_dir(settings, dag_id, logical_date, "score") / "scores.parquet"
+    return score(settings, Path(features["path"]), logical_date, out).to_dict()
+
+
+# ------------------------------------------------------------------ monitoring + email
+def drift_step(settings: Settings, dag_id: str, logical_date: str | dt.date, features: dict[str, Any]) -> dict[str, Any]:
+    """Evidently report of tonight's features against the champion's training reference."""
+    from pipeline import registry
+    from pipeline.drift import drift_report
+
+    champ = registry.require_champion(settings)
+    params = json.loads((champ.path / "params.json").read_text())
+    numeric, categorical = params["numeric_features"], params["categorical_features"]
+    reference = pd.read_parquet(champ.reference_path)
+    current = pd.read_parquet(features["path"])
+    out_dir = settings.reports_dir / as_date(logical_date).isoformat()
+    html, summary_json, summary = drift_report(
+        reference, current, numeric, categorical, out_dir,
+        sample_rows=settings.drift_report_sample_rows, share_threshold=settings.drift_share_threshold,
+    )
+    drifted = [f.column for f in summary.features if f.drifted]
+    log.info("drift %s: %d/%d features drifted (share %.2f) -> %s", as_date(logical_date), len(drifted),
+             len(summary.features), summary.drift_share, html)
+    return {
+        "report": str(html),
+        "summary": str(summary_json),
+        "drift_share": summary.drift_share,
+        "dataset_drift": summary.dataset_drift,
+        "drifted": drifted,
+        "model_version": champ.version,
+    }
+
+
+def email_step(
+    settings: Settings,
+    logical_date: str | dt.date,
+    drift: dict[str, Any],
+    scores: dict[str, Any],
+    *,
+    smtp: "Any",
+    recipients: list[str],
+) -> dict[str, Any]:
+    """E-mail the analysts a short inline summary with the full HTML report attached."""
+    from pipeline.drift import DriftSummary
+    from pipeline.notify import build_report_email, send_email, summary_html
+
+    summary = DriftSummary.from_dict(json.loads(Path(drift["summary"]).read_text()))
+    day = as_date(logical_date).isoformat()
+    status = "DRIFT" if drift["dataset_drift"] else ("drift in some features" if drift["drifted"] else "no drift")
+    message = build_report_email(
+        sender=settings.email_sender,
+        recipients=recipients,
+        subject=f"[churnflow] {day} nightly churn scores: {scores['rows']} customers, {status}",
+        summary_html=summary_html(
+            summary, logical_date=day, scores_path=scores["path"], n_scored=scores["rows"],
+            high_risk_share=scores["high_risk_share"],
+        ),
+        attachments=[Path(drift["report"])],
+    )
+    send_email(message, smtp)
+    log.info("email %s: report sent to %s via %s:%s", day, ", ".join(recipients), smtp.host, smtp.port)
+    return {"recipients": recipients, "subject": message["Subject"]}
+
+
+# ------------------------------------------------------------------------ whole flows
+def run_ingestion(settings: Settings, dag_id: str, logical_date: str | dt.date, *, lookback_days: int = 1) -> dict[str, Any]:
+    return {
+        table: validate_step(settings, dag_id, logical_date,
+                             ingest_step(settings, dag_id, logical_date, table, lookback_days=lookback_days))
+        for table in LAKE_TABLE_NAMES
+    }
+
+
+def run_training(settings: Settings, logical_date: str | dt.date, *, snapshots: int | None = None) -> dict[str, Any]:
+    """The churn_training flow in-process (what the DAG does, task by task)."""
+    dag = TRAINING_DAG
+    validated = run_ingestion(settings, dag, logical_date)
+    tset = validate_features_step(settings, dag, logical_date, training_set_step(settings, dag, logical_date, snapshots=snapshots))
+    return {"validated": validated, "training_set": tset, "train": train_step(settings, dag, logical_date, tset)}
+
+
+def run_nightly(
+    settings: Settings,
+    logical_date: str | dt.date,
+    *,
+    lookback_days: int = 1,
+    send: bool = False,
+    smtp: Any = None,
+    recipients: list[str] | None = None,
+) -> dict[str, Any]:
+    """The churn_nightly flow in-process."""
+    dag = NIGHTLY_DAG
+    validated = run_ingestion(settings, dag, logical_date, lookback_days=lookback_days)
+    feats = validate_features_step(settings, dag, logical_date, features_step(settings, dag, logical_date))
+    scores = score_step(settings, dag, logical_date, feats)
+    drift = drift_step(settings, dag, logical_date, feats)
+    out: dict[str, Any] = {"validated": validated, "features": feats, "scores": scores, "drift": drift}
+    if send:
+        out["email"] = email_step(settings, logical_date, drift, scores, smtp=smtp, recipients=recipients or settings.recipients)
+    return out
+
+
+def _rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows

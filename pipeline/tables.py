@@ -1,0 +1,13 @@
+"""Names of the tables churnflow ingests, importable without pandas or pyarrow
+(the DAG files need them at parse time, which must stay fast)."""
+
+SOURCE_TABLE_NAMES: tuple[str, ...] = (
+    "customers",
+    "subscriptions",
+    "payments",
+    "plan_changes",
+    "support_tickets",
+    "cancellations",
+)
+#: everything that lands in the lake: the database tables and the daily event files
+LAKE_TABLE_NAMES: tuple[str, ...] = (*SOURCE_TABLE_NAMES, "events")
