@@ -1,0 +1,79 @@
+"""Shared fixtures. Real components only: a real SQLite database, real Airflow with its own
+metadata database in a temporary AIRFLOW_HOME, a real SMTP server on localhost."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Airflow reads its configuration at import time: point it at a throwaway home first.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="churnflow-airflow-")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
+# a developer's own configuration must not leak into the tests
+for key in [k for k in os.environ if k.startswith("CHURNFLOW_")]:
+    del os.environ[key]
+os.environ["CHURNFLOW_CONFIG"] = str(ROOT / "tests" / "no-such-config.yaml")
+
+from pipeline.config import Settings, load_settings  # noqa: E402
+
+SMALL = {"customers": 1500, "months": 6, "seed": 3, "start": "2025-01-01", "drift_from": "2025-06-01"}
+#: logical date right after the generated period: training and nightly runs use it
+RUN_DATE = "2025-07-01"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def generated_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated source (database + landed event files), made once per session."""
+    import datetime as dt
+
+    from pipeline.generate import generate
+
+    data_dir = tmp_path_factory.mktemp("generated") / "data"
+    generate(
+        load_settings(data_dir=data_dir), customers=SMALL["customers"], months=SMALL["months"], seed=SMALL["seed"],
+        start=dt.date.fromisoformat(SMALL["start"]), drift_from=dt.date.fromisoformat(SMALL["drift_from"]),
+        progress=None,
+    )
+    return data_dir
+
+
+@pytest.fixture
+def source_data(generated_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """A private copy of the generated source; CHURNFLOW_DATA_DIR points at it (for DAG tasks)."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(generated_source, data_dir)
+    monkeypatch.setenv("CHURNFLOW_DATA_DIR", str(data_dir))
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> str:
+    """A migrated Airflow metadata database in the session's AIRFLOW_HOME."""
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True,
+                   env=os.environ.copy())
+    return os.environ["AIRFLOW_HOME"]
+
+
+@pytest.fixture
+def smtp_sink(monkeypatch: pytest.MonkeyPatch):
+    """A real SMTP server on 127.0.0.1, wired as Airflow's ``smtp_default`` connection."""
+    from pipeline.smtp_sink import SmtpSink
+
+    with SmtpSink() as sink:
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", sink.airflow_connection_uri())
+        yield sink

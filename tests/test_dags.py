@@ -1,0 +1,225 @@
+"""DAG tests with real Airflow: integrity, parse cost, and end-to-end runs with dag.test()."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pendulum
+import pytest
+
+from conftest import ROOT, RUN_DATE
+from pipeline.config import load_settings
+
+DAG_IDS = ("churn_training", "churn_nightly")
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(str(ROOT / "dags"))
+
+
+def _logical(date: str = RUN_DATE):
+    return pendulum.parse(date, tz="UTC")
+
+
+def test_dagbag_imports_without_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(DAG_IDS) <= set(dagbag.dag_ids)
+
+
+@pytest.mark.parametrize("dag_id", DAG_IDS)
+def test_dag_conventions(dagbag, dag_id):
+    dag = dagbag.get_dag(dag_id)
+    assert "churnflow" in dag.tags
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    assert dag.doc_md
+    for t in dag.tasks:
+        expected = 0 if t.task_id.startswith("validate") else 2
+        assert t.retries == expected, f"{t.task_id} retries"
+
+
+def test_nightly_schedule_and_params(dagbag):
+    dag = dagbag.get_dag("churn_nightly")
+    assert dag.timetable.summary in {"@daily", "0 0 * * *"}
+    params = dag.params
+    for name in ("recipients", "send_email", "lookback_days", "horizon_days"):
+        assert name in params, name
+    assert params["send_email"] is True
+    # validation runs before anything downstream of ingestion
+    assert dag.get_task("build_features").upstream_task_ids == {f"validate_{t}" for t in (
+        "customers", "subscriptions", "payments", "plan_changes", "support_tickets", "cancellations", "events")}
+
+
+@pytest.mark.parametrize("dag_file", ["churn_training.py", "churn_nightly.py"])
+def test_dag_files_do_not_import_heavy_libraries_at_parse_time(dag_file):
+    code = (
+        "import runpy, sys; runpy.run_path(sys.argv[1]);"
+        "heavy = [m for m in ('pandas', 'great_expectations', 'evidently', 'xgboost', 'sklearn', 'duckdb') if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "dags" / dag_file)], capture_output=True,
+                         text=True, env=os.environ.copy(), check=True)
+    assert out.stdout.strip().splitlines()[-1:] in ([], [""]), f"imported at parse time: {out.stdout}"
+
+
+def _task_states(run) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+@pytest.fixture(scope="module")
+def trained_and_scored(generated_source, tmp_path_factory, dagbag, airflow_db):
+    """churn_training then churn_nightly (with e-mail) on one generated dataset."""
+    import shutil
+
+    from pipeline.smtp_sink import SmtpSink
+
+    data_dir = tmp_path_factory.mktemp("e2e") / "data"
+    shutil.copytree(generated_source, data_dir)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CHURNFLOW_DATA_DIR", str(data_dir))
+    mp.setenv("CHURNFLOW_EMAIL_RECIPIENTS", "ana@example.com,bo@example.com")
+    with SmtpSink() as sink:
+        mp.setenv("AIRFLOW_CONN_SMTP_DEFAULT", sink.airflow_connection_uri())
+        training = dagbag.get_dag("churn_training").test(logical_date=_logical())
+        nightly = dagbag.get_dag("churn_nightly").test(logical_date=_logical())
+        yield {"settings": load_settings(), "training": training, "nightly": nightly, "sink": sink, "mp": mp}
+    mp.undo()
+
+
+def test_training_dag_end_to_end(trained_and_scored):
+    run, settings = trained_and_scored["training"], trained_and_scored["settings"]
+    assert run.state == "success", _task_states(run)
+    pointer = json.loads((settings.models_dir / "champion.json").read_text())
+    model_dir = settings.models_dir / pointer["champion"]
+    for name in ("model.joblib", "metrics.json", "params.json", "reference.parquet", "model_card.md"):
+        assert (model_dir / name).is_file(), name
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["roc_auc"] > 0.6
+    # every lake input made it through validation into the lake
+    for table in ("customers", "subscriptions", "payments", "events"):
+        assert any((settings.lake_dir / table).glob("date=*/*.parquet")), table
+
+
+def test_nightly_dag_scores_every_active_customer(trained_and_scored):
+    run, settings = trained_and_scored["nightly"], trained_and_scored["settings"]
+    assert run.state == "success", _task_states(run)
+    scores = pd.read_parquet(settings.runs_dir / "churn_nightly" / RUN_DATE / "score" / "scores.parquet")
+    features = pd.read_parquet(settings.runs_dir / "churn_nightly" / RUN_DATE / "build_features" / "features.parquet")
+    assert len(scores) == len(features) > 0
+    assert scores["customer_id"].is_unique
+    assert scores["churn_probability"].between(0, 1).all()
+    assert set(scores["risk_band"]) <= {"low", "medium", "high"}
+    # active at D: signed up before D and not cancelled before D (checked against the source)
+    with sqlite3.connect(settings.data_dir / "source.db") as conn:
+        active = pd.read_sql(
+            "SELECT customer_id FROM customers WHERE signup_date < ? AND customer_id NOT IN "
+            "(SELECT customer_id FROM cancellations WHERE cancelled_at < ?)", conn, params=(RUN_DATE, RUN_DATE))
+        table = pd.read_sql("SELECT * FROM churn_scores", conn)
+    assert set(scores["customer_id"]) == set(active["customer_id"])
+    assert len(table) == len(scores)
+
+
+def test_nightly_dag_writes_drift_report_and_emails_it(trained_and_scored):
+    settings, sink = trained_and_scored["settings"], trained_and_scored["sink"]
+    report = settings.reports_dir / RUN_DATE / "drift_report.html"
+    html = report.read_text()
+    assert "<html" in html.lower() and "drift" in html.lower()
+    summary = json.loads((report.parent / "drift_summary.json").read_text())
+    assert summary["features"], "per-feature drift results"
+    # the generator's drift (price rise, new young channel) from 2025-06-01 is found
+    drifted = {f["column"] for f in summary["features"] if f["drifted"]}
+    assert {"acquisition_channel", "monthly_fee"} & drifted, drifted
+
+    assert len(sink.messages) == 1
+    msg = sink.messages[0]
+    assert sorted(sink.envelopes[0][1]) == ["ana@example.com", "bo@example.com"]
+    assert RUN_DATE in msg["Subject"]
+    attachments = {p.get_filename(): p.get_content() for p in msg.iter_attachments()}
+    assert attachments["drift_report.html"] == html
+
+
+def test_rerun_of_the_same_date_leaves_one_set_of_outputs(trained_and_scored, dagbag):
+    settings = trained_and_scored["settings"]
+    run_root = settings.runs_dir / "churn_nightly" / RUN_DATE
+
+    def snapshot():
+        files = sorted(str(p.relative_to(settings.data_dir)) for p in settings.data_dir.rglob("*")
+                       if p.is_file() and "source.db" not in p.name and "outbox" not in p.parts)
+        with sqlite3.connect(settings.data_dir / "source.db") as conn:
+            n = conn.execute("SELECT COUNT(*) FROM churn_scores").fetchone()[0]
+        return files, n
+
+    before = snapshot()
+    trained_and_scored["mp"].setenv("CHURNFLOW_EMAIL_ENABLED", "false")
+    rerun = dagbag.get_dag("churn_nightly").test(logical_date=_logical(), run_conf={"send_email": False})
+    assert rerun.state == "success", _task_states(rerun)
+    assert snapshot() == before
+    assert (run_root / "score" / "scores.parquet").is_file()
+    assert len(trained_and_scored["sink"].messages) == 1, "send_email=False sends nothing"
+
+
+def _break_source(settings) -> None:
+    """Corrupt the nightly window of the source: the five classic breakages."""
+    with sqlite3.connect(settings.data_dir / "source.db") as conn:
+        day = "2025-06-30"
+        conn.execute("UPDATE payments SET customer_id = NULL WHERE payment_id IN "
+                     "(SELECT payment_id FROM payments WHERE paid_at >= ? LIMIT 2)", (day,))
+        conn.execute("UPDATE payments SET amount = -5 WHERE payment_id IN "
+                     "(SELECT payment_id FROM payments WHERE paid_at >= ? AND customer_id IS NOT NULL LIMIT 3)", (day,))
+        conn.execute("INSERT INTO subscriptions (subscription_id, customer_id, plan, monthly_fee, payment_method, start_date) "
+                     "VALUES (99999999, 1, 'platinum', 30.0, 'card', '2025-06-30 12:00:00.000000')")
+        conn.execute("ALTER TABLE support_tickets DROP COLUMN category")
+    events = settings.landing_dir / "events" / f"date={day}" / "events.parquet"
+    ev = pd.read_parquet(events)
+    ev.loc[ev.index[:4], "event_ts"] = pd.Timestamp("2031-01-01")
+    ev.to_parquet(events)
+
+
+def test_broken_source_batch_stops_the_nightly_run(source_data, dagbag, airflow_db, smtp_sink):
+    settings = source_data
+    from pipeline.flows import run_training
+
+    run_training(settings, RUN_DATE)  # a champion exists, so only validation can stop the night
+    _break_source(settings)
+    run = dagbag.get_dag("churn_nightly").test(logical_date=_logical())
+    states = _task_states(run)
+    assert run.state == "failed"
+    for table in ("payments", "subscriptions", "support_tickets", "events"):
+        assert states[f"validate_{table}"] == "failed", (table, states)
+    for task in ("build_features", "score", "drift_report", "email_report"):
+        assert states[task] == "upstream_failed", (task, states)
+    assert not smtp_sink.messages
+    q = settings.quarantine_dir
+    pay = pd.read_parquet(q / "payments" / f"churn_nightly__{RUN_DATE}.parquet")
+    assert len(pay) == 5 and pay["_reason"].str.contains("payments.").all()
+    subs = pd.read_parquet(q / "subscriptions" / f"churn_nightly__{RUN_DATE}.parquet")
+    assert subs["plan"].tolist() == ["platinum"]
+    ev = pd.read_parquet(q / "events" / f"churn_nightly__{RUN_DATE}.parquet")
+    assert len(ev) == 4 and ev["_reason"].str.contains("event_ts").all()
+
+
+def test_validation_error_names_table_column_rule_and_count(source_data):
+    from pipeline.flows import ingest_step, validate_step
+    from pipeline.validate import DataValidationError
+
+    settings = source_data
+    _break_source(settings)
+    ingested = ingest_step(settings, "churn_nightly", RUN_DATE, "payments")
+    with pytest.raises(DataValidationError) as err:
+        validate_step(settings, "churn_nightly", RUN_DATE, ingested)
+    text = str(err.value)
+    assert "payments" in text and "customer_id" in text and "amount" in text
+    assert "expect_column_values_to_not_be_null" in text and "expect_column_values_to_be_between" in text
+    assert "2 " in text and "3 " in text
+    ingested = ingest_step(settings, "churn_nightly", RUN_DATE, "support_tickets")
+    with pytest.raises(DataValidationError, match=r"(?s)support_tickets.*category.*expect_column_to_exist"):
+        validate_step(settings, "churn_nightly", RUN_DATE, ingested)

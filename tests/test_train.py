@@ -1,0 +1,86 @@
+"""Training, the registry's champion gate, and scoring."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import RUN_DATE
+from pipeline import registry
+from pipeline.score import risk_band
+from pipeline.train import TrainingError, gate, time_split
+
+
+def _snapshots(dates: list[str], n: int = 20) -> pd.DataFrame:
+    return pd.DataFrame({
+        "customer_id": np.tile(np.arange(n), len(dates)),
+        "as_of": np.repeat(pd.to_datetime(dates), n),
+        "label": np.tile([0, 1], n * len(dates) // 2),
+    })
+
+
+def test_time_split_holds_out_the_latest_snapshot_and_purges_overlapping_labels():
+    df = _snapshots(["2025-02-01", "2025-03-01", "2025-04-01", "2025-05-01"])
+    train, holdout = time_split(df, holdout_snapshots=1, horizon_days=30)
+    assert set(holdout["as_of"]) == {pd.Timestamp("2025-05-01")}
+    # 2025-04-01 + 30 days = 2025-05-01 <= holdout start: kept; 2025-03-01 +30 = 03-31: kept
+    assert set(train["as_of"]) == {pd.Timestamp(d) for d in ("2025-02-01", "2025-03-01", "2025-04-01")}
+    # February has 28 days: its 30-day label window runs into March, so it is purged
+    with pytest.raises(TrainingError, match="no training snapshot"):
+        time_split(_snapshots(["2025-02-01", "2025-03-01"]), holdout_snapshots=1, horizon_days=30)
+
+
+def test_time_split_needs_enough_snapshots():
+    with pytest.raises(TrainingError, match="more than 1 snapshot"):
+        time_split(_snapshots(["2025-02-01"]), holdout_snapshots=1, horizon_days=30)
+
+
+def test_gate():
+    assert gate(0.80, None, 0.01) == (True, "no champion yet")
+    assert gate(0.82, 0.80, 0.01)[0] is True
+    promoted, why = gate(0.805, 0.80, 0.01)
+    assert promoted is False and "not promoted" in why and "0.8050" in why
+
+
+def test_risk_bands():
+    p = np.array([0.05, 0.2, 0.49, 0.5, 0.9])
+    assert risk_band(p, high=0.5, medium=0.2).tolist() == ["low", "medium", "medium", "high", "high"]
+    with pytest.raises(ValueError, match="risk bands"):
+        risk_band(p, high=0.2, medium=0.5)
+
+
+def test_training_flow_registers_gates_and_rolls_back(source_data):
+    """The training flow on generated data: a model that beats chance, registry, gate, rollback."""
+    from pipeline.flows import run_training
+
+    settings = source_data
+    first = run_training(settings, RUN_DATE)["train"]
+    assert first["promoted"] and first["metrics"]["roc_auc"] > 0.65
+    assert registry.champion(settings).version == first["version"]
+
+    # the same data again: not better than the champion by the margin -> not promoted
+    strict = settings.replace(promotion_min_improvement=0.05)
+    from pipeline.flows import train_step
+
+    second = train_step(strict, "churn_training", RUN_DATE, {"path": str(next(
+        (settings.runs_dir / "churn_training" / RUN_DATE / "build_training_set").glob("*.parquet")))})
+    assert second["promoted"] is False and "not promoted" in second["decision"]
+    assert registry.champion(settings).version == first["version"]
+
+    registry.promote(settings, second["version"], "manual")
+    assert registry.champion(settings).version == second["version"]
+    assert registry.rollback(settings).version == first["version"]
+    with pytest.raises(registry.RegistryError, match="no earlier champion"):
+        registry.rollback(settings)
+    with pytest.raises(registry.RegistryError, match="not found"):
+        registry.promote(settings, "v-nope", "manual")
+
+
+def test_scoring_without_a_champion_says_what_to_do(settings, tmp_path):
+    from pipeline.score import score
+
+    with pytest.raises(registry.RegistryError, match="run the churn_training DAG"):
+        score(settings, tmp_path / "f.parquet", dt.date(2025, 7, 1), tmp_path / "s.parquet")
