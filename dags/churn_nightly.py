@@ -48,8 +48,11 @@ from pipeline.config import load_settings
     doc_md=__doc__,
     params={
         **common_params(),
-        "recipients": Param(load_settings().recipients, type="array", items={"type": "string", "format": "email"},
-                            title="Report recipients", description="Analysts who receive the drift report."),
+        # empty = the configured list, read when the task runs (a config change needs no re-parse)
+        "recipients": Param([], type="array", items={"type": "string", "format": "email"},
+                            title="Report recipients",
+                            description="Analysts who receive the drift report. Leave empty for the configured "
+                                        f"list (email_recipients, now: {', '.join(load_settings().recipients)})."),
         "send_email": Param(load_settings().email_enabled, type="boolean", title="Send the e-mail",
                             description="Switch off to run without e-mailing the report."),
         "lookback_days": Param(1, type="integer", minimum=1, maximum=31, title="Days to ingest",
@@ -98,7 +101,7 @@ def churn_nightly() -> None:
                             ssl=ssl, starttls=not ssl and not extra.get("disable_tls", False),
                             timeout=float(extra.get("timeout", 30)))
         return email_step(settings, run_date(context), drift, scores, smtp=smtp,
-                          recipients=list(context["params"]["recipients"]))
+                          recipients=list(context["params"]["recipients"]) or settings.recipients)
 
     features = validate_features(build_features(ingest_and_validate()))
     email_report(drift_report(features), score(features))

@@ -20,7 +20,8 @@ DAG_IDS = ("churn_training", "churn_nightly")
 
 
 @pytest.fixture(scope="module")
-def dagbag():
+def dagbag(airflow_db):
+    """The DAG folder parsed by Airflow (``get_dag`` reads the metadata DB, so it must exist)."""
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(str(ROOT / "dags"))
@@ -49,7 +50,7 @@ def test_dag_conventions(dagbag, dag_id):
 
 def test_nightly_schedule_and_params(dagbag):
     dag = dagbag.get_dag("churn_nightly")
-    assert dag.timetable.summary in {"@daily", "0 0 * * *"}
+    assert dag.timetable.expression in {"@daily", "0 0 * * *"}
     params = dag.params
     for name in ("recipients", "send_email", "lookback_days", "horizon_days"):
         assert name in params, name
@@ -167,10 +168,21 @@ def test_rerun_of_the_same_date_leaves_one_set_of_outputs(trained_and_scored, da
     assert len(trained_and_scored["sink"].messages) == 1, "send_email=False sends nothing"
 
 
+def _drop_not_null(conn: sqlite3.Connection, table: str) -> None:
+    """Rebuild ``table`` from its own DDL without NOT NULL: a source whose constraints are weaker
+    than our contract (the generated database declares them, so nulls could not get in)."""
+    ddl = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()[0]
+    conn.execute(f"ALTER TABLE {table} RENAME TO {table}_strict")
+    conn.execute(ddl.replace("NOT NULL", ""))
+    conn.execute(f"INSERT INTO {table} SELECT * FROM {table}_strict")
+    conn.execute(f"DROP TABLE {table}_strict")
+
+
 def _break_source(settings) -> None:
     """Corrupt the nightly window of the source: the five classic breakages."""
     with sqlite3.connect(settings.data_dir / "source.db") as conn:
         day = "2025-06-30"
+        _drop_not_null(conn, "payments")
         conn.execute("UPDATE payments SET customer_id = NULL WHERE payment_id IN "
                      "(SELECT payment_id FROM payments WHERE paid_at >= ? LIMIT 2)", (day,))
         conn.execute("UPDATE payments SET amount = -5 WHERE payment_id IN "

@@ -1,0 +1,60 @@
+"""``make bench``: run every benchmark in its own process and print its figures.
+
+    python bench/run_all.py [--customers N] [--only NAME ...]
+
+Each ``bench/bench_<name>.py`` prints its own wall time, peak memory and the targets it is
+read against. They run one after another (never in parallel: the timings are the point),
+each in a fresh interpreter so that one benchmark's peak memory is not another's.
+``--customers`` scales all of them down for a quick check (the targets are for 1,000,000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+#: name -> extra arguments at a given customer count (events scale with customers: ~100 each)
+BENCHMARKS: dict[str, object] = {
+    "generate": lambda n: ["--customers", str(n)],
+    "features": lambda n: ["--customers", str(n), "--events", str(100 * n)],
+    "drift": lambda n: ["--rows", str(n)],
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=1_000_000, help="scale (default 1,000,000)")
+    parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), help="run only these")
+    args = parser.parse_args(argv)
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
+    failed: list[str] = []
+    for name, extra in BENCHMARKS.items():
+        script = HERE / f"bench_{name}.py"
+        if args.only and name not in args.only:
+            continue
+        if not script.is_file():
+            print(f"\n### {name}: {script.name} missing", flush=True)
+            failed.append(name)
+            continue
+        cmd = [sys.executable, str(script), *extra(args.customers)]  # type: ignore[operator]
+        print(f"\n### {name}: {' '.join(cmd[1:])}", flush=True)
+        t0 = time.perf_counter()
+        rc = subprocess.run(cmd, env=env).returncode
+        print(f"### {name}: exit {rc} after {time.perf_counter() - t0:.0f} s", flush=True)
+        if rc:
+            failed.append(name)
+    if failed:
+        print(f"\nbenchmarks that failed or missed a target: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

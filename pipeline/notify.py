@@ -1,0 +1,194 @@
+"""E-mail the nightly report to analysts.
+
+No Airflow here: the DAG resolves the Airflow SMTP connection into :class:`SmtpSettings`
+and calls :func:`send_email`; everything else builds the message from plain values.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import math
+import mimetypes
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+from pipeline.drift import DriftSummary, FeatureDrift
+
+log = logging.getLogger(__name__)
+
+_CELL = 'style="border:1px solid #ccc;padding:4px 8px;text-align:left"'
+
+
+class EmailDeliveryError(RuntimeError):
+    """The SMTP server could not be reached or refused the message."""
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where and how to send: ``ssl`` is SMTPS from the start, ``starttls`` upgrades plain SMTP."""
+
+    host: str
+    port: int
+    login: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    ssl: bool = False
+    timeout: float = 30
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ValueError("SMTP host is empty")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"SMTP port must be 1-65535, got {self.port}")
+        if self.ssl and self.starttls:
+            raise ValueError("choose either ssl (SMTPS) or starttls, not both")
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def validate_recipients(recipients: list[str]) -> list[str]:
+    """Return the stripped addresses; raise ``ValueError`` if none or any lacks an '@'."""
+    cleaned = [r.strip() for r in recipients]
+    if not cleaned:
+        raise ValueError("no e-mail recipients given")
+    invalid = [r for r in cleaned if "@" not in r or any(ch in r for ch in ",;\r\n")]
+    if invalid:
+        raise ValueError(f"invalid e-mail recipient(s): {invalid}")
+    return cleaned
+
+
+def build_report_email(
+    *,
+    sender: str,
+    recipients: list[str],
+    subject: str,
+    summary_html: str,
+    attachments: list[Path],
+) -> EmailMessage:
+    """A message with the summary as inline HTML (plus a plain-text part) and the files attached.
+
+    Attachments are base64-encoded with a content type guessed from the file name
+    (``.html`` becomes ``text/html``) and keep their file name.
+    """
+    if "@" not in sender:
+        raise ValueError(f"invalid e-mail sender: {sender!r}")
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = ", ".join(validate_recipients(recipients))
+    message["Subject"] = subject
+    names = ", ".join(Path(p).name for p in attachments) or "none"
+    message.set_content(f"{subject}\n\nThis summary is HTML; open it in an HTML-capable client.\nAttached: {names}\n")
+    message.add_alternative(summary_html, subtype="html")
+    for path in attachments:
+        _attach(message, Path(path))
+    return message
+
+
+def summary_html(
+    summary: DriftSummary,
+    *,
+    logical_date: str,
+    scores_path: str | None = None,
+    n_scored: int | None = None,
+    high_risk_share: float | None = None,
+) -> str:
+    """Short inline HTML: the drift verdict, a table of drifted features, scoring counts.
+
+    Every value is escaped. Features that did not drift are summarised in one line (the
+    attached report has them all).
+    """
+    verdict = "DATASET DRIFT" if summary.dataset_drift else "no dataset drift"
+    drifted = summary.drifted_features
+    parts = [
+        f"<h2>Churn nightly report: {_esc(logical_date)}</h2>",
+        f"<p><b>Data drift: {_esc(verdict)}</b>. {len(drifted)} of {len(summary.features)} features "
+        f"drifted (share {summary.drift_share:.0%}); {summary.n_current:,} current rows compared with "
+        f"{summary.n_reference:,} reference rows.</p>",
+        _drift_table(drifted) if drifted else "<p>No feature drifted.</p>",
+        _stable_line(summary),
+        _scoring_html(scores_path, n_scored, high_risk_share),
+        "<p>The full Evidently report is attached.</p>",
+    ]
+    return "\n".join(p for p in parts if p)
+
+
+def send_email(message: EmailMessage, smtp: SmtpSettings) -> None:
+    """Send ``message`` through ``smtp``; raise :class:`EmailDeliveryError` naming host:port."""
+    client_class = smtplib.SMTP_SSL if smtp.ssl else smtplib.SMTP
+    try:
+        with client_class(smtp.host, smtp.port, timeout=smtp.timeout) as client:
+            if smtp.starttls:
+                client.starttls(context=ssl.create_default_context())
+            if smtp.login:
+                client.login(smtp.login, smtp.password or "")
+            refused = client.send_message(message)
+    except OSError as exc:  # smtplib.SMTPException is an OSError too
+        raise EmailDeliveryError(f"sending e-mail via SMTP {smtp.address} failed: {exc!r}") from exc
+    if refused:
+        log.warning("SMTP %s refused some recipients: %s", smtp.address, sorted(refused))
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _attach(message: EmailMessage, path: Path) -> None:
+    content_type, _ = mimetypes.guess_type(path.name)
+    maintype, subtype = (content_type or "application/octet-stream").split("/", 1)
+    # our text artifacts are UTF-8; without the charset, readers decode them as ASCII (mojibake)
+    params = {"charset": "utf-8"} if maintype == "text" else None
+    message.add_attachment(path.read_bytes(), maintype=maintype, subtype=subtype, filename=path.name, params=params)
+
+
+def _drift_table(features: list[FeatureDrift]) -> str:
+    header = "".join(f"<th {_CELL}>{h}</th>" for h in ("Feature", "Type", "Test", "Statistic", "Threshold", "PSI"))
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td {_CELL}>{_esc(v)}</td>"
+            for v in (f.column, f.kind, f.method, _num(f.statistic), _num(f.threshold), _num(f.psi))
+        )
+        + "</tr>"
+        for f in sorted(features, key=_by_psi_descending)
+    )
+    return f'<table style="border-collapse:collapse"><tr>{header}</tr>{rows}</table>'
+
+
+def _stable_line(summary: DriftSummary) -> str:
+    stable = [f for f in summary.features if not f.drifted]
+    with_psi = [f for f in stable if not math.isnan(f.psi)]
+    if not with_psi:
+        return f"<p>Features without drift: {len(stable)}.</p>" if stable else ""
+    top = max(with_psi, key=lambda f: f.psi)
+    return (
+        f"<p>Features without drift: {len(stable)}; largest PSI among them: "
+        f"{_esc(top.column)} ({_num(top.psi)}).</p>"
+    )
+
+
+def _scoring_html(scores_path: str | None, n_scored: int | None, high_risk_share: float | None) -> str:
+    items = []
+    if n_scored is not None:
+        items.append(f"<li>Customers scored: {n_scored:,}</li>")
+    if high_risk_share is not None:
+        items.append(f"<li>High-risk share: {high_risk_share:.1%}</li>")
+    if scores_path is not None:
+        items.append(f"<li>Scores: <code>{_esc(scores_path)}</code></li>")
+    return f"<h3>Scoring</h3><ul>{''.join(items)}</ul>" if items else ""
+
+
+def _by_psi_descending(feature: FeatureDrift) -> float:
+    return math.inf if math.isnan(feature.psi) else -feature.psi
+
+
+def _num(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3g}"
+
+
+def _esc(value: object) -> str:
+    return html.escape(str(value))

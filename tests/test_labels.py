@@ -1,0 +1,126 @@
+"""Tests of pipeline.labels: half-open label windows, population, completeness, inactivity,
+and the choice of training snapshot dates."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from pipeline import features as F
+from pipeline.config import Settings, load_settings
+from pipeline.labels import (
+    IncompleteLabelWindowError,
+    build_labels,
+    month_starts,
+    training_snapshot_dates,
+)
+from pipeline.lake import write_window
+from pipeline.schemas import LAKE_TABLES
+
+T = pd.Timestamp
+AS_OF = dt.date(2024, 6, 1)
+A = T(AS_OF)
+DAY = pd.Timedelta(days=1)
+DATA_END = dt.date(2024, 9, 1)
+
+
+def write(settings: Settings, table: str, rows: list[dict[str, Any]]) -> None:
+    schema, _ = LAKE_TABLES[table]
+    frame = pa.Table.from_pylist(rows, schema=schema).to_pandas()
+    write_window(settings, table, frame, dt.date(2023, 1, 1), DATA_END)
+
+
+def customers(settings: Settings, n: int) -> None:
+    write(settings, "customers", [
+        dict(customer_id=i, signup_date=T("2024-01-01"), birth_year=1990, gender="F", region="north",
+             acquisition_channel="organic", updated_at=T("2024-01-01"))
+        for i in range(1, n + 1)
+    ])
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(config_file=None, data_dir=tmp_path)
+
+
+def labels_of(df: pd.DataFrame, as_of: dt.date = AS_OF) -> dict[int, int]:
+    rows = df[df["as_of"] == T(as_of)]
+    return dict(zip(rows["customer_id"].tolist(), rows["label"].tolist(), strict=True))
+
+
+def test_cancellation_window_is_half_open_and_cancelled_customers_are_not_rows(settings: Settings) -> None:
+    customers(settings, 6)
+    write(settings, "cancellations", [
+        dict(customer_id=1, cancelled_at=A, reason="price"),  # at as_of: inside
+        dict(customer_id=2, cancelled_at=A + 30 * DAY - pd.Timedelta(microseconds=1), reason="price"),  # last instant
+        dict(customer_id=3, cancelled_at=A + 30 * DAY, reason="price"),  # at as_of + horizon: outside
+        dict(customer_id=4, cancelled_at=A - pd.Timedelta(seconds=1), reason="price"),  # already gone
+        dict(customer_id=5, cancelled_at=A + 60 * DAY, reason="price"),
+    ])
+    df = build_labels(settings, [AS_OF], horizon_days=30, data_end=DATA_END)
+    assert list(df.columns) == ["customer_id", "as_of", "label"] and df["label"].dtype == "int8"
+    assert labels_of(df) == {1: 1, 2: 1, 3: 0, 5: 0, 6: 0}
+
+
+def test_labels_rows_are_the_feature_population_for_many_dates(settings: Settings) -> None:
+    customers(settings, 4)
+    write(settings, "cancellations", [dict(customer_id=2, cancelled_at=A + 40 * DAY, reason="other")])
+    dates = [AS_OF, dt.date(2024, 7, 1)]
+    labels = build_labels(settings, dates, horizon_days=30, data_end=DATA_END)
+    features = F.build_features(settings, dates)
+    pd.testing.assert_frame_equal(labels[["customer_id", "as_of"]], features[["customer_id", "as_of"]])
+    assert labels_of(labels, AS_OF)[2] == 0 and labels_of(labels, dt.date(2024, 7, 1))[2] == 1
+
+
+def test_incomplete_label_window_raises(settings: Settings) -> None:
+    customers(settings, 1)
+    last_ok = dt.date(2024, 8, 2)  # + 30 days == data_end
+    assert len(build_labels(settings, [last_ok], horizon_days=30, data_end=DATA_END)) == 1
+    with pytest.raises(IncompleteLabelWindowError, match="2024-08-03"):
+        build_labels(settings, [AS_OF, dt.date(2024, 8, 3)], horizon_days=30, data_end=DATA_END)
+    with pytest.raises(IncompleteLabelWindowError):
+        build_labels(settings, [dt.date(2024, 8, 20)], horizon_days=7, data_end=DATA_END,
+                     kind="inactivity", inactivity_days=30)
+    with pytest.raises(ValueError, match="unknown label kind"):
+        build_labels(settings, [AS_OF], horizon_days=30, data_end=DATA_END, kind="churn")  # type: ignore[arg-type]
+
+
+def test_inactivity_label(settings: Settings) -> None:
+    customers(settings, 5)
+    write(settings, "events", [
+        dict(customer_id=1, event_ts=A, event_type="login"),  # active at the first instant
+        dict(customer_id=3, event_ts=A + 30 * DAY, event_type="login"),  # just after the window
+        dict(customer_id=3, event_ts=A - DAY, event_type="login"),  # before as_of: does not count
+    ])
+    write(settings, "payments", [
+        dict(payment_id=1, customer_id=2, paid_at=A + 29 * DAY, amount=9.99, status="success"),
+        dict(payment_id=2, customer_id=4, paid_at=A + 5 * DAY, amount=9.99, status="failed"),
+    ])
+    df = build_labels(settings, [AS_OF], horizon_days=90, data_end=dt.date(2024, 7, 1),
+                      kind="inactivity", inactivity_days=30)
+    assert labels_of(df) == {1: 0, 2: 0, 3: 1, 4: 1, 5: 1}
+
+
+def test_month_starts() -> None:
+    assert month_starts(dt.date(2023, 11, 15), dt.date(2024, 2, 1)) == [
+        dt.date(2023, 12, 1), dt.date(2024, 1, 1), dt.date(2024, 2, 1)]
+    assert month_starts(dt.date(2024, 1, 1), dt.date(2024, 1, 31)) == [dt.date(2024, 1, 1)]
+    assert month_starts(dt.date(2024, 1, 2), dt.date(2024, 1, 31)) == []
+
+
+def test_training_snapshot_dates() -> None:
+    start, end = dt.date(2023, 1, 1), dt.date(2024, 1, 15)
+    # label windows must end by 2024-01-15: the latest usable month start is 2023-12-01
+    assert training_snapshot_dates(start, end, 3, 30) == [
+        dt.date(2023, 10, 1), dt.date(2023, 11, 1), dt.date(2023, 12, 1)]
+    # 90 days of history: 2023-04-01 is the first full one; shorter history only fills up
+    assert training_snapshot_dates(start, dt.date(2023, 6, 1), 6, 30)[:2] == [
+        dt.date(2023, 2, 1), dt.date(2023, 3, 1)]
+    assert training_snapshot_dates(start, dt.date(2023, 6, 1), 2, 30) == [dt.date(2023, 4, 1), dt.date(2023, 5, 1)]
+    with pytest.raises(ValueError):
+        training_snapshot_dates(start, dt.date(2023, 1, 20), 1, 30)
