@@ -52,6 +52,22 @@ class Settings:
     risk_band_high: float = 0.5
     risk_band_medium: float = 0.2
 
+    # --- training: candidates, search, calibration, campaign threshold ----------------
+    #: candidate families tried by each training run (logreg, random_forest, xgboost, *_smote)
+    candidates: str = "logreg,random_forest,xgboost,xgboost_smote"
+    #: randomized-search draws per candidate family (the first draw is the default config)
+    search_iterations: int = 2
+    #: expanding-window time folds (latest training-side snapshots as validation)
+    cv_folds: int = 2
+    #: probability calibration on the latest training-side snapshot: isotonic | sigmoid
+    calibration: str = "isotonic"
+    #: campaign economics for the decision threshold (see pipeline.evaluate.Campaign)
+    campaign_customer_value: float = 200.0
+    campaign_save_rate: float = 0.3
+    campaign_contact_cost: float = 5.0
+    #: most customers contacted per scoring run (0: no limit)
+    campaign_daily_capacity: int = 0
+
     # --- monitoring --------------------------------------------------------------------
     #: rows sampled from each side for the visual Evidently report (statistics use all rows)
     drift_report_sample_rows: int = 20_000

@@ -81,59 +81,196 @@ def time_split(df: pd.DataFrame, holdout_snapshots: int, horizon_days: int) -> t
 
 
 # -------------------------------------------------------------------------- model
-def build_pipeline(settings: Settings, numeric: list[str], categorical: list[str]):
-    """Preprocessing + XGBoost classifier as one scikit-learn pipeline."""
+#: randomized-search spaces per candidate family (step names of the pipelines below)
+SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
+    "logreg": {"model__C": [1.0, 0.01, 0.1, 10.0]},
+    "random_forest": {"model__min_samples_leaf": [20, 5, 50], "model__max_depth": [None, 8, 12],
+                      "model__max_features": ["sqrt", 0.5]},
+    "xgboost": {"model__max_depth": [4, 3, 6], "model__learning_rate": [0.05, 0.1, 0.03],
+                "model__min_child_weight": [5, 1, 10], "model__subsample": [0.8, 0.7, 1.0]},
+}
+SEARCH_SPACES["logreg_smote"] = {**SEARCH_SPACES["logreg"], "smote__k_neighbors": [5, 10]}
+SEARCH_SPACES["xgboost_smote"] = {**SEARCH_SPACES["xgboost"], "smote__k_neighbors": [5, 10]}
+EARLY_STOPPING_ROUNDS = 30
+
+
+def _preprocessor(numeric: list[str], categorical: list[str], *, scale: bool):
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder
-    from xgboost import XGBClassifier
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    prep = ColumnTransformer(
-        [
-            ("num", SimpleImputer(strategy="median"), numeric),
-            (
-                "cat",
-                Pipeline(
-                    [
-                        ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
-                        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-                    ]
-                ),
-                categorical,
-            ),
-        ],
-        verbose_feature_names_out=False,
-    )
-    model = XGBClassifier(
-        n_estimators=settings.xgb_n_estimators,
-        max_depth=settings.xgb_max_depth,
-        learning_rate=settings.xgb_learning_rate,
-        subsample=0.8,
-        colsample_bytree=0.8,
-        min_child_weight=5,
-        tree_method="hist",
-        eval_metric="aucpr",
-        n_jobs=settings.n_jobs,
-        random_state=settings.random_seed,
-    )
+    num = Pipeline([("impute", SimpleImputer(strategy="median"))] + ([("scale", StandardScaler())] if scale else []))
+    cat = Pipeline([("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+                    ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False))])
+    return ColumnTransformer([("num", num, numeric), ("cat", cat, categorical)], verbose_feature_names_out=False)
+
+
+def build_pipeline(settings: Settings, numeric: list[str], categorical: list[str], name: str = "xgboost",
+                   pos_weight: float = 1.0):
+    """Preprocessing + one candidate classifier as one pipeline.
+
+    ``*_smote`` candidates are imbalanced-learn pipelines: SMOTE runs inside ``fit`` only,
+    so it resamples training folds and never touches validation or holdout rows.
+    """
+    from sklearn.pipeline import Pipeline
+
+    family = name.removesuffix("_smote")
+    if family == "logreg":
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(class_weight=None if name.endswith("_smote") else "balanced", max_iter=2000)
+    elif family == "random_forest":
+        from sklearn.ensemble import RandomForestClassifier
+
+        model = RandomForestClassifier(n_estimators=200, min_samples_leaf=20, class_weight="balanced_subsample",
+                                       n_jobs=settings.n_jobs, random_state=settings.random_seed)
+    elif family == "xgboost":
+        from xgboost import XGBClassifier
+
+        model = XGBClassifier(
+            n_estimators=settings.xgb_n_estimators, max_depth=settings.xgb_max_depth,
+            learning_rate=settings.xgb_learning_rate, subsample=0.8, colsample_bytree=0.8, min_child_weight=5,
+            scale_pos_weight=1.0 if name.endswith("_smote") else pos_weight, tree_method="hist",
+            eval_metric="aucpr", n_jobs=settings.n_jobs, random_state=settings.random_seed,
+        )
+    else:
+        raise TrainingError(f"unknown candidate {name!r}: choose from {', '.join(SEARCH_SPACES)}")
+    prep = _preprocessor(numeric, categorical, scale=family == "logreg")
+    if name.endswith("_smote"):
+        from imblearn.over_sampling import SMOTE
+        from imblearn.pipeline import Pipeline as ImbPipeline
+
+        return ImbPipeline([("prep", prep), ("smote", SMOTE(random_state=settings.random_seed)), ("model", model)])
     return Pipeline([("prep", prep), ("model", model)])
 
 
-def evaluate(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+def _fit(pipe, X: pd.DataFrame, y: np.ndarray, eval_set: tuple[pd.DataFrame, np.ndarray] | None = None) -> int | None:
+    """Fit ``pipe``; an XGBoost model with an ``eval_set`` stops early on it. Returns the best iteration."""
+    from sklearn.base import clone
 
-    y_true = np.asarray(y_true)
-    if len(np.unique(y_true)) < 2:
+    model = pipe.named_steps["model"]
+    if eval_set is None or type(model).__name__ != "XGBClassifier":
+        pipe.fit(X, y)
+        return None
+    prep = clone(pipe.named_steps["prep"]).fit(X, y)  # the same deterministic fit the pipeline repeats
+    pipe.set_params(model__early_stopping_rounds=EARLY_STOPPING_ROUNDS)
+    pipe.fit(X, y, model__eval_set=[(prep.transform(eval_set[0]), eval_set[1])], model__verbose=False)
+    pipe.set_params(model__early_stopping_rounds=None)
+    return int(pipe.named_steps["model"].best_iteration)
+
+
+def time_folds(as_of: pd.Series, n_folds: int, horizon_days: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Expanding-window folds over snapshot dates, never shuffled: each of the latest
+    ``n_folds`` dates validates a model trained on the earlier dates whose label window
+    closed before it (the purge rule of :func:`time_split`)."""
+    as_of = pd.to_datetime(pd.Series(as_of)).reset_index(drop=True)
+    dates = sorted(as_of.unique())
+    folds = []
+    for date in dates[-n_folds:]:
+        train_idx = np.flatnonzero((as_of + pd.Timedelta(days=horizon_days) <= date).to_numpy())
+        if len(train_idx):
+            folds.append((train_idx, np.flatnonzero((as_of == date).to_numpy())))
+    if not folds:
+        raise TrainingError(f"no time-based CV fold possible over snapshots {[str(d)[:10] for d in dates]}: "
+                            "add snapshots (training_snapshots)")
+    return folds
+
+
+@dataclass
+class Trial:
+    candidate: str
+    params: dict[str, Any]
+    cv_roc_auc: float
+    cv_pr_auc: float
+    best_iterations: list[int]
+
+
+def search(settings: Settings, X: pd.DataFrame, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
+           numeric: list[str], categorical: list[str]) -> list[Trial]:
+    """Bounded randomized search: ``search_iterations`` draws per candidate family, each
+    scored by mean ROC-AUC over ``folds``. The first draw of a family is its default."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+    from sklearn.model_selection import ParameterSampler
+
+    names = [c.strip() for c in settings.candidates.split(",") if c.strip()]
+    trials = []
+    for name in names:
+        space = SEARCH_SPACES.get(name)
+        if space is None:
+            raise TrainingError(f"unknown candidate {name!r} in settings.candidates: choose from {', '.join(SEARCH_SPACES)}")
+        draws = [{k: v[0] for k, v in space.items()}]
+        draws += list(ParameterSampler(space, n_iter=max(0, settings.search_iterations - 1),
+                                       random_state=settings.random_seed))
+        for params in draws[: max(1, settings.search_iterations)]:
+            aucs, aps, its = [], [], []
+            for tr, va in folds:
+                ytr = y[tr]
+                pipe = build_pipeline(settings, numeric, categorical, name, _pos_weight(ytr)).set_params(**params)
+                it = _fit(pipe, X.iloc[tr], ytr, (X.iloc[va], y[va]))
+                p = pipe.predict_proba(X.iloc[va])[:, 1]
+                aucs.append(roc_auc_score(y[va], p))
+                aps.append(average_precision_score(y[va], p))
+                if it is not None:
+                    its.append(it)
+            trials.append(Trial(name, params, float(np.mean(aucs)), float(np.mean(aps)), its))
+            log.info("search %s %s: CV ROC-AUC %.4f PR-AUC %.4f", name, params, trials[-1].cv_roc_auc, trials[-1].cv_pr_auc)
+    return trials
+
+
+def _pos_weight(y: np.ndarray) -> float:
+    pos = float(np.sum(y))
+    return (len(y) - pos) / pos if pos else 1.0
+
+
+def fit_calibrated(settings: Settings, best: Trial, X: pd.DataFrame, y: np.ndarray, fit_idx: np.ndarray,
+                   cal_idx: np.ndarray, numeric: list[str], categorical: list[str]):
+    """Fit the chosen candidate on ``fit_idx`` and calibrate its probabilities on ``cal_idx``.
+
+    XGBoost uses the median early-stopping iteration found in the CV folds. The result is a
+    ``CalibratedClassifierCV`` around the frozen pipeline: ``predict_proba`` on raw features.
+    """
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    if settings.calibration not in ("isotonic", "sigmoid"):
+        raise TrainingError(f"calibration must be 'isotonic' or 'sigmoid', got {settings.calibration!r}")
+    pipe = build_pipeline(settings, numeric, categorical, best.candidate, _pos_weight(y[fit_idx]))
+    pipe.set_params(**best.params)
+    if best.best_iterations:
+        pipe.set_params(model__n_estimators=max(10, int(np.median(best.best_iterations)) + 1))
+    _fit(pipe, X.iloc[fit_idx], y[fit_idx])
+    calibrated = CalibratedClassifierCV(FrozenEstimator(pipe), method=settings.calibration)
+    calibrated.fit(X.iloc[cal_idx], y[cal_idx])
+    return calibrated
+
+
+def feature_importances(model, X: pd.DataFrame, y: np.ndarray, seed: int) -> pd.Series:
+    """Permutation importance (drop in ROC-AUC) of each raw input column, on ``X``."""
+    from sklearn.inspection import permutation_importance
+
+    n = min(len(X), 3000)
+    idx = np.random.default_rng(seed).choice(len(X), n, replace=False) if n < len(X) else np.arange(n)
+    result = permutation_importance(model, X.iloc[idx], y[idx], scoring="roc_auc", n_repeats=3,
+                                    random_state=seed, n_jobs=1)
+    return pd.Series(result.importances_mean, index=X.columns).sort_values(ascending=False)
+
+
+def campaign_for(settings: Settings, scoring_runs: int = 1):
+    from pipeline.evaluate import Campaign
+
+    return Campaign(customer_value=settings.campaign_customer_value, save_rate=settings.campaign_save_rate,
+                    contact_cost=settings.campaign_contact_cost,
+                    capacity=settings.campaign_daily_capacity * scoring_runs)
+
+
+def evaluate(y_true: np.ndarray, proba: np.ndarray, campaign=None) -> dict[str, Any]:
+    """Every holdout metric (see :func:`pipeline.evaluate.full_report`)."""
+    from pipeline.evaluate import Campaign, full_report
+
+    if len(np.unique(np.asarray(y_true))) < 2:
         raise TrainingError("holdout has a single class; ROC-AUC is undefined (add snapshots or customers)")
-    return {
-        "roc_auc": float(roc_auc_score(y_true, proba)),
-        "pr_auc": float(average_precision_score(y_true, proba)),
-        "brier": float(brier_score_loss(y_true, proba)),
-        "base_rate": float(np.mean(y_true)),
-        "n": int(len(y_true)),
-        "n_positive": int(np.sum(y_true)),
-    }
+    return full_report(y_true, proba, campaign or Campaign())
 
 
 @dataclass(frozen=True)
@@ -148,7 +285,7 @@ class TrainResult:
         return {
             "version": self.version,
             "path": str(self.path),
-            "metrics": self.metrics,
+            "metrics": {k: v for k, v in self.metrics.items() if k != "calibration_curve"},
             "promoted": self.promoted,
             "decision": self.decision,
         }
@@ -177,82 +314,169 @@ def gate(candidate_auc: float, champion_auc: float | None, min_improvement: floa
     )
 
 
-def train(settings: Settings, training_set: Path, *, min_improvement: float = 0.0) -> TrainResult:
-    """Fit on the earlier snapshots, evaluate on the latest, register, and gate promotion."""
-    from pipeline.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+def select_and_fit(settings: Settings, X: pd.DataFrame, y: np.ndarray, folds, fit_idx, cal_idx,
+                   numeric: list[str], categorical: list[str]):
+    """Search the candidates on ``folds``, then fit and calibrate the best one."""
+    trials = search(settings, X, y, folds, numeric, categorical)
+    best = max(trials, key=lambda t: t.cv_roc_auc)
+    log.info("best candidate: %s %s (CV ROC-AUC %.4f)", best.candidate, best.params, best.cv_roc_auc)
+    return fit_calibrated(settings, best, X, y, fit_idx, cal_idx, numeric, categorical), best, trials
+
+
+def register(settings: Settings, model, *, metrics: dict[str, Any], params: dict[str, Any],
+             reference: pd.DataFrame, importances: pd.Series, y_holdout: np.ndarray, p_holdout: np.ndarray,
+             trials: list[Trial], best: Trial, promote_against: pd.DataFrame | None = None,
+             min_improvement: float = 0.0) -> TrainResult:
+    """Build a version folder (model, params, metrics, reference, importances, model card),
+    publish it, log the experiment, and gate promotion (``promote_against``: the holdout
+    features the champion is scored on; None registers without promoting)."""
     import joblib
 
-    df = pd.read_parquet(training_set)
-    train_df, holdout = time_split(df, settings.holdout_snapshots, settings.horizon_days)
-    features = NUMERIC_FEATURES + CATEGORICAL_FEATURES
-    log.info("train: %d rows (%s .. %s), holdout %d rows (%s)", len(train_df),
-             train_df["as_of"].min(), train_df["as_of"].max(), len(holdout), holdout["as_of"].max())
-
-    pipe = build_pipeline(settings, NUMERIC_FEATURES, CATEGORICAL_FEATURES)
-    pipe.fit(train_df[features], train_df[LABEL].to_numpy())
-    proba = pipe.predict_proba(holdout[features])[:, 1]
-    metrics = evaluate(holdout[LABEL].to_numpy(), proba)
-    metrics.update(
-        train_rows=len(train_df),
-        train_snapshots=sorted(pd.to_datetime(train_df["as_of"]).dt.date.astype(str).unique().tolist()),
-        holdout_snapshots=sorted(pd.to_datetime(holdout["as_of"]).dt.date.astype(str).unique().tolist()),
-    )
-
-    champ = registry.champion(settings)
-    champion_auc = None
-    if champ is not None:
-        champ_proba = champ.load().predict_proba(holdout[features])[:, 1]
-        champion_auc = evaluate(holdout[LABEL].to_numpy(), champ_proba)["roc_auc"]
-        metrics["champion_version"] = champ.version
-        metrics["champion_roc_auc_same_holdout"] = champion_auc
+    from pipeline import experiments
+    from pipeline.model_card import model_card_html
 
     version = registry.new_version_id()
+    promoted, decision = False, "registered only (not a candidate for champion)"
+    if promote_against is not None:
+        champ = registry.champion(settings)
+        champion_auc = None
+        if champ is not None:
+            champ_proba = champ.load().predict_proba(promote_against)[:, 1]
+            champion_auc = evaluate(y_holdout, champ_proba)["roc_auc"]
+            metrics["champion_version"] = champ.version
+            metrics["champion_roc_auc_same_holdout"] = champion_auc
+        promoted, decision = gate(metrics["roc_auc"], champion_auc, min_improvement)
+    metrics["promotion_decision"] = decision
     stage = registry.staging_dir(settings, version)
-    joblib.dump(pipe, stage / "model.joblib")
-    write_text(json.dumps(metrics, indent=2), stage / "metrics.json")
-    params = {
-        "model": "xgboost",
-        "xgboost": pipe.named_steps["model"].get_params(),
-        "numeric_features": NUMERIC_FEATURES,
-        "categorical_features": CATEGORICAL_FEATURES,
-        "horizon_days": settings.horizon_days,
-        "training_set": str(training_set),
+    joblib.dump(model, stage / "model.joblib")
+    write_text(json.dumps(metrics, indent=2, default=str), stage / "metrics.json")
+    write_text(json.dumps(params, indent=2, default=str), stage / "params.json")
+    write_parquet(reference.reset_index(drop=True), stage / "reference.parquet")
+    write_parquet(importances.rename("importance").rename_axis("feature").reset_index(), stage / "importances.parquet")
+    write_text(model_card_html(version, metrics, params, y_holdout, p_holdout, importances), stage / "model_card.html")
+    mv = registry.publish(settings, version)
+    experiments.append(settings, version, trials, best, metrics, promoted)
+    if promoted:
+        registry.promote(settings, version, decision)
+    log.info("train: %s ROC-AUC %.4f PR-AUC %.4f ECE %.4f threshold %.3f (expected value %.0f; F1-optimal %.3f "
+             "worth %.0f) -> %s", version, metrics["roc_auc"], metrics["pr_auc"], metrics["ece"],
+             metrics["threshold"], metrics["expected_value"], metrics["f1_optimal"]["threshold"],
+             metrics["f1_optimal"]["expected_value"], decision)
+    return TrainResult(version, mv.path, metrics, promoted, decision)
+
+
+def _base_params(best: Trial, numeric: list[str], categorical: list[str], settings: Settings) -> dict[str, Any]:
+    return {
+        "model": best.candidate,
+        "search_params": best.params,
+        "cv_roc_auc": best.cv_roc_auc,
+        "calibration": settings.calibration,
+        "numeric_features": numeric,
+        "categorical_features": categorical,
         "code_version": _code_version(),
         "python": platform.python_version(),
         "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(),
     }
-    write_text(json.dumps(params, indent=2, default=str), stage / "params.json")
+
+
+def train(settings: Settings, training_set: Path, *, min_improvement: float = 0.0) -> TrainResult:
+    """Search candidates with time-based CV, fit + calibrate the best, evaluate on the latest
+    snapshots (out of time), register, and gate promotion."""
+    from pipeline.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+
+    df = pd.read_parquet(training_set)
+    train_df, holdout = time_split(df, settings.holdout_snapshots, settings.horizon_days)
+    train_df = train_df.reset_index(drop=True)
+    numeric, categorical = list(NUMERIC_FEATURES), list(CATEGORICAL_FEATURES)
+    features = numeric + categorical
+    log.info("train: %d rows (%s .. %s), holdout %d rows (%s)", len(train_df),
+             train_df["as_of"].min(), train_df["as_of"].max(), len(holdout), holdout["as_of"].max())
+    X, y = train_df[features], train_df[LABEL].to_numpy()
+    folds = time_folds(train_df["as_of"], settings.cv_folds, settings.horizon_days)
+    fit_idx, cal_idx = folds[-1]  # calibrate on the latest training-side snapshot
+    model, best, trials = select_and_fit(settings, X, y, folds, fit_idx, cal_idx, numeric, categorical)
+
+    y_hold = holdout[LABEL].to_numpy()
+    proba = model.predict_proba(holdout[features])[:, 1]
+    holdout_dates = sorted(pd.to_datetime(holdout["as_of"]).dt.date.astype(str).unique().tolist())
+    metrics = evaluate(y_hold, proba, campaign_for(settings, len(holdout_dates)))
+    metrics.update(
+        model=best.candidate,
+        train_rows=len(train_df),
+        train_snapshots=sorted(pd.to_datetime(train_df["as_of"]).dt.date.astype(str).unique().tolist()),
+        holdout_snapshots=holdout_dates,
+    )
+    params = {**_base_params(best, numeric, categorical, settings), "horizon_days": settings.horizon_days,
+              "training_set": str(training_set),
+              "training_window": {"first_snapshot": metrics["train_snapshots"][0],
+                                  "last_snapshot": metrics["train_snapshots"][-1],
+                                  "holdout": holdout_dates}}
     n_ref = min(settings.reference_sample_rows, len(train_df))
     reference = train_df.sample(n=n_ref, random_state=settings.random_seed) if n_ref < len(train_df) else train_df
-    write_parquet(reference[ID_COLUMNS + features].reset_index(drop=True), stage / "reference.parquet")
-    write_text(_model_card(version, metrics, params), stage / "model_card.md")
-    mv = registry.publish(settings, version)
-
-    promoted, decision = gate(metrics["roc_auc"], champion_auc, min_improvement)
-    if promoted:
-        registry.promote(settings, version, decision)
-    log.info("train: %s ROC-AUC %.4f PR-AUC %.4f -> %s", version, metrics["roc_auc"], metrics["pr_auc"], decision)
-    return TrainResult(version, mv.path, metrics, promoted, decision)
+    importances = feature_importances(model, holdout[features], y_hold, settings.random_seed)
+    return register(settings, model, metrics=metrics, params=params, reference=reference[ID_COLUMNS + features],
+                    importances=importances, y_holdout=y_hold, p_holdout=proba, trials=trials, best=best,
+                    promote_against=holdout[features], min_improvement=min_improvement)
 
 
-def _model_card(version: str, metrics: dict[str, Any], params: dict[str, Any]) -> str:
-    return "\n".join(
-        [
-            f"# Model card: {version}",
-            "",
-            "Predicts the probability that an active customer cancels within the next "
-            f"{params['horizon_days']} days.",
-            "",
-            "| metric (out-of-time holdout) | value |",
-            "|---|---|",
-            *[f"| {k} | {v:.4f} |" for k, v in metrics.items() if isinstance(v, float)],
-            f"| rows | {metrics['n']} |",
-            "",
-            f"Training snapshots: {', '.join(metrics['train_snapshots'])}  ",
-            f"Holdout snapshots: {', '.join(metrics['holdout_snapshots'])}  ",
-            f"Code version: {params['code_version']}",
-        ]
-    )
+# -------------------------------------------------------------------- any table
+def infer_columns(df: pd.DataFrame, max_unique_share: float = 0.5) -> tuple[list[str], list[str], list[str]]:
+    """Numeric and categorical feature columns of a table, and the free-text-like columns
+    (text with more distinct values than ``max_unique_share`` of the rows) left out."""
+    numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+    rest = [c for c in df.columns if c not in numeric]
+    dropped = [c for c in rest if df[c].nunique() > max_unique_share * len(df)]
+    return numeric, [c for c in rest if c not in dropped], dropped
+
+
+def train_table(settings: Settings, csv: Path, label: str, *, id_column: str | None = None,
+                drop: Sequence[str] = (), test_size: float = 0.25) -> TrainResult:
+    """Train on any labelled customer table: infer columns, search the candidates with
+    stratified CV, calibrate, evaluate on a stratified, seeded held-out split and register
+    the model (with its model card) without making it the champion."""
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    csv = Path(csv)
+    if not csv.is_file():
+        raise TrainingError(f"{csv} does not exist: pass the path of a CSV file with --csv")
+    df = pd.read_csv(csv)
+    missing = [c for c in [label, id_column, *drop] if c and c not in df.columns]
+    if missing:
+        raise TrainingError(f"{csv} has no column(s) {missing}; its columns are {list(df.columns)}")
+    values = set(df[label].dropna().unique().tolist())
+    if not values <= {0, 1}:
+        raise TrainingError(f"label {label!r} must be 0/1 (or true/false), got values {sorted(map(str, values))[:10]}")
+    df = df.dropna(subset=[label]).reset_index(drop=True)
+    y_all = df[label].astype(int).to_numpy()
+    if len(np.unique(y_all)) < 2:
+        raise TrainingError(f"label {label!r} has a single class; nothing to learn")
+    X_all = df.drop(columns=[c for c in [label, id_column, *drop] if c])
+    numeric, categorical, dropped = infer_columns(X_all)
+    if dropped:
+        log.warning("train-table: left out text-like columns with mostly unique values: %s", dropped)
+    features = numeric + categorical
+    if not features:
+        raise TrainingError(f"{csv} has no feature columns besides the label and id")
+    X_all = X_all[features]
+    tr, te = train_test_split(np.arange(len(df)), test_size=test_size, stratify=y_all,
+                              random_state=settings.random_seed)
+    X, y = X_all.iloc[tr].reset_index(drop=True), y_all[tr]
+    skf = StratifiedKFold(n_splits=max(2, settings.cv_folds + 1), shuffle=True, random_state=settings.random_seed)
+    folds = list(skf.split(X, y))
+    fit_idx, cal_idx = folds[-1]
+    model, best, trials = select_and_fit(settings, X, y, folds, fit_idx, cal_idx, numeric, categorical)
+    X_te, y_te = X_all.iloc[te], y_all[te]
+    proba = model.predict_proba(X_te)[:, 1]
+    metrics = evaluate(y_te, proba, campaign_for(settings))
+    metrics.update(model=best.candidate, train_rows=len(tr), source=str(csv))
+    params = {**_base_params(best, numeric, categorical, settings), "source_csv": str(csv.resolve()),
+              "label": label, "id_column": id_column, "dropped_columns": [*drop, *dropped],
+              "training_window": {"rows": len(tr), "held_out_rows": len(te), "split": "stratified, seeded"}}
+    n_ref = min(settings.reference_sample_rows, len(X))
+    importances = feature_importances(model, X_te, y_te, settings.random_seed)
+    return register(settings, model, metrics=metrics, params=params,
+                    reference=X.sample(n=n_ref, random_state=settings.random_seed), importances=importances,
+                    y_holdout=y_te, p_holdout=proba, trials=trials, best=best)
 
 
 def snapshot_plan(settings: Settings, data_start: dt.date, data_end: dt.date) -> list[dt.date]:
