@@ -9,7 +9,9 @@ Weekly (and on demand) retraining of the churn model.
    quarantined with their reason; a failing batch stops the run here.
 3. **build_training_set** - point-in-time features at month-start snapshots and their labels.
 4. **validate_features** - the feature table's expectation suite.
-5. **train** - XGBoost pipeline, out-of-time holdout, registry, champion gate.
+5. **train** - candidates (logistic regression, random forest, XGBoost, SMOTE variants) searched
+   with expanding-window time CV, the best calibrated, evaluated out of time on the latest
+   snapshot, a campaign-value threshold, registry with model card, champion gate.
 
 Tasks exchange only paths and counts through XCom.
 """
@@ -55,6 +57,12 @@ from pipeline.config import load_settings
                                            minimum=0, maximum=0.2, title="Promotion margin (ROC-AUC)",
                                            description="A new model replaces the champion only if it beats it "
                                                        "by this much on the same holdout."),
+        "search_iterations": Param(load_settings().search_iterations, type="integer", minimum=1, maximum=50,
+                                   title="Search budget",
+                                   description="Randomized hyperparameter draws per candidate family."),
+        "cv_folds": Param(load_settings().cv_folds, type="integer", minimum=1, maximum=12,
+                          title="Time CV folds",
+                          description="Expanding-window folds over the latest training snapshots."),
     },
 )
 def churn_training() -> None:

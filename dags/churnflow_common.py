@@ -37,7 +37,7 @@ def settings_for(context: Any) -> Settings:
     """Settings from env/YAML, with the run's Params applied where they name a setting."""
     params = context["params"]
     overrides = {k: params[k] for k in ("horizon_days", "training_snapshots", "drift_report_sample_rows",
-                                        "promotion_min_improvement") if k in params}
+                                        "promotion_min_improvement", "search_iterations", "cv_folds") if k in params}
     return load_settings().replace(**overrides)
 
 

@@ -9,6 +9,8 @@ Every stage the DAGs run is here, plus the two whole flows:
   run-training    the churn_training flow end to end, in-process
   run-nightly     the churn_nightly flow end to end, in-process
   models          list | promote VERSION | rollback
+  experiments     compare the last training runs (candidates, CV and holdout metrics)
+  train-table     train and evaluate on any labelled CSV customer table
   catalogue       the feature catalogue as markdown
 """
 
@@ -88,7 +90,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
         for v in registry.list_versions(settings):
             m = v.metrics()
             mark = "*" if champ and champ.version == v.version else " "
-            print(f"{mark} {v.version}  roc_auc={m['roc_auc']:.4f}  pr_auc={m['pr_auc']:.4f}  holdout={m['holdout_snapshots']}")
+            print(f"{mark} {v.version}  {m.get('model', 'xgboost'):<14} roc_auc={m['roc_auc']:.4f}  "
+                  f"pr_auc={m['pr_auc']:.4f}  threshold={m.get('threshold', float('nan')):.3f}  "
+                  f"holdout={m.get('holdout_snapshots', m.get('source'))}")
         if not registry.list_versions(settings):
             print(f"no models in {settings.models_dir}")
     elif args.action == "promote":
@@ -98,6 +102,39 @@ def _cmd_models(args: argparse.Namespace) -> int:
         print(f"champion: {registry.promote(settings, args.version, 'manual promotion').version}")
     else:
         print(f"champion: {registry.rollback(settings).version}")
+    return 0
+
+
+def _cmd_experiments(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from pipeline.experiments import compare
+
+    settings = load_settings()
+    table = compare(settings, args.last)
+    if table.empty:
+        print(f"no experiments logged in {settings.models_dir}: run training first")
+        return 0
+    with pd.option_context("display.width", 200, "display.max_columns", 50, "display.float_format", "{:.4f}".format):
+        print(table)
+    return 0
+
+
+def _cmd_train_table(args: argparse.Namespace) -> int:
+    from pipeline.train import TrainingError, train_table
+
+    drop = [c.strip() for c in (args.drop or "").split(",") if c.strip()]
+    try:
+        result = train_table(load_settings(), Path(args.csv), args.label, id_column=args.id, drop=drop)
+    except TrainingError as exc:
+        print(f"train-table: {exc}", file=sys.stderr)
+        return 2
+    m = result.metrics
+    print(f"model {result.version} ({m['model']}): held-out ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f}  "
+          f"base rate {m['base_rate']:.4f}  ECE {m['ece']:.4f}\n"
+          f"threshold {m['threshold']:.4f} (expected value {m['expected_value']:,.0f}); "
+          f"F1-optimal {m['f1_optimal']['threshold']:.4f} (value {m['f1_optimal']['expected_value']:,.0f})\n"
+          f"model card: {result.path / 'model_card.html'}")
     return 0
 
 
@@ -153,6 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "promote", "rollback"])
     p.add_argument("version", nargs="?")
     p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("experiments", help="compare the last training runs")
+    p.add_argument("--last", type=int, default=5, help="how many runs")
+    p.set_defaults(func=_cmd_experiments)
+
+    p = sub.add_parser("train-table", help="train and evaluate on any labelled CSV table")
+    p.add_argument("--csv", required=True, help="CSV file, one row per customer")
+    p.add_argument("--label", required=True, help="0/1 label column (1 = churned)")
+    p.add_argument("--id", default=None, help="customer id column (not a feature)")
+    p.add_argument("--drop", default="", help="comma-separated columns to leave out")
+    p.set_defaults(func=_cmd_train_table)
 
     p = sub.add_parser("catalogue", help="print the feature catalogue (markdown)")
     p.set_defaults(func=_cmd_catalogue)

@@ -60,7 +60,7 @@ class Settings:
     #: expanding-window time folds (latest training-side snapshots as validation)
     cv_folds: int = 2
     #: probability calibration on the latest training-side snapshot: isotonic | sigmoid
-    calibration: str = "isotonic"
+    calibration: str = "sigmoid"
     #: campaign economics for the decision threshold (see pipeline.evaluate.Campaign)
     campaign_customer_value: float = 200.0
     campaign_save_rate: float = 0.3

@@ -191,7 +191,7 @@ def search(settings: Settings, X: pd.DataFrame, y: np.ndarray, folds: list[tuple
     """Bounded randomized search: ``search_iterations`` draws per candidate family, each
     scored by mean ROC-AUC over ``folds``. The first draw of a family is its default."""
     from sklearn.metrics import average_precision_score, roc_auc_score
-    from sklearn.model_selection import ParameterSampler
+    from sklearn.model_selection import ParameterGrid
 
     names = [c.strip() for c in settings.candidates.split(",") if c.strip()]
     trials = []
@@ -199,10 +199,11 @@ def search(settings: Settings, X: pd.DataFrame, y: np.ndarray, folds: list[tuple
         space = SEARCH_SPACES.get(name)
         if space is None:
             raise TrainingError(f"unknown candidate {name!r} in settings.candidates: choose from {', '.join(SEARCH_SPACES)}")
-        draws = [{k: v[0] for k, v in space.items()}]
-        draws += list(ParameterSampler(space, n_iter=max(0, settings.search_iterations - 1),
-                                       random_state=settings.random_seed))
-        for params in draws[: max(1, settings.search_iterations)]:
+        default = {k: v[0] for k, v in space.items()}
+        grid = [g for g in ParameterGrid(space) if g != default]
+        order = np.random.default_rng(settings.random_seed).permutation(len(grid))
+        draws = [default] + [grid[i] for i in order[: max(0, settings.search_iterations - 1)]]
+        for params in draws:
             aucs, aps, its = [], [], []
             for tr, va in folds:
                 ytr = y[tr]

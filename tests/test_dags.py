@@ -101,7 +101,7 @@ def test_training_dag_end_to_end(trained_and_scored):
     assert run.state == "success", _task_states(run)
     pointer = json.loads((settings.models_dir / "champion.json").read_text())
     model_dir = settings.models_dir / pointer["champion"]
-    for name in ("model.joblib", "metrics.json", "params.json", "reference.parquet", "model_card.md"):
+    for name in ("model.joblib", "metrics.json", "params.json", "reference.parquet", "model_card.html", "importances.parquet"):
         assert (model_dir / name).is_file(), name
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["roc_auc"] > 0.6

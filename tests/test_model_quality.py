@@ -1,0 +1,160 @@
+"""Model behaviour on generated data (quality bars against the generator's true
+probabilities), the promotion gate with a genuinely worse candidate, and train-table on
+the real Churn_Modelling table."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT
+from pipeline import registry
+from pipeline.config import Settings, load_settings
+
+REAL = ROOT.parent / "shared" / "data" / "real" / "Churn_Modelling.csv"
+
+
+def _trained(tmp: Path, customers: int, months: int) -> tuple[Settings, dict, pd.DataFrame]:
+    """Generate, run the training flow, and return the holdout rows with the true probabilities."""
+    from pipeline.flows import run_training
+    from pipeline.generate import TRUTH_FILE, generate
+
+    settings = load_settings(data_dir=tmp / "data")
+    start = dt.date(2025, 1, 1)
+    generate(settings, customers=customers, months=months, seed=11, start=start, progress=None)
+    run_date = dt.date(2025 + (months // 12), months % 12 + 1, 1)
+    result = run_training(settings, run_date, snapshots=months - 1)
+    train = result["train"]
+    tset = pd.read_parquet(result["training_set"]["path"])
+    holdout = tset[pd.to_datetime(tset["as_of"]).dt.date.astype(str).isin(train["metrics"]["holdout_snapshots"])]
+    truth = pd.read_parquet(settings.truth_dir / TRUTH_FILE)
+    truth["as_of"] = pd.to_datetime(truth["month_start"])
+    holdout = holdout.assign(as_of=pd.to_datetime(holdout["as_of"])).merge(
+        truth[["customer_id", "as_of", "p_cancel_30d"]], on=["customer_id", "as_of"], how="left", validate="one_to_one")
+    assert holdout["p_cancel_30d"].notna().all()
+    return settings, train, holdout
+
+
+def _quality(train: dict, holdout: pd.DataFrame) -> dict[str, float]:
+    from sklearn.metrics import roc_auc_score
+
+    m = train["metrics"]
+    numbers = {"roc_auc": m["roc_auc"], "best_roc_auc": roc_auc_score(holdout["label"], holdout["p_cancel_30d"]),
+               "pr_auc": m["pr_auc"], "base_rate": m["base_rate"], "ece": m["ece"], "model": m["model"]}
+    print("quality:", json.dumps(numbers))
+    return numbers
+
+
+def _check_pr_auc_and_calibration(q: dict[str, float]) -> None:
+    assert q["pr_auc"] >= 2 * q["base_rate"], q
+    assert q["ece"] <= 0.03, q
+
+
+# The features of issue 3 do not carry all the signal the generator uses: every candidate
+# (and hand-tuned XGBoost) ends ~0.08 ROC-AUC below the truth's, so this bar is not met yet.
+# strict: the day a feature change closes the gap, this xfail fails and must be removed.
+ROC_GAP_XFAIL = pytest.mark.xfail(strict=True, reason="features reach ~0.75 ROC-AUC vs ~0.83 from the truth")
+
+
+@pytest.fixture(scope="module")
+def trained_small(tmp_path_factory):
+    return _trained(tmp_path_factory.mktemp("quality"), customers=4000, months=8)
+
+
+def test_champion_quality_on_generated_data(trained_small):
+    settings, train, holdout = trained_small
+    _check_pr_auc_and_calibration(_quality(train, holdout))
+    champ = registry.require_champion(settings)
+    assert champ.version == train["version"]
+    metrics = champ.metrics()
+    params = json.loads((champ.path / "params.json").read_text())
+    # what the nightly side reads from a champion
+    for key in ("threshold", "roc_auc", "pr_auc", "base_rate"):
+        assert isinstance(metrics[key], float), key
+    assert metrics["expected_value"] >= metrics["f1_optimal"]["expected_value"]
+    model = champ.load()
+    proba = model.predict_proba(holdout[params["numeric_features"] + params["categorical_features"]])[:, 1]
+    assert np.all((proba >= 0) & (proba <= 1))
+    card = (champ.path / "model_card.html").read_text()
+    assert card.count("data:image/png;base64,") == 5 and f"{metrics['threshold']:.4f}" in card
+    # the experiment log holds every candidate of the run
+    from pipeline.experiments import compare, load
+
+    log = load(settings)
+    assert set(log["candidate"]) == {c for c in settings.candidates.split(",")}
+    assert log["chosen"].sum() == 1 and compare(settings).index.tolist() == [train["version"]]
+
+
+@ROC_GAP_XFAIL
+def test_champion_roc_auc_is_near_the_best_achievable(trained_small):
+    q = _quality(trained_small[1], trained_small[2])
+    assert q["roc_auc"] >= q["best_roc_auc"] - 0.03, q
+
+
+def test_a_worse_candidate_is_not_promoted(trained_small):
+    """Train on shuffled training-side labels: the candidate is worse on the same holdout."""
+    from pipeline.train import time_split, train
+
+    settings, first, _ = trained_small
+    tset = sorted((settings.runs_dir / "churn_training").glob("*/build_training_set/training_set.parquet"))[0]
+    df = pd.read_parquet(tset)
+    train_df, _ = time_split(df, settings.holdout_snapshots, settings.horizon_days)
+    rng = np.random.default_rng(0)
+    df.loc[train_df.index, "label"] = rng.permutation(df.loc[train_df.index, "label"].to_numpy())
+    noisy = tset.parent.parent / "shuffled.parquet"
+    df.to_parquet(noisy)
+    cheap = settings.replace(candidates="logreg", search_iterations=1)
+    result = train(cheap, noisy, min_improvement=0.0)
+    assert result.promoted is False and "not promoted" in result.decision
+    assert result.metrics["roc_auc"] < result.metrics["champion_roc_auc_same_holdout"]
+    assert registry.champion(settings).version == first["version"]
+    assert json.loads((result.path / "metrics.json").read_text())["promotion_decision"] == result.decision
+
+
+@pytest.mark.slow
+def test_champion_quality_on_more_generated_data(tmp_path):
+    _, train, holdout = _trained(tmp_path, customers=8000, months=10)
+    q = _quality(train, holdout)
+    _check_pr_auc_and_calibration(q)
+    assert q["roc_auc"] >= q["best_roc_auc"] - 0.03, q  # see ROC_GAP_XFAIL: fails today
+
+
+@pytest.mark.skipif(not REAL.is_file(), reason=f"{REAL} is absent")
+def test_train_table_on_churn_modelling(tmp_path):
+    from pipeline.train import train_table
+
+    settings = load_settings(data_dir=tmp_path / "data", search_iterations=1)
+    result = train_table(settings, REAL, "Exited", id_column="CustomerId", drop=["RowNumber", "Surname"])
+    print("train-table:", result.metrics["model"], result.metrics["roc_auc"])
+    assert result.metrics["roc_auc"] >= 0.85
+    assert result.promoted is False and registry.champion(settings) is None
+    assert (result.path / "model_card.html").is_file()
+    params = json.loads((result.path / "params.json").read_text())
+    assert "Geography" in params["categorical_features"] and "Surname" not in params["categorical_features"]
+
+
+def test_train_table_says_what_is_wrong(tmp_path):
+    from pipeline.train import TrainingError, train_table
+
+    csv = tmp_path / "t.csv"
+    pd.DataFrame({"a": [1, 2, 3, 4], "churn": ["y", "n", "y", "n"]}).to_csv(csv, index=False)
+    settings = load_settings(data_dir=tmp_path / "data")
+    with pytest.raises(TrainingError, match="no column"):
+        train_table(settings, csv, "Exited")
+    with pytest.raises(TrainingError, match="must be 0/1"):
+        train_table(settings, csv, "churn")
+
+
+def test_time_folds_expand_and_purge():
+    from pipeline.train import time_folds
+
+    as_of = pd.Series(pd.to_datetime(["2025-01-01", "2025-02-01", "2025-03-01", "2025-04-01"]).repeat(2))
+    folds = time_folds(as_of, n_folds=2, horizon_days=30)
+    dates = [(sorted(set(as_of[tr].dt.strftime("%m"))), sorted(set(as_of[va].dt.strftime("%m")))) for tr, va in folds]
+    # February's 30-day window reaches into March: purged from March's fold
+    assert dates == [(["01"], ["03"]), (["01", "02", "03"], ["04"])]
