@@ -70,6 +70,27 @@ def test_training_flow_registers_gates_and_rolls_back(source_data):
     assert second["promoted"] is False and "not promoted" in second["decision"]
     assert registry.champion(settings).version == first["version"]
 
+    # a genuinely worse candidate (trained on shuffled labels) loses on the same holdout
+    third = _train_on_shuffled_labels(settings)
+    assert third.promoted is False and "not promoted" in third.decision
+    assert third.metrics["roc_auc"] < third.metrics["champion_roc_auc_same_holdout"]
+    assert registry.champion(settings).version == first["version"]
+
+    # what the nightly side and the analysts read from a registered model
+    champ = registry.champion(settings)
+    metrics = champ.metrics()
+    for key in ("threshold", "roc_auc", "pr_auc", "base_rate", "ece", "expected_value"):
+        assert isinstance(metrics[key], float), key
+    assert metrics["expected_value"] >= metrics["f1_optimal"]["expected_value"]
+    assert metrics["pr_auc"] >= 2 * metrics["base_rate"]
+    card = (champ.path / "model_card.html").read_text()
+    assert card.count("data:image/png;base64,") == 5 and f"{metrics['threshold']:.4f}" in card
+    from pipeline.experiments import compare, load
+
+    log = load(settings)
+    assert set(log["candidate"]) == set(settings.candidates.split(","))
+    assert log["chosen"].sum() == 3 and compare(settings).index[0] == first["version"]
+
     registry.promote(settings, second["version"], "manual")
     assert registry.champion(settings).version == second["version"]
     assert registry.rollback(settings).version == first["version"]
@@ -77,6 +98,18 @@ def test_training_flow_registers_gates_and_rolls_back(source_data):
         registry.rollback(settings)
     with pytest.raises(registry.RegistryError, match="not found"):
         registry.promote(settings, "v-nope", "manual")
+
+
+def _train_on_shuffled_labels(settings):
+    from pipeline.train import train, time_split
+
+    path = next((settings.runs_dir / "churn_training" / RUN_DATE / "build_training_set").glob("*.parquet"))
+    df = pd.read_parquet(path)
+    train_rows, _ = time_split(df, settings.holdout_snapshots, settings.horizon_days)
+    df.loc[train_rows.index, "label"] = np.random.default_rng(0).permutation(train_rows["label"].to_numpy())
+    noisy = path.parent.parent / "shuffled.parquet"
+    df.to_parquet(noisy)
+    return train(settings.replace(candidates="logreg", search_iterations=1), noisy, min_improvement=0.0)
 
 
 def test_scoring_without_a_champion_says_what_to_do(settings, tmp_path):
