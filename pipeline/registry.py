@@ -1,8 +1,9 @@
 """Model registry on the filesystem.
 
 ``<data_dir>/models/<version>/`` holds one trained model: ``model.joblib`` (the fitted
-scikit-learn pipeline), ``metrics.json``, ``params.json``, ``reference.parquet`` (a
-sample of the training features, the drift reference) and ``model_card.md``.
+calibrated scikit-learn model), ``metrics.json``, ``params.json``, ``reference.parquet`` (a
+sample of the training features, the drift reference), ``importances.parquet`` and
+``model_card.html``; ``experiments.parquet`` beside them logs every training run.
 ``<data_dir>/models/champion.json`` points at the version that scoring uses, and keeps
 the history of earlier champions so a rollback is one command.
 A version folder is built under a temporary name and renamed into place when complete.
