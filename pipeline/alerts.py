@@ -11,7 +11,7 @@ Rules (thresholds in :class:`pipeline.config.Settings`, monitoring block):
 * ``data_quality`` - rows quarantined by validation (warning).
 
 An alert's key is ``(rule, model_version, group)``; the same key fired within
-``alert_cooldown_days`` before the night is stored with status ``suppressed`` and not
+``alert_cooldown_days`` before the night (exclusive) is stored with status ``suppressed`` and not
 e-mailed again. A rerun of a night replaces that night's alerts (and does not suppress
 itself).
 """
@@ -128,7 +128,7 @@ def _recently_sent(settings: Settings, since: dt.datetime, before: dt.datetime, 
         rows = conn.execute(
             sa.select(tbl.c.rule, tbl.c.alert_group).distinct().where(
                 tbl.c.status == "sent", tbl.c.model_version == model_version,
-                tbl.c.run_date >= since, tbl.c.run_date < before,
+                tbl.c.run_date > since, tbl.c.run_date < before,
             )
         ).all()
     return {(r[0], r[1]) for r in rows}
