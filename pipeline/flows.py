@@ -261,7 +261,15 @@ def monitor_step(
     result["path"] = str(out)
     log.info("monitor %s: severity %s, %d alerts (%d sent), retrain %s", day, result["severity"], len(alerts),
              len(sent), result["retrain"])
-    return json.loads(json.dumps(result, default=str))  # XCom-safe (NaN stays a float)
+    return _nan_to_none(json.loads(json.dumps(result, default=str)))  # XCom JSON has no NaN
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return None if isinstance(value, float) and value != value else value
 
 
 def _as_alerts(rows: pd.DataFrame) -> list[Any]:

@@ -186,8 +186,8 @@ def _by_psi_descending(feature: FeatureDrift) -> float:
     return math.inf if math.isnan(feature.psi) else -feature.psi
 
 
-def _num(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.3g}"
+def _num(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3g}"
 
 
 def _esc(value: object) -> str:
