@@ -310,7 +310,8 @@ def email_step(
     message = build_report_email(
         sender=settings.email_sender,
         recipients=recipients,
-        subject=f"[churnflow] {day} {severity.upper()}: nightly churn scores: {scores['rows']} customers, {status}",
+        subject=f"[churnflow] {day}{f' {severity.upper()}:' if monitoring else ''} nightly churn scores: "
+                f"{scores['rows']} customers, {status}",
         summary_html=body,
         attachments=[Path(drift["report"])],
     )
