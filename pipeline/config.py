@@ -74,6 +74,27 @@ class Settings:
     #: reference sample of training features saved with each model
     reference_sample_rows: int = 50_000
     drift_share_threshold: float = 0.5
+    #: drift share of features at or above which a warning fires (critical: drift_share_threshold)
+    drift_share_warning: float = 0.2
+    #: PSI of one feature, or of the score distribution, that raises a warning / critical alert
+    psi_warning: float = 0.1
+    psi_critical: float = 0.25
+    #: concept drift: matured-label ROC-AUC or PR-AUC below the champion's holdout minus this
+    performance_drop_margin: float = 0.05
+    #: matured nights with fewer churners than this are reported but never flag concept drift
+    performance_min_positives: int = 20
+    #: comma-separated segments for fairness (age_band is derived from age)
+    fairness_segments: str = "age_band,gender,region"
+    #: positive-rate ratio below this breaks the 80% rule; TPR gap above the other is flagged
+    fairness_min_ratio: float = 0.8
+    fairness_max_tpr_gap: float = 0.2
+    #: the same alert (rule, model, group) is not re-sent within this many days
+    alert_cooldown_days: int = 7
+    #: nights shown in the trend chart and compared for prediction drift
+    trend_nights: int = 14
+    prediction_baseline_nights: int = 7
+    #: a critical drift or performance alert requests a churn_training run (Airflow Asset)
+    retrain_on_critical: bool = True
 
     # --- e-mail ----------------------------------------------------------------------
     #: comma-separated analyst addresses
@@ -121,6 +142,10 @@ class Settings:
     def truth_dir(self) -> Path:
         """Generator-only ground truth (true churn probabilities); never read by the pipeline."""
         return self.data_dir / "truth"
+
+    @property
+    def segments(self) -> list[str]:
+        return [s.strip() for s in self.fairness_segments.split(",") if s.strip()]
 
     @property
     def recipients(self) -> list[str]:

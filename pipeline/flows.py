@@ -15,6 +15,7 @@ snapshots whose label window is complete before D.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -174,7 +175,12 @@ def drift_step(settings: Settings, dag_id: str, logical_date: str | dt.date, fea
         reference, current, numeric, categorical, out_dir,
         sample_rows=settings.drift_report_sample_rows, share_threshold=settings.drift_share_threshold,
     )
+    from pipeline.monitor import store_drift_metrics
+
+    store_drift_metrics(settings, logical_date, champ.version, summary)
     drifted = [f.column for f in summary.features if f.drifted]
+    with_psi = [f for f in summary.features if f.psi == f.psi]  # not NaN
+    top = max(with_psi, key=lambda f: f.psi, default=None)
     log.info("drift %s: %d/%d features drifted (share %.2f) -> %s", as_date(logical_date), len(drifted),
              len(summary.features), summary.drift_share, html)
     return {
@@ -183,8 +189,93 @@ def drift_step(settings: Settings, dag_id: str, logical_date: str | dt.date, fea
         "drift_share": summary.drift_share,
         "dataset_drift": summary.dataset_drift,
         "drifted": drifted,
+        "max_psi": top.psi if top else float("nan"),
+        "max_psi_feature": top.column if top else None,
         "model_version": champ.version,
     }
+
+
+def monitor_step(
+    settings: Settings,
+    dag_id: str,
+    logical_date: str | dt.date,
+    features: dict[str, Any],
+    scores: dict[str, Any],
+    drift: dict[str, Any],
+    *,
+    rejected_rows: int = 0,
+) -> dict[str, Any]:
+    """Prediction drift, matured-label performance, fairness and alerts for one night.
+
+    Writes ``runs/<dag>/<date>/monitor/monitoring.json`` and the monitoring tables;
+    ``retrain`` is true when a critical drift/performance alert was sent and
+    ``retrain_on_critical`` is on.
+    """
+    from pipeline import monitor, registry
+    from pipeline.alerts import RETRAIN_RULES, evaluate_rules, highest_severity, record_alerts
+    from pipeline.artifacts import write_text
+    from pipeline.score import score_frame
+
+    day = as_date(logical_date)
+    champ = registry.require_champion(settings)
+    threshold = float(champ.metrics().get("threshold", settings.risk_band_high))
+    params = json.loads((champ.path / "params.json").read_text())
+    reference = pd.read_parquet(champ.reference_path)
+    model = champ.load()
+    ref_scores = score_frame(model, reference, params["numeric_features"] + params["categorical_features"],
+                             settings, champ.version)["churn_probability"].to_numpy()
+    tonight = pd.read_parquet(scores["path"])
+    feats = pd.read_parquet(features["path"])
+    prediction = monitor.prediction_drift(settings, day, tonight, ref_scores, threshold, champ.version)
+    monitor.store_prediction_drift(settings, prediction)
+
+    labelled = monitor.matured_labels(settings, day)
+    perf = None
+    labelled_feats = None
+    if labelled is not None and len(labelled):
+        perf = monitor.performance(labelled, day, threshold, champ.metrics(), settings.performance_drop_margin,
+                                   min_positives=settings.performance_min_positives)
+        monitor.store_performance(settings, perf)
+        earlier = run_dir(settings, dag_id, labelled.attrs["scored_on"], "build_features") / "features.parquet"
+        labelled_feats = pd.read_parquet(earlier) if earlier.is_file() else None
+    fair = monitor.fairness(day, settings.segments, feats, tonight, threshold, labelled, labelled_feats)
+    monitor.store_fairness(settings, day, fair)
+
+    result: dict[str, Any] = {
+        "threshold": threshold,
+        "model_version": champ.version,
+        "drift": {k: drift[k] for k in ("drift_share", "drifted", "max_psi", "max_psi_feature")},
+        "prediction": dataclasses.asdict(prediction),
+        "performance": dataclasses.asdict(perf) if perf else None,
+        "fairness": fair.drop(columns="run_date").to_dict("records"),
+        "rejected_rows": rejected_rows,
+    }
+    alerts = record_alerts(settings, day, champ.version, evaluate_rules(settings, result))
+    sent = alerts[alerts["status"] == "sent"]
+    result["alerts"] = alerts.drop(columns="run_date").to_dict("records")
+    result["severity"] = highest_severity([a for a in _as_alerts(sent)])
+    result["retrain"] = bool(settings.retrain_on_critical and (
+        (sent["severity"] == "critical") & sent["rule"].isin(list(RETRAIN_RULES))).any())
+    out = run_dir(settings, dag_id, day, "monitor") / "monitoring.json"
+    write_text(json.dumps(result, indent=2, default=str), out)
+    result["path"] = str(out)
+    log.info("monitor %s: severity %s, %d alerts (%d sent), retrain %s", day, result["severity"], len(alerts),
+             len(sent), result["retrain"])
+    return _nan_to_none(json.loads(json.dumps(result, default=str)))  # XCom JSON has no NaN
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return None if isinstance(value, float) and value != value else value
+
+
+def _as_alerts(rows: pd.DataFrame) -> list[Any]:
+    from pipeline.alerts import Alert
+
+    return [Alert(r.rule, r.severity, r.alert_group, r.message, r.value, r.threshold) for r in rows.itertuples()]
 
 
 def email_step(
@@ -195,27 +286,38 @@ def email_step(
     *,
     smtp: "Any",
     recipients: list[str],
+    monitoring: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """E-mail the analysts a short inline summary with the full HTML report attached."""
+    """E-mail the analysts a short inline summary with the full HTML report attached.
+
+    The subject carries the date and the highest severity of tonight's alerts; the inline
+    part adds alerts, prediction drift, matured-label performance and the trend chart.
+    """
     from pipeline.drift import DriftSummary
-    from pipeline.notify import build_report_email, send_email, summary_html
+    from pipeline.monitor import png_img_tag, trend_chart_png
+    from pipeline.notify import build_report_email, monitoring_html, send_email, summary_html
 
     summary = DriftSummary.from_dict(json.loads(Path(drift["summary"]).read_text()))
     day = as_date(logical_date).isoformat()
     status = "DRIFT" if drift["dataset_drift"] else ("drift in some features" if drift["drifted"] else "no drift")
+    severity = (monitoring or {}).get("severity", "info")
+    body = summary_html(
+        summary, logical_date=day, scores_path=scores["path"], n_scored=scores["rows"],
+        high_risk_share=scores["high_risk_share"],
+    )
+    if monitoring is not None:
+        body += "\n" + monitoring_html(monitoring, png_img_tag(trend_chart_png(settings, day)))
     message = build_report_email(
         sender=settings.email_sender,
         recipients=recipients,
-        subject=f"[churnflow] {day} nightly churn scores: {scores['rows']} customers, {status}",
-        summary_html=summary_html(
-            summary, logical_date=day, scores_path=scores["path"], n_scored=scores["rows"],
-            high_risk_share=scores["high_risk_share"],
-        ),
+        subject=f"[churnflow] {day}{f' {severity.upper()}:' if monitoring else ''} nightly churn scores: "
+                f"{scores['rows']} customers, {status}",
+        summary_html=body,
         attachments=[Path(drift["report"])],
     )
     send_email(message, smtp)
     log.info("email %s: report sent to %s via %s:%s", day, ", ".join(recipients), smtp.host, smtp.port)
-    return {"recipients": recipients, "subject": message["Subject"]}
+    return {"recipients": recipients, "subject": message["Subject"], "severity": severity}
 
 
 # ------------------------------------------------------------------------ whole flows
@@ -250,9 +352,13 @@ def run_nightly(
     feats = validate_features_step(settings, dag, logical_date, features_step(settings, dag, logical_date))
     scores = score_step(settings, dag, logical_date, feats)
     drift = drift_step(settings, dag, logical_date, feats)
-    out: dict[str, Any] = {"validated": validated, "features": feats, "scores": scores, "drift": drift}
+    rejected = sum(v.get("rejected", 0) for v in validated.values()) + feats.get("rejected", 0)
+    monitoring = monitor_step(settings, dag, logical_date, feats, scores, drift, rejected_rows=rejected)
+    out: dict[str, Any] = {"validated": validated, "features": feats, "scores": scores, "drift": drift,
+                           "monitoring": monitoring}
     if send:
-        out["email"] = email_step(settings, logical_date, drift, scores, smtp=smtp, recipients=recipients or settings.recipients)
+        out["email"] = email_step(settings, logical_date, drift, scores, smtp=smtp,
+                                  recipients=recipients or settings.recipients, monitoring=monitoring)
     return out
 
 

@@ -186,9 +186,50 @@ def _by_psi_descending(feature: FeatureDrift) -> float:
     return math.inf if math.isnan(feature.psi) else -feature.psi
 
 
-def _num(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.3g}"
+def _num(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3g}"
 
 
 def _esc(value: object) -> str:
     return html.escape(str(value))
+
+
+def monitoring_html(monitoring: dict, chart_img: str = "") -> str:
+    """Inline HTML of the monitoring result (:func:`pipeline.flows.monitor_step`): alerts,
+    prediction drift, matured-label performance, fairness flags and the trend chart."""
+    parts = [f"<h3>Alerts (highest severity: {_esc(monitoring['severity'])})</h3>"]
+    alerts = monitoring.get("alerts") or []
+    if alerts:
+        header = "".join(f"<th {_CELL}>{h}</th>" for h in ("Severity", "Rule", "Status", "Message"))
+        rows = "".join(
+            "<tr>" + "".join(f"<td {_CELL}>{_esc(a[k])}</td>" for k in ("severity", "rule", "status", "message")) + "</tr>"
+            for a in alerts
+        )
+        parts.append(f'<table style="border-collapse:collapse"><tr>{header}</tr>{rows}</table>')
+    else:
+        parts.append("<p>No alerts: data and scores look as expected.</p>")
+    pred = monitoring.get("prediction") or {}
+    if pred:
+        baseline = pred["baseline_high_risk_share"]
+        recent = (f"{baseline:.1%} over the previous {pred['baseline_nights']} nights"
+                  if pred["baseline_nights"] else "no previous nights yet")
+        parts.append(
+            f"<h3>Prediction drift</h3><ul><li>High-risk share (score &gt;= {monitoring['threshold']:.2f}): "
+            f"{pred['high_risk_share']:.1%} tonight, {pred['reference_high_risk_share']:.1%} in the reference, {recent}</li>"
+            f"<li>Mean score {pred['mean_score']:.3f} (reference {pred['reference_mean_score']:.3f}); "
+            f"PSI vs reference {_num(pred['psi_vs_reference'])}</li></ul>"
+        )
+    perf = monitoring.get("performance")
+    if perf:
+        parts.append(
+            f"<h3>Performance on matured labels</h3><p>Scores of {_esc(perf['scored_on'])} ({perf['rows']:,} customers, "
+            f"churn rate {perf['base_rate']:.1%}): ROC-AUC {_num(perf['roc_auc'])} (champion holdout "
+            f"{_num(perf['champion_roc_auc'])}), PR-AUC {_num(perf['pr_auc'])} (champion {_num(perf['champion_pr_auc'])}), "
+            f"precision {perf['precision']:.2f} and recall {perf['recall']:.2f} at {perf['threshold']:.2f}. "
+            f"Concept drift: {'YES' if perf['concept_drift'] else 'no'}.</p>"
+        )
+    else:
+        parts.append("<h3>Performance on matured labels</h3><p>No scored night has matured yet.</p>")
+    if chart_img:
+        parts.append(f"<h3>Trend over recent nights</h3>{chart_img}")
+    return "\n".join(parts)

@@ -1,0 +1,330 @@
+"""Model monitoring beyond data drift: prediction drift, matured-label performance, fairness.
+
+All of it is stored per night in small DB tables (a rerun of a night replaces its rows,
+see :func:`pipeline.db.replace_rows`), which also feed the trend chart:
+
+* ``drift_metrics`` - one row per feature per night (method, statistic, threshold, drifted, PSI);
+* ``prediction_drift`` - tonight's score distribution vs the champion's reference and recent nights;
+* ``model_performance`` - metrics of the scores of night ``D - horizon`` against what happened
+  in ``[D - horizon, D)`` (labels from :func:`pipeline.labels.build_labels`);
+* ``fairness_metrics`` - per segment: positive-rate ratio (80% rule) and TPR gap.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import logging
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from pipeline.artifacts import as_date
+from pipeline.config import Settings
+from pipeline.db import engine, replace_rows
+from pipeline.drift import NUMERIC, DriftSummary, psi
+
+log = logging.getLogger(__name__)
+
+DRIFT_TABLE = "drift_metrics"
+PREDICTION_TABLE = "prediction_drift"
+PERFORMANCE_TABLE = "model_performance"
+FAIRNESS_TABLE = "fairness_metrics"
+#: upper edges (exclusive) of the age bands; ages at or above the last edge form "65+"
+AGE_BANDS = ((25, "<25"), (35, "25-34"), (50, "35-49"), (65, "50-64"))
+
+
+def _night(day: dt.date | str) -> dt.datetime:
+    return dt.datetime.combine(as_date(day), dt.time())
+
+
+def read_table(settings: Settings, table: str, since: dt.date | None = None, until: dt.date | None = None) -> pd.DataFrame:
+    """Rows of a monitoring table with ``run_date`` in ``[since, until]`` (empty if no table)."""
+    with engine(settings).connect() as conn:
+        tbl = reflect(conn, table)
+        if tbl is None:
+            return pd.DataFrame()
+        query = sa.select(tbl)
+        if since is not None:
+            query = query.where(tbl.c.run_date >= _night(since))
+        if until is not None:
+            query = query.where(tbl.c.run_date <= _night(until))
+        df = pd.read_sql(query.order_by(tbl.c.run_date), conn)
+    if "run_date" in df:
+        df["run_date"] = pd.to_datetime(df["run_date"])
+    return df
+
+
+# --- data drift -----------------------------------------------------------------------------------
+
+
+def store_drift_metrics(settings: Settings, day: dt.date | str, model_version: str, summary: DriftSummary) -> int:
+    """One ``drift_metrics`` row per feature for the night (replacing that night's rows)."""
+    rows = pd.DataFrame([asdict(f) for f in summary.features])
+    rows = rows.rename(columns={"column": "feature"})
+    rows.insert(0, "run_date", _night(day))
+    rows["model_version"] = model_version
+    rows["drifted"] = rows["drifted"].astype(bool)
+    return replace_rows(settings, DRIFT_TABLE, rows, "run_date", _night(day))
+
+
+# --- prediction drift ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PredictionDrift:
+    run_date: str
+    model_version: str
+    mean_score: float
+    high_risk_share: float
+    reference_mean_score: float
+    reference_high_risk_share: float
+    #: PSI of tonight's scores against the reference's scores
+    psi_vs_reference: float
+    #: mean high-risk share of the previous nights (NaN when none)
+    baseline_high_risk_share: float
+    baseline_nights: int
+
+
+def prediction_drift(
+    settings: Settings, day: dt.date | str, scores: pd.DataFrame, reference_scores: np.ndarray, threshold: float,
+    model_version: str,
+) -> PredictionDrift:
+    """Tonight's score distribution and high-risk share vs the reference and the last nights.
+
+    The baseline is the ``churn_scores`` of the previous ``prediction_baseline_nights`` nights.
+    """
+    day = as_date(day)
+    proba = scores["churn_probability"].to_numpy(dtype="float64")
+    since = day - dt.timedelta(days=settings.prediction_baseline_nights)
+    baseline = _recent_high_risk_shares(settings, since, day, threshold)
+    return PredictionDrift(
+        run_date=day.isoformat(),
+        model_version=model_version,
+        mean_score=float(proba.mean()) if len(proba) else math.nan,
+        high_risk_share=float((proba >= threshold).mean()) if len(proba) else math.nan,
+        reference_mean_score=float(reference_scores.mean()),
+        reference_high_risk_share=float((reference_scores >= threshold).mean()),
+        psi_vs_reference=psi(pd.Series(reference_scores), pd.Series(proba), NUMERIC),
+        baseline_high_risk_share=float(np.mean(baseline)) if baseline else math.nan,
+        baseline_nights=len(baseline),
+    )
+
+
+def _recent_high_risk_shares(settings: Settings, since: dt.date, before: dt.date, threshold: float) -> list[float]:
+    from pipeline.score import SCORES_TABLE
+
+    with engine(settings).connect() as conn:
+        tbl = reflect(conn, SCORES_TABLE)
+        if tbl is None:
+            return []
+        high = sa.func.avg(sa.case((tbl.c.churn_probability >= threshold, 1.0), else_=0.0))
+        rows = conn.execute(
+            sa.select(tbl.c.as_of, high)
+            .where(tbl.c.as_of >= _night(since), tbl.c.as_of < _night(before))
+            .group_by(tbl.c.as_of)
+        ).all()
+    return [float(r[1]) for r in rows]
+
+
+def reflect(conn: sa.Connection, table: str) -> sa.Table | None:
+    """The table as it is in the database (typed columns bind dates right), ``None`` if absent."""
+    if not sa.inspect(conn).has_table(table):
+        return None
+    return sa.Table(table, sa.MetaData(), autoload_with=conn)
+
+
+def store_prediction_drift(settings: Settings, result: PredictionDrift) -> None:
+    row = pd.DataFrame([asdict(result)])
+    row["run_date"] = _night(result.run_date)
+    replace_rows(settings, PREDICTION_TABLE, row, "run_date", _night(result.run_date))
+
+
+# --- matured-label performance ---------------------------------------------------------------------
+
+
+def matured_labels(settings: Settings, day: dt.date | str) -> pd.DataFrame | None:
+    """Scores of night ``D - horizon`` with their label (cancelled in ``[D - horizon, D)``).
+
+    ``None`` when that night has no stored scores (not scored, or the horizon has not passed
+    since the first night). Labels come from :func:`pipeline.labels.build_labels` (lake data
+    known before D).
+    """
+    from pipeline.labels import build_labels
+    from pipeline.score import SCORES_TABLE
+
+    scored_on = as_date(day) - dt.timedelta(days=settings.horizon_days)
+    with engine(settings).connect() as conn:
+        tbl = reflect(conn, SCORES_TABLE)
+        if tbl is None:
+            return None
+        query = sa.select(tbl.c.customer_id, tbl.c.churn_probability, tbl.c.model_version)
+        scores = pd.read_sql(query.where(tbl.c.as_of == _night(scored_on)), conn)
+    if scores.empty:
+        return None
+    labels = build_labels(settings, [scored_on], horizon_days=settings.horizon_days, data_end=as_date(day))
+    joined = scores.merge(labels[["customer_id", "label"]], on="customer_id", how="inner")
+    joined.attrs["scored_on"] = scored_on
+    return joined
+
+
+@dataclass(frozen=True)
+class Performance:
+    run_date: str
+    scored_on: str
+    model_version: str
+    rows: int
+    positives: int
+    base_rate: float
+    roc_auc: float
+    pr_auc: float
+    precision: float
+    recall: float
+    threshold: float
+    champion_roc_auc: float
+    champion_pr_auc: float
+    concept_drift: bool
+
+
+def performance(
+    labelled: pd.DataFrame, day: dt.date | str, threshold: float, champion_metrics: dict[str, Any], margin: float,
+    *, min_positives: int = 1,
+) -> Performance:
+    """ROC-AUC, PR-AUC, precision and recall at ``threshold``; concept drift when an AUC
+    falls more than ``margin`` below the champion's holdout figure (and at least
+    ``min_positives`` churners make the figures worth trusting)."""
+    from sklearn.metrics import average_precision_score, precision_score, recall_score, roc_auc_score
+
+    y, p = labelled["label"].to_numpy(), labelled["churn_probability"].to_numpy()
+    both = len(np.unique(y)) == 2
+    pred = (p >= threshold).astype(int)
+    roc = float(roc_auc_score(y, p)) if both else math.nan
+    pr = float(average_precision_score(y, p)) if both else math.nan
+    champ_roc = float(champion_metrics.get("roc_auc", math.nan))
+    champ_pr = float(champion_metrics.get("pr_auc", math.nan))
+    enough = int(y.sum()) >= min_positives
+    drop = enough and ((roc < champ_roc - margin) or (pr < champ_pr - margin))  # NaN compares False
+    return Performance(
+        run_date=as_date(day).isoformat(),
+        scored_on=str(labelled.attrs.get("scored_on", "")),
+        model_version=str(labelled["model_version"].iloc[0]) if len(labelled) else "",
+        rows=len(labelled),
+        positives=int(y.sum()),
+        base_rate=float(y.mean()) if len(y) else math.nan,
+        roc_auc=roc,
+        pr_auc=pr,
+        precision=float(precision_score(y, pred, zero_division=0)),
+        recall=float(recall_score(y, pred, zero_division=0)),
+        threshold=threshold,
+        champion_roc_auc=champ_roc,
+        champion_pr_auc=champ_pr,
+        concept_drift=bool(drop),
+    )
+
+
+def store_performance(settings: Settings, result: Performance) -> None:
+    row = pd.DataFrame([asdict(result)])
+    row["run_date"] = _night(result.run_date)
+    replace_rows(settings, PERFORMANCE_TABLE, row, "run_date", _night(result.run_date))
+
+
+# --- fairness --------------------------------------------------------------------------------------
+
+
+def age_band(age: pd.Series) -> pd.Series:
+    """Age bands (``AGE_BANDS``); age 0 (unknown, see features.sql) is "unknown"."""
+    edges = [0, *[e for e, _ in AGE_BANDS], np.inf]
+    labels = [lbl for _, lbl in AGE_BANDS] + ["65+"]
+    bands = pd.cut(age.astype("float64"), edges, right=False, labels=labels).astype(str)
+    return bands.where(age > 0, "unknown")
+
+
+def segment_values(features: pd.DataFrame, segment: str) -> pd.Series:
+    """The segment column of ``features`` (``age_band`` derived from ``age``)."""
+    if segment == "age_band":
+        return age_band(features["age"])
+    if segment not in features.columns:
+        raise ValueError(f"fairness segment {segment!r} is not a feature column (nor age_band)")
+    return features[segment].astype(str)
+
+
+def fairness(
+    day: dt.date | str, segments: list[str], features: pd.DataFrame, scores: pd.DataFrame, threshold: float,
+    labelled: pd.DataFrame | None = None, labelled_features: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Per segment and group: positive rate, its ratio to the highest group's (80% rule), and
+    on matured labels the true-positive rate and its gap to the best group."""
+    scored = features[["customer_id"]].assign(
+        positive=(scores.set_index("customer_id").loc[features["customer_id"], "churn_probability"].to_numpy() >= threshold)
+    )
+    out = []
+    for seg in segments:
+        groups = segment_values(features, seg).to_numpy()
+        rate = scored.groupby(groups)["positive"].agg(["mean", "size"])
+        top = rate["mean"].max()
+        frame = pd.DataFrame({
+            "segment": seg, "group": rate.index.astype(str), "rows": rate["size"].to_numpy(),
+            "positive_rate": rate["mean"].to_numpy(),
+            "positive_rate_ratio": (rate["mean"] / top).to_numpy() if top > 0 else np.ones(len(rate)),
+            "tpr": np.nan, "tpr_gap": np.nan,
+        })
+        if labelled is not None and labelled_features is not None and len(labelled):
+            lab = labelled.merge(labelled_features, on="customer_id", how="inner")
+            churners = lab[lab["label"] == 1]
+            if len(churners):
+                tpr = (churners["churn_probability"] >= threshold).groupby(segment_values(churners, seg).to_numpy()).mean()
+                frame["tpr"] = frame["group"].map(tpr)
+                frame["tpr_gap"] = tpr.max() - frame["tpr"]
+        out.append(frame)
+    result = pd.concat(out, ignore_index=True)
+    result.insert(0, "run_date", _night(day))
+    return result
+
+
+def store_fairness(settings: Settings, day: dt.date | str, table: pd.DataFrame) -> None:
+    replace_rows(settings, FAIRNESS_TABLE, table, "run_date", _night(day))
+
+
+# --- trend chart -----------------------------------------------------------------------------------
+
+
+def trend_chart_png(settings: Settings, day: dt.date | str) -> bytes | None:
+    """PNG of drift share, high-risk share and matured ROC-AUC over the recent nights."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    day = as_date(day)
+    since = day - dt.timedelta(days=settings.trend_nights)
+    drift = read_table(settings, DRIFT_TABLE, since, day)
+    if drift.empty:
+        return None
+    share = drift.groupby("run_date")["drifted"].mean()
+    pred = read_table(settings, PREDICTION_TABLE, since, day)
+    perf = read_table(settings, PERFORMANCE_TABLE, since, day)
+    fig, ax = plt.subplots(figsize=(7, 3), dpi=90)
+    ax.plot(share.index, share.to_numpy(), marker="o", label="drift share (features)")
+    if not pred.empty:
+        ax.plot(pred["run_date"], pred["high_risk_share"], marker="s", label="high-risk share")
+    if not perf.empty:
+        ax.plot(perf["run_date"], perf["roc_auc"], marker="^", label="ROC-AUC (matured labels)")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"Recent nights up to {day}")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.autofmt_xdate()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def png_img_tag(png: bytes | None, alt: str = "trend chart") -> str:
+    if not png:
+        return ""
+    return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}"/>'
