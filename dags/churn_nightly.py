@@ -9,7 +9,14 @@ and a drift report for the analysts.
 2. **build_features** / **validate_features** - point-in-time features as of D.
 3. **score** - the champion model; Parquet + the `churn_scores` table (a rerun of D replaces D).
 4. **drift_report** - Evidently HTML vs the champion's training reference, under `data/reports/D/`.
-5. **email_report** - summary inline, report attached, through the Airflow SMTP connection.
+5. **monitor** - prediction drift, performance on matured labels (scores of D - horizon),
+   fairness by segment, and deduplicated alerts (tables `drift_metrics`, `prediction_drift`,
+   `model_performance`, `fairness_metrics`, `alerts`).
+6. **email_report** - subject with the highest alert severity; summary, alerts and trend
+   chart inline, Evidently report attached, through the Airflow SMTP connection.
+7. **request_retraining** - emits the `churnflow://retraining-requested` Asset (which
+   schedules `churn_training`) only when a critical drift/performance alert was sent and
+   `retrain_on_critical` is on; skipped otherwise.
 
 Trigger it by hand from the UI to choose recipients or skip the e-mail.
 """
@@ -20,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Asset, Param, dag, task
 
 # Airflow 3 does not put the DAGs folder on sys.path; the shared task module lives beside us.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,6 +42,9 @@ from churnflow_common import (  # noqa: E402
     validate_features,
 )
 from pipeline.config import load_settings
+
+#: emitted when a critical alert asks for a new model; churn_training is scheduled on it
+RETRAINING_REQUESTED = Asset("churnflow://retraining-requested")
 
 
 @dag(
@@ -82,7 +92,25 @@ def churn_nightly() -> None:
         return drift_step(settings_for(context), context["dag"].dag_id, run_date(context), features)
 
     @task
-    def email_report(drift: dict[str, Any], scores: dict[str, Any], **context: Any) -> dict[str, Any]:
+    def monitor(features: dict[str, Any], scores: dict[str, Any], drift: dict[str, Any],
+                validated: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
+        from pipeline.flows import monitor_step
+
+        rejected = sum(v.get("rejected", 0) for v in validated) + features.get("rejected", 0)
+        return monitor_step(settings_for(context), context["dag"].dag_id, run_date(context), features, scores,
+                            drift, rejected_rows=rejected)
+
+    @task(outlets=[RETRAINING_REQUESTED])
+    def request_retraining(monitoring: dict[str, Any]) -> str:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if not monitoring["retrain"]:
+            raise AirflowSkipException("no critical drift/performance alert (or retrain_on_critical is off)")
+        return f"retraining requested: severity {monitoring['severity']}"
+
+    @task
+    def email_report(drift: dict[str, Any], scores: dict[str, Any], monitoring: dict[str, Any],
+                     **context: Any) -> dict[str, Any]:
         from airflow.sdk import BaseHook
         from airflow.sdk.exceptions import AirflowSkipException
 
@@ -101,10 +129,15 @@ def churn_nightly() -> None:
                             ssl=ssl, starttls=not ssl and not extra.get("disable_tls", False),
                             timeout=float(extra.get("timeout", 30)))
         return email_step(settings, run_date(context), drift, scores, smtp=smtp,
-                          recipients=list(context["params"]["recipients"]) or settings.recipients)
+                          recipients=list(context["params"]["recipients"]) or settings.recipients,
+                          monitoring=monitoring)
 
-    features = validate_features(build_features(ingest_and_validate()))
-    email_report(drift_report(features), score(features))
+    validated = ingest_and_validate()
+    features = validate_features(build_features(validated))
+    drift, scores = drift_report(features), score(features)
+    monitoring = monitor(features, scores, drift, validated)
+    email_report(drift, scores, monitoring)
+    request_retraining(monitoring)
 
 
 churn_nightly()

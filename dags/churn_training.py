@@ -22,7 +22,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Asset, Param, dag, task
+from airflow.timetables.assets import AssetOrTimeSchedule
+from airflow.timetables.trigger import CronTriggerTimetable
 
 # Airflow 3 does not put the DAGs folder on sys.path; the shared task module lives beside us.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,7 +43,8 @@ from pipeline.config import load_settings
 
 @dag(
     dag_id="churn_training",
-    schedule="@weekly",
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("@weekly", timezone="UTC"),
+                                 assets=[Asset("churnflow://retraining-requested")]),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,

@@ -145,6 +145,16 @@ def test_nightly_dag_writes_drift_report_and_emails_it(trained_and_scored):
     msg = sink.messages[0]
     assert sorted(sink.envelopes[0][1]) == ["ana@example.com", "bo@example.com"]
     assert RUN_DATE in msg["Subject"]
+    # the night after the injected drift: a critical alert, stored, in the subject, and a retraining request
+    monitoring = json.loads((settings.runs_dir / "churn_nightly" / RUN_DATE / "monitor" / "monitoring.json").read_text())
+    assert monitoring["severity"] == "critical" and f"{RUN_DATE} CRITICAL:" in msg["Subject"]
+    with sqlite3.connect(settings.data_dir / "source.db") as conn:
+        stored = conn.execute("SELECT rule, severity, status FROM alerts").fetchall()
+        n_features = conn.execute("SELECT COUNT(*) FROM drift_metrics").fetchone()[0]
+    assert ("data_drift", "critical", "sent") in stored or ("feature_psi", "critical", "sent") in stored, stored
+    assert n_features == len(summary["features"])
+    states = _task_states(trained_and_scored["nightly"])
+    assert states["monitor"] == "success" and states["request_retraining"] == "success", states
     attachments = {p.get_filename(): p.get_content() for p in msg.iter_attachments()}
     assert attachments["drift_report.html"] == html
 
@@ -208,7 +218,7 @@ def test_broken_source_batch_stops_the_nightly_run(source_data, dagbag, airflow_
     assert run.state == "failed"
     for table in ("payments", "subscriptions", "support_tickets", "events"):
         assert states[f"validate_{table}"] == "failed", (table, states)
-    for task in ("build_features", "score", "drift_report", "email_report"):
+    for task in ("build_features", "score", "drift_report", "monitor", "email_report", "request_retraining"):
         assert states[task] == "upstream_failed", (task, states)
     assert not smtp_sink.messages
     q = settings.quarantine_dir
