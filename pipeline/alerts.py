@@ -87,7 +87,9 @@ def evaluate_rules(settings: Settings, monitoring: dict[str, Any]) -> list[Alert
             f"PR-AUC {perf['pr_auc']:.3f} (champion {perf['champion_pr_auc']:.3f}), margin {s.performance_drop_margin:g}"),
             perf["roc_auc"], perf["champion_roc_auc"] - s.performance_drop_margin))
     for row in monitoring.get("fairness", []):
-        if row["positive_rate_ratio"] < s.fairness_min_ratio and row["rows"] >= 30:
+        worse = _fairness_worse_than_reference(row, s.fairness_p_value)
+        if (row["positive_rate_ratio"] < s.fairness_min_ratio and worse
+                and row.get("expected_positives_at_top", 0) >= s.fairness_min_expected_positives):
             alerts.append(Alert("fairness", "warning", f"{row['segment']}={row['group']}",
                                 f"positive-rate ratio {row['positive_rate_ratio']:.2f} < {s.fairness_min_ratio:g} "
                                 f"({row['segment']}={row['group']})", row["positive_rate_ratio"], s.fairness_min_ratio))
@@ -132,3 +134,22 @@ def _recently_sent(settings: Settings, since: dt.datetime, before: dt.datetime, 
             )
         ).all()
     return {(r[0], r[1]) for r in rows}
+
+
+def _fairness_worse_than_reference(row: dict[str, Any], p_value: float) -> bool:
+    """Is the group's positive count significantly below what the reference ratio predicts?
+
+    One-sided binomial test: at the reference's ratio to tonight's top rate, the group would
+    be flagged with probability ``reference_ratio * top_rate``; fewer positives than that is
+    judged worse only when ``P(X <= observed) < p_value``, so a handful of flags is not an alert.
+    Without a reference ratio any breach counts.
+    """
+    from scipy.stats import binom
+
+    reference, ratio = row.get("reference_ratio"), row["positive_rate_ratio"]
+    if reference is None or pd.isna(reference):
+        return True
+    rows = int(row["rows"])
+    top = row["expected_positives_at_top"] / rows if rows else 0.0
+    observed = round(row["positive_rate"] * rows)
+    return bool(binom.cdf(observed, rows, min(1.0, reference * top)) < p_value) and ratio < reference

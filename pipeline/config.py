@@ -87,6 +87,11 @@ class Settings:
     fairness_segments: str = "age_band,gender,region"
     #: positive-rate ratio below this breaks the 80% rule; TPR gap above the other is flagged
     fairness_min_ratio: float = 0.8
+    #: the 80% rule is judged only where a group would hold this many positives at the top group's rate
+    fairness_min_expected_positives: int = 20
+    #: ... and only where the group's positives are significantly (one-sided binomial p) below the
+    #: champion's training-reference ratio: a disparity the model always had is reported, not re-alerted
+    fairness_p_value: float = 0.01
     fairness_max_tpr_gap: float = 0.2
     #: the same alert (rule, model, group) is not re-sent within this many days
     alert_cooldown_days: int = 7

@@ -22,6 +22,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipeline import lake
@@ -239,6 +240,14 @@ def monitor_step(
         earlier = run_dir(settings, dag_id, labelled.attrs["scored_on"], "build_features") / "features.parquet"
         labelled_feats = pd.read_parquet(earlier) if earlier.is_file() else None
     fair = monitor.fairness(day, settings.segments, feats, tonight, threshold, labelled, labelled_feats)
+    # the same table on the champion's scored training reference: a disparity it already had is
+    # reported, not re-alerted every night; the alert is for fairness getting worse than that
+    ref_rows = reference.assign(customer_id=np.arange(len(reference)))
+    ref_fair = monitor.fairness(day, settings.segments, ref_rows,
+                                pd.DataFrame({"customer_id": ref_rows["customer_id"], "churn_probability": ref_scores}),
+                                threshold)
+    fair = fair.merge(ref_fair[["segment", "group", "positive_rate_ratio"]].rename(
+        columns={"positive_rate_ratio": "reference_ratio"}), on=["segment", "group"], how="left")
     monitor.store_fairness(settings, day, fair)
 
     result: dict[str, Any] = {

@@ -271,6 +271,8 @@ def fairness(
             "segment": seg, "group": rate.index.astype(str), "rows": rate["size"].to_numpy(),
             "positive_rate": rate["mean"].to_numpy(),
             "positive_rate_ratio": (rate["mean"] / top).to_numpy() if top > 0 else np.ones(len(rate)),
+            # positives the group would have at the top group's rate: below a few dozen the ratio is noise
+            "expected_positives_at_top": rate["size"].to_numpy() * top,
             "tpr": np.nan, "tpr_gap": np.nan,
         })
         if labelled is not None and labelled_features is not None and len(labelled):

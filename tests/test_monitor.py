@@ -1,6 +1,6 @@
 """Monitoring on generated data with --drift-from (2025-06-01): real SQLite, real SMTP server.
 
-One champion whose training snapshots (2025-05-01, 2025-06-01) precede the drift; nightly
+One champion whose training snapshots (2025-04-01 .. 2025-06-01: one time-based CV fold) precede the drift; nightly
 runs on a quiet night and, the horizon (30 days) later, on a night after the drift.
 """
 
@@ -32,7 +32,7 @@ def nightly(generated_source, tmp_path_factory):
 
     data_dir = tmp_path_factory.mktemp("monitor") / "data"
     shutil.copytree(generated_source, data_dir)
-    settings = load_settings(data_dir=data_dir, horizon_days=HORIZON_DAYS, training_snapshots=2)
+    settings = load_settings(data_dir=data_dir, horizon_days=HORIZON_DAYS, training_snapshots=3, search_iterations=1)
     run_training(settings, RUN_DATE)
     outs = {}
     with SmtpSink() as sink:
@@ -103,3 +103,19 @@ def test_alerts_are_deduplicated_within_the_cooldown(settings):
     later = dt.date(2025, 6, 1) + dt.timedelta(days=settings.alert_cooldown_days)
     assert list(record_alerts(settings, later, "v1", [drift])["status"]) == ["sent"]
     assert highest_severity([psi, drift]) == "critical" and highest_severity([]) == "info"
+
+
+def test_fairness_alert_needs_a_significant_drop_below_the_reference():
+    from pipeline.alerts import _fairness_worse_than_reference
+
+    def row(rows, positives, top_rate, reference):
+        rate = positives / rows
+        return {"rows": rows, "positive_rate": rate, "positive_rate_ratio": rate / top_rate,
+                "expected_positives_at_top": rows * top_rate, "reference_ratio": reference}
+
+    # 10 of 500 flagged where the reference ratio predicts ~45: a real drop
+    assert _fairness_worse_than_reference(row(500, 10, 0.10, 0.9), p_value=0.01)
+    # 4 of 211 where ~7 are expected (the quiet night's region=west): noise, not an alert
+    assert not _fairness_worse_than_reference(row(211, 4, 0.118, 0.29), p_value=0.01)
+    # no reference to compare with: the 80% rule alone decides
+    assert _fairness_worse_than_reference(row(211, 4, 0.118, None), p_value=0.01)
