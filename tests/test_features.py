@@ -444,3 +444,10 @@ def test_same_mutation_before_as_of_is_visible(
     lake.rows[table][-1].update({"payments": {"status": "failed"}, "subscriptions": {"monthly_fee": 99.0}}.get(table, {}))
     after = F.build_features(lake.write(), [day])
     assert not after.equals(before[before["as_of"] == T(day)].reset_index(drop=True))
+
+
+def test_readme_catalogue_is_the_codes() -> None:
+    """The analysts' feature catalogue in the README is generated from the code, not hand-kept."""
+    from conftest import ROOT
+
+    assert F.feature_catalogue_markdown().strip() in (ROOT / "README.md").read_text()
