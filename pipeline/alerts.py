@@ -87,9 +87,9 @@ def evaluate_rules(settings: Settings, monitoring: dict[str, Any]) -> list[Alert
             f"PR-AUC {perf['pr_auc']:.3f} (champion {perf['champion_pr_auc']:.3f}), margin {s.performance_drop_margin:g}"),
             perf["roc_auc"], perf["champion_roc_auc"] - s.performance_drop_margin))
     for row in monitoring.get("fairness", []):
-        worse = _fairness_worse_than_reference(row, s.fairness_p_value)
-        if (row["positive_rate_ratio"] < s.fairness_min_ratio and worse
-                and row.get("expected_positives_at_top", 0) >= s.fairness_min_expected_positives):
+        if (row["positive_rate_ratio"] < s.fairness_min_ratio and row["rows"] >= 30
+                and row.get("expected_positives_at_top", 0) >= s.fairness_min_expected_positives
+                and _fairness_worse_than_reference(row, s.fairness_p_value)):
             alerts.append(Alert("fairness", "warning", f"{row['segment']}={row['group']}",
                                 f"positive-rate ratio {row['positive_rate_ratio']:.2f} < {s.fairness_min_ratio:g} "
                                 f"({row['segment']}={row['group']})", row["positive_rate_ratio"], s.fairness_min_ratio))
