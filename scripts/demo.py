@@ -87,11 +87,13 @@ def main() -> int:
     print(f"""
 ================================================================ churnflow demo done in {time.time() - t0:.0f}s
 model         {champ.path}
+model card    {champ.path / 'model_card.html'}
               out-of-time ROC-AUC {metrics['roc_auc']:.3f}, PR-AUC {metrics['pr_auc']:.3f} (base rate {metrics['base_rate']:.3f})
 scores        {scores}
               and table churn_scores in {settings.db_url}
 drift report  {report}
 drift summary {report.with_name('drift_summary.json')}
+monitoring    {settings.runs_dir / 'churn_nightly' / day / 'monitor' / 'monitoring.json'} (alerts, prediction drift, fairness)
 e-mail        {n_mail} message(s) received by the local SMTP server, saved in {settings.data_dir / 'outbox'}
 """)
     return 0
