@@ -25,6 +25,7 @@ import html
 import json
 import math
 import operator
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -476,6 +477,31 @@ def _insert_header(report_html: str, title: str, header: str) -> str:
     """Add a ``<title>`` and the banner to Evidently's standalone HTML page."""
     with_title = report_html.replace("</head>", f"<title>{html.escape(title)}</title></head>", 1)
     return with_title.replace("<body>", f"<body>{header}", 1)
+
+
+def _section_markers(section_id: str) -> tuple[str, str]:
+    if not re.fullmatch(r"[a-z][a-z0-9-]*", section_id):
+        raise ValueError(f"section id must be lowercase letters, digits and '-': {section_id!r}")
+    return f"<!-- churnflow:{section_id} -->", f"<!-- /churnflow:{section_id} -->"
+
+
+def add_report_section(report_html: Path, section_id: str, fragment: str) -> Path:
+    """Put ``fragment`` into the report right below its banner, replacing an earlier copy.
+
+    Idempotent: a retried task replaces its section instead of adding a second one. The
+    file is rewritten atomically.
+    """
+    start, end = _section_markers(section_id)
+    text = Path(report_html).read_text(encoding="utf-8")
+    block = f"{start}<section style=\"font-family:sans-serif;padding:12px 24px;border-bottom:1px solid #ddd\">{fragment}</section>{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    elif "</header>" in text:
+        text = text.replace("</header>", "</header>" + block, 1)
+    else:
+        text = text.replace("<body>", "<body>" + block, 1)
+    return write_text(text, Path(report_html))
 
 
 def _nan_to_none(value: Any) -> Any:

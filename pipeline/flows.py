@@ -265,6 +265,11 @@ def monitor_step(
     result["severity"] = highest_severity([a for a in _as_alerts(sent)])
     result["retrain"] = bool(settings.retrain_on_critical and (
         (sent["severity"] == "critical") & sent["rule"].isin(list(RETRAIN_RULES))).any())
+    trend = monitor.trend_section_html(settings, day)
+    if trend and Path(drift["report"]).is_file():
+        from pipeline.drift import add_report_section
+
+        add_report_section(Path(drift["report"]), "trend", trend)  # the attached report shows it too
     out = run_dir(settings, dag_id, day, "monitor") / "monitoring.json"
     write_text(json.dumps(result, indent=2, default=str), out)
     result["path"] = str(out)

@@ -295,6 +295,21 @@ def store_fairness(settings: Settings, day: dt.date | str, table: pd.DataFrame) 
 # --- trend chart -----------------------------------------------------------------------------------
 
 
+def trend_frame(settings: Settings, day: dt.date | str) -> pd.DataFrame:
+    """One row per recent night (``settings.trend_nights`` up to ``day``): drift share of the
+    features, high-risk share of the scores and ROC-AUC on matured labels (NaN where absent)."""
+    day = as_date(day)
+    since = day - dt.timedelta(days=settings.trend_nights)
+    drift = read_table(settings, DRIFT_TABLE, since, day)
+    if drift.empty:
+        return pd.DataFrame(columns=["drift_share", "high_risk_share", "roc_auc"])
+    out = drift.groupby("run_date")["drifted"].mean().rename("drift_share").to_frame()
+    for table, column in ((PREDICTION_TABLE, "high_risk_share"), (PERFORMANCE_TABLE, "roc_auc")):
+        rows = read_table(settings, table, since, day)
+        out[column] = rows.set_index("run_date")[column] if not rows.empty else np.nan
+    return out.sort_index()
+
+
 def trend_chart_png(settings: Settings, day: dt.date | str) -> bytes | None:
     """PNG of drift share, high-risk share and matured ROC-AUC over the recent nights."""
     import matplotlib
@@ -302,28 +317,46 @@ def trend_chart_png(settings: Settings, day: dt.date | str) -> bytes | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    day = as_date(day)
-    since = day - dt.timedelta(days=settings.trend_nights)
-    drift = read_table(settings, DRIFT_TABLE, since, day)
-    if drift.empty:
+    trend = trend_frame(settings, day)
+    if trend.empty:
         return None
-    share = drift.groupby("run_date")["drifted"].mean()
-    pred = read_table(settings, PREDICTION_TABLE, since, day)
-    perf = read_table(settings, PERFORMANCE_TABLE, since, day)
     fig, ax = plt.subplots(figsize=(7, 3), dpi=90)
-    ax.plot(share.index, share.to_numpy(), marker="o", label="drift share (features)")
-    if not pred.empty:
-        ax.plot(pred["run_date"], pred["high_risk_share"], marker="s", label="high-risk share")
-    if not perf.empty:
-        ax.plot(perf["run_date"], perf["roc_auc"], marker="^", label="ROC-AUC (matured labels)")
+    for column, marker, label in (("drift_share", "o", "drift share (features)"),
+                                  ("high_risk_share", "s", "high-risk share"),
+                                  ("roc_auc", "^", "ROC-AUC (matured labels)")):
+        values = trend[column].dropna()
+        if len(values):
+            ax.plot(values.index, values.to_numpy(), marker=marker, label=label)
     ax.set_ylim(0, 1.05)
-    ax.set_title(f"Recent nights up to {day}")
+    ax.set_title(f"Recent nights up to {as_date(day)}")
     ax.legend(loc="upper left", fontsize=8)
     fig.autofmt_xdate()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
+
+
+def trend_section_html(settings: Settings, day: dt.date | str) -> str | None:
+    """The "trend over recent nights" part of the drift report: the chart and its numbers."""
+    trend = trend_frame(settings, day)
+    if trend.empty:
+        return None
+    cell = 'style="border:1px solid #ddd;padding:2px 8px;text-align:right"'
+
+    def fmt(value: float, pattern: str) -> str:
+        return "n/a" if value != value else pattern.format(value)
+
+    rows = "".join(
+        f"<tr><td {cell}>{night:%Y-%m-%d}</td><td {cell}>{fmt(r.drift_share, '{:.0%}')}</td>"
+        f"<td {cell}>{fmt(r.high_risk_share, '{:.1%}')}</td><td {cell}>{fmt(r.roc_auc, '{:.3f}')}</td></tr>"
+        for night, r in zip(trend.index, trend.itertuples(), strict=True)
+    )
+    head = "".join(f"<th {cell}>{h}</th>" for h in ("Night", "Features drifted", "High-risk share",
+                                                     "ROC-AUC (matured labels)"))
+    return (f'<h2 style="font-size:18px;margin:0 0 8px">Trend over the last {settings.trend_nights} nights</h2>'
+            f"{png_img_tag(trend_chart_png(settings, day))}"
+            f'<table style="border-collapse:collapse;font-size:13px"><tr>{head}</tr>{rows}</table>')
 
 
 def png_img_tag(png: bytes | None, alt: str = "trend chart") -> str:

@@ -1,30 +1,18 @@
 -- Subscription in force per population row: the period with the latest start_date
 -- before as_of, and the one in force $billing_change_days days earlier (for the billing
--- change). Periods sharing a start_date are resolved by the highest subscription_id.
-WITH periods AS (
-    SELECT customer_id, start_date, plan, monthly_fee, payment_method
-    FROM subscriptions
-    QUALIFY row_number() OVER (
-        PARTITION BY customer_id, start_date ORDER BY subscription_id DESC
-    ) = 1
-),
-keys AS (
-    SELECT
-        customer_id,
-        as_of,
-        as_of::TIMESTAMP AS as_of_ts,
-        (as_of - $billing_change_days::INTEGER)::TIMESTAMP AS before_ts
-    FROM population
-)
+-- change). Periods sharing a start_date are resolved by the highest subscription_id:
+-- max_by over the key (start_date, subscription_id). One hash join and aggregate (two
+-- ASOF joins over a de-duplicated period table took 1.5x as long at 1M customers).
 SELECT
     k.customer_id,
     k.as_of,
-    s.plan,
-    s.monthly_fee,
-    s.payment_method,
-    s0.monthly_fee AS monthly_fee_before
-FROM keys AS k
-ASOF LEFT JOIN periods AS s
-    ON s.customer_id = k.customer_id AND s.start_date < k.as_of_ts
-ASOF LEFT JOIN periods AS s0
-    ON s0.customer_id = k.customer_id AND s0.start_date < k.before_ts
+    max_by(s.plan, (s.start_date, s.subscription_id)) AS plan,
+    max_by(s.monthly_fee, (s.start_date, s.subscription_id)) AS monthly_fee,
+    max_by(s.payment_method, (s.start_date, s.subscription_id)) AS payment_method,
+    max_by(s.monthly_fee, (s.start_date, s.subscription_id)) FILTER (
+        WHERE s.start_date < (k.as_of - $billing_change_days::INTEGER)::TIMESTAMP
+    ) AS monthly_fee_before
+FROM population AS k
+LEFT JOIN subscriptions AS s
+    ON s.customer_id = k.customer_id AND s.start_date < k.as_of::TIMESTAMP
+GROUP BY k.customer_id, k.as_of

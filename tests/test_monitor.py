@@ -72,8 +72,30 @@ def test_injected_drift_is_detected_in_changed_features_only(nightly):
     assert "CRITICAL" in message["Subject"]
     html = message.get_body(("html",)).get_content()
     assert "monthly_fee" in html and "data:image/png;base64," in html  # trend chart inline
-    attached = [p.get_filename() for p in message.iter_attachments()]
-    assert attached == ["drift_report.html"]
+    attached = list(message.iter_attachments())
+    assert [p.get_filename() for p in attached] == ["drift_report.html"]
+    report = attached[0].get_content()
+    report = report.decode("utf-8") if isinstance(report, bytes) else report
+    # the trend over recent nights is inside the attached report too, once, below the banner
+    assert report.count("<!-- churnflow:trend -->") == 1
+    trend = report.split("<!-- churnflow:trend -->", 1)[1].split("<!-- /churnflow:trend -->", 1)[0]
+    # the last settings.trend_nights (14) nights: tonight in, the quiet night 30 days earlier out
+    assert "data:image/png;base64," in trend and DRIFTED in trend and QUIET not in trend
+    assert report.index("</header>") < report.index("<!-- churnflow:trend -->")
+
+
+def test_report_sections_are_replaced_not_repeated(tmp_path):
+    from pipeline.drift import add_report_section
+
+    page = tmp_path / "r.html"
+    page.write_text("<html><head></head><body><header>banner</header><div>evidently</div></body></html>")
+    add_report_section(page, "trend", "<p>night 1</p>")
+    add_report_section(page, "trend", "<p>night 2</p>")  # a retried task
+    text = page.read_text()
+    assert text.count("churnflow:trend -->") == 2 and "night 1" not in text
+    assert text.index("</header>") < text.index("night 2") < text.index("evidently")
+    with pytest.raises(ValueError, match="section id"):
+        add_report_section(page, "Bad Id", "x")
 
 
 def test_matured_label_performance_appears_once_the_horizon_has_passed(nightly):
