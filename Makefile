@@ -47,4 +47,4 @@ lock:  ## re-resolve requirements.lock from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra postgres --python-version 3.11 -q -o requirements.lock
 
 clean:  ## remove generated data, Airflow home and caches (keeps .venv)
-	rm -rf data/source.db data/landing data/lake data/quarantine data/runs data/models data/reports data/truth data/outbox .airflow .pytest_cache
+	rm -rf data/source.db data/landing data/lake data/quarantine data/runs data/models data/reports data/truth data/outbox data/demo_airflow.log .airflow .pytest_cache

@@ -4,16 +4,19 @@ scores, the drift report and the e-mail are.
 
 Sizes and dates can be changed with environment variables:
 DEMO_CUSTOMERS (3000), DEMO_MONTHS (6), DEMO_SEED (7), DEMO_START (2025-01-01),
-DEMO_DRIFT_FROM (start + months - 1 month; "" for none).
+DEMO_DRIFT_FROM (start + months - 1 month; "" for none). The Airflow task logs go to
+data/demo_airflow.log; DEMO_VERBOSE=1 prints them as well.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +28,30 @@ sys.path.insert(0, str(ROOT / "dags"))
 
 def step(msg: str) -> None:
     print(f"\n==> {msg}", flush=True)
+
+
+@contextlib.contextmanager
+def _output_to(path: Path, keep: bool) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors, so Airflow's log handlers
+    too) to ``path`` for the duration; ``keep`` leaves them on the terminal."""
+    if keep:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
 
 
 def add_months(day: dt.date, months: int) -> dt.date:
@@ -69,11 +96,19 @@ def main() -> int:
         import pendulum
 
         logical = pendulum.datetime(end.year, end.month, end.day, tz="UTC")
+        log_path = settings.data_dir / "demo_airflow.log"
+        log_path.unlink(missing_ok=True)
         for dag_id in ("churn_training", "churn_nightly"):
-            step(f"airflow: {dag_id} for logical date {end} (dag.test)")
-            run = bag.get_dag(dag_id).test(logical_date=logical)
+            step(f"airflow: {dag_id} for logical date {end} (dag.test; task logs in {log_path})")
+            started = time.time()
+            with _output_to(log_path, keep=bool(os.environ.get("DEMO_VERBOSE"))):
+                run = bag.get_dag(dag_id).test(logical_date=logical)
+            for ti in sorted(run.get_task_instances(), key=lambda t: (t.start_date is None, t.start_date or 0)):
+                took = f"{ti.duration:5.1f} s" if ti.duration is not None else "      "
+                print(f"    {ti.task_id:<28} {str(ti.state):<10} {took}", flush=True)
+            print(f"    {dag_id}: {run.state} in {time.time() - started:.0f} s", flush=True)
             if run.state != "success":
-                print(f"{dag_id} finished in state {run.state}", file=sys.stderr)
+                print(f"{dag_id} finished in state {run.state}; see {log_path}", file=sys.stderr)
                 return 1
         n_mail = len(sink.messages)
 
