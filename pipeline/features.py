@@ -126,7 +126,7 @@ _TREND_TEMPLATE = (
 )
 _NO_EVENTS_TEMPLATE = "(coalesce(e.{long}, 0) = 0)::TINYINT AS {name}"
 
-#: feature CTEs prepended to sql/features.sql, in order
+#: feature groups (temp tables f_<group> from sql/features_<group>.sql) that sql/features.sql joins
 _FEATURE_GROUPS: tuple[str, ...] = (
     "f_subscription",
     "f_events",

@@ -265,11 +265,13 @@ def monitor_step(
     result["severity"] = highest_severity([a for a in _as_alerts(sent)])
     result["retrain"] = bool(settings.retrain_on_critical and (
         (sent["severity"] == "critical") & sent["rule"].isin(list(RETRAIN_RULES))).any())
-    trend = monitor.trend_section_html(settings, day)
-    if trend and Path(drift["report"]).is_file():
+    trend = monitor.trend_frame(settings, day)
+    if not trend.empty and Path(drift["report"]).is_file():  # the attached report shows the trend too
         from pipeline.drift import add_report_section
+        from pipeline.notify import trend_html
 
-        add_report_section(Path(drift["report"]), "trend", trend)  # the attached report shows it too
+        chart = monitor.png_img_tag(monitor.trend_chart_png(settings, day, trend))
+        add_report_section(Path(drift["report"]), "trend", trend_html(trend, chart, settings.trend_nights))
     out = run_dir(settings, dag_id, day, "monitor") / "monitoring.json"
     write_text(json.dumps(result, indent=2, default=str), out)
     result["path"] = str(out)

@@ -310,14 +310,16 @@ def trend_frame(settings: Settings, day: dt.date | str) -> pd.DataFrame:
     return out.sort_index()
 
 
-def trend_chart_png(settings: Settings, day: dt.date | str) -> bytes | None:
-    """PNG of drift share, high-risk share and matured ROC-AUC over the recent nights."""
+def trend_chart_png(settings: Settings, day: dt.date | str, trend: pd.DataFrame | None = None) -> bytes | None:
+    """PNG of drift share, high-risk share and matured ROC-AUC over the recent nights
+    (``trend``: :func:`trend_frame` of ``day``, read here when not given)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    trend = trend_frame(settings, day)
+    if trend is None:
+        trend = trend_frame(settings, day)
     if trend.empty:
         return None
     fig, ax = plt.subplots(figsize=(7, 3), dpi=90)
@@ -335,28 +337,6 @@ def trend_chart_png(settings: Settings, day: dt.date | str) -> bytes | None:
     fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
-
-
-def trend_section_html(settings: Settings, day: dt.date | str) -> str | None:
-    """The "trend over recent nights" part of the drift report: the chart and its numbers."""
-    trend = trend_frame(settings, day)
-    if trend.empty:
-        return None
-    cell = 'style="border:1px solid #ddd;padding:2px 8px;text-align:right"'
-
-    def fmt(value: float, pattern: str) -> str:
-        return "n/a" if value != value else pattern.format(value)
-
-    rows = "".join(
-        f"<tr><td {cell}>{night:%Y-%m-%d}</td><td {cell}>{fmt(r.drift_share, '{:.0%}')}</td>"
-        f"<td {cell}>{fmt(r.high_risk_share, '{:.1%}')}</td><td {cell}>{fmt(r.roc_auc, '{:.3f}')}</td></tr>"
-        for night, r in zip(trend.index, trend.itertuples(), strict=True)
-    )
-    head = "".join(f"<th {cell}>{h}</th>" for h in ("Night", "Features drifted", "High-risk share",
-                                                     "ROC-AUC (matured labels)"))
-    return (f'<h2 style="font-size:18px;margin:0 0 8px">Trend over the last {settings.trend_nights} nights</h2>'
-            f"{png_img_tag(trend_chart_png(settings, day))}"
-            f'<table style="border-collapse:collapse;font-size:13px"><tr>{head}</tr>{rows}</table>')
 
 
 def png_img_tag(png: bytes | None, alt: str = "trend chart") -> str:

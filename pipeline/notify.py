@@ -12,9 +12,12 @@ import math
 import mimetypes
 import smtplib
 import ssl
+from collections.abc import Iterable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
+
+import pandas as pd
 
 from pipeline.drift import DriftSummary, FeatureDrift
 
@@ -145,18 +148,19 @@ def _attach(message: EmailMessage, path: Path) -> None:
     message.add_attachment(path.read_bytes(), maintype=maintype, subtype=subtype, filename=path.name, params=params)
 
 
+def _table(headers: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
+    """An HTML table (values escaped) in the style of the e-mail and the report sections."""
+    head = "".join(f"<th {_CELL}>{_esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td {_CELL}>{_esc(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f'<table style="border-collapse:collapse"><tr>{head}</tr>{body}</table>'
+
+
 def _drift_table(features: list[FeatureDrift]) -> str:
-    header = "".join(f"<th {_CELL}>{h}</th>" for h in ("Feature", "Type", "Test", "Statistic", "Threshold", "PSI"))
-    rows = "".join(
-        "<tr>"
-        + "".join(
-            f"<td {_CELL}>{_esc(v)}</td>"
-            for v in (f.column, f.kind, f.method, _num(f.statistic), _num(f.threshold), _num(f.psi))
-        )
-        + "</tr>"
-        for f in sorted(features, key=_by_psi_descending)
+    return _table(
+        ("Feature", "Type", "Test", "Statistic", "Threshold", "PSI"),
+        ((f.column, f.kind, f.method, _num(f.statistic), _num(f.threshold), _num(f.psi))
+         for f in sorted(features, key=_by_psi_descending)),
     )
-    return f'<table style="border-collapse:collapse"><tr>{header}</tr>{rows}</table>'
 
 
 def _stable_line(summary: DriftSummary) -> str:
@@ -200,12 +204,8 @@ def monitoring_html(monitoring: dict, chart_img: str = "") -> str:
     parts = [f"<h3>Alerts (highest severity: {_esc(monitoring['severity'])})</h3>"]
     alerts = monitoring.get("alerts") or []
     if alerts:
-        header = "".join(f"<th {_CELL}>{h}</th>" for h in ("Severity", "Rule", "Status", "Message"))
-        rows = "".join(
-            "<tr>" + "".join(f"<td {_CELL}>{_esc(a[k])}</td>" for k in ("severity", "rule", "status", "message")) + "</tr>"
-            for a in alerts
-        )
-        parts.append(f'<table style="border-collapse:collapse"><tr>{header}</tr>{rows}</table>')
+        keys = ("severity", "rule", "status", "message")
+        parts.append(_table((k.capitalize() for k in keys), ([a[k] for k in keys] for a in alerts)))
     else:
         parts.append("<p>No alerts: data and scores look as expected.</p>")
     pred = monitoring.get("prediction") or {}
@@ -233,3 +233,18 @@ def monitoring_html(monitoring: dict, chart_img: str = "") -> str:
     if chart_img:
         parts.append(f"<h3>Trend over recent nights</h3>{chart_img}")
     return "\n".join(parts)
+
+
+def trend_html(trend: pd.DataFrame, chart_img: str, nights: int) -> str:
+    """The "trend over recent nights" section of the drift report: the chart and its numbers
+    (:func:`pipeline.monitor.trend_frame`; NaN shows as n/a)."""
+
+    def fmt(value: float, pattern: str) -> str:
+        return "n/a" if math.isnan(value) else pattern.format(value)
+
+    table = _table(
+        ("Night", "Features drifted", "High-risk share", "ROC-AUC (matured labels)"),
+        ((f"{night:%Y-%m-%d}", fmt(r.drift_share, "{:.0%}"), fmt(r.high_risk_share, "{:.1%}"), fmt(r.roc_auc, "{:.3f}"))
+         for night, r in zip(trend.index, trend.itertuples(), strict=True)),
+    )
+    return f'<h2 style="font-size:18px;margin:0 0 8px">Trend over the last {nights} nights</h2>{chart_img}{table}'

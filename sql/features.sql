@@ -1,8 +1,8 @@
 -- Point-in-time feature rows: one per population row (customer_id, as_of), in the
 -- order of the catalogue pipeline.features.FEATURES (a test keeps the two in lockstep).
 --
--- Runs after the CTEs f_events, f_payments, f_plan_changes, f_support and
--- f_subscription (sql/features_<group>.sql) are prepended. The window_columns
+-- Runs after the temp tables f_events, f_payments, f_plan_changes, f_support and
+-- f_subscription (sql/features_<group>.sql) are materialised. The window_columns
 -- placeholder is generated from identifiers only: per metric and window
 --     coalesce(e.n_logins_7d, 0) AS n_logins_7d
 -- then per shorter window the engagement trend against the longest window W,
