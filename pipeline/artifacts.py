@@ -16,6 +16,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -91,3 +92,13 @@ def replace_dir(build: Path, final: Path) -> Path:
     os.replace(build, final)
     shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def nan_to_none(value: Any) -> Any:
+    """``value`` with every float NaN, also inside dicts and lists, replaced by ``None``
+    (JSON has no NaN, and neither has Airflow's XCom)."""
+    if isinstance(value, dict):
+        return {k: nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [nan_to_none(v) for v in value]
+    return None if isinstance(value, float) and value != value else value

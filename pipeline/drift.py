@@ -36,7 +36,7 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial import distance
 
-from pipeline.artifacts import write_text
+from pipeline.artifacts import nan_to_none, write_text
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -86,7 +86,7 @@ class DriftSummary:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; NaN statistics become ``None``."""
         data = asdict(self)
-        data["features"] = [{k: _nan_to_none(v) for k, v in f.items()} for f in data["features"]]
+        data["features"] = nan_to_none(data["features"])
         return data
 
     @classmethod
@@ -504,5 +504,3 @@ def add_report_section(report_html: Path, section_id: str, fragment: str) -> Pat
     return write_text(text, Path(report_html))
 
 
-def _nan_to_none(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else value

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import lake
-from pipeline.artifacts import as_date, run_dir
+from pipeline.artifacts import as_date, nan_to_none, run_dir
 from pipeline.config import Settings
 from pipeline.tables import LAKE_TABLE_NAMES
 
@@ -277,15 +277,7 @@ def monitor_step(
     result["path"] = str(out)
     log.info("monitor %s: severity %s, %d alerts (%d sent), retrain %s", day, result["severity"], len(alerts),
              len(sent), result["retrain"])
-    return _nan_to_none(json.loads(json.dumps(result, default=str)))  # XCom JSON has no NaN
-
-
-def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_nan_to_none(v) for v in value]
-    return None if isinstance(value, float) and value != value else value
+    return nan_to_none(json.loads(json.dumps(result, default=str)))  # XCom JSON has no NaN
 
 
 def _as_alerts(rows: pd.DataFrame) -> list[Any]:
