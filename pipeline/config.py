@@ -44,9 +44,10 @@ class Settings:
 
     # --- model -----------------------------------------------------------------------
     random_seed: int = 42
-    xgb_n_estimators: int = 300
-    xgb_max_depth: int = 4
-    xgb_learning_rate: float = 0.05
+    #: XGBoost's most trees (CV early stopping picks how many); depth and rate when not searched
+    xgb_n_estimators: int = 500
+    xgb_max_depth: int = 3
+    xgb_learning_rate: float = 0.03
     n_jobs: int = 2
     #: risk bands: probability >= high -> "high", >= medium -> "medium", else "low"
     risk_band_high: float = 0.5

@@ -293,6 +293,40 @@ def test_trivial_model_on_hand_made_features_beats_chance(data: Dataset, labelle
     assert roc_auc_score(test_rows["y"], test_rows["p_cancel_30d"]) > auc
 
 
+def test_truth_is_the_hazard_of_the_observable_features(source_data: Settings) -> None:
+    """The truth is the best achievable score: a function of what the pipeline's features see.
+
+    The generator's hazard, fed with the feature values that pipeline.features computes
+    from the ingested lake (an independent implementation of the same counts), gives back
+    the recorded truth for every active customer. Month starts with no spill-over from a
+    short previous month and a full 90-day history: 1 May and 1 June 2025.
+    """
+    from pipeline.features import build_features
+    from pipeline.flows import TRAINING_DAG, run_ingestion
+
+    run_ingestion(source_data, TRAINING_DAG, "2025-07-01")
+    features = build_features(source_data, ["2025-05-01", "2025-06-01"])
+    truth = _read_truth(source_data).rename(columns={"month_start": "as_of"})
+    rows = features.merge(truth, on=["customer_id", "as_of"], how="outer", validate="one_to_one", indicator=True)
+    rows = rows[rows["as_of"].isin(features["as_of"].unique())]
+    assert (rows["_merge"] == "both").all(), rows["_merge"].value_counts()  # the same customers are active
+    tenure = rows["tenure_days"].to_numpy()
+    observed = gen.Observed(
+        events={w: rows[f"n_events_{w}d"].to_numpy() for w in gen.USAGE_WINDOWS},
+        usage_days={w: np.minimum(tenure, w) for w in gen.USAGE_WINDOWS},
+        tenure_days=tenure,
+        failed_payments=rows[f"n_failed_payments_{gen.FAILED_PAYMENT_DAYS}d"].to_numpy(),
+        tickets=rows[f"n_tickets_{gen.TICKET_DAYS}d"].to_numpy(),
+        downgraded=rows[f"downgrade_{gen.DOWNGRADE_DAYS}d_flag"].to_numpy(),
+        price_ratio=(rows["monthly_fee"] / rows["plan"].map(PLAN_FEES)).to_numpy(),
+        channel=rows["acquisition_channel"].map(CHANNELS.index).to_numpy(),
+        age=rows["age"].to_numpy(),
+    )
+    p = -np.expm1(gen.WINDOW_DAYS * np.log1p(-gen.daily_hazard(observed)))
+    assert len(rows) > 1_000 and rows["downgrade_90d_flag"].sum() > 0 and rows["n_failed_payments_180d"].sum() > 0
+    np.testing.assert_allclose(p, rows["p_cancel_30d"], rtol=1e-9)
+
+
 # --- drift ---------------------------------------------------------------------------------------
 
 
@@ -384,7 +418,7 @@ def test_command_line_generates_into_the_configured_data_dir(
     args = parser.parse_args(["--customers", "150", "--months", "1", "--seed", "4", "--start", "2025-03-01"])
     assert gen.main(args) == 0
     out = capsys.readouterr().out
-    assert "events: 2025-03 done" in out and "database: sqlite:///" in out
+    assert "simulated 2025-03, " in out and "database: sqlite:///" in out
     assert (tmp_path / "data" / "source.db").is_file()
     assert (tmp_path / "data" / "truth" / gen.TRUTH_FILE).is_file()
 

@@ -19,14 +19,16 @@ from pipeline.config import Settings, load_settings
 REAL = ROOT.parent / "shared" / "data" / "real" / "Churn_Modelling.csv"
 
 
-def _trained(tmp: Path, customers: int, months: int, **settings_: object) -> tuple[Settings, dict, pd.DataFrame]:
+def _trained(
+    tmp: Path, customers: int, months: int, seed: int = 11, **settings_: object
+) -> tuple[Settings, dict, pd.DataFrame]:
     """Generate, run the training flow, and return the holdout rows with the true probabilities."""
     from pipeline.flows import run_training
     from pipeline.generate import TRUTH_FILE, generate
 
     settings = load_settings(data_dir=tmp / "data", **settings_)
     start = dt.date(2025, 1, 1)
-    generate(settings, customers=customers, months=months, seed=11, start=start, progress=None)
+    generate(settings, customers=customers, months=months, seed=seed, start=start, progress=None)
     run_date = dt.date(2025 + (months // 12), months % 12 + 1, 1)
     result = run_training(settings, run_date, snapshots=months - 1)
     train = result["train"]
@@ -55,18 +57,14 @@ def _check_pr_auc_and_calibration(q: dict[str, float]) -> None:
     assert q["ece"] <= 0.03, q
 
 
-# The features of issue 3 do not carry all the signal the generator uses: every candidate
-# (and hand-tuned XGBoost) ends ~0.08 ROC-AUC below the truth's, so this bar is not met yet.
-# strict: the day a feature change closes the gap, this xfail fails and must be removed.
-ROC_GAP_XFAIL = pytest.mark.xfail(strict=True, reason="features reach ~0.75 ROC-AUC vs ~0.83 from the truth")
-
-
+# 8,000 customers over 10 months: ~40k training rows, and a holdout (the latest matured
+# month: ~5.3k customers, ~300 churners) large enough that the paired ROC-AUC gap to the
+# truth is measured to about +-0.01; at 4,000 x 8 the holdout's noise is as large as the bar.
 @pytest.fixture(scope="module")
 def trained_quality(tmp_path_factory):
-    return _trained(tmp_path_factory.mktemp("quality"), customers=4000, months=8)
+    return _trained(tmp_path_factory.mktemp("quality"), customers=8000, months=10)
 
 
-@pytest.mark.slow
 def test_champion_quality_on_generated_data(trained_quality):
     settings, train, holdout = trained_quality
     _check_pr_auc_and_calibration(_quality(train, holdout))
@@ -91,17 +89,16 @@ def test_champion_quality_on_generated_data(trained_quality):
     assert log["chosen"].sum() == 1 and compare(settings).index.tolist() == [train["version"]]
 
 
-@pytest.mark.slow
-@ROC_GAP_XFAIL
 def test_champion_roc_auc_is_near_the_best_achievable(trained_quality):
+    """The truth is the best achievable score (the generator's hazard reads only observable history)."""
     q = _quality(trained_quality[1], trained_quality[2])
     assert q["roc_auc"] >= q["best_roc_auc"] - 0.03, q
 
 
 @pytest.mark.slow
-@ROC_GAP_XFAIL
-def test_champion_quality_on_more_generated_data(tmp_path):
-    _, train, holdout = _trained(tmp_path, customers=8000, months=10)
+@pytest.mark.parametrize("seed", [12, 13])
+def test_quality_bars_hold_for_other_seeds(tmp_path, seed):
+    _, train, holdout = _trained(tmp_path, customers=8000, months=10, seed=seed)
     q = _quality(train, holdout)
     _check_pr_auc_and_calibration(q)
     assert q["roc_auc"] >= q["best_roc_auc"] - 0.03, q

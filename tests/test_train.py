@@ -117,3 +117,16 @@ def test_scoring_without_a_champion_says_what_to_do(settings, tmp_path):
 
     with pytest.raises(registry.RegistryError, match="run the churn_training DAG"):
         score(settings, tmp_path / "f.parquet", dt.date(2025, 7, 1), tmp_path / "s.parquet")
+
+
+def test_xgboost_class_weight_is_a_searched_power_of_the_imbalance(settings):
+    from pipeline.train import POS_WEIGHT_POWER, SEARCH_SPACES, _candidate_pipeline
+
+    y = np.array([1] * 10 + [0] * 90)  # 9 negatives per positive
+    weights = {power: _candidate_pipeline(settings, ["x"], [], "xgboost", {POS_WEIGHT_POWER: power,
+                                          "model__max_depth": 2}, y).named_steps["model"]
+               for power in SEARCH_SPACES["xgboost"][POS_WEIGHT_POWER]}
+    assert {p: m.scale_pos_weight for p, m in weights.items()} == {0.5: 3.0, 1.0: 9.0, 0.0: 1.0}
+    assert all(m.max_depth == 2 for m in weights.values())
+    smote = _candidate_pipeline(settings, ["x"], [], "xgboost_smote", {}, y).named_steps["model"]
+    assert smote.scale_pos_weight == 1.0  # SMOTE balances the classes instead
