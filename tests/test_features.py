@@ -131,17 +131,33 @@ def test_subscription_at_as_of_and_billing_change(lake: Lake) -> None:
         (1, T("2024-01-01"), "basic", 10.0, "card"),
         (2, A - pd.Timedelta(days=30), "standard", 12.5, "paypal"),
         (3, A, "premium", 30.0, "card"),  # starts at as_of: not yet in force
+        (4, T("2024-01-01"), "premium", 20.0, "card"),  # same start as 1: the higher id wins
     ]:
         lake.add("subscriptions", subscription_id=sid, customer_id=1, plan=plan, monthly_fee=fee,
                  payment_method=method, start_date=start)
     df = F.build_features(lake.write(), [AS_OF])
     c1, c2 = one(df, 1), one(df, 2)
     assert (c1["plan"], c1["monthly_fee"], c1["payment_method"]) == ("standard", 12.5, "paypal")
-    assert c1["billing_change_pct_90d"] == pytest.approx(25.0)
+    assert c1["billing_change_pct_90d"] == pytest.approx(-37.5)  # 20.0 (id 4, not 1) -> 12.5
     assert c1["tenure_days"] == (A - T("2024-01-01")).days
     assert (c2["plan"], c2["monthly_fee"], c2["payment_method"], c2["billing_change_pct_90d"]) == (
         "none", 0.0, "none", 0.0)
     assert c2["tenure_days"] == 2
+
+
+def test_latest_key_orders_rows_by_time_then_id() -> None:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(F.read_sql("features_macros"))
+    rng = np.random.default_rng(0)
+    ts = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 3, 400), unit="us")
+    ids = np.concatenate([rng.integers(-(2**63), 2**63 - 1, 396, dtype=np.int64),
+                          [-(2**63), 2**63 - 1, 0, -1]])
+    frame = pd.DataFrame({"ts": ts, "id": ids})  # noqa: F841 (read by DuckDB)
+    by_key = con.execute("SELECT ts, id FROM frame ORDER BY latest_key(ts, id)").df()
+    by_pair = con.execute("SELECT ts, id FROM frame ORDER BY ts, id").df()
+    pd.testing.assert_frame_equal(by_key, by_pair)
 
 
 # --------------------------------------------------------------------------- behavioural windows, trend, recency
