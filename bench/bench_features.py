@@ -394,8 +394,7 @@ def _child_pandas(data_dir: str, as_of: dt.date, out: str) -> tuple[float, float
         df.to_parquet(out)
         return len(df)
 
-    wall, peak, rows = _measured(job)
-    return wall, peak, rows
+    return _measured(job)
 
 
 def _in_fresh_process(fn: Callable[..., tuple[float, float, int]], *args: object) -> tuple[float, float, int]:

@@ -44,7 +44,7 @@ class Settings:
 
     # --- model -----------------------------------------------------------------------
     random_seed: int = 42
-    #: XGBoost's most trees (CV early stopping picks how many); depth and rate when not searched
+    #: XGBoost's most trees (CV early stopping picks how many); depth and rate of the search's default draw
     xgb_n_estimators: int = 500
     xgb_max_depth: int = 3
     xgb_learning_rate: float = 0.03

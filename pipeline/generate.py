@@ -435,7 +435,8 @@ class Observed:
 
     Every field is also a feature of ``pipeline.features`` at ``as_of`` = that month start
     (or, for ``usage_days``, follows from ``tenure_days``), which is what makes the truth
-    the best achievable score: see tests/test_features.py.
+    the best achievable score: see
+    tests/test_generate.py::test_truth_is_the_hazard_of_the_observable_features.
     """
 
     events: dict[int, np.ndarray]  # window days -> events in the window

@@ -102,6 +102,19 @@ SEARCH_SPACES["logreg_smote"] = {**SEARCH_SPACES["logreg"], "smote__k_neighbors"
 EARLY_STOPPING_ROUNDS = 30
 
 
+def search_space(settings: Settings, name: str) -> dict[str, list[Any]]:
+    """The search space of candidate ``name``, whose default (first) draw uses the configured
+    ``xgb_max_depth`` and ``xgb_learning_rate`` for the XGBoost families."""
+    space = SEARCH_SPACES.get(name)
+    if space is None:
+        raise TrainingError(f"unknown candidate {name!r} in settings.candidates: choose from {', '.join(SEARCH_SPACES)}")
+    if name.removesuffix("_smote") != "xgboost":
+        return space
+    configured = {"model__max_depth": settings.xgb_max_depth, "model__learning_rate": settings.xgb_learning_rate}
+    return {k: [configured[k], *(v for v in values if v != configured[k])] if k in configured else values
+            for k, values in space.items()}
+
+
 def _preprocessor(numeric: list[str], categorical: list[str], *, scale: bool):
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
@@ -204,9 +217,7 @@ def search(settings: Settings, X: pd.DataFrame, y: np.ndarray, folds: list[tuple
     names = [c.strip() for c in settings.candidates.split(",") if c.strip()]
     trials = []
     for name in names:
-        space = SEARCH_SPACES.get(name)
-        if space is None:
-            raise TrainingError(f"unknown candidate {name!r} in settings.candidates: choose from {', '.join(SEARCH_SPACES)}")
+        space = search_space(settings, name)
         default = {k: v[0] for k, v in space.items()}
         grid = [g for g in ParameterGrid(space) if g != default]
         order = np.random.default_rng(settings.random_seed).permutation(len(grid))

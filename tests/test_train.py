@@ -130,3 +130,18 @@ def test_xgboost_class_weight_is_a_searched_power_of_the_imbalance(settings):
     assert all(m.max_depth == 2 for m in weights.values())
     smote = _candidate_pipeline(settings, ["x"], [], "xgboost_smote", {}, y).named_steps["model"]
     assert smote.scale_pos_weight == 1.0  # SMOTE balances the classes instead
+
+
+def test_configured_xgboost_depth_and_rate_are_the_default_draw(tmp_path):
+    from pipeline.config import load_settings
+    from pipeline.train import SEARCH_SPACES, search_space
+
+    settings = load_settings(data_dir=tmp_path, xgb_max_depth=5, xgb_learning_rate=0.1)
+    for name in ("xgboost", "xgboost_smote"):
+        space = search_space(settings, name)
+        assert space["model__max_depth"] == [5, 3, 2, 4, 6]
+        assert space["model__learning_rate"] == [0.1, 0.03, 0.05]  # no repeat
+    assert search_space(load_settings(data_dir=tmp_path), "xgboost") == SEARCH_SPACES["xgboost"]
+    assert search_space(settings, "logreg") is SEARCH_SPACES["logreg"]
+    with pytest.raises(TrainingError, match="unknown candidate 'svm'"):
+        search_space(settings, "svm")
