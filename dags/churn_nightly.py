@@ -4,21 +4,27 @@
 Every night, for logical date D: a churn probability for every customer active at D,
 and a drift report for the analysts.
 
-1. **ingest_*** / **validate_*** - the last `lookback_days` of database rows and event
-   files, gated by Great Expectations; bad rows are quarantined with their reason.
-2. **build_features** / **validate_features** - point-in-time features as of D.
-3. **score** - the champion model; Parquet + the `churn_scores` table (a rerun of D replaces D).
-4. **drift_report** - Evidently HTML vs the champion's training reference, under `data/reports/D/`.
-5. **monitor** - prediction drift, performance on matured labels (scores of D - horizon),
+1. **wait_for_data** - the readiness gate: the landing partitions of `[D - lookback_days, D)`
+   exist and hold rows, and the source database has rows up to the window end. It waits
+   (reschedule mode, `readiness_poke_seconds`) up to `readiness_timeout_minutes`, then fails
+   naming the missing day(s); it fails at once when later days have landed but these have
+   not. Nothing downstream runs without data. It also refuses unknown conf keys.
+2. **ingest** - the window's database rows and event files, each table gated by Great
+   Expectations; bad rows are quarantined with their reason.
+3. **build_features** - point-in-time features as of D, gated by their own expectation suite.
+4. **score** - the champion model; Parquet + the `churn_scores` table (a rerun of D replaces D).
+5. **drift_report** - Evidently HTML vs the champion's training reference, under `data/reports/D/`.
+6. **monitor** - prediction drift, performance on matured labels (scores of D - horizon),
    fairness by segment, and deduplicated alerts (tables `drift_metrics`, `prediction_drift`,
    `model_performance`, `fairness_metrics`, `alerts`).
-6. **email_report** - subject with the highest alert severity; summary, alerts and trend
-   chart inline, Evidently report attached, through the Airflow SMTP connection.
-7. **request_retraining** - emits the `churnflow://retraining-requested` Asset (which
-   schedules `churn_training`) only when a critical drift/performance alert was sent and
-   `retrain_on_critical` is on; skipped otherwise.
+7. **email_report** - subject with the highest alert severity; summary, alerts and trend
+   chart inline, Evidently report attached, through the Airflow SMTP connection
+   `smtp_default` (fails at once, saying how to set it, when there is none).
+8. **request_retraining** - emits the `churnflow://retraining-requested` Asset with
+   `extra={"date": D}` (churn_training then trains as of D) only when a critical
+   drift/performance alert was raised and `retrain_on_critical` is on; skipped otherwise.
 
-Trigger it by hand from the UI to choose recipients or skip the e-mail.
+Trigger it by hand from the UI to choose the date, recipients or skip the e-mail.
 """
 
 from __future__ import annotations
@@ -35,13 +41,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from churnflow_common import (  # noqa: E402
     DEFAULT_ARGS,
     START_DATE,
+    DataReadySensor,
     common_params,
-    ingest_and_validate,
+    ingest,
+    no_retry_on_data_errors,
     run_date,
     settings_for,
-    validate_features,
 )
-from pipeline.config import load_settings
+from pipeline.config import load_settings  # noqa: E402
 
 #: emitted when a critical alert asks for a new model; churn_training is scheduled on it
 RETRAINING_REQUESTED = Asset("churnflow://retraining-requested")
@@ -74,24 +81,29 @@ RETRAINING_REQUESTED = Asset("churnflow://retraining-requested")
 )
 def churn_nightly() -> None:
     @task
+    @no_retry_on_data_errors
     def build_features(validated: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
-        from pipeline.flows import features_step
+        from pipeline.flows import features_step, validate_features_step
 
-        return features_step(settings_for(context), context["dag"].dag_id, run_date(context))
+        settings, dag_id, day = settings_for(context), context["dag"].dag_id, run_date(context)
+        return validate_features_step(settings, dag_id, day, features_step(settings, dag_id, day))
 
     @task
+    @no_retry_on_data_errors
     def score(features: dict[str, Any], **context: Any) -> dict[str, Any]:
         from pipeline.flows import score_step
 
         return score_step(settings_for(context), context["dag"].dag_id, run_date(context), features)
 
     @task
+    @no_retry_on_data_errors
     def drift_report(features: dict[str, Any], **context: Any) -> dict[str, Any]:
         from pipeline.flows import drift_step
 
         return drift_step(settings_for(context), context["dag"].dag_id, run_date(context), features)
 
     @task
+    @no_retry_on_data_errors
     def monitor(features: dict[str, Any], scores: dict[str, Any], drift: dict[str, Any],
                 validated: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
         from pipeline.flows import monitor_step
@@ -101,18 +113,22 @@ def churn_nightly() -> None:
                             drift, rejected_rows=rejected)
 
     @task(outlets=[RETRAINING_REQUESTED])
-    def request_retraining(monitoring: dict[str, Any]) -> str:
+    def request_retraining(monitoring: dict[str, Any], **context: Any) -> str:
         from airflow.sdk.exceptions import AirflowSkipException
 
         if not monitoring["retrain"]:
             raise AirflowSkipException("no critical drift/performance alert (or retrain_on_critical is off)")
-        return f"retraining requested: severity {monitoring['severity']}"
+        day = str(run_date(context))
+        context["outlet_events"][RETRAINING_REQUESTED].extra = {"date": day, "severity": monitoring["severity"],
+                                                                "model_version": monitoring.get("model_version")}
+        return f"retraining requested as of {day}: severity {monitoring['severity']}"
 
     @task
+    @no_retry_on_data_errors
     def email_report(drift: dict[str, Any], scores: dict[str, Any], monitoring: dict[str, Any],
                      **context: Any) -> dict[str, Any]:
         from airflow.sdk import BaseHook
-        from airflow.sdk.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException, AirflowSkipException
 
         from pipeline.flows import email_step
         from pipeline.notify import SmtpSettings
@@ -120,7 +136,14 @@ def churn_nightly() -> None:
         settings = settings_for(context)
         if not context["params"]["send_email"]:
             raise AirflowSkipException("send_email is off for this run")
-        conn = BaseHook.get_connection(settings.smtp_conn_id)
+        try:
+            conn = BaseHook.get_connection(settings.smtp_conn_id)
+        except AirflowNotFoundException as exc:
+            raise AirflowFailException(
+                f"no Airflow connection {settings.smtp_conn_id!r} to send the report with: create it in the UI "
+                f"(Admin > Connections, type smtp), with 'airflow connections add {settings.smtp_conn_id} "
+                "--conn-uri smtp://user:pass@host:587', or as the environment variable "
+                f"AIRFLOW_CONN_{settings.smtp_conn_id.upper()}; or trigger with send_email=false") from exc
         extra = conn.extra_dejson
         # same meaning as the Airflow SMTP provider's connection extras
         ssl = not extra.get("disable_ssl", False)
@@ -132,8 +155,9 @@ def churn_nightly() -> None:
                           recipients=list(context["params"]["recipients"]) or settings.recipients,
                           monitoring=monitoring)
 
-    validated = ingest_and_validate()
-    features = validate_features(build_features(validated))
+    validated = ingest()
+    DataReadySensor(task_id="wait_for_data") >> validated
+    features = build_features(validated)
     drift, scores = drift_report(features), score(features)
     monitoring = monitor(features, scores, drift, validated)
     email_report(drift, scores, monitoring)

@@ -1,23 +1,30 @@
 """
 ### churn_training
 
-Weekly (and on demand) retraining of the churn model.
+Weekly (and on demand) retraining of the churn model, as of the run's date:
 
-1. **ingest_*** - customer-database tables from `history_start` and the event files the lake
-   does not hold yet, each into a Parquet artifact.
-2. **validate_*** - Great Expectations gate (`expectations/<table>.json`); bad rows are
-   quarantined with their reason; a failing batch stops the run here.
-3. **build_training_set** - point-in-time features at month-start snapshots and their labels.
-4. **validate_features** - the feature table's expectation suite.
-5. **train** - candidates (logistic regression, random forest, XGBoost, SMOTE variants) searched
+- a scheduled (weekly) run: its logical date;
+- a run triggered by the `churnflow://retraining-requested` Asset (a critical alert of
+  churn_nightly): the date of the night that asked, carried in the asset event's `extra`;
+- a manual run: the logical date chosen in the trigger form.
+
+1. **ingest** - customer-database tables from `history_start` and the event files the lake
+   does not hold yet, each table gated by Great Expectations (`expectations/<table>.json`);
+   bad rows are quarantined with their reason; a failing batch stops the run here.
+2. **build_training_set** - point-in-time features at month-start snapshots and their labels,
+   gated by the feature table's expectation suite.
+3. **train** - candidates (logistic regression, random forest, XGBoost, SMOTE variants) searched
    with expanding-window time CV, the best calibrated, evaluated out of time on the latest
    snapshot, a campaign-value threshold, registry with model card, champion gate.
 
+A training set that cannot train (one class, too few snapshots) fails with a `TrainingError`
+naming the dates and counts, without retries; only infrastructure errors are retried.
 Tasks exchange only paths and counts through XCom.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,21 +38,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from churnflow_common import (  # noqa: E402
     DEFAULT_ARGS,
-    START_DATE,
     common_params,
-    ingest_and_validate,
+    ingest,
+    no_retry_on_data_errors,
     run_date,
     settings_for,
-    validate_features,
 )
-from pipeline.config import load_settings
+from pipeline.config import load_settings  # noqa: E402
 
 
 @dag(
     dag_id="churn_training",
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("@weekly", timezone="UTC"),
-                                 assets=[Asset("churnflow://retraining-requested")]),
-    start_date=START_DATE,
+    # no start_date and run_immediately=0: unpausing does not start a training at once (the
+    # launcher or the last champion covers today); the next one is Sunday 00:00 UTC or an asset event
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("@weekly", timezone="UTC", run_immediately=dt.timedelta(0)),
+        assets=[Asset("churnflow://retraining-requested")]),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
@@ -70,18 +78,21 @@ from pipeline.config import load_settings
 )
 def churn_training() -> None:
     @task
+    @no_retry_on_data_errors
     def build_training_set(validated: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
-        from pipeline.flows import training_set_step
+        from pipeline.flows import training_set_step, validate_features_step
 
-        return training_set_step(settings_for(context), context["dag"].dag_id, run_date(context))
+        settings, dag_id, day = settings_for(context), context["dag"].dag_id, run_date(context)
+        return validate_features_step(settings, dag_id, day, training_set_step(settings, dag_id, day))
 
     @task
+    @no_retry_on_data_errors
     def train(training_set: dict[str, Any], **context: Any) -> dict[str, Any]:
         from pipeline.flows import train_step
 
         return train_step(settings_for(context), context["dag"].dag_id, run_date(context), training_set)
 
-    train(validate_features(build_training_set(ingest_and_validate())))
+    train(build_training_set(ingest()))
 
 
 churn_training()

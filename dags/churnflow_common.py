@@ -3,18 +3,28 @@ function of ``pipeline.flows`` and returns its small dict of paths and counts to
 
 Heavy libraries (pandas, Great Expectations, Evidently, XGBoost) are imported inside the
 tasks, never here, so the DAG files parse in a fraction of a second.
+
+Failures: a :class:`pipeline.errors.DataError` (bad or missing data, a training set that
+cannot train, no champion) fails its task at once, since retrying the same inputs gives
+the same answer; anything else (database, disk, mail server) is retried.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
+import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pendulum
-from airflow.sdk import Param, task
+from airflow.sdk import BaseSensorOperator, Param, PokeReturnValue, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from pipeline.config import Settings, load_settings
-from pipeline.tables import LAKE_TABLE_NAMES
+
+log = logging.getLogger(__name__)
 
 START_DATE = pendulum.datetime(2025, 1, 1, tz="UTC")
 
@@ -22,53 +32,131 @@ START_DATE = pendulum.datetime(2025, 1, 1, tz="UTC")
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "churnflow",
     "retries": 2,
-    "retry_delay": dt.timedelta(minutes=5),
+    "retry_delay": dt.timedelta(minutes=2),
 }
-NO_RETRY = {"retries": 0}
+
+#: Params a run's conf may set that name a setting of the same name
+SETTING_PARAMS = ("horizon_days", "training_snapshots", "drift_report_sample_rows", "promotion_min_improvement",
+                  "search_iterations", "cv_folds")
 
 
 def run_date(context: Any) -> dt.date:
-    """The run's logical date; a manual run triggered without one uses its run_after."""
-    when = context.get("logical_date") or context["dag_run"].run_after
+    """The day a run is for.
+
+    - a scheduled run or a manual one with a logical date: that date (UTC);
+    - a run triggered by an asset event (no logical date): the ``date`` the event carries
+      in its ``extra`` (the night that asked for retraining; the latest if several);
+    - otherwise (a manual run without a logical date): the day it was triggered.
+    """
+    when = context.get("logical_date")
+    if when is None:
+        asked = requested_dates(context.get("triggering_asset_events") or {})
+        if asked:
+            return max(asked)
+        when = context["dag_run"].run_after
     return pendulum.instance(when).in_tz("UTC").date()
+
+
+def requested_dates(events: Any) -> list[dt.date]:
+    """``extra["date"]`` of every triggering asset event that carries one."""
+    out = []
+    for asset in events:
+        for event in events[asset]:
+            value = (getattr(event, "extra", None) or {}).get("date")
+            if value:
+                out.append(dt.date.fromisoformat(str(value)[:10]))
+    return out
 
 
 def settings_for(context: Any) -> Settings:
     """Settings from env/YAML, with the run's Params applied where they name a setting."""
     params = context["params"]
-    overrides = {k: params[k] for k in ("horizon_days", "training_snapshots", "drift_report_sample_rows",
-                                        "promotion_min_improvement", "search_iterations", "cv_folds") if k in params}
-    return load_settings().replace(**overrides)
+    return load_settings().replace(**{k: params[k] for k in SETTING_PARAMS if k in params})
 
 
-@task
-def ingest(table: str, **context: Any) -> dict[str, Any]:
-    from pipeline.flows import ingest_step
-
-    return ingest_step(settings_for(context), context["dag"].dag_id, run_date(context), table,
-                       lookback_days=int(context["params"].get("lookback_days", 1)))
-
-
-@task(**NO_RETRY)
-def validate(ingested: dict[str, Any], **context: Any) -> dict[str, Any]:
-    from pipeline.flows import validate_step
-
-    return validate_step(settings_for(context), context["dag"].dag_id, run_date(context), ingested)
+def check_conf(context: Any) -> None:
+    """Refuse a run whose conf names a key that is not one of the DAG's Params (a typo
+    would otherwise be ignored silently and the run use the default)."""
+    conf = (context.get("dag_run") and context["dag_run"].conf) or {}
+    known = set(context["dag"].params)
+    unknown = sorted(set(conf) - known)
+    if unknown:
+        raise AirflowFailException(
+            f"unknown conf key(s) {unknown} for {context['dag'].dag_id}; valid Params: {', '.join(sorted(known))}")
 
 
-@task(**NO_RETRY)
-def validate_features(built: dict[str, Any], **context: Any) -> dict[str, Any]:
-    from pipeline.flows import validate_features_step
+@contextlib.contextmanager
+def data_errors_fail() -> Iterator[None]:
+    """Turn a DataError into a failure without retries (AirflowFailException keeps the message)."""
+    from pipeline.errors import DataError
 
-    return validate_features_step(settings_for(context), context["dag"].dag_id, run_date(context), built)
+    try:
+        yield
+    except DataError as exc:
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
 
-def ingest_and_validate() -> list[Any]:
-    """One ingest -> validate pair per lake input; returns the validate tasks' outputs."""
-    return [
-        validate.override(task_id=f"validate_{table}")(ingest.override(task_id=f"ingest_{table}")(table))
-        for table in LAKE_TABLE_NAMES
-    ]
+def no_retry_on_data_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with data_errors_fail():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@task(task_id="ingest")
+@no_retry_on_data_errors
+def ingest(**context: Any) -> list[dict[str, Any]]:
+    """Every lake input (six database tables and the event files) ingested and validated."""
+    from pipeline.flows import ingest_all_step
+
+    check_conf(context)
+    return ingest_all_step(settings_for(context), context["dag"].dag_id, run_date(context),
+                           lookback_days=int(context["params"].get("lookback_days", 1)))
+
+
+def nightly_window(context: Any) -> tuple[dt.date, dt.date]:
+    end = run_date(context)
+    return end - dt.timedelta(days=int(context["params"].get("lookback_days", 1))), end
+
+
+class DataReadySensor(BaseSensorOperator):
+    """Waits until the night's landing partitions exist and hold rows and the source database
+    is fresh (:mod:`pipeline.readiness`), in ``reschedule`` mode so a waiting night holds no
+    worker slot. Fails at once, naming the day(s), when later days have landed but these
+    have not (waiting cannot bring them), or when its timeout passes; pushes the window."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        settings = load_settings()
+        kwargs.setdefault("mode", "reschedule")
+        kwargs.setdefault("poke_interval", settings.readiness_poke_seconds)
+        kwargs.setdefault("timeout", settings.readiness_timeout_minutes * 60)
+        kwargs.setdefault("retries", 0)
+        super().__init__(**kwargs)
+        self._last: str = ""
+
+    def poke(self, context: Any) -> bool | PokeReturnValue:
+        from pipeline import readiness
+
+        check_conf(context)
+        start, end = nightly_window(context)
+        state = readiness.check(settings_for(context), start, end)
+        self._last = state.message()
+        if state.gap:
+            raise AirflowFailException(self._last)
+        if not state.ready:
+            log.warning("%s; checking again in %ss (gives up after %ss)", self._last, self.poke_interval, self.timeout)
+            return False
+        log.info("%s", self._last)
+        return PokeReturnValue(True, {"window_start": str(start), "window_end": str(end),
+                                      "source_latest": str(state.source_latest)})
+
+    def execute(self, context: Any) -> Any:
+        try:
+            return super().execute(context)
+        except AirflowSensorTimeout as exc:
+            raise AirflowSensorTimeout(f"{self._last} (waited {self.timeout:.0f} s: readiness_timeout_minutes)") from exc
 
 
 def common_params() -> dict[str, Param]:

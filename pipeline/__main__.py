@@ -2,7 +2,8 @@
 
 Every stage the DAGs run is here, plus the two whole flows:
 
-  generate        synthetic source data (database tables + daily event files)
+  generate        synthetic source data (database tables + daily event files); --live for a live business
+  land            land a live business's days up to a date (what churn_landing_simulator does)
   ingest          one table's window from the database / landing files into Parquet
   validate        an ingested Parquet batch against its expectation suite (+ quarantine)
   features        point-in-time features as of one or more dates
@@ -56,6 +57,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(f"validation FAILED\n{exc}", file=sys.stderr)
         return 1
     print(f"validation passed: {result.rows} rows, {len(result.rejected)} quarantined")
+    return 0
+
+
+def _cmd_land(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from pipeline.simulator import land
+
+    _print(land(load_settings(), args.until or dt.datetime.now(dt.timezone.utc).date()))
     return 0
 
 
@@ -156,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="generate synthetic source data")
     generate.add_arguments(p)
     p.set_defaults(func=generate.main)
+
+    p = sub.add_parser("land", help="land a live business's pending days before --until")
+    p.add_argument("--until", default=None, help="first day not landed (default: today, UTC)")
+    p.set_defaults(func=_cmd_land)
 
     p = sub.add_parser("ingest", help="extract one table's window into Parquet")
     p.add_argument("--table", required=True, help="a source table name or 'events'")

@@ -35,6 +35,15 @@ class Settings:
     #: the training DAG re-extracts the customer-database tables from this date on
     history_start: str = "2000-01-01"
 
+    # --- readiness gate (churn_nightly waits for its data) -------------------------------
+    #: how long a night waits for its landing partitions and a fresh source before it fails
+    readiness_timeout_minutes: int = 360
+    #: seconds between two checks while waiting (the sensor gives its worker slot back meanwhile)
+    readiness_poke_seconds: int = 60
+    #: the source is fresh when its newest row (any table's time column) is at most this many
+    #: hours before the window end
+    source_max_lag_hours: int = 24
+
     # --- labels and features -----------------------------------------------------------
     horizon_days: int = 30
     #: month starts used as training snapshots (the most recent complete ones)
@@ -143,6 +152,16 @@ class Settings:
     @property
     def reports_dir(self) -> Path:
         return self.data_dir / "reports"
+
+    @property
+    def simulator_dir(self) -> Path:
+        """Generator-only: what a live simulated business has not landed yet (pipeline.simulator)."""
+        return self.data_dir / "simulator"
+
+    @property
+    def simulator_db(self) -> Path:
+        """The live business's pending source rows (SQLite); its existence makes a data dir live."""
+        return self.simulator_dir / "pending.db"
 
     @property
     def truth_dir(self) -> Path:

@@ -12,7 +12,8 @@ from pipeline.config import SQL_DIR, Settings
 
 
 @functools.lru_cache(maxsize=8)
-def _engine(url: str) -> sa.Engine:
+def engine_for(url: str) -> sa.Engine:
+    """A process-wide, cached engine for ``url`` (SQLite's folder is created)."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return sa.create_engine(url, future=True, pool_pre_ping=True)
@@ -20,7 +21,7 @@ def _engine(url: str) -> sa.Engine:
 
 def engine(settings: Settings) -> sa.Engine:
     """The (process-wide, cached) engine for the configured source database."""
-    return _engine(settings.db_url)
+    return engine_for(settings.db_url)
 
 
 def load_sql(name: str) -> str:

@@ -102,6 +102,35 @@ def validate_step(settings: Settings, dag_id: str, logical_date: str | dt.date, 
     }
 
 
+def ingest_all_step(
+    settings: Settings, dag_id: str, logical_date: str | dt.date, *, lookback_days: int = 1
+) -> list[dict[str, Any]]:
+    """:func:`ingest_step` then :func:`validate_step` for every lake input, in one process
+    (Great Expectations is imported once, not once per table).
+
+    Every table is tried, so one error lists every table whose batch failed (each
+    quarantine file is written); returns the per-table validation summaries.
+    """
+    from pipeline.errors import DataError
+
+    results, failed = [], []
+    for table in LAKE_TABLE_NAMES:
+        try:
+            ingested = ingest_step(settings, dag_id, logical_date, table, lookback_days=lookback_days)
+            results.append(validate_step(settings, dag_id, logical_date, ingested))
+        except DataError as exc:
+            log.error("%s", exc)
+            failed.append((table, exc))
+    if failed:
+        if len(failed) == 1:
+            raise failed[0][1]
+        raise DataError(f"{len(failed)} of {len(LAKE_TABLE_NAMES)} input batches failed validation "
+                        f"({', '.join(t for t, _ in failed)}):\n" + "\n".join(str(e) for _, e in failed))
+    log.info("ingested %s: %d rows, %d quarantined", as_date(logical_date),
+             sum(r["rows"] for r in results), sum(r["rejected"] for r in results))
+    return results
+
+
 def run_key(dag_id: str, logical_date: str | dt.date) -> str:
     return f"{dag_id}__{as_date(logical_date).isoformat()}"
 
@@ -130,11 +159,24 @@ def training_set_step(settings: Settings, dag_id: str, logical_date: str | dt.da
     from pipeline.labels import training_snapshot_dates
     from pipeline.train import build_training_set
 
+    from pipeline.train import TrainingError
+
     have = lake.partition_dates(settings, "events")
     if not have:
-        raise RuntimeError(f"the lake has no events under {settings.lake_dir}: ingest data first")
+        raise TrainingError(f"the lake has no events under {settings.lake_dir}: ingest data first")
     end = as_date(logical_date)
-    dates = training_snapshot_dates(have[0], end, snapshots or settings.training_snapshots, settings.horizon_days)
+    wanted = snapshots or settings.training_snapshots
+    try:
+        dates = training_snapshot_dates(have[0], end, wanted, settings.horizon_days)
+    except ValueError as exc:
+        raise TrainingError(f"training as of {end} on events from {have[0]}: {exc}") from exc
+    needed = settings.holdout_snapshots + 2  # the holdout, and one time-CV fold: two training-side snapshots
+    if len(dates) < needed:
+        raise TrainingError(
+            f"training as of {end}: only {len(dates)} month-start snapshot(s) {[str(d) for d in dates]} have a "
+            f"complete {settings.horizon_days}-day label window in the events from {have[0]}; at least {needed} "
+            f"are needed ({settings.holdout_snapshots} holdout + 2 for a time-CV fold). Train on a later date or "
+            "with more history")
     out = run_dir(settings, dag_id, logical_date, "build_training_set") / "training_set.parquet"
     build_training_set(settings, dates, end, out)
     return {"path": str(out), "rows": _rows(out), "snapshots": [str(d) for d in dates]}
@@ -330,11 +372,7 @@ def email_step(
 
 # ------------------------------------------------------------------------ whole flows
 def run_ingestion(settings: Settings, dag_id: str, logical_date: str | dt.date, *, lookback_days: int = 1) -> dict[str, Any]:
-    return {
-        table: validate_step(settings, dag_id, logical_date,
-                             ingest_step(settings, dag_id, logical_date, table, lookback_days=lookback_days))
-        for table in LAKE_TABLE_NAMES
-    }
+    return {r["table"]: r for r in ingest_all_step(settings, dag_id, logical_date, lookback_days=lookback_days)}
 
 
 def run_training(settings: Settings, logical_date: str | dt.date, *, snapshots: int | None = None) -> dict[str, Any]:

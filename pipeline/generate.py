@@ -51,6 +51,7 @@ of the sign-ups from that date.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import shutil
 import time
@@ -65,7 +66,8 @@ import sqlalchemy as sa
 
 from pipeline.artifacts import write_parquet
 from pipeline.config import Settings, load_settings
-from pipeline.db import engine
+from pipeline.db import engine, engine_for
+from pipeline.simulator import pending_db_url
 from pipeline.schemas import (
     CANCEL_REASONS,
     CHANNELS,
@@ -775,13 +777,15 @@ def _day_events(rng: np.random.Generator, cal: Calendar, life: Lifetimes, state:
 
 
 def _write_month_events(
-    settings: Settings, seed: int, cal: Calendar, cust: Customers, state: MonthState, history: History, m: int
+    settings: Settings, seed: int, cal: Calendar, cust: Customers, state: MonthState, history: History, m: int,
+    hold_from: dt.date | None = None,
 ) -> int:
     """Write one Parquet file per day of month ``m`` into the events landing folder; returns the row count.
 
     Every cancellation that can fall in month ``m`` is known once the month is simulated, so
     its events (none after a cancellation) can be generated then; they are also counted into
-    ``history`` for the next month start.
+    ``history`` for the next month start. Days on or after ``hold_from`` are written to the
+    simulator's pending folder instead (:mod:`pipeline.simulator` lands them as days pass).
     """
     life = Lifetimes.of(cust, cal)
     total = 0
@@ -790,7 +794,8 @@ def _write_month_events(
         events = _day_events(np.random.default_rng([seed, 1, day]), cal, life, state, day)
         history.add_events(events["customer_id"].to_numpy() - 1)
         date = cal.start + dt.timedelta(days=day)
-        path = settings.landing_dir / "events" / f"date={date.isoformat()}" / EVENTS_FILE
+        root = settings.landing_dir if hold_from is None or date < hold_from else settings.simulator_dir
+        path = root / "events" / f"date={date.isoformat()}" / EVENTS_FILE
         write_parquet(events, path, schema=EVENTS_SCHEMA)
         total += len(events)
     return total
@@ -845,26 +850,40 @@ def _executemany(conn: sa.Connection, table: sa.Table, values: list[list[object]
     conn.exec_driver_sql(str(table.insert().compile(dialect=dialect)), list(zip(*values)))
 
 
-def _write_database(settings: Settings, build: Callable[[str], Columns], say: Progress) -> dict[str, int]:
+def _write_database(
+    settings: Settings, build: Callable[[str], Columns], say: Progress, hold_from: dt.date | None = None
+) -> dict[str, int]:
     """Drop, recreate and fill the source tables with ``build(name)``'s columns; returns row counts.
 
     Runs in one transaction (so atomically where DDL is transactional, as in PostgreSQL).
-    Each table's time-column index is built after its rows are loaded (faster).
+    Each table's time-column index is built after its rows are loaded (faster). With
+    ``hold_from``, rows whose time column is on or after that day go to the simulator's
+    pending database (same tables) instead, to be landed later by :mod:`pipeline.simulator`.
     """
     metadata = sa.MetaData()
     sql_tables = {name: sql_table(source, metadata) for name, source in SOURCE_TABLES.items()}
     counts: dict[str, int] = {}
-    with engine(settings).begin() as conn:
-        metadata.drop_all(conn)
-        metadata.create_all(conn)
+    pending = engine_for(pending_db_url(settings)) if hold_from is not None else None
+    with engine(settings).begin() as conn, (pending.begin() if pending else contextlib.nullcontext()) as held:
+        for target in (conn, held) if held is not None else (conn,):
+            metadata.drop_all(target)
+            metadata.create_all(target)
         for name in SOURCE_TABLES:
             t0 = time.perf_counter()
             columns = build(name)
-            _insert(conn, sql_tables[name], columns)
             time_column = SOURCE_TABLES[name].time_column
-            sa.Index(f"ix_{name}_{time_column}", sql_tables[name].c[time_column]).create(conn)
-            counts[name] = len(columns[time_column])
-            say(f"db: {name} {counts[name]:,} rows, {time.perf_counter() - t0:.1f}s")
+            parts = [(conn, columns)]
+            if held is not None:
+                now = columns[time_column] < np.datetime64(hold_from, "us")
+                parts = [(conn, {k: v[now] for k, v in columns.items()}),
+                         (held, {k: v[~now] for k, v in columns.items()})]
+            for target, part in parts:
+                _insert(target, sql_tables[name], part)
+                sa.Index(f"ix_{name}_{time_column}", sql_tables[name].c[time_column]).create(target)
+            counts[name] = len(parts[0][1][time_column])
+            say(f"db: {name} {counts[name]:,} rows"
+                + (f" (+{len(parts[1][1][time_column]):,} pending)" if held is not None else "")
+                + f", {time.perf_counter() - t0:.1f}s")
     return counts
 
 
@@ -895,7 +914,9 @@ def _churn_rates(truth: Columns, cust: Customers, cal: Calendar) -> tuple[float,
 # --- entry points ----------------------------------------------------------------------------------
 
 
-def _validate(customers: int, months: int, seed: int, start: dt.date, drift_from: dt.date | None) -> None:
+def _validate(
+    customers: int, months: int, seed: int, start: dt.date, drift_from: dt.date | None, hold_from: dt.date | None = None
+) -> None:
     if customers < 1 or months < 1:
         raise ValueError(f"need at least one customer and one month, got {customers=} {months=}")
     if seed < 0:
@@ -905,6 +926,21 @@ def _validate(customers: int, months: int, seed: int, start: dt.date, drift_from
     end = start + dt.timedelta(days=Calendar.of(start, months).n_days)
     if drift_from is not None and not start <= drift_from < end:
         raise ValueError(f"drift_from {drift_from} is outside the period starting {start}")
+    if hold_from is not None and not start < hold_from < end:
+        raise ValueError(f"the live cut-off {hold_from} must fall inside the period [{start}, {end})")
+
+
+def live_period(until: dt.date, history_months: int, ahead_days: int) -> tuple[dt.date, int]:
+    """``(start, months)`` of a live business: at least ``history_months`` whole months of
+    history before ``until`` and at least ``ahead_days`` days still to land after it."""
+    if history_months < 1 or ahead_days < 1:
+        raise ValueError(f"need history_months >= 1 and ahead_days >= 1, got {history_months}, {ahead_days}")
+    first = np.datetime64(until, "M") - history_months
+    start = first.astype("datetime64[D]").item()
+    months = history_months
+    while start + dt.timedelta(days=Calendar.of(start, months).n_days) < until + dt.timedelta(days=ahead_days):
+        months += 1
+    return start, months
 
 
 def generate(
@@ -915,6 +951,7 @@ def generate(
     start: dt.date = dt.date(2025, 1, 1),
     drift_from: dt.date | None = None,
     progress: Progress | None = print,
+    hold_from: dt.date | None = None,
 ) -> dict:
     """Generate ``customers`` customers' data for ``[start, start + months)`` and write it out.
 
@@ -929,8 +966,13 @@ def generate(
     ``events``), ``churn_rate_30d`` (realised) and ``mean_p_cancel_30d`` (truth) over the
     month starts whose 30-day window ends inside the period, ``db_url`` (password hidden),
     ``events_dir``, ``truth_path`` and ``seconds``.
+
+    ``hold_from`` (inside the period) makes a *live* business: only what happened before that
+    day is written to the source database and the landing folder; the rest waits in the
+    simulator's pending store (``settings.simulator_dir``), which :func:`pipeline.simulator.land`
+    releases day by day. ``pending_until`` in the summary is the first day it cannot land.
     """
-    _validate(customers, months, seed, start, drift_from)
+    _validate(customers, months, seed, start, drift_from, hold_from)
     say = progress or (lambda _line: None)
     t0 = time.perf_counter()
     cal = Calendar.of(start, months)
@@ -942,12 +984,13 @@ def generate(
     _add_subscriptions(rows, cust, np.arange(cust.n), cust.plan, cust.signup_us)
     say(f"population: {customers:,} customers, {at_start:,} subscribed before {start}")
     shutil.rmtree(settings.landing_dir / "events", ignore_errors=True)
+    shutil.rmtree(settings.simulator_dir, ignore_errors=True)
     n_events = 0
     for m in range(months):
         state = _simulate_month(rng, rows, cust, cal, m, history)
-        n_events += _write_month_events(settings, seed, cal, cust, state, history, m)
+        n_events += _write_month_events(settings, seed, cal, cust, state, history, m, hold_from)
         say(f"simulated {cal.label(m)}, {n_events / 1e6:.1f}M events so far, {time.perf_counter() - t0:.0f}s")
-    counts = _write_database(settings, lambda name: _table_columns(name, rows, cust), say)
+    counts = _write_database(settings, lambda name: _table_columns(name, rows, cust), say, hold_from)
     counts["events"] = n_events
     truth = rows.columns("truth")
     truth_path = _write_truth(settings, truth)
@@ -966,6 +1009,8 @@ def generate(
         "db_url": sa.make_url(settings.db_url).render_as_string(hide_password=True),
         "events_dir": str(settings.landing_dir / "events"),
         "truth_path": str(truth_path),
+        "landed_until": (hold_from or start + dt.timedelta(days=cal.n_days)).isoformat(),
+        "pending_until": (start + dt.timedelta(days=cal.n_days)).isoformat() if hold_from else None,
         "seconds": round(time.perf_counter() - t0, 1),
     }
 
@@ -974,37 +1019,55 @@ def format_summary(summary: dict) -> str:
     """Human-readable lines for a :func:`generate` summary."""
     rows = ", ".join(f"{name} {n:,}" for name, n in summary["rows"].items())
     drift = f", drift from {summary['drift_from']}" if summary["drift_from"] else ""
-    return "\n".join(
-        [
-            f"generated {summary['customers']:,} customers ({summary['customers_at_start']:,} at start), "
-            f"[{summary['start']}, {summary['end']}){drift}, seed {summary['seed']}, {summary['seconds']}s",
-            f"rows: {rows}",
-            f"30-day churn: realised {summary['churn_rate_30d']:.2%}, true mean {summary['mean_p_cancel_30d']:.2%}",
-            f"database: {summary['db_url']}",
-            f"events:   {summary['events_dir']}",
-            f"truth:    {summary['truth_path']}",
-        ]
-    )
+    lines = [
+        f"generated {summary['customers']:,} customers ({summary['customers_at_start']:,} at start), "
+        f"[{summary['start']}, {summary['end']}){drift}, seed {summary['seed']}, {summary['seconds']}s",
+        f"rows: {rows}",
+        f"30-day churn: realised {summary['churn_rate_30d']:.2%}, true mean {summary['mean_p_cancel_30d']:.2%}",
+        f"database: {summary['db_url']}",
+        f"events:   {summary['events_dir']}",
+        f"truth:    {summary['truth_path']}",
+    ]
+    if summary.get("pending_until"):
+        lines.append(f"live:     landed up to {summary['landed_until']} (exclusive); the days up to "
+                     f"{summary['pending_until']} land as they pass (churn_landing_simulator / "
+                     "python -m pipeline land)")
+    return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m pipeline generate``."""
     parser.add_argument("--customers", type=int, default=2_000, help="customers in total (default 2000)")
-    parser.add_argument("--months", type=int, default=6, help="months of data (default 6)")
+    parser.add_argument("--months", type=int, default=6,
+                        help="months of data (default 6); with --live, whole months of history before --until")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     parser.add_argument(
-        "--start", type=dt.date.fromisoformat, default=dt.date(2025, 1, 1), help="first day, a month start"
+        "--start", type=dt.date.fromisoformat, default=None, help="first day, a month start (default 2025-01-01)"
     )
     parser.add_argument(
         "--drift-from", type=dt.date.fromisoformat, default=None, help="price rise and tiktok channel from DATE"
     )
+    parser.add_argument("--live", action="store_true",
+                        help="a live business: history up to --until, later days held back to land day by day")
+    parser.add_argument("--until", type=dt.date.fromisoformat, default=None,
+                        help="with --live: the first day not yet landed (default: today, UTC)")
+    parser.add_argument("--ahead-days", type=int, default=45, help="with --live: days held back to land (default 45)")
 
 
 def main(args: argparse.Namespace) -> int:
     """Generate with the configured settings and print where everything was written."""
-    summary = generate(
-        load_settings(), args.customers, args.months, args.seed, start=args.start, drift_from=args.drift_from
-    )
+    if args.live:
+        if args.start is not None:
+            raise SystemExit("generate: --start and --live exclude each other (--live anchors on --until)")
+        until = args.until or dt.datetime.now(dt.timezone.utc).date()
+        start, months = live_period(until, args.months, args.ahead_days)
+        summary = generate(load_settings(), args.customers, months, args.seed, start=start,
+                           drift_from=args.drift_from, hold_from=until)
+    else:
+        if args.until is not None:
+            raise SystemExit("generate: --until needs --live")
+        summary = generate(load_settings(), args.customers, args.months, args.seed,
+                           start=args.start or dt.date(2025, 1, 1), drift_from=args.drift_from)
     print(format_summary(summary))
     return 0
 

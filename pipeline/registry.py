@@ -20,12 +20,13 @@ from typing import Any
 
 from pipeline.artifacts import replace_dir, write_text
 from pipeline.config import Settings
+from pipeline.errors import DataError
 
 CHAMPION_FILE = "champion.json"
 
 
-class RegistryError(RuntimeError):
-    pass
+class RegistryError(DataError):
+    """No champion, an unknown version or an unreadable registry file."""
 
 
 @dataclass(frozen=True)

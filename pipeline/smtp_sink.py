@@ -7,13 +7,17 @@ saved as ``.eml`` files.
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.policy
 import itertools
+import uuid
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+
+from pipeline.artifacts import atomic_path
 
 
 @dataclass
@@ -29,8 +33,11 @@ class _Collector:
         self.messages.append(msg)  # type: ignore[arg-type]
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         if self.outbox is not None:
-            self.outbox.mkdir(parents=True, exist_ok=True)
-            (self.outbox / f"message-{next(self._counter):03d}.eml").write_bytes(raw)
+            # time-ordered and unique across restarts and concurrent sinks: never overwrites a message
+            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+            path = self.outbox / f"message-{stamp}-{next(self._counter):03d}-{uuid.uuid4().hex[:8]}.eml"
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(raw)
         return "250 Message accepted for delivery"
 
 

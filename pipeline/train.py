@@ -23,6 +23,7 @@ import pandas as pd
 from pipeline import registry
 from pipeline.artifacts import as_date, write_parquet, write_text
 from pipeline.config import REPO_ROOT, Settings
+from pipeline.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,8 @@ ID_COLUMNS = ["customer_id", "as_of"]
 LABEL = "label"
 
 
-class TrainingError(RuntimeError):
-    pass
+class TrainingError(DataError):
+    """The data cannot train a model (one class, too few snapshots or rows) or the setup is wrong."""
 
 
 # --------------------------------------------------------------------------- data
@@ -50,8 +51,15 @@ def build_training_set(
             f"features ({len(feats)} rows) and labels ({len(labels)} rows) cover different "
             f"populations; joined {len(df)}"
         )
+    dates = [str(as_date(d)) for d in snapshot_dates]
     if df.empty:
-        raise TrainingError(f"training set is empty for snapshots {list(snapshot_dates)}")
+        raise TrainingError(f"training set is empty for snapshots {dates}: no customer was active at them")
+    if df[LABEL].nunique() < 2:
+        raise TrainingError(
+            f"training set for snapshots {dates} (labels up to {data_end}) has one class: {len(df)} rows, "
+            f"{int(df[LABEL].sum())} churners within {settings.horizon_days} days. Does the source hold "
+            "cancellations up to the run's date? Otherwise choose a later date, more snapshots "
+            "(training_snapshots) or a longer horizon (horizon_days)")
     log.info("training set: %d rows, %d snapshots, positive rate %.4f", len(df), len(snapshot_dates), df[LABEL].mean())
     return write_parquet(df, out_path)
 

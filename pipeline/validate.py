@@ -54,6 +54,7 @@ import pandas as pd
 
 from pipeline.artifacts import write_parquet
 from pipeline.config import EXPECTATIONS_DIR, Settings
+from pipeline.errors import DataError
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -85,7 +86,7 @@ _TABLE_LEVEL_DETAIL = {"expect_column_to_exist": "column is missing from the bat
 _GX_CHATTY_LOGGERS = ("great_expectations.data_context.types.base",)
 
 
-class DataValidationError(Exception):
+class DataValidationError(DataError):
     """A batch failed its expectation suite; the message lists every failed rule."""
 
     def __init__(self, result: ValidationResult, quarantined: Path | None) -> None:

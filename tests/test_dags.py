@@ -44,7 +44,7 @@ def test_dag_conventions(dagbag, dag_id):
     assert dag.max_active_runs == 1
     assert dag.doc_md
     for t in dag.tasks:
-        expected = 0 if t.task_id.startswith("validate") else 2
+        expected = 0 if t.task_id == "wait_for_data" else 2  # a readiness timeout is final
         assert t.retries == expected, f"{t.task_id} retries"
 
 
@@ -55,9 +55,11 @@ def test_nightly_schedule_and_params(dagbag):
     for name in ("recipients", "send_email", "lookback_days", "horizon_days"):
         assert name in params, name
     assert params["send_email"] is True
-    # validation runs before anything downstream of ingestion
-    assert dag.get_task("build_features").upstream_task_ids == {f"validate_{t}" for t in (
-        "customers", "subscriptions", "payments", "plan_changes", "support_tickets", "cancellations", "events")}
+    # the readiness gate, then ingestion (validated inside), before anything else
+    assert dag.get_task("wait_for_data").upstream_task_ids == set()
+    assert dag.get_task("ingest").upstream_task_ids == {"wait_for_data"}
+    assert dag.get_task("build_features").upstream_task_ids == {"ingest"}
+    assert dag.get_task("wait_for_data").mode == "reschedule"
 
 
 @pytest.mark.parametrize("dag_file", ["churn_training.py", "churn_nightly.py"])
@@ -216,8 +218,7 @@ def test_broken_source_batch_stops_the_nightly_run(source_data, dagbag, airflow_
     run = dagbag.get_dag("churn_nightly").test(logical_date=_logical())
     states = _task_states(run)
     assert run.state == "failed"
-    for table in ("payments", "subscriptions", "support_tickets", "events"):
-        assert states[f"validate_{table}"] == "failed", (table, states)
+    assert states["wait_for_data"] == "success" and states["ingest"] == "failed", states
     for task in ("build_features", "score", "drift_report", "monitor", "email_report", "request_retraining"):
         assert states[task] == "upstream_failed", (task, states)
     assert not smtp_sink.messages

@@ -1,0 +1,51 @@
+"""
+### churn_landing_simulator
+
+Only for a **live simulated business** (`python -m pipeline generate --live`, which
+`make airflow` creates): every night at midnight it lands the day that just ended, as
+the business's systems would, moving that day's database rows into the source database
+and its event files into `landing/events/date=DAY/`. `churn_nightly` for the same
+logical date waits for exactly that data at its `wait_for_data` gate.
+
+The DAG exists only where the data dir holds the simulator's pending store
+(`data/.../simulator/pending.db`), so a production deployment never sees it. It starts
+unpaused: the simulated business goes on as soon as Airflow runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import dag, task
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from churnflow_common import DEFAULT_ARGS, START_DATE, run_date  # noqa: E402
+from pipeline.config import load_settings  # noqa: E402
+
+if load_settings().simulator_db.is_file():
+
+    @dag(
+        dag_id="churn_landing_simulator",
+        schedule="@daily",
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        is_paused_upon_creation=False,
+        default_args=DEFAULT_ARGS,
+        tags=["churnflow", "simulator"],
+        doc_md=__doc__,
+    )
+    def churn_landing_simulator() -> None:
+        @task
+        def land_day(**context: Any) -> dict[str, Any]:
+            """Everything that happened before the logical date lands (idempotent)."""
+            from pipeline.simulator import land
+
+            return land(load_settings(), run_date(context))
+
+        land_day()
+
+    churn_landing_simulator()

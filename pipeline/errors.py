@@ -1,0 +1,11 @@
+"""The one exception family that says "retrying cannot help".
+
+Bad or missing data, a training set that cannot train, a registry without a champion:
+rerunning the same task on the same inputs gives the same error. The DAGs fail tasks
+that raise a :class:`DataError` at once (no retries); every other exception (a database
+or mail server away, a full disk) is treated as a passing infrastructure fault and retried.
+"""
+
+
+class DataError(RuntimeError):
+    """Bad, missing or insufficient data (or model state): fix the input, do not retry."""

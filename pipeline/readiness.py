@@ -1,0 +1,116 @@
+"""The readiness gate: is a night's data there?
+
+A nightly run for logical date D ingests the window ``[D - lookback_days, D)``. It may start
+only when
+
+- every day of the window has a landing partition ``landing/events/date=DAY/`` holding at
+  least one event row, and
+- the source database is fresh: its newest row (the latest time-column value of any
+  source table) is at most ``source_max_lag_hours`` before the window end.
+
+:func:`check` says which of these hold. ``gap`` marks data that waiting cannot bring: a
+missing day while later days have already landed (landing is in day order), so the gate
+can fail at once instead of waiting out its timeout.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from pipeline.artifacts import as_date
+from pipeline.config import Settings
+from pipeline.db import engine
+from pipeline.lake import days
+from pipeline.schemas import SOURCE_TABLES
+
+
+@dataclass(frozen=True)
+class Readiness:
+    window_start: dt.date
+    window_end: dt.date
+    #: window days without a landing partition / with partitions that hold no rows
+    missing_days: list[dt.date] = field(default_factory=list)
+    empty_days: list[dt.date] = field(default_factory=list)
+    #: newest row of the source database (None: no rows at all) and the oldest value that is fresh
+    source_latest: dt.datetime | None = None
+    fresh_from: dt.datetime | None = None
+    #: later days have landed, so the missing ones will not arrive by waiting
+    gap: bool = False
+
+    @property
+    def source_fresh(self) -> bool:
+        return self.source_latest is not None and self.fresh_from is not None and self.source_latest >= self.fresh_from
+
+    @property
+    def ready(self) -> bool:
+        return not self.missing_days and not self.empty_days and self.source_fresh
+
+    def message(self) -> str:
+        """One line: what is missing (or that all is there)."""
+        window = f"[{self.window_start}, {self.window_end})"
+        if self.ready:
+            return f"data for {window} is ready (source fresh up to {self.source_latest})"
+        problems = []
+        if self.missing_days:
+            problems.append(f"no landing partition for {_days(self.missing_days)} (landing/events/date=DAY/)")
+        if self.empty_days:
+            problems.append(f"empty landing partition for {_days(self.empty_days)}")
+        if not self.source_fresh:
+            latest = "no rows at all" if self.source_latest is None else f"newest row {self.source_latest}"
+            problems.append(f"source database not fresh ({latest}; needs one at or after {self.fresh_from})")
+        hint = ("; later days have landed, so waiting will not bring it: land the day(s) or choose another date"
+                if self.gap else "")
+        return f"data for the window {window} is not ready: " + "; ".join(problems) + hint
+
+
+def _days(values: list[dt.date]) -> str:
+    shown = ", ".join(d.isoformat() for d in values[:5])
+    return f"day(s) {shown}" + (f" and {len(values) - 5} more" if len(values) > 5 else "")
+
+
+def _partition_rows(folder) -> int:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    rows = 0
+    for path in folder.iterdir():
+        if path.suffix == ".parquet":
+            rows += pq.ParquetFile(path).metadata.num_rows
+        elif path.suffix == ".csv":
+            rows += pacsv.read_csv(path).num_rows
+        if rows:
+            break
+    return rows
+
+
+def source_latest(settings: Settings) -> dt.datetime | None:
+    """The newest time-column value over the source tables (None when they hold no rows)."""
+    latest: list[dt.datetime] = []
+    with engine(settings).connect() as conn:
+        for name, table in SOURCE_TABLES.items():
+            col = sa.column(table.time_column, sa.DateTime())
+            value = conn.execute(sa.select(sa.func.max(col)).select_from(sa.table(name))).scalar()
+            if value is not None:
+                latest.append(value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value)))
+    return max(latest, default=None)
+
+
+def check(settings: Settings, window_start: str | dt.date, window_end: str | dt.date) -> Readiness:
+    """Readiness of the landing partitions and the source for ``[window_start, window_end)``."""
+    start, end = as_date(window_start), as_date(window_end)
+    root = settings.landing_dir / "events"
+    missing, empty = [], []
+    for day in days(start, end):
+        folder = root / f"date={day.isoformat()}"
+        if not folder.is_dir():
+            missing.append(day)
+        elif not _partition_rows(folder):
+            empty.append(day)
+    later = any(p.name > f"date={(end - dt.timedelta(days=1)).isoformat()}" for p in root.glob("date=*")) \
+        if root.is_dir() else False
+    fresh_from = dt.datetime.combine(end, dt.time()) - dt.timedelta(hours=settings.source_max_lag_hours)
+    return Readiness(start, end, missing, empty, source_latest(settings), fresh_from,
+                     gap=bool(missing or empty) and later)
