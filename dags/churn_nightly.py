@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Asset, Param, dag, task
+from airflow.timetables.trigger import CronTriggerTimetable
 
 # Airflow 3 does not put the DAGs folder on sys.path; the shared task module lives beside us.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from churnflow_common import (  # noqa: E402
     DEFAULT_ARGS,
-    START_DATE,
     DataReadySensor,
     common_params,
     ingest,
@@ -56,8 +56,8 @@ RETRAINING_REQUESTED = Asset("churnflow://retraining-requested")
 
 @dag(
     dag_id="churn_nightly",
-    schedule="@daily",
-    start_date=START_DATE,
+    # no start_date: any date can be run by hand; unpausing runs the latest midnight at once
+    schedule=CronTriggerTimetable("@daily", timezone="UTC", run_immediately=True),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

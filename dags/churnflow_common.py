@@ -26,8 +26,6 @@ from pipeline.config import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
-START_DATE = pendulum.datetime(2025, 1, 1, tz="UTC")
-
 #: retries cover passing infrastructure faults (database, disk); data errors don't heal by retrying
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "churnflow",

@@ -50,7 +50,8 @@ def test_dag_conventions(dagbag, dag_id):
 
 def test_nightly_schedule_and_params(dagbag):
     dag = dagbag.get_dag("churn_nightly")
-    assert dag.timetable.expression in {"@daily", "0 0 * * *"}
+    assert dag.timetable.summary in {"@daily", "0 0 * * *"}
+    assert dag.timetable._run_immediately is True  # unpausing runs the latest midnight at once
     params = dag.params
     for name in ("recipients", "send_email", "lookback_days", "horizon_days"):
         assert name in params, name
@@ -247,3 +248,62 @@ def test_validation_error_names_table_column_rule_and_count(source_data):
     ingested = ingest_step(settings, "churn_nightly", RUN_DATE, "support_tickets")
     with pytest.raises(DataValidationError, match=r"(?s)support_tickets.*category.*expect_column_to_exist"):
         validate_step(settings, "churn_nightly", RUN_DATE, ingested)
+
+
+def test_nightly_asks_for_retraining_with_its_own_date(trained_and_scored):
+    """The asset event carries the night's date, so the training it triggers trains as of it."""
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = session.query(AssetEvent).filter(AssetEvent.source_dag_id == "churn_nightly").all()
+        extras = [e.extra for e in events]
+    assert any(x.get("date") == RUN_DATE and x.get("severity") == "critical" for x in extras), extras
+
+
+def test_run_date_of_an_asset_triggered_run_is_the_requesting_night():
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from churnflow_common import run_date
+
+    events = {"churnflow://retraining-requested": [SimpleNamespace(extra={"date": "2025-06-03"}),
+                                                   SimpleNamespace(extra={"date": "2025-06-05"}),
+                                                   SimpleNamespace(extra={})]}
+    run = SimpleNamespace(run_after=pendulum.datetime(2026, 12, 1, 7, tz="UTC"))
+    assert run_date({"logical_date": None, "triggering_asset_events": events, "dag_run": run}) == dt.date(2025, 6, 5)
+    assert run_date({"logical_date": None, "dag_run": run}) == dt.date(2026, 12, 1)
+    assert run_date({"logical_date": _logical("2025-07-01"), "dag_run": run}) == dt.date(2025, 7, 1)
+
+
+def test_email_without_an_smtp_connection_fails_at_once_saying_how_to_set_it(trained_and_scored, dagbag):
+    mp = trained_and_scored["mp"]
+    mp.delenv("AIRFLOW_CONN_SMTP_DEFAULT")
+    mp.setenv("CHURNFLOW_EMAIL_ENABLED", "true")
+    run = dagbag.get_dag("churn_nightly").test(logical_date=_logical(), run_conf={"send_email": True})
+    ti = next(t for t in run.get_task_instances() if t.task_id == "email_report")
+    assert ti.state == "failed" and ti.try_number == 1, (ti.state, ti.try_number)  # no retries
+    assert _task_states(run)["score"] == "success"
+
+
+@pytest.mark.parametrize("conf", [{"no_such_param": 1}, {"sendemail": False}])
+def test_unknown_conf_keys_are_refused_before_any_data_task(source_data, dagbag, airflow_db, conf, capfd):
+    run = dagbag.get_dag("churn_nightly").test(logical_date=_logical(), run_conf=conf)
+    states = _task_states(run)
+    assert run.state == "failed" and states["wait_for_data"] == "failed", states
+    assert all(s == "upstream_failed" for t, s in states.items() if t != "wait_for_data"), states
+    assert not (source_data.runs_dir / "churn_nightly").exists()
+    text = "".join(capfd.readouterr())
+    assert f"unknown conf key(s) {sorted(conf)}" in text and "valid Params:" in text and "send_email" in text
+
+
+def test_night_without_data_stops_at_the_readiness_gate(source_data, dagbag, airflow_db, capfd):
+    import shutil
+
+    shutil.rmtree(source_data.landing_dir / "events" / "date=2024-11-14", ignore_errors=True)
+    run = dagbag.get_dag("churn_nightly").test(logical_date=_logical("2024-11-15"))  # before the data begins
+    states = _task_states(run)
+    assert run.state == "failed" and states["wait_for_data"] == "failed", states
+    assert all(s == "upstream_failed" for t, s in states.items() if t != "wait_for_data"), states
+    assert "no landing partition for day(s) 2024-11-14" in "".join(capfd.readouterr())
+    assert not (source_data.runs_dir / "churn_nightly").exists() and not source_data.lake_dir.exists()
