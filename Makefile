@@ -40,11 +40,11 @@ test-slow: $(STAMP)  ## the slow tests (model quality on bigger data)
 bench: $(STAMP)  ## benchmarks at 1M customers (prints time and memory)
 	$(PY) bench/run_all.py
 
-airflow: $(STAMP)  ## a local Airflow (standalone) serving the DAGs on http://localhost:8080
+airflow: $(STAMP)  ## a local Airflow (standalone) on a live simulated business: http://localhost:8080
 	$(PY) scripts/airflow_standalone.py
 
 lock:  ## re-resolve requirements.lock from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra postgres --python-version 3.11 -q -o requirements.lock
 
 clean:  ## remove generated data, Airflow home and caches (keeps .venv)
-	rm -rf data/source.db data/landing data/lake data/quarantine data/runs data/models data/reports data/truth data/outbox data/demo_airflow.log .airflow .pytest_cache
+	rm -rf data/source.db data/landing data/lake data/quarantine data/runs data/models data/reports data/truth data/outbox data/simulator data/live data/demo_airflow.log .airflow .pytest_cache

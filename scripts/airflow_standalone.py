@@ -45,6 +45,9 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True")
 os.environ.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
 os.environ.setdefault("CHURNFLOW_DATA_DIR", str(ROOT / "data" / "live"))
+# tasks fork from workers that already imported the heavy libraries (scripts/preloading_executor.py)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "scripts"), os.environ.get("PYTHONPATH")) if p)
+os.environ.setdefault("AIRFLOW__CORE__EXECUTOR", "preloading_executor.PreloadingLocalExecutor")
 STOP_GRACE_S = 10
 
 

@@ -77,7 +77,7 @@ def main() -> int:
     if drift_from:
         cmd += ["--drift-from", drift_from]
     subprocess.run(cmd, check=True)
-    for sub in ("lake", "quarantine", "runs", "models", "reports", "outbox"):
+    for sub in ("lake", "quarantine", "runs", "models", "reports"):  # outbox/: messages have unique names
         subprocess.run(["rm", "-rf", str(settings.data_dir / sub)], check=True)
 
     step(f"preparing the Airflow metadata database in {os.environ['AIRFLOW_HOME']}")
@@ -130,6 +130,8 @@ drift report  {report}
 drift summary {report.with_name('drift_summary.json')}
 monitoring    {settings.runs_dir / 'churn_nightly' / day / 'monitor' / 'monitoring.json'} (alerts, prediction drift, fairness)
 e-mail        {n_mail} message(s) received by the local SMTP server, saved in {settings.data_dir / 'outbox'}
+
+next          make airflow: the same DAGs in a running Airflow on a live business anchored on today
 """)
     return 0
 
