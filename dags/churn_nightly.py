@@ -17,9 +17,12 @@ and a drift report for the analysts.
 6. **monitor** - prediction drift, performance on matured labels (scores of D - horizon),
    fairness by segment, and deduplicated alerts (tables `drift_metrics`, `prediction_drift`,
    `model_performance`, `fairness_metrics`, `alerts`).
-7. **email_report** - subject with the highest alert severity; summary, alerts and trend
-   chart inline, Evidently report attached, through the Airflow SMTP connection
-   `smtp_default` (fails at once, saying how to set it, when there is none).
+7. **email_report** - subject with the highest alert severity; the summary (HTML and the same
+   facts as plain text: scored customers, high-risk share at the campaign threshold, drift,
+   alerts, matured-label performance, trend chart), the drift report's e-mail copy (zipped)
+   and tonight's campaign list (CSV) attached, through the Airflow SMTP connection
+   `smtp_default` (fails at once, saying how to set it, when there is none). Alerts become
+   `sent` only once the server accepted the message; until then they stay `pending`.
 8. **request_retraining** - emits the `churnflow://retraining-requested` Asset with
    `extra={"date": D}` (churn_training then trains as of D) only when a critical
    drift/performance alert was raised and `retrain_on_critical` is on; skipped otherwise.

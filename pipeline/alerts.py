@@ -10,16 +10,24 @@ Rules (thresholds in :class:`pipeline.config.Settings`, monitoring block):
 * ``fairness`` - a segment breaks the 80% rule or its TPR gap is too large (warning).
 * ``data_quality`` - rows quarantined by validation (warning).
 
-An alert's key is ``(rule, model_version, group)``; the same key fired within
-``alert_cooldown_days`` before the night (exclusive) is stored with status ``suppressed`` and not
-e-mailed again. A rerun of a night replaces that night's alerts (and does not suppress
-itself).
+An alert's key is ``(rule, model_version, group)``. Statuses say what the analysts were told:
+
+* ``pending`` - raised, not e-mailed yet: :func:`record_alerts` stores new alerts so, and the
+  nightly e-mail lists every pending alert of that night and of earlier nights (whose e-mail
+  failed or was off: "carried over"), one row per key (:func:`alerts_for_email`);
+* ``sent`` - in an e-mail the SMTP server accepted (:func:`mark_sent`, after the send);
+* ``suppressed`` - the same key was ``sent`` within ``alert_cooldown_days`` before the night
+  (exclusive); only ``sent`` counts, so an alert whose e-mail failed is raised again.
+
+A rerun of a night replaces that night's alerts; it does not suppress itself, and keeps ``sent``
+for the keys that night has already e-mailed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,6 +39,8 @@ from pipeline.config import Settings
 from pipeline.db import engine, replace_rows
 
 ALERTS_TABLE = "alerts"
+PENDING, SENT, SUPPRESSED = "pending", "sent", "suppressed"
+_KEY = ["rule", "alert_group", "model_version"]
 SEVERITIES = ("info", "warning", "critical")
 #: rules whose critical alert may request retraining
 RETRAIN_RULES = frozenset({"data_drift", "feature_psi", "prediction_drift", "performance_drop"})
@@ -50,9 +60,9 @@ class Alert:
             raise ValueError(f"unknown severity {self.severity!r}; expected one of {SEVERITIES}")
 
 
-def highest_severity(alerts: list[Alert]) -> str:
-    """The highest severity among ``alerts``; ``"info"`` when there are none."""
-    return max((a.severity for a in alerts), key=SEVERITIES.index, default="info")
+def highest_severity(severities: Iterable[str]) -> str:
+    """The highest of ``severities``; ``"info"`` when there are none."""
+    return max(severities, key=SEVERITIES.index, default="info")
 
 
 def _graded(rule: str, group: str, value: float, warning: float, critical: float, what: str) -> list[Alert]:
@@ -106,12 +116,16 @@ def evaluate_rules(settings: Settings, monitoring: dict[str, Any]) -> list[Alert
 
 
 def record_alerts(settings: Settings, day: dt.date | str, model_version: str, alerts: list[Alert]) -> pd.DataFrame:
-    """Store tonight's alerts with status ``sent`` or ``suppressed`` (cooldown); return them."""
+    """Store tonight's alerts as ``pending`` or ``suppressed`` (cooldown; see the module doc); return them."""
     night = dt.datetime.combine(as_date(day), dt.time())
-    recent = _recently_sent(settings, night - dt.timedelta(days=settings.alert_cooldown_days), night, model_version)
+    sent = _sent_nights(settings, night - dt.timedelta(days=settings.alert_cooldown_days), night, model_version)
+
+    def status(alert: Alert) -> str:
+        nights = sent.get((alert.rule, alert.group), set())
+        return SENT if night in nights else SUPPRESSED if nights else PENDING
+
     rows = pd.DataFrame(
-        [{**asdict(a), "run_date": night, "model_version": model_version,
-          "status": "suppressed" if (a.rule, a.group) in recent else "sent"} for a in alerts],
+        [{**asdict(a), "run_date": night, "model_version": model_version, "status": status(a)} for a in alerts],
         columns=["rule", "severity", "group", "message", "value", "threshold", "run_date", "model_version", "status"],
     ).rename(columns={"group": "alert_group"})
     rows["run_date"] = pd.to_datetime(rows["run_date"])
@@ -120,20 +134,82 @@ def record_alerts(settings: Settings, day: dt.date | str, model_version: str, al
     return rows
 
 
-def _recently_sent(settings: Settings, since: dt.datetime, before: dt.datetime, model_version: str) -> set[tuple[str, str]]:
+def alerts_for_email(settings: Settings, day: dt.date | str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What the night's e-mail lists, and the stored alerts it delivers.
+
+    Listed: tonight's alerts (any status) and the ``pending`` ones of earlier nights, one row per
+    key (the latest), with a plain-text ``note`` saying whether it is new, carried over from a
+    night whose e-mail did not go out, suppressed or already e-mailed. Delivered: every pending
+    row among them (pass it to :func:`mark_sent` once the SMTP server accepted the message).
+    """
+    from pipeline.monitor import reflect
+
+    night = dt.datetime.combine(as_date(day), dt.time())
+    with engine(settings).connect() as conn:
+        tbl = reflect(conn, ALERTS_TABLE)
+        rows = pd.DataFrame() if tbl is None else pd.read_sql(
+            sa.select(tbl).where(sa.or_(tbl.c.run_date == night, sa.and_(tbl.c.status == PENDING, tbl.c.run_date < night))),
+            conn)
+    if rows.empty:
+        empty = pd.DataFrame(columns=[*_KEY, "severity", "message", "status", "run_date", "note"])
+        return empty, empty
+    rows["run_date"] = pd.to_datetime(rows["run_date"])
+    rows = rows.sort_values("run_date", kind="stable")
+    pending = rows[rows["status"] == PENDING]
+    listed = rows.groupby(_KEY, sort=False).tail(1).copy()
+    earlier = pending[pending["run_date"] < night].groupby(_KEY)["run_date"].agg(
+        lambda d: ", ".join(f"{x:%Y-%m-%d}" for x in d))
+    listed["note"] = [_note(r, earlier.get(tuple(r[k] for k in _KEY)), night, settings.alert_cooldown_days)
+                      for _, r in listed.iterrows()]
+    order = listed["severity"].map(SEVERITIES.index)
+    return listed.assign(_order=-order).sort_values(["_order", "run_date"], kind="stable").drop(columns="_order"), pending
+
+
+def mark_sent(settings: Settings, delivered: pd.DataFrame) -> int:
+    """Set ``sent`` on the delivered (pending) alerts; return how many were marked."""
+    if delivered.empty:
+        return 0
+    from pipeline.monitor import reflect
+
+    with engine(settings).begin() as conn:
+        tbl = reflect(conn, ALERTS_TABLE)
+        stmt = sa.update(tbl).where(
+            *(tbl.c[k] == sa.bindparam(f"b_{k}") for k in [*_KEY, "run_date"]), tbl.c.status == PENDING,
+        ).values(status=SENT)
+        conn.execute(stmt, [{f"b_{k}": (r[k].to_pydatetime() if k == "run_date" else r[k]) for k in [*_KEY, "run_date"]}
+                            for _, r in delivered.iterrows()])
+    return len(delivered)
+
+
+def _note(row: pd.Series, earlier: str | None, night: dt.datetime, cooldown_days: int) -> str:
+    not_mailed = f"raised on {earlier}, not e-mailed then" if earlier else ""
+    if row["run_date"] < night:
+        return f"carried over: {not_mailed}"
+    note = {PENDING: "new tonight", SENT: "already e-mailed for this night",
+            SUPPRESSED: f"suppressed: e-mailed within the last {cooldown_days} days"}[row["status"]]
+    return f"{note}; also {not_mailed}" if not_mailed else note
+
+
+def _sent_nights(
+    settings: Settings, since: dt.datetime, until: dt.datetime, model_version: str
+) -> dict[tuple[str, str], set[dt.datetime]]:
+    """Nights in ``(since, until]`` on which each key of ``model_version`` was e-mailed."""
     from pipeline.monitor import reflect
 
     with engine(settings).connect() as conn:
         tbl = reflect(conn, ALERTS_TABLE)
         if tbl is None:
-            return set()
+            return {}
         rows = conn.execute(
-            sa.select(tbl.c.rule, tbl.c.alert_group).distinct().where(
-                tbl.c.status == "sent", tbl.c.model_version == model_version,
-                tbl.c.run_date > since, tbl.c.run_date < before,
+            sa.select(tbl.c.rule, tbl.c.alert_group, tbl.c.run_date).distinct().where(
+                tbl.c.status == SENT, tbl.c.model_version == model_version,
+                tbl.c.run_date > since, tbl.c.run_date <= until,
             )
         ).all()
-    return {(r[0], r[1]) for r in rows}
+    nights: dict[tuple[str, str], set[dt.datetime]] = {}
+    for rule, group, run_date in rows:
+        nights.setdefault((rule, group), set()).add(pd.Timestamp(run_date).to_pydatetime())
+    return nights
 
 
 def _fairness_worse_than_reference(row: dict[str, Any], p_value: float) -> bool:

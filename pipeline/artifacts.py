@@ -14,6 +14,7 @@ import datetime as dt
 import os
 import shutil
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,13 @@ def write_text(text: str, path: Path) -> Path:
 def write_bytes(data: bytes, path: Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_zip(source: Path, path: Path, arcname: str | None = None) -> Path:
+    """Deflate ``source`` into the zip file ``path`` (as ``arcname``, default its own name), atomically."""
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        archive.write(source, arcname or Path(source).name)
     return Path(path)
 
 

@@ -53,6 +53,11 @@ NO_DATA = "no data"
 
 REPORT_FILE = "drift_report.html"
 SUMMARY_FILE = "drift_summary.json"
+#: the light copy for e-mail: Evidently inlines ~3.5 MB of JavaScript (~1.1 MB deflated) whatever
+#: it shows, and each feature adds ~60 kB of plot data (sampled rows barely matter), so it shows
+#: only the :data:`EMAIL_REPORT_FEATURES` drifted or least stable features
+EMAIL_REPORT_FILE = "drift_report_email.html"
+EMAIL_REPORT_FEATURES = 10
 
 
 @dataclass(frozen=True)
@@ -197,13 +202,14 @@ def render_report(
     current_label: str | None = None,
     share_threshold: float = 0.5,
     summary: DriftSummary | None = None,
+    note: str | None = None,
 ) -> Path:
     """Write Evidently's data-drift HTML report on at most ``sample_rows`` rows per side.
 
     ``reference_label``/``current_label`` (e.g. the dates compared) appear in the header;
-    when ``summary`` (the all-rows verdict) is given, the header states it too. Columns
-    without any value on a side (after sampling) are left out of the Evidently part and
-    named in the header. Returns ``out_html``, written atomically.
+    when ``summary`` (the all-rows verdict) is given, the header states it too, and so does
+    ``note``. Columns without any value on a side (after sampling) are left out of the
+    Evidently part and named in the header. Returns ``out_html``, written atomically.
     """
     if sample_rows < 1:
         raise ValueError(f"sample_rows must be >= 1, got {sample_rows}")
@@ -223,6 +229,7 @@ def render_report(
         sizes=((len(reference), len(ref)), (len(current), len(cur))),
         skipped=[c for c in kinds if c not in usable],
         summary=summary,
+        note=note,
     )
     return write_text(_insert_header(report_html, _full_title(title, reference_label, current_label), header), out_html)
 
@@ -240,28 +247,44 @@ def drift_report(
     title: str = "Churn features: data drift",
     reference_label: str | None = None,
     current_label: str | None = None,
+    email_features: int = EMAIL_REPORT_FEATURES,
 ) -> tuple[Path, Path, DriftSummary]:
-    """Compute drift on all rows and write ``drift_report.html`` and ``drift_summary.json``.
+    """Compute drift on all rows and write ``drift_report.html`` and ``drift_summary.json``,
+    plus ``drift_report_email.html``: the same report on the :func:`email_report_columns` only.
 
-    Returns ``(html_path, json_path, summary)``; both files are written atomically.
+    Returns ``(html_path, json_path, summary)``; the files are written atomically.
     """
     summary = compute_drift(reference, current, numeric, categorical, share_threshold=share_threshold)
-    html_path = render_report(
-        reference,
-        current,
-        numeric,
-        categorical,
-        Path(out_dir) / REPORT_FILE,
-        sample_rows=sample_rows,
-        seed=seed,
-        title=title,
-        reference_label=reference_label,
-        current_label=current_label,
-        share_threshold=share_threshold,
-        summary=summary,
-    )
+
+    def render(columns: list[str], name: str, note: str | None = None) -> Path:
+        return render_report(
+            reference, current, [c for c in numeric if c in columns], [c for c in categorical if c in columns],
+            Path(out_dir) / name, sample_rows=sample_rows, seed=seed, title=title, reference_label=reference_label,
+            current_label=current_label, share_threshold=share_threshold, summary=summary, note=note,
+        )
+
+    html_path = render([*numeric, *categorical], REPORT_FILE)
+    shown = email_report_columns(summary, email_features)
+    if len(shown) < len(summary.features):
+        render(shown, EMAIL_REPORT_FILE, f"Shown here: {len(shown)} of {len(summary.features)} columns (drifted first, "
+                                         f"then the largest PSI): {', '.join(shown)}. The complete report, with every "
+                                         f"column, is kept with the night's outputs as {REPORT_FILE}.")
+    else:
+        write_text(html_path.read_text(encoding="utf-8"), Path(out_dir) / EMAIL_REPORT_FILE)
     json_path = write_text(json.dumps(summary.to_dict(), indent=2), Path(out_dir) / SUMMARY_FILE)
     return html_path, json_path, summary
+
+
+def email_report_columns(summary: DriftSummary, limit: int) -> list[str]:
+    """At most ``limit`` columns for the e-mailed report: the drifted ones first, then by PSI
+    (largest first, NaN last)."""
+    ranked = sorted(summary.features, key=lambda f: (not f.drifted, by_psi_descending(f)))
+    return [f.column for f in ranked[:limit]]
+
+
+def by_psi_descending(feature: FeatureDrift) -> float:
+    """Sort key: the largest PSI first, NaN last."""
+    return math.inf if math.isnan(feature.psi) else -feature.psi
 
 
 # --- column checks -------------------------------------------------------------------------
@@ -449,6 +472,7 @@ def _header_html(
     sizes: tuple[tuple[int, int], tuple[int, int]],
     skipped: list[str],
     summary: DriftSummary | None,
+    note: str | None = None,
 ) -> str:
     """The banner put above Evidently's report: what is compared, sampling, full verdict."""
     (n_ref, s_ref), (n_cur, s_cur) = sizes
@@ -465,6 +489,8 @@ def _header_html(
         )
     if skipped:
         lines.append(f"Not shown (no values on a side): {', '.join(skipped)}")
+    if note:
+        lines.append(note)
     items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
     heading = html.escape(_full_title(title, reference_label, current_label))
     return (
@@ -483,6 +509,15 @@ def _section_markers(section_id: str) -> tuple[str, str]:
     if not re.fullmatch(r"[a-z][a-z0-9-]*", section_id):
         raise ValueError(f"section id must be lowercase letters, digits and '-': {section_id!r}")
     return f"<!-- churnflow:{section_id} -->", f"<!-- /churnflow:{section_id} -->"
+
+
+def copy_report_sections(source_html: Path, target_html: Path) -> Path:
+    """Put every section :func:`add_report_section` added to ``source_html`` into ``target_html`` too."""
+    found = re.findall(r"<!-- churnflow:([a-z][a-z0-9-]*) --><section[^>]*>(.*?)</section><!-- /churnflow:\1 -->",
+                       Path(source_html).read_text(encoding="utf-8"), flags=re.S)
+    for section_id, fragment in found:
+        add_report_section(target_html, section_id, fragment)
+    return Path(target_html)
 
 
 def add_report_section(report_html: Path, section_id: str, fragment: str) -> Path:

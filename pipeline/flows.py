@@ -250,12 +250,13 @@ def monitor_step(
 ) -> dict[str, Any]:
     """Prediction drift, matured-label performance, fairness and alerts for one night.
 
-    Writes ``runs/<dag>/<date>/monitor/monitoring.json`` and the monitoring tables;
-    ``retrain`` is true when a critical drift/performance alert was sent and
-    ``retrain_on_critical`` is on.
+    Writes ``runs/<dag>/<date>/monitor/monitoring.json`` and the monitoring tables; tonight's
+    alerts are stored ``pending`` (or ``suppressed``) until an e-mail carrying them is accepted.
+    ``retrain`` is true when a critical drift/performance alert was raised tonight (not
+    suppressed), whatever becomes of the e-mail, and ``retrain_on_critical`` is on.
     """
     from pipeline import monitor, registry
-    from pipeline.alerts import RETRAIN_RULES, evaluate_rules, highest_severity, record_alerts
+    from pipeline.alerts import RETRAIN_RULES, SUPPRESSED, evaluate_rules, highest_severity, record_alerts
     from pipeline.artifacts import write_text
     from pipeline.score import score_frame
 
@@ -302,11 +303,11 @@ def monitor_step(
         "rejected_rows": rejected_rows,
     }
     alerts = record_alerts(settings, day, champ.version, evaluate_rules(settings, result))
-    sent = alerts[alerts["status"] == "sent"]
+    raised = alerts[alerts["status"] != SUPPRESSED]
     result["alerts"] = alerts.drop(columns="run_date").to_dict("records")
-    result["severity"] = highest_severity([a for a in _as_alerts(sent)])
+    result["severity"] = highest_severity(raised["severity"])
     result["retrain"] = bool(settings.retrain_on_critical and (
-        (sent["severity"] == "critical") & sent["rule"].isin(list(RETRAIN_RULES))).any())
+        (raised["severity"] == "critical") & raised["rule"].isin(list(RETRAIN_RULES))).any())
     trend = monitor.trend_frame(settings, day)
     if not trend.empty and Path(drift["report"]).is_file():  # the attached report shows the trend too
         from pipeline.drift import add_report_section
@@ -317,15 +318,9 @@ def monitor_step(
     out = run_dir(settings, dag_id, day, "monitor") / "monitoring.json"
     write_text(json.dumps(result, indent=2, default=str), out)
     result["path"] = str(out)
-    log.info("monitor %s: severity %s, %d alerts (%d sent), retrain %s", day, result["severity"], len(alerts),
-             len(sent), result["retrain"])
+    log.info("monitor %s: severity %s, %d alerts (%d not suppressed), retrain %s", day, result["severity"], len(alerts),
+             len(raised), result["retrain"])
     return nan_to_none(json.loads(json.dumps(result, default=str)))  # XCom JSON has no NaN
-
-
-def _as_alerts(rows: pd.DataFrame) -> list[Any]:
-    from pipeline.alerts import Alert
-
-    return [Alert(r.rule, r.severity, r.alert_group, r.message, r.value, r.threshold) for r in rows.itertuples()]
 
 
 def email_step(
@@ -338,36 +333,53 @@ def email_step(
     recipients: list[str],
     monitoring: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """E-mail the analysts a short inline summary with the full HTML report attached.
+    """E-mail the analysts the night's summary (HTML and the same facts as plain text) with the
+    drift report (its e-mail copy, zipped) and tonight's campaign list attached.
 
-    The subject carries the date and the highest severity of tonight's alerts; the inline
-    part adds alerts, prediction drift, matured-label performance and the trend chart.
+    The subject carries the date and the highest severity of the alerts it delivers: tonight's
+    and those still ``pending`` from nights whose e-mail did not go out. They become ``sent``
+    only once the SMTP server has accepted the message; when sending fails they stay pending
+    and the next e-mail carries them. Attachments are written to ``runs/<dag>/<date>/email_report/``.
     """
-    from pipeline.drift import DriftSummary
+    from pipeline.alerts import alerts_for_email, mark_sent
+    from pipeline.artifacts import write_text, write_zip
+    from pipeline.drift import EMAIL_REPORT_FILE, REPORT_FILE, DriftSummary, copy_report_sections
     from pipeline.monitor import png_img_tag, trend_chart_png
-    from pipeline.notify import build_report_email, monitoring_html, send_email, summary_html
+    from pipeline.notify import CampaignFile, EmailDeliveryError, NightlyReport, build_report_email, send_email
+    from pipeline.score import campaign_list, is_high_risk
 
-    summary = DriftSummary.from_dict(json.loads(Path(drift["summary"]).read_text()))
     day = as_date(logical_date).isoformat()
-    status = "DRIFT" if drift["dataset_drift"] else ("drift in some features" if drift["drifted"] else "no drift")
-    severity = (monitoring or {}).get("severity", "info")
-    body = summary_html(
-        summary, logical_date=day, scores_path=scores["path"], n_scored=scores["rows"],
-        high_risk_share=scores["high_risk_share"],
+    out = run_dir(settings, NIGHTLY_DAG, day, "email_report")
+    report = Path(drift["report"])
+    light = report.with_name(EMAIL_REPORT_FILE)
+    if light.is_file():
+        copy_report_sections(report, light)  # the trend section monitor_step added to the full report
+    attached = [write_zip(light if light.is_file() else report, out / f"{REPORT_FILE}.zip", arcname=REPORT_FILE)]
+    scored = pd.read_parquet(scores["path"], columns=["customer_id", "churn_probability", "risk_band"])
+    campaign = campaign_list(scored, scores["threshold"], settings.campaign_daily_capacity)
+    attached.append(write_text(campaign.to_csv(index=False), out / f"campaign_{day}.csv"))
+    listed, delivered = alerts_for_email(settings, day) if monitoring is not None else (pd.DataFrame(), pd.DataFrame())
+    facts = NightlyReport(
+        logical_date=day, drift=DriftSummary.from_dict(json.loads(Path(drift["summary"]).read_text())),
+        scored=scores["rows"], high_risk_share=scores["high_risk_share"], threshold=scores["threshold"],
+        campaign=CampaignFile(attached[1].name, len(campaign),
+                              int(is_high_risk(scored["churn_probability"], scores["threshold"]).sum()),
+                              settings.campaign_daily_capacity),
+        monitoring=monitoring, alerts=listed.to_dict("records"), attachments=[p.name for p in attached],
     )
-    if monitoring is not None:
-        body += "\n" + monitoring_html(monitoring, png_img_tag(trend_chart_png(settings, day)))
-    message = build_report_email(
-        sender=settings.email_sender,
-        recipients=recipients,
-        subject=f"[churnflow] {day}{f' {severity.upper()}:' if monitoring else ''} nightly churn scores: "
-                f"{scores['rows']} customers, {status}",
-        summary_html=body,
-        attachments=[Path(drift["report"])],
-    )
-    send_email(message, smtp)
-    log.info("email %s: report sent to %s via %s:%s", day, ", ".join(recipients), smtp.host, smtp.port)
-    return {"recipients": recipients, "subject": message["Subject"], "severity": severity}
+    chart = png_img_tag(trend_chart_png(settings, day)) if monitoring is not None else ""
+    message = build_report_email(sender=settings.email_sender, recipients=recipients, subject=facts.subject(),
+                                 summary_html=facts.html(chart), summary_text=facts.text(), attachments=attached)
+    try:
+        send_email(message, smtp)
+    except EmailDeliveryError as exc:
+        raise EmailDeliveryError(f"{exc}; its {len(delivered)} alert(s) stay pending for the next e-mail") from exc
+    marked = mark_sent(settings, delivered)
+    size = len(message.as_bytes())
+    log.info("email %s: report sent to %s via %s:%s (%d bytes); %d alerts now sent", day, ", ".join(recipients),
+             smtp.host, smtp.port, size, marked)
+    return {"recipients": recipients, "subject": message["Subject"], "severity": facts.severity,
+            "attachments": [p.name for p in attached], "bytes": size, "alerts_sent": marked}
 
 
 # ------------------------------------------------------------------------ whole flows

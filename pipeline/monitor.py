@@ -99,6 +99,8 @@ def prediction_drift(
 
     The baseline is the ``churn_scores`` of the previous ``prediction_baseline_nights`` nights.
     """
+    from pipeline.score import high_risk_share
+
     day = as_date(day)
     proba = scores["churn_probability"].to_numpy(dtype="float64")
     since = day - dt.timedelta(days=settings.prediction_baseline_nights)
@@ -107,9 +109,9 @@ def prediction_drift(
         run_date=day.isoformat(),
         model_version=model_version,
         mean_score=float(proba.mean()) if len(proba) else math.nan,
-        high_risk_share=float((proba >= threshold).mean()) if len(proba) else math.nan,
+        high_risk_share=high_risk_share(proba, threshold),
         reference_mean_score=float(reference_scores.mean()),
-        reference_high_risk_share=float((reference_scores >= threshold).mean()),
+        reference_high_risk_share=high_risk_share(reference_scores, threshold),
         psi_vs_reference=psi(pd.Series(reference_scores), pd.Series(proba), NUMERIC),
         baseline_high_risk_share=float(np.mean(baseline)) if baseline else math.nan,
         baseline_nights=len(baseline),
@@ -123,6 +125,7 @@ def _recent_high_risk_shares(settings: Settings, since: dt.date, before: dt.date
         tbl = reflect(conn, SCORES_TABLE)
         if tbl is None:
             return []
+        # pipeline.score.high_risk_share of each night, evaluated in the database
         high = sa.func.avg(sa.case((tbl.c.churn_probability >= threshold, 1.0), else_=0.0))
         rows = conn.execute(
             sa.select(tbl.c.as_of, high)

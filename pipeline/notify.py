@@ -13,13 +13,15 @@ import mimetypes
 import smtplib
 import ssl
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from pipeline.drift import DriftSummary, FeatureDrift
+from pipeline.alerts import SUPPRESSED, highest_severity
+from pipeline.drift import DriftSummary, by_psi_descending
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +74,14 @@ def build_report_email(
     recipients: list[str],
     subject: str,
     summary_html: str,
+    summary_text: str,
     attachments: list[Path],
 ) -> EmailMessage:
-    """A message with the summary as inline HTML (plus a plain-text part) and the files attached.
+    """A message with the summary as plain text and as HTML (alternatives) and the files attached.
 
     Attachments are base64-encoded with a content type guessed from the file name
-    (``.html`` becomes ``text/html``) and keep their file name.
+    (``.html`` becomes ``text/html``, ``.csv`` ``text/csv``, ``.zip`` ``application/zip``)
+    and keep their file name.
     """
     if "@" not in sender:
         raise ValueError(f"invalid e-mail sender: {sender!r}")
@@ -85,40 +89,108 @@ def build_report_email(
     message["From"] = sender
     message["To"] = ", ".join(validate_recipients(recipients))
     message["Subject"] = subject
-    names = ", ".join(Path(p).name for p in attachments) or "none"
-    message.set_content(f"{subject}\n\nThis summary is HTML; open it in an HTML-capable client.\nAttached: {names}\n")
+    message.set_content(summary_text)
     message.add_alternative(summary_html, subtype="html")
     for path in attachments:
         _attach(message, Path(path))
     return message
 
 
-def summary_html(
-    summary: DriftSummary,
-    *,
-    logical_date: str,
-    scores_path: str | None = None,
-    n_scored: int | None = None,
-    high_risk_share: float | None = None,
-) -> str:
-    """Short inline HTML: the drift verdict, a table of drifted features, scoring counts.
+@dataclass(frozen=True)
+class CampaignFile:
+    """The campaign list attached to the e-mail (:func:`pipeline.score.campaign_list`)."""
 
-    Every value is escaped. Features that did not drift are summarised in one line (the
-    attached report has them all).
+    name: str
+    rows: int
+    #: high-risk customers tonight (at or above the threshold)
+    eligible: int
+    #: ``campaign_daily_capacity`` (0: no limit)
+    capacity: int
+
+    def sentence(self) -> str:
+        if self.capacity and self.eligible > self.capacity:
+            how = (f"the daily capacity (campaign_daily_capacity): the {self.capacity:,} highest-risk of the "
+                   f"{self.eligible:,} high-risk customers")
+        elif self.capacity:
+            how = f"every high-risk customer, fewer than the daily capacity (campaign_daily_capacity {self.capacity:,})"
+        else:
+            how = "every high-risk customer (campaign_daily_capacity is 0: no daily limit)"
+        return f"Tonight's campaign: N = {self.rows:,} customers in {self.name}, highest churn probability first; N is {how}."
+
+
+@dataclass(frozen=True)
+class NightlyReport:
+    """What the nightly e-mail says, written once and rendered as HTML and as plain text.
+
+    ``monitoring`` is :func:`pipeline.flows.monitor_step`'s result (``None``: no severity,
+    prediction drift or performance part); ``alerts`` are the records of
+    :func:`pipeline.alerts.alerts_for_email`; ``attachments`` the attached files' names.
     """
-    verdict = "DATASET DRIFT" if summary.dataset_drift else "no dataset drift"
-    drifted = summary.drifted_features
-    parts = [
-        f"<h2>Churn nightly report: {_esc(logical_date)}</h2>",
-        f"<p><b>Data drift: {_esc(verdict)}</b>. {len(drifted)} of {len(summary.features)} features "
-        f"drifted (share {summary.drift_share:.0%}); {summary.n_current:,} current rows compared with "
-        f"{summary.n_reference:,} reference rows.</p>",
-        _drift_table(drifted) if drifted else "<p>No feature drifted.</p>",
-        _stable_line(summary),
-        _scoring_html(scores_path, n_scored, high_risk_share),
-        "<p>The full Evidently report is attached.</p>",
-    ]
-    return "\n".join(p for p in parts if p)
+
+    logical_date: str
+    drift: DriftSummary
+    scored: int
+    high_risk_share: float
+    threshold: float
+    campaign: CampaignFile | None = None
+    monitoring: dict[str, Any] | None = None
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    attachments: list[str] = field(default_factory=list)
+
+    @property
+    def severity(self) -> str:
+        """The highest severity among the alerts this e-mail delivers (suppressed ones excluded)."""
+        return highest_severity(a["severity"] for a in self.alerts if a["status"] != SUPPRESSED)
+
+    @property
+    def heading(self) -> str:
+        severity = f", severity {self.severity.upper()}" if self.monitoring is not None else ""
+        return f"Churn nightly report: {self.logical_date}{severity}"
+
+    def subject(self) -> str:
+        d = self.drift
+        status = "DRIFT" if d.dataset_drift else ("drift in some features" if d.drifted_features else "no drift")
+        severity = f" {self.severity.upper()}:" if self.monitoring is not None else ""
+        return f"[churnflow] {self.logical_date}{severity} nightly churn scores: {self.scored:,} customers, {status}"
+
+    def html(self, chart_img: str = "") -> str:
+        """Inline HTML; every value is escaped. ``chart_img``: the trend chart's ``<img>`` tag."""
+        parts = [f"<h2>{_esc(self.heading)}</h2>"]
+        for section in self._sections():
+            parts.append(f"<h3>{_esc(section.title)}</h3>" + "".join(f"<p>{_esc(line)}</p>" for line in section.lines))
+            if section.rows:
+                parts.append(_table(section.headers, section.rows))
+        if chart_img:
+            parts.append(f"<h3>Trend over recent nights</h3>{chart_img}")
+        return "\n".join(parts)
+
+    def text(self) -> str:
+        """The same facts as plain text (tables become one line per row)."""
+        out = [self.heading, ""]
+        for section in self._sections():
+            out += [section.title, *(f"- {line}" for line in section.lines)]
+            out += ["  * " + "; ".join(f"{h}: {v}" for h, v in zip(section.headers, row, strict=True)) for row in section.rows]
+            out.append("")
+        return "\n".join(out)
+
+    def _sections(self) -> list[_Section]:
+        scoring = [f"Customers scored: {self.scored:,} (table churn_scores, as_of {self.logical_date}).",
+                   f"High-risk share: {_pct(self.high_risk_share)} ({_high_risk(self.threshold)}, the champion's "
+                   "campaign decision threshold)."]
+        if self.campaign is not None:
+            scoring.append(self.campaign.sentence())
+        sections = [_Section("Scoring", scoring), _drift_section(self.drift)]
+        if self.monitoring is not None:
+            sections += [self._alerts_section(), *_monitoring_sections(self.monitoring)]
+        sections.append(_Section("Attached", [", ".join(self.attachments) or "nothing"]))
+        return sections
+
+    def _alerts_section(self) -> _Section:
+        title = f"Alerts (highest severity: {self.severity})"
+        if not self.alerts:
+            return _Section(title, ["No alerts: data and scores look as expected."])
+        return _Section(title, [], ("Severity", "Rule", "Night", "Status", "Message"),
+                        [(a["severity"], a["rule"], f"{a['run_date']:%Y-%m-%d}", a["note"], a["message"]) for a in self.alerts])
 
 
 def send_email(message: EmailMessage, smtp: SmtpSettings) -> None:
@@ -155,84 +227,72 @@ def _table(headers: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
     return f'<table style="border-collapse:collapse"><tr>{head}</tr>{body}</table>'
 
 
-def _drift_table(features: list[FeatureDrift]) -> str:
-    return _table(
-        ("Feature", "Type", "Test", "Statistic", "Threshold", "PSI"),
-        ((f.column, f.kind, f.method, _num(f.statistic), _num(f.threshold), _num(f.psi))
-         for f in sorted(features, key=_by_psi_descending)),
-    )
+@dataclass(frozen=True)
+class _Section:
+    """A titled part of the e-mail: sentences, and optionally a table."""
+
+    title: str
+    lines: list[str]
+    headers: tuple[str, ...] = ()
+    rows: list[tuple[object, ...]] = field(default_factory=list)
 
 
-def _stable_line(summary: DriftSummary) -> str:
+def _high_risk(threshold: float) -> str:
+    """What "high risk" means, with the threshold's value (:func:`pipeline.score.is_high_risk`)."""
+    return f"churn probability >= {_num(threshold)}"
+
+
+def _drift_section(summary: DriftSummary) -> _Section:
+    drifted = sorted(summary.drifted_features, key=by_psi_descending)
+    lines = [
+        f"Data drift: {'DATASET DRIFT' if summary.dataset_drift else 'no dataset drift'}. {len(drifted)} of "
+        f"{len(summary.features)} features drifted (share {summary.drift_share:.0%}); {summary.n_current:,} current rows "
+        f"compared with {summary.n_reference:,} reference rows.",
+    ]
     stable = [f for f in summary.features if not f.drifted]
     with_psi = [f for f in stable if not math.isnan(f.psi)]
-    if not with_psi:
-        return f"<p>Features without drift: {len(stable)}.</p>" if stable else ""
-    top = max(with_psi, key=lambda f: f.psi)
-    return (
-        f"<p>Features without drift: {len(stable)}; largest PSI among them: "
-        f"{_esc(top.column)} ({_num(top.psi)}).</p>"
-    )
+    if with_psi:
+        top = max(with_psi, key=lambda f: f.psi)
+        lines.append(f"Features without drift: {len(stable)}; largest PSI among them: {top.column} ({_num(top.psi)}).")
+    elif stable:
+        lines.append(f"Features without drift: {len(stable)}.")
+    rows = [(f.column, f.kind, f.method, _num(f.statistic), _num(f.threshold), _num(f.psi)) for f in drifted]
+    return _Section("Data drift", lines, ("Feature", "Type", "Test", "Statistic", "Threshold", "PSI"), rows)
 
 
-def _scoring_html(scores_path: str | None, n_scored: int | None, high_risk_share: float | None) -> str:
-    items = []
-    if n_scored is not None:
-        items.append(f"<li>Customers scored: {n_scored:,}</li>")
-    if high_risk_share is not None:
-        items.append(f"<li>High-risk share: {high_risk_share:.1%}</li>")
-    if scores_path is not None:
-        items.append(f"<li>Scores: <code>{_esc(scores_path)}</code></li>")
-    return f"<h3>Scoring</h3><ul>{''.join(items)}</ul>" if items else ""
-
-
-def _by_psi_descending(feature: FeatureDrift) -> float:
-    return math.inf if math.isnan(feature.psi) else -feature.psi
+def _monitoring_sections(monitoring: dict[str, Any]) -> list[_Section]:
+    sections = []
+    pred = monitoring.get("prediction") or {}
+    if pred:
+        baseline = pred["baseline_high_risk_share"]
+        recent = (f"{_pct(baseline)} over the previous {pred['baseline_nights']} nights"
+                  if pred["baseline_nights"] else "no previous nights yet")
+        sections.append(_Section("Prediction drift", [
+            f"High-risk share ({_high_risk(monitoring['threshold'])}): {_pct(pred['high_risk_share'])} tonight, "
+            f"{_pct(pred['reference_high_risk_share'])} in the reference, {recent}.",
+            f"Mean score {pred['mean_score']:.3f} (reference {pred['reference_mean_score']:.3f}); "
+            f"PSI vs reference {_num(pred['psi_vs_reference'])}.",
+        ]))
+    perf = monitoring.get("performance")
+    sections.append(_Section("Performance on matured labels", [
+        f"Scores of {perf['scored_on']} ({perf['rows']:,} customers, churn rate {perf['base_rate']:.1%}): ROC-AUC "
+        f"{_num(perf['roc_auc'])} (champion holdout {_num(perf['champion_roc_auc'])}), PR-AUC {_num(perf['pr_auc'])} "
+        f"(champion {_num(perf['champion_pr_auc'])}), precision {perf['precision']:.2f} and recall {perf['recall']:.2f} "
+        f"at {_num(perf['threshold'])}. Concept drift: {'YES' if perf['concept_drift'] else 'no'}."
+        if perf else "No scored night has matured yet."]))
+    return sections
 
 
 def _num(value: float | None) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.3g}"
 
 
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.1%}"
+
+
 def _esc(value: object) -> str:
     return html.escape(str(value))
-
-
-def monitoring_html(monitoring: dict, chart_img: str = "") -> str:
-    """Inline HTML of the monitoring result (:func:`pipeline.flows.monitor_step`): alerts,
-    prediction drift, matured-label performance, fairness flags and the trend chart."""
-    parts = [f"<h3>Alerts (highest severity: {_esc(monitoring['severity'])})</h3>"]
-    alerts = monitoring.get("alerts") or []
-    if alerts:
-        keys = ("severity", "rule", "status", "message")
-        parts.append(_table((k.capitalize() for k in keys), ([a[k] for k in keys] for a in alerts)))
-    else:
-        parts.append("<p>No alerts: data and scores look as expected.</p>")
-    pred = monitoring.get("prediction") or {}
-    if pred:
-        baseline = pred["baseline_high_risk_share"]
-        recent = (f"{baseline:.1%} over the previous {pred['baseline_nights']} nights"
-                  if pred["baseline_nights"] else "no previous nights yet")
-        parts.append(
-            f"<h3>Prediction drift</h3><ul><li>High-risk share (score &gt;= {monitoring['threshold']:.2f}): "
-            f"{pred['high_risk_share']:.1%} tonight, {pred['reference_high_risk_share']:.1%} in the reference, {recent}</li>"
-            f"<li>Mean score {pred['mean_score']:.3f} (reference {pred['reference_mean_score']:.3f}); "
-            f"PSI vs reference {_num(pred['psi_vs_reference'])}</li></ul>"
-        )
-    perf = monitoring.get("performance")
-    if perf:
-        parts.append(
-            f"<h3>Performance on matured labels</h3><p>Scores of {_esc(perf['scored_on'])} ({perf['rows']:,} customers, "
-            f"churn rate {perf['base_rate']:.1%}): ROC-AUC {_num(perf['roc_auc'])} (champion holdout "
-            f"{_num(perf['champion_roc_auc'])}), PR-AUC {_num(perf['pr_auc'])} (champion {_num(perf['champion_pr_auc'])}), "
-            f"precision {perf['precision']:.2f} and recall {perf['recall']:.2f} at {perf['threshold']:.2f}. "
-            f"Concept drift: {'YES' if perf['concept_drift'] else 'no'}.</p>"
-        )
-    else:
-        parts.append("<h3>Performance on matured labels</h3><p>No scored night has matured yet.</p>")
-    if chart_img:
-        parts.append(f"<h3>Trend over recent nights</h3>{chart_img}")
-    return "\n".join(parts)
 
 
 def trend_html(trend: pd.DataFrame, chart_img: str, nights: int) -> str:
@@ -243,8 +303,8 @@ def trend_html(trend: pd.DataFrame, chart_img: str, nights: int) -> str:
         return "n/a" if math.isnan(value) else pattern.format(value)
 
     table = _table(
-        ("Night", "Features drifted", "High-risk share", "ROC-AUC (matured labels)"),
-        ((f"{night:%Y-%m-%d}", fmt(r.drift_share, "{:.0%}"), fmt(r.high_risk_share, "{:.1%}"), fmt(r.roc_auc, "{:.3f}"))
+        ("Night", "Features drifted", "High-risk share (at the night's campaign threshold)", "ROC-AUC (matured labels)"),
+        ((f"{night:%Y-%m-%d}", fmt(r.drift_share, "{:.0%}"), _pct(r.high_risk_share), fmt(r.roc_auc, "{:.3f}"))
          for night, r in zip(trend.index, trend.itertuples(), strict=True)),
     )
     return f'<h2 style="font-size:18px;margin:0 0 8px">Trend over the last {nights} nights</h2>{chart_img}{table}'

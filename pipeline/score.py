@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import registry
-from pipeline.artifacts import as_date, write_parquet
+from pipeline.artifacts import as_date, nan_to_none, write_parquet
 from pipeline.config import Settings
 from pipeline.db import replace_rows
 
@@ -25,15 +26,45 @@ class ScoreResult:
     path: Path
     rows: int
     model_version: str
+    #: :func:`high_risk_share` of the scores at ``threshold`` (:func:`campaign_threshold`)
     high_risk_share: float
+    threshold: float
 
     def to_dict(self) -> dict:
-        return {
+        return nan_to_none({
             "path": str(self.path),
             "rows": self.rows,
             "model_version": self.model_version,
             "high_risk_share": self.high_risk_share,
-        }
+            "threshold": self.threshold,
+        })
+
+
+def campaign_threshold(champion_metrics: dict, settings: Settings) -> float:
+    """The champion's campaign decision threshold (``metrics.json`` "threshold"); ``risk_band_high``
+    for a model trained without one."""
+    return float(champion_metrics.get("threshold", settings.risk_band_high))
+
+
+def is_high_risk(proba: np.ndarray | pd.Series, threshold: float) -> np.ndarray:
+    """The one definition of "high risk": churn probability at or above the campaign threshold."""
+    return np.asarray(proba, dtype="float64") >= threshold
+
+
+def high_risk_share(proba: np.ndarray | pd.Series, threshold: float) -> float:
+    """Share of scored customers that are :func:`is_high_risk`; NaN when none were scored."""
+    flags = is_high_risk(proba, threshold)
+    return float(flags.mean()) if flags.size else math.nan
+
+
+def campaign_list(scores: pd.DataFrame, threshold: float, capacity: int) -> pd.DataFrame:
+    """Tonight's campaign: the high-risk customers, highest churn probability first (ties by
+    customer id), at most ``capacity`` of them (0: no limit), ranked from 1."""
+    eligible = scores[is_high_risk(scores["churn_probability"], threshold)]
+    ranked = eligible.sort_values(["churn_probability", "customer_id"], ascending=[False, True])
+    ranked = ranked.head(capacity) if capacity > 0 else ranked
+    columns = ["customer_id", "churn_probability", "risk_band"]
+    return ranked[columns].assign(rank=np.arange(1, len(ranked) + 1)).reset_index(drop=True)
 
 
 def risk_band(proba: np.ndarray, high: float, medium: float) -> np.ndarray:
@@ -79,6 +110,8 @@ def score(settings: Settings, features_path: Path, as_of: str | dt.date, out_pat
     scores = score_frame(champ.load(), feats, columns, settings, champ.version)
     write_parquet(scores, out_path)
     replace_rows(settings, SCORES_TABLE, scores, "as_of", dt.datetime.combine(day, dt.time()))
-    high = float((scores["risk_band"] == "high").mean()) if len(scores) else 0.0
-    log.info("score %s: %d customers with %s, high-risk share %.3f -> %s", day, len(scores), champ.version, high, out_path)
-    return ScoreResult(Path(out_path), len(scores), champ.version, high)
+    threshold = campaign_threshold(champ.metrics(), settings)
+    high = high_risk_share(scores["churn_probability"], threshold)
+    log.info("score %s: %d customers with %s, high-risk share %.3f (>= %.3f) -> %s", day, len(scores), champ.version,
+             high, threshold, out_path)
+    return ScoreResult(Path(out_path), len(scores), champ.version, high, threshold)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sqlite3
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -146,6 +148,7 @@ def test_nightly_dag_writes_drift_report_and_emails_it(trained_and_scored):
 
     assert len(sink.messages) == 1
     msg = sink.messages[0]
+    scores = pd.read_parquet(settings.runs_dir / "churn_nightly" / RUN_DATE / "score" / "scores.parquet")
     assert sorted(sink.envelopes[0][1]) == ["ana@example.com", "bo@example.com"]
     assert RUN_DATE in msg["Subject"]
     # the night after the injected drift: a critical alert, stored, in the subject, and a retraining request
@@ -155,11 +158,24 @@ def test_nightly_dag_writes_drift_report_and_emails_it(trained_and_scored):
         stored = conn.execute("SELECT rule, severity, status FROM alerts").fetchall()
         n_features = conn.execute("SELECT COUNT(*) FROM drift_metrics").fetchone()[0]
     assert ("data_drift", "critical", "sent") in stored or ("feature_psi", "critical", "sent") in stored, stored
+    assert {status for *_, status in stored} <= {"sent", "suppressed"}, "the e-mail went out: nothing pending"
     assert n_features == len(summary["features"])
     states = _task_states(trained_and_scored["nightly"])
     assert states["monitor"] == "success" and states["request_retraining"] == "success", states
-    attachments = {p.get_filename(): p.get_content() for p in msg.iter_attachments()}
-    assert attachments["drift_report.html"] == html
+    # small enough to e-mail: the report's e-mail copy (the drifted features first), deflated, and the campaign list
+    assert len(msg.as_bytes()) < 2_000_000
+    attachments = {p.get_filename(): p.get_payload(decode=True) for p in msg.iter_attachments()}
+    assert list(attachments) == ["drift_report.html.zip", f"campaign_{RUN_DATE}.csv"]
+    with zipfile.ZipFile(io.BytesIO(attachments["drift_report.html.zip"])) as archive:
+        assert archive.read("drift_report.html").decode() == (report.parent / "drift_report_email.html").read_text()
+    campaign = pd.read_csv(io.BytesIO(attachments[f"campaign_{RUN_DATE}.csv"]))
+    assert list(campaign.columns) == ["customer_id", "churn_probability", "risk_band", "rank"]
+    assert len(campaign) == round(monitoring["prediction"]["high_risk_share"] * len(scores))  # no daily limit set
+    assert campaign["churn_probability"].is_monotonic_decreasing and campaign["customer_id"].isin(scores["customer_id"]).all()
+    text = msg.get_body(("plain",)).get_content()
+    assert f"N = {len(campaign):,} customers in campaign_{RUN_DATE}.csv" in text
+    for part in (text, msg.get_body(("html",)).get_content()):
+        assert str(settings.data_dir) not in part and ".parquet" not in part, "no server paths in the e-mail"
 
 
 def test_rerun_of_the_same_date_leaves_one_set_of_outputs(trained_and_scored, dagbag):

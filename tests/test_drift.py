@@ -15,6 +15,7 @@ from pipeline.drift import (
     DriftSummary,
     compute_drift,
     drift_report,
+    email_report_columns,
     psi,
     render_report,
 )
@@ -221,3 +222,22 @@ def test_drift_report_writes_small_html_and_matching_json(tmp_path: Path) -> Non
     assert DriftSummary.from_dict(loaded) == summary
     assert drifted_columns(summary) == SHIFTED
     assert not list(tmp_path.glob("drift/.tmp-*"))
+
+
+def test_drift_report_writes_a_lighter_copy_for_email(tmp_path: Path) -> None:
+    reference = make_features(5_000, seed=1)
+    current = make_features(5_000, seed=3, shifted=True)
+
+    html_path, _, summary = drift_report(reference, current, NUMERIC, CATEGORICAL, tmp_path, sample_rows=2_000,
+                                         share_threshold=0.5, email_features=5)
+
+    shown = email_report_columns(summary, 5)
+    assert set(shown[:3]) == SHIFTED and len(shown) == 5  # the drifted ones first, then by PSI
+    light = (tmp_path / "drift_report_email.html").read_text()
+    assert f"Shown here: 5 of 11 columns (drifted first, then the largest PSI): {', '.join(shown)}" in light
+    assert "3 of 11 columns drifted" in light  # the all-rows verdict on every column still
+    assert len(light) < len(html_path.read_text()) - 5 * 40_000  # ~60 kB of plot data per column left out
+    # nothing to leave out: the copy is the report
+    drift_report(reference, current, NUMERIC, CATEGORICAL, tmp_path, sample_rows=2_000, share_threshold=0.5,
+                 email_features=11)
+    assert (tmp_path / "drift_report_email.html").read_text() == html_path.read_text()

@@ -1,50 +1,66 @@
 """Monitoring on generated data with --drift-from (2025-06-01): real SQLite, real SMTP server.
 
 One champion whose training snapshots (2025-04-01 .. 2025-06-01: one time-based CV fold) precede the drift; nightly
-runs on a quiet night and, the horizon (30 days) later, on a night after the drift.
+runs on a quiet night and, the horizon (30 days) later, on a night after the drift whose e-mail fails (nothing listens
+on the SMTP port), then on the next night with a working server.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import shutil
-from pathlib import Path
+import socket
+import zipfile
 
 import pytest
 
 from conftest import RUN_DATE
-from pipeline.alerts import Alert, highest_severity, record_alerts
+from pipeline.alerts import Alert, alerts_for_email, highest_severity, mark_sent, record_alerts
 from pipeline.config import load_settings
 from pipeline.monitor import DRIFT_TABLE, PERFORMANCE_TABLE, read_table
 
-#: the drifted night is also the first whose horizon has passed since QUIET
-QUIET, DRIFTED = "2025-05-28", "2025-06-27"
+#: the drifted night is also the first whose horizon has passed since QUIET; its e-mail fails, NEXT's goes out
+QUIET, DRIFTED, NEXT = "2025-05-28", "2025-06-27", "2025-06-28"
 HORIZON_DAYS = 30
 #: features the generator's price rise touches
 PRICE_FEATURES = {"monthly_fee", "billing_change_pct_90d"}
 
 
+def _dead_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture(scope="module")
 def nightly(generated_source, tmp_path_factory):
-    from pipeline.flows import run_nightly, run_training
-    from pipeline.notify import SmtpSettings
+    from pipeline.flows import email_step, run_nightly, run_training
+    from pipeline.notify import EmailDeliveryError, SmtpSettings
     from pipeline.smtp_sink import SmtpSink
 
     data_dir = tmp_path_factory.mktemp("monitor") / "data"
     shutil.copytree(generated_source, data_dir)
     settings = load_settings(data_dir=data_dir, horizon_days=HORIZON_DAYS, training_snapshots=3, search_iterations=1)
     run_training(settings, RUN_DATE)
-    outs = {}
+    outs, failed = {}, {}
     with SmtpSink() as sink:
         smtp = SmtpSettings(host=sink.host, port=sink.port)
-        for day in (QUIET, DRIFTED):
-            outs[day] = run_nightly(settings, day, lookback_days=31, send=True, smtp=smtp)
+        outs[QUIET] = run_nightly(settings, QUIET, lookback_days=31, send=True, smtp=smtp)
+        # the DAG's email_report task on its own, with the SMTP server down
+        outs[DRIFTED] = out = run_nightly(settings, DRIFTED, lookback_days=31)
+        down = SmtpSettings(host="127.0.0.1", port=_dead_port(), timeout=2)
+        with pytest.raises(EmailDeliveryError) as error:
+            email_step(settings, DRIFTED, out["drift"], out["scores"], smtp=down, recipients=settings.recipients,
+                       monitoring=out["monitoring"])
+        failed = {"error": str(error.value), "port": down.port, "alerts": read_table(settings, "alerts")}
+        outs[NEXT] = run_nightly(settings, NEXT, send=True, smtp=smtp)
         messages = {day: m for m in sink.messages for day in outs if day in m["Subject"]}
-    return settings, outs, messages
+    return settings, outs, messages, failed
 
 
 def test_quiet_night_sends_info_email_and_no_alert(nightly):
-    settings, outs, messages = nightly
+    settings, outs, messages, _ = nightly
     monitoring = outs[QUIET]["monitoring"]
     assert monitoring["alerts"] == [], monitoring["alerts"]
     assert monitoring["severity"] == "info"
@@ -54,38 +70,64 @@ def test_quiet_night_sends_info_email_and_no_alert(nightly):
 
 
 def test_injected_drift_is_detected_in_changed_features_only(nightly):
-    settings, outs, messages = nightly
+    settings, outs, messages, _ = nightly
     drifted = set(outs[DRIFTED]["drift"]["drifted"])
     assert "monthly_fee" in drifted
     assert drifted <= PRICE_FEATURES | {"age", "acquisition_channel", "tenure_days"}, drifted
     rows = read_table(settings, DRIFT_TABLE)
     per_night = rows.groupby("run_date").size()
-    assert per_night.nunique() == 1 and len(per_night) == 2  # a row per feature per night
+    assert per_night.nunique() == 1 and len(per_night) == 3  # a row per feature per night
     tonight = rows[rows["run_date"] == dt.datetime(2025, 6, 27)].set_index("feature")
     assert set(tonight.index[tonight["drifted"].astype(bool)]) == drifted
     assert tonight["psi"].notna().all() and tonight.loc["monthly_fee", "psi"] > settings.psi_critical
     assert {"method", "statistic", "threshold", "kind"} <= set(tonight.columns)
     severity = outs[DRIFTED]["monitoring"]["severity"]
     assert severity == "critical"
-    assert outs[DRIFTED]["monitoring"]["retrain"] is True
-    message = messages[DRIFTED]
+    assert outs[DRIFTED]["monitoring"]["retrain"] is True  # decided by monitor, before (and whatever) the e-mail
+    message = messages[NEXT]
     assert "CRITICAL" in message["Subject"]
     html = message.get_body(("html",)).get_content()
     assert "monthly_fee" in html and "data:image/png;base64," in html  # trend chart inline
-    attached = list(message.iter_attachments())
-    assert [p.get_filename() for p in attached] == ["drift_report.html"]
-    report = attached[0].get_content()
-    report = report.decode("utf-8") if isinstance(report, bytes) else report
-    # the trend over recent nights is inside the attached report too, once, below the banner
+    attached = {p.get_filename(): p for p in message.iter_attachments()}
+    assert list(attached) == ["drift_report.html.zip", f"campaign_{NEXT}.csv"]
+    with zipfile.ZipFile(io.BytesIO(attached["drift_report.html.zip"].get_payload(decode=True))) as archive:
+        report = archive.read("drift_report.html").decode("utf-8")
+    # the e-mailed copy: the drifted features, the same all-rows verdict, and the trend below its banner, once
+    assert "Shown here: " in report and "monthly_fee" in report and "All-rows verdict" in report
     assert report.count("<!-- churnflow:trend -->") == 1
     trend = report.split("<!-- churnflow:trend -->", 1)[1].split("<!-- /churnflow:trend -->", 1)[0]
     # the last settings.trend_nights (14) nights: tonight in, the quiet night 30 days earlier out
-    assert "data:image/png;base64," in trend and DRIFTED in trend and QUIET not in trend
+    assert "data:image/png;base64," in trend and NEXT in trend and QUIET not in trend
     assert report.index("</header>") < report.index("<!-- churnflow:trend -->")
+    assert len(message.as_bytes()) < 2_000_000
+
+
+def test_failed_email_leaves_alerts_pending_and_the_next_email_delivers_them(nightly):
+    settings, outs, messages, failed = nightly
+    assert f"127.0.0.1:{failed['port']}" in failed["error"] and "stay pending for the next e-mail" in failed["error"]
+    assert DRIFTED not in messages
+    drifted_night = failed["alerts"][failed["alerts"]["run_date"] == dt.datetime(2025, 6, 27)]
+    assert not drifted_night.empty and set(drifted_night["status"]) == {"pending"}
+    assert "critical" in set(drifted_night["severity"])
+
+    # the next night: its own alerts and the earlier, never e-mailed ones go out, and only then count as sent
+    alerts = read_table(settings, "alerts")
+    assert set(alerts["status"]) <= {"sent", "suppressed"}
+    later = alerts[alerts["run_date"] >= dt.datetime(2025, 6, 27)]
+    assert set(later["status"]) == {"sent"}, later
+    assert outs[NEXT]["email"]["alerts_sent"] == len(later)
+    message = messages[NEXT]
+    assert f"{NEXT} CRITICAL:" in message["Subject"]
+    text = message.get_body(("plain",)).get_content()
+    assert "severity CRITICAL" in text and "Severity: critical" in text
+    assert "also raised on 2025-06-27, not e-mailed then" in text  # one row per alert, not one per night
+    assert len([line for line in text.splitlines() if "Rule: feature_psi" in line]) == 1
+    # the drift did not go away and was never e-mailed: not suppressed, so retraining is asked for again
+    assert outs[NEXT]["monitoring"]["retrain"] is True
 
 
 def test_report_sections_are_replaced_not_repeated(tmp_path):
-    from pipeline.drift import add_report_section
+    from pipeline.drift import add_report_section, copy_report_sections
 
     page = tmp_path / "r.html"
     page.write_text("<html><head></head><body><header>banner</header><div>evidently</div></body></html>")
@@ -96,10 +138,16 @@ def test_report_sections_are_replaced_not_repeated(tmp_path):
     assert text.index("</header>") < text.index("night 2") < text.index("evidently")
     with pytest.raises(ValueError, match="section id"):
         add_report_section(page, "Bad Id", "x")
+    # the e-mail copy of the report gets the same sections
+    light = tmp_path / "light.html"
+    light.write_text("<html><head></head><body><header>light</header><div>evidently</div></body></html>")
+    copy_report_sections(page, light)
+    copy_report_sections(page, light)
+    assert light.read_text().count("night 2") == 1 and "light</header><!-- churnflow:trend -->" in light.read_text()
 
 
 def test_matured_label_performance_appears_once_the_horizon_has_passed(nightly):
-    settings, outs, _ = nightly
+    settings, outs, _, _ = nightly
     assert outs[QUIET]["monitoring"]["performance"] is None
     perf = outs[DRIFTED]["monitoring"]["performance"]
     assert perf["scored_on"] == QUIET
@@ -109,22 +157,36 @@ def test_matured_label_performance_appears_once_the_horizon_has_passed(nightly):
     assert list(stored["run_date"].dt.date.astype(str)) == [DRIFTED]
 
 
-def test_alerts_are_deduplicated_within_the_cooldown(settings):
+def test_alerts_stay_pending_until_e_mailed_and_only_sent_ones_suppress(settings):
     drift = Alert("data_drift", "critical", "features", "12 features drifted", 0.6, 0.5)
     psi = Alert("feature_psi", "warning", "features", "PSI", 0.2, 0.1)
-    first = record_alerts(settings, "2025-06-01", "v1", [drift])
-    assert list(first["status"]) == ["sent"]
+    assert list(record_alerts(settings, "2025-06-01", "v1", [drift])["status"]) == ["pending"]
+    # its e-mail failed: the next night raises it again, and a quiet night after that carries it over
+    assert list(record_alerts(settings, "2025-06-02", "v1", [drift])["status"]) == ["pending"]
+    listed, delivered = alerts_for_email(settings, "2025-06-02")
+    assert list(listed["note"]) == ["new tonight; also raised on 2025-06-01, not e-mailed then"]
+    assert len(delivered) == 2
+    carried, _ = alerts_for_email(settings, "2025-06-03")
+    assert list(carried["note"]) == ["carried over: raised on 2025-06-01, 2025-06-02, not e-mailed then"]
+    assert list(carried["run_date"].dt.date.astype(str)) == ["2025-06-02"]
+
+    assert mark_sent(settings, delivered) == 2  # the SMTP server accepted the e-mail of 2025-06-02
+    assert set(read_table(settings, "alerts")["status"]) == {"sent"}
+    assert alerts_for_email(settings, "2025-06-03")[0].empty
     again = record_alerts(settings, "2025-06-03", "v1", [drift, psi])
-    assert list(again["status"]) == ["suppressed", "sent"]
-    # a rerun of a night replaces its rows and does not suppress itself
-    rerun = record_alerts(settings, "2025-06-03", "v1", [drift, psi])
-    assert list(rerun["status"]) == ["suppressed", "sent"]
-    assert len(read_table(settings, "alerts")) == 3
-    # a new model, or a night past the cooldown, sends again
-    assert list(record_alerts(settings, "2025-06-04", "v2", [drift])["status"]) == ["sent"]
-    later = dt.date(2025, 6, 1) + dt.timedelta(days=settings.alert_cooldown_days)
-    assert list(record_alerts(settings, later, "v1", [drift])["status"]) == ["sent"]
-    assert highest_severity([psi, drift]) == "critical" and highest_severity([]) == "info"
+    assert list(again["status"]) == ["suppressed", "pending"]
+    listed, delivered = alerts_for_email(settings, "2025-06-03")
+    assert list(listed["rule"]) == ["data_drift", "feature_psi"] and len(delivered) == 1
+    assert listed["note"].iloc[0] == f"suppressed: e-mailed within the last {settings.alert_cooldown_days} days"
+    # a rerun of a night replaces its rows, does not suppress itself and keeps what it already e-mailed
+    assert list(record_alerts(settings, "2025-06-03", "v1", [drift, psi])["status"]) == ["suppressed", "pending"]
+    assert list(record_alerts(settings, "2025-06-02", "v1", [drift])["status"]) == ["sent"]
+    assert len(read_table(settings, "alerts")) == 4
+    # a new model, or a night past the cooldown, raises it again
+    assert list(record_alerts(settings, "2025-06-04", "v2", [drift])["status"]) == ["pending"]
+    later = dt.date(2025, 6, 2) + dt.timedelta(days=settings.alert_cooldown_days)
+    assert list(record_alerts(settings, later, "v1", [drift])["status"]) == ["pending"]
+    assert highest_severity([psi.severity, drift.severity]) == "critical" and highest_severity([]) == "info"
 
 
 def test_fairness_alert_needs_a_significant_drop_below_the_reference():

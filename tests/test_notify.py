@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.policy
+import io
 import math
+import re
 import socket
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword
 
+from pipeline.artifacts import write_zip
 from pipeline.drift import DriftSummary, FeatureDrift
 from pipeline.notify import (
+    CampaignFile,
     EmailDeliveryError,
+    NightlyReport,
     SmtpSettings,
     build_report_email,
     send_email,
-    summary_html,
 )
+from pipeline.score import campaign_list, high_risk_share
 
 SENDER = "churnflow@example.com"
 RECIPIENTS = ["analyst.one@example.com", "analyst.two@example.com"]
@@ -97,30 +105,123 @@ def report_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_summary_html_is_short_escaped_and_complete(summary: DriftSummary) -> None:
-    body = summary_html(
-        summary, logical_date="2024-07-15", scores_path="runs/x/scores.parquet", n_scored=12_345, high_risk_share=0.083
+THRESHOLD = 0.237
+MONITORING = {
+    "threshold": THRESHOLD,
+    "prediction": {"high_risk_share": 0.083, "reference_high_risk_share": 0.061, "baseline_high_risk_share": 0.07,
+                   "baseline_nights": 3, "mean_score": 0.09, "reference_mean_score": 0.07, "psi_vs_reference": 0.04},
+    "performance": {"scored_on": "2024-06-15", "rows": 11_000, "base_rate": 0.05, "roc_auc": 0.71,
+                    "champion_roc_auc": 0.8, "pr_auc": 0.2, "champion_pr_auc": 0.3, "precision": 0.3, "recall": 0.4,
+                    "threshold": THRESHOLD, "concept_drift": True},
+}
+
+
+def _alert(severity: str, rule: str, night: str, status: str, note: str, message: str) -> dict:
+    return {"severity": severity, "rule": rule, "run_date": dt.datetime.fromisoformat(night), "status": status,
+            "note": note, "message": message}
+
+
+ALERTS = [
+    _alert("critical", "performance_drop", "2024-07-14", "pending", "carried over: raised on 2024-07-14, not e-mailed then",
+           "ROC-AUC 0.71 (champion 0.80)"),
+    _alert("warning", "data_drift", "2024-07-15", "pending", "new tonight", "2 features drifted"),
+    _alert("warning", "feature_psi", "2024-07-15", "suppressed", "suppressed: e-mailed within the last 7 days", "PSI <x>"),
+]
+
+
+@pytest.fixture
+def report(summary: DriftSummary) -> NightlyReport:
+    return NightlyReport(
+        logical_date="2024-07-15", drift=summary, scored=12_345, high_risk_share=0.083, threshold=THRESHOLD,
+        campaign=CampaignFile("campaign_2024-07-15.csv", 1_000, 1_025, 1_000), monitoring=MONITORING,
+        alerts=ALERTS, attachments=["drift_report.html.zip", "campaign_2024-07-15.csv"],
     )
 
-    assert "2024-07-15" in body and "DATASET DRIFT" in body
+
+def test_html_summary_is_escaped_and_complete_without_server_paths(report: NightlyReport) -> None:
+    body = report.html()
+
+    assert "Churn nightly report: 2024-07-15, severity CRITICAL" in body and "DATASET DRIFT" in body
     assert "2 of 4 features drifted" in body and "12,345 current rows" in body and "50,000 reference rows" in body
-    assert "&lt;script&gt;x&lt;/script&gt;" in body and "<script>" not in body
-    assert body.index("age") < body.index("&lt;script&gt;")  # largest PSI first
+    assert "&lt;script&gt;x&lt;/script&gt;" in body and "<script>" not in body and "PSI &lt;x&gt;" in body
+    assert body.index("<td") < body.index(">age<") < body.index("&lt;script&gt;")  # largest PSI first
     assert "0.42" in body and "0.31" in body
     assert "Features without drift: 2; largest PSI among them: tenure_days" in body
-    assert "Customers scored: 12,345" in body and "8.3%" in body and "runs/x/scores.parquet" in body
+    assert "Customers scored: 12,345 (table churn_scores, as_of 2024-07-15)" in body
+    # what the analyst can use instead of a path on the pipeline's server
+    assert "<code>" not in body and ".parquet" not in body
+    assert not re.search(r"(?<!<)/\w", body.replace("&lt;/", "")), "a file path"
+    assert "drift_report.html.zip, campaign_2024-07-15.csv" in body
 
 
-def test_report_email_arrives_with_summary_and_attachment(
-    smtp_server: SmtpServer, summary: DriftSummary, report_file: Path
+def test_high_risk_share_is_stated_with_its_threshold_wherever_shown(report: NightlyReport) -> None:
+    for body in (report.html(), report.text()):
+        assert body.count("8.3%") == 2, body  # scoring and prediction drift: one number
+        assert body.count("&gt;= 0.237" if "<h2>" in body else ">= 0.237") == 2
+        assert "the champion" in body and "campaign decision threshold" in body
+
+
+def test_plain_text_part_carries_the_headline_facts(report: NightlyReport) -> None:
+    text = report.text()
+
+    assert "HTML" not in text and "<" not in text.replace("PSI <x>", "").replace("<script>x</script>", "")
+    for fact in ("2024-07-15", "severity CRITICAL", "Customers scored: 12,345",
+                 "High-risk share: 8.3% (churn probability >= 0.237", "DATASET DRIFT. 2 of 4 features drifted",
+                 "Feature: age; Type: numeric", "N = 1,000 customers in campaign_2024-07-15.csv",
+                 "ROC-AUC 0.71 (champion holdout 0.8)", "Concept drift: YES",
+                 "Attached\n- drift_report.html.zip, campaign_2024-07-15.csv"):
+        assert fact in text, fact
+    # the alerts list, carried-over and suppressed ones said as such
+    assert ("Severity: critical; Rule: performance_drop; Night: 2024-07-14; "
+            "Status: carried over: raised on 2024-07-14, not e-mailed then") in text
+    assert "Rule: data_drift; Night: 2024-07-15; Status: new tonight; Message: 2 features drifted" in text
+    assert "Status: suppressed: e-mailed within the last 7 days" in text
+
+
+def test_subject_severity_counts_the_delivered_alerts_only(report: NightlyReport) -> None:
+    assert report.subject() == "[churnflow] 2024-07-15 CRITICAL: nightly churn scores: 12,345 customers, DRIFT"
+    suppressed_critical = [{**a, "status": "suppressed"} if a["severity"] == "critical" else a for a in ALERTS]
+    quieter = NightlyReport(**{**report.__dict__, "alerts": suppressed_critical})
+    assert quieter.severity == "warning" and "WARNING:" in quieter.subject()
+    assert NightlyReport(**{**report.__dict__, "alerts": []}).severity == "info"
+    assert "No alerts" in NightlyReport(**{**report.__dict__, "alerts": []}).text()
+
+
+def test_campaign_sentence_says_n_and_how_it_was_chosen() -> None:
+    capped = CampaignFile("c.csv", 1_000, 1_025, 1_000).sentence()
+    assert "N = 1,000" in capped and "the 1,000 highest-risk of the 1,025 high-risk customers" in capped
+    assert "campaign_daily_capacity" in capped
+    assert "fewer than the daily capacity" in CampaignFile("c.csv", 300, 300, 1_000).sentence()
+    unlimited = CampaignFile("c.csv", 1_025, 1_025, 0).sentence()
+    assert "N = 1,025" in unlimited and "every high-risk customer" in unlimited and "no daily limit" in unlimited
+
+
+def test_campaign_list_is_the_top_high_risk_customers_ranked() -> None:
+    scores = pd.DataFrame({"customer_id": [5, 3, 9, 1, 7], "churn_probability": [0.9, 0.3, 0.3, 0.1, 0.6],
+                           "risk_band": ["high", "medium", "medium", "low", "high"], "model_version": "v"})
+    everyone = campaign_list(scores, threshold=0.3, capacity=0)  # at the threshold counts
+    assert list(everyone.columns) == ["customer_id", "churn_probability", "risk_band", "rank"]
+    assert list(everyone["customer_id"]) == [5, 7, 3, 9] and list(everyone["rank"]) == [1, 2, 3, 4]
+    assert list(campaign_list(scores, threshold=0.3, capacity=3)["customer_id"]) == [5, 7, 3]  # ties by id
+    assert list(campaign_list(scores, threshold=0.5, capacity=10)["customer_id"]) == [5, 7]
+    # the same definition as the high-risk share
+    assert high_risk_share(scores["churn_probability"], 0.3) == len(everyone) / len(scores) == 0.8
+    assert math.isnan(high_risk_share(pd.Series([], dtype="float64"), 0.3))
+
+
+def test_report_email_arrives_with_both_parts_and_small_attachments(
+    smtp_server: SmtpServer, report: NightlyReport, report_file: Path, tmp_path: Path
 ) -> None:
-    body = summary_html(summary, logical_date="2024-07-15")
+    zipped = write_zip(report_file, tmp_path / "drift_report.html.zip")
+    csv = tmp_path / "campaign_2024-07-15.csv"
+    csv.write_text("customer_id,churn_probability,risk_band,rank\n5,0.9,high,1\n", encoding="utf-8")
     message = build_report_email(
         sender=SENDER,
         recipients=RECIPIENTS,
-        subject="churnflow 2024-07-15: data drift",
-        summary_html=body,
-        attachments=[report_file],
+        subject=report.subject(),
+        summary_html=report.html(),
+        summary_text=report.text(),
+        attachments=[zipped, csv],
     )
 
     send_email(message, smtp_server.settings)
@@ -129,19 +230,27 @@ def test_report_email_arrives_with_summary_and_attachment(
     assert envelope.mail_from == SENDER
     assert envelope.rcpt_tos == RECIPIENTS
     received = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
-    assert received["Subject"] == "churnflow 2024-07-15: data drift"
+    assert received["Subject"] == report.subject()
     assert received["To"] == ", ".join(RECIPIENTS)
     inline = received.get_body(preferencelist=("html",))
     assert inline is not None and "Churn nightly report: 2024-07-15" in inline.get_content()
-    [attachment] = list(received.iter_attachments())
-    assert attachment.get_content_type() == "text/html"
-    assert attachment.get_filename() == "drift_report.html"
-    assert attachment.get_payload(decode=True) == report_file.read_bytes()
+    plain = received.get_body(preferencelist=("plain",))
+    assert plain is not None and plain.get_content().splitlines() == report.text().splitlines()
+    first, second = received.iter_attachments()
+    assert (first.get_content_type(), first.get_filename()) == ("application/zip", "drift_report.html.zip")
+    with zipfile.ZipFile(io.BytesIO(first.get_payload(decode=True))) as archive:
+        assert archive.namelist() == ["drift_report.html"]
+        assert archive.read("drift_report.html") == report_file.read_bytes()
+        assert archive.getinfo("drift_report.html").compress_type == zipfile.ZIP_DEFLATED
+    assert len(first.get_payload(decode=True)) < report_file.stat().st_size / 5
+    assert (second.get_content_type(), second.get_filename()) == ("text/csv", "campaign_2024-07-15.csv")
+    assert second.get_content() == csv.read_text(encoding="utf-8")
 
 
 def test_login_is_used_when_given(smtp_server: SmtpServer, summary: DriftSummary) -> None:
     message = build_report_email(
-        sender=SENDER, recipients=RECIPIENTS[:1], subject="s", summary_html="<p>x</p>", attachments=[]
+        sender=SENDER, recipients=RECIPIENTS[:1], subject="s", summary_html="<p>x</p>", summary_text="x",
+        attachments=[],
     )
     base = smtp_server.settings
     send_email(message, SmtpSettings(host=base.host, port=base.port, login=LOGIN, password=PASSWORD, timeout=5))
@@ -155,13 +264,15 @@ def test_login_is_used_when_given(smtp_server: SmtpServer, summary: DriftSummary
 @pytest.mark.parametrize("recipients", [[], ["nobody"], ["ok@example.com", "  "], ["a@example.com,b@example.com"]])
 def test_bad_recipients_are_rejected(recipients: list[str]) -> None:
     with pytest.raises(ValueError, match="recipient"):
-        build_report_email(sender=SENDER, recipients=recipients, subject="s", summary_html="", attachments=[])
+        build_report_email(sender=SENDER, recipients=recipients, subject="s", summary_html="", summary_text="",
+                           attachments=[])
 
 
 def test_unreachable_server_error_names_host_and_port() -> None:
     port = _free_port()
     message = build_report_email(
-        sender=SENDER, recipients=RECIPIENTS, subject="s", summary_html="<p>x</p>", attachments=[]
+        sender=SENDER, recipients=RECIPIENTS, subject="s", summary_html="<p>x</p>", summary_text="x",
+        attachments=[],
     )
     with pytest.raises(EmailDeliveryError, match=f"127.0.0.1:{port}"):
         send_email(message, SmtpSettings(host="127.0.0.1", port=port, timeout=2))
