@@ -19,23 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import dag, task
-from airflow.timetables.trigger import CronTriggerTimetable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from churnflow_common import DEFAULT_ARGS, run_date  # noqa: E402
+from churnflow_common import nightly_dag_args, run_date  # noqa: E402
 from pipeline.config import load_settings  # noqa: E402
 
 if load_settings().simulator_db.is_file():
 
     @dag(
         dag_id="churn_landing_simulator",
-        # no start_date: any date can be run by hand; unpausing runs the latest midnight at once
-        schedule=CronTriggerTimetable("@daily", timezone="UTC", run_immediately=True),
-        catchup=False,
-        max_active_runs=1,
+        **nightly_dag_args(),
         is_paused_upon_creation=False,
-        default_args=DEFAULT_ARGS,
         tags=["churnflow", "simulator"],
         doc_md=__doc__,
     )

@@ -37,16 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Asset, Param, dag, task
-from airflow.timetables.trigger import CronTriggerTimetable
 
 # Airflow 3 does not put the DAGs folder on sys.path; the shared task module lives beside us.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from churnflow_common import (  # noqa: E402
-    DEFAULT_ARGS,
     DataReadySensor,
     common_params,
     ingest,
+    nightly_dag_args,
     no_retry_on_data_errors,
     run_date,
     settings_for,
@@ -59,11 +58,7 @@ RETRAINING_REQUESTED = Asset("churnflow://retraining-requested")
 
 @dag(
     dag_id="churn_nightly",
-    # no start_date: any date can be run by hand; unpausing runs the latest midnight at once
-    schedule=CronTriggerTimetable("@daily", timezone="UTC", run_immediately=True),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    **nightly_dag_args(),
     tags=["churnflow", "scoring", "monitoring"],
     doc_md=__doc__,
     params={

@@ -33,6 +33,17 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retry_delay": dt.timedelta(minutes=2),
 }
 
+
+
+def nightly_dag_args() -> dict[str, Any]:
+    """What every churnflow DAG that runs each midnight shares: no start_date (any date can be
+    run by hand), the latest midnight run at once on unpause, no catchup, one run at a time."""
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    return {"schedule": CronTriggerTimetable("@daily", timezone="UTC", run_immediately=True),
+            "catchup": False, "max_active_runs": 1, "default_args": DEFAULT_ARGS}
+
+
 #: Params a run's conf may set that name a setting of the same name
 SETTING_PARAMS = ("horizon_days", "training_snapshots", "drift_report_sample_rows", "promotion_min_improvement",
                   "search_iterations", "cv_folds")
