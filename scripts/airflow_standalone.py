@@ -166,7 +166,10 @@ def main() -> int:
     def _terminate(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _terminate)
+    # explicit handlers: a shell that started us in the background left SIGINT ignored, and a
+    # closed terminal (SIGHUP) must not leave the components running either
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
     try:
         while not _serving(PORT):
             if proc.poll() is not None:
