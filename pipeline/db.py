@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from pathlib import Path
 
@@ -17,6 +18,11 @@ def engine_for(url: str) -> sa.Engine:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return sa.create_engine(url, future=True, pool_pre_ping=True)
+
+
+def as_datetime(value: object) -> dt.datetime:
+    """A timestamp as the driver returns it (a datetime, or text from SQLite's MAX()) as a datetime."""
+    return value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
 
 
 def engine(settings: Settings) -> sa.Engine:

@@ -157,9 +157,7 @@ def validate_features_step(settings: Settings, dag_id: str, logical_date: str | 
 def training_set_step(settings: Settings, dag_id: str, logical_date: str | dt.date, *, snapshots: int | None = None) -> dict[str, Any]:
     """Features + labels at month-start snapshots whose label window closed before D."""
     from pipeline.labels import training_snapshot_dates
-    from pipeline.train import build_training_set
-
-    from pipeline.train import TrainingError
+    from pipeline.train import TrainingError, build_training_set
 
     have = lake.partition_dates(settings, "events")
     if not have:

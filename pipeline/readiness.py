@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from pipeline.artifacts import as_date
 from pipeline.config import Settings
-from pipeline.db import engine
+from pipeline.db import as_datetime, engine
 from pipeline.lake import days
 from pipeline.schemas import SOURCE_TABLES
 
@@ -94,7 +94,7 @@ def source_latest(settings: Settings) -> dt.datetime | None:
             col = sa.column(table.time_column, sa.DateTime())
             value = conn.execute(sa.select(sa.func.max(col)).select_from(sa.table(name))).scalar()
             if value is not None:
-                latest.append(value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value)))
+                latest.append(as_datetime(value))
     return max(latest, default=None)
 
 

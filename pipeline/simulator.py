@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from pipeline.artifacts import as_date
 from pipeline.config import Settings
-from pipeline.db import engine, engine_for
+from pipeline.db import as_datetime, engine, engine_for
 from pipeline.schemas import SOURCE_TABLES
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def land(settings: Settings, until: str | dt.date) -> dict[str, Any]:
             rows[name] = len(batch)
             nxt = held.execute(sa.select(sa.func.min(col))).scalar()
             if nxt is not None:
-                pending_from.append(nxt if isinstance(nxt, dt.datetime) else dt.datetime.fromisoformat(str(nxt)))
+                pending_from.append(as_datetime(nxt))
     landed_days = []
     target_root = settings.landing_dir / "events"
     target_root.mkdir(parents=True, exist_ok=True)
