@@ -13,7 +13,7 @@ export AIRFLOW__CORE__DAGS_FOLDER        := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES      := False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 
-.PHONY: help install demo test test-slow bench airflow clean lint
+.PHONY: help install demo test test-slow bench bench-e2e airflow clean lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,8 +37,11 @@ test: $(STAMP)  ## the default test suite
 test-slow: $(STAMP)  ## the slow tests (model quality on bigger data)
 	$(PY) -m pytest -m slow
 
-bench: $(STAMP)  ## benchmarks at 1M customers (prints time and memory)
+bench: $(STAMP)  ## benchmarks at 1M customers (prints time and memory), bench-e2e included
 	$(PY) bench/run_all.py
+
+bench-e2e: $(STAMP)  ## 1M customers x 12 months through the DAGs: first training, nightly, weekly rerun (~40 min)
+	$(PY) bench/bench_e2e.py
 
 airflow: $(STAMP)  ## a local Airflow (standalone) on a live simulated business: http://localhost:8080
 	$(PY) scripts/airflow_standalone.py
@@ -47,4 +50,4 @@ lock:  ## re-resolve requirements.lock from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra postgres --python-version 3.11 -q -o requirements.lock
 
 clean:  ## remove generated data, Airflow home and caches (keeps .venv)
-	rm -rf data/source.db data/landing data/lake data/quarantine data/runs data/models data/reports data/truth data/outbox data/simulator data/live data/demo_airflow.log .airflow .pytest_cache
+	rm -rf data/source.db data/landing data/lake data/quarantine data/runs data/models data/reports data/truth data/outbox data/simulator data/live data/bench_e2e data/demo_airflow.log .airflow .pytest_cache

@@ -26,6 +26,8 @@ BENCHMARKS: dict[str, object] = {
     "drift": lambda n: ["--rows", str(n)],
     # the demo-sized nightly in a running Airflow vs in-process (scheduler overhead; size fixed)
     "live": lambda n: [],
+    # the whole flow through the DAGs at n customers x 12 months (issue 11): ~40 min at 1M
+    "e2e": lambda n: ["--customers", str(n)],
 }
 
 

@@ -46,7 +46,7 @@ from churnflow_common import (  # noqa: E402
     common_params,
     ingest,
     nightly_dag_args,
-    no_retry_on_data_errors,
+    pipeline_task,
     run_date,
     settings_for,
 )
@@ -79,7 +79,7 @@ RETRAINING_REQUESTED = Asset("churnflow://retraining-requested")
 )
 def churn_nightly() -> None:
     @task
-    @no_retry_on_data_errors
+    @pipeline_task
     def build_features(validated: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
         from pipeline.flows import features_step, validate_features_step
 
@@ -87,21 +87,21 @@ def churn_nightly() -> None:
         return validate_features_step(settings, dag_id, day, features_step(settings, dag_id, day))
 
     @task
-    @no_retry_on_data_errors
+    @pipeline_task
     def score(features: dict[str, Any], **context: Any) -> dict[str, Any]:
         from pipeline.flows import score_step
 
         return score_step(settings_for(context), context["dag"].dag_id, run_date(context), features)
 
     @task
-    @no_retry_on_data_errors
+    @pipeline_task
     def drift_report(features: dict[str, Any], **context: Any) -> dict[str, Any]:
         from pipeline.flows import drift_step
 
         return drift_step(settings_for(context), context["dag"].dag_id, run_date(context), features)
 
     @task
-    @no_retry_on_data_errors
+    @pipeline_task
     def monitor(features: dict[str, Any], scores: dict[str, Any], drift: dict[str, Any],
                 validated: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
         from pipeline.flows import monitor_step
@@ -122,7 +122,7 @@ def churn_nightly() -> None:
         return f"retraining requested as of {day}: severity {monitoring['severity']}"
 
     @task
-    @no_retry_on_data_errors
+    @pipeline_task
     def email_report(drift: dict[str, Any], scores: dict[str, Any], monitoring: dict[str, Any],
                      **context: Any) -> dict[str, Any]:
         from airflow.sdk import BaseHook

@@ -40,7 +40,7 @@ from churnflow_common import (  # noqa: E402
     DEFAULT_ARGS,
     common_params,
     ingest,
-    no_retry_on_data_errors,
+    pipeline_task,
     run_date,
     settings_for,
 )
@@ -78,7 +78,7 @@ from pipeline.config import load_settings  # noqa: E402
 )
 def churn_training() -> None:
     @task
-    @no_retry_on_data_errors
+    @pipeline_task
     def build_training_set(validated: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
         from pipeline.flows import training_set_step, validate_features_step
 
@@ -86,7 +86,7 @@ def churn_training() -> None:
         return validate_features_step(settings, dag_id, day, training_set_step(settings, dag_id, day))
 
     @task
-    @no_retry_on_data_errors
+    @pipeline_task
     def train(training_set: dict[str, Any], **context: Any) -> dict[str, Any]:
         from pipeline.flows import train_step
 

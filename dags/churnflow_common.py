@@ -105,17 +105,25 @@ def data_errors_fail() -> Iterator[None]:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
 
-def no_retry_on_data_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+def pipeline_task(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The wrapper of every churnflow task callable: a DataError fails the task without
+    retries, and the task's wall time and own peak RSS are logged and saved as
+    ``runs/<dag>/<date>/<task>/resources.json`` (:mod:`pipeline.resources`)."""
+
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with data_errors_fail():
-            return fn(*args, **kwargs)
+    def wrapper(*args: Any, **context: Any) -> Any:
+        from pipeline.artifacts import run_dir
+        from pipeline.resources import measured
+
+        out = run_dir(settings_for(context), context["dag"].dag_id, run_date(context), context["ti"].task_id)
+        with measured(context["ti"].task_id, out), data_errors_fail():
+            return fn(*args, **context)
 
     return wrapper
 
 
 @task(task_id="ingest")
-@no_retry_on_data_errors
+@pipeline_task
 def ingest(**context: Any) -> list[dict[str, Any]]:
     """Every lake input (six database tables and the event files) ingested and validated."""
     from pipeline.flows import ingest_all_step

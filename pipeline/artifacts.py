@@ -67,6 +67,76 @@ def write_parquet(df: pd.DataFrame, path: Path, schema: pa.Schema | None = None)
     return Path(path)
 
 
+class ParquetAppender:
+    """One Parquet file written chunk by chunk, published atomically on :meth:`close`.
+
+    Memory is bounded by one chunk. The schema is ``schema`` if given (extra columns of a
+    chunk are an error, missing ones are written as nulls), else the first chunk's. With
+    ``keep_empty=False`` a file that received no rows is not written, and an earlier file
+    under that name is removed (a rerun that rejects nothing leaves no stale quarantine).
+    Leaving the ``with`` block by an exception discards everything.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema | None = None, *, keep_empty: bool = False) -> None:
+        self.path = Path(path)
+        self.schema = schema
+        self.keep_empty = keep_empty
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._tmp = self.path.with_name(f".tmp-{uuid.uuid4().hex}-{self.path.name}")
+        self._done = False
+        self.published: Path | None = None
+
+    def write(self, df: pd.DataFrame | pa.Table) -> None:
+        table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
+        if self._writer is None:
+            if self.schema is None:
+                self.schema = table.schema.remove_metadata()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self._tmp, self.schema)
+        assert self.schema is not None
+        extra = [n for n in table.schema.names if n not in self.schema.names]
+        if extra:
+            raise ValueError(f"{self.path.name}: columns {extra} are not in the file's schema {self.schema.names}")
+        arrays = [table.column(f.name).cast(f.type) if f.name in table.schema.names
+                  else pa.nulls(table.num_rows, f.type) for f in self.schema]
+        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+        self.rows += table.num_rows
+
+    def close(self) -> Path | None:
+        """Publish the file (None, and any earlier file removed, when empty and not ``keep_empty``)."""
+        if self._done:
+            return self.published
+        self._done = True
+        if self._writer is None and self.keep_empty:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self._tmp, self.schema or pa.schema([]))
+        if self._writer is None:
+            self.path.unlink(missing_ok=True)
+            return None
+        self._writer.close()
+        os.replace(self._tmp, self.path)
+        self.published = self.path
+        return self.path
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self._writer is not None:
+            self._writer.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "ParquetAppender":
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
 def write_text(text: str, path: Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

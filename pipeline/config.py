@@ -30,8 +30,9 @@ class Settings:
     data_dir: Path = REPO_ROOT / "data"
     #: SQLAlchemy URL of the customer database; empty means SQLite at <data_dir>/source.db.
     source_db_url: str = ""
-    #: rows fetched per round trip when reading the source database
-    ingest_chunk_rows: int = 100_000
+    #: rows per chunk when ingesting: fetched per round trip from the source database, read
+    #: at most from one event file, and validated at a time (memory is bounded by a chunk)
+    ingest_chunk_rows: int = 500_000
     #: the training DAG re-extracts the customer-database tables from this date on
     history_start: str = "2000-01-01"
 
@@ -69,6 +70,12 @@ class Settings:
     search_iterations: int = 2
     #: expanding-window time folds (latest training-side snapshots as validation)
     cv_folds: int = 2
+    #: the search and its CV run on a sample of this many training rows, stratified by snapshot
+    #: and label (0: all rows); the chosen candidate is then fitted on every row
+    search_sample_rows: int = 250_000
+    #: *_smote and random_forest candidates (cost growing faster than the rows) are fitted on a
+    #: stratified sample of at most this many rows (0: no limit)
+    slow_fit_max_rows: int = 500_000
     #: probability calibration on the latest training-side snapshot: isotonic | sigmoid
     calibration: str = "sigmoid"
     #: campaign economics for the decision threshold (see pipeline.evaluate.Campaign)

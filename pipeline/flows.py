@@ -60,53 +60,73 @@ def ingest_window(
 def ingest_step(
     settings: Settings, dag_id: str, logical_date: str | dt.date, table: str, *, lookback_days: int = 1
 ) -> dict[str, Any]:
-    """Extract one table's window into ``runs/<dag>/<date>/ingest/<table>.parquet``."""
-    from pipeline.ingest import ingest_events, ingest_table
+    """Extract, validate and publish one table's window, one bounded chunk at a time.
+
+    Each chunk (``ingest_chunk_rows`` database rows, or one event file) is validated with
+    the table's expectation suite; its rejected rows are appended to the run's quarantine
+    file ``quarantine/<table>/<dag>__<date>.parquet`` with their reason, its clean rows
+    staged by day. Only when every chunk passed (and no key repeats across chunks) are the
+    staged days published as the window's lake partitions; a failed batch publishes nothing.
+    Memory is bounded by a chunk, not by the window, so the nightly's one day and the first
+    training run's whole history take the same path. Returns the counts (the task's XCom).
+    """
+    from pipeline.ingest import chunks
+    from pipeline.progress import Progress
+    from pipeline.schemas import LAKE_TABLES
+    from pipeline.validate import ChunkedValidator
 
     start, end = ingest_window(settings, dag_id, table, logical_date, lookback_days=lookback_days)
-    out = run_dir(settings, dag_id, logical_date, "ingest") / f"{table}.parquet"
+    summary: dict[str, Any] = {"table": table, "rows": 0, "rejected": 0, "quarantine": None, "partitions": 0,
+                               "chunks": 0, "window_start": str(start), "window_end": str(end)}
     if start >= end:
         log.info("ingest %s: lake already holds [.., %s); nothing to extract", table, end)
-        start = end
-        result = {"table": table, "path": None, "rows": 0, "window_start": str(start), "window_end": str(end)}
-        return result
-    reader = ingest_events if table == "events" else lambda s, a, b, o: ingest_table(s, table, a, b, o)
-    return reader(settings, start, end, out).to_dict()
+        return {**summary, "window_start": str(end)}
+    key = run_key(dag_id, logical_date)
+    schema, time_col = LAKE_TABLES[table]
+    stager = lake.DayStager(settings, table, start, end, lake.staging_dir(settings, table, key))
+    progress = Progress(f"ingest {table} [{start}, {end})", (end - start).days, "days")
+    try:
+        with ChunkedValidator(table, settings, key, window_start=dt.datetime.combine(start, dt.time()),
+                              window_end=dt.datetime.combine(end, dt.time()), schema=schema) as validator:
+            first: dt.date | None = None  # the window's first day with rows: the progress is over the rest
+            for chunk in chunks(settings, table, start, end):
+                stager.add(validator.validate(chunk.to_pandas()))
+                latest, earliest = _day_range(chunk, time_col)
+                if first is None and earliest is not None:
+                    first = max(start, earliest)
+                    progress.total = float((end - first).days)
+                if latest is not None and first is not None:
+                    progress.update((min(latest, end - dt.timedelta(days=1)) - first).days + 1,
+                                    f"{validator.rows:,} rows, {validator.rejected:,} rejected")
+            if validator.chunks == 0:  # an empty window still runs its suite (table-level rules)
+                validator.validate(schema.empty_table().to_pandas())
+            validator.check_unique_across_chunks(stager.staged_glob())
+            result = validator.finish()
+        parts = stager.publish()
+    finally:
+        stager.discard()
+    progress.finish(f"{result.rows:,} rows, {result.rejected_count:,} rejected, {len(parts)} partitions")
+    return {**summary, "rows": result.rows, "rejected": result.rejected_count,
+            "quarantine": str(result.quarantine) if result.quarantine else None,
+            "partitions": len(parts), "chunks": result.chunks}
 
 
-def validate_step(settings: Settings, dag_id: str, logical_date: str | dt.date, ingested: dict[str, Any]) -> dict[str, Any]:
-    """Gate one ingested batch with its expectation suite; publish clean rows to the lake.
+def _day_range(chunk: Any, time_col: str) -> tuple[dt.date | None, dt.date | None]:
+    """(latest, earliest) day of the time column of an Arrow chunk (for progress lines)."""
+    import pyarrow.compute as pc
 
-    Rows that break a row-level rule go to ``quarantine/<table>/<dag>__<date>.parquet``
-    with their reason. A failed batch raises before anything reaches the lake.
-    """
-    from pipeline.validate import validate_and_quarantine
-
-    table = ingested["table"]
-    if not ingested["path"]:
-        return {"table": table, "rows": 0, "rejected": 0, "quarantine": None, "partitions": 0}
-    df = pd.read_parquet(ingested["path"])
-    start, end = as_date(ingested["window_start"]), as_date(ingested["window_end"])
-    result = validate_and_quarantine(
-        df, table, settings, run_key=run_key(dag_id, logical_date),
-        window_start=dt.datetime.combine(start, dt.time()), window_end=dt.datetime.combine(end, dt.time()),
-    )
-    parts = lake.write_window(settings, table, result.clean, start, end)
-    quarantine = settings.quarantine_dir / table / f"{run_key(dag_id, logical_date)}.parquet"
-    return {
-        "table": table,
-        "rows": result.rows,
-        "rejected": len(result.rejected),
-        "quarantine": str(quarantine) if len(result.rejected) else None,
-        "partitions": len(parts),
-    }
+    if time_col not in chunk.column_names or chunk.num_rows == 0:
+        return None, None
+    bounds = pc.min_max(chunk.column(time_col)).as_py()
+    as_day = lambda v: v.date() if v is not None else None  # noqa: E731
+    return as_day(bounds["max"]), as_day(bounds["min"])
 
 
 def ingest_all_step(
     settings: Settings, dag_id: str, logical_date: str | dt.date, *, lookback_days: int = 1
 ) -> list[dict[str, Any]]:
-    """:func:`ingest_step` then :func:`validate_step` for every lake input, in one process
-    (Great Expectations is imported once, not once per table).
+    """:func:`ingest_step` for every lake input, in one process (Great Expectations is
+    imported once, not once per table).
 
     Every table is tried, so one error lists every table whose batch failed (each
     quarantine file is written); returns the per-table validation summaries.
@@ -116,8 +136,7 @@ def ingest_all_step(
     results, failed = [], []
     for table in LAKE_TABLE_NAMES:
         try:
-            ingested = ingest_step(settings, dag_id, logical_date, table, lookback_days=lookback_days)
-            results.append(validate_step(settings, dag_id, logical_date, ingested))
+            results.append(ingest_step(settings, dag_id, logical_date, table, lookback_days=lookback_days))
         except DataError as exc:
             log.error("%s", exc)
             failed.append((table, exc))
@@ -146,12 +165,22 @@ def features_step(settings: Settings, dag_id: str, logical_date: str | dt.date) 
 
 
 def validate_features_step(settings: Settings, dag_id: str, logical_date: str | dt.date, built: dict[str, Any]) -> dict[str, Any]:
-    """The feature table's own expectation suite: a gate before training or scoring."""
-    from pipeline.validate import validate_and_quarantine
+    """The feature table's own expectation suite: a gate before training or scoring.
 
-    df = pd.read_parquet(built["path"])
-    result = validate_and_quarantine(df, "features", settings, run_key=run_key(dag_id, logical_date))
-    return {**built, "rejected": len(result.rejected)}
+    The file is read and validated ``ingest_chunk_rows`` rows at a time (a training set of
+    millions of rows never sits in memory twice); rejected rows go to its quarantine file.
+    """
+    import pyarrow.parquet as pq
+
+    from pipeline.validate import ChunkedValidator
+
+    with ChunkedValidator("features", settings, run_key(dag_id, logical_date)) as validator:
+        for batch in pq.ParquetFile(built["path"]).iter_batches(batch_size=settings.ingest_chunk_rows):
+            validator.validate(batch.to_pandas())
+        if validator.chunks == 0:  # no rows: the suite still runs (table-level rules)
+            validator.validate(pq.read_table(built["path"]).to_pandas())
+        result = validator.finish()
+    return {**built, "rejected": result.rejected_count}
 
 
 def training_set_step(settings: Settings, dag_id: str, logical_date: str | dt.date, *, snapshots: int | None = None) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Ingestion: the customer database (SQLAlchemy) and the daily event files, into Parquet.
 
-Each call extracts one half-open window ``[start, end)`` of one table into one Parquet
-artifact. Values are *conformed* to the contract's types where the column exists, but
+Each source is read as a stream of bounded chunks of one half-open window ``[start, end)``
+(:func:`chunks`): database rows ``ingest_chunk_rows`` at a time, event files file by file. Values are *conformed* to the contract's types where the column exists, but
 nothing is judged here: missing columns, nulls and out-of-range values travel on to
 validation (``pipeline.validate``), which names them and quarantines the bad rows.
 """
@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from pipeline.artifacts import as_date, atomic_path
+from pipeline.artifacts import ParquetAppender, as_date
 from pipeline.config import Settings
 from pipeline.db import engine, load_sql
 from pipeline.schemas import EVENTS_SCHEMA, SOURCE_TABLES
@@ -75,44 +77,53 @@ def conform(df: pd.DataFrame, schema: pa.Schema, table: str) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def _write_chunks(chunks, schema: pa.Schema, table: str, out_path: Path) -> tuple[int, tuple[str, ...]]:
-    """Stream conformed chunks into one Parquet file written atomically."""
-    rows = 0
-    writer: pq.ParquetWriter | None = None
-    present: pa.Schema | None = None
-    with atomic_path(out_path) as tmp:
+def conform_arrow(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:
+    """:func:`conform` for an Arrow table (event files are read as Arrow: no pandas round trip)."""
+    extra = [c for c in table.column_names if c not in schema.names]
+    if extra:
+        log.warning("ingest %s: ignoring columns not in the contract: %s", name, extra)
+    fields = [f for f in schema if f.name in table.column_names]
+    arrays = []
+    for field in fields:
         try:
-            for chunk in chunks:
-                arrow = conform(chunk, schema, table)
-                if writer is None:
-                    present = arrow.schema
-                    writer = pq.ParquetWriter(tmp, present)
-                writer.write_table(arrow.cast(present))
-                rows += arrow.num_rows
-            if writer is None:  # no rows: write an empty file with the full contract schema
-                present = schema
-                pq.write_table(schema.empty_table(), tmp)
-        finally:
-            if writer is not None:
-                writer.close()
-    assert present is not None
-    missing = tuple(n for n in schema.names if n not in present.names)
-    return rows, missing
+            # safe casts (no silent integer overflow), but sub-microsecond stamps may be truncated
+            arrays.append(pc.cast(table.column(field.name),
+                                  options=pc.CastOptions(field.type, allow_time_truncate=True)))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise IngestionError(f"table {name}, column {field.name}: cannot convert to {field.type}: {exc}") from exc
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def ingest_table(
-    settings: Settings, table: str, start: str | dt.date, end: str | dt.date, out_path: Path
-) -> IngestResult:
-    """Extract rows of a customer-database ``table`` whose time column is in ``[start, end)``.
+def _write_chunks(chunks: Iterable[pa.Table], schema: pa.Schema, out_path: Path) -> tuple[int, tuple[str, ...]]:
+    """Stream conformed chunks into one Parquet file written atomically (the full contract
+    schema when there are no rows)."""
+    with ParquetAppender(out_path, keep_empty=True) as out:
+        for chunk in chunks:
+            out.write(chunk)
+        if out.rows == 0:
+            out.schema = schema
+    present = out.schema or schema
+    return out.rows, tuple(n for n in schema.names if n not in present.names)
 
-    The query is ``sql/ingest_<table>.sql`` with bound parameters; rows are fetched in
-    chunks of ``settings.ingest_chunk_rows`` and streamed to ``out_path``.
-    """
-    if table not in SOURCE_TABLES:
-        raise KeyError(f"unknown source table {table!r}; known: {sorted(SOURCE_TABLES)}")
+
+def _window(table: str, start: str | dt.date, end: str | dt.date) -> tuple[dt.date, dt.date]:
     start_d, end_d = as_date(start), as_date(end)
     if start_d >= end_d:
         raise ValueError(f"ingest {table}: empty window [{start_d}, {end_d})")
+    return start_d, end_d
+
+
+def table_chunks(settings: Settings, table: str, start: str | dt.date, end: str | dt.date) -> Iterator[pa.Table]:
+    """Rows of a customer-database ``table`` whose time column is in ``[start, end)``,
+    conformed, ``settings.ingest_chunk_rows`` at a time.
+
+    The query is ``sql/ingest_<table>.sql`` with bound parameters, ordered by the time
+    column (so a chunk covers a few consecutive days); the cursor streams (server-side
+    where the database has them), so memory is bounded by a chunk.
+    """
+    if table not in SOURCE_TABLES:
+        raise KeyError(f"unknown source table {table!r}; known: {sorted(SOURCE_TABLES)}")
+    start_d, end_d = _window(table, start, end)
     query = sa.text(load_sql(f"ingest_{table}")).bindparams(
         sa.bindparam("window_start", type_=sa.DateTime()),
         sa.bindparam("window_end", type_=sa.DateTime()),
@@ -121,18 +132,29 @@ def ingest_table(
         "window_start": dt.datetime.combine(start_d, dt.time()),
         "window_end": dt.datetime.combine(end_d, dt.time()),
     }
+    rows = settings.ingest_chunk_rows
     try:
         with engine(settings).connect() as conn:
-            chunks = pd.read_sql(query, conn, params=params, chunksize=settings.ingest_chunk_rows)
-            rows, missing = _write_chunks(chunks, SOURCE_TABLES[table].schema, table, Path(out_path))
+            conn = conn.execution_options(stream_results=True, max_row_buffer=rows)
+            for chunk in pd.read_sql(query, conn, params=params, chunksize=rows):
+                yield conform(chunk, SOURCE_TABLES[table].schema, table)
     except sa.exc.SQLAlchemyError as exc:
         raise IngestionError(f"table {table}: reading the source database failed: {exc}") from exc
+
+
+def ingest_table(
+    settings: Settings, table: str, start: str | dt.date, end: str | dt.date, out_path: Path
+) -> IngestResult:
+    """:func:`table_chunks` of one window streamed into one Parquet file (``python -m pipeline ingest``)."""
+    start_d, end_d = _window(table, start, end)
+    rows, missing = _write_chunks(table_chunks(settings, table, start_d, end_d), SOURCE_TABLES[table].schema,
+                                  Path(out_path))
     log.info("ingest %s [%s, %s): %d rows -> %s", table, start_d, end_d, rows, out_path)
     return IngestResult(table, Path(out_path), rows, start_d, end_d, missing)
 
 
 def event_files(settings: Settings, start: dt.date, end: dt.date) -> list[Path]:
-    """Landed event files (Parquet or CSV) for the days in ``[start, end)``."""
+    """Landed event files (Parquet or CSV) for the days in ``[start, end)``, in day order."""
     root = settings.landing_dir / "events"
     files: list[Path] = []
     for day_dir in sorted(root.glob("date=*")):
@@ -146,22 +168,48 @@ def event_files(settings: Settings, start: dt.date, end: dt.date) -> list[Path]:
     return files
 
 
-def _read_event_file(path: Path) -> pd.DataFrame:
+def _event_file_batches(path: Path, rows: int) -> Iterator[pa.Table]:
     if path.suffix == ".csv":
         types = {f.name: f.type for f in EVENTS_SCHEMA}
-        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=types))
+        reader = pacsv.open_csv(path, convert_options=pacsv.ConvertOptions(column_types=types))
+        batches: Iterable[pa.RecordBatch] = reader
     else:
-        table = pq.read_table(path)
-    return table.to_pandas()
+        batches = pq.ParquetFile(path).iter_batches(batch_size=rows)
+    for batch in batches:
+        yield pa.Table.from_batches([batch])
+
+
+def event_chunks(settings: Settings, start: str | dt.date, end: str | dt.date) -> Iterator[pa.Table]:
+    """The event files landed for the days in ``[start, end)``, conformed, in day order, in
+    chunks of at most ``settings.ingest_chunk_rows`` rows: consecutive small files share a
+    chunk (validation costs a fixed overhead per chunk), a large file is read in batches."""
+    limit = settings.ingest_chunk_rows
+    pending: list[pa.Table] = []
+    rows = 0
+    for path in event_files(settings, *_window("events", start, end)):
+        for batch in _event_file_batches(path, limit):
+            table = conform_arrow(batch, EVENTS_SCHEMA, "events")
+            if pending and (rows + table.num_rows > limit or table.schema != pending[0].schema):
+                yield pa.concat_tables(pending)
+                pending, rows = [], 0
+            pending.append(table)
+            rows += table.num_rows
+    if pending:
+        yield pa.concat_tables(pending)
 
 
 def ingest_events(
     settings: Settings, start: str | dt.date, end: str | dt.date, out_path: Path
 ) -> IngestResult:
-    """Read the event files landed for the days in ``[start, end)`` into one Parquet artifact."""
-    start_d, end_d = as_date(start), as_date(end)
-    files = event_files(settings, start_d, end_d)
-    chunks = (_read_event_file(f) for f in files)
-    rows, missing = _write_chunks(chunks, EVENTS_SCHEMA, "events", Path(out_path))
-    log.info("ingest events [%s, %s): %d files, %d rows -> %s", start_d, end_d, len(files), rows, out_path)
+    """:func:`event_chunks` of one window streamed into one Parquet file."""
+    start_d, end_d = _window("events", start, end)
+    rows, missing = _write_chunks(event_chunks(settings, start_d, end_d), EVENTS_SCHEMA, Path(out_path))
+    log.info("ingest events [%s, %s): %d rows -> %s", start_d, end_d, rows, out_path)
     return IngestResult("events", Path(out_path), rows, start_d, end_d, missing)
+
+
+def chunks(settings: Settings, table: str, start: str | dt.date, end: str | dt.date) -> Iterator[pa.Table]:
+    """The conformed chunks of any lake input's window: :func:`event_chunks` or :func:`table_chunks`."""
+    if table == "events":
+        return event_chunks(settings, start, end)
+    return table_chunks(settings, table, start, end)

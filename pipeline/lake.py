@@ -5,19 +5,25 @@ Layout: ``<data_dir>/lake/<table>/date=YYYY-MM-DD/part-0.parquet``.
 Writing a batch for the half-open window ``[start, end)`` replaces *every* day partition
 in that window (days of the window without rows are removed), so re-ingesting a window
 replaces it instead of duplicating rows, whatever windows were ingested before.
-Each partition is written atomically.
+Each partition is written atomically. Batches are staged chunk by chunk first
+(:class:`DayStager`) and published only once the whole batch passed validation, so memory
+is bounded by a chunk (a day of events, ``ingest_chunk_rows`` database rows), not by the
+history, and a failed batch publishes nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
+import uuid
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from pipeline.artifacts import as_date, write_parquet
+from pipeline.artifacts import as_date, atomic_path, write_parquet
 from pipeline.config import Settings
 from pipeline.schemas import LAKE_TABLES
 
@@ -44,6 +50,88 @@ def days(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days)]
 
 
+class DayStager:
+    """Stage the rows of the window ``[start, end)`` of ``table``, chunk by chunk, as day
+    pieces under ``staging``; :meth:`publish` then replaces the lake's day partitions.
+
+    Memory is bounded by one chunk while staging and by one day while publishing. Nothing
+    reaches the lake before :meth:`publish`, so a batch that fails validation half-way
+    leaves the lake as it was; :meth:`discard` removes the staged pieces.
+    """
+
+    def __init__(self, settings: Settings, table: str, start: str | dt.date, end: str | dt.date,
+                 staging: Path) -> None:
+        self.schema, self.time_col = LAKE_TABLES[table]
+        self.settings, self.table = settings, table
+        self.start, self.end = as_date(start), as_date(end)
+        self.staging = Path(staging)
+        shutil.rmtree(self.staging, ignore_errors=True)  # a rerun's leftovers
+        self.staging.mkdir(parents=True)
+        self.rows = 0
+        self._pieces = 0
+
+    def add(self, df: pd.DataFrame) -> None:
+        """Split ``df`` by the day of its time column into staged pieces.
+
+        Every row's time column must fall inside the window (a row outside it is a bug in
+        the caller, as validation rejects such rows, and raises).
+        """
+        if df.empty:
+            return
+        ts = pd.to_datetime(df[self.time_col])
+        outside = (ts < pd.Timestamp(self.start)) | (ts >= pd.Timestamp(self.end))
+        if outside.any():
+            raise ValueError(
+                f"lake table {self.table}: {int(outside.sum())} rows have {self.time_col} outside "
+                f"the window [{self.start}, {self.end})"
+            )
+        for day, rows in df.groupby(ts.dt.normalize(), sort=True):
+            self._pieces += 1
+            piece = self.staging / f"date={pd.Timestamp(day).date().isoformat()}" / f"piece-{self._pieces:06d}.parquet"
+            # a column missing from the batch is staged as nulls: its batch fails validation and is never published
+            write_parquet(rows.reindex(columns=self.schema.names), piece, schema=self.schema)
+        self.rows += len(df)
+
+    def staged_glob(self) -> str:
+        return str(self.staging / "date=*" / "*.parquet")
+
+    def publish(self) -> list[Path]:
+        """Replace every day partition of the window with its staged rows (days of the window
+        without rows are removed). Returns the partition files written."""
+        base = table_dir(self.settings, self.table)
+        written: list[Path] = []
+        for day in days(self.start, self.end):
+            part_dir = base / f"date={day.isoformat()}"
+            pieces = sorted((self.staging / f"date={day.isoformat()}").glob("*.parquet"))
+            if not pieces:
+                if part_dir.exists():
+                    shutil.rmtree(part_dir)
+                continue
+            final = part_dir / PART_NAME
+            if len(pieces) == 1:  # the usual case for time-ordered input: a rename, no copy
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(pieces[0], final)
+            else:
+                table = pa.concat_tables([pq.read_table(p, schema=self.schema) for p in pieces])
+                with atomic_path(final) as tmp:
+                    pq.write_table(table, tmp)
+            for stale in part_dir.glob("*.parquet"):  # a partition is exactly one file
+                if stale != final:
+                    stale.unlink()
+            written.append(final)
+        self.discard()
+        return written
+
+    def discard(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def staging_dir(settings: Settings, table: str, run_key: str | None = None) -> Path:
+    """The staging folder of one run's batch inside the lake (same file system: publishing
+    is a rename; DuckDB's ``date=*`` globs never see it). Without ``run_key``, a fresh one."""
+    return settings.lake_dir / ".staging" / table / (run_key or uuid.uuid4().hex)
+
+
 def write_window(
     settings: Settings,
     table: str,
@@ -51,33 +139,14 @@ def write_window(
     start: str | dt.date,
     end: str | dt.date,
 ) -> list[Path]:
-    """Replace the day partitions of ``table`` in ``[start, end)`` with the rows of ``df``.
-
-    Every row's time column must fall inside the window (a row outside it is a bug in
-    the caller and raises). Returns the partition files written.
-    """
-    schema, time_col = LAKE_TABLES[table]
-    start_d, end_d = as_date(start), as_date(end)
-    ts = pd.to_datetime(df[time_col])
-    outside = (ts < pd.Timestamp(start_d)) | (ts >= pd.Timestamp(end_d))
-    if outside.any():
-        raise ValueError(
-            f"lake table {table}: {int(outside.sum())} rows have {time_col} outside "
-            f"the window [{start_d}, {end_d})"
-        )
-    base = table_dir(settings, table)
-    written: list[Path] = []
-    day_of_row = ts.dt.normalize()
-    groups = dict(tuple(df.groupby(day_of_row, sort=True))) if len(df) else {}
-    for day in days(start_d, end_d):
-        part_dir = base / f"date={day.isoformat()}"
-        rows = groups.get(pd.Timestamp(day))
-        if rows is None or rows.empty:
-            if part_dir.exists():
-                shutil.rmtree(part_dir)
-            continue
-        written.append(write_parquet(rows[schema.names], part_dir / PART_NAME, schema=schema))
-    return written
+    """Replace the day partitions of ``table`` in ``[start, end)`` with the rows of ``df``
+    (one chunk through :class:`DayStager`). Returns the partition files written."""
+    stager = DayStager(settings, table, start, end, staging_dir(settings, table))
+    try:
+        stager.add(df)
+        return stager.publish()
+    finally:
+        stager.discard()
 
 
 def read_table(settings: Settings, table: str, columns: list[str] | None = None) -> pd.DataFrame:
@@ -86,8 +155,6 @@ def read_table(settings: Settings, table: str, columns: list[str] | None = None)
     files = sorted(table_dir(settings, table).glob("date=*/*.parquet"))
     if not files:
         return pa.Table.from_pylist([], schema=schema).to_pandas()[columns or schema.names]
-    import pyarrow.parquet as pq
-
     return pa.concat_tables([pq.read_table(f, columns=columns, schema=schema) for f in files]).to_pandas()
 
 

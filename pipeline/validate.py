@@ -39,6 +39,7 @@ suites are cached per process.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import fnmatch
 import functools
@@ -81,6 +82,7 @@ RESULT_FORMAT: dict[str, Any] = {
 }
 #: kwargs that name the checked column(s); the rest describe the rule
 _COLUMN_KWARGS = ("column", "column_A", "column_B", "column_list")
+_UNIQUE_RULES = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
 _TABLE_LEVEL_DETAIL = {"expect_column_to_exist": "column is missing from the batch"}
 #: GX loggers that set their own level to INFO when imported
 _GX_CHATTY_LOGGERS = ("great_expectations.data_context.types.base",)
@@ -89,12 +91,12 @@ _GX_CHATTY_LOGGERS = ("great_expectations.data_context.types.base",)
 class DataValidationError(DataError):
     """A batch failed its expectation suite; the message lists every failed rule."""
 
-    def __init__(self, result: ValidationResult, quarantined: Path | None) -> None:
+    def __init__(self, result: ValidationResult | BatchSummary, quarantined: Path | None) -> None:
         self.result = result
         self.quarantined = quarantined
         super().__init__(_error_message(result, quarantined))
 
-    def __reduce__(self) -> tuple[type[DataValidationError], tuple[ValidationResult, Path | None]]:
+    def __reduce__(self) -> tuple[type[DataValidationError], tuple[ValidationResult | BatchSummary, Path | None]]:
         return type(self), (self.result, self.quarantined)
 
 
@@ -130,6 +132,24 @@ class ValidationResult:
     clean: pd.DataFrame
     #: rows that broke >= 1 row-level rule, plus ``_reason`` and ``_rules``
     rejected: pd.DataFrame
+
+    @property
+    def rejected_count(self) -> int:
+        return len(self.rejected)
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """The outcome of validating one batch chunk by chunk (:class:`ChunkedValidator`)."""
+
+    table: str
+    rows: int
+    passed: bool
+    #: every failed rule once, its unexpected rows summed over the chunks
+    failures: list[RuleFailure]
+    rejected_count: int
+    quarantine: Path | None
+    chunks: int
 
 
 @dataclass(frozen=True)
@@ -368,13 +388,14 @@ def _append(current: np.ndarray, text: str, sep: str) -> np.ndarray:
     return np.where(current == "", text, current + sep + text)
 
 
-def _error_message(result: ValidationResult, quarantined: Path | None) -> str:
+def _error_message(result: ValidationResult | BatchSummary, quarantined: Path | None) -> str:
     """Every failed rule on its own line, then where the rejected rows went."""
     broken = len(result.failures)
-    lines = [f"validation of {result.table} failed: {broken} rule(s) broken in a batch of {result.rows} rows"]
+    chunks = f" ({result.chunks} chunks)" if isinstance(result, BatchSummary) and result.chunks > 1 else ""
+    lines = [f"validation of {result.table} failed: {broken} rule(s) broken in a batch of {result.rows} rows{chunks}"]
     lines += [f"  {failure.describe(result.rows)}" for failure in result.failures]
     if quarantined is not None:
-        lines.append(f"{len(result.rejected)} rejected rows quarantined -> {quarantined}")
+        lines.append(f"{result.rejected_count} rejected rows quarantined -> {quarantined}")
     else:
         lines.append("no rows quarantined (only table-level rules failed)")
     return "\n".join(lines)
@@ -436,3 +457,114 @@ def validate_and_quarantine(
     if raise_on_failure and not result.passed:
         raise DataValidationError(result, path)
     return result
+
+
+class ChunkedValidator:
+    """Validate one table's batch chunk by chunk, each chunk with the table's whole suite.
+
+    Rejected rows stream into the batch's one quarantine file (:func:`quarantine_path`,
+    published when the batch ends, removed when it rejected nothing), so memory is bounded
+    by a chunk however long the batch. The batch fails when any chunk breaks a rule (a
+    ``mostly`` rule is judged per chunk: a bad day is not averaged away by good ones);
+    :meth:`finish` sums each rule's unexpected rows over the chunks.
+
+    Usage: ``with ChunkedValidator(...) as v: for chunk in chunks: clean = v.validate(chunk)``
+    then ``summary = v.finish()``.
+    """
+
+    def __init__(self, table: str, settings: Settings, run_key: str, *, window_start: dt.datetime | None = None,
+                 window_end: dt.datetime | None = None, schema: Any = None) -> None:
+        from pipeline.artifacts import ParquetAppender
+
+        self.table = table
+        self.settings = settings
+        self.parameters = _window_parameters(window_start, window_end)
+        if schema is not None:
+            import pyarrow as pa
+
+            schema = pa.schema([*schema, pa.field(REASON_COLUMN, pa.string()), pa.field(RULES_COLUMN, pa.string())])
+        self._quarantine = ParquetAppender(quarantine_path(settings, table, run_key), schema)
+        self._failures: dict[tuple[str | None, str], RuleFailure] = {}
+        self.rows = 0
+        self.chunks = 0
+
+    @property
+    def rejected(self) -> int:
+        """Rows quarantined so far."""
+        return self._quarantine.rows
+
+    def validate(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Validate one chunk; quarantine its rejected rows; return its clean rows."""
+        outcomes = _run_suite(df, self.table, self.parameters)
+        clean, rejected = _split(df, self.table, outcomes)
+        for outcome in outcomes:
+            if not outcome.success:
+                self._add_failure(_failure(self.table, outcome, len(df)))
+        if len(rejected):
+            self._quarantine.write(rejected)
+        self.rows += len(df)
+        self.chunks += 1
+        return clean
+
+    def reject(self, rows: pd.DataFrame, column: str, rule: str, detail: str) -> None:
+        """Quarantine ``rows`` found bad outside the suite run (e.g. keys duplicated across
+        chunks) with that reason, and fail the batch for it."""
+        label = f"{rule}({detail})" if detail else rule
+        self._quarantine.write(rows.assign(**{REASON_COLUMN: f"{self.table}.{column}: {label}",
+                                              RULES_COLUMN: f"{column}:{rule}"}))
+        self._add_failure(RuleFailure(self.table, column, rule, len(rows), detail))
+
+    def check_unique_across_chunks(self, clean_glob: str) -> None:
+        """The suite's uniqueness rules over the whole batch, not only within each chunk.
+
+        ``clean_glob`` holds the clean rows of every chunk (the staged pieces): a key seen
+        in two chunks is found with one DuckDB aggregation, its rows quarantined and the
+        batch failed (a ``mostly`` on a uniqueness rule is judged per chunk only).
+        """
+        if self.chunks < 2:
+            return
+        from pipeline.features import duckdb_connection
+
+        for expectation in load_suite(self.table).expectations:
+            if expectation.expectation_type not in _UNIQUE_RULES:
+                continue
+            kwargs = expectation.configuration.kwargs
+            columns = [kwargs["column"]] if "column" in kwargs else list(kwargs["column_list"])
+            keys = ", ".join(f'"{c}"' for c in columns)
+            with duckdb_connection(self.settings) as con:
+                dups = con.execute(
+                    f"SELECT t.* FROM read_parquet($glob, hive_partitioning = false) t SEMI JOIN "
+                    f"(SELECT {keys} FROM read_parquet($glob, hive_partitioning = false) "
+                    f"GROUP BY ALL HAVING count(*) > 1) d USING ({keys})", {"glob": clean_glob}).df()
+            if len(dups):
+                log.warning("validate %s: %d rows share a %s with a row of another chunk", self.table, len(dups),
+                            "/".join(columns))
+                self.reject(dups, ",".join(columns), expectation.expectation_type, "across chunks")
+
+    def _add_failure(self, failure: RuleFailure) -> None:
+        key = (failure.column, failure.rule)
+        seen = self._failures.get(key)
+        self._failures[key] = failure if seen is None else dataclasses.replace(
+            seen, unexpected_count=seen.unexpected_count + failure.unexpected_count)
+
+    def finish(self, *, raise_on_failure: bool = True) -> BatchSummary:
+        """Publish the quarantine file, log one line, raise :class:`DataValidationError` if
+        any chunk failed."""
+        path = self._quarantine.close()
+        failures = list(self._failures.values())
+        summary = BatchSummary(self.table, self.rows, not failures, failures, self._quarantine.rows, path, self.chunks)
+        log.info("validate %s: %d rows in %d chunk(s), %d rejected%s", self.table, self.rows, self.chunks,
+                 summary.rejected_count, f" -> {path}" if path else "")
+        if raise_on_failure and failures:
+            raise DataValidationError(summary, path)
+        return summary
+
+    def abort(self) -> None:
+        self._quarantine.abort()
+
+    def __enter__(self) -> "ChunkedValidator":
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is not None:
+            self.abort()

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +60,24 @@ def add_months(day: dt.date, months: int) -> dt.date:
     return dt.date(day.year + y, m + 1, 1)
 
 
+def run_dag(bag: Any, dag_id: str, day: dt.date, log_path: Path) -> str:
+    """``dag.test()`` of one DAG for logical date ``day`` (task logs appended to ``log_path``);
+    prints each task's state and duration and returns the run's state."""
+    import pendulum
+
+    step(f"airflow: {dag_id} for logical date {day} (dag.test; task logs in {log_path})")
+    started = time.time()
+    with _output_to(log_path, keep=bool(os.environ.get("DEMO_VERBOSE"))):
+        run = bag.get_dag(dag_id).test(logical_date=pendulum.datetime(day.year, day.month, day.day, tz="UTC"))
+    for ti in sorted(run.get_task_instances(), key=lambda t: (t.start_date is None, t.start_date or 0)):
+        took = f"{ti.duration:5.1f} s" if ti.duration is not None else "      "
+        print(f"    {ti.task_id:<28} {str(ti.state):<10} {took}", flush=True)
+    print(f"    {dag_id}: {run.state} in {time.time() - started:.0f} s", flush=True)
+    if run.state != "success":
+        print(f"{dag_id} finished in state {run.state}; see {log_path}", file=sys.stderr)
+    return str(run.state)
+
+
 def main() -> int:
     t0 = time.time()
     customers = int(os.environ.get("DEMO_CUSTOMERS", 3000))
@@ -93,22 +112,10 @@ def main() -> int:
         if bag.import_errors:
             print(bag.import_errors, file=sys.stderr)
             return 1
-        import pendulum
-
-        logical = pendulum.datetime(end.year, end.month, end.day, tz="UTC")
         log_path = settings.data_dir / "demo_airflow.log"
         log_path.unlink(missing_ok=True)
         for dag_id in ("churn_training", "churn_nightly"):
-            step(f"airflow: {dag_id} for logical date {end} (dag.test; task logs in {log_path})")
-            started = time.time()
-            with _output_to(log_path, keep=bool(os.environ.get("DEMO_VERBOSE"))):
-                run = bag.get_dag(dag_id).test(logical_date=logical)
-            for ti in sorted(run.get_task_instances(), key=lambda t: (t.start_date is None, t.start_date or 0)):
-                took = f"{ti.duration:5.1f} s" if ti.duration is not None else "      "
-                print(f"    {ti.task_id:<28} {str(ti.state):<10} {took}", flush=True)
-            print(f"    {dag_id}: {run.state} in {time.time() - started:.0f} s", flush=True)
-            if run.state != "success":
-                print(f"{dag_id} finished in state {run.state}; see {log_path}", file=sys.stderr)
+            if run_dag(bag, dag_id, end, log_path) != "success":
                 return 1
         n_mail = len(sink.messages)
 

@@ -3,6 +3,7 @@ metadata database in a temporary AIRFLOW_HOME, a real SMTP server on localhost."
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ sys.path.insert(0, str(ROOT / "scripts"))  # live_airflow: the REST client of th
 
 # Airflow reads its configuration at import time: point it at a throwaway home first.
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="churnflow-airflow-")
+atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], ignore_errors=True)  # one per session, not left in /tmp
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"

@@ -249,21 +249,19 @@ def test_broken_source_batch_stops_the_nightly_run(source_data, dagbag, airflow_
 
 
 def test_validation_error_names_table_column_rule_and_count(source_data):
-    from pipeline.flows import ingest_step, validate_step
+    from pipeline.flows import ingest_step
     from pipeline.validate import DataValidationError
 
     settings = source_data
     _break_source(settings)
-    ingested = ingest_step(settings, "churn_nightly", RUN_DATE, "payments")
     with pytest.raises(DataValidationError) as err:
-        validate_step(settings, "churn_nightly", RUN_DATE, ingested)
+        ingest_step(settings, "churn_nightly", RUN_DATE, "payments")
     text = str(err.value)
     assert "payments" in text and "customer_id" in text and "amount" in text
     assert "expect_column_values_to_not_be_null" in text and "expect_column_values_to_be_between" in text
     assert "2 " in text and "3 " in text
-    ingested = ingest_step(settings, "churn_nightly", RUN_DATE, "support_tickets")
     with pytest.raises(DataValidationError, match=r"(?s)support_tickets.*category.*expect_column_to_exist"):
-        validate_step(settings, "churn_nightly", RUN_DATE, ingested)
+        ingest_step(settings, "churn_nightly", RUN_DATE, "support_tickets")
 
 
 def test_nightly_asks_for_retraining_with_its_own_date(trained_and_scored):

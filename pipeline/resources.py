@@ -1,0 +1,84 @@
+"""What one task cost: wall time and its own peak resident memory, saved beside its artifacts.
+
+:func:`measured` resets the process's peak-RSS mark on entry (``/proc/self/clear_refs``,
+Linux), so the peak it reports is the task's own even when several tasks share a process
+(``dag.test()``, the command-line flows), and writes ``resources.json`` into the task's run
+folder on exit (also when the task fails)::
+
+    {"task": "train", "started_at": "2026-12-01T21:05:39+00:00", "wall_s": 312.4,
+     "peak_rss_bytes": 3411017728, "ok": true}
+
+Where the mark cannot be reset (not Linux), the process's lifetime peak is reported and
+``peak_is_process_lifetime`` says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipeline.artifacts import write_text
+
+log = logging.getLogger(__name__)
+
+RESOURCES_FILE = "resources.json"
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak-RSS mark (``VmHWM``); False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak RSS since the last reset (``VmHWM``), else since it started."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:.2f} GiB"
+
+
+@contextlib.contextmanager
+def measured(task: str, out_dir: Path) -> Iterator[None]:
+    """Time the block and record its peak RSS in ``out_dir/resources.json``."""
+    fresh = reset_peak_rss()
+    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started = time.monotonic()
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        wall, peak = time.monotonic() - started, peak_rss_bytes()
+        record = {"task": task, "started_at": started_at, "wall_s": round(wall, 2), "peak_rss_bytes": peak, "ok": ok}
+        if not fresh:
+            record["peak_is_process_lifetime"] = True
+        try:
+            write_text(json.dumps(record), Path(out_dir) / RESOURCES_FILE)
+        except OSError as exc:  # never hide the task's own outcome behind this
+            log.warning("could not write %s: %s", Path(out_dir) / RESOURCES_FILE, exc)
+        log.info("task %s: %.1f s wall, peak RSS %s%s", task, wall, gib(peak), "" if ok else " (failed)")
+
+
+def read(runs_dir: Path, dag_id: str, day: str) -> list[dict]:
+    """Every task's record of one run (``runs/<dag>/<day>/*/resources.json``), in the order they started."""
+    records = [json.loads(p.read_text()) for p in (Path(runs_dir) / dag_id / day).glob(f"*/{RESOURCES_FILE}")]
+    return sorted(records, key=lambda r: (r.get("started_at", ""), r["task"]))
