@@ -10,16 +10,20 @@ Weekly (and on demand) retraining of the churn model, as of the run's date:
 
 1. **ingest** - customer-database tables from `history_start` and the event files the lake
    does not hold yet, each table gated by Great Expectations (`expectations/<table>.json`);
-   bad rows are quarantined with their reason; a failing batch stops the run here.
+   bad rows are quarantined with their reason; a failing batch stops the run here. Read,
+   validated and staged in chunks of `ingest_chunk_rows`, so the first run's whole history
+   needs no more memory than a night (progress lines with an ETA in the task log).
 2. **build_training_set** - point-in-time features at month-start snapshots and their labels,
    gated by the feature table's expectation suite.
 3. **train** - candidates (logistic regression, random forest, XGBoost, SMOTE variants) searched
-   with expanding-window time CV, the best calibrated, evaluated out of time on the latest
+   with expanding-window time CV on a stratified sample (`search_sample_rows`), the best fitted
+   on every row and calibrated, evaluated out of time on the latest
    snapshot, a campaign-value threshold, registry with model card, champion gate.
 
 A training set that cannot train (one class, too few snapshots) fails with a `TrainingError`
 naming the dates and counts, without retries; only infrastructure errors are retried.
-Tasks exchange only paths and counts through XCom.
+Tasks exchange only paths and counts through XCom; each task's wall time and own peak RSS
+are in `runs/churn_training/<date>/<task>/resources.json`.
 """
 
 from __future__ import annotations

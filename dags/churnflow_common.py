@@ -170,6 +170,11 @@ class DataReadySensor(BaseSensorOperator):
                                       "source_latest": str(state.source_latest)})
 
     def execute(self, context: Any) -> Any:
+        from pipeline.registry import check_champion
+
+        check_conf(context)
+        with data_errors_fail():  # a missing or corrupt champion fails the night before it waits or ingests
+            check_champion(settings_for(context))
         try:
             return super().execute(context)
         except AirflowSensorTimeout as exc:

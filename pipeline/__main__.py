@@ -209,8 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--last", type=int, default=5, help="how many runs")
     p.set_defaults(func=_cmd_experiments)
 
-    p = sub.add_parser("train-table", help="train and evaluate on any labelled CSV table")
-    p.add_argument("--csv", required=True, help="CSV file, one row per customer")
+    p = sub.add_parser("train-table", help="train and evaluate on any labelled CSV or Parquet table")
+    p.add_argument("--csv", "--file", dest="csv", required=True,
+                   help="CSV (comma-separated, with a header) or Parquet file, one row per customer")
     p.add_argument("--label", required=True, help="0/1 label column (1 = churned)")
     p.add_argument("--id", default=None, help="customer id column (not a feature)")
     p.add_argument("--drop", default="", help="comma-separated columns to leave out")
@@ -227,7 +228,18 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("great_expectations", "evidently", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return int(args.func(args) or 0)
+    from pipeline.errors import DataError
+
+    try:
+        return int(args.func(args) or 0)
+    except DataError as exc:  # bad input or configuration: one message, no traceback
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        if not str(exc).startswith("config "):
+            raise
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

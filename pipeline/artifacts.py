@@ -35,6 +35,23 @@ def as_date(value: str | dt.date | dt.datetime | pd.Timestamp) -> dt.date:
     return pd.Timestamp(value).date()
 
 
+def check_writable(settings: Settings) -> Path:
+    """The data dir exists (or can be made) and takes a file: else a DataError naming the
+    setting, before any work."""
+    from pipeline.errors import DataError
+
+    root = Path(settings.data_dir)
+    probe = root / f".write-test-{uuid.uuid4().hex}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise DataError(f"config data_dir (CHURNFLOW_DATA_DIR): {root.resolve()} is not writable: "
+                        f"{exc.strerror or exc}") from exc
+    return root
+
+
 def run_dir(settings: Settings, dag_id: str, logical_date: str | dt.date, task: str) -> Path:
     """Directory for one task's artifacts of one DAG run (created on demand)."""
     path = settings.runs_dir / dag_id / as_date(logical_date).isoformat() / task
@@ -51,6 +68,11 @@ def atomic_path(final: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, final)
+    except OSError as exc:
+        if exc.filename or exc.errno is None:
+            raise
+        # ENOSPC / EFBIG / EIO from a write carry no file name: say which artifact could not be written
+        raise OSError(exc.errno, f"{exc.strerror or exc}: writing {final}", str(final)) from exc
     finally:
         if tmp.exists():
             if tmp.is_dir():

@@ -186,6 +186,64 @@ class Settings:
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
 
+    def __post_init__(self) -> None:
+        for name, (low, high) in RANGES.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(f"config {name}: {value!r} is out of its valid range [{low:g}, {high:g}]")
+        if self.risk_band_medium > self.risk_band_high:
+            raise ValueError(f"config risk_band_medium ({self.risk_band_medium}) must not exceed risk_band_high "
+                             f"({self.risk_band_high})")
+        if self.drift_share_warning > self.drift_share_threshold or self.psi_warning > self.psi_critical:
+            raise ValueError("config: a warning level (drift_share_warning, psi_warning) must not exceed its critical "
+                             f"level (drift_share_threshold, psi_critical); got {self.drift_share_warning} / "
+                             f"{self.drift_share_threshold}, {self.psi_warning} / {self.psi_critical}")
+
+
+#: the valid range [low, high] of every numeric setting (checked whenever Settings are built;
+#: ``tests/test_artifacts.py`` checks that no numeric setting lacks one). README: Configuration.
+RANGES: dict[str, tuple[float, float]] = {
+    "ingest_chunk_rows": (1, 50_000_000),
+    "readiness_timeout_minutes": (0, 7 * 24 * 60),
+    "readiness_poke_seconds": (1, 24 * 3600),
+    "source_max_lag_hours": (0, 24 * 365),
+    "horizon_days": (1, 730),
+    "training_snapshots": (2, 120),
+    "holdout_snapshots": (1, 24),
+    "random_seed": (0, 2**32 - 1),
+    "xgb_n_estimators": (1, 100_000),
+    "xgb_max_depth": (1, 20),
+    "xgb_learning_rate": (1e-4, 1.0),
+    "n_jobs": (1, 1024),
+    "risk_band_high": (0.0, 1.0),
+    "risk_band_medium": (0.0, 1.0),
+    "search_iterations": (1, 1000),
+    "cv_folds": (1, 20),
+    "search_sample_rows": (0, 1_000_000_000),
+    "slow_fit_max_rows": (0, 1_000_000_000),
+    "campaign_customer_value": (0.0, 1e9),
+    "campaign_save_rate": (0.0, 1.0),
+    "campaign_contact_cost": (0.0, 1e9),
+    "campaign_daily_capacity": (0, 1_000_000_000),
+    "drift_report_sample_rows": (100, 10_000_000),
+    "reference_sample_rows": (100, 10_000_000),
+    "drift_share_threshold": (0.0, 1.0),
+    "drift_share_warning": (0.0, 1.0),
+    "psi_warning": (0.0, 100.0),
+    "psi_critical": (0.0, 100.0),
+    "performance_drop_margin": (0.0, 1.0),
+    "performance_min_positives": (1, 1_000_000),
+    "fairness_min_ratio": (0.0, 1.0),
+    "fairness_min_expected_positives": (1, 1_000_000),
+    "fairness_p_value": (0.0, 1.0),
+    "fairness_max_tpr_gap": (0.0, 1.0),
+    "alert_cooldown_days": (0, 365),
+    "trend_nights": (1, 366),
+    "prediction_baseline_nights": (1, 366),
+    "smtp_port": (1, 65535),
+    "promotion_min_improvement": (-1.0, 1.0),
+}
+
 
 def _coerce(value: Any, typ: Any, name: str) -> Any:
     if typ is bool:

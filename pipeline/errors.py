@@ -9,3 +9,8 @@ or mail server away, a full disk) is treated as a passing infrastructure fault a
 
 class DataError(RuntimeError):
     """Bad, missing or insufficient data (or model state): fix the input, do not retry."""
+
+
+class IncompleteDataError(DataError):
+    """An expected partition of an input is missing or empty: the batch is refused whole,
+    and the lake keeps what it had."""

@@ -81,13 +81,17 @@ def ingest_step(
     if start >= end:
         log.info("ingest %s: lake already holds [.., %s); nothing to extract", table, end)
         return {**summary, "window_start": str(end)}
+    if table == "events":
+        _require_complete_landing(settings, start, end)
     key = run_key(dag_id, logical_date)
     schema, time_col = LAKE_TABLES[table]
     stager = lake.DayStager(settings, table, start, end, lake.staging_dir(settings, table, key))
     progress = Progress(f"ingest {table} [{start}, {end})", (end - start).days, "days")
     try:
+        known = None if table == "customers" else lake.customer_ids(settings)
         with ChunkedValidator(table, settings, key, window_start=dt.datetime.combine(start, dt.time()),
-                              window_end=dt.datetime.combine(end, dt.time()), schema=schema) as validator:
+                              window_end=dt.datetime.combine(end, dt.time()), schema=schema,
+                              known_customers=known) as validator:
             first: dt.date | None = None  # the window's first day with rows: the progress is over the rest
             for chunk in chunks(settings, table, start, end):
                 stager.add(validator.validate(chunk.to_pandas()))
@@ -108,7 +112,25 @@ def ingest_step(
     progress.finish(f"{result.rows:,} rows, {result.rejected_count:,} rejected, {len(parts)} partitions")
     return {**summary, "rows": result.rows, "rejected": result.rejected_count,
             "quarantine": str(result.quarantine) if result.quarantine else None,
-            "partitions": len(parts), "chunks": result.chunks}
+            "partitions": len(parts), "chunks": result.chunks, "tolerated": validator.tolerated}
+
+
+def _require_complete_landing(settings: Settings, start: dt.date, end: dt.date) -> None:
+    """Every day of the window must have landed event files with rows: a missing or empty day
+    would otherwise pass as a day without activity (and drop those customers' usage)."""
+    from pipeline.errors import IncompleteDataError
+    from pipeline.readiness import landing_gaps
+
+    missing, empty = landing_gaps(settings, start, end)
+    if missing or empty:
+        def listed(values: list[dt.date]) -> str:
+            return ", ".join(d.isoformat() for d in values[:10]) + (f" and {len(values) - 10} more" if len(values) > 10 else "")
+        problems = ([f"no partition for {len(missing)} day(s): {listed(missing)}"] if missing else []) + \
+            ([f"only empty files for {len(empty)} day(s): {listed(empty)}"] if empty else [])
+        raise IncompleteDataError(
+            f"events [{start}, {end}): the landing ({settings.landing_dir / 'events'}/date=DAY/) has "
+            + " and ".join(problems) + "; nothing was ingested and the lake keeps what it had. "
+            "Land the missing day(s), then rerun this date")
 
 
 def _day_range(chunk: Any, time_col: str) -> tuple[dt.date | None, dt.date | None]:
@@ -131,8 +153,10 @@ def ingest_all_step(
     Every table is tried, so one error lists every table whose batch failed (each
     quarantine file is written); returns the per-table validation summaries.
     """
+    from pipeline.artifacts import check_writable
     from pipeline.errors import DataError
 
+    check_writable(settings)
     results, failed = [], []
     for table in LAKE_TABLE_NAMES:
         try:
@@ -432,7 +456,10 @@ def run_nightly(
     recipients: list[str] | None = None,
 ) -> dict[str, Any]:
     """The churn_nightly flow in-process."""
+    from pipeline.registry import check_champion
+
     dag = NIGHTLY_DAG
+    check_champion(settings)  # before any heavy work
     validated = run_ingestion(settings, dag, logical_date, lookback_days=lookback_days)
     feats = validate_features_step(settings, dag, logical_date, features_step(settings, dag, logical_date))
     scores = score_step(settings, dag, logical_date, feats)

@@ -1,9 +1,11 @@
 """Ingestion: the customer database (SQLAlchemy) and the daily event files, into Parquet.
 
 Each source is read as a stream of bounded chunks of one half-open window ``[start, end)``
-(:func:`chunks`): database rows ``ingest_chunk_rows`` at a time, event files file by file. Values are *conformed* to the contract's types where the column exists, but
-nothing is judged here: missing columns, nulls and out-of-range values travel on to
-validation (``pipeline.validate``), which names them and quarantines the bad rows.
+(:func:`chunks`): database rows ``ingest_chunk_rows`` at a time, event files in day order.
+Values are *conformed* to the contract's types where the column exists, but nothing is
+judged here: missing columns, nulls and out-of-range values travel on to validation
+(``pipeline.validate``), which names them and quarantines the bad rows.
+``pipeline.flows.ingest_step`` validates and stages chunk by chunk and publishes the batch.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import sqlalchemy as sa
 
 from pipeline.artifacts import ParquetAppender, as_date
 from pipeline.config import Settings
-from pipeline.db import engine, load_sql
+from pipeline.errors import DataError
+from pipeline.db import load_sql, masked, source_engine
 from pipeline.schemas import EVENTS_SCHEMA, SOURCE_TABLES
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,10 @@ log = logging.getLogger(__name__)
 
 class IngestionError(RuntimeError):
     """A source could not be read or conformed to the contract."""
+
+
+class LandingFileError(IngestionError, DataError):
+    """A landed file cannot be parsed or lacks contract columns: rereading it cannot help."""
 
 
 @dataclass(frozen=True)
@@ -133,13 +140,15 @@ def table_chunks(settings: Settings, table: str, start: str | dt.date, end: str 
         "window_end": dt.datetime.combine(end_d, dt.time()),
     }
     rows = settings.ingest_chunk_rows
+    eng = source_engine(settings)
     try:
-        with engine(settings).connect() as conn:
+        with eng.connect() as conn:
             conn = conn.execution_options(stream_results=True, max_row_buffer=rows)
             for chunk in pd.read_sql(query, conn, params=params, chunksize=rows):
                 yield conform(chunk, SOURCE_TABLES[table].schema, table)
     except sa.exc.SQLAlchemyError as exc:
-        raise IngestionError(f"table {table}: reading the source database failed: {exc}") from exc
+        raise IngestionError(f"table {table}: reading the source database {masked(settings.db_url)} "
+                             f"(setting source_db_url) failed: {exc}") from exc
 
 
 def ingest_table(
@@ -169,14 +178,29 @@ def event_files(settings: Settings, start: dt.date, end: dt.date) -> list[Path]:
 
 
 def _event_file_batches(path: Path, rows: int) -> Iterator[pa.Table]:
-    if path.suffix == ".csv":
-        types = {f.name: f.type for f in EVENTS_SCHEMA}
-        reader = pacsv.open_csv(path, convert_options=pacsv.ConvertOptions(column_types=types))
-        batches: Iterable[pa.RecordBatch] = reader
-    else:
-        batches = pq.ParquetFile(path).iter_batches(batch_size=rows)
-    for batch in batches:
-        yield pa.Table.from_batches([batch])
+    """Batches of one landed file; a file that cannot be parsed, or that lacks contract
+    columns, is a :class:`LandingFileError` naming the file (and, for a CSV, the header
+    it found: a wrong delimiter shows as one long column name)."""
+    kind = "CSV" if path.suffix == ".csv" else "Parquet"
+    try:
+        if path.suffix == ".csv":
+            types = {f.name: f.type for f in EVENTS_SCHEMA}
+            reader = pacsv.open_csv(path, convert_options=pacsv.ConvertOptions(column_types=types))
+            columns = reader.schema.names
+            batches: Iterable[pa.RecordBatch] = reader
+        else:
+            parquet = pq.ParquetFile(path)
+            columns = parquet.schema_arrow.names
+            batches = parquet.iter_batches(batch_size=rows)
+        missing = [n for n in EVENTS_SCHEMA.names if n not in columns]
+        if missing:
+            raise LandingFileError(
+                f"events landing file {path}: no column(s) {missing}; its columns are {columns}"
+                + (" (a CSV must be comma-separated with a header row)" if kind == "CSV" else ""))
+        for batch in batches:
+            yield pa.Table.from_batches([batch])
+    except (pa.ArrowException, UnicodeDecodeError, OSError) as exc:
+        raise LandingFileError(f"events landing file {path} cannot be read as {kind}: {exc}") from exc
 
 
 def event_chunks(settings: Settings, start: str | dt.date, end: str | dt.date) -> Iterator[pa.Table]:

@@ -2,9 +2,11 @@
 
 Layout: ``<data_dir>/lake/<table>/date=YYYY-MM-DD/part-0.parquet``.
 
-Writing a batch for the half-open window ``[start, end)`` replaces *every* day partition
-in that window (days of the window without rows are removed), so re-ingesting a window
-replaces it instead of duplicating rows, whatever windows were ingested before.
+Writing a batch for the half-open window ``[start, end)`` replaces every day partition of
+that window for which the batch has rows, so re-ingesting a window replaces it instead of
+duplicating rows, whatever windows were ingested before. A day without rows never deletes
+a partition the lake holds (event days must be complete before a batch is read at all:
+``flows.ingest_step``).
 Each partition is written atomically. Batches are staged chunk by chunk first
 (:class:`DayStager`) and published only once the whole batch passed validation, so memory
 is bounded by a chunk (a day of events, ``ingest_chunk_rows`` database rows), not by the
@@ -14,11 +16,13 @@ history, and a failed batch publishes nothing.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import shutil
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,6 +32,8 @@ from pipeline.config import Settings
 from pipeline.schemas import LAKE_TABLES
 
 PART_NAME = "part-0.parquet"
+
+log = logging.getLogger(__name__)
 
 
 def table_dir(settings: Settings, table: str) -> Path:
@@ -96,16 +102,19 @@ class DayStager:
         return str(self.staging / "date=*" / "*.parquet")
 
     def publish(self) -> list[Path]:
-        """Replace every day partition of the window with its staged rows (days of the window
-        without rows are removed). Returns the partition files written."""
+        """Replace the day partitions of the window that have staged rows. A day without rows
+        never deletes or empties a partition the lake already holds (it is kept, with a
+        warning): "no rows" is never evidence that the rows are gone. Returns the partition
+        files written."""
         base = table_dir(self.settings, self.table)
         written: list[Path] = []
+        kept: list[str] = []
         for day in days(self.start, self.end):
             part_dir = base / f"date={day.isoformat()}"
             pieces = sorted((self.staging / f"date={day.isoformat()}").glob("*.parquet"))
             if not pieces:
-                if part_dir.exists():
-                    shutil.rmtree(part_dir)
+                if any(part_dir.glob("*.parquet")):
+                    kept.append(day.isoformat())
                 continue
             final = part_dir / PART_NAME
             if len(pieces) == 1:  # the usual case for time-ordered input: a rename, no copy
@@ -119,6 +128,9 @@ class DayStager:
                 if stale != final:
                     stale.unlink()
             written.append(final)
+        if kept:
+            log.warning("lake %s: kept the existing partition(s) of %d day(s) with no rows in this batch: %s",
+                        self.table, len(kept), ", ".join(kept[:10]) + (" ..." if len(kept) > 10 else ""))
         self.discard()
         return written
 
@@ -156,6 +168,21 @@ def read_table(settings: Settings, table: str, columns: list[str] | None = None)
     if not files:
         return pa.Table.from_pylist([], schema=schema).to_pandas()[columns or schema.names]
     return pa.concat_tables([pq.read_table(f, columns=columns, schema=schema) for f in files]).to_pandas()
+
+
+def customer_ids(settings: Settings) -> np.ndarray | None:
+    """Sorted ids of every customer in the lake (None when the lake holds no customers: the
+    references of other tables cannot be checked then)."""
+    if not has_data(settings, "customers"):
+        log.info("lake holds no customers yet: customer references are not checked")
+        return None
+    import duckdb
+
+    with duckdb.connect() as con:
+        ids = con.execute("SELECT DISTINCT customer_id FROM read_parquet($glob, hive_partitioning = false) "
+                          "WHERE customer_id IS NOT NULL ORDER BY 1",
+                          {"glob": table_glob(settings, "customers")}).fetchnumpy()["customer_id"]
+    return np.asarray(ids, dtype=float)
 
 
 def partition_dates(settings: Settings, table: str) -> list[dt.date]:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from pipeline.artifacts import as_date
 from pipeline.config import Settings
-from pipeline.db import as_datetime, engine
+from pipeline.db import as_datetime, source_engine
 from pipeline.lake import days
 from pipeline.schemas import SOURCE_TABLES
 
@@ -75,12 +75,17 @@ def _partition_rows(folder) -> int:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
+    import pyarrow as pa
+
     rows = 0
     for path in folder.iterdir():
-        if path.suffix == ".parquet":
-            rows += pq.ParquetFile(path).metadata.num_rows
-        elif path.suffix == ".csv":
-            rows += pacsv.read_csv(path).num_rows
+        try:
+            if path.suffix == ".parquet":
+                rows += pq.ParquetFile(path).metadata.num_rows
+            elif path.suffix == ".csv":
+                rows += pacsv.read_csv(path).num_rows
+        except (pa.ArrowException, OSError):
+            return 1  # something landed that cannot be read: ingest names the file (it must not pass as "empty")
         if rows:
             break
     return rows
@@ -89,7 +94,7 @@ def _partition_rows(folder) -> int:
 def source_latest(settings: Settings) -> dt.datetime | None:
     """The newest time-column value over the source tables (None when they hold no rows)."""
     latest: list[dt.datetime] = []
-    with engine(settings).connect() as conn:
+    with source_engine(settings).connect() as conn:
         for name, table in SOURCE_TABLES.items():
             col = sa.column(table.time_column, sa.DateTime())
             value = conn.execute(sa.select(sa.func.max(col)).select_from(sa.table(name))).scalar()
@@ -98,9 +103,8 @@ def source_latest(settings: Settings) -> dt.datetime | None:
     return max(latest, default=None)
 
 
-def check(settings: Settings, window_start: str | dt.date, window_end: str | dt.date) -> Readiness:
-    """Readiness of the landing partitions and the source for ``[window_start, window_end)``."""
-    start, end = as_date(window_start), as_date(window_end)
+def landing_gaps(settings: Settings, start: dt.date, end: dt.date) -> tuple[list[dt.date], list[dt.date]]:
+    """Days of ``[start, end)`` whose landing partition is missing, and those whose files hold no rows."""
     root = settings.landing_dir / "events"
     missing, empty = [], []
     for day in days(start, end):
@@ -109,6 +113,14 @@ def check(settings: Settings, window_start: str | dt.date, window_end: str | dt.
             missing.append(day)
         elif not _partition_rows(folder):
             empty.append(day)
+    return missing, empty
+
+
+def check(settings: Settings, window_start: str | dt.date, window_end: str | dt.date) -> Readiness:
+    """Readiness of the landing partitions and the source for ``[window_start, window_end)``."""
+    start, end = as_date(window_start), as_date(window_end)
+    root = settings.landing_dir / "events"
+    missing, empty = landing_gaps(settings, start, end)
     later = any(p.name > f"date={(end - dt.timedelta(days=1)).isoformat()}" for p in root.glob("date=*")) \
         if root.is_dir() else False
     fresh_from = dt.datetime.combine(end, dt.time()) - dt.timedelta(hours=settings.source_max_lag_hours)

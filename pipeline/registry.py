@@ -43,12 +43,32 @@ class ModelVersion:
         return self.path / "reference.parquet"
 
     def metrics(self) -> dict[str, Any]:
-        return json.loads((self.path / "metrics.json").read_text())
+        return _read_json(self.path / "metrics.json")
 
     def load(self):
+        """The fitted model; an unreadable file is a :class:`RegistryError` naming it."""
         import joblib
 
-        return joblib.load(self.model_path)
+        try:
+            return joblib.load(self.model_path)
+        except Exception as exc:  # EOFError, UnpicklingError, ValueError, ...: all mean "this file is broken"
+            raise RegistryError(f"model file {self.model_path} cannot be loaded ({type(exc).__name__}: {exc}); "
+                                f"promote another version (python -m pipeline models promote VERSION) or retrain"
+                                ) from exc
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A registry JSON file; a truncated or corrupt one is a :class:`RegistryError` naming it."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise RegistryError(f"registry file {path} is missing") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"registry file {path} is corrupt ({exc})" + (
+            "; `python -m pipeline models promote VERSION` rewrites it" if path.name == CHAMPION_FILE else "")) from exc
+    if not isinstance(value, dict):
+        raise RegistryError(f"registry file {path} is corrupt (expected a JSON object, got {type(value).__name__})")
+    return value
 
 
 def new_version_id(now: dt.datetime | None = None) -> str:
@@ -87,9 +107,25 @@ def get_version(settings: Settings, version: str) -> ModelVersion:
     return ModelVersion(version, path)
 
 
-def _read_pointer(settings: Settings) -> dict[str, Any]:
+def _read_pointer(settings: Settings, *, repair: bool = False) -> dict[str, Any]:
+    """The champion pointer; with ``repair`` a corrupt one is replaced by an empty pointer
+    (its history is lost, and said so) instead of raising."""
     path = settings.models_dir / CHAMPION_FILE
-    return json.loads(path.read_text()) if path.is_file() else {"champion": None, "history": []}
+    if not path.is_file():
+        return {"champion": None, "history": []}
+    try:
+        pointer = _read_json(path)
+        if not isinstance(pointer.get("history", []), list):
+            raise RegistryError(f"registry file {path} is corrupt (history is not a list)")
+        return {"champion": pointer.get("champion"), "history": list(pointer.get("history", [])),
+                **{k: v for k, v in pointer.items() if k not in ("champion", "history")}}
+    except RegistryError:
+        if not repair:
+            raise
+        import logging
+
+        logging.getLogger(__name__).warning("%s is corrupt: rewriting it (the rollback history in it is lost)", path)
+        return {"champion": None, "history": [], "repaired_at": dt.datetime.now(dt.timezone.utc).isoformat()}
 
 
 def champion(settings: Settings) -> ModelVersion | None:
@@ -107,10 +143,20 @@ def require_champion(settings: Settings) -> ModelVersion:
     return champ
 
 
+def check_champion(settings: Settings) -> ModelVersion:
+    """The champion, with its pointer, metrics, params and model file all readable: what a
+    nightly run checks first, so a corrupt registry fails it before any ingest."""
+    champ = require_champion(settings)
+    champ.metrics()
+    _read_json(champ.path / "params.json")
+    champ.load()
+    return champ
+
+
 def promote(settings: Settings, version: str, reason: str) -> ModelVersion:
     """Make ``version`` the champion, remembering the previous one for rollback."""
     target = get_version(settings, version)
-    pointer = _read_pointer(settings)
+    pointer = _read_pointer(settings, repair=True)
     if pointer["champion"] != version:
         if pointer["champion"]:
             pointer["history"].append(pointer["champion"])

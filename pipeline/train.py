@@ -550,6 +550,35 @@ def infer_columns(df: pd.DataFrame, max_unique_share: float = 0.5) -> tuple[list
     return numeric, [c for c in rest if c not in dropped], dropped
 
 
+def read_table_file(path: Path) -> pd.DataFrame:
+    """A labelled customer table from a CSV (comma-separated, header row) or Parquet file;
+    anything else is a one-line :class:`TrainingError` saying what the file is."""
+    path = Path(path)
+    if path.is_dir():
+        raise TrainingError(f"{path} is a directory: pass a CSV or Parquet file")
+    if not path.is_file():
+        raise TrainingError(f"{path} does not exist: pass the path of a CSV or Parquet file")
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if path.suffix.lower() in (".parquet", ".pq") or head == b"PAR1":
+        try:
+            return pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise TrainingError(f"{path} cannot be read as Parquet: {str(exc).splitlines()[0]}") from exc
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError as exc:
+        raise TrainingError(f"{path} is empty: expected a CSV with a header row") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise TrainingError(f"{path} cannot be read as CSV: {str(exc).splitlines()[0]}") from exc
+    if df.empty:
+        raise TrainingError(f"{path} has a header but no rows")
+    if len(df.columns) == 1:
+        raise TrainingError(f"{path} has a single column {df.columns[0][:80]!r}: not a comma-separated table "
+                            "(another delimiter, or not a table at all?)")
+    return df
+
+
 def train_table(settings: Settings, csv: Path, label: str, *, id_column: str | None = None,
                 drop: Sequence[str] = (), test_size: float = 0.25) -> TrainResult:
     """Train on any labelled customer table: infer columns, search the candidates with
@@ -558,9 +587,7 @@ def train_table(settings: Settings, csv: Path, label: str, *, id_column: str | N
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
     csv = Path(csv)
-    if not csv.is_file():
-        raise TrainingError(f"{csv} does not exist: pass the path of a CSV file with --csv")
-    df = pd.read_csv(csv)
+    df = read_table_file(csv)
     missing = [c for c in [label, id_column, *drop] if c and c not in df.columns]
     if missing:
         raise TrainingError(f"{csv} has no column(s) {missing}; its columns are {list(df.columns)}")
@@ -571,6 +598,12 @@ def train_table(settings: Settings, csv: Path, label: str, *, id_column: str | N
     y_all = df[label].astype(int).to_numpy()
     if len(np.unique(y_all)) < 2:
         raise TrainingError(f"label {label!r} has a single class; nothing to learn")
+    if id_column:
+        repeated = int(df[id_column].duplicated(keep=False).sum())
+        if repeated:
+            log.warning("train-table: %d rows of %s share their %s with another row (%d distinct ids repeat): a "
+                        "customer may sit on both sides of the held-out split", repeated, csv, id_column,
+                        df.loc[df[id_column].duplicated(keep=False), id_column].nunique())
     X_all = df.drop(columns=[c for c in [label, id_column, *drop] if c])
     numeric, categorical, dropped = infer_columns(X_all)
     if dropped:

@@ -473,10 +473,15 @@ class ChunkedValidator:
     """
 
     def __init__(self, table: str, settings: Settings, run_key: str, *, window_start: dt.datetime | None = None,
-                 window_end: dt.datetime | None = None, schema: Any = None) -> None:
+                 window_end: dt.datetime | None = None, schema: Any = None,
+                 known_customers: np.ndarray | None = None) -> None:
         from pipeline.artifacts import ParquetAppender
 
         self.table = table
+        #: sorted ids of the customers that exist; rows naming another are quarantined (None: not checked)
+        self.known_customers = known_customers
+        #: rows quarantined by the tolerated checks (they do not fail the batch), by reason
+        self.tolerated: dict[str, int] = {}
         self.settings = settings
         self.parameters = _window_parameters(window_start, window_end)
         if schema is not None:
@@ -494,7 +499,24 @@ class ChunkedValidator:
         return self._quarantine.rows
 
     def validate(self, df: pd.DataFrame) -> pd.DataFrame:
-        """Validate one chunk; quarantine its rejected rows; return its clean rows."""
+        """Validate one chunk; quarantine its rejected rows; return its clean rows.
+
+        Before the suite, two checks quarantine rows *without* failing the batch (each is
+        counted in :attr:`tolerated` and in the rejected rows the nightly alerts on):
+        exact copies of an earlier row of the chunk (the first is kept: at-least-once
+        delivery, not a conflict; rows that share a key but differ still fail the suite's
+        uniqueness rule) and rows naming a customer id that is not in ``known_customers``.
+        """
+        self.rows += len(df)
+        self.chunks += 1
+        df = self._tolerate(df, df.duplicated(keep="first").to_numpy(), "*", "duplicate_row",
+                            "exact copy of an earlier row of the batch (one copy kept)")
+        if self.known_customers is not None and "customer_id" in df.columns and len(df):
+            ids = pd.to_numeric(df["customer_id"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            at = np.searchsorted(self.known_customers, ids).clip(0, max(len(self.known_customers) - 1, 0))
+            known = (self.known_customers[at] == ids) if len(self.known_customers) else np.zeros(len(ids), bool)
+            df = self._tolerate(df, ~known & ~np.isnan(ids), "customer_id", "unknown_customer",
+                                "no such customer in the customers table")
         outcomes = _run_suite(df, self.table, self.parameters)
         clean, rejected = _split(df, self.table, outcomes)
         for outcome in outcomes:
@@ -502,9 +524,17 @@ class ChunkedValidator:
                 self._add_failure(_failure(self.table, outcome, len(df)))
         if len(rejected):
             self._quarantine.write(rejected)
-        self.rows += len(df)
-        self.chunks += 1
         return clean
+
+    def _tolerate(self, df: pd.DataFrame, bad: np.ndarray, column: str, rule: str, detail: str) -> pd.DataFrame:
+        """Quarantine the rows of ``df`` flagged ``bad`` without failing the batch; return the rest."""
+        if not bad.any():
+            return df
+        reason = f"{self.table}.{column}: {rule} ({detail})"
+        self._quarantine.write(df[bad].assign(**{REASON_COLUMN: reason, RULES_COLUMN: f"{column}:{rule}"}))
+        self.tolerated[rule] = self.tolerated.get(rule, 0) + int(bad.sum())
+        log.warning("validate %s: %d row(s) quarantined: %s", self.table, int(bad.sum()), reason)
+        return df[~bad]
 
     def reject(self, rows: pd.DataFrame, column: str, rule: str, detail: str) -> None:
         """Quarantine ``rows`` found bad outside the suite run (e.g. keys duplicated across

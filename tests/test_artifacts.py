@@ -43,13 +43,15 @@ def _payments(ts: list[str]) -> pd.DataFrame:
                          "amount": [9.99] * n, "status": ["success"] * n})
 
 
-def test_lake_window_replaces_days_and_never_duplicates(settings):
+def test_lake_window_replaces_days_and_never_duplicates(settings, caplog):
     lake.write_window(settings, "payments", _payments(["2025-01-01 10:00", "2025-01-02 11:00"]), "2025-01-01", "2025-01-03")
-    # re-ingesting an overlapping window replaces those days; a day now empty disappears
+    # re-ingesting an overlapping window replaces the days it has rows for ...
     lake.write_window(settings, "payments", _payments(["2025-01-02 12:00"]), "2025-01-01", "2025-01-03")
     df = lake.read_table(settings, "payments")
-    assert df["paid_at"].tolist() == [pd.Timestamp("2025-01-02 12:00")]
-    assert lake.partition_dates(settings, "payments") == [dt.date(2025, 1, 2)]
+    # ... and never deletes a partition with nothing: 2025-01-01 had no rows in this batch
+    assert df["paid_at"].tolist() == [pd.Timestamp("2025-01-01 10:00"), pd.Timestamp("2025-01-02 12:00")]
+    assert lake.partition_dates(settings, "payments") == [dt.date(2025, 1, 1), dt.date(2025, 1, 2)]
+    assert "kept the existing partition(s) of 1 day(s) with no rows in this batch: 2025-01-01" in caplog.text
 
 
 def test_lake_rejects_rows_outside_the_window(settings):
@@ -75,3 +77,73 @@ def test_config_errors_name_the_setting(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("CHURNFLOW_HORIZON_DAYS", "soon")
     with pytest.raises(ValueError, match="config horizon_days: expected int"):
         load_settings()
+
+
+def test_every_numeric_setting_has_a_valid_range_and_the_defaults_are_in_it():
+    import dataclasses
+    from typing import get_type_hints
+
+    from pipeline.config import RANGES, Settings
+
+    hints = get_type_hints(Settings)
+    numeric = {f.name for f in dataclasses.fields(Settings) if hints[f.name] in (int, float)}
+    assert numeric == set(RANGES), f"without a range: {sorted(numeric - set(RANGES))}; stale: {sorted(set(RANGES) - numeric)}"
+    Settings()  # the defaults pass their own checks
+
+
+@pytest.mark.parametrize(("env", "value", "message"), [
+    ("CHURNFLOW_HORIZON_DAYS", "-30", "config horizon_days: -30 is out of its valid range [1, 730]"),
+    ("CHURNFLOW_CAMPAIGN_SAVE_RATE", "1.5", "config campaign_save_rate: 1.5 is out of its valid range [0, 1]"),
+    ("CHURNFLOW_TRAINING_SNAPSHOTS", "0", "config training_snapshots: 0 is out of its valid range [2, 120]"),
+])
+def test_out_of_range_settings_are_refused_with_name_value_and_range(monkeypatch, tmp_path, env, value, message):
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ValueError) as err:
+        load_settings()
+    assert str(err.value) == message
+    monkeypatch.delenv(env)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"{env.removeprefix('CHURNFLOW_').lower()}: {value}\n")
+    with pytest.raises(ValueError, match="out of its valid range"):
+        load_settings(cfg)
+
+
+def test_a_full_disk_names_the_artifact_it_could_not_write(tmp_path):
+    """A write that fails for space (here the file-size limit: EFBIG, the same errno path as
+    ENOSPC) used to raise without a path; the temporary file does not stay behind."""
+    script = f"""
+import resource, signal, sys
+import numpy as np, pandas as pd
+from pathlib import Path
+from pipeline.artifacts import write_parquet
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+try:
+    write_parquet(pd.DataFrame({{"x": np.random.default_rng(0).random(500_000)}}), Path({str(tmp_path)!r}) / "big.parquet")
+except OSError as exc:
+    print("ERROR", exc)
+"""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert f"writing {tmp_path / 'big.parquet'}" in out.stdout, out.stdout + out.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_unwritable_data_dir_names_the_setting(tmp_path):
+    import os
+
+    from pipeline.artifacts import check_writable
+    from pipeline.errors import DataError
+
+    if os.geteuid() == 0:
+        blocked = tmp_path / "file-not-dir"
+        blocked.write_text("")
+        data_dir = blocked / "data"  # root ignores permission bits; a path under a file is unwritable for anyone
+    else:
+        data_dir = tmp_path / "ro"
+        data_dir.mkdir(mode=0o500)
+    with pytest.raises(DataError, match=r"config data_dir \(CHURNFLOW_DATA_DIR\): .* is not writable"):
+        check_writable(load_settings(data_dir=data_dir))

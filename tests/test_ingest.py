@@ -6,6 +6,7 @@ import os
 import re
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
@@ -187,3 +188,134 @@ def test_long_ingest_logs_progress_with_counts_and_eta(settings, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "pipeline.progress"]
     assert lines and re.search(r"ingest payments \[2025-03-01, 2025-03-21\): 20/20 days \(100%\), 20 rows, 0 rejected, "
                                r"20 partitions, \d+s elapsed", lines[-1]), lines
+
+
+@pytest.mark.parametrize("fault", ["missing", "empty"])
+def test_a_missing_or_empty_landing_day_fails_and_keeps_the_lake(settings, fault):
+    """A rerun of a night whose landing day vanished (or holds an empty file) used to delete
+    that day's lake partition and score without it (exit 0)."""
+    import shutil
+
+    from pipeline import lake
+    from pipeline.errors import IncompleteDataError
+    from pipeline.flows import ingest_step
+
+    day_dir = settings.landing_dir / "events" / "date=2025-03-01"
+    day_dir.mkdir(parents=True)
+    rows = pd.DataFrame({"customer_id": [1, 2], "event_ts": pd.to_datetime(["2025-03-01 08:00", "2025-03-01 09:00"]),
+                         "event_type": ["login", "session"], "duration_s": [0.0, 60.0], "content_units": [0, 0]})
+    pq.write_table(pa.Table.from_pandas(rows, schema=EVENTS_SCHEMA, preserve_index=False), day_dir / "events.parquet")
+    assert ingest_step(settings, "churn_nightly", "2025-03-02", "events")["rows"] == 2
+    shutil.rmtree(day_dir)
+    if fault == "empty":
+        day_dir.mkdir()
+        pq.write_table(EVENTS_SCHEMA.empty_table(), day_dir / "events.parquet")
+    expected = "no partition for 1 day(s): 2025-03-01" if fault == "missing" else "only empty files for 1 day(s): 2025-03-01"
+    with pytest.raises(IncompleteDataError) as err:
+        ingest_step(settings, "churn_nightly", "2025-03-02", "events")
+    assert str(err.value).startswith("events [2025-03-01, 2025-03-02): the landing") and expected in str(err.value)
+    assert len(lake.read_table(settings, "events")) == 2
+
+
+def _land_events(settings, day: str, rows: list[tuple]) -> None:
+    folder = settings.landing_dir / "events" / f"date={day}"
+    folder.mkdir(parents=True, exist_ok=True)
+    df = pd.DataFrame(rows, columns=["customer_id", "event_ts", "event_type", "duration_s", "content_units"])
+    df["event_ts"] = pd.to_datetime(df["event_ts"])
+    pq.write_table(pa.Table.from_pandas(df, schema=EVENTS_SCHEMA, preserve_index=False), folder / "events.parquet")
+
+
+def test_exact_duplicate_rows_are_quarantined_once_and_the_batch_goes_on(settings):
+    """An event delivered twice used to be counted twice in the features."""
+    from pipeline import lake
+    from pipeline.flows import ingest_step
+
+    row = (1, "2025-03-01 08:00:00", "session", 60.0, 0)
+    _land_events(settings, "2025-03-01", [row, (1, "2025-03-01 09:00:00", "login", 0.0, 0), row, row])
+    out = ingest_step(settings, "churn_nightly", "2025-03-02", "events")
+    assert out["rows"] == 4 and out["rejected"] == 2 and out["tolerated"] == {"duplicate_row": 2}
+    assert len(lake.read_table(settings, "events")) == 2
+    quarantined = pd.read_parquet(out["quarantine"])
+    assert len(quarantined) == 2 and (quarantined["_rules"] == "*:duplicate_row").all()
+    assert quarantined["_reason"].str.startswith("events.*: duplicate_row (exact copy of an earlier row").all()
+
+
+def test_rows_of_unknown_customers_are_quarantined_with_their_reason(settings):
+    from pipeline import lake
+    from pipeline.flows import ingest_step
+
+    customers = pd.DataFrame({"customer_id": [1, 2], "signup_date": pd.to_datetime(["2024-01-01"] * 2),
+                              "birth_year": [1980, 1990], "gender": ["F", "M"], "region": ["north", "south"],
+                              "acquisition_channel": ["organic", "social"],
+                              "updated_at": pd.to_datetime(["2025-02-01", "2025-02-02"])})
+    lake.write_window(settings, "customers", customers, "2025-02-01", "2025-02-03")
+    _land_events(settings, "2025-03-01", [(1, "2025-03-01 08:00:00", "login", 0.0, 0),
+                                          (7, "2025-03-01 09:00:00", "login", 0.0, 0),
+                                          (2, "2025-03-01 10:00:00", "session", 30.0, 0)])
+    out = ingest_step(settings, "churn_nightly", "2025-03-02", "events")
+    assert out["tolerated"] == {"unknown_customer": 1} and out["rejected"] == 1
+    assert sorted(lake.read_table(settings, "events")["customer_id"]) == [1, 2]
+    quarantined = pd.read_parquet(out["quarantine"])
+    assert quarantined["customer_id"].tolist() == [7]
+    assert quarantined["_reason"].iloc[0] == ("events.customer_id: unknown_customer "
+                                              "(no such customer in the customers table)")
+
+
+def test_a_missing_sqlite_source_is_named_and_never_created(settings, tmp_path):
+    """A misspelt path used to create an empty database and report `no such table: customers`."""
+    from pipeline.errors import DataError
+    from pipeline.flows import ingest_step
+
+    missing = tmp_path / "nowhere" / "sourse.db"
+    s = settings.replace(source_db_url=f"sqlite:///{missing}")
+    with pytest.raises(DataError, match=rf"config source_db_url: the source database {missing} does not exist"):
+        ingest_step(s, "churn_nightly", "2025-03-02", "payments")
+    assert not missing.exists() and not missing.parent.exists()
+    with pytest.raises(DataError, match=r"source_db_url \(unset: SQLite at <data_dir>/source.db\)"):
+        ingest_step(settings, "churn_nightly", "2025-03-02", "payments")
+    assert not (settings.data_dir / "source.db").exists()
+
+
+def test_a_malformed_source_url_names_the_setting_and_masks_the_password(settings):
+    from pipeline.errors import DataError
+    from pipeline.flows import ingest_step
+
+    s = settings.replace(source_db_url="postgresql//churn:s3cret@db:5432/prod")
+    with pytest.raises(DataError, match="config source_db_url: .* is not an SQLAlchemy URL") as err:
+        ingest_step(s, "churn_nightly", "2025-03-02", "payments")
+    assert "s3cret" not in str(err.value)
+    from pipeline.db import masked
+
+    assert masked("postgresql+psycopg://churn:s3cret@db/prod") == "postgresql+psycopg://churn:***@db/prod"
+
+
+def test_the_source_is_read_read_only(settings):
+    """Ingest cannot write to the customer database (SQLite opened with mode=ro)."""
+    from pipeline.db import source_engine
+
+    _seed_payments(settings, [(1, 10, "2025-03-01 00:00:00", 9.99, "success")])
+    with pytest.raises(sa.exc.OperationalError, match="readonly"):
+        with source_engine(settings).begin() as conn:
+            conn.execute(sa.text("DELETE FROM payments"))
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"customer_id;event_ts;event_type;duration_s;content_units\n1;2025-03-01 08:00:00;login;0;0\n",
+     r"no column\(s\) \['customer_id', 'event_ts', .*\]; its columns are \['customer_id;event_ts;event_type"),
+    (b"customer_id,event_ts,event_type,duration_s,content_units\n1,2025-03-01 08:00:00,l\xe9\xff\xfegin,0,0\n",
+     r"cannot be read as CSV: .*(UTF8|utf-8|invalid)"),
+    (b"",
+     r"cannot be read as CSV: .*[Ee]mpty"),
+])
+def test_an_unparseable_landing_file_is_named(settings, content, expected):
+    """A wrong delimiter said "14 rule(s) broken in a batch of 0 rows"; bad bytes gave a raw pyarrow error."""
+    from pipeline.flows import ingest_step
+    from pipeline.ingest import LandingFileError
+
+    folder = settings.landing_dir / "events" / "date=2025-03-01"
+    folder.mkdir(parents=True)
+    (folder / "events.csv").write_bytes(content)
+    with pytest.raises(LandingFileError) as err:
+        ingest_step(settings, "churn_nightly", "2025-03-02", "events")
+    assert str(err.value).startswith(f"events landing file {folder / 'events.csv'}")
+    assert re.search(expected, str(err.value)), str(err.value)

@@ -13,6 +13,7 @@ import shutil
 import socket
 import zipfile
 
+import pandas as pd
 import pytest
 
 from conftest import RUN_DATE
@@ -21,7 +22,7 @@ from pipeline.config import load_settings
 from pipeline.monitor import DRIFT_TABLE, PERFORMANCE_TABLE, read_table
 
 #: the drifted night is also the first whose horizon has passed since QUIET; its e-mail fails, NEXT's goes out
-QUIET, DRIFTED, NEXT = "2025-05-28", "2025-06-27", "2025-06-28"
+QUIET, DRIFTED, NEXT, DUPED = "2025-05-28", "2025-06-27", "2025-06-28", "2025-06-29"
 HORIZON_DAYS = 30
 #: features the generator's price rise touches
 PRICE_FEATURES = {"monthly_fee", "billing_change_pct_90d"}
@@ -55,6 +56,12 @@ def nightly(generated_source, tmp_path_factory):
                        monitoring=out["monitoring"])
         failed = {"error": str(error.value), "port": down.port, "alerts": read_table(settings, "alerts")}
         outs[NEXT] = run_nightly(settings, NEXT, send=True, smtp=smtp)
+        # a night whose landed events hold a row delivered twice: quarantined, the night goes on, and it alerts
+        day_file = next((settings.landing_dir / "events" / f"date={NEXT}").glob("*.parquet"))
+        events = pd.read_parquet(day_file)
+        events = pd.concat([events, events.iloc[:3]], ignore_index=True)
+        events.to_parquet(day_file, index=False)
+        outs[DUPED] = run_nightly(settings, DUPED)
         messages = {day: m for m in sink.messages for day in outs if day in m["Subject"]}
     return settings, outs, messages, failed
 
@@ -67,6 +74,17 @@ def test_quiet_night_sends_info_email_and_no_alert(nightly):
     assert f"{QUIET} INFO:" in messages[QUIET]["Subject"]
     alerts = read_table(settings, "alerts")
     assert alerts.empty or not (alerts["run_date"] == dt.datetime(2025, 5, 28)).any()
+
+
+def test_quarantined_rows_of_a_passing_batch_raise_the_data_quality_alert(nightly):
+    """Tolerated checks (an exact duplicate here) quarantine rows without stopping the night,
+    so the data_quality alert is reachable; before, any rejected row failed the batch first."""
+    _, outs, _, _ = nightly
+    events = next(v for v in outs[DUPED]["validated"].values() if v["table"] == "events")
+    assert events["rejected"] == 3 and events["tolerated"] == {"duplicate_row": 3}
+    alerts = [a for a in outs[DUPED]["monitoring"]["alerts"] if a["rule"] == "data_quality"]
+    assert len(alerts) == 1 and alerts[0]["severity"] == "warning"
+    assert alerts[0]["message"] == "3 rows quarantined by validation"
 
 
 def test_injected_drift_is_detected_in_changed_features_only(nightly):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -145,3 +147,64 @@ def test_configured_xgboost_depth_and_rate_are_the_default_draw(tmp_path):
     assert search_space(settings, "logreg") is SEARCH_SPACES["logreg"]
     with pytest.raises(TrainingError, match="unknown candidate 'svm'"):
         search_space(settings, "svm")
+
+
+@pytest.mark.parametrize("broken", ["champion.json", "model.joblib", "metrics.json"])
+def test_a_corrupt_registry_file_is_named_before_any_work_and_promote_repairs_the_pointer(settings, broken):
+    """A truncated champion.json or model.joblib used to give a bare JSON/EOF error, only
+    after ingest and features had run; `models promote` could not repair the pointer."""
+    from pipeline import registry
+    from pipeline.flows import run_nightly
+
+    for name in ("v1", "v2"):
+        stage = registry.staging_dir(settings, name)
+        joblib.dump({"model": name}, stage / "model.joblib")
+        (stage / "metrics.json").write_text('{"roc_auc": 0.8}')
+        (stage / "params.json").write_text("{}")
+        registry.publish(settings, name)
+    registry.promote(settings, "v1", "first")
+    registry.promote(settings, "v2", "second")
+    target = settings.models_dir / ("v2/" + broken if broken != "champion.json" else broken)
+    target.write_bytes(target.read_bytes()[: max(1, len(target.read_bytes()) // 2)])
+    with pytest.raises(registry.RegistryError, match=re.escape(str(target))):
+        run_nightly(settings, "2025-03-02")
+    assert not settings.lake_dir.exists()  # nothing was ingested
+    if broken == "champion.json":
+        registry.promote(settings, "v1", "repair")
+        assert registry.check_champion(settings).version == "v1"
+
+
+@pytest.mark.parametrize(("make", "expected"), [
+    (lambda p: p.write_text(""), "is empty: expected a CSV with a header row"),
+    (lambda p: p.mkdir(), "is a directory: pass a CSV or Parquet file"),
+    (lambda p: p.write_text("just some notes\nabout churn\n"), "has a single column 'just some notes'"),
+    (lambda p: p.write_text("a;b;label\n1;2;0\n"), "has a single column 'a;b;label'"),
+    (lambda p: p.write_bytes(b"PAR1 truncated"), "cannot be read as Parquet"),
+])
+def test_train_table_gives_one_line_errors_for_files_it_cannot_read(tmp_path, capsys, make, expected):
+    """These printed 30-line tracebacks (or said a directory "does not exist")."""
+    from pipeline.__main__ import main
+
+    path = tmp_path / "table.csv"
+    make(path)
+    assert main(["train-table", "--csv", str(path), "--label", "label"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err and str(path) in err, err
+
+
+def test_train_table_reads_parquet_and_warns_on_repeated_ids(settings, tmp_path, caplog):
+    from pipeline.train import read_table_file
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"id": [1, 1, 2, 3], "x": rng.random(4), "label": [0, 1, 0, 1]})
+    df.to_parquet(tmp_path / "t.parquet")
+    pd.testing.assert_frame_equal(read_table_file(tmp_path / "t.parquet"), df)
+    from pipeline.train import train_table
+
+    big = pd.DataFrame({"id": np.r_[np.arange(400), [5, 6]], "x": rng.random(402)})
+    big["label"] = (big["x"] + rng.normal(0, 0.3, 402) > 0.8).astype(int)
+    big.to_parquet(tmp_path / "big.parquet")
+    with caplog.at_level("WARNING"):
+        train_table(settings.replace(candidates="logreg", search_iterations=1), tmp_path / "big.parquet", "label",
+                    id_column="id")
+    assert "4 rows of" in caplog.text and "share their id with another row (2 distinct ids repeat)" in caplog.text
