@@ -36,8 +36,8 @@ def as_date(value: str | dt.date | dt.datetime | pd.Timestamp) -> dt.date:
 
 
 def check_writable(settings: Settings) -> Path:
-    """The data dir exists (or can be made) and takes a file: else a DataError naming the
-    setting, before any work."""
+    """The data dir exists (or can be made), takes a file and has ``min_free_disk_mb`` free:
+    else a DataError naming the setting, before any work (every run's first task checks)."""
     from pipeline.errors import DataError
 
     root = Path(settings.data_dir)
@@ -49,6 +49,11 @@ def check_writable(settings: Settings) -> Path:
     except OSError as exc:
         raise DataError(f"config data_dir (CHURNFLOW_DATA_DIR): {root.resolve()} is not writable: "
                         f"{exc.strerror or exc}") from exc
+    free_mib = shutil.disk_usage(root).free / 2**20
+    if free_mib < settings.min_free_disk_mb:
+        raise DataError(f"config data_dir (CHURNFLOW_DATA_DIR): {root.resolve()} has {free_mib:,.0f} MiB free, less "
+                        f"than min_free_disk_mb ({settings.min_free_disk_mb:,}): free space before this run "
+                        "writes anything (a run that fills the disk half-way leaves a half-published night)")
     return root
 
 

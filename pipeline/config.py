@@ -28,6 +28,8 @@ class Settings:
 
     # --- storage -------------------------------------------------------------------
     data_dir: Path = REPO_ROOT / "data"
+    #: a run refuses to start with less free space than this in data_dir (MiB)
+    min_free_disk_mb: int = 512
     #: SQLAlchemy URL of the customer database; empty means SQLite at <data_dir>/source.db.
     source_db_url: str = ""
     #: rows per chunk when ingesting: fetched per round trip from the source database, read
@@ -204,6 +206,7 @@ class Settings:
 #: ``tests/test_artifacts.py`` checks that no numeric setting lacks one). README: Configuration.
 RANGES: dict[str, tuple[float, float]] = {
     "ingest_chunk_rows": (1, 50_000_000),
+    "min_free_disk_mb": (0, 100_000_000),
     "readiness_timeout_minutes": (0, 7 * 24 * 60),
     "readiness_poke_seconds": (1, 24 * 3600),
     "source_max_lag_hours": (0, 24 * 365),

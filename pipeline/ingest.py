@@ -60,16 +60,21 @@ class IngestResult:
         }
 
 
+def _contract_fields(columns: list[str], schema: pa.Schema, table: str) -> list[pa.Field]:
+    """The contract's fields that ``columns`` has, in contract order; columns it does not know are logged."""
+    extra = [c for c in columns if c not in schema.names]
+    if extra:
+        log.warning("ingest %s: ignoring columns not in the contract: %s", table, extra)
+    return [f for f in schema if f.name in columns]
+
+
 def conform(df: pd.DataFrame, schema: pa.Schema, table: str) -> pa.Table:
     """Cast ``df`` to the contract's types for the columns it has.
 
     Columns the contract does not know are dropped (and logged); columns it expects but
     ``df`` lacks are left out, so validation reports them by name.
     """
-    extra = [c for c in df.columns if c not in schema.names]
-    if extra:
-        log.warning("ingest %s: ignoring columns not in the contract: %s", table, extra)
-    fields = [f for f in schema if f.name in df.columns]
+    fields = _contract_fields(list(df.columns), schema, table)
     arrays = []
     for field in fields:
         col = df[field.name]
@@ -86,10 +91,7 @@ def conform(df: pd.DataFrame, schema: pa.Schema, table: str) -> pa.Table:
 
 def conform_arrow(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:
     """:func:`conform` for an Arrow table (event files are read as Arrow: no pandas round trip)."""
-    extra = [c for c in table.column_names if c not in schema.names]
-    if extra:
-        log.warning("ingest %s: ignoring columns not in the contract: %s", name, extra)
-    fields = [f for f in schema if f.name in table.column_names]
+    fields = _contract_fields(table.column_names, schema, name)
     arrays = []
     for field in fields:
         try:

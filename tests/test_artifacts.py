@@ -147,3 +147,15 @@ def test_an_unwritable_data_dir_names_the_setting(tmp_path):
         data_dir.mkdir(mode=0o500)
     with pytest.raises(DataError, match=r"config data_dir \(CHURNFLOW_DATA_DIR\): .* is not writable"):
         check_writable(load_settings(data_dir=data_dir))
+
+
+def test_a_run_refuses_to_start_without_free_space(tmp_path):
+    import shutil as sh
+
+    from pipeline.artifacts import check_writable
+    from pipeline.errors import DataError
+
+    free = sh.disk_usage(tmp_path).free // 2**20
+    with pytest.raises(DataError, match=r"MiB free, less than min_free_disk_mb"):
+        check_writable(load_settings(data_dir=tmp_path / "d", min_free_disk_mb=free + 10_000))
+    check_writable(load_settings(data_dir=tmp_path / "d", min_free_disk_mb=1))
