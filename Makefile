@@ -46,6 +46,10 @@ bench-e2e: $(STAMP)  ## 1M customers x 12 months through the DAGs: first trainin
 airflow: $(STAMP)  ## a local Airflow (standalone) on a live simulated business: http://localhost:8080
 	$(PY) scripts/airflow_standalone.py
 
+lint: $(STAMP)  ## ruff (rules in pyproject.toml) on all Python, mypy on pipeline/
+	$(VENV)/bin/ruff check pipeline dags tests scripts bench
+	$(VENV)/bin/mypy
+
 lock:  ## re-resolve requirements.lock from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra postgres --python-version 3.11 -q -o requirements.lock
 

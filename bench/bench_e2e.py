@@ -69,7 +69,7 @@ def _run_dag_child(dag_id: str, day: dt.date, data_dir: Path) -> int:
     """In the child: one ``dag.test()`` (with a local SMTP server for the e-mail task)."""
     sys.path.insert(0, str(ROOT / "scripts"))
     sys.path.insert(0, str(ROOT / "dags"))
-    from demo import run_dag  # noqa: E402
+    from demo import run_dag
 
     from pipeline.smtp_sink import SmtpSink
 

@@ -36,10 +36,10 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline import features as F  # noqa: E402
-from pipeline.config import Settings, load_settings  # noqa: E402
-from pipeline.lake import PART_NAME, table_dir  # noqa: E402
-from pipeline.schemas import (  # noqa: E402
+from pipeline import features as F
+from pipeline.config import Settings, load_settings
+from pipeline.lake import PART_NAME, table_dir
+from pipeline.schemas import (
     CHANNELS,
     EVENT_TYPES,
     GENDERS,

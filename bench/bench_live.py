@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=3000)
     parser.add_argument("--months", type=int, default=6)
     args = parser.parse_args(argv)
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     tmp = Path(tempfile.mkdtemp(prefix="churnflow-bench-live-"))
     env = {"LIVE_CUSTOMERS": str(args.customers), "LIVE_MONTHS": str(args.months),
            "LIVE_DRIFT_FROM": (today - dt.timedelta(days=10)).isoformat(),

@@ -22,8 +22,9 @@ from airflow.sdk import dag, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from churnflow_common import nightly_dag_args, run_date  # noqa: E402
-from pipeline.config import load_settings  # noqa: E402
+from churnflow_common import nightly_dag_args, run_date
+
+from pipeline.config import load_settings
 
 if load_settings().simulator_db.is_file():
 

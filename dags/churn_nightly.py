@@ -41,7 +41,7 @@ from airflow.sdk import Asset, Param, dag, task
 # Airflow 3 does not put the DAGs folder on sys.path; the shared task module lives beside us.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from churnflow_common import (  # noqa: E402
+from churnflow_common import (
     DataReadySensor,
     common_params,
     ingest,
@@ -50,7 +50,8 @@ from churnflow_common import (  # noqa: E402
     run_date,
     settings_for,
 )
-from pipeline.config import load_settings  # noqa: E402
+
+from pipeline.config import load_settings
 
 #: emitted when a critical alert asks for a new model; churn_training is scheduled on it
 RETRAINING_REQUESTED = Asset("churnflow://retraining-requested")

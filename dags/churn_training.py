@@ -40,7 +40,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 # Airflow 3 does not put the DAGs folder on sys.path; the shared task module lives beside us.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from churnflow_common import (  # noqa: E402
+from churnflow_common import (
     DEFAULT_ARGS,
     common_params,
     ingest,
@@ -48,7 +48,8 @@ from churnflow_common import (  # noqa: E402
     run_date,
     settings_for,
 )
-from pipeline.config import load_settings  # noqa: E402
+
+from pipeline.config import load_settings
 
 
 @dag(

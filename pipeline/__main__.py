@@ -65,7 +65,7 @@ def _cmd_land(args: argparse.Namespace) -> int:
 
     from pipeline.simulator import land
 
-    _print(land(load_settings(), args.until or dt.datetime.now(dt.timezone.utc).date()))
+    _print(land(load_settings(), args.until or dt.datetime.now(dt.UTC).date()))
     return 0
 
 

@@ -173,6 +173,8 @@ def mark_sent(settings: Settings, delivered: pd.DataFrame) -> int:
 
     with engine(settings).begin() as conn:
         tbl = reflect(conn, ALERTS_TABLE)
+        if tbl is None:
+            raise RuntimeError(f"{ALERTS_TABLE} has pending alerts to mark but does not exist")
         stmt = sa.update(tbl).where(
             *(tbl.c[k] == sa.bindparam(f"b_{k}") for k in [*_KEY, "run_date"]), tbl.c.status == PENDING,
         ).values(status=SENT)

@@ -154,7 +154,7 @@ class ParquetAppender:
             self._writer.close()
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> "ParquetAppender":
+    def __enter__(self) -> ParquetAppender:
         return self
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -185,7 +185,7 @@ class Settings:
     def recipients(self) -> list[str]:
         return [r.strip() for r in self.email_recipients.split(",") if r.strip()]
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
     def __post_init__(self) -> None:

@@ -98,7 +98,7 @@ class DriftSummary:
     def from_dict(cls, data: dict[str, Any]) -> DriftSummary:
         """Inverse of :meth:`to_dict` (e.g. read back from ``drift_summary.json``)."""
         features = [
-            FeatureDrift(**{k: (math.nan if v is None else v) for k, v in f.items()})
+            FeatureDrift(**{k: (math.nan if v is None else v) for k, v in f.items()})  # type: ignore[arg-type]
             for f in data["features"]
         ]
         return cls(
@@ -528,7 +528,8 @@ def add_report_section(report_html: Path, section_id: str, fragment: str) -> Pat
     """
     start, end = _section_markers(section_id)
     text = Path(report_html).read_text(encoding="utf-8")
-    block = f"{start}<section style=\"font-family:sans-serif;padding:12px 24px;border-bottom:1px solid #ddd\">{fragment}</section>{end}"
+    style = "font-family:sans-serif;padding:12px 24px;border-bottom:1px solid #ddd"
+    block = f"{start}<section style=\"{style}\">{fragment}</section>{end}"
     if start in text and end in text:
         head, rest = text.split(start, 1)
         text = head + block + rest.split(end, 1)[1]

@@ -62,13 +62,13 @@ def calibration_curve(y_true, proba, bins: int = 10) -> dict[str, list[float]]:
     chunks = [c for c in np.array_split(order, bins) if len(c)]
     return {"predicted": [float(p[c].mean()) for c in chunks],
             "observed": [float(y[c].mean()) for c in chunks],
-            "count": [int(len(c)) for c in chunks]}
+            "count": [len(c) for c in chunks]}
 
 
 def expected_calibration_error(y_true, proba, bins: int = 10) -> float:
     curve = calibration_curve(y_true, proba, bins)
     n = sum(curve["count"])
-    return float(sum(c / n * abs(o - q) for q, o, c in zip(curve["predicted"], curve["observed"], curve["count"])))
+    return float(sum(c / n * abs(o - q) for q, o, c in zip(curve["predicted"], curve["observed"], curve["count"], strict=True)))
 
 
 def campaign_value(y_true, proba, threshold: float, campaign: Campaign) -> float:
@@ -117,7 +117,7 @@ def full_report(y_true, proba, campaign: Campaign) -> dict[str, object]:
         "brier": float(brier_score_loss(y, p)),
         "ece": expected_calibration_error(y, p),
         "base_rate": float(y.mean()),
-        "n": int(len(y)),
+        "n": len(y),
         "n_positive": int(y.sum()),
         **{f"top_decile_{k}": v for k, v in lift_at(y, p, 0.1).items()},
         "threshold": chosen["threshold"],

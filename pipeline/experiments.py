@@ -19,7 +19,7 @@ HOLDOUT_KEYS = ("roc_auc", "pr_auc", "brier", "ece", "threshold", "expected_valu
 def append(settings: Settings, version: str, trials: list[Any], best: Any, metrics: dict[str, Any],
            promoted: bool) -> pd.DataFrame:
     """Append one run's candidates (rewritten atomically)."""
-    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    now = dt.datetime.now(dt.UTC).isoformat()
     rows = [{
         "run_at": now, "version": version, "candidate": t.candidate, "params": json.dumps(t.params, default=str),
         "cv_roc_auc": t.cv_roc_auc, "cv_pr_auc": t.cv_pr_auc, "chosen": t is best, "promoted": promoted and t is best,

@@ -140,7 +140,7 @@ def _day_range(chunk: Any, time_col: str) -> tuple[dt.date | None, dt.date | Non
     if time_col not in chunk.column_names or chunk.num_rows == 0:
         return None, None
     bounds = pc.min_max(chunk.column(time_col)).as_py()
-    as_day = lambda v: v.date() if v is not None else None  # noqa: E731
+    as_day = lambda v: v.date() if v is not None else None
     return as_day(bounds["max"]), as_day(bounds["min"])
 
 
@@ -207,7 +207,8 @@ def validate_features_step(settings: Settings, dag_id: str, logical_date: str | 
     return {**built, "rejected": result.rejected_count}
 
 
-def training_set_step(settings: Settings, dag_id: str, logical_date: str | dt.date, *, snapshots: int | None = None) -> dict[str, Any]:
+def training_set_step(settings: Settings, dag_id: str, logical_date: str | dt.date, *,
+                      snapshots: int | None = None) -> dict[str, Any]:
     """Features + labels at month-start snapshots whose label window closed before D."""
     from pipeline.labels import training_snapshot_dates
     from pipeline.train import TrainingError, build_training_set
@@ -380,7 +381,7 @@ def email_step(
     drift: dict[str, Any],
     scores: dict[str, Any],
     *,
-    smtp: "Any",
+    smtp: Any,
     recipients: list[str],
     monitoring: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -442,7 +443,8 @@ def run_training(settings: Settings, logical_date: str | dt.date, *, snapshots: 
     """The churn_training flow in-process (what the DAG does, task by task)."""
     dag = TRAINING_DAG
     validated = run_ingestion(settings, dag, logical_date)
-    tset = validate_features_step(settings, dag, logical_date, training_set_step(settings, dag, logical_date, snapshots=snapshots))
+    built = training_set_step(settings, dag, logical_date, snapshots=snapshots)
+    tset = validate_features_step(settings, dag, logical_date, built)
     return {"validated": validated, "training_set": tset, "train": train_step(settings, dag, logical_date, tset)}
 
 

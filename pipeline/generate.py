@@ -67,7 +67,6 @@ import sqlalchemy as sa
 from pipeline.artifacts import write_parquet
 from pipeline.config import Settings, load_settings
 from pipeline.db import engine, engine_for
-from pipeline.simulator import pending_db_url
 from pipeline.schemas import (
     CANCEL_REASONS,
     CHANNELS,
@@ -84,6 +83,7 @@ from pipeline.schemas import (
     TS,
     SourceTable,
 )
+from pipeline.simulator import pending_db_url
 
 Progress = Callable[[str], None]
 Columns = dict[str, np.ndarray]
@@ -418,7 +418,7 @@ class History:
                 return 0
             return self._events if day == self._next_day else self._at_day[day]
 
-        return before(end_day) - before(first_day)
+        return np.asarray(before(end_day) - before(first_day))
 
     def log(self, kind: str, idx: np.ndarray, at_us: np.ndarray) -> None:
         self._logs.setdefault(kind, []).append((idx, at_us))
@@ -837,7 +837,7 @@ def _insert(conn: sa.Connection, table: sa.Table, columns: Columns, use_driver: 
         if use_driver:
             _executemany(conn, table, values)
         else:
-            conn.execute(table.insert(), [dict(zip(names, row)) for row in zip(*values)])
+            conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)])
 
 
 def _executemany(conn: sa.Connection, table: sa.Table, values: list[list[object]]) -> None:
@@ -847,7 +847,7 @@ def _executemany(conn: sa.Connection, table: sa.Table, values: list[list[object]
         process = column.type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
             values[i] = list(map(process, values[i]))
-    conn.exec_driver_sql(str(table.insert().compile(dialect=dialect)), list(zip(*values)))
+    conn.exec_driver_sql(str(table.insert().compile(dialect=dialect)), list(zip(*values, strict=True)))
 
 
 def _write_database(
@@ -1059,7 +1059,7 @@ def main(args: argparse.Namespace) -> int:
     if args.live:
         if args.start is not None:
             raise SystemExit("generate: --start and --live exclude each other (--live anchors on --until)")
-        until = args.until or dt.datetime.now(dt.timezone.utc).date()
+        until = args.until or dt.datetime.now(dt.UTC).date()
         start, months = live_period(until, args.months, args.ahead_days)
         summary = generate(load_settings(), args.customers, months, args.seed, start=start,
                            drift_from=args.drift_from, hold_from=until)

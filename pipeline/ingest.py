@@ -25,8 +25,8 @@ import sqlalchemy as sa
 
 from pipeline.artifacts import ParquetAppender, as_date
 from pipeline.config import Settings
-from pipeline.errors import DataError
 from pipeline.db import load_sql, masked, source_engine
+from pipeline.errors import DataError
 from pipeline.schemas import EVENTS_SCHEMA, SOURCE_TABLES
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import math
 import mimetypes
 import smtplib
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -234,7 +234,7 @@ class _Section:
     title: str
     lines: list[str]
     headers: tuple[str, ...] = ()
-    rows: list[tuple[object, ...]] = field(default_factory=list)
+    rows: Sequence[tuple[object, ...]] = field(default_factory=list)
 
 
 def _high_risk(threshold: float) -> str:

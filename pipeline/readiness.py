@@ -72,10 +72,9 @@ def _days(values: list[dt.date]) -> str:
 
 
 def _partition_rows(folder) -> int:
+    import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
-
-    import pyarrow as pa
 
     rows = 0
     for path in folder.iterdir():

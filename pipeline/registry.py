@@ -72,7 +72,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def new_version_id(now: dt.datetime | None = None) -> str:
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     return f"v{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
@@ -125,7 +125,7 @@ def _read_pointer(settings: Settings, *, repair: bool = False) -> dict[str, Any]
         import logging
 
         logging.getLogger(__name__).warning("%s is corrupt: rewriting it (the rollback history in it is lost)", path)
-        return {"champion": None, "history": [], "repaired_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+        return {"champion": None, "history": [], "repaired_at": dt.datetime.now(dt.UTC).isoformat()}
 
 
 def champion(settings: Settings) -> ModelVersion | None:
@@ -161,7 +161,7 @@ def promote(settings: Settings, version: str, reason: str) -> ModelVersion:
         if pointer["champion"]:
             pointer["history"].append(pointer["champion"])
         pointer["champion"] = version
-    pointer["updated_at"] = dt.datetime.now(dt.timezone.utc).isoformat()
+    pointer["updated_at"] = dt.datetime.now(dt.UTC).isoformat()
     pointer["reason"] = reason
     write_text(json.dumps(pointer, indent=2), settings.models_dir / CHAMPION_FILE)
     return target
@@ -175,7 +175,7 @@ def rollback(settings: Settings) -> ModelVersion:
     previous = pointer["history"].pop()
     get_version(settings, previous)
     pointer["champion"] = previous
-    pointer["updated_at"] = dt.datetime.now(dt.timezone.utc).isoformat()
+    pointer["updated_at"] = dt.datetime.now(dt.UTC).isoformat()
     pointer["reason"] = "rollback"
     write_text(json.dumps(pointer, indent=2), settings.models_dir / CHAMPION_FILE)
     return get_version(settings, previous)

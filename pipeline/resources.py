@@ -60,7 +60,7 @@ def gib(n_bytes: float) -> str:
 def measured(task: str, out_dir: Path) -> Iterator[None]:
     """Time the block and record its peak RSS in ``out_dir/resources.json``."""
     fresh = reset_peak_rss()
-    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     started = time.monotonic()
     ok = False
     try:

@@ -27,14 +27,14 @@ class _Collector:
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     _counter: Any = field(default_factory=itertools.count)
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd API)
+    async def handle_DATA(self, server, session, envelope) -> str:
         raw = envelope.original_content or envelope.content
         msg = email.message_from_bytes(raw, policy=email.policy.default)
-        self.messages.append(msg)  # type: ignore[arg-type]
+        self.messages.append(msg)
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         if self.outbox is not None:
             # time-ordered and unique across restarts and concurrent sinks: never overwrites a message
-            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
             path = self.outbox / f"message-{stamp}-{next(self._counter):03d}-{uuid.uuid4().hex[:8]}.eml"
             with atomic_path(path) as tmp:
                 tmp.write_bytes(raw)
@@ -70,7 +70,7 @@ class SmtpSink:
         return json.dumps({"conn_type": "smtp", "host": self.host, "port": self.port,
                            "extra": {"disable_ssl": True, "disable_tls": True}})
 
-    def __enter__(self) -> "SmtpSink":
+    def __enter__(self) -> SmtpSink:
         self._controller.start()
         return self
 

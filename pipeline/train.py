@@ -126,7 +126,7 @@ def time_split(df: pd.DataFrame, holdout_snapshots: int, horizon_days: int) -> t
 # -------------------------------------------------------------------------- model
 #: not a pipeline parameter: XGBoost's ``scale_pos_weight`` is (negatives / positives) ** this
 POS_WEIGHT_POWER = "pos_weight_power"
-_XGB_TREES = {"model__max_depth": [3, 2, 4, 6], "model__learning_rate": [0.03, 0.05, 0.1],
+_XGB_TREES: dict[str, list[Any]] = {"model__max_depth": [3, 2, 4, 6], "model__learning_rate": [0.03, 0.05, 0.1],
               "model__min_child_weight": [5, 1, 10], "model__subsample": [0.8, 0.7, 1.0]}
 #: randomized-search spaces per candidate family (step names of the pipelines below); the
 #: first value of each list is the default draw. Shallow, slowly learning trees first: churn
@@ -488,7 +488,7 @@ def _base_params(best: Trial, numeric: list[str], categorical: list[str], settin
         "categorical_features": categorical,
         "code_version": _code_version(),
         "python": platform.python_version(),
-        "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "trained_at": dt.datetime.now(dt.UTC).isoformat(),
     }
 
 

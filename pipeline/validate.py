@@ -39,6 +39,7 @@ suites are cached per process.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import fnmatch
@@ -242,10 +243,9 @@ def _gx_frame(df: pd.DataFrame) -> pd.DataFrame:
     for i, dtype in enumerate(view.dtypes):
         wide = _wide_dtype(dtype)
         if wide is not None:
-            try:
+            # a year-3000 timestamp cannot widen: GX's slow path still checks it correctly
+            with contextlib.suppress(pd.errors.OutOfBoundsDatetime):
                 view.isetitem(i, view.iloc[:, i].astype(wide))
-            except pd.errors.OutOfBoundsDatetime:
-                pass  # e.g. a year-3000 timestamp: GX's slow path still checks it correctly
     return view
 
 
@@ -292,6 +292,7 @@ def _run_suite(df: pd.DataFrame, table: str, parameters: dict[str, Any]) -> list
 # ------------------------------------------------------------------------ interpretation
 def _outcome(result: ExpectationValidationResult) -> _Outcome:
     config = result.expectation_config
+    assert config is not None, "GX returned a result without its expectation"
     kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id" and v is not None}
     described = {k: v for k, v in kwargs.items() if k not in _COLUMN_KWARGS}
     params = ", ".join(f"{k}={_fmt(v)}" for k, v in described.items())
@@ -592,7 +593,7 @@ class ChunkedValidator:
     def abort(self) -> None:
         self._quarantine.abort()
 
-    def __enter__(self) -> "ChunkedValidator":
+    def __enter__(self) -> ChunkedValidator:
         return self
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:

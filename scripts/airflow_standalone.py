@@ -61,7 +61,7 @@ def prepare_business() -> None:
     from pipeline.config import load_settings
 
     settings = load_settings()
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     if not simulator.is_live(settings):
         drift = os.environ.get("LIVE_DRIFT_FROM", (today - dt.timedelta(days=10)).isoformat())
         say(f"generating a live business into {settings.data_dir} (data up to {today - dt.timedelta(days=1)})")

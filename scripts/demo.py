@@ -17,8 +17,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("AIRFLOW_HOME", str(ROOT / ".airflow"))
@@ -71,7 +71,7 @@ def run_dag(bag: Any, dag_id: str, day: dt.date, log_path: Path) -> str:
         run = bag.get_dag(dag_id).test(logical_date=pendulum.datetime(day.year, day.month, day.day, tz="UTC"))
     for ti in sorted(run.get_task_instances(), key=lambda t: (t.start_date is None, t.start_date or 0)):
         took = f"{ti.duration:5.1f} s" if ti.duration is not None else "      "
-        print(f"    {ti.task_id:<28} {str(ti.state):<10} {took}", flush=True)
+        print(f"    {ti.task_id:<28} {ti.state!s:<10} {took}", flush=True)
     print(f"    {dag_id}: {run.state} in {time.time() - started:.0f} s", flush=True)
     if run.state != "success":
         print(f"{dag_id} finished in state {run.state}; see {log_path}", file=sys.stderr)

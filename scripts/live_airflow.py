@@ -126,7 +126,7 @@ def launch(tmp: Path, extra_env: dict[str, str], startup_timeout: float = 300) -
         api.login()
         while True:  # the dag-processor has parsed our DAGs
             r = api.session.get(f"{api.base}/api/v2/dags", params={"dag_id_pattern": "churn"}, timeout=30)
-            if r.ok and DAG_IDS <= {d["dag_id"] for d in r.json()["dags"]}:
+            if r.ok and {d["dag_id"] for d in r.json()["dags"]} >= DAG_IDS:
                 break
             assert time.monotonic() < deadline, f"DAGs not parsed: {r.text[:500]}\n{log.read_text()[-3000:]}"
             time.sleep(2)

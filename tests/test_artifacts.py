@@ -21,10 +21,9 @@ def test_run_dir_is_keyed_by_dag_date_and_task(settings):
 
 def test_atomic_write_leaves_no_partial_file_on_crash(tmp_path: Path):
     final = tmp_path / "out.parquet"
-    with pytest.raises(RuntimeError):
-        with atomic_path(final) as tmp:
-            tmp.write_bytes(b"half a file")
-            raise RuntimeError("crash mid-write")
+    with pytest.raises(RuntimeError), atomic_path(final) as tmp:
+        tmp.write_bytes(b"half a file")
+        raise RuntimeError("crash mid-write")
     assert not final.exists()
     assert list(tmp_path.iterdir()) == []
 
@@ -72,7 +71,7 @@ def test_config_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def test_config_errors_name_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("horizon_dayz: 3\n")
-    with pytest.raises(ValueError, match="unknown settings.*horizon_dayz"):
+    with pytest.raises(ValueError, match=r"unknown settings.*horizon_dayz"):
         load_settings(cfg)
     monkeypatch.setenv("CHURNFLOW_HORIZON_DAYS", "soon")
     with pytest.raises(ValueError, match="config horizon_days: expected int"):

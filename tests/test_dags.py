@@ -9,13 +9,12 @@ import sqlite3
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pandas as pd
 import pendulum
 import pytest
-
 from conftest import ROOT, RUN_DATE
+
 from pipeline.config import load_settings
 
 DAG_IDS = ("churn_training", "churn_nightly")

@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from pipeline import features as F
 from pipeline.config import Settings, load_settings
@@ -305,7 +307,7 @@ def _random_lake(lake: Lake, rng: np.random.Generator) -> Lake:
                  monthly_fee=10.0 + cid, payment_method="card", start_date=signup)
         if cid % 4 == 0:
             lake.add("cancellations", customer_id=cid, cancelled_at=max(ts(), signup), reason="price")
-    for i in range(400):
+    for _ in range(400):
         lake.event(int(rng.choice(IDS)), ts(), str(rng.choice(["login", "session", "content"])),
                    duration=float(rng.integers(1, 900)), units=int(rng.integers(0, 5)))
     for i in range(120):

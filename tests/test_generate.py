@@ -96,7 +96,7 @@ def test_database_tables_have_the_contract_columns_types_keys_and_indexes(data: 
     for name, source in SOURCE_TABLES.items():
         columns = inspector.get_columns(name)
         assert [c["name"] for c in columns] == source.schema.names, name
-        for column, field in zip(columns, source.schema):
+        for column, field in zip(columns, source.schema, strict=True):
             assert isinstance(column["type"], type(gen._sql_type(field.type))), (name, field.name)
         assert inspector.get_pk_constraint(name)["constrained_columns"] == list(source.key)
         assert [source.time_column] in [ix["column_names"] for ix in inspector.get_indexes(name)]

@@ -174,7 +174,7 @@ def test_a_failed_chunk_keeps_the_earlier_lake_partitions(settings):
     before = lake.read_table(s, "payments")
     _seed_payments(s, [(i, 100 + i, f"2025-03-01 {i:02d}:00:00", 6.0, "success" if i < 4 else "lost")
                        for i in range(5)])
-    with pytest.raises(DataValidationError, match="payments.status: expect_column_values_to_be_in_set"):
+    with pytest.raises(DataValidationError, match=r"payments\.status: expect_column_values_to_be_in_set"):
         ingest_step(s, "churn_nightly", "2025-03-02", "payments")
     pd.testing.assert_frame_equal(lake.read_table(s, "payments"), before)
 
@@ -281,7 +281,7 @@ def test_a_malformed_source_url_names_the_setting_and_masks_the_password(setting
     from pipeline.flows import ingest_step
 
     s = settings.replace(source_db_url="postgresql//churn:s3cret@db:5432/prod")
-    with pytest.raises(DataError, match="config source_db_url: .* is not an SQLAlchemy URL") as err:
+    with pytest.raises(DataError, match=r"config source_db_url: .* is not an SQLAlchemy URL") as err:
         ingest_step(s, "churn_nightly", "2025-03-02", "payments")
     assert "s3cret" not in str(err.value)
     from pipeline.db import masked
@@ -294,9 +294,8 @@ def test_the_source_is_read_read_only(settings):
     from pipeline.db import source_engine
 
     _seed_payments(settings, [(1, 10, "2025-03-01 00:00:00", 9.99, "success")])
-    with pytest.raises(sa.exc.OperationalError, match="readonly"):
-        with source_engine(settings).begin() as conn:
-            conn.execute(sa.text("DELETE FROM payments"))
+    with pytest.raises(sa.exc.OperationalError, match="readonly"), source_engine(settings).begin() as conn:
+        conn.execute(sa.text("DELETE FROM payments"))
 
 
 @pytest.mark.parametrize(("content", "expected"), [

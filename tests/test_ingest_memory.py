@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import load_settings
-from pipeline.schemas import EVENTS_SCHEMA, EVENT_TYPES
+from pipeline.schemas import EVENT_TYPES, EVENTS_SCHEMA
 
 ROOT = Path(__file__).resolve().parent.parent
 END = dt.date(2025, 7, 1)

@@ -19,12 +19,11 @@ import time
 
 import pytest
 import requests
-
 from live_airflow import launch, our_processes
 
 pytestmark = pytest.mark.live
 
-TODAY = dt.datetime.now(dt.timezone.utc).date()
+TODAY = dt.datetime.now(dt.UTC).date()
 REQUESTED = TODAY - dt.timedelta(days=2)  # the night an asset event asks to retrain for
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import ROOT
+
 from pipeline import registry
 from pipeline.config import Settings, load_settings
 

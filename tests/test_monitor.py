@@ -15,8 +15,8 @@ import zipfile
 
 import pandas as pd
 import pytest
-
 from conftest import RUN_DATE
+
 from pipeline.alerts import Alert, alerts_for_email, highest_severity, mark_sent, record_alerts
 from pipeline.config import load_settings
 from pipeline.monitor import DRIFT_TABLE, PERFORMANCE_TABLE, read_table

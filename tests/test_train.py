@@ -9,8 +9,8 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import RUN_DATE
+
 from pipeline import registry
 from pipeline.score import risk_band
 from pipeline.train import TrainingError, gate, time_split
@@ -103,7 +103,7 @@ def test_training_flow_registers_gates_and_rolls_back(source_data):
 
 
 def _train_on_shuffled_labels(settings):
-    from pipeline.train import train, time_split
+    from pipeline.train import time_split, train
 
     path = next((settings.runs_dir / "churn_training" / RUN_DATE / "build_training_set").glob("*.parquet"))
     df = pd.read_parquet(path)

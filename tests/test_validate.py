@@ -81,7 +81,7 @@ def broken_payments() -> pd.DataFrame:
 
 
 def reasons_by_row(result: validate.ValidationResult) -> dict[int, str]:
-    return dict(zip(result.rejected.index, result.rejected["_reason"]))
+    return dict(zip(result.rejected.index, result.rejected["_reason"], strict=True))
 
 
 # ---------------------------------------------------------------------------- suites on disk
@@ -231,7 +231,8 @@ def test_without_a_window_the_future_is_now():
 
 
 def test_resolved_before_opened_is_rejected():
-    rows = CLEAN["support_tickets"] + [{**CLEAN["support_tickets"][0], "ticket_id": 9, "resolved_at": T0 - dt.timedelta(minutes=1)}]
+    early = {**CLEAN["support_tickets"][0], "ticket_id": 9, "resolved_at": T0 - dt.timedelta(minutes=1)}
+    rows = [*CLEAN["support_tickets"], early]
     result = validate_batch(batch("support_tickets", rows), "support_tickets", **WINDOW)
     assert [(f.column, f.rule) for f in result.failures] == [
         ("resolved_at,opened_at", "expect_column_pair_values_a_to_be_greater_than_b")]
