@@ -2,7 +2,8 @@
 
 :func:`measured` resets the process's peak-RSS mark on entry (``/proc/self/clear_refs``,
 Linux), so the peak it reports is the task's own even when several tasks share a process
-(``dag.test()``, the command-line flows), and writes ``resources.json`` into the task's run
+(``dag.test()``, the command-line flows: what earlier blocks freed is handed back to the OS
+first), and writes ``resources.json`` into the task's run
 folder on exit (also when the task fails)::
 
     {"task": "train", "started_at": "2026-12-01T21:05:39+00:00", "wall_s": 312.4,
@@ -29,6 +30,20 @@ from pipeline.artifacts import write_text
 log = logging.getLogger(__name__)
 
 RESOURCES_FILE = "resources.json"
+
+
+def release_memory() -> None:
+    """Hand freed memory back to the OS: Python's garbage, glibc's arenas (``malloc_trim``) and
+    Arrow's pool. What one task freed then no longer counts against the next one that shares its
+    process (``dag.test()``, ``run-training``), as it would not in separate task processes."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    if "pyarrow" in sys.modules:
+        sys.modules["pyarrow"].default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def reset_peak_rss() -> bool:
@@ -58,7 +73,9 @@ def gib(n_bytes: float) -> str:
 
 @contextlib.contextmanager
 def measured(task: str, out_dir: Path) -> Iterator[None]:
-    """Time the block and record its peak RSS in ``out_dir/resources.json``."""
+    """Time the block and record its peak RSS in ``out_dir/resources.json`` (the mark is reset
+    after :func:`release_memory`, so the peak is the block's own)."""
+    release_memory()
     fresh = reset_peak_rss()
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     started = time.monotonic()
@@ -68,6 +85,7 @@ def measured(task: str, out_dir: Path) -> Iterator[None]:
         ok = True
     finally:
         wall, peak = time.monotonic() - started, peak_rss_bytes()
+        release_memory()
         record = {"task": task, "started_at": started_at, "wall_s": round(wall, 2), "peak_rss_bytes": peak, "ok": ok}
         if not fresh:
             record["peak_is_process_lifetime"] = True
