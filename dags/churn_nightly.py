@@ -12,18 +12,21 @@ and a drift report for the analysts.
 2. **ingest** - the window's database rows and event files, each table gated by Great
    Expectations; bad rows are quarantined with their reason.
 3. **build_features** - point-in-time features as of D, gated by their own expectation suite.
-4. **score** - the champion model; Parquet + the `churn_scores` table (a rerun of D replaces D).
+4. **score** - the champion model's scores as the night's Parquet artifact.
 5. **drift_report** - Evidently HTML vs the champion's training reference, under `data/reports/D/`.
 6. **monitor** - prediction drift, performance on matured labels (scores of D - horizon),
    fairness by segment, and deduplicated alerts (tables `drift_metrics`, `prediction_drift`,
    `model_performance`, `fairness_metrics`, `alerts`).
-7. **email_report** - subject with the highest alert severity; the summary (HTML and the same
+7. **publish_scores** - the scores become the `churn_scores` rows of D (a rerun of D replaces
+   D): the night's last write, so a night that fails before it (a full disk while writing the
+   report) publishes no scores.
+8. **email_report** - subject with the highest alert severity; the summary (HTML and the same
    facts as plain text: scored customers, high-risk share at the campaign threshold, drift,
    alerts, matured-label performance, trend chart), the drift report's e-mail copy (zipped)
    and tonight's campaign list (CSV) attached, through the Airflow SMTP connection
    `smtp_default` (fails at once, saying how to set it, when there is none). Alerts become
    `sent` only once the server accepted the message; until then they stay `pending`.
-8. **request_retraining** - emits the `churnflow://retraining-requested` Asset with
+9. **request_retraining** - emits the `churnflow://retraining-requested` Asset with
    `extra={"date": D}` (churn_training then trains as of D) only when a critical
    drift/performance alert was raised and `retrain_on_critical` is on; skipped otherwise.
 
@@ -111,6 +114,13 @@ def churn_nightly() -> None:
         return monitor_step(settings_for(context), context["dag"].dag_id, run_date(context), features, scores,
                             drift, rejected_rows=rejected)
 
+    @task
+    @pipeline_task
+    def publish_scores(scores: dict[str, Any], monitoring: dict[str, Any], **context: Any) -> dict[str, Any]:
+        from pipeline.flows import publish_step
+
+        return publish_step(settings_for(context), context["dag"].dag_id, run_date(context), scores)
+
     @task(outlets=[RETRAINING_REQUESTED])
     def request_retraining(monitoring: dict[str, Any], **context: Any) -> str:
         from airflow.sdk.exceptions import AirflowSkipException
@@ -159,7 +169,8 @@ def churn_nightly() -> None:
     features = build_features(validated)
     drift, scores = drift_report(features), score(features)
     monitoring = monitor(features, scores, drift, validated)
-    email_report(drift, scores, monitoring)
+    published = publish_scores(scores, monitoring)
+    published >> email_report(drift, scores, monitoring)
     request_retraining(monitoring)
 
 

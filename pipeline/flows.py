@@ -254,6 +254,15 @@ def score_step(settings: Settings, dag_id: str, logical_date: str | dt.date, fea
     return score(settings, Path(features["path"]), logical_date, out).to_dict()
 
 
+def publish_step(settings: Settings, dag_id: str, logical_date: str | dt.date, scores: dict[str, Any]) -> dict[str, Any]:
+    """The night's scores become its ``churn_scores`` rows: the last write of a night, after
+    its report and monitoring, so a night that fails half-way (a full disk) publishes no scores."""
+    from pipeline.score import SCORES_TABLE, publish_scores
+
+    rows = publish_scores(settings, Path(scores["path"]), logical_date)
+    return {"table": SCORES_TABLE, "rows": rows, "as_of": str(as_date(logical_date))}
+
+
 # ------------------------------------------------------------------ monitoring + email
 def drift_step(settings: Settings, dag_id: str, logical_date: str | dt.date, features: dict[str, Any]) -> dict[str, Any]:
     """Evidently report of tonight's features against the champion's training reference."""
@@ -468,8 +477,9 @@ def run_nightly(
     drift = drift_step(settings, dag, logical_date, feats)
     rejected = sum(v.get("rejected", 0) for v in validated.values()) + feats.get("rejected", 0)
     monitoring = monitor_step(settings, dag, logical_date, feats, scores, drift, rejected_rows=rejected)
+    published = publish_step(settings, dag, logical_date, scores)
     out: dict[str, Any] = {"validated": validated, "features": feats, "scores": scores, "drift": drift,
-                           "monitoring": monitoring}
+                           "monitoring": monitoring, "published": published}
     if send:
         out["email"] = email_step(settings, logical_date, drift, scores, smtp=smtp,
                                   recipients=recipients or settings.recipients, monitoring=monitoring)

@@ -91,12 +91,21 @@ def score_frame(model, features: pd.DataFrame, feature_columns: list[str], setti
     )
 
 
-def score(settings: Settings, features_path: Path, as_of: str | dt.date, out_path: Path) -> ScoreResult:
-    """Score the feature table of ``as_of`` with the champion; write Parquet and the DB table.
+def publish_scores(settings: Settings, scores_path: Path, as_of: str | dt.date) -> int:
+    """Replace the ``churn_scores`` rows of ``as_of`` with the night's scores file, in one
+    transaction (a rerun of the same date leaves one set of scores; a failure leaves the
+    previous set)."""
+    scores = pd.read_parquet(scores_path)
+    day = as_date(as_of)
+    rows = replace_rows(settings, SCORES_TABLE, scores, "as_of", dt.datetime.combine(day, dt.time()))
+    log.info("publish %s: %d scores -> table %s", day, rows, SCORES_TABLE)
+    return rows
 
-    The ``churn_scores`` rows of that ``as_of`` are replaced in one transaction, so a
-    rerun of the same date leaves one set of scores.
-    """
+
+def score(settings: Settings, features_path: Path, as_of: str | dt.date, out_path: Path) -> ScoreResult:
+    """Score the feature table of ``as_of`` with the champion into Parquet (the night's
+    artifact). :func:`publish_scores` makes them the ``churn_scores`` rows of that date once
+    the rest of the night (report, monitoring) has been written too."""
     import json
 
     champ = registry.require_champion(settings)
@@ -109,7 +118,6 @@ def score(settings: Settings, features_path: Path, as_of: str | dt.date, out_pat
         raise ValueError(f"{features_path}: {int(stale.sum())} rows are not as of {day}")
     scores = score_frame(champ.load(), feats, columns, settings, champ.version)
     write_parquet(scores, out_path)
-    replace_rows(settings, SCORES_TABLE, scores, "as_of", dt.datetime.combine(day, dt.time()))
     threshold = campaign_threshold(champ.metrics(), settings)
     high = high_risk_share(scores["churn_probability"], threshold)
     log.info("score %s: %d customers with %s, high-risk share %.3f (>= %.3f) -> %s", day, len(scores), champ.version,
