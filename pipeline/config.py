@@ -132,6 +132,8 @@ class Settings:
     smtp_port: int = 25
     #: ROC-AUC a new model must gain over the champion on the same holdout to be promoted
     promotion_min_improvement: float = 0.0
+    #: no model below this out-of-time ROC-AUC is promoted, not even the first (0.5: chance)
+    promotion_min_roc_auc: float = 0.55
 
     # ------------------------------------------------------------------------------
     @property
@@ -245,6 +247,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "prediction_baseline_nights": (1, 366),
     "smtp_port": (1, 65535),
     "promotion_min_improvement": (-1.0, 1.0),
+    "promotion_min_roc_auc": (0.0, 1.0),
 }
 
 

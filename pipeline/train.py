@@ -419,9 +419,14 @@ def _code_version() -> str:
         return "unknown"
 
 
-def gate(candidate_auc: float, champion_auc: float | None, min_improvement: float) -> tuple[bool, str]:
-    """TFX-style blessing: promote when there is no champion, or the candidate beats it
-    on the same holdout by at least ``min_improvement`` ROC-AUC."""
+def gate(candidate_auc: float, champion_auc: float | None, min_improvement: float,
+         floor: float = 0.0) -> tuple[bool, str]:
+    """TFX-style blessing: never below the absolute ROC-AUC ``floor``; above it, promote when
+    there is no champion, or the candidate beats it on the same holdout by at least
+    ``min_improvement`` ROC-AUC."""
+    if candidate_auc < floor:
+        return False, (f"not promoted: candidate ROC-AUC {candidate_auc:.4f} is below the floor {floor} "
+                       "(promotion_min_roc_auc)")
     if champion_auc is None:
         return True, "no champion yet"
     if candidate_auc >= champion_auc + min_improvement:
@@ -469,7 +474,7 @@ def register(settings: Settings, model, *, metrics: dict[str, Any], params: dict
             champion_auc = evaluate(y_holdout, champ_proba)["roc_auc"]
             metrics["champion_version"] = champ.version
             metrics["champion_roc_auc_same_holdout"] = champion_auc
-        promoted, decision = gate(metrics["roc_auc"], champion_auc, min_improvement)
+        promoted, decision = gate(metrics["roc_auc"], champion_auc, min_improvement, settings.promotion_min_roc_auc)
     metrics["promotion_decision"] = decision
     stage = registry.staging_dir(settings, version)
     joblib.dump(model, stage / "model.joblib")

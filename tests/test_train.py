@@ -45,6 +45,10 @@ def test_gate():
     assert gate(0.82, 0.80, 0.01)[0] is True
     promoted, why = gate(0.805, 0.80, 0.01)
     assert promoted is False and "not promoted" in why and "0.8050" in why
+    # an absolute floor: a first model no better than chance never becomes champion
+    promoted, why = gate(0.52, None, 0.0, floor=0.55)
+    assert promoted is False and "below the floor 0.55 (promotion_min_roc_auc)" in why
+    assert gate(0.60, None, 0.0, floor=0.55)[0] is True
 
 
 def test_risk_bands():
