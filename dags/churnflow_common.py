@@ -166,15 +166,14 @@ class DataReadySensor(BaseSensorOperator):
             log.warning("%s; checking again in %ss (gives up after %ss)", self._last, self.poke_interval, self.timeout)
             return False
         log.info("%s", self._last)
+        from pipeline.registry import check_champion
+
+        with data_errors_fail():  # a missing or corrupt champion fails the night here, before any ingest
+            check_champion(settings_for(context))
         return PokeReturnValue(True, {"window_start": str(start), "window_end": str(end),
                                       "source_latest": str(state.source_latest)})
 
     def execute(self, context: Any) -> Any:
-        from pipeline.registry import check_champion
-
-        check_conf(context)
-        with data_errors_fail():  # a missing or corrupt champion fails the night before it waits or ingests
-            check_champion(settings_for(context))
         try:
             return super().execute(context)
         except AirflowSensorTimeout as exc:

@@ -22,7 +22,7 @@ from pipeline.config import load_settings
 from pipeline.monitor import DRIFT_TABLE, PERFORMANCE_TABLE, read_table
 
 #: the drifted night is also the first whose horizon has passed since QUIET; its e-mail fails, NEXT's goes out
-QUIET, DRIFTED, NEXT, DUPED = "2025-05-28", "2025-06-27", "2025-06-28", "2025-06-29"
+QUIET, DRIFTED, NEXT, DUPED, BLOCKED = "2025-05-28", "2025-06-27", "2025-06-28", "2025-06-29", "2025-06-30"
 HORIZON_DAYS = 30
 #: features the generator's price rise touches
 PRICE_FEATURES = {"monthly_fee", "billing_change_pct_90d"}
@@ -62,6 +62,12 @@ def nightly(generated_source, tmp_path_factory):
         events = pd.concat([events, events.iloc[:3]], ignore_index=True)
         events.to_parquet(day_file, index=False)
         outs[DUPED] = run_nightly(settings, DUPED)
+        # a night whose report cannot be written (its folder is blocked by a file, as a full disk would fail it)
+        (settings.reports_dir / BLOCKED).parent.mkdir(parents=True, exist_ok=True)
+        (settings.reports_dir / BLOCKED).write_text("not a folder")
+        with pytest.raises(OSError) as blocked:
+            run_nightly(settings, BLOCKED)
+        failed["blocked"] = str(blocked.value)
         messages = {day: m for m in sink.messages for day in outs if day in m["Subject"]}
     return settings, outs, messages, failed
 
@@ -85,6 +91,18 @@ def test_quarantined_rows_of_a_passing_batch_raise_the_data_quality_alert(nightl
     alerts = [a for a in outs[DUPED]["monitoring"]["alerts"] if a["rule"] == "data_quality"]
     assert len(alerts) == 1 and alerts[0]["severity"] == "warning"
     assert alerts[0]["message"] == "3 rows quarantined by validation"
+
+
+def test_a_night_that_fails_half_way_publishes_no_scores(nightly):
+    """Scores used to reach churn_scores before the report was written; now they are the night's last write."""
+    settings, _, _, failed = nightly
+    assert BLOCKED in failed["blocked"]
+    from pipeline.db import engine
+
+    scores = pd.read_sql("SELECT DISTINCT as_of FROM churn_scores", engine(settings))
+    nights = set(scores["as_of"].astype(str).str[:10])
+    assert {QUIET, DRIFTED, NEXT, DUPED} <= nights and BLOCKED not in nights
+    assert (settings.runs_dir / "churn_nightly" / BLOCKED / "score" / "scores.parquet").is_file()  # the artifact is kept
 
 
 def test_injected_drift_is_detected_in_changed_features_only(nightly):
