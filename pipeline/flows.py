@@ -58,7 +58,8 @@ def ingest_window(
 
 
 def ingest_step(
-    settings: Settings, dag_id: str, logical_date: str | dt.date, table: str, *, lookback_days: int = 1
+    settings: Settings, dag_id: str, logical_date: str | dt.date, table: str, *, lookback_days: int = 1,
+    known_customers: Any = None,
 ) -> dict[str, Any]:
     """Extract, validate and publish one table's window, one bounded chunk at a time.
 
@@ -69,6 +70,8 @@ def ingest_step(
     staged days published as the window's lake partitions; a failed batch publishes nothing.
     Memory is bounded by a chunk, not by the window, so the nightly's one day and the first
     training run's whole history take the same path. Returns the counts (the task's XCom).
+    ``known_customers`` (sorted ids, from :func:`pipeline.lake.customer_ids`) is read from
+    the lake when not given.
     """
     from pipeline.ingest import chunks
     from pipeline.progress import Progress
@@ -88,7 +91,8 @@ def ingest_step(
     stager = lake.DayStager(settings, table, start, end, lake.staging_dir(settings, table, key))
     progress = Progress(f"ingest {table} [{start}, {end})", (end - start).days, "days")
     try:
-        known = None if table == "customers" else lake.customer_ids(settings)
+        known = None if table == "customers" else (
+            known_customers if known_customers is not None else lake.customer_ids(settings))
         with ChunkedValidator(table, settings, key, window_start=dt.datetime.combine(start, dt.time()),
                               window_end=dt.datetime.combine(end, dt.time()), schema=schema,
                               known_customers=known) as validator:
@@ -119,14 +123,12 @@ def _require_complete_landing(settings: Settings, start: dt.date, end: dt.date) 
     """Every day of the window must have landed event files with rows: a missing or empty day
     would otherwise pass as a day without activity (and drop those customers' usage)."""
     from pipeline.errors import IncompleteDataError
-    from pipeline.readiness import landing_gaps
+    from pipeline.readiness import days_list, landing_gaps
 
     missing, empty = landing_gaps(settings, start, end)
     if missing or empty:
-        def listed(values: list[dt.date]) -> str:
-            return ", ".join(d.isoformat() for d in values[:10]) + (f" and {len(values) - 10} more" if len(values) > 10 else "")
-        problems = ([f"no partition for {len(missing)} day(s): {listed(missing)}"] if missing else []) + \
-            ([f"only empty files for {len(empty)} day(s): {listed(empty)}"] if empty else [])
+        problems = ([f"no partition for {len(missing)} day(s): {days_list(missing, 10)}"] if missing else []) + \
+            ([f"only empty files for {len(empty)} day(s): {days_list(empty, 10)}"] if empty else [])
         raise IncompleteDataError(
             f"events [{start}, {end}): the landing ({settings.landing_dir / 'events'}/date=DAY/) has "
             + " and ".join(problems) + "; nothing was ingested and the lake keeps what it had. "
@@ -158,9 +160,13 @@ def ingest_all_step(
 
     check_writable(settings)
     results, failed = [], []
+    known = None  # the customer ids, read once the customers batch is in the lake (it comes first)
     for table in LAKE_TABLE_NAMES:
+        if table != "customers" and known is None:
+            known = lake.customer_ids(settings)
         try:
-            results.append(ingest_step(settings, dag_id, logical_date, table, lookback_days=lookback_days))
+            results.append(ingest_step(settings, dag_id, logical_date, table, lookback_days=lookback_days,
+                                       known_customers=known))
         except DataError as exc:
             log.error("%s", exc)
             failed.append((table, exc))

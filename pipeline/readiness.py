@@ -55,9 +55,9 @@ class Readiness:
             return f"data for {window} is ready (source fresh up to {self.source_latest})"
         problems = []
         if self.missing_days:
-            problems.append(f"no landing partition for {_days(self.missing_days)} (landing/events/date=DAY/)")
+            problems.append(f"no landing partition for day(s) {days_list(self.missing_days)} (landing/events/date=DAY/)")
         if self.empty_days:
-            problems.append(f"empty landing partition for {_days(self.empty_days)}")
+            problems.append(f"empty landing partition for day(s) {days_list(self.empty_days)}")
         if not self.source_fresh:
             latest = "no rows at all" if self.source_latest is None else f"newest row {self.source_latest}"
             problems.append(f"source database not fresh ({latest}; needs one at or after {self.fresh_from})")
@@ -66,9 +66,10 @@ class Readiness:
         return f"data for the window {window} is not ready: " + "; ".join(problems) + hint
 
 
-def _days(values: list[dt.date]) -> str:
-    shown = ", ".join(d.isoformat() for d in values[:5])
-    return f"day(s) {shown}" + (f" and {len(values) - 5} more" if len(values) > 5 else "")
+def days_list(values: list[dt.date], shown: int = 5) -> str:
+    """``2025-03-01, 2025-03-02 and 3 more``: the first ``shown`` days, then how many are left."""
+    listed = ", ".join(d.isoformat() for d in values[:shown])
+    return listed + (f" and {len(values) - shown} more" if len(values) > shown else "")
 
 
 def _partition_rows(folder) -> int:

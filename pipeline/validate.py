@@ -531,8 +531,7 @@ class ChunkedValidator:
         """Quarantine the rows of ``df`` flagged ``bad`` without failing the batch; return the rest."""
         if not bad.any():
             return df
-        reason = f"{self.table}.{column}: {rule} ({detail})"
-        self._quarantine.write(df[bad].assign(**{REASON_COLUMN: reason, RULES_COLUMN: f"{column}:{rule}"}))
+        reason = self._quarantine_rows(df[bad], column, rule, f"{rule} ({detail})")
         self.tolerated[rule] = self.tolerated.get(rule, 0) + int(bad.sum())
         log.warning("validate %s: %d row(s) quarantined: %s", self.table, int(bad.sum()), reason)
         return df[~bad]
@@ -540,10 +539,14 @@ class ChunkedValidator:
     def reject(self, rows: pd.DataFrame, column: str, rule: str, detail: str) -> None:
         """Quarantine ``rows`` found bad outside the suite run (e.g. keys duplicated across
         chunks) with that reason, and fail the batch for it."""
-        label = f"{rule}({detail})" if detail else rule
-        self._quarantine.write(rows.assign(**{REASON_COLUMN: f"{self.table}.{column}: {label}",
-                                              RULES_COLUMN: f"{column}:{rule}"}))
+        self._quarantine_rows(rows, column, rule, f"{rule}({detail})" if detail else rule)
         self._add_failure(RuleFailure(self.table, column, rule, len(rows), detail))
+
+    def _quarantine_rows(self, rows: pd.DataFrame, column: str, rule: str, label: str) -> str:
+        """Append ``rows`` to the quarantine file with the reason ``<table>.<column>: <label>``; return it."""
+        reason = f"{self.table}.{column}: {label}"
+        self._quarantine.write(rows.assign(**{REASON_COLUMN: reason, RULES_COLUMN: f"{column}:{rule}"}))
+        return reason
 
     def check_unique_across_chunks(self, clean_glob: str) -> None:
         """The suite's uniqueness rules over the whole batch, not only within each chunk.
