@@ -18,12 +18,12 @@ export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml sim/pyproject.toml requirements.lock
 	@test -n "$(PYTHON_BOOT)" || { echo "Python 3.11 is required"; exit 1; }
 	@$(PYTHON_BOOT) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"need Python 3.11, found {sys.version.split()[0]}"'
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv
-	$(VENV)/bin/uv pip install --python $(PY) --quiet -c requirements.lock -e '.[dev]'
+	$(VENV)/bin/uv pip install --python $(PY) --quiet -c requirements.lock -e '.[dev]' -e ./sim
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the project (pinned by requirements.lock)
@@ -47,7 +47,7 @@ airflow: $(STAMP)  ## a local Airflow (standalone) on a live simulated business:
 	$(PY) scripts/airflow_standalone.py
 
 lint: $(STAMP)  ## ruff (rules in pyproject.toml) on all Python, mypy on pipeline/
-	$(VENV)/bin/ruff check pipeline dags tests scripts bench
+	$(VENV)/bin/ruff check pipeline sim dags tests scripts bench
 	$(VENV)/bin/mypy
 
 lock:  ## re-resolve requirements.lock from pyproject.toml

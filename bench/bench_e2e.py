@@ -71,7 +71,7 @@ def _run_dag_child(dag_id: str, day: dt.date, data_dir: Path) -> int:
     sys.path.insert(0, str(ROOT / "dags"))
     from demo import run_dag
 
-    from pipeline.smtp_sink import SmtpSink
+    from churnflow_sim.smtp_sink import SmtpSink
 
     with SmtpSink(outbox=data_dir / "outbox") as sink:
         os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = sink.airflow_connection_uri()
@@ -96,8 +96,8 @@ def _truth_gap(data_dir: Path, day: dt.date) -> dict[str, float]:
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
+    from churnflow_sim.generate import TRUTH_FILE
     from pipeline.config import load_settings
-    from pipeline.generate import TRUTH_FILE
 
     settings = load_settings(data_dir=data_dir)
     run = settings.runs_dir / "churn_training" / day.isoformat()

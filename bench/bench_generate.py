@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from churnflow_sim.generate import generate
 from pipeline.config import load_settings
-from pipeline.generate import generate
 
 
 def _peak_rss_mib() -> float:

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         for ti in sorted(live.api.task_instances("churn_nightly", run["dag_run_id"]),
                          key=lambda t: t["start_date"] or ""):
             print(f"  {ti['task_id']:<20} {ti['state']:<10} {ti['duration'] or 0:6.1f} s")
-    from pipeline.smtp_sink import SmtpSink
+    from churnflow_sim.smtp_sink import SmtpSink
 
     with SmtpSink() as sink:
         env_in = {**os.environ, "CHURNFLOW_DATA_DIR": str(live.data), "CHURNFLOW_SMTP_HOST": sink.host,

@@ -39,7 +39,7 @@ if load_settings().simulator_db.is_file():
         @task
         def land_day(**context: Any) -> dict[str, Any]:
             """Everything that happened before the logical date lands (idempotent)."""
-            from pipeline.simulator import land
+            from churnflow_sim.simulator import land
 
             return land(load_settings(), run_date(context))
 

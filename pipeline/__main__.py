@@ -4,6 +4,7 @@ Every stage the DAGs run is here, plus the two whole flows:
 
   generate        synthetic source data (database tables + daily event files); --live for a live business
   land            land a live business's days up to a date (what churn_landing_simulator does)
+                  (both need churnflow-sim, the demo/test package in sim/: make install has it)
   ingest          one table's window from the database / landing files into Parquet
   validate        an ingested Parquet batch against its expectation suite (+ quarantine)
   features        point-in-time features as of one or more dates
@@ -13,6 +14,7 @@ Every stage the DAGs run is here, plus the two whole flows:
   experiments     compare the last training runs (candidates, CV and holdout metrics)
   train-table     train and evaluate on any labelled CSV customer table
   catalogue       the feature catalogue as markdown
+  results         migrate | tables: the results store (scores, monitoring tables, alerts)
 """
 
 from __future__ import annotations
@@ -60,12 +62,45 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sim(module: str) -> Any:
+    """A module of churnflow-sim, the demo/test package (not a dependency of churnflow)."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"churnflow_sim.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("churnflow_sim", f"churnflow_sim.{module}"):
+            raise
+        raise SystemExit("this command needs churnflow-sim, the generator/simulator package churnflow's demo and "
+                         "tests use: pip install -e sim/ (from a churnflow checkout; make install does it)") from exc
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    return int(_sim("generate").main(args) or 0)
+
+
 def _cmd_land(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from pipeline.simulator import land
+    _print(_sim("simulator").land(load_settings(), args.until or dt.datetime.now(dt.UTC).date()))
+    return 0
 
-    _print(land(load_settings(), args.until or dt.datetime.now(dt.UTC).date()))
+
+def _cmd_results(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    from pipeline import results
+    from pipeline.db import masked
+
+    settings = load_settings()
+    engine = results.results_engine(settings)  # migrates: a new store is created at the current version
+    with engine.connect() as conn:
+        version = results.schema_version(conn)
+        print(f"results store {masked(settings.results_url)}: schema version {version}")
+        if args.action == "tables":
+            for name, table in results.TABLES.items():
+                count = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
+                print(f"  {name:<18} {count:>12,} rows")
     return 0
 
 
@@ -156,16 +191,21 @@ def _cmd_catalogue(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipeline import features, generate
+    from pipeline import features
 
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("generate", help="generate synthetic source data")
-    generate.add_arguments(p)
-    p.set_defaults(func=generate.main)
+    p = sub.add_parser("generate", help="generate synthetic source data (needs churnflow-sim)")
+    try:
+        from churnflow_sim import generate
+
+        generate.add_arguments(p)
+    except ModuleNotFoundError:  # said when run (_sim), so the rest of the CLI works without it
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("land", help="land a live business's pending days before --until")
     p.add_argument("--until", default=None, help="first day not landed (default: today, UTC)")
@@ -219,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("catalogue", help="print the feature catalogue (markdown)")
     p.set_defaults(func=_cmd_catalogue)
+
+    p = sub.add_parser("results", help="the results store: migrate it, or count its rows")
+    p.add_argument("action", choices=["migrate", "tables"])
+    p.set_defaults(func=_cmd_results)
     return parser
 
 

@@ -36,9 +36,8 @@ import sqlalchemy as sa
 
 from pipeline.artifacts import as_date
 from pipeline.config import Settings
-from pipeline.db import engine, replace_rows
+from pipeline.results import ALERTS, replace_rows, results_engine
 
-ALERTS_TABLE = "alerts"
 PENDING, SENT, SUPPRESSED = "pending", "sent", "suppressed"
 _KEY = ["rule", "alert_group", "model_version"]
 SEVERITIES = ("info", "warning", "critical")
@@ -130,7 +129,7 @@ def record_alerts(settings: Settings, day: dt.date | str, model_version: str, al
     ).rename(columns={"group": "alert_group"})
     rows["run_date"] = pd.to_datetime(rows["run_date"])
     rows[["value", "threshold"]] = rows[["value", "threshold"]].astype("float64")
-    replace_rows(settings, ALERTS_TABLE, rows, "run_date", night)
+    replace_rows(settings, ALERTS, rows, "run_date", night)
     return rows
 
 
@@ -142,12 +141,10 @@ def alerts_for_email(settings: Settings, day: dt.date | str) -> tuple[pd.DataFra
     night whose e-mail did not go out, suppressed or already e-mailed. Delivered: every pending
     row among them (pass it to :func:`mark_sent` once the SMTP server accepted the message).
     """
-    from pipeline.monitor import reflect
-
     night = dt.datetime.combine(as_date(day), dt.time())
-    with engine(settings).connect() as conn:
-        tbl = reflect(conn, ALERTS_TABLE)
-        rows = pd.DataFrame() if tbl is None else pd.read_sql(
+    tbl = ALERTS
+    with results_engine(settings).connect() as conn:
+        rows = pd.read_sql(
             sa.select(tbl).where(sa.or_(tbl.c.run_date == night, sa.and_(tbl.c.status == PENDING, tbl.c.run_date < night))),
             conn)
     if rows.empty:
@@ -169,12 +166,8 @@ def mark_sent(settings: Settings, delivered: pd.DataFrame) -> int:
     """Set ``sent`` on the delivered (pending) alerts; return how many were marked."""
     if delivered.empty:
         return 0
-    from pipeline.monitor import reflect
-
-    with engine(settings).begin() as conn:
-        tbl = reflect(conn, ALERTS_TABLE)
-        if tbl is None:
-            raise RuntimeError(f"{ALERTS_TABLE} has pending alerts to mark but does not exist")
+    tbl = ALERTS
+    with results_engine(settings).begin() as conn:
         stmt = sa.update(tbl).where(
             *(tbl.c[k] == sa.bindparam(f"b_{k}") for k in [*_KEY, "run_date"]), tbl.c.status == PENDING,
         ).values(status=SENT)
@@ -196,12 +189,8 @@ def _sent_nights(
     settings: Settings, since: dt.datetime, until: dt.datetime, model_version: str
 ) -> dict[tuple[str, str], set[dt.datetime]]:
     """Nights in ``(since, until]`` on which each key of ``model_version`` was e-mailed."""
-    from pipeline.monitor import reflect
-
-    with engine(settings).connect() as conn:
-        tbl = reflect(conn, ALERTS_TABLE)
-        if tbl is None:
-            return {}
+    tbl = ALERTS
+    with results_engine(settings).connect() as conn:
         rows = conn.execute(
             sa.select(tbl.c.rule, tbl.c.alert_group, tbl.c.run_date).distinct().where(
                 tbl.c.status == SENT, tbl.c.model_version == model_version,

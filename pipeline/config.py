@@ -10,6 +10,7 @@ Example: ``CHURNFLOW_DATA_DIR=/srv/churn CHURNFLOW_HORIZON_DAYS=60 python -m pip
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -18,8 +19,18 @@ from typing import Any, get_type_hints
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SQL_DIR = REPO_ROOT / "sql"
-EXPECTATIONS_DIR = REPO_ROOT / "expectations"
+#: the SQL files and expectation suites, package resources (the top-level sql/ and
+#: expectations/ of a source checkout, pipeline/sql/ and pipeline/expectations/ in the wheel)
+SQL_DIR = Path(str(importlib.resources.files("pipeline.sql")))
+EXPECTATIONS_DIR = Path(str(importlib.resources.files("pipeline.expectations")))
+
+
+def _default_data_dir() -> Path:
+    """``data/`` of the source checkout churnflow runs from; for an installed package (no
+    checkout around it) ``data/`` in the working directory: set ``CHURNFLOW_DATA_DIR`` there."""
+    if (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "dags").is_dir():
+        return REPO_ROOT / "data"
+    return Path("data").resolve()
 
 
 @dataclass(frozen=True)
@@ -27,11 +38,14 @@ class Settings:
     """All tunables of churnflow. Paths are resolved relative to the working directory."""
 
     # --- storage -------------------------------------------------------------------
-    data_dir: Path = REPO_ROOT / "data"
+    data_dir: Path = dataclasses.field(default_factory=_default_data_dir)
     #: a run refuses to start with less free space than this in data_dir (MiB)
     min_free_disk_mb: int = 512
     #: SQLAlchemy URL of the customer database; empty means SQLite at <data_dir>/source.db.
     source_db_url: str = ""
+    #: SQLAlchemy URL of the results store (scores, monitoring tables, alerts: pipeline.results);
+    #: empty means SQLite at <data_dir>/results.db. The source database is only ever read.
+    results_db_url: str = ""
     #: rows per chunk when ingesting: fetched per round trip from the source database, read
     #: at most from one event file, and validated at a time (memory is bounded by a chunk)
     ingest_chunk_rows: int = 500_000
@@ -141,6 +155,10 @@ class Settings:
         return self.source_db_url or f"sqlite:///{(self.data_dir / 'source.db').resolve()}"
 
     @property
+    def results_url(self) -> str:
+        return self.results_db_url or f"sqlite:///{(self.data_dir / 'results.db').resolve()}"
+
+    @property
     def landing_dir(self) -> Path:
         return self.data_dir / "landing"
 
@@ -166,7 +184,7 @@ class Settings:
 
     @property
     def simulator_dir(self) -> Path:
-        """Generator-only: what a live simulated business has not landed yet (pipeline.simulator)."""
+        """Generator-only: what a live simulated business has not landed yet (churnflow_sim.simulator)."""
         return self.data_dir / "simulator"
 
     @property

@@ -1,4 +1,5 @@
-"""SQLAlchemy access to the customer database (SQLite by default, PostgreSQL by URL)."""
+"""SQLAlchemy access to the customer database (SQLite by default, PostgreSQL by URL), which
+churnflow only reads; what it writes goes to the results store (:mod:`pipeline.results`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import re
 import sqlite3
 from pathlib import Path
 
-import pandas as pd
 import sqlalchemy as sa
 
 from pipeline.config import SQL_DIR, Settings
@@ -72,32 +72,9 @@ def as_datetime(value: object) -> dt.datetime:
     return value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
 
 
-def engine(settings: Settings) -> sa.Engine:
-    """The (process-wide, cached) engine for the configured source database."""
-    return engine_for(settings.db_url)
-
-
 def load_sql(name: str) -> str:
     """Text of ``sql/<name>.sql``; values are always bound parameters, never formatted in."""
     path = SQL_DIR / f"{name}.sql"
     if not path.is_file():
         raise FileNotFoundError(f"SQL file {path} not found")
     return path.read_text()
-
-
-def replace_rows(
-    settings: Settings, table: str, df: pd.DataFrame, key_column: str, key_value: object
-) -> int:
-    """Replace the rows of ``table`` whose ``key_column`` equals ``key_value`` with ``df``.
-
-    Delete and insert run in one transaction, so a rerun for the same key replaces its
-    rows and a failure leaves the previous rows in place. The table is created from
-    ``df``'s columns on first use.
-    """
-    eng = engine(settings)
-    with eng.begin() as conn:
-        if sa.inspect(conn).has_table(table):
-            tbl = sa.Table(table, sa.MetaData(), autoload_with=conn)
-            conn.execute(sa.delete(tbl).where(tbl.c[key_column] == key_value))
-        df.to_sql(table, conn, if_exists="append", index=False, chunksize=10_000)
-    return len(df)

@@ -263,10 +263,11 @@ def score_step(settings: Settings, dag_id: str, logical_date: str | dt.date, fea
 def publish_step(settings: Settings, dag_id: str, logical_date: str | dt.date, scores: dict[str, Any]) -> dict[str, Any]:
     """The night's scores become its ``churn_scores`` rows: the last write of a night, after
     its report and monitoring, so a night that fails half-way (a full disk) publishes no scores."""
-    from pipeline.score import SCORES_TABLE, publish_scores
+    from pipeline.results import SCORES
+    from pipeline.score import publish_scores
 
     rows = publish_scores(settings, Path(scores["path"]), logical_date)
-    return {"table": SCORES_TABLE, "rows": rows, "as_of": str(as_date(logical_date))}
+    return {"table": SCORES.name, "rows": rows, "as_of": str(as_date(logical_date))}
 
 
 # ------------------------------------------------------------------ monitoring + email

@@ -1,7 +1,7 @@
 """Model monitoring beyond data drift: prediction drift, matured-label performance, fairness.
 
-All of it is stored per night in small DB tables (a rerun of a night replaces its rows,
-see :func:`pipeline.db.replace_rows`), which also feed the trend chart:
+All of it is stored per night in tables of the results store (:mod:`pipeline.results`; a
+rerun of a night replaces its rows), which also feed the trend chart:
 
 * ``drift_metrics`` - one row per feature per night (method, statistic, threshold, drifted, PSI);
 * ``prediction_drift`` - tonight's score distribution vs the champion's reference and recent nights;
@@ -24,40 +24,16 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from pipeline import results
 from pipeline.artifacts import as_date
 from pipeline.config import Settings
-from pipeline.db import engine, replace_rows
 from pipeline.drift import NUMERIC, DriftSummary, psi
+from pipeline.results import DRIFT, FAIRNESS, PERFORMANCE, PREDICTION, SCORES, night, replace_rows
 
 log = logging.getLogger(__name__)
 
-DRIFT_TABLE = "drift_metrics"
-PREDICTION_TABLE = "prediction_drift"
-PERFORMANCE_TABLE = "model_performance"
-FAIRNESS_TABLE = "fairness_metrics"
 #: upper edges (exclusive) of the age bands; ages at or above the last edge form "65+"
 AGE_BANDS = ((25, "<25"), (35, "25-34"), (50, "35-49"), (65, "50-64"))
-
-
-def _night(day: dt.date | str) -> dt.datetime:
-    return dt.datetime.combine(as_date(day), dt.time())
-
-
-def read_table(settings: Settings, table: str, since: dt.date | None = None, until: dt.date | None = None) -> pd.DataFrame:
-    """Rows of a monitoring table with ``run_date`` in ``[since, until]`` (empty if no table)."""
-    with engine(settings).connect() as conn:
-        tbl = reflect(conn, table)
-        if tbl is None:
-            return pd.DataFrame()
-        query = sa.select(tbl)
-        if since is not None:
-            query = query.where(tbl.c.run_date >= _night(since))
-        if until is not None:
-            query = query.where(tbl.c.run_date <= _night(until))
-        df = pd.read_sql(query.order_by(tbl.c.run_date), conn)
-    if "run_date" in df:
-        df["run_date"] = pd.to_datetime(df["run_date"])
-    return df
 
 
 # --- data drift -----------------------------------------------------------------------------------
@@ -67,10 +43,10 @@ def store_drift_metrics(settings: Settings, day: dt.date | str, model_version: s
     """One ``drift_metrics`` row per feature for the night (replacing that night's rows)."""
     rows = pd.DataFrame([asdict(f) for f in summary.features])
     rows = rows.rename(columns={"column": "feature"})
-    rows.insert(0, "run_date", _night(day))
+    rows.insert(0, "run_date", night(day))
     rows["model_version"] = model_version
     rows["drifted"] = rows["drifted"].astype(bool)
-    return replace_rows(settings, DRIFT_TABLE, rows, "run_date", _night(day))
+    return replace_rows(settings, DRIFT, rows, "run_date", night(day))
 
 
 # --- prediction drift ------------------------------------------------------------------------------
@@ -119,33 +95,22 @@ def prediction_drift(
 
 
 def _recent_high_risk_shares(settings: Settings, since: dt.date, before: dt.date, threshold: float) -> list[float]:
-    from pipeline.score import SCORES_TABLE
-
-    with engine(settings).connect() as conn:
-        tbl = reflect(conn, SCORES_TABLE)
-        if tbl is None:
-            return []
+    tbl = SCORES
+    with results.results_engine(settings).connect() as conn:
         # pipeline.score.high_risk_share of each night, evaluated in the database
         high = sa.func.avg(sa.case((tbl.c.churn_probability >= threshold, 1.0), else_=0.0))
         rows = conn.execute(
             sa.select(tbl.c.as_of, high)
-            .where(tbl.c.as_of >= _night(since), tbl.c.as_of < _night(before))
+            .where(tbl.c.as_of >= night(since), tbl.c.as_of < night(before))
             .group_by(tbl.c.as_of)
         ).all()
     return [float(r[1]) for r in rows]
 
 
-def reflect(conn: sa.Connection, table: str) -> sa.Table | None:
-    """The table as it is in the database (typed columns bind dates right), ``None`` if absent."""
-    if not sa.inspect(conn).has_table(table):
-        return None
-    return sa.Table(table, sa.MetaData(), autoload_with=conn)
-
-
 def store_prediction_drift(settings: Settings, result: PredictionDrift) -> None:
     row = pd.DataFrame([asdict(result)])
-    row["run_date"] = _night(result.run_date)
-    replace_rows(settings, PREDICTION_TABLE, row, "run_date", _night(result.run_date))
+    row["run_date"] = night(result.run_date)
+    replace_rows(settings, PREDICTION, row, "run_date", night(result.run_date))
 
 
 # --- matured-label performance ---------------------------------------------------------------------
@@ -159,15 +124,12 @@ def matured_labels(settings: Settings, day: dt.date | str) -> pd.DataFrame | Non
     known before D).
     """
     from pipeline.labels import build_labels
-    from pipeline.score import SCORES_TABLE
 
     scored_on = as_date(day) - dt.timedelta(days=settings.horizon_days)
-    with engine(settings).connect() as conn:
-        tbl = reflect(conn, SCORES_TABLE)
-        if tbl is None:
-            return None
+    tbl = SCORES
+    with results.results_engine(settings).connect() as conn:
         query = sa.select(tbl.c.customer_id, tbl.c.churn_probability, tbl.c.model_version)
-        scores = pd.read_sql(query.where(tbl.c.as_of == _night(scored_on)), conn)
+        scores = pd.read_sql(query.where(tbl.c.as_of == night(scored_on)), conn)
     if scores.empty:
         return None
     labels = build_labels(settings, [scored_on], horizon_days=settings.horizon_days, data_end=as_date(day))
@@ -232,8 +194,8 @@ def performance(
 
 def store_performance(settings: Settings, result: Performance) -> None:
     row = pd.DataFrame([asdict(result)])
-    row["run_date"] = _night(result.run_date)
-    replace_rows(settings, PERFORMANCE_TABLE, row, "run_date", _night(result.run_date))
+    row["run_date"] = night(result.run_date)
+    replace_rows(settings, PERFORMANCE, row, "run_date", night(result.run_date))
 
 
 # --- fairness --------------------------------------------------------------------------------------
@@ -287,12 +249,12 @@ def fairness(
                 frame["tpr_gap"] = tpr.max() - frame["tpr"]
         out.append(frame)
     result = pd.concat(out, ignore_index=True)
-    result.insert(0, "run_date", _night(day))
+    result.insert(0, "run_date", night(day))
     return result
 
 
 def store_fairness(settings: Settings, day: dt.date | str, table: pd.DataFrame) -> None:
-    replace_rows(settings, FAIRNESS_TABLE, table, "run_date", _night(day))
+    replace_rows(settings, FAIRNESS, table, "run_date", night(day))
 
 
 # --- trend chart -----------------------------------------------------------------------------------
@@ -303,12 +265,12 @@ def trend_frame(settings: Settings, day: dt.date | str) -> pd.DataFrame:
     features, high-risk share of the scores and ROC-AUC on matured labels (NaN where absent)."""
     day = as_date(day)
     since = day - dt.timedelta(days=settings.trend_nights)
-    drift = read_table(settings, DRIFT_TABLE, since, day)
+    drift = results.read(settings, DRIFT, since, day)
     if drift.empty:
         return pd.DataFrame(columns=["drift_share", "high_risk_share", "roc_auc"])
     out = drift.groupby("run_date")["drifted"].mean().rename("drift_share").to_frame()
-    for table, column in ((PREDICTION_TABLE, "high_risk_share"), (PERFORMANCE_TABLE, "roc_auc")):
-        rows = read_table(settings, table, since, day)
+    for table, column in ((PREDICTION, "high_risk_share"), (PERFORMANCE, "roc_auc")):
+        rows = results.read(settings, table, since, day)
         out[column] = rows.set_index("run_date")[column] if not rows.empty else np.nan
     return out.sort_index()
 

@@ -14,11 +14,9 @@ import pandas as pd
 from pipeline import registry
 from pipeline.artifacts import as_date, nan_to_none, write_parquet
 from pipeline.config import Settings
-from pipeline.db import replace_rows
+from pipeline.results import SCORES, replace_rows
 
 log = logging.getLogger(__name__)
-
-SCORES_TABLE = "churn_scores"
 
 
 @dataclass(frozen=True)
@@ -97,8 +95,8 @@ def publish_scores(settings: Settings, scores_path: Path, as_of: str | dt.date) 
     previous set)."""
     scores = pd.read_parquet(scores_path)
     day = as_date(as_of)
-    rows = replace_rows(settings, SCORES_TABLE, scores, "as_of", dt.datetime.combine(day, dt.time()))
-    log.info("publish %s: %d scores -> table %s", day, rows, SCORES_TABLE)
+    rows = replace_rows(settings, SCORES, scores, "as_of", dt.datetime.combine(day, dt.time()))
+    log.info("publish %s: %d scores -> table %s of the results store", day, rows, SCORES.name)
     return rows
 
 

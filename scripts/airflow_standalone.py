@@ -57,7 +57,8 @@ def say(msg: str) -> None:
 
 def prepare_business() -> None:
     """A live business in the data dir and a champion model to score with."""
-    from pipeline import registry, simulator
+    from churnflow_sim import simulator
+    from pipeline import registry
     from pipeline.config import load_settings
 
     settings = load_settings()
@@ -150,7 +151,7 @@ def main() -> int:
     smtp_port = int(os.environ.get("LIVE_SMTP_PORT", "8025"))
     sink = None
     if ensure_smtp_connection(smtp_port):
-        from pipeline.smtp_sink import SmtpSink
+        from churnflow_sim.smtp_sink import SmtpSink
 
         outbox = Path(os.environ.get("CHURNFLOW_OUTBOX", ROOT / "data" / "outbox"))
         try:

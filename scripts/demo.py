@@ -102,7 +102,7 @@ def main() -> int:
     step(f"preparing the Airflow metadata database in {os.environ['AIRFLOW_HOME']}")
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
 
-    from pipeline.smtp_sink import SmtpSink
+    from churnflow_sim.smtp_sink import SmtpSink
 
     with SmtpSink(outbox=settings.data_dir / "outbox") as sink:
         os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = sink.airflow_connection_uri()
@@ -132,7 +132,7 @@ model         {champ.path}
 model card    {champ.path / 'model_card.html'}
               out-of-time ROC-AUC {metrics['roc_auc']:.3f}, PR-AUC {metrics['pr_auc']:.3f} (base rate {metrics['base_rate']:.3f})
 scores        {scores}
-              and table churn_scores in {settings.db_url}
+              and table churn_scores of the results store {settings.results_url}
 drift report  {report}
 drift summary {report.with_name('drift_summary.json')}
 monitoring    {settings.runs_dir / 'churn_nightly' / day / 'monitor' / 'monitoring.json'} (alerts, prediction drift, fairness)

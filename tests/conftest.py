@@ -15,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))  # live_airflow: the REST client of the real-Airflow tests
+sys.path.insert(0, str(ROOT / "tests"))  # pg_server: the throwaway PostgreSQL server
 
 # Airflow reads its configuration at import time: point it at a throwaway home first.
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="churnflow-airflow-")
@@ -44,7 +45,7 @@ def generated_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small generated source (database + landed event files), made once per session."""
     import datetime as dt
 
-    from pipeline.generate import generate
+    from churnflow_sim.generate import generate
 
     data_dir = tmp_path_factory.mktemp("generated") / "data"
     generate(
@@ -75,8 +76,35 @@ def airflow_db() -> str:
 @pytest.fixture
 def smtp_sink(monkeypatch: pytest.MonkeyPatch):
     """A real SMTP server on 127.0.0.1, wired as Airflow's ``smtp_default`` connection."""
-    from pipeline.smtp_sink import SmtpSink
+    from churnflow_sim.smtp_sink import SmtpSink
 
     with SmtpSink() as sink:
         monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", sink.airflow_connection_uri())
         yield sink
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """A throwaway PostgreSQL server for the session (tests/pg_server.py), or the one
+    ``CHURNFLOW_TEST_POSTGRES_URL`` names. Skipped only where no server binary exists."""
+    import pg_server
+
+    given = os.environ.get("CHURNFLOW_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    if pg_server.server_bin_dir() is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql")
+    with pg_server.postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_db(postgres_server: str, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the session's PostgreSQL server (named after the test)."""
+    import re
+
+    import pg_server
+
+    name = "t_" + re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:55]
+    return pg_server.create_database(postgres_server, name)

@@ -85,7 +85,7 @@ def trained_and_scored(generated_source, tmp_path_factory, dagbag, airflow_db):
     """churn_training then churn_nightly (with e-mail) on one generated dataset."""
     import shutil
 
-    from pipeline.smtp_sink import SmtpSink
+    from churnflow_sim.smtp_sink import SmtpSink
 
     data_dir = tmp_path_factory.mktemp("e2e") / "data"
     shutil.copytree(generated_source, data_dir)
@@ -129,8 +129,13 @@ def test_nightly_dag_scores_every_active_customer(trained_and_scored):
         active = pd.read_sql(
             "SELECT customer_id FROM customers WHERE signup_date < ? AND customer_id NOT IN "
             "(SELECT customer_id FROM cancellations WHERE cancelled_at < ?)", conn, params=(RUN_DATE, RUN_DATE))
+        in_source = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    with sqlite3.connect(settings.data_dir / "results.db") as conn:
         table = pd.read_sql("SELECT * FROM churn_scores", conn)
     assert set(scores["customer_id"]) == set(active["customer_id"])
+    # the outputs live in the results store; the source database holds only its own tables
+    assert not in_source & {"churn_scores", "drift_metrics", "prediction_drift", "model_performance",
+                            "fairness_metrics", "alerts"}, in_source
     assert len(table) == len(scores)
 
 

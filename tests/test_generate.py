@@ -1,4 +1,4 @@
-"""Tests of the synthetic data generator (pipeline/generate.py)."""
+"""Tests of the synthetic data generator (sim/churnflow_sim/generate.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from pipeline import generate as gen
+from churnflow_sim import generate as gen
 from pipeline.config import Settings, load_settings
 from pipeline.schemas import (
     CANCEL_REASONS,

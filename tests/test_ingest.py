@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 
 import pandas as pd
@@ -12,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline.config import SQL_DIR
-from pipeline.db import engine
+from pipeline.db import engine_for
 from pipeline.ingest import IngestionError, ingest_events, ingest_table
 from pipeline.schemas import EVENTS_SCHEMA, SOURCE_TABLES
 
@@ -20,7 +19,7 @@ from pipeline.schemas import EVENTS_SCHEMA, SOURCE_TABLES
 def _seed_payments(settings, rows: list[tuple]) -> None:
     df = pd.DataFrame(rows, columns=["payment_id", "customer_id", "paid_at", "amount", "status"])
     df["paid_at"] = pd.to_datetime(df["paid_at"])
-    df.to_sql("payments", engine(settings), if_exists="replace", index=False)
+    df.to_sql("payments", engine_for(settings.db_url), if_exists="replace", index=False)
 
 
 def test_window_is_half_open_and_types_follow_the_contract(settings, tmp_path):
@@ -46,7 +45,7 @@ def test_reads_in_chunks_into_one_file(settings, tmp_path):
 
 def test_missing_column_travels_on_to_validation(settings, tmp_path):
     _seed_payments(settings, [(1, 10, "2025-03-01 01:00:00", 9.99, "success")])
-    with engine(settings).begin() as conn:
+    with engine_for(settings.db_url).begin() as conn:
         conn.execute(sa.text("ALTER TABLE payments DROP COLUMN status"))
     res = ingest_table(settings, "payments", "2025-03-01", "2025-03-02", tmp_path / "p.parquet")
     assert res.missing_columns == ("status",)
@@ -55,7 +54,7 @@ def test_missing_column_travels_on_to_validation(settings, tmp_path):
 
 def test_unconvertible_value_names_table_and_column(settings, tmp_path):
     _seed_payments(settings, [(1, 10, "2025-03-01 01:00:00", 9.99, "success")])
-    with engine(settings).begin() as conn:
+    with engine_for(settings.db_url).begin() as conn:
         conn.execute(sa.text("UPDATE payments SET amount = 'lots'"))
     with pytest.raises(IngestionError, match="table payments, column amount"):
         ingest_table(settings, "payments", "2025-03-01", "2025-03-02", tmp_path / "p.parquet")
@@ -92,10 +91,8 @@ def test_events_parquet_and_csv_with_schema_enforced(settings, tmp_path):
     assert table.column("customer_id").to_pylist() == [1, 2, 3]
 
 
-@pytest.mark.skipif(not os.environ.get("CHURNFLOW_TEST_POSTGRES_URL"),
-                    reason="set CHURNFLOW_TEST_POSTGRES_URL to run against a real PostgreSQL")
-def test_postgresql_by_url_only(settings, tmp_path):
-    pg = settings.replace(source_db_url=os.environ["CHURNFLOW_TEST_POSTGRES_URL"])
+def test_postgresql_by_url_only(settings, tmp_path, postgres_db):
+    pg = settings.replace(source_db_url=postgres_db)
     _seed_payments(pg, [(1, 10, "2025-03-01 01:00:00", 9.99, "success")])
     res = ingest_table(pg, "payments", "2025-03-01", "2025-03-02", tmp_path / "p.parquet")
     assert res.rows == 1

@@ -22,8 +22,8 @@ def _trained(
     tmp: Path, customers: int, months: int, seed: int = 11, **settings_: object
 ) -> tuple[Settings, dict, pd.DataFrame]:
     """Generate, run the training flow, and return the holdout rows with the true probabilities."""
+    from churnflow_sim.generate import TRUTH_FILE, generate
     from pipeline.flows import run_training
-    from pipeline.generate import TRUTH_FILE, generate
 
     settings = load_settings(data_dir=tmp / "data", **settings_)
     start = dt.date(2025, 1, 1)

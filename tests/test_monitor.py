@@ -19,7 +19,8 @@ from conftest import RUN_DATE
 
 from pipeline.alerts import Alert, alerts_for_email, highest_severity, mark_sent, record_alerts
 from pipeline.config import load_settings
-from pipeline.monitor import DRIFT_TABLE, PERFORMANCE_TABLE, read_table
+from pipeline.results import DRIFT, PERFORMANCE, results_engine
+from pipeline.results import read as read_table
 
 #: the drifted night is also the first whose horizon has passed since QUIET; its e-mail fails, NEXT's goes out
 QUIET, DRIFTED, NEXT, DUPED, BLOCKED = "2025-05-28", "2025-06-27", "2025-06-28", "2025-06-29", "2025-06-30"
@@ -36,9 +37,9 @@ def _dead_port() -> int:
 
 @pytest.fixture(scope="module")
 def nightly(generated_source, tmp_path_factory):
+    from churnflow_sim.smtp_sink import SmtpSink
     from pipeline.flows import email_step, run_nightly, run_training
     from pipeline.notify import EmailDeliveryError, SmtpSettings
-    from pipeline.smtp_sink import SmtpSink
 
     data_dir = tmp_path_factory.mktemp("monitor") / "data"
     shutil.copytree(generated_source, data_dir)
@@ -97,9 +98,7 @@ def test_a_night_that_fails_half_way_publishes_no_scores(nightly):
     """Scores used to reach churn_scores before the report was written; now they are the night's last write."""
     settings, _, _, failed = nightly
     assert BLOCKED in failed["blocked"]
-    from pipeline.db import engine
-
-    scores = pd.read_sql("SELECT DISTINCT as_of FROM churn_scores", engine(settings))
+    scores = pd.read_sql("SELECT DISTINCT as_of FROM churn_scores", results_engine(settings))
     nights = set(scores["as_of"].astype(str).str[:10])
     assert {QUIET, DRIFTED, NEXT, DUPED} <= nights and BLOCKED not in nights
     assert (settings.runs_dir / "churn_nightly" / BLOCKED / "score" / "scores.parquet").is_file()  # the artifact is kept
@@ -110,7 +109,7 @@ def test_injected_drift_is_detected_in_changed_features_only(nightly):
     drifted = set(outs[DRIFTED]["drift"]["drifted"])
     assert "monthly_fee" in drifted
     assert drifted <= PRICE_FEATURES | {"age", "acquisition_channel", "tenure_days"}, drifted
-    rows = read_table(settings, DRIFT_TABLE)
+    rows = read_table(settings, DRIFT)
     per_night = rows.groupby("run_date").size()
     assert per_night.nunique() == 1 and len(per_night) == 4  # a row per feature per night (QUIET .. DUPED)
     tonight = rows[rows["run_date"] == dt.datetime(2025, 6, 27)].set_index("feature")
@@ -190,7 +189,7 @@ def test_matured_label_performance_appears_once_the_horizon_has_passed(nightly):
     assert perf["scored_on"] == QUIET
     assert perf["rows"] == outs[QUIET]["scores"]["rows"]
     assert 0 <= perf["roc_auc"] <= 1 and 0 <= perf["recall"] <= 1
-    stored = read_table(settings, PERFORMANCE_TABLE)
+    stored = read_table(settings, PERFORMANCE)
     assert list(stored["run_date"].dt.date.astype(str)) == [DRIFTED]
 
 

@@ -12,9 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from pipeline import readiness, simulator
+from churnflow_sim import simulator
+from churnflow_sim.generate import generate, live_period
+from pipeline import readiness
 from pipeline.config import load_settings
-from pipeline.generate import generate, live_period
 from pipeline.schemas import EVENTS_SCHEMA, SOURCE_TABLES
 
 START, MONTHS, CUTOFF = dt.date(2025, 1, 1), 4, dt.date(2025, 3, 10)

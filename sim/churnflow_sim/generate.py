@@ -64,9 +64,10 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
+from churnflow_sim.simulator import pending_db_url
 from pipeline.artifacts import write_parquet
 from pipeline.config import Settings, load_settings
-from pipeline.db import engine, engine_for
+from pipeline.db import engine_for
 from pipeline.schemas import (
     CANCEL_REASONS,
     CHANNELS,
@@ -83,7 +84,6 @@ from pipeline.schemas import (
     TS,
     SourceTable,
 )
-from pipeline.simulator import pending_db_url
 
 Progress = Callable[[str], None]
 Columns = dict[str, np.ndarray]
@@ -785,7 +785,7 @@ def _write_month_events(
     Every cancellation that can fall in month ``m`` is known once the month is simulated, so
     its events (none after a cancellation) can be generated then; they are also counted into
     ``history`` for the next month start. Days on or after ``hold_from`` are written to the
-    simulator's pending folder instead (:mod:`pipeline.simulator` lands them as days pass).
+    simulator's pending folder instead (:mod:`churnflow_sim.simulator` lands them as days pass).
     """
     life = Lifetimes.of(cust, cal)
     total = 0
@@ -858,13 +858,13 @@ def _write_database(
     Runs in one transaction (so atomically where DDL is transactional, as in PostgreSQL).
     Each table's time-column index is built after its rows are loaded (faster). With
     ``hold_from``, rows whose time column is on or after that day go to the simulator's
-    pending database (same tables) instead, to be landed later by :mod:`pipeline.simulator`.
+    pending database (same tables) instead, to be landed later by :mod:`churnflow_sim.simulator`.
     """
     metadata = sa.MetaData()
     sql_tables = {name: sql_table(source, metadata) for name, source in SOURCE_TABLES.items()}
     counts: dict[str, int] = {}
     pending = engine_for(pending_db_url(settings)) if hold_from is not None else None
-    with engine(settings).begin() as conn, (pending.begin() if pending else contextlib.nullcontext()) as held:
+    with engine_for(settings.db_url).begin() as conn, (pending.begin() if pending else contextlib.nullcontext()) as held:
         for target in (conn, held) if held is not None else (conn,):
             metadata.drop_all(target)
             metadata.create_all(target)
@@ -969,7 +969,7 @@ def generate(
 
     ``hold_from`` (inside the period) makes a *live* business: only what happened before that
     day is written to the source database and the landing folder; the rest waits in the
-    simulator's pending store (``settings.simulator_dir``), which :func:`pipeline.simulator.land`
+    simulator's pending store (``settings.simulator_dir``), which :func:`churnflow_sim.simulator.land`
     releases day by day. ``pending_until`` in the summary is the first day it cannot land.
     """
     _validate(customers, months, seed, start, drift_from, hold_from)
@@ -1073,6 +1073,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m pipeline.generate", description=__doc__.splitlines()[0])
+    _parser = argparse.ArgumentParser(prog="python -m churnflow_sim.generate", description=__doc__.splitlines()[0])
     add_arguments(_parser)
     raise SystemExit(main(_parser.parse_args()))

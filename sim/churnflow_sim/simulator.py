@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from pipeline.artifacts import as_date
 from pipeline.config import Settings
-from pipeline.db import as_datetime, engine, engine_for
+from pipeline.db import as_datetime, engine_for
 from pipeline.schemas import SOURCE_TABLES
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def land(settings: Settings, until: str | dt.date) -> dict[str, Any]:
     cutoff = dt.datetime.combine(until_d, dt.time())
     rows: dict[str, int] = {}
     pending_from: list[dt.datetime] = []
-    with engine_for(pending_db_url(settings)).begin() as held, engine(settings).begin() as source:
+    with engine_for(pending_db_url(settings)).begin() as held, engine_for(settings.db_url).begin() as source:
         for name, table in SOURCE_TABLES.items():
             src = sa.Table(name, sa.MetaData(), autoload_with=source)
             tbl = sa.Table(name, sa.MetaData(), autoload_with=held)

@@ -1,0 +1,276 @@
+"""The results store: every table churnflow *writes*, apart from the customer database it reads.
+
+``results_db_url`` (default: SQLite at ``<data_dir>/results.db``; PostgreSQL by URL) holds:
+
+* ``churn_scores`` - one row per customer per scored night (``as_of``);
+* ``drift_metrics`` - one row per feature per night (method, statistic, threshold, drifted, PSI);
+* ``prediction_drift`` - a night's score distribution vs the champion's reference and recent nights;
+* ``model_performance`` - the scores of night ``D - horizon`` against what happened since;
+* ``fairness_metrics`` - per segment and group: positive-rate ratio (80% rule) and TPR gap;
+* ``alerts`` - the alert rules' findings and what the analysts were told (see :mod:`pipeline.alerts`);
+* ``schema_version`` - the migrations applied (:data:`MIGRATIONS`).
+
+The tables are declared here (:data:`METADATA`), not inferred from DataFrames: a write whose
+frame has a column the table lacks fails naming both, instead of altering a table by accident.
+:func:`results_engine` brings a store up to :data:`SCHEMA_VERSION` (creating it on first use)
+once per process; ``python -m pipeline results migrate`` does the same by hand.
+A night's rows are replaced as a whole (:func:`replace_rows`): a rerun of a night leaves one
+set of rows, and a failed write leaves the previous set.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy import BigInteger, Boolean, Column, Date, DateTime, Float, Index, Integer, String, Text
+
+from pipeline.config import Settings
+from pipeline.errors import DataError
+
+log = logging.getLogger(__name__)
+
+METADATA = sa.MetaData()
+
+SCORES = sa.Table(
+    "churn_scores", METADATA,
+    Column("as_of", DateTime, primary_key=True),
+    Column("customer_id", BigInteger, primary_key=True),
+    Column("churn_probability", Float, nullable=False),
+    Column("risk_band", String(16), nullable=False),
+    Column("model_version", String(64), nullable=False),
+)
+DRIFT = sa.Table(
+    "drift_metrics", METADATA,
+    Column("run_date", DateTime, primary_key=True),
+    Column("feature", String(128), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("method", String(64), nullable=False),
+    Column("statistic", Float),
+    Column("threshold", Float),
+    Column("drifted", Boolean, nullable=False),
+    Column("psi", Float),
+    Column("model_version", String(64), nullable=False),
+)
+PREDICTION = sa.Table(
+    "prediction_drift", METADATA,
+    Column("run_date", DateTime, primary_key=True),
+    Column("model_version", String(64), nullable=False),
+    Column("mean_score", Float),
+    Column("high_risk_share", Float),
+    Column("reference_mean_score", Float),
+    Column("reference_high_risk_share", Float),
+    Column("psi_vs_reference", Float),
+    Column("baseline_high_risk_share", Float),
+    Column("baseline_nights", Integer, nullable=False),
+)
+PERFORMANCE = sa.Table(
+    "model_performance", METADATA,
+    Column("run_date", DateTime, primary_key=True),
+    Column("scored_on", Date, nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("positives", Integer, nullable=False),
+    Column("base_rate", Float),
+    Column("roc_auc", Float),
+    Column("pr_auc", Float),
+    Column("precision", Float),
+    Column("recall", Float),
+    Column("threshold", Float),
+    Column("champion_roc_auc", Float),
+    Column("champion_pr_auc", Float),
+    Column("concept_drift", Boolean, nullable=False),
+)
+FAIRNESS = sa.Table(
+    "fairness_metrics", METADATA,
+    Column("run_date", DateTime, primary_key=True),
+    Column("segment", String(64), primary_key=True),
+    Column("group", String(128), primary_key=True),
+    Column("rows", Integer, nullable=False),
+    Column("positive_rate", Float),
+    Column("positive_rate_ratio", Float),
+    Column("expected_positives_at_top", Float),
+    Column("tpr", Float),
+    Column("tpr_gap", Float),
+    Column("reference_ratio", Float),
+)
+ALERTS = sa.Table(
+    "alerts", METADATA,
+    Column("run_date", DateTime, nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("alert_group", String(128), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("value", Float),
+    Column("threshold", Float),
+    Index("ix_alerts_key", "rule", "alert_group", "model_version", "run_date"),
+)
+SCHEMA_VERSION_TABLE = sa.Table(
+    "schema_version", METADATA,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", DateTime, nullable=False),
+    Column("description", Text, nullable=False),
+)
+#: name -> table, for every table the store owns (what ``results tables`` lists)
+TABLES: dict[str, sa.Table] = {t.name: t for t in METADATA.sorted_tables if t is not SCHEMA_VERSION_TABLE}
+
+
+def _create_v1(conn: sa.Connection) -> None:
+    METADATA.create_all(conn, tables=list(TABLES.values()))
+
+
+#: (version, description, step) in order; a new column or table is a new entry here, never an
+#: edit of an applied one (a store at version N runs the steps after N, each in its transaction)
+MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
+    (1, "scores, drift, prediction drift, performance, fairness and alert tables", _create_v1),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def _setting(settings: Settings) -> str:
+    return "results_db_url" if settings.results_db_url else "results_db_url (unset: SQLite at <data_dir>/results.db)"
+
+
+def schema_version(conn: sa.Connection) -> int:
+    """The store's schema version (0: a new, empty store)."""
+    if not sa.inspect(conn).has_table(SCHEMA_VERSION_TABLE.name):
+        return 0
+    return int(conn.execute(sa.select(sa.func.max(SCHEMA_VERSION_TABLE.c.version))).scalar() or 0)
+
+
+def migrate(engine: sa.Engine) -> list[int]:
+    """Apply the migrations the store lacks, each in its own transaction; return the versions
+    applied (none when it is up to date). A store newer than this code is an error."""
+    from pipeline.db import masked
+
+    with engine.connect() as conn:
+        current = schema_version(conn)
+    if current > SCHEMA_VERSION:
+        raise DataError(f"results store {masked(engine.url.render_as_string(hide_password=False))} is at schema "
+                        f"version {current}, newer than this churnflow ({SCHEMA_VERSION}): upgrade churnflow")
+    applied = []
+    for version, description, step in MIGRATIONS:
+        if version <= current:
+            continue
+        with engine.begin() as conn:
+            SCHEMA_VERSION_TABLE.create(conn, checkfirst=True)
+            step(conn)
+            conn.execute(SCHEMA_VERSION_TABLE.insert().values(
+                version=version, applied_at=dt.datetime.now(dt.UTC).replace(tzinfo=None), description=description))
+        log.info("results store: migrated to schema version %d (%s)", version, description)
+        applied.append(version)
+    return applied
+
+
+@functools.lru_cache(maxsize=8)
+def _migrated_engine(url: str) -> sa.Engine:
+    from pipeline.db import engine_for
+
+    engine = engine_for(url)
+    migrate(engine)
+    return engine
+
+
+def results_engine(settings: Settings) -> sa.Engine:
+    """The engine of the results store, migrated to :data:`SCHEMA_VERSION` (once per process).
+    A URL that does not parse or a server that cannot be reached is a DataError naming
+    ``results_db_url``."""
+    from pipeline.db import masked
+
+    url = settings.results_url
+    try:
+        sa.engine.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise DataError(f"config {_setting(settings)}: {masked(url)!r} is not an SQLAlchemy URL") from exc
+    try:
+        return _migrated_engine(url)
+    except (sa.exc.OperationalError, sa.exc.ArgumentError, ImportError) as exc:
+        raise DataError(f"config {_setting(settings)}: cannot open the results store {masked(url)}: "
+                        f"{str(exc).splitlines()[0]}") from exc
+
+
+def _python_values(column: sa.Column, values: pd.Series) -> list[Any]:
+    """``values`` as the Python objects the column's type binds (NaN/NaT as NULL)."""
+    kind = column.type
+    if isinstance(kind, DateTime):
+        stamps = pd.to_datetime(values)
+        return [None if pd.isna(v) else v.to_pydatetime() for v in stamps]
+    if isinstance(kind, Date):
+        stamps = pd.to_datetime(values)
+        return [None if pd.isna(v) else v.date() for v in stamps]
+    if isinstance(kind, Boolean):
+        return [None if v is None or (isinstance(v, float) and math.isnan(v)) else bool(v) for v in values]
+    if isinstance(kind, Integer):  # BigInteger too
+        return [None if pd.isna(v) else int(v) for v in values]
+    if isinstance(kind, Float):
+        floats = values.to_numpy(dtype="float64", na_value=np.nan)
+        return [None if math.isnan(v) else float(v) for v in floats]
+    return [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in values]
+
+
+def records(table: sa.Table, df: pd.DataFrame) -> list[dict[str, Any]]:
+    """``df``'s rows as insert parameters for ``table``; a column ``table`` lacks is an error
+    naming both (a new result field needs a migration, not a silently altered table)."""
+    unknown = [c for c in df.columns if c not in table.c]
+    if unknown:
+        raise ValueError(f"results table {table.name} has no column(s) {unknown}: add them with a migration "
+                         "in pipeline/results.py (MIGRATIONS)")
+    columns = {name: _python_values(table.c[name], df[name]) for name in df.columns}
+    return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)] if len(df) else []
+
+
+def replace_rows(settings: Settings, table: sa.Table, df: pd.DataFrame, key_column: str, key_value: object,
+                 *, batch_rows: int = 50_000) -> int:
+    """Replace the rows of ``table`` whose ``key_column`` equals ``key_value`` with ``df``.
+
+    Delete and insert run in one transaction: a rerun of the same key replaces its rows and a
+    failure leaves the previous rows in place.
+    """
+    with results_engine(settings).begin() as conn:
+        conn.execute(sa.delete(table).where(table.c[key_column] == key_value))
+        for start in range(0, len(df), batch_rows):
+            conn.execute(table.insert(), records(table, df.iloc[start:start + batch_rows]))
+    return len(df)
+
+
+def night(day: dt.date | str) -> dt.datetime:
+    """The ``run_date`` / ``as_of`` key of a night (midnight of the day)."""
+    from pipeline.artifacts import as_date
+
+    return dt.datetime.combine(as_date(day), dt.time())
+
+
+def read(settings: Settings, which: sa.Table | str, since: dt.date | None = None, until: dt.date | None = None,
+         *, column: str | None = None) -> pd.DataFrame:
+    """Rows of a results table (or its name) with ``column`` (default: ``run_date``, ``as_of``
+    for the scores) in ``[since, until]``, oldest first, in the table's declared column order
+    (an empty frame with those columns when there are none)."""
+    table = which if isinstance(which, sa.Table) else _named(which)
+    key = table.c[column or ("as_of" if table is SCORES else "run_date")]
+    query = sa.select(table)
+    if since is not None:
+        query = query.where(key >= night(since))
+    if until is not None:
+        query = query.where(key <= night(until))
+    with results_engine(settings).connect() as conn:
+        df = pd.read_sql(query.order_by(key), conn)
+    for c in table.c:
+        if isinstance(c.type, DateTime) and c.name in df:
+            df[c.name] = pd.to_datetime(df[c.name])
+    return df
+
+
+def _named(name: str) -> sa.Table:
+    """The results table called ``name`` (a ValueError listing the known ones otherwise)."""
+    if name not in TABLES:
+        raise ValueError(f"no results table {name!r}; the store has {', '.join(TABLES)}")
+    return TABLES[name]

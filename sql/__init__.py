@@ -1,0 +1,1 @@
+"""The SQL of churnflow (ingest adapters, point-in-time features, labels) as package resources."""

@@ -1,0 +1,77 @@
+"""churnflow on a real PostgreSQL server (a throwaway one per session, see tests/pg_server.py):
+the customer database read from PostgreSQL gives the same lake as from SQLite, and a whole
+training + nightly run keeps its results store on PostgreSQL while the source stays untouched."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from pipeline import lake, results
+from pipeline.config import Settings, load_settings
+from pipeline.flows import TRAINING_DAG, run_ingestion, run_nightly, run_training
+from pipeline.tables import LAKE_TABLE_NAMES
+
+GEN = {"customers": 600, "months": 5, "seed": 11, "start": dt.date(2025, 1, 1)}
+TRAIN_ON, NIGHT = "2025-06-01", "2025-05-31"
+FAST = {"candidates": "logreg,xgboost", "search_iterations": 1, "cv_folds": 1, "training_snapshots": 4}
+
+
+def _generate(settings: Settings) -> None:
+    from churnflow_sim.generate import generate
+
+    generate(settings, GEN["customers"], GEN["months"], GEN["seed"], start=GEN["start"], progress=None)
+
+
+@pytest.fixture(scope="module")
+def both_sources(tmp_path_factory: pytest.TempPathFactory, postgres_server: str):
+    """The same generated business once with a SQLite source and once with a PostgreSQL one."""
+    import pg_server
+
+    lite = load_settings(data_dir=tmp_path_factory.mktemp("lite") / "data", **FAST)
+    pg = load_settings(data_dir=tmp_path_factory.mktemp("pg") / "data",
+                       source_db_url=pg_server.create_database(postgres_server, "churn_source"),
+                       results_db_url=pg_server.create_database(postgres_server, "churn_results"), **FAST)
+    _generate(lite)
+    _generate(pg)
+    return lite, pg
+
+
+def _lake(settings: Settings, table: str) -> pd.DataFrame:
+    frame = lake.read_table(settings, table)
+    return frame.sort_values(list(frame.columns[:2])).reset_index(drop=True)
+
+
+def test_a_postgresql_source_gives_the_same_lake_as_sqlite(both_sources):
+    lite, pg = both_sources
+    assert sa.engine.make_url(pg.db_url).get_backend_name() == "postgresql"
+    for settings in (lite, pg):
+        validated = run_ingestion(settings, TRAINING_DAG, TRAIN_ON)
+        assert all(v["rejected"] == 0 for v in validated.values()), validated
+    for table in LAKE_TABLE_NAMES:
+        pd.testing.assert_frame_equal(_lake(pg, table), _lake(lite, table), check_like=True, obj=table)
+    assert len(_lake(pg, "customers")) == GEN["customers"]
+
+
+def test_training_and_a_night_on_postgresql_write_results_there_and_not_into_the_source(both_sources, tmp_path: Path):
+    _, pg = both_sources
+    trained = run_training(pg, TRAIN_ON)
+    assert trained["train"]["promoted"], trained["train"]
+    night = run_nightly(pg, NIGHT)
+    assert night["published"]["rows"] == night["scores"]["rows"] > 0
+    scores = results.read(pg, results.SCORES)
+    assert len(scores) == night["scores"]["rows"] and set(scores["as_of"].dt.date.astype(str)) == {NIGHT}
+    assert len(results.read(pg, results.DRIFT)) > 0 and len(results.read(pg, results.PREDICTION)) == 1
+    with sa.create_engine(pg.results_url).connect() as conn:
+        assert results.schema_version(conn) == results.SCHEMA_VERSION
+    source_tables = set(sa.inspect(sa.create_engine(pg.db_url)).get_table_names())
+    assert not source_tables & set(results.TABLES), source_tables  # the source is only read
+    # a rerun of the night replaces its rows in PostgreSQL too
+    run_nightly(pg, NIGHT)
+    assert len(results.read(pg, results.SCORES)) == night["scores"]["rows"]
+    shutil.rmtree(pg.runs_dir, ignore_errors=True)

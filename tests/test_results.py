@@ -1,0 +1,89 @@
+"""The results store (pipeline.results): declared tables, migrations, replace-by-night writes;
+each test on SQLite (the default store) and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from pipeline import results
+from pipeline.config import load_settings
+from pipeline.errors import DataError
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request, tmp_path):
+    base = load_settings(config_file=None, data_dir=tmp_path / "data", source_db_url="", results_db_url="")
+    if request.param == "postgresql":
+        return base.replace(results_db_url=request.getfixturevalue("postgres_db"))
+    return base
+
+
+def _scores(day: str, ids: list[int], version: str = "v1") -> pd.DataFrame:
+    return pd.DataFrame({"customer_id": ids, "as_of": pd.Timestamp(day), "churn_probability": 0.25,
+                         "risk_band": "medium", "model_version": version})
+
+
+def test_a_new_store_is_created_at_the_current_schema_version(settings):
+    eng = results.results_engine(settings)
+    assert settings.results_url.endswith("/data/results.db") or settings.results_db_url
+    with eng.connect() as conn:
+        assert results.schema_version(conn) == results.SCHEMA_VERSION
+        assert set(results.TABLES) <= set(sa.inspect(conn).get_table_names())
+    assert results.migrate(eng) == []  # up to date: nothing to apply
+
+
+def test_a_rerun_of_a_night_replaces_its_rows_and_other_nights_stay(settings):
+    results.replace_rows(settings, results.SCORES, _scores("2026-01-01", [1, 2, 3]), "as_of", dt.datetime(2026, 1, 1))
+    results.replace_rows(settings, results.SCORES, _scores("2026-01-02", [1, 2]), "as_of", dt.datetime(2026, 1, 2))
+    results.replace_rows(settings, results.SCORES, _scores("2026-01-01", [4], "v2"), "as_of", dt.datetime(2026, 1, 1))
+    got = results.read(settings, "churn_scores")
+    assert got.groupby(got["as_of"].dt.date.astype(str))["customer_id"].apply(sorted).to_dict() == {
+        "2026-01-01": [4], "2026-01-02": [1, 2]}
+    assert results.read(settings, results.SCORES, since=dt.date(2026, 1, 2))["customer_id"].tolist() == [1, 2]
+
+
+def test_a_failed_write_leaves_the_previous_rows(settings):
+    results.replace_rows(settings, results.SCORES, _scores("2026-01-01", [1, 2]), "as_of", dt.datetime(2026, 1, 1))
+    twice = _scores("2026-01-01", [7, 7])  # the primary key (as_of, customer_id) refuses a repeated customer
+    with pytest.raises(sa.exc.IntegrityError):
+        results.replace_rows(settings, results.SCORES, twice, "as_of", dt.datetime(2026, 1, 1))
+    assert sorted(results.read(settings, "churn_scores")["customer_id"]) == [1, 2]
+
+
+def test_a_column_the_table_lacks_is_named_instead_of_altering_the_table(settings):
+    frame = _scores("2026-01-01", [1]).assign(uplift=0.1)
+    with pytest.raises(ValueError, match=r"table churn_scores has no column\(s\) \[.uplift.\]: add them with a migration"):
+        results.replace_rows(settings, results.SCORES, frame, "as_of", dt.datetime(2026, 1, 1))
+
+
+def test_nan_is_stored_as_null_and_booleans_round_trip(settings):
+    row = pd.DataFrame([{"run_date": dt.datetime(2026, 1, 1), "model_version": "v1", "mean_score": 0.2,
+                         "high_risk_share": float("nan"), "reference_mean_score": 0.2, "reference_high_risk_share": 0.1,
+                         "psi_vs_reference": 0.01, "baseline_high_risk_share": float("nan"), "baseline_nights": 0}])
+    results.replace_rows(settings, results.PREDICTION, row, "run_date", dt.datetime(2026, 1, 1))
+    with results.results_engine(settings).connect() as conn:
+        assert conn.execute(sa.text("SELECT high_risk_share FROM prediction_drift")).one() == (None,)
+    got = results.read(settings, results.PREDICTION)
+    assert pd.isna(got.loc[0, "high_risk_share"]) and got.loc[0, "baseline_nights"] == 0
+
+
+def test_a_store_newer_than_the_code_is_refused(settings):
+    eng = results.results_engine(settings)
+    with eng.begin() as conn:
+        conn.execute(results.SCHEMA_VERSION_TABLE.insert().values(
+            version=results.SCHEMA_VERSION + 1, applied_at=dt.datetime(2027, 1, 1), description="from the future"))
+    with pytest.raises(DataError, match=rf"schema version {results.SCHEMA_VERSION + 1}, newer than this churnflow"):
+        results.migrate(eng)
+
+
+def test_a_bad_results_url_names_the_setting(settings):
+    if settings.results_db_url:
+        down = settings.results_db_url.rsplit(":", 1)[0] + ":1/nowhere"  # nothing listens on port 1
+        with pytest.raises(DataError, match=r"config results_db_url: cannot open the results store postgresql"):
+            results.results_engine(settings.replace(results_db_url=down))
+    with pytest.raises(DataError, match=r"config results_db_url: 'not a url' is not an SQLAlchemy URL"):
+        results.results_engine(settings.replace(results_db_url="not a url"))
