@@ -203,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
         from churnflow_sim import generate
 
         generate.add_arguments(p)
-    except ModuleNotFoundError:  # said when run (_sim), so the rest of the CLI works without it
-        p.add_argument("rest", nargs=argparse.REMAINDER)
+    except ModuleNotFoundError:  # said when run (_sim, its arguments unparsed), so the rest of the CLI works
+        p.set_defaults(without_sim=True)
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("land", help="land a live business's pending days before --until")
@@ -267,7 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "without_sim", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("great_expectations", "evidently", "matplotlib"):
