@@ -8,25 +8,31 @@ and a drift report for the analysts.
    exist and hold rows, and the source database has rows up to the window end. It waits
    (reschedule mode, `readiness_poke_seconds`) up to `readiness_timeout_minutes`, then fails
    naming the missing day(s); it fails at once when later days have landed but these have
-   not. Nothing downstream runs without data. It also refuses unknown conf keys.
+   not. Nothing downstream runs without data. It also refuses unknown conf keys. Once the
+   data is there it **pins the champion** (checked readable): its XCom carries the run context
+   (date, window, model version) that every later task uses, so a promotion during the night
+   cannot make one night use two models.
 2. **ingest** - the window's database rows and event files, each table gated by Great
    Expectations; bad rows are quarantined with their reason.
 3. **build_features** - point-in-time features as of D, gated by their own expectation suite.
-4. **score** - the champion model's scores as the night's Parquet artifact.
-5. **drift_report** - Evidently HTML vs the champion's training reference, under `data/reports/D/`.
+4. **score** - the pinned model's scores as the night's Parquet artifact.
+5. **drift** - data drift of every feature vs the pinned model's training reference, on all rows
+   (`drift_summary.json`, table `drift_metrics`).
 6. **monitor** - prediction drift, performance on matured labels (scores of D - horizon),
-   fairness by segment, and deduplicated alerts (tables `drift_metrics`, `prediction_drift`,
-   `model_performance`, `fairness_metrics`, `alerts`).
-7. **publish_scores** - the scores become the `churn_scores` rows of D (a rerun of D replaces
+   fairness by segment, and deduplicated alerts (tables `prediction_drift`, `model_performance`,
+   `fairness_metrics`, `alerts` of the results store).
+7. **drift_report** - the Evidently HTML report and its e-mail copy under `data/reports/D/`,
+   assembled once, with the trend over recent nights.
+8. **publish_scores** - the scores become the `churn_scores` rows of D (a rerun of D replaces
    D): the night's last write, so a night that fails before it (a full disk while writing the
    report) publishes no scores.
-8. **email_report** - subject with the highest alert severity; the summary (HTML and the same
+9. **email_report** - subject with the highest alert severity; the summary (HTML and the same
    facts as plain text: scored customers, high-risk share at the campaign threshold, drift,
    alerts, matured-label performance, trend chart), the drift report's e-mail copy (zipped)
    and tonight's campaign list (CSV) attached, through the Airflow SMTP connection
    `smtp_default` (fails at once, saying how to set it, when there is none). Alerts become
    `sent` only once the server accepted the message; until then they stay `pending`.
-9. **request_retraining** - emits the `churnflow://retraining-requested` Asset with
+10. **request_retraining** - emits the `churnflow://retraining-requested` Asset with
    `extra={"date": D}` (churn_training then trains as of D) only when a critical
    drift/performance alert was raised and `retrain_on_critical` is on; skipped otherwise.
 
@@ -50,8 +56,8 @@ from churnflow_common import (
     ingest,
     nightly_dag_args,
     pipeline_task,
+    run_context,
     run_date,
-    settings_for,
 )
 
 from pipeline.config import load_settings
@@ -82,44 +88,54 @@ RETRAINING_REQUESTED = Asset("churnflow://retraining-requested")
     },
 )
 def churn_nightly() -> None:
+    # every task after wait_for_data gets its XCom (`ready`): the run context with the pinned model version
+
     @task
     @pipeline_task
-    def build_features(validated: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
+    def build_features(validated: list[dict[str, Any]], ready: dict[str, Any], **context: Any) -> dict[str, Any]:
         from pipeline.flows import features_step, validate_features_step
 
-        settings, dag_id, day = settings_for(context), context["dag"].dag_id, run_date(context)
-        return validate_features_step(settings, dag_id, day, features_step(settings, dag_id, day))
+        ctx = run_context(context, ready)
+        return validate_features_step(ctx, features_step(ctx))
 
     @task
     @pipeline_task
-    def score(features: dict[str, Any], **context: Any) -> dict[str, Any]:
+    def score(features: dict[str, Any], ready: dict[str, Any], **context: Any) -> dict[str, Any]:
         from pipeline.flows import score_step
 
-        return score_step(settings_for(context), context["dag"].dag_id, run_date(context), features)
+        return score_step(run_context(context, ready), features)
 
     @task
     @pipeline_task
-    def drift_report(features: dict[str, Any], **context: Any) -> dict[str, Any]:
+    def drift(features: dict[str, Any], ready: dict[str, Any], **context: Any) -> dict[str, Any]:
         from pipeline.flows import drift_step
 
-        return drift_step(settings_for(context), context["dag"].dag_id, run_date(context), features)
+        return drift_step(run_context(context, ready), features)
 
     @task
     @pipeline_task
     def monitor(features: dict[str, Any], scores: dict[str, Any], drift: dict[str, Any],
-                validated: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
+                validated: list[dict[str, Any]], ready: dict[str, Any], **context: Any) -> dict[str, Any]:
         from pipeline.flows import monitor_step
 
         rejected = sum(v.get("rejected", 0) for v in validated) + features.get("rejected", 0)
-        return monitor_step(settings_for(context), context["dag"].dag_id, run_date(context), features, scores,
-                            drift, rejected_rows=rejected)
+        return monitor_step(run_context(context, ready), features, scores, drift, rejected_rows=rejected)
 
     @task
     @pipeline_task
-    def publish_scores(scores: dict[str, Any], monitoring: dict[str, Any], **context: Any) -> dict[str, Any]:
+    def drift_report(features: dict[str, Any], drift: dict[str, Any], monitoring: dict[str, Any],
+                     ready: dict[str, Any], **context: Any) -> dict[str, Any]:
+        from pipeline.flows import report_step
+
+        return report_step(run_context(context, ready), features, drift, monitoring)
+
+    @task
+    @pipeline_task
+    def publish_scores(scores: dict[str, Any], report: dict[str, Any], ready: dict[str, Any],
+                       **context: Any) -> dict[str, Any]:
         from pipeline.flows import publish_step
 
-        return publish_step(settings_for(context), context["dag"].dag_id, run_date(context), scores)
+        return publish_step(run_context(context, ready), scores)
 
     @task(outlets=[RETRAINING_REQUESTED])
     def request_retraining(monitoring: dict[str, Any], **context: Any) -> str:
@@ -134,15 +150,16 @@ def churn_nightly() -> None:
 
     @task
     @pipeline_task
-    def email_report(drift: dict[str, Any], scores: dict[str, Any], monitoring: dict[str, Any],
-                     **context: Any) -> dict[str, Any]:
+    def email_report(report: dict[str, Any], scores: dict[str, Any], monitoring: dict[str, Any],
+                     ready: dict[str, Any], **context: Any) -> dict[str, Any]:
         from airflow.sdk import BaseHook
         from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException, AirflowSkipException
 
         from pipeline.flows import email_step
         from pipeline.notify import SmtpSettings
 
-        settings = settings_for(context)
+        ctx = run_context(context, ready)
+        settings = ctx.settings
         if not context["params"]["send_email"]:
             raise AirflowSkipException("send_email is off for this run")
         try:
@@ -160,17 +177,18 @@ def churn_nightly() -> None:
                             login=conn.login or None, password=conn.password or None,
                             ssl=ssl, starttls=not ssl and not extra.get("disable_tls", False),
                             timeout=float(extra.get("timeout", 30)))
-        return email_step(settings, run_date(context), drift, scores, smtp=smtp,
+        return email_step(ctx, report, scores, smtp=smtp,
                           recipients=list(context["params"]["recipients"]) or settings.recipients,
                           monitoring=monitoring)
 
-    validated = ingest()
-    DataReadySensor(task_id="wait_for_data") >> validated
-    features = build_features(validated)
-    drift, scores = drift_report(features), score(features)
-    monitoring = monitor(features, scores, drift, validated)
-    published = publish_scores(scores, monitoring)
-    published >> email_report(drift, scores, monitoring)
+    ready = DataReadySensor(task_id="wait_for_data").output
+    validated = ingest(ready)
+    features = build_features(validated, ready)
+    measured, scores = drift(features, ready), score(features, ready)
+    monitoring = monitor(features, scores, measured, validated, ready)
+    report = drift_report(features, measured, monitoring, ready)
+    published = publish_scores(scores, report, ready)
+    published >> email_report(report, scores, monitoring, ready)
     request_retraining(monitoring)
 
 

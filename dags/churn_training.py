@@ -18,7 +18,10 @@ Weekly (and on demand) retraining of the churn model, as of the run's date:
 3. **train** - candidates (logistic regression, random forest, XGBoost, SMOTE variants) searched
    with expanding-window time CV on a stratified sample (`search_sample_rows`), the best fitted
    on every row and calibrated, evaluated out of time on the latest
-   snapshot, a campaign-value threshold, registry with model card, champion gate.
+   snapshot, a campaign-value threshold, registry with model card, champion gate (an absolute
+   ROC-AUC floor, `promotion_min_roc_auc`, and the margin over the champion on the same
+   holdout). The model is registered as version `vYYYYMMDD` of the run's date: a rerun of
+   the same date replaces that version instead of adding one.
 
 A training set that cannot train (one class, too few snapshots) fails with a `TrainingError`
 naming the dates and counts, without retries; only infrastructure errors are retried.
@@ -45,8 +48,7 @@ from churnflow_common import (
     common_params,
     ingest,
     pipeline_task,
-    run_date,
-    settings_for,
+    run_context,
 )
 
 from pipeline.config import load_settings
@@ -87,15 +89,15 @@ def churn_training() -> None:
     def build_training_set(validated: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
         from pipeline.flows import training_set_step, validate_features_step
 
-        settings, dag_id, day = settings_for(context), context["dag"].dag_id, run_date(context)
-        return validate_features_step(settings, dag_id, day, training_set_step(settings, dag_id, day))
+        ctx = run_context(context)
+        return validate_features_step(ctx, training_set_step(ctx))
 
     @task
     @pipeline_task
     def train(training_set: dict[str, Any], **context: Any) -> dict[str, Any]:
         from pipeline.flows import train_step
 
-        return train_step(settings_for(context), context["dag"].dag_id, run_date(context), training_set)
+        return train_step(run_context(context), training_set)
 
     train(build_training_set(ingest()))
 

@@ -23,6 +23,7 @@ from airflow.sdk import BaseSensorOperator, Param, PokeReturnValue, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from pipeline.config import Settings, load_settings
+from pipeline.context import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,20 @@ def settings_for(context: Any) -> Settings:
     return load_settings().replace(**{k: params[k] for k in SETTING_PARAMS if k in params})
 
 
+def run_context(context: Any, ready: dict[str, Any] | None = None) -> RunContext:
+    """The run's :class:`~pipeline.context.RunContext`: the one the first task pinned (``ready``,
+    its XCom: the nightly's champion version) or, for a flow that pins nothing, built from
+    the task context (settings with the run's Params, DAG, date, ``lookback_days``)."""
+    if ready is None:
+        return RunContext.of(settings_for(context), context["dag"].dag_id, run_date(context),
+                             lookback_days=int(context["params"].get("lookback_days", 1)))
+    ctx = RunContext.from_xcom(settings_for(context), ready["run"])
+    if ctx.day != run_date(context) or ctx.dag_id != context["dag"].dag_id:
+        raise AirflowFailException(f"the pinned run context {ready['run']} is not this run's "
+                                   f"({context['dag'].dag_id}, {run_date(context)})")
+    return ctx
+
+
 def check_conf(context: Any) -> None:
     """Refuse a run whose conf names a key that is not one of the DAG's Params (a typo
     would otherwise be ignored silently and the run use the default)."""
@@ -124,13 +139,12 @@ def pipeline_task(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @task(task_id="ingest")
 @pipeline_task
-def ingest(**context: Any) -> list[dict[str, Any]]:
+def ingest(ready: dict[str, Any] | None = None, **context: Any) -> list[dict[str, Any]]:
     """Every lake input (six database tables and the event files) ingested and validated."""
     from pipeline.flows import ingest_all_step
 
     check_conf(context)
-    return ingest_all_step(settings_for(context), context["dag"].dag_id, run_date(context),
-                           lookback_days=int(context["params"].get("lookback_days", 1)))
+    return ingest_all_step(run_context(context, ready))
 
 
 def nightly_window(context: Any) -> tuple[dt.date, dt.date]:
@@ -142,7 +156,9 @@ class DataReadySensor(BaseSensorOperator):
     """Waits until the night's landing partitions exist and hold rows and the source database
     is fresh (:mod:`pipeline.readiness`), in ``reschedule`` mode so a waiting night holds no
     worker slot. Fails at once, naming the day(s), when later days have landed but these
-    have not (waiting cannot bring them), or when its timeout passes; pushes the window."""
+    have not (waiting cannot bring them), or when its timeout passes. Once ready it pins the
+    champion (checked readable) and pushes the window and the run context (``run``) that
+    every later task uses."""
 
     def __init__(self, **kwargs: Any) -> None:
         settings = load_settings()
@@ -166,12 +182,11 @@ class DataReadySensor(BaseSensorOperator):
             log.warning("%s; checking again in %ss (gives up after %ss)", self._last, self.poke_interval, self.timeout)
             return False
         log.info("%s", self._last)
-        from pipeline.registry import check_champion
-
         with data_errors_fail():  # a missing or corrupt champion fails the night here, before any ingest
-            check_champion(settings_for(context))
+            ctx = RunContext.pinned(settings_for(context), context["dag"].dag_id, end, lookback_days=(end - start).days)
+        log.info("pinned model version %s for the whole run", ctx.model_version)
         return PokeReturnValue(True, {"window_start": str(start), "window_end": str(end),
-                                      "source_latest": str(state.source_latest)})
+                                      "source_latest": str(state.source_latest), "run": ctx.to_xcom()})
 
     def execute(self, context: Any) -> Any:
         try:

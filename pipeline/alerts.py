@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -38,11 +38,12 @@ from pipeline.artifacts import as_date
 from pipeline.config import Settings
 from pipeline.results import ALERTS, replace_rows, results_engine
 
+if TYPE_CHECKING:
+    from pipeline.monitor import MonitoringResult
+
 PENDING, SENT, SUPPRESSED = "pending", "sent", "suppressed"
 _KEY = ["rule", "alert_group", "model_version"]
 SEVERITIES = ("info", "warning", "critical")
-#: rules whose critical alert may request retraining
-RETRAIN_RULES = frozenset({"data_drift", "feature_psi", "prediction_drift", "performance_drop"})
 
 
 @dataclass(frozen=True)
@@ -72,46 +73,92 @@ def _graded(rule: str, group: str, value: float, warning: float, critical: float
                   value, critical if severe else warning)]
 
 
-def evaluate_rules(settings: Settings, monitoring: dict[str, Any]) -> list[Alert]:
-    """Alerts for one night from the monitoring step's result (see :func:`pipeline.flows.monitor_step`)."""
-    s = settings
-    drift = monitoring["drift"]
-    alerts: list[Alert] = []
-    drifted = drift["drifted"]
-    share_alerts = _graded("data_drift", "features", drift["drift_share"], s.drift_share_warning,
-                           s.drift_share_threshold, "drift share")
-    alerts += [Alert(a.rule, a.severity, a.group, f"{len(drifted)} features drifted ({', '.join(drifted)}): {a.message}",
-                     a.value, a.threshold) for a in share_alerts]
-    if drift.get("max_psi_feature"):
-        alerts += _graded("feature_psi", "features", drift["max_psi"], s.psi_warning, s.psi_critical,
-                          f"PSI of {drift['max_psi_feature']}")
-    pred = monitoring.get("prediction") or {}
-    if pred:
-        alerts += _graded("prediction_drift", "scores", pred["psi_vs_reference"], s.psi_warning, s.psi_critical,
-                          "PSI of tonight's scores vs the reference")
-    perf = monitoring.get("performance") or {}
-    if perf.get("concept_drift"):
-        alerts.append(Alert("performance_drop", "critical", "matured", (
-            f"scores of {perf['scored_on']}: ROC-AUC {perf['roc_auc']:.3f} (champion {perf['champion_roc_auc']:.3f}), "
-            f"PR-AUC {perf['pr_auc']:.3f} (champion {perf['champion_pr_auc']:.3f}), margin {s.performance_drop_margin:g}"),
-            perf["roc_auc"], perf["champion_roc_auc"] - s.performance_drop_margin))
-    for row in monitoring.get("fairness", []):
+def _data_drift(s: Settings, m: MonitoringResult) -> list[Alert]:
+    drifted = m.drift.drifted
+    return [Alert(a.rule, a.severity, a.group, f"{len(drifted)} features drifted ({', '.join(drifted)}): {a.message}",
+                  a.value, a.threshold)
+            for a in _graded("data_drift", "features", m.drift.drift_share, s.drift_share_warning,
+                             s.drift_share_threshold, "drift share")]
+
+
+def _feature_psi(s: Settings, m: MonitoringResult) -> list[Alert]:
+    if not m.drift.max_psi_feature:
+        return []
+    return _graded("feature_psi", "features", m.drift.max_psi, s.psi_warning, s.psi_critical,
+                   f"PSI of {m.drift.max_psi_feature}")
+
+
+def _prediction_drift(s: Settings, m: MonitoringResult) -> list[Alert]:
+    return _graded("prediction_drift", "scores", m.prediction.psi_vs_reference, s.psi_warning, s.psi_critical,
+                   "PSI of tonight's scores vs the reference")
+
+
+def _performance_drop(s: Settings, m: MonitoringResult) -> list[Alert]:
+    perf = m.performance
+    if perf is None or not perf.concept_drift:
+        return []
+    return [Alert("performance_drop", "critical", "matured", (
+        f"scores of {perf.scored_on}: ROC-AUC {perf.roc_auc:.3f} (champion {perf.champion_roc_auc:.3f}), "
+        f"PR-AUC {perf.pr_auc:.3f} (champion {perf.champion_pr_auc:.3f}), margin {s.performance_drop_margin:g}"),
+        perf.roc_auc, perf.champion_roc_auc - s.performance_drop_margin)]
+
+
+def _fairness(s: Settings, m: MonitoringResult) -> list[Alert]:
+    alerts = []
+    for row in m.fairness.to_dict("records"):
+        group = f"{row['segment']}={row['group']}"
         if (row["positive_rate_ratio"] < s.fairness_min_ratio and row["rows"] >= 30
                 and row.get("expected_positives_at_top", 0) >= s.fairness_min_expected_positives
                 and _fairness_worse_than_reference(row, s.fairness_p_value)):
-            alerts.append(Alert("fairness", "warning", f"{row['segment']}={row['group']}",
-                                f"positive-rate ratio {row['positive_rate_ratio']:.2f} < {s.fairness_min_ratio:g} "
-                                f"({row['segment']}={row['group']})", row["positive_rate_ratio"], s.fairness_min_ratio))
+            alerts.append(Alert("fairness", "warning", group,
+                                f"positive-rate ratio {row['positive_rate_ratio']:.2f} < {s.fairness_min_ratio:g} ({group})",
+                                row["positive_rate_ratio"], s.fairness_min_ratio))
         gap = row.get("tpr_gap")
         if gap is not None and not pd.isna(gap) and gap > s.fairness_max_tpr_gap:
-            alerts.append(Alert("fairness", "warning", f"{row['segment']}={row['group']} tpr",
-                                f"TPR gap {gap:.2f} > {s.fairness_max_tpr_gap:g} ({row['segment']}={row['group']})",
-                                gap, s.fairness_max_tpr_gap))
-    rejected = monitoring.get("rejected_rows", 0)
-    if rejected:
-        alerts.append(Alert("data_quality", "warning", "validation",
-                            f"{rejected} rows quarantined by validation", float(rejected), 0.0))
+            alerts.append(Alert("fairness", "warning", f"{group} tpr",
+                                f"TPR gap {gap:.2f} > {s.fairness_max_tpr_gap:g} ({group})", gap, s.fairness_max_tpr_gap))
     return alerts
+
+
+def _data_quality(s: Settings, m: MonitoringResult) -> list[Alert]:
+    if not m.rejected_rows:
+        return []
+    return [Alert("data_quality", "warning", "validation", f"{m.rejected_rows} rows quarantined by validation",
+                  float(m.rejected_rows), 0.0)]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One alert rule: its findings for a night, and whether its critical alert asks for a new model."""
+
+    name: str
+    evaluate: Callable[[Settings, MonitoringResult], list[Alert]]
+    #: a critical alert of this rule requests a churn_training run (with ``retrain_on_critical``)
+    retrain: bool
+
+
+#: every rule, in the order the e-mail lists ties (see the module doc for what each checks)
+RULES: tuple[Rule, ...] = (
+    Rule("data_drift", _data_drift, retrain=True),
+    Rule("feature_psi", _feature_psi, retrain=True),
+    Rule("prediction_drift", _prediction_drift, retrain=True),
+    Rule("performance_drop", _performance_drop, retrain=True),
+    Rule("fairness", _fairness, retrain=False),
+    Rule("data_quality", _data_quality, retrain=False),
+)
+#: rules whose critical alert may request retraining
+RETRAIN_RULES = frozenset(r.name for r in RULES if r.retrain)
+
+
+def evaluate_rules(settings: Settings, monitoring: MonitoringResult) -> list[Alert]:
+    """Every rule's alerts for one night."""
+    return [alert for rule in RULES for alert in rule.evaluate(settings, monitoring)]
+
+
+def retrain_requested(settings: Settings, raised: pd.DataFrame) -> bool:
+    """Does a raised (not suppressed) alert ask for a new model: a critical one of a retraining rule?"""
+    return bool(settings.retrain_on_critical and len(raised) and (
+        (raised["severity"] == "critical") & raised["rule"].isin(sorted(RETRAIN_RULES))).any())
 
 
 def record_alerts(settings: Settings, day: dt.date | str, model_version: str, alerts: list[Alert]) -> pd.DataFrame:

@@ -26,7 +26,7 @@ import json
 import math
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -203,13 +203,16 @@ def render_report(
     share_threshold: float = 0.5,
     summary: DriftSummary | None = None,
     note: str | None = None,
+    sections: Sequence[tuple[str, str]] = (),
 ) -> Path:
     """Write Evidently's data-drift HTML report on at most ``sample_rows`` rows per side.
 
     ``reference_label``/``current_label`` (e.g. the dates compared) appear in the header;
     when ``summary`` (the all-rows verdict) is given, the header states it too, and so does
-    ``note``. Columns without any value on a side (after sampling) are left out of the
-    Evidently part and named in the header. Returns ``out_html``, written atomically.
+    ``note``. ``sections`` (``(id, html fragment)`` pairs, e.g. the monitoring trend) are
+    placed right below the banner. Columns without any value on a side (after sampling) are
+    left out of the Evidently part and named in the header. Returns ``out_html``, written
+    atomically, once: nothing edits a report after it is written.
     """
     if sample_rows < 1:
         raise ValueError(f"sample_rows must be >= 1, got {sample_rows}")
@@ -231,7 +234,10 @@ def render_report(
         summary=summary,
         note=note,
     )
-    return write_text(_insert_header(report_html, _full_title(title, reference_label, current_label), header), out_html)
+    page = _insert_header(report_html, _full_title(title, reference_label, current_label), header)
+    for section_id, fragment in sections:
+        page = with_section(page, section_id, fragment)
+    return write_text(page, out_html)
 
 
 def drift_report(
@@ -248,19 +254,24 @@ def drift_report(
     reference_label: str | None = None,
     current_label: str | None = None,
     email_features: int = EMAIL_REPORT_FEATURES,
+    summary: DriftSummary | None = None,
+    sections: Sequence[tuple[str, str]] = (),
 ) -> tuple[Path, Path, DriftSummary]:
-    """Compute drift on all rows and write ``drift_report.html`` and ``drift_summary.json``,
-    plus ``drift_report_email.html``: the same report on the :func:`email_report_columns` only.
+    """Compute drift on all rows (unless ``summary`` is given) and write ``drift_report.html``
+    and ``drift_summary.json``, plus ``drift_report_email.html``: the same report on the
+    :func:`email_report_columns` only. Both reports carry ``sections`` (see :func:`render_report`).
 
     Returns ``(html_path, json_path, summary)``; the files are written atomically.
     """
-    summary = compute_drift(reference, current, numeric, categorical, share_threshold=share_threshold)
+    if summary is None:
+        summary = compute_drift(reference, current, numeric, categorical, share_threshold=share_threshold)
 
     def render(columns: list[str], name: str, note: str | None = None) -> Path:
         return render_report(
             reference, current, [c for c in numeric if c in columns], [c for c in categorical if c in columns],
             Path(out_dir) / name, sample_rows=sample_rows, seed=seed, title=title, reference_label=reference_label,
             current_label=current_label, share_threshold=share_threshold, summary=summary, note=note,
+            sections=sections,
         )
 
     html_path = render([*numeric, *categorical], REPORT_FILE)
@@ -271,8 +282,12 @@ def drift_report(
                                          f"column, is kept with the night's outputs as {REPORT_FILE}.")
     else:
         write_text(html_path.read_text(encoding="utf-8"), Path(out_dir) / EMAIL_REPORT_FILE)
-    json_path = write_text(json.dumps(summary.to_dict(), indent=2), Path(out_dir) / SUMMARY_FILE)
-    return html_path, json_path, summary
+    return html_path, write_summary(summary, out_dir), summary
+
+
+def write_summary(summary: DriftSummary, out_dir: Path) -> Path:
+    """``drift_summary.json`` (the all-rows verdicts) in ``out_dir``, written atomically."""
+    return write_text(json.dumps(summary.to_dict(), indent=2), Path(out_dir) / SUMMARY_FILE)
 
 
 def email_report_columns(summary: DriftSummary, limit: int) -> list[str]:
@@ -511,23 +526,10 @@ def _section_markers(section_id: str) -> tuple[str, str]:
     return f"<!-- churnflow:{section_id} -->", f"<!-- /churnflow:{section_id} -->"
 
 
-def copy_report_sections(source_html: Path, target_html: Path) -> Path:
-    """Put every section :func:`add_report_section` added to ``source_html`` into ``target_html`` too."""
-    found = re.findall(r"<!-- churnflow:([a-z][a-z0-9-]*) --><section[^>]*>(.*?)</section><!-- /churnflow:\1 -->",
-                       Path(source_html).read_text(encoding="utf-8"), flags=re.S)
-    for section_id, fragment in found:
-        add_report_section(target_html, section_id, fragment)
-    return Path(target_html)
-
-
-def add_report_section(report_html: Path, section_id: str, fragment: str) -> Path:
-    """Put ``fragment`` into the report right below its banner, replacing an earlier copy.
-
-    Idempotent: a retried task replaces its section instead of adding a second one. The
-    file is rewritten atomically.
-    """
+def with_section(text: str, section_id: str, fragment: str) -> str:
+    """The report page ``text`` with ``fragment`` right below its banner, replacing an earlier
+    section of the same id (so the same sections always give the same page)."""
     start, end = _section_markers(section_id)
-    text = Path(report_html).read_text(encoding="utf-8")
     style = "font-family:sans-serif;padding:12px 24px;border-bottom:1px solid #ddd"
     block = f"{start}<section style=\"{style}\">{fragment}</section>{end}"
     if start in text and end in text:
@@ -537,6 +539,6 @@ def add_report_section(report_html: Path, section_id: str, fragment: str) -> Pat
         text = text.replace("</header>", "</header>" + block, 1)
     else:
         text = text.replace("<body>", "<body>" + block, 1)
-    return write_text(text, Path(report_html))
+    return text
 
 

@@ -18,7 +18,8 @@ HOLDOUT_KEYS = ("roc_auc", "pr_auc", "brier", "ece", "threshold", "expected_valu
 
 def append(settings: Settings, version: str, trials: list[Any], best: Any, metrics: dict[str, Any],
            promoted: bool) -> pd.DataFrame:
-    """Append one run's candidates (rewritten atomically)."""
+    """Append one run's candidates (rewritten atomically); the rows of an earlier build of the
+    same ``version`` (a rerun of its date) are replaced."""
     now = dt.datetime.now(dt.UTC).isoformat()
     rows = [{
         "run_at": now, "version": version, "candidate": t.candidate, "params": json.dumps(t.params, default=str),
@@ -27,6 +28,7 @@ def append(settings: Settings, version: str, trials: list[Any], best: Any, metri
     } for t in trials]
     new = pd.DataFrame(rows)
     old = load(settings)
+    old = old[old["version"] != version] if len(old) else old
     table = pd.concat([old, new], ignore_index=True) if len(old) else new
     write_parquet(table, settings.models_dir / FILE)
     return table

@@ -1,9 +1,10 @@
 """The steps of the two flows, shared by the Airflow DAGs and the command line.
 
-Each step takes the settings, the DAG id and the logical date (plus the small dicts
-earlier steps returned), reads and writes artifacts under
-``runs/<dag_id>/<date>/<step>/``, and returns a small JSON-able dict (paths and counts)
-- exactly what an Airflow task pushes to XCom. ``run_training`` and ``run_nightly`` chain
+Each step takes the run's :class:`~pipeline.context.RunContext` (settings, DAG, logical
+date, window and, for a nightly run, the pinned champion version) plus the small dicts
+earlier steps returned, loads its inputs, calls the pure functions of its stage module,
+saves what they return under ``runs/<dag_id>/<date>/<step>/`` and returns a small JSON-able
+dict (paths and counts) - exactly what an Airflow task pushes to XCom. ``run_training`` and ``run_nightly`` chain
 the steps in-process for ``python -m pipeline run-training|run-nightly``; the DAGs chain
 the very same functions as tasks.
 
@@ -15,35 +16,31 @@ snapshots whose label window is complete before D.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from pipeline import lake
-from pipeline.artifacts import as_date, nan_to_none, run_dir
+from pipeline.artifacts import as_date, nan_to_none
 from pipeline.config import Settings
+from pipeline.context import NIGHTLY_DAG, TRAINING_DAG, RunContext
 from pipeline.tables import LAKE_TABLE_NAMES
 
 log = logging.getLogger(__name__)
 
-TRAINING_DAG = "churn_training"
-NIGHTLY_DAG = "churn_nightly"
+__all__ = ["NIGHTLY_DAG", "TRAINING_DAG", "RunContext"]
 
 
 # ------------------------------------------------------------------ ingest + validate
-def ingest_window(
-    settings: Settings, dag_id: str, table: str, logical_date: str | dt.date, *, lookback_days: int = 1
-) -> tuple[dt.date, dt.date]:
+def ingest_window(ctx: RunContext, table: str) -> tuple[dt.date, dt.date]:
     """The window a run ingests for ``table``."""
-    end = as_date(logical_date)
-    if dag_id != TRAINING_DAG:
-        return end - dt.timedelta(days=lookback_days), end
+    settings, end = ctx.settings, ctx.day
+    if ctx.dag_id != TRAINING_DAG:
+        return ctx.window
     if table != "events":
         return as_date(settings.history_start), end
     # events are large: catch the lake up from its last day instead of re-reading history
@@ -57,10 +54,7 @@ def ingest_window(
     return first, end
 
 
-def ingest_step(
-    settings: Settings, dag_id: str, logical_date: str | dt.date, table: str, *, lookback_days: int = 1,
-    known_customers: Any = None,
-) -> dict[str, Any]:
+def ingest_step(ctx: RunContext, table: str, *, known_customers: Any = None) -> dict[str, Any]:
     """Extract, validate and publish one table's window, one bounded chunk at a time.
 
     Each chunk (``ingest_chunk_rows`` database rows, or one event file) is validated with
@@ -78,7 +72,8 @@ def ingest_step(
     from pipeline.schemas import LAKE_TABLES
     from pipeline.validate import ChunkedValidator
 
-    start, end = ingest_window(settings, dag_id, table, logical_date, lookback_days=lookback_days)
+    settings = ctx.settings
+    start, end = ingest_window(ctx, table)
     summary: dict[str, Any] = {"table": table, "rows": 0, "rejected": 0, "quarantine": None, "partitions": 0,
                                "chunks": 0, "window_start": str(start), "window_end": str(end)}
     if start >= end:
@@ -86,7 +81,7 @@ def ingest_step(
         return {**summary, "window_start": str(end)}
     if table == "events":
         _require_complete_landing(settings, start, end)
-    key = run_key(dag_id, logical_date)
+    key = ctx.key
     schema, time_col = LAKE_TABLES[table]
     stager = lake.DayStager(settings, table, start, end, lake.staging_dir(settings, table, key))
     progress = Progress(f"ingest {table} [{start}, {end})", (end - start).days, "days")
@@ -146,9 +141,7 @@ def _day_range(chunk: Any, time_col: str) -> tuple[dt.date | None, dt.date | Non
     return as_day(bounds["max"]), as_day(bounds["min"])
 
 
-def ingest_all_step(
-    settings: Settings, dag_id: str, logical_date: str | dt.date, *, lookback_days: int = 1
-) -> list[dict[str, Any]]:
+def ingest_all_step(ctx: RunContext) -> list[dict[str, Any]]:
     """:func:`ingest_step` for every lake input, in one process (Great Expectations is
     imported once, not once per table).
 
@@ -158,6 +151,7 @@ def ingest_all_step(
     from pipeline.artifacts import check_writable
     from pipeline.errors import DataError
 
+    settings = ctx.settings
     check_writable(settings)
     results, failed = [], []
     known = None  # the customer ids, read once the customers batch is in the lake (it comes first)
@@ -165,8 +159,7 @@ def ingest_all_step(
         if table != "customers" and known is None:
             known = lake.customer_ids(settings)
         try:
-            results.append(ingest_step(settings, dag_id, logical_date, table, lookback_days=lookback_days,
-                                       known_customers=known))
+            results.append(ingest_step(ctx, table, known_customers=known))
         except DataError as exc:
             log.error("%s", exc)
             failed.append((table, exc))
@@ -175,26 +168,22 @@ def ingest_all_step(
             raise failed[0][1]
         raise DataError(f"{len(failed)} of {len(LAKE_TABLE_NAMES)} input batches failed validation "
                         f"({', '.join(t for t, _ in failed)}):\n" + "\n".join(str(e) for _, e in failed))
-    log.info("ingested %s: %d rows, %d quarantined", as_date(logical_date),
+    log.info("ingested %s: %d rows, %d quarantined", ctx.day,
              sum(r["rows"] for r in results), sum(r["rejected"] for r in results))
     return results
 
 
-def run_key(dag_id: str, logical_date: str | dt.date) -> str:
-    return f"{dag_id}__{as_date(logical_date).isoformat()}"
-
-
 # ------------------------------------------------------------------------- features
-def features_step(settings: Settings, dag_id: str, logical_date: str | dt.date) -> dict[str, Any]:
+def features_step(ctx: RunContext) -> dict[str, Any]:
     """Point-in-time features of every customer active at ``as_of = logical date``."""
     from pipeline.features import write_features
 
-    out = run_dir(settings, dag_id, logical_date, "build_features") / "features.parquet"
-    write_features(settings, [as_date(logical_date)], out)
-    return {"path": str(out), "rows": _rows(out), "as_of": str(as_date(logical_date))}
+    out = ctx.dir("build_features") / "features.parquet"
+    write_features(ctx.settings, [ctx.day], out)
+    return {"path": str(out), "rows": _rows(out), "as_of": str(ctx.day)}
 
 
-def validate_features_step(settings: Settings, dag_id: str, logical_date: str | dt.date, built: dict[str, Any]) -> dict[str, Any]:
+def validate_features_step(ctx: RunContext, built: dict[str, Any]) -> dict[str, Any]:
     """The feature table's own expectation suite: a gate before training or scoring.
 
     The file is read and validated ``ingest_chunk_rows`` rows at a time (a training set of
@@ -204,8 +193,8 @@ def validate_features_step(settings: Settings, dag_id: str, logical_date: str | 
 
     from pipeline.validate import ChunkedValidator
 
-    with ChunkedValidator("features", settings, run_key(dag_id, logical_date)) as validator:
-        for batch in pq.ParquetFile(built["path"]).iter_batches(batch_size=settings.ingest_chunk_rows):
+    with ChunkedValidator("features", ctx.settings, ctx.key) as validator:
+        for batch in pq.ParquetFile(built["path"]).iter_batches(batch_size=ctx.settings.ingest_chunk_rows):
             validator.validate(batch.to_pandas())
         if validator.chunks == 0:  # no rows: the suite still runs (table-level rules)
             validator.validate(pq.read_table(built["path"]).to_pandas())
@@ -213,16 +202,15 @@ def validate_features_step(settings: Settings, dag_id: str, logical_date: str | 
     return {**built, "rejected": result.rejected_count}
 
 
-def training_set_step(settings: Settings, dag_id: str, logical_date: str | dt.date, *,
-                      snapshots: int | None = None) -> dict[str, Any]:
+def training_set_step(ctx: RunContext, *, snapshots: int | None = None) -> dict[str, Any]:
     """Features + labels at month-start snapshots whose label window closed before D."""
     from pipeline.labels import training_snapshot_dates
     from pipeline.train import TrainingError, build_training_set
 
+    settings, end = ctx.settings, ctx.day
     have = lake.partition_dates(settings, "events")
     if not have:
         raise TrainingError(f"the lake has no events under {settings.lake_dir}: ingest data first")
-    end = as_date(logical_date)
     wanted = snapshots or settings.training_snapshots
     try:
         dates = training_snapshot_dates(have[0], end, wanted, settings.horizon_days)
@@ -235,166 +223,152 @@ def training_set_step(settings: Settings, dag_id: str, logical_date: str | dt.da
             f"complete {settings.horizon_days}-day label window in the events from {have[0]}; at least {needed} "
             f"are needed ({settings.holdout_snapshots} holdout + 2 for a time-CV fold). Train on a later date or "
             "with more history")
-    out = run_dir(settings, dag_id, logical_date, "build_training_set") / "training_set.parquet"
+    out = ctx.dir("build_training_set") / "training_set.parquet"
     build_training_set(settings, dates, end, out)
     return {"path": str(out), "rows": _rows(out), "snapshots": [str(d) for d in dates]}
 
 
 # ------------------------------------------------------------------- train + score
-def train_step(settings: Settings, dag_id: str, logical_date: str | dt.date, training_set: dict[str, Any]) -> dict[str, Any]:
+def train_step(ctx: RunContext, training_set: dict[str, Any]) -> dict[str, Any]:
+    """Train on the training set and register the model as the version of this run's date
+    (:func:`pipeline.registry.run_version_id`: a rerun of the date replaces it)."""
+    from pipeline.registry import run_version_id
     from pipeline.train import train
 
-    result = train(settings, Path(training_set["path"]), min_improvement=settings.promotion_min_improvement)
+    result = train(ctx.settings, Path(training_set["path"]), min_improvement=ctx.settings.promotion_min_improvement,
+                   version=run_version_id(ctx.day))
     summary = result.to_dict()
-    out = run_dir(settings, dag_id, logical_date, "train") / "result.json"
+    out = ctx.dir("train") / "result.json"
     from pipeline.artifacts import write_text
 
     write_text(json.dumps(summary, indent=2, default=str), out)
     return summary
 
 
-def score_step(settings: Settings, dag_id: str, logical_date: str | dt.date, features: dict[str, Any]) -> dict[str, Any]:
+def score_step(ctx: RunContext, features: dict[str, Any]) -> dict[str, Any]:
+    """The pinned model's scores of the night's features (the night's Parquet artifact)."""
     from pipeline.score import score
 
-    out = run_dir(settings, dag_id, logical_date, "score") / "scores.parquet"
-    return score(settings, Path(features["path"]), logical_date, out).to_dict()
+    out = ctx.dir("score") / "scores.parquet"
+    return score(ctx.settings, ctx.model, ctx.fitted, Path(features["path"]), ctx.day, out).to_dict()
 
 
-def publish_step(settings: Settings, dag_id: str, logical_date: str | dt.date, scores: dict[str, Any]) -> dict[str, Any]:
+def publish_step(ctx: RunContext, scores: dict[str, Any]) -> dict[str, Any]:
     """The night's scores become its ``churn_scores`` rows: the last write of a night, after
     its report and monitoring, so a night that fails half-way (a full disk) publishes no scores."""
     from pipeline.results import SCORES
     from pipeline.score import publish_scores
 
-    rows = publish_scores(settings, Path(scores["path"]), logical_date)
-    return {"table": SCORES.name, "rows": rows, "as_of": str(as_date(logical_date))}
+    rows = publish_scores(ctx.settings, Path(scores["path"]), ctx.day)
+    return {"table": SCORES.name, "rows": rows, "as_of": str(ctx.day)}
 
 
 # ------------------------------------------------------------------ monitoring + email
-def drift_step(settings: Settings, dag_id: str, logical_date: str | dt.date, features: dict[str, Any]) -> dict[str, Any]:
-    """Evidently report of tonight's features against the champion's training reference."""
-    from pipeline import registry
-    from pipeline.drift import drift_report
+def _reference_and_current(ctx: RunContext, features: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return pd.read_parquet(ctx.model.reference_path), pd.read_parquet(features["path"])
 
-    champ = registry.require_champion(settings)
-    params = json.loads((champ.path / "params.json").read_text())
-    numeric, categorical = params["numeric_features"], params["categorical_features"]
-    reference = pd.read_parquet(champ.reference_path)
-    current = pd.read_parquet(features["path"])
-    out_dir = settings.reports_dir / as_date(logical_date).isoformat()
-    html, summary_json, summary = drift_report(
-        reference, current, numeric, categorical, out_dir,
-        sample_rows=settings.drift_report_sample_rows, share_threshold=settings.drift_share_threshold,
-    )
+
+def drift_step(ctx: RunContext, features: dict[str, Any]) -> dict[str, Any]:
+    """Data drift of tonight's features against the pinned model's training reference, on all
+    rows: ``drift_summary.json`` under ``reports/<D>/`` and the night's ``drift_metrics`` rows."""
+    from pipeline.drift import compute_drift, write_summary
     from pipeline.monitor import store_drift_metrics
 
-    store_drift_metrics(settings, logical_date, champ.version, summary)
+    model = ctx.model
+    reference, current = _reference_and_current(ctx, features)
+    summary = compute_drift(reference, current, model.params["numeric_features"], model.params["categorical_features"],
+                            share_threshold=ctx.settings.drift_share_threshold)
+    summary_json = write_summary(summary, ctx.settings.reports_dir / ctx.day.isoformat())
+    store_drift_metrics(ctx.settings, ctx.day, model.version, summary)
     drifted = [f.column for f in summary.features if f.drifted]
     with_psi = [f for f in summary.features if f.psi == f.psi]  # not NaN
     top = max(with_psi, key=lambda f: f.psi, default=None)
-    log.info("drift %s: %d/%d features drifted (share %.2f) -> %s", as_date(logical_date), len(drifted),
-             len(summary.features), summary.drift_share, html)
-    return {
-        "report": str(html),
+    log.info("drift %s: %d/%d features drifted (share %.2f)", ctx.day, len(drifted), len(summary.features),
+             summary.drift_share)
+    return nan_to_none({
         "summary": str(summary_json),
         "drift_share": summary.drift_share,
         "dataset_drift": summary.dataset_drift,
         "drifted": drifted,
         "max_psi": top.psi if top else float("nan"),
         "max_psi_feature": top.column if top else None,
-        "model_version": champ.version,
-    }
+        "model_version": model.version,
+    })
 
 
 def monitor_step(
-    settings: Settings,
-    dag_id: str,
-    logical_date: str | dt.date,
-    features: dict[str, Any],
-    scores: dict[str, Any],
-    drift: dict[str, Any],
-    *,
-    rejected_rows: int = 0,
+    ctx: RunContext, features: dict[str, Any], scores: dict[str, Any], drift: dict[str, Any], *, rejected_rows: int = 0,
 ) -> dict[str, Any]:
     """Prediction drift, matured-label performance, fairness and alerts for one night.
 
-    Writes ``runs/<dag>/<date>/monitor/monitoring.json`` and the monitoring tables; tonight's
-    alerts are stored ``pending`` (or ``suppressed``) until an e-mail carrying them is accepted.
-    ``retrain`` is true when a critical drift/performance alert was raised tonight (not
-    suppressed), whatever becomes of the e-mail, and ``retrain_on_critical`` is on.
+    Loads the night's scores and features, the pinned model's reference, the recent nights'
+    scores and the matured labels; :func:`pipeline.monitor.monitor_night` computes; the
+    monitoring tables, ``runs/<dag>/<date>/monitor/monitoring.json`` and the alerts are saved.
+    Tonight's alerts are stored ``pending`` (or ``suppressed``) until an e-mail carrying them is
+    accepted. ``retrain`` is true when a critical alert of a retraining rule was raised tonight
+    (not suppressed), whatever becomes of the e-mail, and ``retrain_on_critical`` is on.
     """
-    from pipeline import monitor, registry
-    from pipeline.alerts import RETRAIN_RULES, SUPPRESSED, evaluate_rules, highest_severity, record_alerts
+    from pipeline import monitor
+    from pipeline.alerts import SUPPRESSED, evaluate_rules, highest_severity, record_alerts, retrain_requested
     from pipeline.artifacts import write_text
     from pipeline.score import score_frame
 
-    day = as_date(logical_date)
-    champ = registry.require_champion(settings)
-    threshold = float(champ.metrics().get("threshold", settings.risk_band_high))
-    params = json.loads((champ.path / "params.json").read_text())
-    reference = pd.read_parquet(champ.reference_path)
-    model = champ.load()
-    ref_scores = score_frame(model, reference, params["numeric_features"] + params["categorical_features"],
-                             settings, champ.version)["churn_probability"].to_numpy()
-    tonight = pd.read_parquet(scores["path"])
-    feats = pd.read_parquet(features["path"])
-    prediction = monitor.prediction_drift(settings, day, tonight, ref_scores, threshold, champ.version)
-    monitor.store_prediction_drift(settings, prediction)
-
+    settings, day, model = ctx.settings, ctx.day, ctx.model
+    threshold = model.threshold(settings.risk_band_high)
+    reference = pd.read_parquet(model.reference_path)
+    ref_scores = score_frame(ctx.fitted, reference, model.feature_columns, settings, model.version)["churn_probability"]
     labelled = monitor.matured_labels(settings, day)
-    perf = None
-    labelled_feats = None
-    if labelled is not None and len(labelled):
-        perf = monitor.performance(labelled, day, threshold, champ.metrics(), settings.performance_drop_margin,
-                                   min_positives=settings.performance_min_positives)
-        monitor.store_performance(settings, perf)
-        earlier = run_dir(settings, dag_id, labelled.attrs["scored_on"], "build_features") / "features.parquet"
-        labelled_feats = pd.read_parquet(earlier) if earlier.is_file() else None
-    fair = monitor.fairness(day, settings.segments, feats, tonight, threshold, labelled, labelled_feats)
-    # the same table on the champion's scored training reference: a disparity it already had is
-    # reported, not re-alerted every night; the alert is for fairness getting worse than that
-    ref_rows = reference.assign(customer_id=np.arange(len(reference)))
-    ref_fair = monitor.fairness(day, settings.segments, ref_rows,
-                                pd.DataFrame({"customer_id": ref_rows["customer_id"], "churn_probability": ref_scores}),
-                                threshold)
-    fair = fair.merge(ref_fair[["segment", "group", "positive_rate_ratio"]].rename(
-        columns={"positive_rate_ratio": "reference_ratio"}), on=["segment", "group"], how="left")
-    monitor.store_fairness(settings, day, fair)
-
-    result: dict[str, Any] = {
-        "threshold": threshold,
-        "model_version": champ.version,
-        "drift": {k: drift[k] for k in ("drift_share", "drifted", "max_psi", "max_psi_feature")},
-        "prediction": dataclasses.asdict(prediction),
-        "performance": dataclasses.asdict(perf) if perf else None,
-        "fairness": fair.drop(columns="run_date").to_dict("records"),
-        "rejected_rows": rejected_rows,
-    }
-    alerts = record_alerts(settings, day, champ.version, evaluate_rules(settings, result))
+    earlier = (ctx.dir("build_features", day=labelled.attrs["scored_on"]) / "features.parquet"
+               if labelled is not None and len(labelled) else None)
+    result = monitor.monitor_night(
+        day, model_version=model.version, threshold=threshold, champion_metrics=model.metrics(), settings=settings,
+        tonight=pd.read_parquet(scores["path"]), features=pd.read_parquet(features["path"]), reference=reference,
+        reference_scores=ref_scores.to_numpy(), baseline=monitor.recent_high_risk_shares(settings, day, threshold),
+        drift=monitor.DriftFacts.from_dict(drift), labelled=labelled,
+        labelled_features=pd.read_parquet(earlier) if earlier is not None and earlier.is_file() else None,
+        rejected_rows=rejected_rows)
+    monitor.store_monitoring(settings, result)
+    alerts = record_alerts(settings, day, model.version, evaluate_rules(settings, result))
     raised = alerts[alerts["status"] != SUPPRESSED]
-    result["alerts"] = alerts.drop(columns="run_date").to_dict("records")
-    result["severity"] = highest_severity(raised["severity"])
-    result["retrain"] = bool(settings.retrain_on_critical and (
-        (raised["severity"] == "critical") & raised["rule"].isin(list(RETRAIN_RULES))).any())
-    trend = monitor.trend_frame(settings, day)
-    if not trend.empty and Path(drift["report"]).is_file():  # the attached report shows the trend too
-        from pipeline.drift import add_report_section
-        from pipeline.notify import trend_html
+    out = {**result.to_dict(), "alerts": alerts.drop(columns="run_date").to_dict("records"),
+           "severity": highest_severity(raised["severity"]), "retrain": retrain_requested(settings, raised)}
+    path = ctx.dir("monitor") / "monitoring.json"
+    write_text(json.dumps(out, indent=2, default=str), path)
+    out["path"] = str(path)
+    log.info("monitor %s: severity %s, %d alerts (%d not suppressed), retrain %s", day, out["severity"], len(alerts),
+             len(raised), out["retrain"])
+    return nan_to_none(json.loads(json.dumps(out, default=str)))  # XCom JSON has no NaN
 
-        chart = monitor.png_img_tag(monitor.trend_chart_png(settings, day, trend))
-        add_report_section(Path(drift["report"]), "trend", trend_html(trend, chart, settings.trend_nights))
-    out = run_dir(settings, dag_id, day, "monitor") / "monitoring.json"
-    write_text(json.dumps(result, indent=2, default=str), out)
-    result["path"] = str(out)
-    log.info("monitor %s: severity %s, %d alerts (%d not suppressed), retrain %s", day, result["severity"], len(alerts),
-             len(raised), result["retrain"])
-    return nan_to_none(json.loads(json.dumps(result, default=str)))  # XCom JSON has no NaN
+
+def report_step(ctx: RunContext, features: dict[str, Any], drift: dict[str, Any],
+                monitoring: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The night's Evidently drift report (``drift_report.html`` and its e-mail copy under
+    ``reports/<D>/``), assembled once: the all-rows verdicts of :func:`drift_step` in the
+    banner, the trend over recent nights from the monitoring tables below it."""
+    from pipeline.drift import DriftSummary, drift_report
+    from pipeline.monitor import png_img_tag, trend_chart_png, trend_frame
+    from pipeline.notify import trend_html
+
+    settings, model = ctx.settings, ctx.model
+    summary = DriftSummary.from_dict(json.loads(Path(drift["summary"]).read_text()))
+    sections = []
+    trend = trend_frame(settings, ctx.day) if monitoring is not None else pd.DataFrame()
+    if not trend.empty:
+        chart = png_img_tag(trend_chart_png(settings, ctx.day, trend))
+        sections.append(("trend", trend_html(trend, chart, settings.trend_nights)))
+    reference, current = _reference_and_current(ctx, features)
+    html, _, _ = drift_report(
+        reference, current, model.params["numeric_features"], model.params["categorical_features"],
+        settings.reports_dir / ctx.day.isoformat(), sample_rows=settings.drift_report_sample_rows,
+        share_threshold=settings.drift_share_threshold, summary=summary, sections=sections,
+        reference_label=f"training reference of {model.version}", current_label=f"as of {ctx.day}")
+    log.info("report %s -> %s", ctx.day, html)
+    return {**drift, "report": str(html), "email_report": str(html.with_name("drift_report_email.html"))}
 
 
 def email_step(
-    settings: Settings,
-    logical_date: str | dt.date,
-    drift: dict[str, Any],
+    ctx: RunContext,
+    report: dict[str, Any],
     scores: dict[str, Any],
     *,
     smtp: Any,
@@ -411,24 +385,22 @@ def email_step(
     """
     from pipeline.alerts import alerts_for_email, mark_sent
     from pipeline.artifacts import write_text, write_zip
-    from pipeline.drift import EMAIL_REPORT_FILE, REPORT_FILE, DriftSummary, copy_report_sections
+    from pipeline.drift import REPORT_FILE, DriftSummary
     from pipeline.monitor import png_img_tag, trend_chart_png
     from pipeline.notify import CampaignFile, EmailDeliveryError, NightlyReport, build_report_email, send_email
     from pipeline.score import campaign_list, is_high_risk
 
-    day = as_date(logical_date).isoformat()
-    out = run_dir(settings, NIGHTLY_DAG, day, "email_report")
-    report = Path(drift["report"])
-    light = report.with_name(EMAIL_REPORT_FILE)
-    if light.is_file():
-        copy_report_sections(report, light)  # the trend section monitor_step added to the full report
-    attached = [write_zip(light if light.is_file() else report, out / f"{REPORT_FILE}.zip", arcname=REPORT_FILE)]
+    settings, day = ctx.settings, ctx.day.isoformat()
+    out = ctx.dir("email_report")
+    light = Path(report["email_report"])
+    attached = [write_zip(light if light.is_file() else Path(report["report"]), out / f"{REPORT_FILE}.zip",
+                          arcname=REPORT_FILE)]
     scored = pd.read_parquet(scores["path"], columns=["customer_id", "churn_probability", "risk_band"])
     campaign = campaign_list(scored, scores["threshold"], settings.campaign_daily_capacity)
     attached.append(write_text(campaign.to_csv(index=False), out / f"campaign_{day}.csv"))
     listed, delivered = alerts_for_email(settings, day) if monitoring is not None else (pd.DataFrame(), pd.DataFrame())
     facts = NightlyReport(
-        logical_date=day, drift=DriftSummary.from_dict(json.loads(Path(drift["summary"]).read_text())),
+        logical_date=day, drift=DriftSummary.from_dict(json.loads(Path(report["summary"]).read_text())),
         scored=scores["rows"], high_risk_share=scores["high_risk_share"], threshold=scores["threshold"],
         campaign=CampaignFile(attached[1].name, len(campaign),
                               int(is_high_risk(scored["churn_probability"], scores["threshold"]).sum()),
@@ -452,16 +424,16 @@ def email_step(
 
 # ------------------------------------------------------------------------ whole flows
 def run_ingestion(settings: Settings, dag_id: str, logical_date: str | dt.date, *, lookback_days: int = 1) -> dict[str, Any]:
-    return {r["table"]: r for r in ingest_all_step(settings, dag_id, logical_date, lookback_days=lookback_days)}
+    ctx = RunContext.of(settings, dag_id, logical_date, lookback_days=lookback_days)
+    return {r["table"]: r for r in ingest_all_step(ctx)}
 
 
 def run_training(settings: Settings, logical_date: str | dt.date, *, snapshots: int | None = None) -> dict[str, Any]:
     """The churn_training flow in-process (what the DAG does, task by task)."""
-    dag = TRAINING_DAG
-    validated = run_ingestion(settings, dag, logical_date)
-    built = training_set_step(settings, dag, logical_date, snapshots=snapshots)
-    tset = validate_features_step(settings, dag, logical_date, built)
-    return {"validated": validated, "training_set": tset, "train": train_step(settings, dag, logical_date, tset)}
+    ctx = RunContext.of(settings, TRAINING_DAG, logical_date)
+    validated = {r["table"]: r for r in ingest_all_step(ctx)}
+    tset = validate_features_step(ctx, training_set_step(ctx, snapshots=snapshots))
+    return {"validated": validated, "training_set": tset, "train": train_step(ctx, tset)}
 
 
 def run_nightly(
@@ -473,23 +445,22 @@ def run_nightly(
     smtp: Any = None,
     recipients: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The churn_nightly flow in-process."""
-    from pipeline.registry import check_champion
-
-    dag = NIGHTLY_DAG
-    check_champion(settings)  # before any heavy work
-    validated = run_ingestion(settings, dag, logical_date, lookback_days=lookback_days)
-    feats = validate_features_step(settings, dag, logical_date, features_step(settings, dag, logical_date))
-    scores = score_step(settings, dag, logical_date, feats)
-    drift = drift_step(settings, dag, logical_date, feats)
+    """The churn_nightly flow in-process: the champion is pinned first (and checked readable,
+    before any heavy work); every step uses that version."""
+    ctx = RunContext.pinned(settings, NIGHTLY_DAG, logical_date, lookback_days=lookback_days)
+    validated = {r["table"]: r for r in ingest_all_step(ctx)}
+    feats = validate_features_step(ctx, features_step(ctx))
+    scores = score_step(ctx, feats)
+    drift = drift_step(ctx, feats)
     rejected = sum(v.get("rejected", 0) for v in validated.values()) + feats.get("rejected", 0)
-    monitoring = monitor_step(settings, dag, logical_date, feats, scores, drift, rejected_rows=rejected)
-    published = publish_step(settings, dag, logical_date, scores)
-    out: dict[str, Any] = {"validated": validated, "features": feats, "scores": scores, "drift": drift,
-                           "monitoring": monitoring, "published": published}
+    monitoring = monitor_step(ctx, feats, scores, drift, rejected_rows=rejected)
+    report = report_step(ctx, feats, drift, monitoring)
+    published = publish_step(ctx, scores)
+    out: dict[str, Any] = {"run": ctx.to_xcom(), "validated": validated, "features": feats, "scores": scores,
+                           "drift": drift, "monitoring": monitoring, "report": report, "published": published}
     if send:
-        out["email"] = email_step(settings, logical_date, drift, scores, smtp=smtp,
-                                  recipients=recipients or settings.recipients, monitoring=monitoring)
+        out["email"] = email_step(ctx, report, scores, smtp=smtp, recipients=recipients or settings.recipients,
+                                  monitoring=monitoring)
     return out
 
 

@@ -68,19 +68,15 @@ class PredictionDrift:
 
 
 def prediction_drift(
-    settings: Settings, day: dt.date | str, scores: pd.DataFrame, reference_scores: np.ndarray, threshold: float,
-    model_version: str,
+    day: dt.date | str, scores: pd.DataFrame, reference_scores: np.ndarray, threshold: float,
+    model_version: str, baseline: list[float],
 ) -> PredictionDrift:
-    """Tonight's score distribution and high-risk share vs the reference and the last nights.
-
-    The baseline is the ``churn_scores`` of the previous ``prediction_baseline_nights`` nights.
-    """
+    """Tonight's score distribution and high-risk share vs the reference and the last nights
+    (``baseline``: their high-risk shares, :func:`recent_high_risk_shares`)."""
     from pipeline.score import high_risk_share
 
     day = as_date(day)
     proba = scores["churn_probability"].to_numpy(dtype="float64")
-    since = day - dt.timedelta(days=settings.prediction_baseline_nights)
-    baseline = _recent_high_risk_shares(settings, since, day, threshold)
     return PredictionDrift(
         run_date=day.isoformat(),
         model_version=model_version,
@@ -94,7 +90,10 @@ def prediction_drift(
     )
 
 
-def _recent_high_risk_shares(settings: Settings, since: dt.date, before: dt.date, threshold: float) -> list[float]:
+def recent_high_risk_shares(settings: Settings, day: dt.date, threshold: float) -> list[float]:
+    """The high-risk share at ``threshold`` of each of the ``prediction_baseline_nights``
+    nights before ``day`` that have ``churn_scores``."""
+    since, before = day - dt.timedelta(days=settings.prediction_baseline_nights), day
     tbl = SCORES
     with results.results_engine(settings).connect() as conn:
         # pipeline.score.high_risk_share of each night, evaluated in the database
@@ -255,6 +254,92 @@ def fairness(
 
 def store_fairness(settings: Settings, day: dt.date | str, table: pd.DataFrame) -> None:
     replace_rows(settings, FAIRNESS, table, "run_date", night(day))
+
+
+# --- the night's monitoring, as one pure function ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DriftFacts:
+    """What the alert rules need of the night's data drift (:func:`pipeline.flows.drift_step`)."""
+
+    drift_share: float
+    drifted: list[str]
+    max_psi: float
+    max_psi_feature: str | None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DriftFacts:
+        value = data.get("max_psi")
+        return cls(float(data["drift_share"]), list(data["drifted"]), math.nan if value is None else float(value),
+                   data.get("max_psi_feature"))
+
+
+@dataclass(frozen=True)
+class MonitoringResult:
+    """One night's monitoring: what :mod:`pipeline.alerts` rules are evaluated on."""
+
+    run_date: str
+    model_version: str
+    threshold: float
+    drift: DriftFacts
+    prediction: PredictionDrift
+    performance: Performance | None
+    #: per segment and group (:func:`fairness`, with the training reference's ``reference_ratio``)
+    fairness: pd.DataFrame
+    rejected_rows: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (what the monitor task writes and pushes to XCom)."""
+        return {
+            "threshold": self.threshold,
+            "model_version": self.model_version,
+            "drift": asdict(self.drift),
+            "prediction": asdict(self.prediction),
+            "performance": asdict(self.performance) if self.performance else None,
+            "fairness": self.fairness.drop(columns="run_date", errors="ignore").to_dict("records"),
+            "rejected_rows": self.rejected_rows,
+        }
+
+
+def monitor_night(
+    day: dt.date, *, model_version: str, threshold: float, champion_metrics: dict[str, Any], settings: Settings,
+    tonight: pd.DataFrame, features: pd.DataFrame, reference: pd.DataFrame, reference_scores: np.ndarray,
+    baseline: list[float], drift: DriftFacts, labelled: pd.DataFrame | None = None,
+    labelled_features: pd.DataFrame | None = None, rejected_rows: int = 0,
+) -> MonitoringResult:
+    """Prediction drift, matured-label performance and fairness of one night (pure: every
+    input is given, nothing is read or written).
+
+    ``tonight``: the night's scores; ``features``: its feature table; ``reference`` /
+    ``reference_scores``: the champion's training reference and its scores; ``baseline``: the
+    recent nights' high-risk shares; ``labelled``: the scores of night ``D - horizon`` with
+    their labels (:func:`matured_labels`) and ``labelled_features`` that night's features.
+    Fairness is also computed on the scored reference: a disparity the model already had is
+    reported with its ``reference_ratio``, and only getting worse than that alerts.
+    """
+    prediction = prediction_drift(day, tonight, reference_scores, threshold, model_version, baseline)
+    perf = None
+    if labelled is not None and len(labelled):
+        perf = performance(labelled, day, threshold, champion_metrics, settings.performance_drop_margin,
+                           min_positives=settings.performance_min_positives)
+    fair = fairness(day, settings.segments, features, tonight, threshold, labelled, labelled_features)
+    ref_rows = reference.assign(customer_id=np.arange(len(reference)))
+    ref_fair = fairness(day, settings.segments, ref_rows,
+                        pd.DataFrame({"customer_id": ref_rows["customer_id"], "churn_probability": reference_scores}),
+                        threshold)
+    fair = fair.merge(ref_fair[["segment", "group", "positive_rate_ratio"]].rename(
+        columns={"positive_rate_ratio": "reference_ratio"}), on=["segment", "group"], how="left")
+    return MonitoringResult(as_date(day).isoformat(), model_version, threshold, drift, prediction, perf, fair,
+                            rejected_rows)
+
+
+def store_monitoring(settings: Settings, result: MonitoringResult) -> None:
+    """The night's rows of ``prediction_drift``, ``model_performance`` and ``fairness_metrics``."""
+    store_prediction_drift(settings, result.prediction)
+    if result.performance is not None:
+        store_performance(settings, result.performance)
+    store_fairness(settings, result.run_date, result.fairness)
 
 
 # --- trend chart -----------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ A version folder is built under a temporary name and renamed into place when com
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,20 @@ class ModelVersion:
     def metrics(self) -> dict[str, Any]:
         return _read_json(self.path / "metrics.json")
 
+    @functools.cached_property
+    def params(self) -> dict[str, Any]:
+        """``params.json`` (read once per object): the features, the search's choice, the training window."""
+        return _read_json(self.path / "params.json")
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """The columns the model scores, numeric first, in training order."""
+        return list(self.params["numeric_features"]) + list(self.params["categorical_features"])
+
+    def threshold(self, default: float) -> float:
+        """The campaign decision threshold chosen at training (``default`` for a model without one)."""
+        return float(self.metrics().get("threshold", default))
+
     def load(self):
         """The fitted model; an unreadable file is a :class:`RegistryError` naming it."""
         import joblib
@@ -72,19 +88,33 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def new_version_id(now: dt.datetime | None = None) -> str:
+    """A fresh version id for a training that is not a run of a date (``train-table``)."""
     now = now or dt.datetime.now(dt.UTC)
     return f"v{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
+def run_version_id(day: dt.date) -> str:
+    """The version a training run of logical date ``day`` registers: a rerun of the same date
+    replaces it (its folder, experiment rows and, if it held it, the champion pointer)."""
+    return f"v{day:%Y%m%d}"
+
+
 def staging_dir(settings: Settings, version: str) -> Path:
-    """Where a version is built before :func:`publish` moves it into place."""
-    path = settings.models_dir / f".building-{version}"
-    path.mkdir(parents=True, exist_ok=True)
+    """Where a version is built before :func:`publish` moves it into place (emptied first: a
+    crashed build of the same version leaves nothing behind in the next)."""
+    path = _staging_path(settings, version)
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
     return path
 
 
+def _staging_path(settings: Settings, version: str) -> Path:
+    return settings.models_dir / f".building-{version}"
+
+
 def publish(settings: Settings, version: str) -> ModelVersion:
-    final = replace_dir(staging_dir(settings, version), settings.models_dir / version)
+    """Move the built :func:`staging_dir` of ``version`` into place (replacing an earlier build)."""
+    final = replace_dir(_staging_path(settings, version), settings.models_dir / version)
     return ModelVersion(version, final)
 
 
@@ -128,6 +158,34 @@ def _read_pointer(settings: Settings, *, repair: bool = False) -> dict[str, Any]
         return {"champion": None, "history": [], "repaired_at": dt.datetime.now(dt.UTC).isoformat()}
 
 
+def previous_champion(settings: Settings, version: str) -> ModelVersion | None:
+    """The champion a new build of ``version`` must beat: the champion, unless it is
+    ``version`` itself (a rerun of the same date), then the one before it."""
+    pointer = _read_pointer(settings)
+    if pointer["champion"] is None:
+        return None
+    if pointer["champion"] != version:
+        return get_version(settings, pointer["champion"])
+    for name in reversed(pointer["history"]):
+        if name != version and (settings.models_dir / name / "model.joblib").is_file():
+            return ModelVersion(name, settings.models_dir / name)
+    return None
+
+
+def demote(settings: Settings, version: str, reason: str) -> ModelVersion | None:
+    """If ``version`` is the champion, hand the title back to the champion before it (none
+    if there was none); return the champion now."""
+    pointer = _read_pointer(settings, repair=True)
+    if pointer["champion"] == version:
+        history = [n for n in pointer["history"] if n != version]
+        pointer["champion"] = history.pop() if history else None
+        pointer["history"] = history
+        pointer["updated_at"] = dt.datetime.now(dt.UTC).isoformat()
+        pointer["reason"] = reason
+        write_text(json.dumps(pointer, indent=2), settings.models_dir / CHAMPION_FILE)
+    return champion(settings)
+
+
 def champion(settings: Settings) -> ModelVersion | None:
     name = _read_pointer(settings)["champion"]
     return get_version(settings, name) if name else None
@@ -146,11 +204,16 @@ def require_champion(settings: Settings) -> ModelVersion:
 def check_champion(settings: Settings) -> ModelVersion:
     """The champion, with its pointer, metrics, params and model file all readable: what a
     nightly run checks first, so a corrupt registry fails it before any ingest."""
-    champ = require_champion(settings)
-    champ.metrics()
-    _read_json(champ.path / "params.json")
-    champ.load()
-    return champ
+    return check_version(settings, require_champion(settings).version)
+
+
+def check_version(settings: Settings, version: str) -> ModelVersion:
+    """``version`` with its metrics, params and model file all readable (see :func:`check_champion`)."""
+    model = get_version(settings, version)
+    model.metrics()
+    _ = model.params
+    model.load()
+    return model
 
 
 def promote(settings: Settings, version: str, reason: str) -> ModelVersion:

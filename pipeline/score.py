@@ -7,6 +7,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,8 @@ class ScoreResult:
     path: Path
     rows: int
     model_version: str
-    #: :func:`high_risk_share` of the scores at ``threshold`` (:func:`campaign_threshold`)
+    #: :func:`high_risk_share` of the scores at ``threshold``, the model's campaign threshold
+    #: (:meth:`pipeline.registry.ModelVersion.threshold`)
     high_risk_share: float
     threshold: float
 
@@ -36,12 +38,6 @@ class ScoreResult:
             "high_risk_share": self.high_risk_share,
             "threshold": self.threshold,
         })
-
-
-def campaign_threshold(champion_metrics: dict, settings: Settings) -> float:
-    """The champion's campaign decision threshold (``metrics.json`` "threshold"); ``risk_band_high``
-    for a model trained without one."""
-    return float(champion_metrics.get("threshold", settings.risk_band_high))
 
 
 def is_high_risk(proba: np.ndarray | pd.Series, threshold: float) -> np.ndarray:
@@ -100,24 +96,21 @@ def publish_scores(settings: Settings, scores_path: Path, as_of: str | dt.date) 
     return rows
 
 
-def score(settings: Settings, features_path: Path, as_of: str | dt.date, out_path: Path) -> ScoreResult:
-    """Score the feature table of ``as_of`` with the champion into Parquet (the night's
-    artifact). :func:`publish_scores` makes them the ``churn_scores`` rows of that date once
-    the rest of the night (report, monitoring) has been written too."""
-    import json
-
-    champ = registry.require_champion(settings)
-    params = json.loads((champ.path / "params.json").read_text())
-    columns = params["numeric_features"] + params["categorical_features"]
+def score(settings: Settings, model: registry.ModelVersion, fitted: Any, features_path: Path, as_of: str | dt.date,
+          out_path: Path) -> ScoreResult:
+    """Score the feature table of ``as_of`` with ``model`` (the run's pinned version;
+    ``fitted``: its loaded estimator) into Parquet (the night's artifact).
+    :func:`publish_scores` makes them the ``churn_scores`` rows of that date once the rest of
+    the night (report, monitoring) has been written too."""
     feats = pd.read_parquet(features_path)
     day = as_date(as_of)
     stale = pd.to_datetime(feats["as_of"]).dt.date != day
     if stale.any():
         raise ValueError(f"{features_path}: {int(stale.sum())} rows are not as of {day}")
-    scores = score_frame(champ.load(), feats, columns, settings, champ.version)
+    scores = score_frame(fitted, feats, model.feature_columns, settings, model.version)
     write_parquet(scores, out_path)
-    threshold = campaign_threshold(champ.metrics(), settings)
+    threshold = model.threshold(settings.risk_band_high)
     high = high_risk_share(scores["churn_probability"], threshold)
-    log.info("score %s: %d customers with %s, high-risk share %.3f (>= %.3f) -> %s", day, len(scores), champ.version,
+    log.info("score %s: %d customers with %s, high-risk share %.3f (>= %.3f) -> %s", day, len(scores), model.version,
              high, threshold, out_path)
-    return ScoreResult(Path(out_path), len(scores), champ.version, high, threshold)
+    return ScoreResult(Path(out_path), len(scores), model.version, high, threshold)

@@ -455,19 +455,25 @@ def select_and_fit(settings: Settings, X: pd.DataFrame, y: np.ndarray, folds, fi
 def register(settings: Settings, model, *, metrics: dict[str, Any], params: dict[str, Any],
              reference: pd.DataFrame, importances: pd.Series, y_holdout: np.ndarray, p_holdout: np.ndarray,
              trials: list[Trial], best: Trial, promote_against: pd.DataFrame | None = None,
-             min_improvement: float = 0.0) -> TrainResult:
+             min_improvement: float = 0.0, version: str | None = None) -> TrainResult:
     """Build a version folder (model, params, metrics, reference, importances, model card),
     publish it, log the experiment, and gate promotion (``promote_against``: the holdout
-    features the champion is scored on; None registers without promoting)."""
+    features the champion is scored on; None registers without promoting).
+
+    ``version`` (default: a fresh id) names it; an existing version of that name (a rerun of
+    the same training date) is replaced. The gate then compares with the champion before it,
+    and a replaced champion that fails its gate hands the title back to that one.
+    """
     import joblib
 
     from pipeline import experiments
     from pipeline.model_card import model_card_html
 
-    version = registry.new_version_id()
+    version = version or registry.new_version_id()
+    replaces = (settings.models_dir / version).is_dir()
     promoted, decision = False, "registered only (not a candidate for champion)"
     if promote_against is not None:
-        champ = registry.champion(settings)
+        champ = registry.previous_champion(settings, version)
         champion_auc = None
         if champ is not None:
             champ_proba = champ.load().predict_proba(promote_against)[:, 1]
@@ -487,6 +493,10 @@ def register(settings: Settings, model, *, metrics: dict[str, Any], params: dict
     experiments.append(settings, version, trials, best, metrics, promoted)
     if promoted:
         registry.promote(settings, version, decision)
+    elif promote_against is not None:
+        registry.demote(settings, version, f"the rebuild of {version} was {decision}")
+    if replaces:
+        log.info("train: %s rebuilt (a rerun of its date): the previous build is replaced", version)
     log.info("train: %s ROC-AUC %.4f PR-AUC %.4f ECE %.4f threshold %.3f (expected value %.0f; F1-optimal %.3f "
              "worth %.0f) -> %s", version, metrics["roc_auc"], metrics["pr_auc"], metrics["ece"],
              metrics["threshold"], metrics["expected_value"], metrics["f1_optimal"]["threshold"],
@@ -508,9 +518,10 @@ def _base_params(best: Trial, numeric: list[str], categorical: list[str], settin
     }
 
 
-def train(settings: Settings, training_set: Path, *, min_improvement: float = 0.0) -> TrainResult:
+def train(settings: Settings, training_set: Path, *, min_improvement: float = 0.0,
+          version: str | None = None) -> TrainResult:
     """Search candidates with time-based CV, fit + calibrate the best, evaluate on the latest
-    snapshots (out of time), register, and gate promotion."""
+    snapshots (out of time), register as ``version`` (see :func:`register`), and gate promotion."""
     from pipeline.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
     numeric, categorical = list(NUMERIC_FEATURES), list(CATEGORICAL_FEATURES)
@@ -555,7 +566,7 @@ def train(settings: Settings, training_set: Path, *, min_improvement: float = 0.
     importances = feature_importances(model, holdout[features], y_hold, settings.random_seed)
     return register(settings, model, metrics=metrics, params=params, reference=reference,
                     importances=importances, y_holdout=y_hold, p_holdout=proba, trials=trials, best=best,
-                    promote_against=holdout[features], min_improvement=min_improvement)
+                    promote_against=holdout[features], min_improvement=min_improvement, version=version)
 
 
 # -------------------------------------------------------------------- any table

@@ -253,19 +253,19 @@ def test_broken_source_batch_stops_the_nightly_run(source_data, dagbag, airflow_
 
 
 def test_validation_error_names_table_column_rule_and_count(source_data):
-    from pipeline.flows import ingest_step
+    from pipeline.flows import RunContext, ingest_step
     from pipeline.validate import DataValidationError
 
     settings = source_data
     _break_source(settings)
     with pytest.raises(DataValidationError) as err:
-        ingest_step(settings, "churn_nightly", RUN_DATE, "payments")
+        ingest_step(RunContext.of(settings, "churn_nightly", RUN_DATE), "payments")
     text = str(err.value)
     assert "payments" in text and "customer_id" in text and "amount" in text
     assert "expect_column_values_to_not_be_null" in text and "expect_column_values_to_be_between" in text
     assert "2 " in text and "3 " in text
     with pytest.raises(DataValidationError, match=r"(?s)support_tickets.*category.*expect_column_to_exist"):
-        ingest_step(settings, "churn_nightly", RUN_DATE, "support_tickets")
+        ingest_step(RunContext.of(settings, "churn_nightly", RUN_DATE), "support_tickets")
 
 
 def test_nightly_asks_for_retraining_with_its_own_date(trained_and_scored):

@@ -109,7 +109,7 @@ def _lake_rows(settings, table: str) -> pd.DataFrame:
 def test_chunk_size_does_not_change_what_reaches_the_lake_or_quarantine(settings):
     """Three rows per chunk or all in one: the same partitions and rows; for a broken batch
     the same verdict, counts and quarantined rows."""
-    from pipeline.flows import ingest_step
+    from pipeline.flows import RunContext, ingest_step
     from pipeline.validate import DataValidationError
 
     rows = [(i, 100 + i, f"2025-03-0{1 + i % 3} {i % 24:02d}:00:00", 5.0 + i, "success") for i in range(12)]
@@ -119,10 +119,10 @@ def test_chunk_size_does_not_change_what_reaches_the_lake_or_quarantine(settings
         s = settings.replace(data_dir=settings.data_dir / str(chunk_rows), ingest_chunk_rows=chunk_rows)
         _seed_payments(s, broken)
         with pytest.raises(DataValidationError) as err:
-            ingest_step(s, "churn_nightly", "2025-03-04", "payments", lookback_days=3)
+            ingest_step(RunContext.of(s, "churn_nightly", "2025-03-04", lookback_days=3), "payments")
         errors[chunk_rows] = (err.value.result, pd.read_parquet(err.value.quarantined).sort_values("payment_id"))
         _seed_payments(s, rows)
-        out = ingest_step(s, "churn_nightly", "2025-03-04", "payments", lookback_days=3)
+        out = ingest_step(RunContext.of(s, "churn_nightly", "2025-03-04", lookback_days=3), "payments")
         results[chunk_rows] = (out, _lake_rows(s, "payments"))
     (small, lake_small), (big, lake_big) = results[3], results[1000]
     assert small["chunks"] == 4 and big["chunks"] == 1
@@ -141,7 +141,7 @@ def test_chunk_size_does_not_change_what_reaches_the_lake_or_quarantine(settings
 def test_a_key_repeated_in_another_chunk_fails_the_batch_and_publishes_nothing(settings):
     """Uniqueness holds over the whole batch, not only within each chunk."""
     from pipeline import lake
-    from pipeline.flows import ingest_step
+    from pipeline.flows import RunContext, ingest_step
     from pipeline.validate import DataValidationError
 
     rows = [(i, 100 + i, f"2025-03-01 {i:02d}:00:00", 5.0, "success") for i in range(6)]
@@ -149,7 +149,7 @@ def test_a_key_repeated_in_another_chunk_fails_the_batch_and_publishes_nothing(s
     s = settings.replace(ingest_chunk_rows=3)
     _seed_payments(s, rows)
     with pytest.raises(DataValidationError) as err:
-        ingest_step(s, "churn_nightly", "2025-03-02", "payments")
+        ingest_step(RunContext.of(s, "churn_nightly", "2025-03-02"), "payments")
     text = str(err.value)
     assert "payments.payment_id: expect_column_values_to_be_unique failed for 2 of 7 rows" in text
     assert "across chunks" in text and "(3 chunks)" in text
@@ -162,26 +162,27 @@ def test_a_key_repeated_in_another_chunk_fails_the_batch_and_publishes_nothing(s
 def test_a_failed_chunk_keeps_the_earlier_lake_partitions(settings):
     """A batch that fails in its last chunk leaves the lake as it was (nothing half published)."""
     from pipeline import lake
-    from pipeline.flows import ingest_step
+    from pipeline.flows import RunContext, ingest_step
     from pipeline.validate import DataValidationError
 
     s = settings.replace(ingest_chunk_rows=2)
     _seed_payments(s, [(i, 100 + i, f"2025-03-01 {i:02d}:00:00", 5.0, "success") for i in range(5)])
-    ingest_step(s, "churn_nightly", "2025-03-02", "payments")
+    ingest_step(RunContext.of(s, "churn_nightly", "2025-03-02"), "payments")
     before = lake.read_table(s, "payments")
     _seed_payments(s, [(i, 100 + i, f"2025-03-01 {i:02d}:00:00", 6.0, "success" if i < 4 else "lost")
                        for i in range(5)])
     with pytest.raises(DataValidationError, match=r"payments\.status: expect_column_values_to_be_in_set"):
-        ingest_step(s, "churn_nightly", "2025-03-02", "payments")
+        ingest_step(RunContext.of(s, "churn_nightly", "2025-03-02"), "payments")
     pd.testing.assert_frame_equal(lake.read_table(s, "payments"), before)
 
 
 def test_long_ingest_logs_progress_with_counts_and_eta(settings, caplog):
-    from pipeline.flows import ingest_step
+    from pipeline.flows import RunContext, ingest_step
 
     _seed_payments(settings, [(i, i, f"2025-03-{1 + i:02d} 10:00:00", 1.0, "success") for i in range(20)])
     with caplog.at_level("INFO", logger="pipeline.progress"):
-        ingest_step(settings.replace(ingest_chunk_rows=5), "churn_nightly", "2025-03-21", "payments", lookback_days=20)
+        ingest_step(RunContext.of(settings.replace(ingest_chunk_rows=5), "churn_nightly", "2025-03-21", lookback_days=20),
+                    "payments")
     lines = [r.getMessage() for r in caplog.records if r.name == "pipeline.progress"]
     assert lines and re.search(r"ingest payments \[2025-03-01, 2025-03-21\): 20/20 days \(100%\), 20 rows, 0 rejected, "
                                r"20 partitions, \d+s elapsed", lines[-1]), lines
@@ -195,21 +196,21 @@ def test_a_missing_or_empty_landing_day_fails_and_keeps_the_lake(settings, fault
 
     from pipeline import lake
     from pipeline.errors import IncompleteDataError
-    from pipeline.flows import ingest_step
+    from pipeline.flows import RunContext, ingest_step
 
     day_dir = settings.landing_dir / "events" / "date=2025-03-01"
     day_dir.mkdir(parents=True)
     rows = pd.DataFrame({"customer_id": [1, 2], "event_ts": pd.to_datetime(["2025-03-01 08:00", "2025-03-01 09:00"]),
                          "event_type": ["login", "session"], "duration_s": [0.0, 60.0], "content_units": [0, 0]})
     pq.write_table(pa.Table.from_pandas(rows, schema=EVENTS_SCHEMA, preserve_index=False), day_dir / "events.parquet")
-    assert ingest_step(settings, "churn_nightly", "2025-03-02", "events")["rows"] == 2
+    assert ingest_step(RunContext.of(settings, "churn_nightly", "2025-03-02"), "events")["rows"] == 2
     shutil.rmtree(day_dir)
     if fault == "empty":
         day_dir.mkdir()
         pq.write_table(EVENTS_SCHEMA.empty_table(), day_dir / "events.parquet")
     expected = "no partition for 1 day(s): 2025-03-01" if fault == "missing" else "only empty files for 1 day(s): 2025-03-01"
     with pytest.raises(IncompleteDataError) as err:
-        ingest_step(settings, "churn_nightly", "2025-03-02", "events")
+        ingest_step(RunContext.of(settings, "churn_nightly", "2025-03-02"), "events")
     assert str(err.value).startswith("events [2025-03-01, 2025-03-02): the landing") and expected in str(err.value)
     assert len(lake.read_table(settings, "events")) == 2
 
@@ -225,11 +226,11 @@ def _land_events(settings, day: str, rows: list[tuple]) -> None:
 def test_exact_duplicate_rows_are_quarantined_once_and_the_batch_goes_on(settings):
     """An event delivered twice used to be counted twice in the features."""
     from pipeline import lake
-    from pipeline.flows import ingest_step
+    from pipeline.flows import RunContext, ingest_step
 
     row = (1, "2025-03-01 08:00:00", "session", 60.0, 0)
     _land_events(settings, "2025-03-01", [row, (1, "2025-03-01 09:00:00", "login", 0.0, 0), row, row])
-    out = ingest_step(settings, "churn_nightly", "2025-03-02", "events")
+    out = ingest_step(RunContext.of(settings, "churn_nightly", "2025-03-02"), "events")
     assert out["rows"] == 4 and out["rejected"] == 2 and out["tolerated"] == {"duplicate_row": 2}
     assert len(lake.read_table(settings, "events")) == 2
     quarantined = pd.read_parquet(out["quarantine"])
@@ -239,7 +240,7 @@ def test_exact_duplicate_rows_are_quarantined_once_and_the_batch_goes_on(setting
 
 def test_rows_of_unknown_customers_are_quarantined_with_their_reason(settings):
     from pipeline import lake
-    from pipeline.flows import ingest_step
+    from pipeline.flows import RunContext, ingest_step
 
     customers = pd.DataFrame({"customer_id": [1, 2], "signup_date": pd.to_datetime(["2024-01-01"] * 2),
                               "birth_year": [1980, 1990], "gender": ["F", "M"], "region": ["north", "south"],
@@ -249,7 +250,7 @@ def test_rows_of_unknown_customers_are_quarantined_with_their_reason(settings):
     _land_events(settings, "2025-03-01", [(1, "2025-03-01 08:00:00", "login", 0.0, 0),
                                           (7, "2025-03-01 09:00:00", "login", 0.0, 0),
                                           (2, "2025-03-01 10:00:00", "session", 30.0, 0)])
-    out = ingest_step(settings, "churn_nightly", "2025-03-02", "events")
+    out = ingest_step(RunContext.of(settings, "churn_nightly", "2025-03-02"), "events")
     assert out["tolerated"] == {"unknown_customer": 1} and out["rejected"] == 1
     assert sorted(lake.read_table(settings, "events")["customer_id"]) == [1, 2]
     quarantined = pd.read_parquet(out["quarantine"])
@@ -261,25 +262,25 @@ def test_rows_of_unknown_customers_are_quarantined_with_their_reason(settings):
 def test_a_missing_sqlite_source_is_named_and_never_created(settings, tmp_path):
     """A misspelt path used to create an empty database and report `no such table: customers`."""
     from pipeline.errors import DataError
-    from pipeline.flows import ingest_step
+    from pipeline.flows import RunContext, ingest_step
 
     missing = tmp_path / "nowhere" / "sourse.db"
     s = settings.replace(source_db_url=f"sqlite:///{missing}")
     with pytest.raises(DataError, match=rf"config source_db_url: the source database {missing} does not exist"):
-        ingest_step(s, "churn_nightly", "2025-03-02", "payments")
+        ingest_step(RunContext.of(s, "churn_nightly", "2025-03-02"), "payments")
     assert not missing.exists() and not missing.parent.exists()
     with pytest.raises(DataError, match=r"source_db_url \(unset: SQLite at <data_dir>/source.db\)"):
-        ingest_step(settings, "churn_nightly", "2025-03-02", "payments")
+        ingest_step(RunContext.of(settings, "churn_nightly", "2025-03-02"), "payments")
     assert not (settings.data_dir / "source.db").exists()
 
 
 def test_a_malformed_source_url_names_the_setting_and_masks_the_password(settings):
     from pipeline.errors import DataError
-    from pipeline.flows import ingest_step
+    from pipeline.flows import RunContext, ingest_step
 
     s = settings.replace(source_db_url="postgresql//churn:s3cret@db:5432/prod")
     with pytest.raises(DataError, match=r"config source_db_url: .* is not an SQLAlchemy URL") as err:
-        ingest_step(s, "churn_nightly", "2025-03-02", "payments")
+        ingest_step(RunContext.of(s, "churn_nightly", "2025-03-02"), "payments")
     assert "s3cret" not in str(err.value)
     from pipeline.db import masked
 
@@ -305,13 +306,13 @@ def test_the_source_is_read_read_only(settings):
 ])
 def test_an_unparseable_landing_file_is_named(settings, content, expected):
     """A wrong delimiter said "14 rule(s) broken in a batch of 0 rows"; bad bytes gave a raw pyarrow error."""
-    from pipeline.flows import ingest_step
+    from pipeline.flows import RunContext, ingest_step
     from pipeline.ingest import LandingFileError
 
     folder = settings.landing_dir / "events" / "date=2025-03-01"
     folder.mkdir(parents=True)
     (folder / "events.csv").write_bytes(content)
     with pytest.raises(LandingFileError) as err:
-        ingest_step(settings, "churn_nightly", "2025-03-02", "events")
+        ingest_step(RunContext.of(settings, "churn_nightly", "2025-03-02"), "events")
     assert str(err.value).startswith(f"events landing file {folder / 'events.csv'}")
     assert re.search(expected, str(err.value)), str(err.value)

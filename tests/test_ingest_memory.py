@@ -35,11 +35,11 @@ _RUN = """
 import json, sys
 from pathlib import Path
 from pipeline.config import load_settings
-from pipeline.flows import ingest_step
+from pipeline.flows import RunContext, ingest_step
 from pipeline.resources import measured
 settings = load_settings(data_dir=Path(sys.argv[1]))
 with measured("ingest_events", Path(sys.argv[1]) / "measure"):
-    out = ingest_step(settings, "churn_training", sys.argv[2], "events")
+    out = ingest_step(RunContext.of(settings, "churn_training", sys.argv[2]), "events")
 print(json.dumps(out))
 """
 

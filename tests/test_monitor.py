@@ -12,6 +12,7 @@ import io
 import shutil
 import socket
 import zipfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -38,7 +39,7 @@ def _dead_port() -> int:
 @pytest.fixture(scope="module")
 def nightly(generated_source, tmp_path_factory):
     from churnflow_sim.smtp_sink import SmtpSink
-    from pipeline.flows import email_step, run_nightly, run_training
+    from pipeline.flows import RunContext, email_step, run_nightly, run_training
     from pipeline.notify import EmailDeliveryError, SmtpSettings
 
     data_dir = tmp_path_factory.mktemp("monitor") / "data"
@@ -53,8 +54,8 @@ def nightly(generated_source, tmp_path_factory):
         outs[DRIFTED] = out = run_nightly(settings, DRIFTED, lookback_days=31)
         down = SmtpSettings(host="127.0.0.1", port=_dead_port(), timeout=2)
         with pytest.raises(EmailDeliveryError) as error:
-            email_step(settings, DRIFTED, out["drift"], out["scores"], smtp=down, recipients=settings.recipients,
-                       monitoring=out["monitoring"])
+            email_step(RunContext.from_xcom(settings, out["run"]), out["report"], out["scores"], smtp=down,
+                       recipients=settings.recipients, monitoring=out["monitoring"])
         failed = {"error": str(error.value), "port": down.port, "alerts": read_table(settings, "alerts")}
         outs[NEXT] = run_nightly(settings, NEXT, send=True, smtp=smtp)
         # a night whose landed events hold a row delivered twice: quarantined, the night goes on, and it alerts
@@ -162,24 +163,26 @@ def test_failed_email_leaves_alerts_pending_and_the_next_email_delivers_them(nig
     assert outs[NEXT]["monitoring"]["retrain"] is True
 
 
-def test_report_sections_are_replaced_not_repeated(tmp_path):
-    from pipeline.drift import add_report_section, copy_report_sections
+def test_report_sections_are_placed_once_below_the_banner():
+    from pipeline.drift import with_section
 
-    page = tmp_path / "r.html"
-    page.write_text("<html><head></head><body><header>banner</header><div>evidently</div></body></html>")
-    add_report_section(page, "trend", "<p>night 1</p>")
-    add_report_section(page, "trend", "<p>night 2</p>")  # a retried task
-    text = page.read_text()
-    assert text.count("churnflow:trend -->") == 2 and "night 1" not in text
-    assert text.index("</header>") < text.index("night 2") < text.index("evidently")
+    page = "<html><head></head><body><header>banner</header><div>evidently</div></body></html>"
+    once = with_section(page, "trend", "<p>night 1</p>")
+    twice = with_section(with_section(once, "trend", "<p>night 2</p>"), "trend", "<p>night 2</p>")
+    assert twice.count("churnflow:trend -->") == 2 and "night 1" not in twice and twice.count("night 2") == 1
+    assert twice.index("</header>") < twice.index("night 2") < twice.index("evidently")
     with pytest.raises(ValueError, match="section id"):
-        add_report_section(page, "Bad Id", "x")
-    # the e-mail copy of the report gets the same sections
-    light = tmp_path / "light.html"
-    light.write_text("<html><head></head><body><header>light</header><div>evidently</div></body></html>")
-    copy_report_sections(page, light)
-    copy_report_sections(page, light)
-    assert light.read_text().count("night 2") == 1 and "light</header><!-- churnflow:trend -->" in light.read_text()
+        with_section(page, "Bad Id", "x")
+
+
+def test_the_nights_reports_are_written_once_with_the_trend(nightly):
+    """The report used to be written by drift_report and edited by monitor; now it is
+    assembled once, after monitoring, with the trend in both the full and the e-mail copy."""
+    _, outs, _, _ = nightly
+    report = Path(outs[NEXT]["report"]["report"])
+    for page in (report, report.with_name("drift_report_email.html")):
+        text = page.read_text()
+        assert text.count("<!-- churnflow:trend -->") == 1 and "Trend over the last" in text, page
 
 
 def test_matured_label_performance_appears_once_the_horizon_has_passed(nightly):

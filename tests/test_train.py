@@ -67,12 +67,11 @@ def test_training_flow_registers_gates_and_rolls_back(source_data):
     assert first["promoted"] and first["metrics"]["roc_auc"] > 0.65
     assert registry.champion(settings).version == first["version"]
 
-    # the same data again: not better than the champion by the margin -> not promoted
-    strict = settings.replace(promotion_min_improvement=0.05)
-    from pipeline.flows import train_step
+    # the same data again, as another version: not better than the champion by the margin -> not promoted
+    from pipeline.train import train
 
-    second = train_step(strict, "churn_training", RUN_DATE, {"path": str(next(
-        (settings.runs_dir / "churn_training" / RUN_DATE / "build_training_set").glob("*.parquet")))})
+    training_set = next((settings.runs_dir / "churn_training" / RUN_DATE / "build_training_set").glob("*.parquet"))
+    second = train(settings, training_set, min_improvement=0.05).to_dict()
     assert second["promoted"] is False and "not promoted" in second["decision"]
     assert registry.champion(settings).version == first["version"]
 
@@ -105,6 +104,25 @@ def test_training_flow_registers_gates_and_rolls_back(source_data):
     with pytest.raises(registry.RegistryError, match="not found"):
         registry.promote(settings, "v-nope", "manual")
 
+    # a training rerun of the same date replaces its version (folder, experiment rows), never adds one
+    from pipeline.context import RunContext
+    from pipeline.flows import train_step
+
+    quick = settings.replace(candidates="logreg", search_iterations=1)
+    versions = [v.version for v in registry.list_versions(settings)]
+    rerun = train_step(RunContext.of(quick, "churn_training", RUN_DATE), {"path": str(training_set)})
+    assert rerun["version"] == first["version"] == "v" + RUN_DATE.replace("-", "")
+    assert [v.version for v in registry.list_versions(settings)] == versions
+    assert set(load(settings).query("version == @rerun['version']")["candidate"]) == {"logreg"}
+    assert registry.champion(settings).version == first["version"]  # nothing before it to beat: the floor only
+    # ... and a rebuilt champion that fails its gate hands the title back to the champion before it
+    registry.promote(settings, second["version"], "manual")
+    registry.promote(settings, first["version"], "manual")
+    failed = train_step(RunContext.of(quick.replace(promotion_min_roc_auc=0.99), "churn_training", RUN_DATE),
+                        {"path": str(training_set)})
+    assert failed["promoted"] is False and "below the floor" in failed["decision"]
+    assert registry.champion(settings).version == second["version"]
+
 
 def _train_on_shuffled_labels(settings):
     from pipeline.train import time_split, train
@@ -119,10 +137,12 @@ def _train_on_shuffled_labels(settings):
 
 
 def test_scoring_without_a_champion_says_what_to_do(settings, tmp_path):
-    from pipeline.score import score
+    from pipeline.context import RunContext
 
     with pytest.raises(registry.RegistryError, match="run the churn_training DAG"):
-        score(settings, tmp_path / "f.parquet", dt.date(2025, 7, 1), tmp_path / "s.parquet")
+        RunContext.pinned(settings, "churn_nightly", dt.date(2025, 7, 1))
+    with pytest.raises(registry.RegistryError, match="has no pinned model version"):
+        _ = RunContext.of(settings, "churn_nightly", dt.date(2025, 7, 1)).model
 
 
 def test_xgboost_class_weight_is_a_searched_power_of_the_imbalance(settings):

@@ -1,0 +1,91 @@
+"""One run of a flow, as every step sees it: built once, passed to each step.
+
+A :class:`RunContext` holds the settings, the DAG, the logical date ``D``, the nightly
+window ``[D - lookback_days, D)`` and, for a nightly run, the *pinned* champion version. The
+nightly's first task pins the champion (:meth:`RunContext.pinned`) and hands the context on
+through XCom (:meth:`to_xcom` / :meth:`from_xcom`); every later task scores, reports and
+monitors with exactly that version, even if a training run promotes another one meanwhile.
+Artifact paths (``runs/<dag>/<D>/<task>/``) are made here and only here (:meth:`dir`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.artifacts import as_date, run_dir
+from pipeline.config import Settings
+
+if TYPE_CHECKING:
+    from pipeline.registry import ModelVersion
+
+TRAINING_DAG = "churn_training"
+NIGHTLY_DAG = "churn_nightly"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    settings: Settings
+    dag_id: str
+    day: dt.date
+    #: the nightly window is [day - lookback_days, day)
+    lookback_days: int = 1
+    #: the champion version this run uses (pinned by the nightly's first task); None: none pinned
+    model_version: str | None = None
+
+    @classmethod
+    def of(cls, settings: Settings, dag_id: str, logical_date: str | dt.date, *, lookback_days: int = 1,
+           model_version: str | None = None) -> RunContext:
+        return cls(settings, dag_id, as_date(logical_date), int(lookback_days), model_version)
+
+    @classmethod
+    def pinned(cls, settings: Settings, dag_id: str, logical_date: str | dt.date, *,
+               lookback_days: int = 1) -> RunContext:
+        """A run that uses today's champion, checked readable (pointer, metrics, params, model
+        file) now, before any work: a corrupt registry fails the run here."""
+        from pipeline.registry import check_champion
+
+        champ = check_champion(settings)
+        return cls.of(settings, dag_id, logical_date, lookback_days=lookback_days, model_version=champ.version)
+
+    # ------------------------------------------------------------------ identity and paths
+    @property
+    def key(self) -> str:
+        """``<dag>__<D>``: names the run's quarantine and staging files."""
+        return f"{self.dag_id}__{self.day.isoformat()}"
+
+    @property
+    def window(self) -> tuple[dt.date, dt.date]:
+        return self.day - dt.timedelta(days=self.lookback_days), self.day
+
+    def dir(self, task: str, *, day: dt.date | None = None) -> Path:
+        """The artifact folder of ``task`` in this run (or, with ``day``, in this DAG's run of that date)."""
+        return run_dir(self.settings, self.dag_id, day or self.day, task)
+
+    # ------------------------------------------------------------------ the pinned model
+    @functools.cached_property
+    def model(self) -> ModelVersion:
+        """The pinned champion version (its params read once per context)."""
+        from pipeline.registry import RegistryError, get_version
+
+        if self.model_version is None:
+            raise RegistryError(f"run {self.key} has no pinned model version: build it with RunContext.pinned")
+        return get_version(self.settings, self.model_version)
+
+    @functools.cached_property
+    def fitted(self) -> Any:
+        """The pinned model's fitted estimator (unpickled once per context)."""
+        return self.model.load()
+
+    # ------------------------------------------------------------------ XCom
+    def to_xcom(self) -> dict[str, Any]:
+        return {"dag_id": self.dag_id, "date": self.day.isoformat(), "lookback_days": self.lookback_days,
+                "model_version": self.model_version}
+
+    @classmethod
+    def from_xcom(cls, settings: Settings, data: dict[str, Any]) -> RunContext:
+        return cls.of(settings, data["dag_id"], data["date"], lookback_days=int(data.get("lookback_days", 1)),
+                      model_version=data.get("model_version"))
