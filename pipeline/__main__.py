@@ -122,7 +122,7 @@ def _cmd_run_nightly(args: argparse.Namespace) -> int:
         settings, args.date, lookback_days=args.lookback_days, send=args.send_email,
         smtp=SmtpSettings(host=settings.smtp_host, port=settings.smtp_port), recipients=recipients,
     )
-    _print({k: out[k] for k in ("scores", "drift", "email") if k in out})
+    _print({k: out[k] for k in ("run", "scores", "drift", "report", "published", "email") if k in out})
     return 0
 
 
@@ -166,7 +166,8 @@ def _cmd_experiments(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_table(args: argparse.Namespace) -> int:
-    from pipeline.train import TrainingError, train_table
+    from pipeline.errors import TrainingError
+    from pipeline.train import train_table
 
     drop = [c.strip() for c in (args.drop or "").split(",") if c.strip()]
     try:

@@ -6,6 +6,8 @@ nightly's first task pins the champion (:meth:`RunContext.pinned`) and hands the
 through XCom (:meth:`to_xcom` / :meth:`from_xcom`); every later task scores, reports and
 monitors with exactly that version, even if a training run promotes another one meanwhile.
 Artifact paths (``runs/<dag>/<D>/<task>/``) are made here and only here (:meth:`dir`).
+Imports only the standard library and the config at module level: the DAG files import it
+when they are parsed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.artifacts import as_date, run_dir
 from pipeline.config import Settings
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ class RunContext:
     @classmethod
     def of(cls, settings: Settings, dag_id: str, logical_date: str | dt.date, *, lookback_days: int = 1,
            model_version: str | None = None) -> RunContext:
-        return cls(settings, dag_id, as_date(logical_date), int(lookback_days), model_version)
+        return cls(settings, dag_id, _day(logical_date), int(lookback_days), model_version)
 
     @classmethod
     def pinned(cls, settings: Settings, dag_id: str, logical_date: str | dt.date, *,
@@ -63,6 +64,8 @@ class RunContext:
 
     def dir(self, task: str, *, day: dt.date | None = None) -> Path:
         """The artifact folder of ``task`` in this run (or, with ``day``, in this DAG's run of that date)."""
+        from pipeline.artifacts import run_dir  # pandas/pyarrow: not at DAG parse time
+
         return run_dir(self.settings, self.dag_id, day or self.day, task)
 
     # ------------------------------------------------------------------ the pinned model
@@ -89,3 +92,12 @@ class RunContext:
     def from_xcom(cls, settings: Settings, data: dict[str, Any]) -> RunContext:
         return cls.of(settings, data["dag_id"], data["date"], lookback_days=int(data.get("lookback_days", 1)),
                       model_version=data.get("model_version"))
+
+
+def _day(value: str | dt.date) -> dt.date:
+    """A logical date given as a date, a datetime (its day) or an ISO string."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])

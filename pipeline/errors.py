@@ -14,3 +14,7 @@ class DataError(RuntimeError):
 class IncompleteDataError(DataError):
     """An expected partition of an input is missing or empty: the batch is refused whole,
     and the lake keeps what it had."""
+
+
+class TrainingError(DataError):
+    """The data cannot train a model (one class, too few snapshots or rows) or the setup is wrong."""

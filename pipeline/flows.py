@@ -204,8 +204,9 @@ def validate_features_step(ctx: RunContext, built: dict[str, Any]) -> dict[str, 
 
 def training_set_step(ctx: RunContext, *, snapshots: int | None = None) -> dict[str, Any]:
     """Features + labels at month-start snapshots whose label window closed before D."""
+    from pipeline.dataset import build_training_set
+    from pipeline.errors import TrainingError
     from pipeline.labels import training_snapshot_dates
-    from pipeline.train import TrainingError, build_training_set
 
     settings, end = ctx.settings, ctx.day
     have = lake.partition_dates(settings, "events")
@@ -272,7 +273,7 @@ def drift_step(ctx: RunContext, features: dict[str, Any]) -> dict[str, Any]:
     """Data drift of tonight's features against the pinned model's training reference, on all
     rows: ``drift_summary.json`` under ``reports/<D>/`` and the night's ``drift_metrics`` rows."""
     from pipeline.drift import compute_drift, write_summary
-    from pipeline.monitor import store_drift_metrics
+    from pipeline.monitor_store import store_drift_metrics
 
     model = ctx.model
     reference, current = _reference_and_current(ctx, features)
@@ -308,7 +309,7 @@ def monitor_step(
     accepted. ``retrain`` is true when a critical alert of a retraining rule was raised tonight
     (not suppressed), whatever becomes of the e-mail, and ``retrain_on_critical`` is on.
     """
-    from pipeline import monitor
+    from pipeline import monitor, monitor_store
     from pipeline.alerts import SUPPRESSED, evaluate_rules, highest_severity, record_alerts, retrain_requested
     from pipeline.artifacts import write_text
     from pipeline.score import score_frame
@@ -317,17 +318,17 @@ def monitor_step(
     threshold = model.threshold(settings.risk_band_high)
     reference = pd.read_parquet(model.reference_path)
     ref_scores = score_frame(ctx.fitted, reference, model.feature_columns, settings, model.version)["churn_probability"]
-    labelled = monitor.matured_labels(settings, day)
+    labelled = monitor_store.matured_labels(settings, day)
     earlier = (ctx.dir("build_features", day=labelled.attrs["scored_on"]) / "features.parquet"
                if labelled is not None and len(labelled) else None)
     result = monitor.monitor_night(
         day, model_version=model.version, threshold=threshold, champion_metrics=model.metrics(), settings=settings,
         tonight=pd.read_parquet(scores["path"]), features=pd.read_parquet(features["path"]), reference=reference,
-        reference_scores=ref_scores.to_numpy(), baseline=monitor.recent_high_risk_shares(settings, day, threshold),
+        reference_scores=ref_scores.to_numpy(), baseline=monitor_store.recent_high_risk_shares(settings, day, threshold),
         drift=monitor.DriftFacts.from_dict(drift), labelled=labelled,
         labelled_features=pd.read_parquet(earlier) if earlier is not None and earlier.is_file() else None,
         rejected_rows=rejected_rows)
-    monitor.store_monitoring(settings, result)
+    monitor_store.store_monitoring(settings, result)
     alerts = record_alerts(settings, day, model.version, evaluate_rules(settings, result))
     raised = alerts[alerts["status"] != SUPPRESSED]
     out = {**result.to_dict(), "alerts": alerts.drop(columns="run_date").to_dict("records"),
@@ -345,8 +346,9 @@ def report_step(ctx: RunContext, features: dict[str, Any], drift: dict[str, Any]
     """The night's Evidently drift report (``drift_report.html`` and its e-mail copy under
     ``reports/<D>/``), assembled once: the all-rows verdicts of :func:`drift_step` in the
     banner, the trend over recent nights from the monitoring tables below it."""
+    from pipeline.charts import png_img_tag, trend_chart_png
     from pipeline.drift import DriftSummary, drift_report
-    from pipeline.monitor import png_img_tag, trend_chart_png, trend_frame
+    from pipeline.monitor_store import trend_frame
     from pipeline.notify import trend_html
 
     settings, model = ctx.settings, ctx.model
@@ -354,7 +356,7 @@ def report_step(ctx: RunContext, features: dict[str, Any], drift: dict[str, Any]
     sections = []
     trend = trend_frame(settings, ctx.day) if monitoring is not None else pd.DataFrame()
     if not trend.empty:
-        chart = png_img_tag(trend_chart_png(settings, ctx.day, trend))
+        chart = png_img_tag(trend_chart_png(trend, ctx.day))
         sections.append(("trend", trend_html(trend, chart, settings.trend_nights)))
     reference, current = _reference_and_current(ctx, features)
     html, _, _ = drift_report(
@@ -385,8 +387,9 @@ def email_step(
     """
     from pipeline.alerts import alerts_for_email, mark_sent
     from pipeline.artifacts import write_text, write_zip
+    from pipeline.charts import png_img_tag, trend_chart_png
     from pipeline.drift import REPORT_FILE, DriftSummary
-    from pipeline.monitor import png_img_tag, trend_chart_png
+    from pipeline.monitor_store import trend_frame
     from pipeline.notify import CampaignFile, EmailDeliveryError, NightlyReport, build_report_email, send_email
     from pipeline.score import campaign_list, is_high_risk
 
@@ -407,7 +410,7 @@ def email_step(
                               settings.campaign_daily_capacity),
         monitoring=monitoring, alerts=listed.to_dict("records"), attachments=[p.name for p in attached],
     )
-    chart = png_img_tag(trend_chart_png(settings, day)) if monitoring is not None else ""
+    chart = png_img_tag(trend_chart_png(trend_frame(settings, day), day)) if monitoring is not None else ""
     message = build_report_email(sender=settings.email_sender, recipients=recipients, subject=facts.subject(),
                                  summary_html=facts.html(chart), summary_text=facts.text(), attachments=attached)
     try:

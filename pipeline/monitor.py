@@ -1,9 +1,10 @@
-"""Model monitoring beyond data drift: prediction drift, matured-label performance, fairness.
+"""Model monitoring beyond data drift, as pure functions: prediction drift, matured-label
+performance and fairness of one night (:func:`monitor_night`, a typed :class:`MonitoringResult`
+that the alert rules of :mod:`pipeline.alerts` read).
 
-All of it is stored per night in tables of the results store (:mod:`pipeline.results`; a
-rerun of a night replaces its rows), which also feed the trend chart:
+Where the results are kept (the results store's monitoring tables) is
+:mod:`pipeline.monitor_store`; the trend chart is :mod:`pipeline.charts`:
 
-* ``drift_metrics`` - one row per feature per night (method, statistic, threshold, drifted, PSI);
 * ``prediction_drift`` - tonight's score distribution vs the champion's reference and recent nights;
 * ``model_performance`` - metrics of the scores of night ``D - horizon`` against what happened
   in ``[D - horizon, D)`` (labels from :func:`pipeline.labels.build_labels`);
@@ -12,9 +13,7 @@ rerun of a night replaces its rows), which also feed the trend chart:
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import io
 import logging
 import math
 from dataclasses import asdict, dataclass
@@ -22,34 +21,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
-from pipeline import results
 from pipeline.artifacts import as_date
 from pipeline.config import Settings
-from pipeline.drift import NUMERIC, DriftSummary, psi
-from pipeline.results import DRIFT, FAIRNESS, PERFORMANCE, PREDICTION, SCORES, night, replace_rows
+from pipeline.drift import NUMERIC, psi
+from pipeline.results import night
 
 log = logging.getLogger(__name__)
 
+
 #: upper edges (exclusive) of the age bands; ages at or above the last edge form "65+"
 AGE_BANDS = ((25, "<25"), (35, "25-34"), (50, "35-49"), (65, "50-64"))
-
-
-# --- data drift -----------------------------------------------------------------------------------
-
-
-def store_drift_metrics(settings: Settings, day: dt.date | str, model_version: str, summary: DriftSummary) -> int:
-    """One ``drift_metrics`` row per feature for the night (replacing that night's rows)."""
-    rows = pd.DataFrame([asdict(f) for f in summary.features])
-    rows = rows.rename(columns={"column": "feature"})
-    rows.insert(0, "run_date", night(day))
-    rows["model_version"] = model_version
-    rows["drifted"] = rows["drifted"].astype(bool)
-    return replace_rows(settings, DRIFT, rows, "run_date", night(day))
-
-
-# --- prediction drift ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -88,53 +70,6 @@ def prediction_drift(
         baseline_high_risk_share=float(np.mean(baseline)) if baseline else math.nan,
         baseline_nights=len(baseline),
     )
-
-
-def recent_high_risk_shares(settings: Settings, day: dt.date, threshold: float) -> list[float]:
-    """The high-risk share at ``threshold`` of each of the ``prediction_baseline_nights``
-    nights before ``day`` that have ``churn_scores``."""
-    since, before = day - dt.timedelta(days=settings.prediction_baseline_nights), day
-    tbl = SCORES
-    with results.results_engine(settings).connect() as conn:
-        # pipeline.score.high_risk_share of each night, evaluated in the database
-        high = sa.func.avg(sa.case((tbl.c.churn_probability >= threshold, 1.0), else_=0.0))
-        rows = conn.execute(
-            sa.select(tbl.c.as_of, high)
-            .where(tbl.c.as_of >= night(since), tbl.c.as_of < night(before))
-            .group_by(tbl.c.as_of)
-        ).all()
-    return [float(r[1]) for r in rows]
-
-
-def store_prediction_drift(settings: Settings, result: PredictionDrift) -> None:
-    row = pd.DataFrame([asdict(result)])
-    row["run_date"] = night(result.run_date)
-    replace_rows(settings, PREDICTION, row, "run_date", night(result.run_date))
-
-
-# --- matured-label performance ---------------------------------------------------------------------
-
-
-def matured_labels(settings: Settings, day: dt.date | str) -> pd.DataFrame | None:
-    """Scores of night ``D - horizon`` with their label (cancelled in ``[D - horizon, D)``).
-
-    ``None`` when that night has no stored scores (not scored, or the horizon has not passed
-    since the first night). Labels come from :func:`pipeline.labels.build_labels` (lake data
-    known before D).
-    """
-    from pipeline.labels import build_labels
-
-    scored_on = as_date(day) - dt.timedelta(days=settings.horizon_days)
-    tbl = SCORES
-    with results.results_engine(settings).connect() as conn:
-        query = sa.select(tbl.c.customer_id, tbl.c.churn_probability, tbl.c.model_version)
-        scores = pd.read_sql(query.where(tbl.c.as_of == night(scored_on)), conn)
-    if scores.empty:
-        return None
-    labels = build_labels(settings, [scored_on], horizon_days=settings.horizon_days, data_end=as_date(day))
-    joined = scores.merge(labels[["customer_id", "label"]], on="customer_id", how="inner")
-    joined.attrs["scored_on"] = scored_on
-    return joined
 
 
 @dataclass(frozen=True)
@@ -191,15 +126,6 @@ def performance(
     )
 
 
-def store_performance(settings: Settings, result: Performance) -> None:
-    row = pd.DataFrame([asdict(result)])
-    row["run_date"] = night(result.run_date)
-    replace_rows(settings, PERFORMANCE, row, "run_date", night(result.run_date))
-
-
-# --- fairness --------------------------------------------------------------------------------------
-
-
 def age_band(age: pd.Series) -> pd.Series:
     """Age bands (``AGE_BANDS``); age 0 (unknown, see features.sql) is "unknown"."""
     edges = [0, *[e for e, _ in AGE_BANDS], np.inf]
@@ -250,13 +176,6 @@ def fairness(
     result = pd.concat(out, ignore_index=True)
     result.insert(0, "run_date", night(day))
     return result
-
-
-def store_fairness(settings: Settings, day: dt.date | str, table: pd.DataFrame) -> None:
-    replace_rows(settings, FAIRNESS, table, "run_date", night(day))
-
-
-# --- the night's monitoring, as one pure function ------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -332,64 +251,3 @@ def monitor_night(
         columns={"positive_rate_ratio": "reference_ratio"}), on=["segment", "group"], how="left")
     return MonitoringResult(as_date(day).isoformat(), model_version, threshold, drift, prediction, perf, fair,
                             rejected_rows)
-
-
-def store_monitoring(settings: Settings, result: MonitoringResult) -> None:
-    """The night's rows of ``prediction_drift``, ``model_performance`` and ``fairness_metrics``."""
-    store_prediction_drift(settings, result.prediction)
-    if result.performance is not None:
-        store_performance(settings, result.performance)
-    store_fairness(settings, result.run_date, result.fairness)
-
-
-# --- trend chart -----------------------------------------------------------------------------------
-
-
-def trend_frame(settings: Settings, day: dt.date | str) -> pd.DataFrame:
-    """One row per recent night (``settings.trend_nights`` up to ``day``): drift share of the
-    features, high-risk share of the scores and ROC-AUC on matured labels (NaN where absent)."""
-    day = as_date(day)
-    since = day - dt.timedelta(days=settings.trend_nights)
-    drift = results.read(settings, DRIFT, since, day)
-    if drift.empty:
-        return pd.DataFrame(columns=["drift_share", "high_risk_share", "roc_auc"])
-    out = drift.groupby("run_date")["drifted"].mean().rename("drift_share").to_frame()
-    for table, column in ((PREDICTION, "high_risk_share"), (PERFORMANCE, "roc_auc")):
-        rows = results.read(settings, table, since, day)
-        out[column] = rows.set_index("run_date")[column] if not rows.empty else np.nan
-    return out.sort_index()
-
-
-def trend_chart_png(settings: Settings, day: dt.date | str, trend: pd.DataFrame | None = None) -> bytes | None:
-    """PNG of drift share, high-risk share and matured ROC-AUC over the recent nights
-    (``trend``: :func:`trend_frame` of ``day``, read here when not given)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if trend is None:
-        trend = trend_frame(settings, day)
-    if trend.empty:
-        return None
-    fig, ax = plt.subplots(figsize=(7, 3), dpi=90)
-    for column, marker, label in (("drift_share", "o", "drift share (features)"),
-                                  ("high_risk_share", "s", "high-risk share"),
-                                  ("roc_auc", "^", "ROC-AUC (matured labels)")):
-        values = trend[column].dropna()
-        if len(values):
-            ax.plot(values.index, values.to_numpy(), marker=marker, label=label)
-    ax.set_ylim(0, 1.05)
-    ax.set_title(f"Recent nights up to {as_date(day)}")
-    ax.legend(loc="upper left", fontsize=8)
-    fig.autofmt_xdate()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def png_img_tag(png: bytes | None, alt: str = "trend chart") -> str:
-    if not png:
-        return ""
-    return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}"/>'

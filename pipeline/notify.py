@@ -297,7 +297,7 @@ def _esc(value: object) -> str:
 
 def trend_html(trend: pd.DataFrame, chart_img: str, nights: int) -> str:
     """The "trend over recent nights" section of the drift report: the chart and its numbers
-    (:func:`pipeline.monitor.trend_frame`; NaN shows as n/a)."""
+    (:func:`pipeline.monitor_store.trend_frame`; NaN shows as n/a)."""
 
     def fmt(value: float, pattern: str) -> str:
         return "n/a" if math.isnan(value) else pattern.format(value)

@@ -1,8 +1,7 @@
-"""Training: point-in-time training sets, an XGBoost pipeline, out-of-time evaluation,
-and registration with a champion gate.
-
-The scikit-learn pipeline holds the preprocessing (imputation, one-hot encoding), so it
-is fitted on training rows only and scoring applies exactly the same transform.
+"""Training: fit and calibrate the chosen candidate, evaluate it out of time, register it
+with a model card, and gate its promotion (an absolute ROC-AUC floor and a margin over the
+champion on the same holdout). The data set is :mod:`pipeline.dataset`, the candidates and
+their search :mod:`pipeline.candidates`.
 """
 
 from __future__ import annotations
@@ -23,315 +22,22 @@ import pandas as pd
 
 from pipeline import registry
 from pipeline.artifacts import as_date, write_parquet, write_text
+from pipeline.candidates import Trial, candidate_pipeline, fit, is_slow, rows_of, search, time_folds
 from pipeline.config import REPO_ROOT, Settings
-from pipeline.errors import DataError
+from pipeline.dataset import (
+    ID_COLUMNS,
+    LABEL,
+    infer_columns,
+    read_rows,
+    read_table_file,
+    read_training_set,
+    stratified_sample,
+    time_split,
+)
+from pipeline.errors import TrainingError
 from pipeline.progress import duration
 
 log = logging.getLogger(__name__)
-
-ID_COLUMNS = ["customer_id", "as_of"]
-LABEL = "label"
-
-
-class TrainingError(DataError):
-    """The data cannot train a model (one class, too few snapshots or rows) or the setup is wrong."""
-
-
-# --------------------------------------------------------------------------- data
-def build_training_set(
-    settings: Settings, snapshot_dates: Sequence[dt.date], data_end: dt.date, out_path: Path
-) -> Path:
-    """Features and labels for every (customer, snapshot) into one Parquet file, one
-    snapshot at a time (memory is bounded by a snapshot's population, not by their number)."""
-    from pipeline.artifacts import ParquetAppender
-    from pipeline.features import build_features
-    from pipeline.labels import build_labels
-    from pipeline.progress import Progress
-
-    dates = [str(as_date(d)) for d in snapshot_dates]
-    rows = positives = 0
-    progress = Progress("training set", len(dates), "snapshots", every_s=0)
-    with ParquetAppender(out_path, keep_empty=True) as out:
-        for k, snapshot in enumerate(sorted(as_date(d) for d in snapshot_dates), 1):
-            feats = build_features(settings, [snapshot])
-            labels = build_labels(settings, [snapshot], horizon_days=settings.horizon_days, data_end=data_end)
-            df = feats.merge(labels, on=ID_COLUMNS, how="inner", validate="one_to_one")
-            if len(df) != len(feats) or len(df) != len(labels):
-                raise TrainingError(
-                    f"features ({len(feats)} rows) and labels ({len(labels)} rows) of snapshot {snapshot} cover "
-                    f"different populations; joined {len(df)}"
-                )
-            out.write(df)
-            rows += len(df)
-            positives += int(df[LABEL].sum())
-            del feats, labels, df
-            progress.update(k, f"{rows:,} rows")
-        if rows == 0:
-            raise TrainingError(f"training set is empty for snapshots {dates}: no customer was active at them")
-        if positives in (0, rows):
-            raise TrainingError(
-                f"training set for snapshots {dates} (labels up to {data_end}) has one class: {rows} rows, "
-                f"{positives} churners within {settings.horizon_days} days. Does the source hold "
-                "cancellations up to the run's date? Otherwise choose a later date, more snapshots "
-                "(training_snapshots) or a longer horizon (horizon_days)")
-    log.info("training set: %d rows, %d snapshots, positive rate %.4f", rows, len(dates), positives / rows)
-    return Path(out_path)
-
-
-def read_training_set(path: Path, numeric: Sequence[str], categorical: Sequence[str]) -> pd.DataFrame:
-    """The training set with its numeric features as float32 and its categorical ones as
-    pandas categoricals: at a million customers x 6 snapshots ~0.6 GB instead of ~2.1 GB of
-    int64/float64 and Python strings. float32 is what the tree models compute in anyway
-    (XGBoost and scikit-learn's trees cast to it); the drift reference is read back in the
-    file's own types (:func:`read_rows`)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path, read_dictionary=list(categorical))
-    wanted = set(numeric)
-    for i, field in enumerate(table.schema):
-        if field.name in wanted and field.type != pa.float32() and (
-                pa.types.is_integer(field.type) or pa.types.is_floating(field.type)):
-            table = table.set_column(i, pa.field(field.name, pa.float32()), table.column(i).cast(pa.float32()))
-    return table.to_pandas()
-
-
-def read_rows(path: Path, positions: np.ndarray, columns: list[str]) -> pd.DataFrame:
-    """The rows at ``positions`` (ascending) of a Parquet file, in its own types, one batch at a time."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    parts, offset = [], 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=500_000, columns=columns):
-        lo, hi = np.searchsorted(positions, [offset, offset + batch.num_rows])
-        if hi > lo:
-            parts.append(pa.Table.from_batches([batch]).take(pa.array(positions[lo:hi] - offset)))
-        offset += batch.num_rows
-    return pa.concat_tables(parts).to_pandas() if parts else pd.DataFrame(columns=columns)
-
-
-def time_split(df: pd.DataFrame, holdout_snapshots: int, horizon_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split by snapshot date: the latest ``holdout_snapshots`` dates are the holdout.
-
-    Training snapshots whose label window ``[as_of, as_of + horizon)`` reaches past the
-    first holdout date are purged: their labels were observed during the holdout period,
-    which a model trained at that date could not have known.
-    """
-    dates = sorted(pd.to_datetime(df["as_of"]).unique())
-    if len(dates) <= holdout_snapshots:
-        raise TrainingError(
-            f"need more than {holdout_snapshots} snapshot dates for an out-of-time holdout, got {len(dates)}"
-        )
-    holdout_start = dates[-holdout_snapshots]
-    as_of = pd.to_datetime(df["as_of"])
-    holdout = df[as_of >= holdout_start]
-    train = df[as_of + pd.Timedelta(days=horizon_days) <= holdout_start]
-    if train.empty:
-        raise TrainingError(
-            f"no training snapshot ends its {horizon_days}-day label window before the holdout "
-            f"starting {holdout_start.date()}: add snapshots"
-        )
-    return train, holdout
-
-
-# -------------------------------------------------------------------------- model
-#: not a pipeline parameter: XGBoost's ``scale_pos_weight`` is (negatives / positives) ** this
-POS_WEIGHT_POWER = "pos_weight_power"
-_XGB_TREES: dict[str, list[Any]] = {"model__max_depth": [3, 2, 4, 6], "model__learning_rate": [0.03, 0.05, 0.1],
-              "model__min_child_weight": [5, 1, 10], "model__subsample": [0.8, 0.7, 1.0]}
-#: randomized-search spaces per candidate family (step names of the pipelines below); the
-#: first value of each list is the default draw. Shallow, slowly learning trees first: churn
-#: risk is close to additive in log-odds and positives are few, so deeper trees overfit
-#: (measured on generated 8k x 10 data: depth 4 at 0.05 ended 0.007 ROC-AUC lower than depth 3
-#: at 0.03). Fully balanced class weights cost ranking quality there too (0.005), hence the
-#: square-root default; the calibration step restores the probabilities either way.
-SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
-    "logreg": {"model__C": [1.0, 0.01, 0.1, 10.0]},
-    "random_forest": {"model__min_samples_leaf": [20, 5, 50], "model__max_depth": [None, 8, 12],
-                      "model__max_features": ["sqrt", 0.5]},
-    "xgboost": {**_XGB_TREES, POS_WEIGHT_POWER: [0.5, 1.0, 0.0]},
-    "xgboost_smote": {**_XGB_TREES, "smote__k_neighbors": [5, 10]},
-}
-SEARCH_SPACES["logreg_smote"] = {**SEARCH_SPACES["logreg"], "smote__k_neighbors": [5, 10]}
-EARLY_STOPPING_ROUNDS = 30
-
-
-def search_space(settings: Settings, name: str) -> dict[str, list[Any]]:
-    """The search space of candidate ``name``, whose default (first) draw uses the configured
-    ``xgb_max_depth`` and ``xgb_learning_rate`` for the XGBoost families."""
-    space = SEARCH_SPACES.get(name)
-    if space is None:
-        raise TrainingError(f"unknown candidate {name!r} in settings.candidates: choose from {', '.join(SEARCH_SPACES)}")
-    if name.removesuffix("_smote") != "xgboost":
-        return space
-    configured = {"model__max_depth": settings.xgb_max_depth, "model__learning_rate": settings.xgb_learning_rate}
-    return {k: [configured[k], *(v for v in values if v != configured[k])] if k in configured else values
-            for k, values in space.items()}
-
-
-def _preprocessor(numeric: list[str], categorical: list[str], *, scale: bool):
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    num = Pipeline([("impute", SimpleImputer(strategy="median"))] + ([("scale", StandardScaler())] if scale else []))
-    cat = Pipeline([("impute", SimpleImputer(strategy="constant", fill_value="missing")),
-                    ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32))])
-    return ColumnTransformer([("num", num, numeric), ("cat", cat, categorical)], verbose_feature_names_out=False)
-
-
-def build_pipeline(settings: Settings, numeric: list[str], categorical: list[str], name: str = "xgboost",
-                   pos_weight: float = 1.0):
-    """Preprocessing + one candidate classifier as one pipeline.
-
-    ``*_smote`` candidates are imbalanced-learn pipelines: SMOTE runs inside ``fit`` only,
-    so it resamples training folds and never touches validation or holdout rows.
-    """
-    from sklearn.pipeline import Pipeline
-
-    family = name.removesuffix("_smote")
-    if family == "logreg":
-        from sklearn.linear_model import LogisticRegression
-
-        model = LogisticRegression(class_weight=None if name.endswith("_smote") else "balanced", max_iter=2000)
-    elif family == "random_forest":
-        from sklearn.ensemble import RandomForestClassifier
-
-        model = RandomForestClassifier(n_estimators=200, min_samples_leaf=20, class_weight="balanced_subsample",
-                                       n_jobs=settings.n_jobs, random_state=settings.random_seed)
-    elif family == "xgboost":
-        from xgboost import XGBClassifier
-
-        model = XGBClassifier(
-            n_estimators=settings.xgb_n_estimators, max_depth=settings.xgb_max_depth,
-            learning_rate=settings.xgb_learning_rate, subsample=0.8, colsample_bytree=0.8, min_child_weight=5,
-            scale_pos_weight=1.0 if name.endswith("_smote") else pos_weight, tree_method="hist",
-            eval_metric="aucpr", n_jobs=settings.n_jobs, random_state=settings.random_seed,
-        )
-    else:
-        raise TrainingError(f"unknown candidate {name!r}: choose from {', '.join(SEARCH_SPACES)}")
-    prep = _preprocessor(numeric, categorical, scale=family == "logreg")
-    if name.endswith("_smote"):
-        from imblearn.over_sampling import SMOTE
-        from imblearn.pipeline import Pipeline as ImbPipeline
-
-        return ImbPipeline([("prep", prep), ("smote", SMOTE(random_state=settings.random_seed)), ("model", model)])
-    return Pipeline([("prep", prep), ("model", model)])
-
-
-def rows_of(X: pd.DataFrame, idx: np.ndarray) -> pd.DataFrame:
-    """``X.iloc[idx]``, as a slice (no copy) when ``idx`` is one ascending run, as the time
-    folds of a training set sorted by snapshot are."""
-    if len(idx) and idx[-1] - idx[0] + 1 == len(idx) and bool(np.all(np.diff(idx) == 1)):
-        return X.iloc[int(idx[0]):int(idx[-1]) + 1]
-    return X.iloc[idx]
-
-
-def _fit(pipe, X: pd.DataFrame, y: np.ndarray, eval_set: tuple[pd.DataFrame, np.ndarray] | None = None) -> int | None:
-    """Fit ``pipe``; an XGBoost model with an ``eval_set`` stops early on it. Returns the best iteration."""
-    from sklearn.base import clone
-
-    model = pipe.named_steps["model"]
-    if eval_set is None or type(model).__name__ != "XGBClassifier":
-        pipe.fit(X, y)
-        return None
-    prep = clone(pipe.named_steps["prep"]).fit(X, y)  # the same deterministic fit the pipeline repeats
-    pipe.set_params(model__early_stopping_rounds=EARLY_STOPPING_ROUNDS)
-    pipe.fit(X, y, model__eval_set=[(prep.transform(eval_set[0]), eval_set[1])], model__verbose=False)
-    pipe.set_params(model__early_stopping_rounds=None)
-    return int(pipe.named_steps["model"].best_iteration)
-
-
-def time_folds(as_of: pd.Series, n_folds: int, horizon_days: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Expanding-window folds over snapshot dates, never shuffled: each of the latest
-    ``n_folds`` dates validates a model trained on the earlier dates whose label window
-    closed before it (the purge rule of :func:`time_split`)."""
-    as_of = pd.to_datetime(pd.Series(as_of)).reset_index(drop=True)
-    dates = sorted(as_of.unique())
-    folds = []
-    for date in dates[-n_folds:]:
-        train_idx = np.flatnonzero((as_of + pd.Timedelta(days=horizon_days) <= date).to_numpy())
-        if len(train_idx):
-            folds.append((train_idx, np.flatnonzero((as_of == date).to_numpy())))
-    if not folds:
-        raise TrainingError(f"no time-based CV fold possible over snapshots {[str(d)[:10] for d in dates]}: "
-                            "add snapshots (training_snapshots)")
-    return folds
-
-
-@dataclass
-class Trial:
-    candidate: str
-    params: dict[str, Any]
-    cv_roc_auc: float
-    cv_pr_auc: float
-    best_iterations: list[int]
-
-
-def search(settings: Settings, X: pd.DataFrame, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
-           numeric: list[str], categorical: list[str]) -> list[Trial]:
-    """Bounded randomized search: ``search_iterations`` draws per candidate family, each
-    scored by mean ROC-AUC over ``folds``. The first draw of a family is its default."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-    from sklearn.model_selection import ParameterGrid
-
-    from pipeline.progress import Progress
-
-    names = [c.strip() for c in settings.candidates.split(",") if c.strip()]
-    plan = []
-    for name in names:
-        space = search_space(settings, name)
-        default = {k: v[0] for k, v in space.items()}
-        grid = [g for g in ParameterGrid(space) if g != default]
-        order = np.random.default_rng(settings.random_seed).permutation(len(grid))
-        plan += [(name, p) for p in [default] + [grid[i] for i in order[: max(0, settings.search_iterations - 1)]]]
-    progress = Progress(f"search ({len(X):,} rows, {len(folds)} time folds)", len(plan), "draws", every_s=0)
-    trials = []
-    for k, (name, params) in enumerate(plan, 1):
-        aucs, aps, its = [], [], []
-        for tr, va in folds:
-            ytr = y[tr]
-            pipe = _candidate_pipeline(settings, numeric, categorical, name, params, ytr)
-            it = _fit(pipe, X.iloc[tr], ytr, (X.iloc[va], y[va]))
-            p = pipe.predict_proba(X.iloc[va])[:, 1]
-            aucs.append(roc_auc_score(y[va], p))
-            aps.append(average_precision_score(y[va], p))
-            if it is not None:
-                its.append(it)
-        trials.append(Trial(name, params, float(np.mean(aucs)), float(np.mean(aps)), its))
-        log.info("search %s %s: CV ROC-AUC %.4f PR-AUC %.4f", name, params, trials[-1].cv_roc_auc, trials[-1].cv_pr_auc)
-        progress.update(k, f"candidate {name}")
-    return trials
-
-
-def stratified_sample(strata: pd.DataFrame, n: int, seed: int) -> np.ndarray:
-    """Sorted positions of about ``n`` rows drawn with the same share from every stratum
-    (each distinct row of ``strata``, e.g. snapshot date x label); all rows when ``n`` covers them."""
-    if n <= 0 or len(strata) <= n:
-        return np.arange(len(strata))
-    keys = strata.reset_index(drop=True)
-    picked = keys.groupby(list(keys.columns), sort=False, observed=True).sample(frac=n / len(keys), random_state=seed)
-    return np.sort(picked.index.to_numpy())
-
-
-#: candidate families whose fit cost grows much faster than the rows (SMOTE's neighbour search,
-#: fully grown trees): fitted on at most ``settings.slow_fit_max_rows`` rows
-def _is_slow(candidate: str) -> bool:
-    return candidate.endswith("_smote") or candidate.removesuffix("_smote") == "random_forest"
-
-
-def _pos_weight(y: np.ndarray) -> float:
-    pos = float(np.sum(y))
-    return (len(y) - pos) / pos if pos else 1.0
-
-
-def _candidate_pipeline(settings: Settings, numeric: list[str], categorical: list[str], name: str,
-                        params: dict[str, Any], y: np.ndarray):
-    """``build_pipeline`` for one search draw: ``params`` set, class weight from the labels ``y``."""
-    params = dict(params)
-    pos_weight = _pos_weight(y) ** float(params.pop(POS_WEIGHT_POWER, 1.0))
-    return build_pipeline(settings, numeric, categorical, name, pos_weight).set_params(**params)
 
 
 def fit_calibrated(settings: Settings, best: Trial, X: pd.DataFrame, y: np.ndarray, fit_idx: np.ndarray,
@@ -346,16 +52,16 @@ def fit_calibrated(settings: Settings, best: Trial, X: pd.DataFrame, y: np.ndarr
 
     if settings.calibration not in ("isotonic", "sigmoid"):
         raise TrainingError(f"calibration must be 'isotonic' or 'sigmoid', got {settings.calibration!r}")
-    if _is_slow(best.candidate) and len(fit_idx) > settings.slow_fit_max_rows > 0:
+    if is_slow(best.candidate) and len(fit_idx) > settings.slow_fit_max_rows > 0:
         sub = stratified_sample(pd.DataFrame({"label": y[fit_idx]}), settings.slow_fit_max_rows, settings.random_seed)
         log.info("fit: %s is fitted on a stratified sample of %d of %d rows (slow_fit_max_rows: its cost grows "
                  "faster than the rows)", best.candidate, len(sub), len(fit_idx))
         fit_idx = fit_idx[sub]
-    pipe = _candidate_pipeline(settings, numeric, categorical, best.candidate, best.params, y[fit_idx])
+    pipe = candidate_pipeline(settings, numeric, categorical, best.candidate, best.params, y[fit_idx])
     if best.best_iterations:
         pipe.set_params(model__n_estimators=max(10, int(np.median(best.best_iterations)) + 1))
     started = time.monotonic()
-    _fit(pipe, rows_of(X, fit_idx), y[fit_idx])
+    fit(pipe, rows_of(X, fit_idx), y[fit_idx])
     log.info("fit: %s on %d rows in %s; calibrating (%s) on %d rows", best.candidate, len(fit_idx),
              duration(time.monotonic() - started), settings.calibration, len(cal_idx))
     calibrated = CalibratedClassifierCV(FrozenEstimator(pipe), method=settings.calibration)
@@ -567,45 +273,6 @@ def train(settings: Settings, training_set: Path, *, min_improvement: float = 0.
     return register(settings, model, metrics=metrics, params=params, reference=reference,
                     importances=importances, y_holdout=y_hold, p_holdout=proba, trials=trials, best=best,
                     promote_against=holdout[features], min_improvement=min_improvement, version=version)
-
-
-# -------------------------------------------------------------------- any table
-def infer_columns(df: pd.DataFrame, max_unique_share: float = 0.5) -> tuple[list[str], list[str], list[str]]:
-    """Numeric and categorical feature columns of a table, and the free-text-like columns
-    (text with more distinct values than ``max_unique_share`` of the rows) left out."""
-    numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
-    rest = [c for c in df.columns if c not in numeric]
-    dropped = [c for c in rest if df[c].nunique() > max_unique_share * len(df)]
-    return numeric, [c for c in rest if c not in dropped], dropped
-
-
-def read_table_file(path: Path) -> pd.DataFrame:
-    """A labelled customer table from a CSV (comma-separated, header row) or Parquet file;
-    anything else is a one-line :class:`TrainingError` saying what the file is."""
-    path = Path(path)
-    if path.is_dir():
-        raise TrainingError(f"{path} is a directory: pass a CSV or Parquet file")
-    if not path.is_file():
-        raise TrainingError(f"{path} does not exist: pass the path of a CSV or Parquet file")
-    with path.open("rb") as handle:
-        head = handle.read(4)
-    if path.suffix.lower() in (".parquet", ".pq") or head == b"PAR1":
-        try:
-            return pd.read_parquet(path)
-        except Exception as exc:  # pyarrow raises several types for a damaged file
-            raise TrainingError(f"{path} cannot be read as Parquet: {str(exc).splitlines()[0]}") from exc
-    try:
-        df = pd.read_csv(path)
-    except pd.errors.EmptyDataError as exc:
-        raise TrainingError(f"{path} is empty: expected a CSV with a header row") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise TrainingError(f"{path} cannot be read as CSV: {str(exc).splitlines()[0]}") from exc
-    if df.empty:
-        raise TrainingError(f"{path} has a header but no rows")
-    if len(df.columns) == 1:
-        raise TrainingError(f"{path} has a single column {df.columns[0][:80]!r}: not a comma-separated table "
-                            "(another delimiter, or not a table at all?)")
-    return df
 
 
 def train_table(settings: Settings, csv: Path, label: str, *, id_column: str | None = None,

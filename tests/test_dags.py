@@ -60,7 +60,13 @@ def test_nightly_schedule_and_params(dagbag):
     # the readiness gate, then ingestion (validated inside), before anything else
     assert dag.get_task("wait_for_data").upstream_task_ids == set()
     assert dag.get_task("ingest").upstream_task_ids == {"wait_for_data"}
-    assert dag.get_task("build_features").upstream_task_ids == {"ingest"}
+    assert dag.get_task("build_features").upstream_task_ids == {"ingest", "wait_for_data"}
+    # every task that touches the model reads the run context wait_for_data pinned it in
+    for task_id in ("score", "drift", "monitor", "drift_report", "publish_scores", "email_report"):
+        assert "wait_for_data" in dag.get_task(task_id).upstream_task_ids, task_id
+    # the report is assembled after monitoring, and the scores are published after the report
+    assert {"monitor", "drift"} <= dag.get_task("drift_report").upstream_task_ids
+    assert "drift_report" in dag.get_task("publish_scores").upstream_task_ids
     assert dag.get_task("wait_for_data").mode == "reschedule"
 
 
@@ -158,7 +164,7 @@ def test_nightly_dag_writes_drift_report_and_emails_it(trained_and_scored):
     # the night after the injected drift: a critical alert, stored, in the subject, and a retraining request
     monitoring = json.loads((settings.runs_dir / "churn_nightly" / RUN_DATE / "monitor" / "monitoring.json").read_text())
     assert monitoring["severity"] == "critical" and f"{RUN_DATE} CRITICAL:" in msg["Subject"]
-    with sqlite3.connect(settings.data_dir / "source.db") as conn:
+    with sqlite3.connect(settings.data_dir / "results.db") as conn:
         stored = conn.execute("SELECT rule, severity, status FROM alerts").fetchall()
         n_features = conn.execute("SELECT COUNT(*) FROM drift_metrics").fetchone()[0]
     assert ("data_drift", "critical", "sent") in stored or ("feature_psi", "critical", "sent") in stored, stored
@@ -189,7 +195,7 @@ def test_rerun_of_the_same_date_leaves_one_set_of_outputs(trained_and_scored, da
     def snapshot():
         files = sorted(str(p.relative_to(settings.data_dir)) for p in settings.data_dir.rglob("*")
                        if p.is_file() and "source.db" not in p.name and "outbox" not in p.parts)
-        with sqlite3.connect(settings.data_dir / "source.db") as conn:
+        with sqlite3.connect(settings.data_dir / "results.db") as conn:
             n = conn.execute("SELECT COUNT(*) FROM churn_scores").fetchone()[0]
         return files, n
 

@@ -125,7 +125,8 @@ def test_train_table_on_churn_modelling(tmp_path):
 
 
 def test_train_table_says_what_is_wrong(tmp_path):
-    from pipeline.train import TrainingError, train_table
+    from pipeline.errors import TrainingError
+    from pipeline.train import train_table
 
     csv = tmp_path / "t.csv"
     pd.DataFrame({"a": [1, 2, 3, 4], "churn": ["y", "n", "y", "n"]}).to_csv(csv, index=False)
@@ -137,7 +138,7 @@ def test_train_table_says_what_is_wrong(tmp_path):
 
 
 def test_time_folds_expand_and_purge():
-    from pipeline.train import time_folds
+    from pipeline.candidates import time_folds
 
     as_of = pd.Series(pd.to_datetime(["2025-01-01", "2025-02-01", "2025-03-01", "2025-04-01"]).repeat(2))
     folds = time_folds(as_of, n_folds=2, horizon_days=30)

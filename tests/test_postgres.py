@@ -5,7 +5,6 @@ training + nightly run keeps its results store on PostgreSQL while the source st
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -17,9 +16,9 @@ from pipeline.config import Settings, load_settings
 from pipeline.flows import TRAINING_DAG, run_ingestion, run_nightly, run_training
 from pipeline.tables import LAKE_TABLE_NAMES
 
-GEN = {"customers": 600, "months": 5, "seed": 11, "start": dt.date(2025, 1, 1)}
+GEN = {"customers": 400, "months": 5, "seed": 11, "start": dt.date(2025, 1, 1)}
 TRAIN_ON, NIGHT = "2025-06-01", "2025-05-31"
-FAST = {"candidates": "logreg,xgboost", "search_iterations": 1, "cv_folds": 1, "training_snapshots": 4}
+FAST = {"candidates": "logreg", "search_iterations": 1, "cv_folds": 1, "training_snapshots": 4}
 
 
 def _generate(settings: Settings) -> None:
@@ -71,7 +70,4 @@ def test_training_and_a_night_on_postgresql_write_results_there_and_not_into_the
         assert results.schema_version(conn) == results.SCHEMA_VERSION
     source_tables = set(sa.inspect(sa.create_engine(pg.db_url)).get_table_names())
     assert not source_tables & set(results.TABLES), source_tables  # the source is only read
-    # a rerun of the night replaces its rows in PostgreSQL too
-    run_nightly(pg, NIGHT)
-    assert len(results.read(pg, results.SCORES)) == night["scores"]["rows"]
-    shutil.rmtree(pg.runs_dir, ignore_errors=True)
+    # (a rerun replacing a night's rows on PostgreSQL: tests/test_results.py, on both backends)

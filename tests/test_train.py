@@ -12,8 +12,10 @@ import pytest
 from conftest import RUN_DATE
 
 from pipeline import registry
+from pipeline.dataset import time_split
+from pipeline.errors import TrainingError
 from pipeline.score import risk_band
-from pipeline.train import TrainingError, gate, time_split
+from pipeline.train import gate
 
 
 def _snapshots(dates: list[str], n: int = 20) -> pd.DataFrame:
@@ -125,7 +127,8 @@ def test_training_flow_registers_gates_and_rolls_back(source_data):
 
 
 def _train_on_shuffled_labels(settings):
-    from pipeline.train import time_split, train
+    from pipeline.dataset import time_split
+    from pipeline.train import train
 
     path = next((settings.runs_dir / "churn_training" / RUN_DATE / "build_training_set").glob("*.parquet"))
     df = pd.read_parquet(path)
@@ -146,21 +149,21 @@ def test_scoring_without_a_champion_says_what_to_do(settings, tmp_path):
 
 
 def test_xgboost_class_weight_is_a_searched_power_of_the_imbalance(settings):
-    from pipeline.train import POS_WEIGHT_POWER, SEARCH_SPACES, _candidate_pipeline
+    from pipeline.candidates import POS_WEIGHT_POWER, SEARCH_SPACES, candidate_pipeline
 
     y = np.array([1] * 10 + [0] * 90)  # 9 negatives per positive
-    weights = {power: _candidate_pipeline(settings, ["x"], [], "xgboost", {POS_WEIGHT_POWER: power,
+    weights = {power: candidate_pipeline(settings, ["x"], [], "xgboost", {POS_WEIGHT_POWER: power,
                                           "model__max_depth": 2}, y).named_steps["model"]
                for power in SEARCH_SPACES["xgboost"][POS_WEIGHT_POWER]}
     assert {p: m.scale_pos_weight for p, m in weights.items()} == {0.5: 3.0, 1.0: 9.0, 0.0: 1.0}
     assert all(m.max_depth == 2 for m in weights.values())
-    smote = _candidate_pipeline(settings, ["x"], [], "xgboost_smote", {}, y).named_steps["model"]
+    smote = candidate_pipeline(settings, ["x"], [], "xgboost_smote", {}, y).named_steps["model"]
     assert smote.scale_pos_weight == 1.0  # SMOTE balances the classes instead
 
 
 def test_configured_xgboost_depth_and_rate_are_the_default_draw(tmp_path):
+    from pipeline.candidates import SEARCH_SPACES, search_space
     from pipeline.config import load_settings
-    from pipeline.train import SEARCH_SPACES, search_space
 
     settings = load_settings(data_dir=tmp_path, xgb_max_depth=5, xgb_learning_rate=0.1)
     for name in ("xgboost", "xgboost_smote"):
@@ -217,7 +220,7 @@ def test_train_table_gives_one_line_errors_for_files_it_cannot_read(tmp_path, ca
 
 
 def test_train_table_reads_parquet_and_warns_on_repeated_ids(settings, tmp_path, caplog):
-    from pipeline.train import read_table_file
+    from pipeline.dataset import read_table_file
 
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"id": [1, 1, 2, 3], "x": rng.random(4), "label": [0, 1, 0, 1]})

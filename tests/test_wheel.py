@@ -66,7 +66,7 @@ def test_the_wheel_carries_its_resources_and_not_the_demo_tooling(wheel: Path):
     assert not tooling, tooling
 
 
-def test_the_installed_cli_runs_from_another_folder(installed: Path, tmp_path: Path, generated_source: Path):
+def test_the_installed_cli_runs_from_another_folder(installed: Path, tmp_path: Path):
     """catalogue, then a whole night (ingest, features, score, drift report, monitoring) with
     a model trained by the checkout: the data folder is ./data of the working directory."""
     work = tmp_path / "elsewhere"
@@ -82,16 +82,19 @@ def test_the_installed_cli_runs_from_another_folder(installed: Path, tmp_path: P
     refused = _run(installed, work, "generate", "--customers", "10", check=False)
     assert refused.returncode != 0 and "needs churnflow-sim" in refused.stderr
 
-    shutil.copytree(generated_source, work / "data")
+    import datetime as dt
+
+    from churnflow_sim.generate import generate
     from pipeline.config import load_settings
     from pipeline.flows import run_training
 
     settings = load_settings(data_dir=work / "data", candidates="logreg", search_iterations=1, cv_folds=1,
                              training_snapshots=4)
+    generate(settings, customers=400, months=6, seed=5, start=dt.date(2025, 1, 1), progress=None)
     run_training(settings, "2025-06-01")  # the checkout trains; the installed package scores with it
     night = _run(installed, work, "run-nightly", "--date", NIGHT)
     out = json.loads(night.stdout)
     assert out["scores"]["rows"] > 0 and Path(out["scores"]["path"]).is_relative_to(work / "data")
-    assert Path(out["drift"]["report"]).is_file()
+    assert Path(out["report"]["report"]).is_file() and out["run"]["model_version"] == out["scores"]["model_version"]
     tables = _run(installed, work, "results", "tables").stdout
     assert f"churn_scores {out['scores']['rows']:>12,} rows".replace(" ", "") in tables.replace(" ", "")
