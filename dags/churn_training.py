@@ -68,6 +68,14 @@ from pipeline.config import load_settings
     doc_md=__doc__,
     params={
         **common_params(),
+        "label_kind": Param(load_settings().label_kind, type="string", enum=["cancellation", "inactivity"],
+                            title="What churn means",
+                            description="cancellation: an explicit cancellation within the horizon; inactivity: "
+                                        "no event and no successful payment for inactivity_days (a business "
+                                        "without cancellations, e.g. purchases that stop)."),
+        "inactivity_days": Param(load_settings().inactivity_days, type="integer", minimum=1, maximum=365,
+                                 title="Inactivity window (days)",
+                                 description="With label_kind inactivity: churned when inactive this many days."),
         "training_snapshots": Param(load_settings().training_snapshots, type="integer", minimum=2, maximum=36,
                                     title="Month-start snapshots",
                                     description="How many monthly snapshots to train and evaluate on."),

@@ -25,6 +25,10 @@ SQL_DIR = Path(str(importlib.resources.files("pipeline.sql")))
 EXPECTATIONS_DIR = Path(str(importlib.resources.files("pipeline.expectations")))
 
 
+#: the churn definitions (label_kind): see pipeline.labels
+LABEL_KINDS = ("cancellation", "inactivity")
+
+
 def _default_data_dir() -> Path:
     """``data/`` of the source checkout churnflow runs from; for an installed package (no
     checkout around it) ``data/`` in the working directory: set ``CHURNFLOW_DATA_DIR`` there."""
@@ -62,7 +66,13 @@ class Settings:
     source_max_lag_hours: int = 24
 
     # --- labels and features -----------------------------------------------------------
+    #: what churn means: "cancellation" (an explicit cancellation within horizon_days) or
+    #: "inactivity" (no event and no successful payment for inactivity_days: for a business
+    #: without cancellations, e.g. purchases that stop; see pipeline.labels)
+    label_kind: str = "cancellation"
     horizon_days: int = 30
+    #: the inactivity label's window: churned when inactive in [as_of, as_of + inactivity_days)
+    inactivity_days: int = 30
     #: month starts used as training snapshots (the most recent complete ones)
     training_snapshots: int = 6
     #: how many of the latest snapshots form the out-of-time holdout
@@ -155,6 +165,12 @@ class Settings:
         return self.source_db_url or f"sqlite:///{(self.data_dir / 'source.db').resolve()}"
 
     @property
+    def label_window_days(self) -> int:
+        """The label window ``[as_of, as_of + N)``: ``horizon_days`` for cancellation churn,
+        ``inactivity_days`` for inactivity churn."""
+        return self.inactivity_days if self.label_kind == "inactivity" else self.horizon_days
+
+    @property
     def results_url(self) -> str:
         return self.results_db_url or f"sqlite:///{(self.data_dir / 'results.db').resolve()}"
 
@@ -213,6 +229,8 @@ class Settings:
             value = getattr(self, name)
             if not low <= value <= high:
                 raise ValueError(f"config {name}: {value!r} is out of its valid range [{low:g}, {high:g}]")
+        if self.label_kind not in LABEL_KINDS:
+            raise ValueError(f"config label_kind: {self.label_kind!r} is not one of {', '.join(LABEL_KINDS)}")
         if self.risk_band_medium > self.risk_band_high:
             raise ValueError(f"config risk_band_medium ({self.risk_band_medium}) must not exceed risk_band_high "
                              f"({self.risk_band_high})")
@@ -231,6 +249,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "readiness_poke_seconds": (1, 24 * 3600),
     "source_max_lag_hours": (0, 24 * 365),
     "horizon_days": (1, 730),
+    "inactivity_days": (1, 730),
     "training_snapshots": (2, 120),
     "holdout_snapshots": (1, 24),
     "random_seed": (0, 2**32 - 1),

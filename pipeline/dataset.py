@@ -18,6 +18,9 @@ from pipeline.errors import TrainingError
 
 log = logging.getLogger(__name__)
 
+#: fewer churners than this in a training set cannot give a usable holdout and CV folds
+MIN_POSITIVES = 20
+
 
 ID_COLUMNS = ["customer_id", "as_of"]
 
@@ -41,7 +44,9 @@ def build_training_set(
     with ParquetAppender(out_path, keep_empty=True) as out:
         for k, snapshot in enumerate(sorted(as_date(d) for d in snapshot_dates), 1):
             feats = build_features(settings, [snapshot])
-            labels = build_labels(settings, [snapshot], horizon_days=settings.horizon_days, data_end=data_end)
+            labels = build_labels(settings, [snapshot], horizon_days=settings.horizon_days, data_end=data_end,
+                                  kind=settings.label_kind,  # type: ignore[arg-type]
+                                  inactivity_days=settings.inactivity_days)
             df = feats.merge(labels, on=ID_COLUMNS, how="inner", validate="one_to_one")
             if len(df) != len(feats) or len(df) != len(labels):
                 raise TrainingError(
@@ -56,11 +61,20 @@ def build_training_set(
         if rows == 0:
             raise TrainingError(f"training set is empty for snapshots {dates}: no customer was active at them")
         if positives in (0, rows):
+            window = "inactivity_days" if settings.label_kind == "inactivity" else "horizon_days"
+            hint = ("Does the source hold cancellations up to the run's date? A business without cancellations "
+                    "(purchases that stop) needs label_kind: inactivity." if settings.label_kind == "cancellation"
+                    else "Is every customer active (or none) in the window?")
             raise TrainingError(
                 f"training set for snapshots {dates} (labels up to {data_end}) has one class: {rows} rows, "
-                f"{positives} churners within {settings.horizon_days} days. Does the source hold "
-                "cancellations up to the run's date? Otherwise choose a later date, more snapshots "
-                "(training_snapshots) or a longer horizon (horizon_days)")
+                f"{positives} churners (label_kind {settings.label_kind}, {settings.label_window_days}-day window). "
+                f"{hint} Otherwise choose a later date, more snapshots (training_snapshots) or another "
+                f"window ({window})")
+        if positives < MIN_POSITIVES:
+            raise TrainingError(
+                f"training set for snapshots {dates} has only {positives} churners in {rows} rows (label_kind "
+                f"{settings.label_kind}): at least {MIN_POSITIVES} are needed to train and evaluate; use more "
+                "snapshots (training_snapshots), more history or a longer label window")
     log.info("training set: %d rows, %d snapshots, positive rate %.4f", rows, len(dates), positives / rows)
     return Path(out_path)
 

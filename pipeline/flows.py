@@ -214,14 +214,14 @@ def training_set_step(ctx: RunContext, *, snapshots: int | None = None) -> dict[
         raise TrainingError(f"the lake has no events under {settings.lake_dir}: ingest data first")
     wanted = snapshots or settings.training_snapshots
     try:
-        dates = training_snapshot_dates(have[0], end, wanted, settings.horizon_days)
+        dates = training_snapshot_dates(have[0], end, wanted, settings.label_window_days)
     except ValueError as exc:
         raise TrainingError(f"training as of {end} on events from {have[0]}: {exc}") from exc
     needed = settings.holdout_snapshots + 2  # the holdout, and one time-CV fold: two training-side snapshots
     if len(dates) < needed:
         raise TrainingError(
             f"training as of {end}: only {len(dates)} month-start snapshot(s) {[str(d) for d in dates]} have a "
-            f"complete {settings.horizon_days}-day label window in the events from {have[0]}; at least {needed} "
+            f"complete {settings.label_window_days}-day label window in the events from {have[0]}; at least {needed} "
             f"are needed ({settings.holdout_snapshots} holdout + 2 for a time-CV fold). Train on a later date or "
             "with more history")
     out = ctx.dir("build_training_set") / "training_set.parquet"
@@ -318,7 +318,7 @@ def monitor_step(
     threshold = model.threshold(settings.risk_band_high)
     reference = pd.read_parquet(model.reference_path)
     ref_scores = score_frame(ctx.fitted, reference, model.feature_columns, settings, model.version)["churn_probability"]
-    labelled = monitor_store.matured_labels(settings, day)
+    labelled = monitor_store.matured_labels(settings, day, model.params.get("label"))
     earlier = (ctx.dir("build_features", day=labelled.attrs["scored_on"]) / "features.parquet"
                if labelled is not None and len(labelled) else None)
     result = monitor.monitor_night(
@@ -409,6 +409,7 @@ def email_step(
                               int(is_high_risk(scored["churn_probability"], scores["threshold"]).sum()),
                               settings.campaign_daily_capacity),
         monitoring=monitoring, alerts=listed.to_dict("records"), attachments=[p.name for p in attached],
+        churn_definition=str((ctx.model.params.get("label") or {}).get("definition", "")),
     )
     chart = png_img_tag(trend_chart_png(trend_frame(settings, day), day)) if monitoring is not None else ""
     message = build_report_email(sender=settings.email_sender, recipients=recipients, subject=facts.subject(),

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -50,6 +50,20 @@ MIN_HISTORY_DAYS = max(DEFAULT_WINDOWS)
 
 class IncompleteLabelWindowError(ValueError):
     """A label window reaches past the end of the known data."""
+
+
+def definition(kind: str, window_days: int) -> str:
+    """What a positive label means, in words (model card, e-mail, README)."""
+    if kind == "inactivity":
+        return (f"no event and no successful payment in the {window_days} days from the snapshot "
+                f"(inactivity churn, inactivity_days={window_days})")
+    return f"a cancellation in the {window_days} days from the snapshot (cancellation churn, horizon_days={window_days})"
+
+
+def label_spec(settings: Settings) -> dict[str, Any]:
+    """The label a model is trained on (saved in its params.json as ``label``)."""
+    window = settings.label_window_days
+    return {"kind": settings.label_kind, "window_days": window, "definition": definition(settings.label_kind, window)}
 
 
 def label_window_days(kind: LabelKind, horizon_days: int, inactivity_days: int) -> int:

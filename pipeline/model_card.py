@@ -81,6 +81,7 @@ def model_card_html(version: str, metrics: dict[str, Any], params: dict[str, Any
 <style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}td{{padding:2px 8px;border-bottom:1px solid #ddd}}
 figure{{display:inline-block;margin:6px}}</style></head><body>
 <h1>Model card: {e(version)}</h1>
+<p>Churn (the positive label): {e(str((params.get('label') or {}).get('definition', 'a cancellation within horizon_days')))}.</p>
 <p>Candidate <b>{e(str(params['model']))}</b>, probabilities calibrated ({e(str(params.get('calibration')))}).
 Promotion: {e(str(metrics.get('promotion_decision', '')))}</p>
 {threshold}

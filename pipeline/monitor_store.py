@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,23 +52,28 @@ def store_prediction_drift(settings: Settings, result: PredictionDrift) -> None:
     replace_rows(settings, PREDICTION, row, "run_date", night(result.run_date))
 
 
-def matured_labels(settings: Settings, day: dt.date | str) -> pd.DataFrame | None:
-    """Scores of night ``D - horizon`` with their label (cancelled in ``[D - horizon, D)``).
+def matured_labels(settings: Settings, day: dt.date | str, label: dict[str, Any] | None = None) -> pd.DataFrame | None:
+    """Scores of night ``D - N`` with their label over ``[D - N, D)``, for the label the model
+    was trained on (``label``: its params' ``label``, :func:`pipeline.labels.label_spec`;
+    default the settings' own): cancellation or inactivity, ``N`` its window.
 
-    ``None`` when that night has no stored scores (not scored, or the horizon has not passed
+    ``None`` when that night has no stored scores (not scored, or the window has not passed
     since the first night). Labels come from :func:`pipeline.labels.build_labels` (lake data
     known before D).
     """
-    from pipeline.labels import build_labels
+    from pipeline.labels import build_labels, label_spec
 
-    scored_on = as_date(day) - dt.timedelta(days=settings.horizon_days)
+    label = label or label_spec(settings)
+    window = int(label["window_days"])
+    scored_on = as_date(day) - dt.timedelta(days=window)
     tbl = SCORES
     with results.results_engine(settings).connect() as conn:
         query = sa.select(tbl.c.customer_id, tbl.c.churn_probability, tbl.c.model_version)
         scores = pd.read_sql(query.where(tbl.c.as_of == night(scored_on)), conn)
     if scores.empty:
         return None
-    labels = build_labels(settings, [scored_on], horizon_days=settings.horizon_days, data_end=as_date(day))
+    labels = build_labels(settings, [scored_on], horizon_days=window, data_end=as_date(day), kind=label["kind"],
+                          inactivity_days=window)
     joined = scores.merge(labels[["customer_id", "label"]], on="customer_id", how="inner")
     joined.attrs["scored_on"] = scored_on
     return joined

@@ -136,6 +136,8 @@ class NightlyReport:
     monitoring: dict[str, Any] | None = None
     alerts: list[dict[str, Any]] = field(default_factory=list)
     attachments: list[str] = field(default_factory=list)
+    #: what churn means for the model that scored (its params' label definition)
+    churn_definition: str = ""
 
     @property
     def severity(self) -> str:
@@ -179,6 +181,8 @@ class NightlyReport:
                    "campaign decision threshold)."]
         if self.campaign is not None:
             scoring.append(self.campaign.sentence())
+        if self.churn_definition:
+            scoring.append(f"Churn means: {self.churn_definition}.")
         sections = [_Section("Scoring", scoring), _drift_section(self.drift)]
         if self.monitoring is not None:
             sections += [self._alerts_section(), *_monitoring_sections(self.monitoring)]

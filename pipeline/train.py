@@ -210,6 +210,22 @@ def register(settings: Settings, model, *, metrics: dict[str, Any], params: dict
     return TrainResult(version, mv.path, metrics, promoted, decision)
 
 
+def _require_two_classes(folds: list[tuple[np.ndarray, np.ndarray]], as_of: pd.Series, y: np.ndarray,
+                         what: str) -> None:
+    """Each side of each fold must hold churners and non-churners (else a TrainingError naming
+    the dates, the counts and the settings to change, not a scikit-learn traceback)."""
+    for train_idx, valid_idx in folds:
+        for side, idx in (("training", train_idx), ("validation", valid_idx)):
+            positives = int(y[idx].sum())
+            if positives in (0, len(idx)):
+                days = sorted({str(d)[:10] for d in pd.to_datetime(as_of.iloc[idx]).unique()})
+                raise TrainingError(
+                    f"the {what} validating {sorted({str(d)[:10] for d in pd.to_datetime(as_of.iloc[valid_idx]).unique()})}"
+                    f" has one class on its {side} side: {len(idx)} rows of snapshot(s) {days}, {positives} churners; "
+                    "use more snapshots (training_snapshots) or history, fewer folds (cv_folds), or a longer label "
+                    "window (horizon_days / inactivity_days)")
+
+
 def _base_params(best: Trial, numeric: list[str], categorical: list[str], settings: Settings) -> dict[str, Any]:
     return {
         "model": best.candidate,
@@ -233,7 +249,8 @@ def train(settings: Settings, training_set: Path, *, min_improvement: float = 0.
     numeric, categorical = list(NUMERIC_FEATURES), list(CATEGORICAL_FEATURES)
     features = numeric + categorical
     df = read_training_set(training_set, numeric, categorical)
-    train_df, holdout = time_split(df, settings.holdout_snapshots, settings.horizon_days)
+    window = settings.label_window_days
+    train_df, holdout = time_split(df, settings.holdout_snapshots, window)
     del df
     log.info("train: %d rows (%s .. %s), holdout %d rows (%s)", len(train_df),
              train_df["as_of"].min(), train_df["as_of"].max(), len(holdout), holdout["as_of"].max())
@@ -253,8 +270,10 @@ def train(settings: Settings, training_set: Path, *, min_improvement: float = 0.
     if len(sample) < len(X):
         log.info("train: search and CV on a stratified sample of %d of %d rows (search_sample_rows), "
                  "final fit on all of them", len(sample), len(X))
-    folds = time_folds(as_of.iloc[sample], settings.cv_folds, settings.horizon_days)
-    fit_idx, cal_idx = time_folds(as_of, 1, settings.horizon_days)[-1]  # calibrate on the latest training-side snapshot
+    folds = time_folds(as_of.iloc[sample], settings.cv_folds, window)
+    fit_idx, cal_idx = time_folds(as_of, 1, window)[-1]  # calibrate on the latest training-side snapshot
+    _require_two_classes(folds, as_of.iloc[sample].reset_index(drop=True), y[sample], "time-CV fold")
+    _require_two_classes([(fit_idx, cal_idx)], as_of, y, "calibration split")
     model, best, trials = select_and_fit(settings, X, y, folds, fit_idx, cal_idx, numeric, categorical,
                                          search_rows=sample)
 
@@ -264,7 +283,10 @@ def train(settings: Settings, training_set: Path, *, min_improvement: float = 0.
     metrics = evaluate(y_hold, proba, campaign_for(settings, len(holdout_dates)))
     metrics.update(model=best.candidate, train_rows=len(X), train_snapshots=train_snapshots,
                    holdout_snapshots=holdout_dates)
+    from pipeline.labels import label_spec
+
     params = {**_base_params(best, numeric, categorical, settings), "horizon_days": settings.horizon_days,
+              "label": label_spec(settings),
               "training_set": str(training_set),
               "training_window": {"first_snapshot": metrics["train_snapshots"][0],
                                   "last_snapshot": metrics["train_snapshots"][-1],
@@ -334,5 +356,5 @@ def snapshot_plan(settings: Settings, data_start: dt.date, data_end: dt.date) ->
     from pipeline.labels import training_snapshot_dates
 
     return training_snapshot_dates(
-        as_date(data_start), as_date(data_end), settings.training_snapshots, settings.horizon_days
+        as_date(data_start), as_date(data_end), settings.training_snapshots, settings.label_window_days
     )

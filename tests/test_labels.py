@@ -124,3 +124,32 @@ def test_training_snapshot_dates() -> None:
     assert training_snapshot_dates(start, dt.date(2023, 6, 1), 2, 30) == [dt.date(2023, 4, 1), dt.date(2023, 5, 1)]
     with pytest.raises(ValueError):
         training_snapshot_dates(start, dt.date(2023, 1, 20), 1, 30)
+
+
+def test_inactivity_label_sees_only_its_window_and_features_never_see_it(settings: Settings) -> None:
+    """Leakage, as for the cancellation label: activity outside [as_of, as_of + N) never changes
+    an inactivity label, and activity inside it never changes the features at as_of."""
+    customers(settings, 3)
+    inside = [dict(customer_id=1, event_ts=A + 3 * DAY, event_type="session", duration_s=60.0)]
+    outside = [dict(customer_id=2, event_ts=A - pd.Timedelta(microseconds=1), event_type="login"),  # just before
+               dict(customer_id=2, event_ts=A + 30 * DAY, event_type="login"),  # at the window end: outside
+               dict(customer_id=3, event_ts=A + 45 * DAY, event_type="content", content_units=3)]
+    inactive = {"horizon_days": 30, "data_end": DATA_END, "kind": "inactivity", "inactivity_days": 30}
+    write(settings, "events", outside)
+    only_outside = build_labels(settings, [AS_OF], **inactive)
+    features_before = F.build_features(settings, [AS_OF])
+    write(settings, "events", inside + outside)
+    assert labels_of(only_outside) == {1: 1, 2: 1, 3: 1}  # activity outside the window makes no one active
+    assert labels_of(build_labels(settings, [AS_OF], **inactive)) == {1: 0, 2: 1, 3: 1}
+    pd.testing.assert_frame_equal(F.build_features(settings, [AS_OF]), features_before)
+
+
+def test_label_kind_is_a_setting_and_names_its_window(settings: Settings) -> None:
+    from pipeline.labels import label_spec
+
+    assert label_spec(settings) == {"kind": "cancellation", "window_days": 30,
+                                    "definition": label_spec(settings)["definition"]}
+    inactive = settings.replace(label_kind="inactivity", inactivity_days=45)
+    assert inactive.label_window_days == 45 and "no event and no successful payment" in label_spec(inactive)["definition"]
+    with pytest.raises(ValueError, match="config label_kind: 'purchases' is not one of cancellation, inactivity"):
+        settings.replace(label_kind="purchases")

@@ -235,3 +235,34 @@ def test_train_table_reads_parquet_and_warns_on_repeated_ids(settings, tmp_path,
         train_table(settings.replace(candidates="logreg", search_iterations=1), tmp_path / "big.parquet", "label",
                     id_column="id")
     assert "4 rows of" in caplog.text and "share their id with another row (2 distinct ids repeat)" in caplog.text
+
+
+def test_inactivity_churn_trains_and_says_what_churn_means(source_data):
+    """label_kind: inactivity end to end through the training flow: labels, purge window,
+    params, model card; the nightly's matured labels then use the model's label (not the config's)."""
+    from pipeline.flows import run_training
+
+    settings = source_data.replace(label_kind="inactivity", inactivity_days=21, candidates="logreg",
+                                   search_iterations=1)
+    result = run_training(settings, RUN_DATE)
+    champ = registry.get_version(settings, result["train"]["version"])
+    assert champ.params["label"]["kind"] == "inactivity" and champ.params["label"]["window_days"] == 21
+    assert result["train"]["metrics"]["roc_auc"] > 0.6
+    assert "no event and no successful payment in the 21 days" in (champ.path / "model_card.html").read_text()
+    assert 0 < pd.read_parquet(result["training_set"]["path"], columns=["label"])["label"].mean() < 1
+
+
+def test_run_training_without_churners_says_so_in_one_line(source_data, capsys):
+    """A source without cancellations (a transactions-only business mapped in as is) used to
+    reach scikit-learn's 'only one class' traceback; now run-training exits 2 with one line
+    naming the snapshots, the counts and the setting to change."""
+    import sqlite3
+
+    from pipeline.__main__ import main
+
+    with sqlite3.connect(source_data.data_dir / "source.db") as conn:
+        conn.execute("DELETE FROM cancellations")
+    assert main(["run-training", "--date", RUN_DATE]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "has one class" in err[0] and "0 churners" in err[0] and "label_kind: inactivity" in err[0], err[0]
