@@ -53,8 +53,12 @@ class Settings:
     #: rows per chunk when ingesting: fetched per round trip from the source database, read
     #: at most from one event file, and validated at a time (memory is bounded by a chunk)
     ingest_chunk_rows: int = 500_000
-    #: the training DAG re-extracts the customer-database tables from this date on
-    history_start: str = "2000-01-01"
+    #: the training DAG re-extracts the customer-database tables from this date on (and takes
+    #: landed event days from it); empty: from the earliest row each source holds
+    history_start: str = ""
+    #: a folder of your own ingest_<table>.sql files mapping your database onto the source
+    #: contract (README: "Map your data in"); a file not there is the packaged one
+    sql_dir: str = ""
 
     # --- readiness gate (churn_nightly waits for its data) -------------------------------
     #: how long a night waits for its landing partitions and a fresh source before it fails

@@ -72,9 +72,20 @@ def as_datetime(value: object) -> dt.datetime:
     return value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
 
 
-def load_sql(name: str) -> str:
-    """Text of ``sql/<name>.sql``; values are always bound parameters, never formatted in."""
+def load_sql(name: str, settings: Settings | None = None) -> str:
+    """Text of ``<name>.sql``: from ``settings.sql_dir`` when that folder has it (your own
+    mapping of your schema onto the contract), else the packaged ``sql/<name>.sql``. Values
+    are always bound parameters, never formatted in."""
+    if settings is not None and settings.sql_dir:
+        folder = Path(settings.sql_dir)
+        if not folder.is_dir():
+            from pipeline.errors import DataError
+
+            raise DataError(f"config sql_dir: {folder} is not a folder (it holds your ingest_<table>.sql files)")
+        own = folder / f"{name}.sql"
+        if own.is_file():
+            return own.read_text(encoding="utf-8")
     path = SQL_DIR / f"{name}.sql"
     if not path.is_file():
         raise FileNotFoundError(f"SQL file {path} not found")
-    return path.read_text()
+    return path.read_text(encoding="utf-8")

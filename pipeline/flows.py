@@ -41,15 +41,17 @@ def ingest_window(ctx: RunContext, table: str) -> tuple[dt.date, dt.date]:
     settings, end = ctx.settings, ctx.day
     if ctx.dag_id != TRAINING_DAG:
         return ctx.window
+    from pipeline.ingest import EARLIEST, earliest_day, event_files
+
     if table != "events":
-        return as_date(settings.history_start), end
+        if settings.history_start:
+            return as_date(settings.history_start), end
+        return min(earliest_day(settings, table, end) or end, end), end
     # events are large: catch the lake up from its last day instead of re-reading history
     have = lake.partition_dates(settings, "events")
     if have:
         return have[-1] + dt.timedelta(days=1), end
-    from pipeline.ingest import event_files
-
-    files = event_files(settings, as_date(settings.history_start), end)
+    files = event_files(settings, as_date(settings.history_start) if settings.history_start else EARLIEST, end)
     first = min((as_date(f.parent.name.removeprefix("date=")) for f in files), default=end)
     return first, end
 
@@ -211,7 +213,12 @@ def training_set_step(ctx: RunContext, *, snapshots: int | None = None) -> dict[
     settings, end = ctx.settings, ctx.day
     have = lake.partition_dates(settings, "events")
     if not have:
-        raise TrainingError(f"the lake has no events under {settings.lake_dir}: ingest data first")
+        bound = (f"from history_start {settings.history_start} " if settings.history_start
+                 else "(history_start unset: from the earliest day landed) ")
+        raise TrainingError(
+            f"nothing to train on: the lake has no events under {settings.lake_dir} and none were ingested {bound}"
+            f"before {end} from {settings.landing_dir / 'events'}/date=DAY/; land event files there, or set "
+            "history_start earlier")
     wanted = snapshots or settings.training_snapshots
     try:
         dates = training_snapshot_dates(have[0], end, wanted, settings.label_window_days)

@@ -27,7 +27,7 @@ from pipeline.artifacts import ParquetAppender, as_date
 from pipeline.config import Settings
 from pipeline.db import load_sql, masked, source_engine
 from pipeline.errors import DataError
-from pipeline.schemas import EVENTS_SCHEMA, SOURCE_TABLES
+from pipeline.schemas import EVENTS_SCHEMA, LAKE_TABLES, SOURCE_TABLES
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def table_chunks(settings: Settings, table: str, start: str | dt.date, end: str 
     if table not in SOURCE_TABLES:
         raise KeyError(f"unknown source table {table!r}; known: {sorted(SOURCE_TABLES)}")
     start_d, end_d = _window(table, start, end)
-    query = sa.text(load_sql(f"ingest_{table}")).bindparams(
+    query = sa.text(load_sql(f"ingest_{table}", settings)).bindparams(
         sa.bindparam("window_start", type_=sa.DateTime()),
         sa.bindparam("window_end", type_=sa.DateTime()),
     )
@@ -151,6 +151,29 @@ def table_chunks(settings: Settings, table: str, start: str | dt.date, end: str 
     except sa.exc.SQLAlchemyError as exc:
         raise IngestionError(f"table {table}: reading the source database {masked(settings.db_url)} "
                              f"(setting source_db_url) failed: {exc}") from exc
+
+
+#: the lower bound of "from the earliest row" (history_start unset)
+EARLIEST = dt.date(1900, 1, 1)
+
+
+def earliest_day(settings: Settings, table: str, end: dt.date) -> dt.date | None:
+    """The day of the earliest row that ``ingest_<table>.sql`` returns before ``end`` (None:
+    no row): where a first training run starts a table's history when ``history_start`` is unset."""
+    _, time_col = LAKE_TABLES[table]
+    inner = load_sql(f"ingest_{table}", settings).strip().rstrip(";")
+    query = sa.text(f"SELECT MIN(q.{time_col}) FROM ({inner}) AS q").bindparams(  # identifiers only
+        sa.bindparam("window_start", type_=sa.DateTime()), sa.bindparam("window_end", type_=sa.DateTime()))
+    try:
+        with source_engine(settings).connect() as conn:
+            value = conn.execute(query, {"window_start": dt.datetime.combine(EARLIEST, dt.time()),
+                                         "window_end": dt.datetime.combine(end, dt.time())}).scalar()
+    except sa.exc.SQLAlchemyError as exc:
+        raise IngestionError(f"table {table}: reading the source database {masked(settings.db_url)} "
+                             f"(setting source_db_url) failed: {exc}") from exc
+    if value is None:
+        return None
+    return value.date() if isinstance(value, dt.datetime) else dt.date.fromisoformat(str(value)[:10])
 
 
 def ingest_table(

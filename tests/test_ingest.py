@@ -316,3 +316,43 @@ def test_an_unparseable_landing_file_is_named(settings, content, expected):
         ingest_step(RunContext.of(settings, "churn_nightly", "2025-03-02"), "events")
     assert str(err.value).startswith(f"events landing file {folder / 'events.csv'}")
     assert re.search(expected, str(err.value)), str(err.value)
+
+
+# ---------------------------------------------------------------- your own schema: sql_dir, history_start
+def test_your_own_ingest_sql_maps_your_schema_onto_the_contract(settings, tmp_path):
+    """A database without a payments table, only orders(order_no, cust, ordered_at, total):
+    an ingest_payments.sql of one's own in sql_dir maps it; the packaged SQL serves the rest."""
+    orders = pd.DataFrame({"order_no": [7, 8, 9], "cust": [1, 2, 1], "total": [20.0, 35.5, 12.25],
+                           "ordered_at": pd.to_datetime(["2025-03-01 09:00", "2025-03-01 18:30", "2025-03-02 08:00"])})
+    orders.to_sql("orders", engine_for(settings.db_url), if_exists="replace", index=False)
+    own = tmp_path / "my_sql"
+    own.mkdir()
+    (own / "ingest_payments.sql").write_text(
+        "-- my shop's orders as the contract's payments\n"
+        "SELECT order_no AS payment_id, cust AS customer_id, ordered_at AS paid_at, total AS amount,\n"
+        "       'success' AS status\n"
+        "FROM orders WHERE ordered_at >= :window_start AND ordered_at < :window_end ORDER BY ordered_at\n")
+    mine = settings.replace(sql_dir=str(own))
+    res = ingest_table(mine, "payments", "2025-03-01", "2025-03-02", tmp_path / "p.parquet")
+    table = pq.read_table(res.path)
+    assert table.schema == SOURCE_TABLES["payments"].schema
+    assert table.column("payment_id").to_pylist() == [7, 8] and set(table.column("status").to_pylist()) == {"success"}
+    from pipeline.errors import DataError
+
+    with pytest.raises(DataError, match=r"config sql_dir: .*nowhere is not a folder"):
+        ingest_table(settings.replace(sql_dir=str(tmp_path / "nowhere")), "payments", "2025-03-01", "2025-03-02",
+                     tmp_path / "q.parquet")
+
+
+def test_a_first_training_run_starts_each_table_at_its_earliest_row(settings):
+    """history_start used to default to 2000-01-01 and silently skip older data; unset, a
+    table's history starts at its earliest row (set, it bounds it)."""
+    import datetime as dt
+
+    from pipeline.flows import RunContext, ingest_window
+
+    _seed_payments(settings, [(1, 10, "1996-05-04 10:00:00", 9.99, "success"), (2, 10, "2025-03-01 10:00:00", 9.99, "success")])
+    ctx = RunContext.of(settings, "churn_training", "2025-04-01")
+    assert settings.history_start == "" and ingest_window(ctx, "payments") == (dt.date(1996, 5, 4), dt.date(2025, 4, 1))
+    bounded = RunContext.of(settings.replace(history_start="2020-01-01"), "churn_training", "2025-04-01")
+    assert ingest_window(bounded, "payments") == (dt.date(2020, 1, 1), dt.date(2025, 4, 1))
