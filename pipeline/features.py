@@ -63,6 +63,9 @@ DOWNGRADE_DAYS = 90
 BILLING_CHANGE_DAYS = 90
 #: look-back of the support-ticket count
 TICKET_WINDOW_DAYS = 90
+#: the purchase (RFM) windows: order counts and spend from successful payments (sql/features_purchases.sql
+#: names its columns after these four; a test keeps them in lockstep)
+PURCHASE_WINDOWS: tuple[int, ...] = (30, 90, 180, 365)
 #: DuckDB's buffer limit; it spills to a temporary directory beyond it
 DUCKDB_MEMORY_LIMIT = "3GB"
 
@@ -133,6 +136,7 @@ _FEATURE_GROUPS: tuple[str, ...] = (
     "f_payments",
     "f_plan_changes",
     "f_support",
+    "f_purchases",
 )
 
 
@@ -222,6 +226,22 @@ def _tail_features(longest: int) -> tuple[FeatureSpec, ...]:
         ),
         _num(f"n_tickets_{TICKET_WINDOW_DAYS}d", "support tickets opened", f"{TICKET_WINDOW_DAYS}d"),
         _num("n_open_tickets", "tickets opened before as_of and not resolved before as_of"),
+        *_purchase_features(),
+    )
+
+
+def _purchase_features() -> tuple[FeatureSpec, ...]:
+    """Purchase (RFM) features from successful payments: frequency and spend per window, the
+    average order value and its trend (recency: ``days_since_last_success_payment``)."""
+    longest, recent = f"{PURCHASE_WINDOWS[-1]}d", f"{PURCHASE_WINDOWS[1]}d"
+    return (
+        *(_num(f"n_purchases_{w}d", "successful payments (purchases)", f"{w}d") for w in PURCHASE_WINDOWS),
+        *(_num(f"total_spend_{w}d", "sum of the successful payments' amounts", f"{w}d") for w in PURCHASE_WINDOWS),
+        _num(f"avg_order_value_{longest}", f"total_spend_{longest} / n_purchases_{longest}; 0.0 when no purchase",
+             longest),
+        _num(f"aov_trend_{recent}_vs_{longest}",
+             f"average order value over {recent} / over {longest}; 1.0 when no purchase in either",
+             f"{recent}/{longest}"),
     )
 
 
@@ -374,12 +394,13 @@ def _prepare(
     for table in ("customers", "subscriptions", "cancellations", "support_tickets"):
         register_lake_table(con, settings, table, everything_before)
     register_lake_table(con, settings, "events", _windows_back(dates, windows[-1]))
-    register_lake_table(con, settings, "payments", _windows_back(dates, PAYMENT_LOOKBACK_DAYS))
+    register_lake_table(con, settings, "payments",
+                        _windows_back(dates, max(PAYMENT_LOOKBACK_DAYS, PURCHASE_WINDOWS[-1])))
     register_lake_table(
         con, settings, "plan_changes", _windows_back(dates, PLAN_CHANGE_LOOKBACK_DAYS)
     )
     register_as_of_dates(con, dates)
-    max_lookback = max(windows[-1], PAYMENT_LOOKBACK_DAYS, PLAN_CHANGE_LOOKBACK_DAYS)
+    max_lookback = max(windows[-1], PAYMENT_LOOKBACK_DAYS, PLAN_CHANGE_LOOKBACK_DAYS, PURCHASE_WINDOWS[-1])
     con.execute(read_sql("features_asof_days"), {"max_lookback_days": max_lookback})
     con.execute(
         "CREATE OR REPLACE TEMP TABLE plan_rank AS "
@@ -427,6 +448,7 @@ def _feature_query(windows: tuple[int, ...]) -> tuple[dict[str, str], str, dict[
         downgrade_days=DOWNGRADE_DAYS,
         ticket_window_days=TICKET_WINDOW_DAYS,
         billing_change_days=BILLING_CHANGE_DAYS,
+        **{f"purchase_window_{i}": w for i, w in enumerate(PURCHASE_WINDOWS, start=1)},
     )
     return groups, body, params
 

@@ -249,6 +249,32 @@ def test_payments_plan_changes_and_support(lake: Lake) -> None:
     assert (c1["n_tickets_90d"], c1["n_open_tickets"]) == (2, 2)
 
 
+def test_purchase_rfm_windows_are_half_open_and_count_successful_payments_only(lake: Lake) -> None:
+    lake.customer(1, T("2022-06-01"))
+    lake.customer(2, T("2022-06-01"))  # never bought: zeros, neutral trend
+    day = pd.Timedelta(days=1)
+    for pid, (ts, amount, status) in enumerate([
+        (A - 1 * day + pd.Timedelta(hours=23), 10.10, "success"),  # last instant before as_of
+        (A - 30 * day, 20.00, "success"),  # first day of the 30-day window
+        (A - 31 * day, 40.00, "success"),  # outside 30d, inside 90d
+        (A - 200 * day, 0.05, "success"),  # inside 365d only
+        (A - 365 * day, 1.00, "success"),  # first day of the 365-day window
+        (A - 366 * day, 500.0, "success"),  # outside every window
+        (A - 5 * day, 99.0, "failed"),  # not a purchase
+        (A, 77.0, "success"),  # at as_of: unseen
+    ]):
+        lake.add("payments", payment_id=pid, customer_id=1, paid_at=ts, amount=amount, status=status)
+    df = F.build_features(lake.write(), [AS_OF])
+    c1, c2 = one(df, 1), one(df, 2)
+    counts = [c1[f"n_purchases_{w}d"] for w in F.PURCHASE_WINDOWS]
+    spend = [round(c1[f"total_spend_{w}d"], 2) for w in F.PURCHASE_WINDOWS]
+    assert counts == [2, 3, 3, 5] and spend == [30.10, 70.10, 70.10, 71.15]
+    assert c1["avg_order_value_365d"] == pytest.approx(71.15 / 5)
+    assert c1["aov_trend_90d_vs_365d"] == pytest.approx((70.10 / 3) / (71.15 / 5))
+    assert [c2[f"n_purchases_{w}d"] for w in F.PURCHASE_WINDOWS] == [0, 0, 0, 0]
+    assert (c2["total_spend_365d"], c2["avg_order_value_365d"], c2["aov_trend_90d_vs_365d"]) == (0.0, 0.0, 1.0)
+
+
 def test_no_nulls_in_any_feature(lake: Lake) -> None:
     rng = np.random.default_rng(3)
     settings = _random_lake(lake, rng).write()
@@ -292,7 +318,7 @@ def _random_lake(lake: Lake, rng: np.random.Generator) -> Lake:
     Timestamps fall on days near the window boundaries of the snapshots (few partitions,
     many boundary cases), at a random time of day or exactly at midnight.
     """
-    offsets = (-181, -91, -90, -31, -30, -8, -7, -1, 0, 1, 2)
+    offsets = (-366, -365, -181, -91, -90, -31, -30, -8, -7, -1, 0, 1, 2)
     days = sorted({T(s) + pd.Timedelta(days=k) for s in SNAPSHOTS for k in offsets})
 
     def ts() -> pd.Timestamp:

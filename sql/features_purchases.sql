@@ -1,0 +1,19 @@
+-- Purchase (RFM) aggregates per (customer_id, as_of): the successful payments in the
+-- half-open windows [as_of - N days, as_of) for N = $purchase_window_1 .. $purchase_window_4
+-- (30, 90, 180, 365 days: pipeline.features.PURCHASE_WINDOWS). Amounts are summed as whole
+-- cents, exactly: a date's features are identical alone or in a batch.
+SELECT
+    p.customer_id,
+    d.as_of,
+    count(*) FILTER (WHERE d.age <= $purchase_window_1) AS n_purchases_30d,
+    count(*) FILTER (WHERE d.age <= $purchase_window_2) AS n_purchases_90d,
+    count(*) FILTER (WHERE d.age <= $purchase_window_3) AS n_purchases_180d,
+    count(*) AS n_purchases_365d,
+    sum(round(p.amount * 100)::BIGINT) FILTER (WHERE d.age <= $purchase_window_1) AS spend_cents_30d,
+    sum(round(p.amount * 100)::BIGINT) FILTER (WHERE d.age <= $purchase_window_2) AS spend_cents_90d,
+    sum(round(p.amount * 100)::BIGINT) FILTER (WHERE d.age <= $purchase_window_3) AS spend_cents_180d,
+    sum(round(p.amount * 100)::BIGINT) AS spend_cents_365d
+FROM payments AS p
+JOIN asof_days AS d ON d.day = p.paid_at::DATE
+WHERE p.status = 'success' AND d.age <= $purchase_window_4
+GROUP BY p.customer_id, d.as_of
