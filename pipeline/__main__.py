@@ -185,9 +185,13 @@ def _cmd_train_table(args: argparse.Namespace) -> int:
 
 
 def _cmd_catalogue(args: argparse.Namespace) -> int:
-    from pipeline.features import feature_catalogue_markdown
+    from pipeline.features import active_groups, feature_catalogue_markdown
 
     print(feature_catalogue_markdown())
+    settings = load_settings()
+    active, left_out = active_groups(settings)
+    print(f"feature groups a training run on {settings.data_dir} would use: {', '.join(active) or 'none'}"
+          + "".join(f"\n  left out: {g}: {why}" for g, why in left_out.items()), file=sys.stderr)
     return 0
 
 

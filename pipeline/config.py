@@ -56,6 +56,12 @@ class Settings:
     #: the training DAG re-extracts the customer-database tables from this date on (and takes
     #: landed event days from it); empty: from the earliest row each source holds
     history_start: str = ""
+    #: the tables your business has (comma-separated; customers is required): the others are not
+    #: ingested, waited for or checked, and the feature groups that read them are left out
+    source_tables: str = "customers,subscriptions,payments,plan_changes,support_tickets,cancellations,events"
+    #: the feature groups a model may use (pipeline.features.GROUPS): customer, subscription,
+    #: events, payments, plan_changes, support, purchases (RFM: for a transaction business)
+    feature_groups: str = "customer,subscription,events,payments,plan_changes,support"
     #: a folder of your own ingest_<table>.sql files mapping your database onto the source
     #: contract (README: "Map your data in"); a file not there is the packaged one
     sql_dir: str = ""
@@ -169,6 +175,14 @@ class Settings:
         return self.source_db_url or f"sqlite:///{(self.data_dir / 'source.db').resolve()}"
 
     @property
+    def source_table_names(self) -> list[str]:
+        return [t.strip() for t in self.source_tables.split(",") if t.strip()]
+
+    @property
+    def feature_group_names(self) -> list[str]:
+        return [g.strip() for g in self.feature_groups.split(",") if g.strip()]
+
+    @property
     def label_window_days(self) -> int:
         """The label window ``[as_of, as_of + N)``: ``horizon_days`` for cancellation churn,
         ``inactivity_days`` for inactivity churn."""
@@ -233,6 +247,17 @@ class Settings:
             value = getattr(self, name)
             if not low <= value <= high:
                 raise ValueError(f"config {name}: {value!r} is out of its valid range [{low:g}, {high:g}]")
+        from pipeline.tables import FEATURE_GROUP_NAMES, LAKE_TABLE_NAMES
+
+        unknown = [t for t in self.source_table_names if t not in LAKE_TABLE_NAMES]
+        if unknown or "customers" not in self.source_table_names:
+            raise ValueError(f"config source_tables: {self.source_tables!r}: " + (
+                f"unknown table(s) {unknown}" if unknown else "customers is required")
+                + f"; the tables are {', '.join(LAKE_TABLE_NAMES)}")
+        unknown = [g for g in self.feature_group_names if g not in FEATURE_GROUP_NAMES]
+        if unknown:
+            raise ValueError(f"config feature_groups: unknown group(s) {unknown}; the groups are "
+                             f"{', '.join(FEATURE_GROUP_NAMES)}")
         if self.label_kind not in LABEL_KINDS:
             raise ValueError(f"config label_kind: {self.label_kind!r} is not one of {', '.join(LABEL_KINDS)}")
         if self.risk_band_medium > self.risk_band_high:

@@ -84,6 +84,31 @@ class FeatureSpec:
     #: look-back window such as ``"30d"``; None for a state at as_of
     window: str | None
     description: str
+    #: the feature group (:data:`GROUPS`): the model uses a group only when it is enabled
+    #: (``feature_groups``) and its source table is declared and holds data (:func:`model_features`)
+    group: str = "customer"
+
+
+#: feature group -> (the lake table it reads, name patterns of its columns); the rest are "customer"
+GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "customer": ("customers", ()),
+    "subscription": ("subscriptions", ("plan", "monthly_fee", "payment_method", "billing_change_pct_*")),
+    "events": ("events", ("n_events_*", "n_logins_*", "n_sessions_*", "n_content_*", "total_duration_s_*",
+                          "total_content_units_*", "trend_events_*", "no_events_*", "days_since_last_login*")),
+    "payments": ("payments", ("days_since_last_success_payment*", "n_failed_payments_*")),
+    "plan_changes": ("plan_changes", ("n_plan_changes_*", "downgrade_*")),
+    "support": ("support_tickets", ("n_tickets_*", "n_open_tickets")),
+    "purchases": ("payments", ("n_purchases_*", "total_spend_*", "avg_order_value_*", "aov_trend_*")),
+}
+
+
+def _group_of(name: str) -> str:
+    import fnmatch
+
+    for group, (_, patterns) in GROUPS.items():
+        if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            return group
+    return "customer"
 
 
 @dataclass(frozen=True)
@@ -284,12 +309,11 @@ def _window_columns(windows: tuple[int, ...]) -> list[tuple[FeatureSpec, str]]:
 
 def feature_specs(windows: Sequence[int] = DEFAULT_WINDOWS) -> list[FeatureSpec]:
     """The feature catalogue for the given behavioural windows, in output column order."""
+    import dataclasses
+
     ws = _check_windows(windows)
-    return [
-        *_HEAD_FEATURES,
-        *(spec for spec, _ in _window_columns(ws)),
-        *_tail_features(ws[-1]),
-    ]
+    specs = [*_HEAD_FEATURES, *(spec for spec, _ in _window_columns(ws)), *_tail_features(ws[-1])]
+    return [dataclasses.replace(s, group=_group_of(s.name)) for s in specs]
 
 
 FEATURES: list[FeatureSpec] = feature_specs()
@@ -298,11 +322,37 @@ CATEGORICAL_FEATURES: list[str] = [f.name for f in FEATURES if f.kind == "catego
 
 
 def feature_catalogue_markdown(windows: Sequence[int] = DEFAULT_WINDOWS) -> str:
-    """The catalogue as a Markdown table (name, kind, window, description)."""
-    lines = ["| name | kind | window | description |", "| --- | --- | --- | --- |"]
+    """The catalogue as a Markdown table (name, group, kind, window, description)."""
+    lines = ["| name | group | kind | window | description |", "| --- | --- | --- | --- | --- |"]
     for f in feature_specs(windows):
-        lines.append(f"| `{f.name}` | {f.kind} | {f.window or 'at as_of'} | {f.description} |")
+        lines.append(f"| `{f.name}` | {f.group} | {f.kind} | {f.window or 'at as_of'} | {f.description} |")
     return "\n".join(lines) + "\n"
+
+
+def active_groups(settings: Settings) -> tuple[list[str], dict[str, str]]:
+    """The feature groups a model is trained on, and why each other one is left out: a group
+    is used when it is enabled (``feature_groups``) and its source table is declared
+    (``source_tables``) and holds data in the lake (an empty table would only feed constants)."""
+    from pipeline.lake import partition_dates
+
+    enabled, declared = settings.feature_group_names, settings.source_table_names
+    active, left_out = [], {}
+    for group, (table, _) in GROUPS.items():
+        if group not in enabled:
+            left_out[group] = "not enabled (feature_groups)"
+        elif table not in declared:
+            left_out[group] = f"its table {table} is not declared (source_tables)"
+        elif not partition_dates(settings, table):
+            left_out[group] = f"its table {table} holds no data in the lake"
+        else:
+            active.append(group)
+    return active, left_out
+
+
+def model_features(settings: Settings, groups: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The numeric and categorical feature columns of ``groups``, in catalogue order."""
+    specs = [f for f in FEATURES if f.group in set(groups)]
+    return [f.name for f in specs if f.kind == "numeric"], [f.name for f in specs if f.kind == "categorical"]
 
 
 # --------------------------------------------------------------------------- DuckDB plumbing
@@ -377,9 +427,21 @@ def register_as_of_dates(con: duckdb.DuckDBPyConnection, dates: Sequence[dt.date
     )
 
 
-def create_population(con: duckdb.DuckDBPyConnection) -> None:
-    """Materialise the temp table ``population`` (needs as_of_dates, customers, cancellations)."""
+def create_population(con: duckdb.DuckDBPyConnection, active_days: int | None = None) -> None:
+    """Materialise the temp table ``population`` (needs as_of_dates, customers, cancellations).
+
+    With ``active_days`` (inactivity churn, :func:`population_active_days`) only customers with
+    an event or a successful payment in ``[as_of - active_days, as_of)`` stay (needs events and
+    payments views covering that look-back)."""
     con.execute(read_sql("features_population"))
+    if active_days:
+        con.execute(read_sql("features_population_active"), {"active_days": int(active_days)})
+
+
+def population_active_days(settings: Settings) -> int | None:
+    """The look-back of the "active customer" filter: ``inactivity_days`` for inactivity churn
+    (a customer is at risk of going quiet only while active), none for cancellation churn."""
+    return settings.inactivity_days if settings.label_kind == "inactivity" else None
 
 
 def _windows_back(dates: Sequence[dt.date], days: int) -> list[DayRange]:
@@ -393,9 +455,10 @@ def _prepare(
     everything_before: list[DayRange] = [(None, dates[-1])]
     for table in ("customers", "subscriptions", "cancellations", "support_tickets"):
         register_lake_table(con, settings, table, everything_before)
-    register_lake_table(con, settings, "events", _windows_back(dates, windows[-1]))
+    active = population_active_days(settings) or 0
+    register_lake_table(con, settings, "events", _windows_back(dates, max(windows[-1], active)))
     register_lake_table(con, settings, "payments",
-                        _windows_back(dates, max(PAYMENT_LOOKBACK_DAYS, PURCHASE_WINDOWS[-1])))
+                        _windows_back(dates, max(PAYMENT_LOOKBACK_DAYS, PURCHASE_WINDOWS[-1], active)))
     register_lake_table(
         con, settings, "plan_changes", _windows_back(dates, PLAN_CHANGE_LOOKBACK_DAYS)
     )
@@ -408,7 +471,7 @@ def _prepare(
         {"plans": list(PLAN_RANK), "ranks": list(PLAN_RANK.values())},
     )
     con.execute(read_sql("features_macros"))
-    create_population(con)
+    create_population(con, population_active_days(settings))
 
 
 def _feature_query(windows: tuple[int, ...]) -> tuple[dict[str, str], str, dict[str, object]]:

@@ -157,7 +157,11 @@ def ingest_all_step(ctx: RunContext) -> list[dict[str, Any]]:
     check_writable(settings)
     results, failed = [], []
     known = None  # the customer ids, read once the customers batch is in the lake (it comes first)
-    for table in LAKE_TABLE_NAMES:
+    declared = settings.source_table_names
+    skipped = [t for t in LAKE_TABLE_NAMES if t not in declared]
+    if skipped:
+        log.info("ingest: %s not declared in source_tables: not ingested", ", ".join(skipped))
+    for table in (t for t in LAKE_TABLE_NAMES if t in declared):
         if table != "customers" and known is None:
             known = lake.customer_ids(settings)
         try:
@@ -168,7 +172,7 @@ def ingest_all_step(ctx: RunContext) -> list[dict[str, Any]]:
     if failed:
         if len(failed) == 1:
             raise failed[0][1]
-        raise DataError(f"{len(failed)} of {len(LAKE_TABLE_NAMES)} input batches failed validation "
+        raise DataError(f"{len(failed)} of {len(results) + len(failed)} input batches failed validation "
                         f"({', '.join(t for t, _ in failed)}):\n" + "\n".join(str(e) for _, e in failed))
     log.info("ingested %s: %d rows, %d quarantined", ctx.day,
              sum(r["rows"] for r in results), sum(r["rejected"] for r in results))
@@ -181,8 +185,18 @@ def features_step(ctx: RunContext) -> dict[str, Any]:
     from pipeline.features import write_features
 
     out = ctx.dir("build_features") / "features.parquet"
-    write_features(ctx.settings, [ctx.day], out)
+    write_features(_label_settings(ctx), [ctx.day], out)
     return {"path": str(out), "rows": _rows(out), "as_of": str(ctx.day)}
+
+
+def _label_settings(ctx: RunContext) -> Settings:
+    """The settings with the pinned model's own label (its population: inactivity churn scores
+    only customers active in the look-back), whatever the configuration says tonight."""
+    label = ctx.model.params.get("label") if ctx.model_version else None
+    if not isinstance(label, dict) or label.get("kind") not in ("cancellation", "inactivity"):
+        return ctx.settings
+    window = {"inactivity_days" if label["kind"] == "inactivity" else "horizon_days": int(label["window_days"])}
+    return ctx.settings.replace(label_kind=label["kind"], **window)
 
 
 def validate_features_step(ctx: RunContext, built: dict[str, Any]) -> dict[str, Any]:
@@ -211,24 +225,27 @@ def training_set_step(ctx: RunContext, *, snapshots: int | None = None) -> dict[
     from pipeline.labels import training_snapshot_dates
 
     settings, end = ctx.settings, ctx.day
-    have = lake.partition_dates(settings, "events")
+    # the activity the history is measured on: the event files, or the payments of a business without them
+    activity = "events" if "events" in settings.source_table_names else "payments"
+    have = lake.partition_dates(settings, activity)
     if not have:
         bound = (f"from history_start {settings.history_start} " if settings.history_start
-                 else "(history_start unset: from the earliest day landed) ")
+                 else "(history_start unset: from the earliest row) ")
+        where = (f"from {settings.landing_dir / 'events'}/date=DAY/; land event files there" if activity == "events"
+                 else "from the source's payments; check ingest_payments.sql (sql_dir)")
         raise TrainingError(
-            f"nothing to train on: the lake has no events under {settings.lake_dir} and none were ingested {bound}"
-            f"before {end} from {settings.landing_dir / 'events'}/date=DAY/; land event files there, or set "
-            "history_start earlier")
+            f"nothing to train on: the lake has no {activity} under {settings.lake_dir} and none were ingested "
+            f"{bound}before {end} {where}, or set history_start earlier")
     wanted = snapshots or settings.training_snapshots
     try:
         dates = training_snapshot_dates(have[0], end, wanted, settings.label_window_days)
     except ValueError as exc:
-        raise TrainingError(f"training as of {end} on events from {have[0]}: {exc}") from exc
+        raise TrainingError(f"training as of {end} on {activity} from {have[0]}: {exc}") from exc
     needed = settings.holdout_snapshots + 2  # the holdout, and one time-CV fold: two training-side snapshots
     if len(dates) < needed:
         raise TrainingError(
             f"training as of {end}: only {len(dates)} month-start snapshot(s) {[str(d) for d in dates]} have a "
-            f"complete {settings.label_window_days}-day label window in the events from {have[0]}; at least {needed} "
+            f"complete {settings.label_window_days}-day label window in the {activity} from {have[0]}; at least {needed} "
             f"are needed ({settings.holdout_snapshots} holdout + 2 for a time-CV fold). Train on a later date or "
             "with more history")
     out = ctx.dir("build_training_set") / "training_set.parquet"

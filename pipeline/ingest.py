@@ -157,12 +157,13 @@ def table_chunks(settings: Settings, table: str, start: str | dt.date, end: str 
 EARLIEST = dt.date(1900, 1, 1)
 
 
-def earliest_day(settings: Settings, table: str, end: dt.date) -> dt.date | None:
-    """The day of the earliest row that ``ingest_<table>.sql`` returns before ``end`` (None:
-    no row): where a first training run starts a table's history when ``history_start`` is unset."""
+def time_bound(settings: Settings, table: str, end: dt.date, which: str = "min") -> dt.datetime | None:
+    """The earliest (``which="min"``) or latest (``"max"``) time-column value of the rows that
+    ``ingest_<table>.sql`` (yours, with ``sql_dir``) returns before ``end``; None: no row."""
     _, time_col = LAKE_TABLES[table]
+    fn = {"min": "MIN", "max": "MAX"}[which]
     inner = load_sql(f"ingest_{table}", settings).strip().rstrip(";")
-    query = sa.text(f"SELECT MIN(q.{time_col}) FROM ({inner}) AS q").bindparams(  # identifiers only
+    query = sa.text(f"SELECT {fn}(q.{time_col}) FROM ({inner}) AS q").bindparams(  # identifiers only
         sa.bindparam("window_start", type_=sa.DateTime()), sa.bindparam("window_end", type_=sa.DateTime()))
     try:
         with source_engine(settings).connect() as conn:
@@ -173,7 +174,14 @@ def earliest_day(settings: Settings, table: str, end: dt.date) -> dt.date | None
                              f"(setting source_db_url) failed: {exc}") from exc
     if value is None:
         return None
-    return value.date() if isinstance(value, dt.datetime) else dt.date.fromisoformat(str(value)[:10])
+    return value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+
+
+def earliest_day(settings: Settings, table: str, end: dt.date) -> dt.date | None:
+    """The day of the earliest row of ``table`` before ``end`` (None: no row): where a first
+    training run starts a table's history when ``history_start`` is unset."""
+    first = time_bound(settings, table, end, "min")
+    return first.date() if first is not None else None
 
 
 def ingest_table(

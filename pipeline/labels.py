@@ -16,7 +16,10 @@ Kinds:
   ``cancelled_at`` in ``[as_of, as_of + horizon_days)``.
 * ``"inactivity"``: 1 when the customer has no event and no successful payment in
   ``[as_of, as_of + inactivity_days)``; the window length is ``inactivity_days`` and
-  ``horizon_days`` is not used.
+  ``horizon_days`` is not used. The population is then also restricted to the customers
+  *active in the look-back*: an event or a successful payment in ``[as_of - inactivity_days,
+  as_of)`` (``sql/features_population_active.sql``, shared with the features), so a customer
+  who had already gone quiet is not a row, neither in training nor when scored.
 
 A label needs its whole window to be observed: with data known strictly before
 ``data_end``, a window ``[as_of, as_of + N)`` is complete when ``as_of + N <= data_end``.
@@ -109,15 +112,15 @@ def build_labels(
     window = label_window_days(kind, horizon_days, inactivity_days)
     _check_complete(dates, window, as_date(data_end))
     label_end = dates[-1] + dt.timedelta(days=window)
-    forward = [(d, d + dt.timedelta(days=window)) for d in dates]
     with duckdb_connection(settings) as con:
         register_lake_table(con, settings, "customers", [(None, dates[-1])])
         register_lake_table(con, settings, "cancellations", [(None, label_end)])
-        if kind == "inactivity":
-            register_lake_table(con, settings, "events", forward)
-            register_lake_table(con, settings, "payments", forward)
+        if kind == "inactivity":  # the look-back of the active-customer filter and the label window
+            around = [(d - dt.timedelta(days=window), d + dt.timedelta(days=window)) for d in dates]
+            register_lake_table(con, settings, "events", around)
+            register_lake_table(con, settings, "payments", around)
         register_as_of_dates(con, dates)
-        create_population(con)
+        create_population(con, window if kind == "inactivity" else None)
         sql = read_sql(f"labels_{kind}")
         df = con.execute(sql, {"window_days": window}).df()
     df["label"] = df["label"].astype("int8")

@@ -244,9 +244,12 @@ def train(settings: Settings, training_set: Path, *, min_improvement: float = 0.
           version: str | None = None) -> TrainResult:
     """Search candidates with time-based CV, fit + calibrate the best, evaluate on the latest
     snapshots (out of time), register as ``version`` (see :func:`register`), and gate promotion."""
-    from pipeline.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+    from pipeline.features import active_groups, model_features
 
-    numeric, categorical = list(NUMERIC_FEATURES), list(CATEGORICAL_FEATURES)
+    groups, left_out = active_groups(settings)
+    numeric, categorical = model_features(settings, groups)
+    for group, why in left_out.items():
+        log.info("train: feature group %s left out: %s", group, why)
     features = numeric + categorical
     df = read_training_set(training_set, numeric, categorical)
     window = settings.label_window_days
@@ -287,6 +290,7 @@ def train(settings: Settings, training_set: Path, *, min_improvement: float = 0.
 
     params = {**_base_params(best, numeric, categorical, settings), "horizon_days": settings.horizon_days,
               "label": label_spec(settings),
+              "feature_groups": {"active": groups, "left_out": left_out},
               "training_set": str(training_set),
               "training_window": {"first_snapshot": metrics["train_snapshots"][0],
                                   "last_snapshot": metrics["train_snapshots"][-1],
@@ -342,7 +346,8 @@ def train_table(settings: Settings, csv: Path, label: str, *, id_column: str | N
     metrics = evaluate(y_te, proba, campaign_for(settings))
     metrics.update(model=best.candidate, train_rows=len(tr), source=str(csv))
     params = {**_base_params(best, numeric, categorical, settings), "source_csv": str(csv.resolve()),
-              "label": label, "id_column": id_column, "dropped_columns": [*drop, *dropped],
+              "label": {"kind": "column", "column": label, "definition": f"column {label} = 1"},
+              "id_column": id_column, "dropped_columns": [*drop, *dropped],
               "training_window": {"rows": len(tr), "held_out_rows": len(te), "split": "stratified, seeded"}}
     n_ref = min(settings.reference_sample_rows, len(X))
     importances = feature_importances(model, X_te, y_te, settings.random_seed)

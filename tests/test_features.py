@@ -94,8 +94,17 @@ def test_catalogue_partition_and_markdown() -> None:
     assert sorted(F.NUMERIC_FEATURES + F.CATEGORICAL_FEATURES) == sorted(names)
     assert F.CATEGORICAL_FEATURES == ["gender", "region", "acquisition_channel", "plan", "payment_method"]
     md = F.feature_catalogue_markdown()
-    assert md.startswith("| name | kind | window | description |")
+    assert md.startswith("| name | group | kind | window | description |")
     assert all(f"| `{n}` |" in md for n in names)
+    # every column is in a group of its own kind of source, and the groups are the config's
+    from pipeline.tables import FEATURE_GROUP_NAMES
+
+    assert tuple(F.GROUPS) == FEATURE_GROUP_NAMES
+    groups = {f.name: f.group for f in F.FEATURES}
+    assert groups["n_events_7d"] == "events" and groups["monthly_fee"] == "subscription"
+    assert groups["n_purchases_365d"] == "purchases" and groups["n_failed_payments_180d"] == "payments"
+    assert groups["n_open_tickets"] == "support" and groups["downgrade_90d_flag"] == "plan_changes"
+    assert {g for n, g in groups.items() if n in ("age", "gender", "tenure_days")} == {"customer"}
 
 
 def test_windows_must_be_distinct_positive() -> None:

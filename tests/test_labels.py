@@ -91,8 +91,9 @@ def test_incomplete_label_window_raises(settings: Settings) -> None:
 
 
 def test_inactivity_label(settings: Settings) -> None:
-    customers(settings, 5)
-    write(settings, "events", [
+    customers(settings, 6)
+    looked_back = [dict(customer_id=c, event_ts=A - 10 * DAY, event_type="login") for c in (1, 2, 4, 5)]
+    write(settings, "events", [*looked_back,
         dict(customer_id=1, event_ts=A, event_type="login"),  # active at the first instant
         dict(customer_id=3, event_ts=A + 30 * DAY, event_type="login"),  # just after the window
         dict(customer_id=3, event_ts=A - DAY, event_type="login"),  # before as_of: does not count
@@ -103,6 +104,7 @@ def test_inactivity_label(settings: Settings) -> None:
     ])
     df = build_labels(settings, [AS_OF], horizon_days=90, data_end=dt.date(2024, 7, 1),
                       kind="inactivity", inactivity_days=30)
+    # customer 6 had no activity in the look-back [as_of - 30 days, as_of): not an active customer, not a row
     assert labels_of(df) == {1: 0, 2: 0, 3: 1, 4: 1, 5: 1}
 
 
@@ -130,15 +132,16 @@ def test_inactivity_label_sees_only_its_window_and_features_never_see_it(setting
     """Leakage, as for the cancellation label: activity outside [as_of, as_of + N) never changes
     an inactivity label, and activity inside it never changes the features at as_of."""
     customers(settings, 3)
+    base = [dict(customer_id=c, event_ts=A - 10 * DAY, event_type="login") for c in (1, 2, 3)]  # active customers
     inside = [dict(customer_id=1, event_ts=A + 3 * DAY, event_type="session", duration_s=60.0)]
     outside = [dict(customer_id=2, event_ts=A - pd.Timedelta(microseconds=1), event_type="login"),  # just before
                dict(customer_id=2, event_ts=A + 30 * DAY, event_type="login"),  # at the window end: outside
                dict(customer_id=3, event_ts=A + 45 * DAY, event_type="content", content_units=3)]
     inactive = {"horizon_days": 30, "data_end": DATA_END, "kind": "inactivity", "inactivity_days": 30}
-    write(settings, "events", outside)
+    write(settings, "events", base + outside)
     only_outside = build_labels(settings, [AS_OF], **inactive)
     features_before = F.build_features(settings, [AS_OF])
-    write(settings, "events", inside + outside)
+    write(settings, "events", base + inside + outside)
     assert labels_of(only_outside) == {1: 1, 2: 1, 3: 1}  # activity outside the window makes no one active
     assert labels_of(build_labels(settings, [AS_OF], **inactive)) == {1: 0, 2: 1, 3: 1}
     pd.testing.assert_frame_equal(F.build_features(settings, [AS_OF]), features_before)
