@@ -31,8 +31,9 @@ install: $(STAMP)  ## create .venv and install the project (pinned by requiremen
 demo: $(STAMP)  ## generate data, train and run one nightly run through the real DAGs
 	$(PY) scripts/demo.py
 
-test: $(STAMP)  ## the default test suite
-	$(PY) -m pytest
+TEST_WORKERS ?= 2
+test: $(STAMP)  ## the default test suite (TEST_WORKERS=2 processes, a test file per worker at a time)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: $(STAMP)  ## the slow tests (model quality on bigger data)
 	$(PY) -m pytest -m slow
