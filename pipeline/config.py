@@ -29,6 +29,11 @@ EXPECTATIONS_DIR = Path(str(importlib.resources.files("pipeline.expectations")))
 LABEL_KINDS = ("cancellation", "inactivity")
 
 
+def _names(text: str) -> list[str]:
+    """The items of a comma-separated setting, stripped, empty ones dropped."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def _default_data_dir() -> Path:
     """``data/`` of the source checkout churnflow runs from; for an installed package (no
     checkout around it) ``data/`` in the working directory: set ``CHURNFLOW_DATA_DIR`` there."""
@@ -176,11 +181,11 @@ class Settings:
 
     @property
     def source_table_names(self) -> list[str]:
-        return [t.strip() for t in self.source_tables.split(",") if t.strip()]
+        return _names(self.source_tables)
 
     @property
     def feature_group_names(self) -> list[str]:
-        return [g.strip() for g in self.feature_groups.split(",") if g.strip()]
+        return _names(self.feature_groups)
 
     @property
     def label_window_days(self) -> int:
@@ -233,11 +238,11 @@ class Settings:
 
     @property
     def segments(self) -> list[str]:
-        return [s.strip() for s in self.fairness_segments.split(",") if s.strip()]
+        return _names(self.fairness_segments)
 
     @property
     def recipients(self) -> list[str]:
-        return [r.strip() for r in self.email_recipients.split(",") if r.strip()]
+        return _names(self.email_recipients)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
