@@ -8,8 +8,9 @@ Weekly (and on demand) retraining of the churn model, as of the run's date:
   churn_nightly): the date of the night that asked, carried in the asset event's `extra`;
 - a manual run: the logical date chosen in the trigger form.
 
-1. **ingest** - customer-database tables from `history_start` and the event files the lake
-   does not hold yet, each table gated by Great Expectations (`expectations/<table>.json`);
+1. **ingest** - the declared (`source_tables`) customer-database tables from their earliest row
+   (or from `history_start` when set) and the event files the lake does not hold yet, each
+   table gated by Great Expectations (`expectations/<table>.json`);
    bad rows are quarantined with their reason; a failing batch stops the run here. Read,
    validated and staged in chunks of `ingest_chunk_rows`, so the first run's whole history
    needs no more memory than a night (progress lines with an ETA in the task log).
