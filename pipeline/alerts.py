@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import sqlalchemy as sa
 
-from pipeline.artifacts import as_date
 from pipeline.config import Settings
 from pipeline.results import ALERTS, replace_rows, results_engine
+from pipeline.results import night as results_night
 
 if TYPE_CHECKING:
     from pipeline.monitor import MonitoringResult
@@ -163,7 +163,7 @@ def retrain_requested(settings: Settings, raised: pd.DataFrame) -> bool:
 
 def record_alerts(settings: Settings, day: dt.date | str, model_version: str, alerts: list[Alert]) -> pd.DataFrame:
     """Store tonight's alerts as ``pending`` or ``suppressed`` (cooldown; see the module doc); return them."""
-    night = dt.datetime.combine(as_date(day), dt.time())
+    night = results_night(day)
     sent = _sent_nights(settings, night - dt.timedelta(days=settings.alert_cooldown_days), night, model_version)
 
     def status(alert: Alert) -> str:
@@ -188,7 +188,7 @@ def alerts_for_email(settings: Settings, day: dt.date | str) -> tuple[pd.DataFra
     night whose e-mail did not go out, suppressed or already e-mailed. Delivered: every pending
     row among them (pass it to :func:`mark_sent` once the SMTP server accepted the message).
     """
-    night = dt.datetime.combine(as_date(day), dt.time())
+    night = results_night(day)
     tbl = ALERTS
     with results_engine(settings).connect() as conn:
         rows = pd.read_sql(

@@ -35,8 +35,14 @@ def masked(url: str) -> str:
         return re.sub(r"([^:/@\s]+:)[^@/\s]+@", r"\1***@", url)
 
 
+def url_setting(name: str, value: str, default_file: str) -> str:
+    """How an error names a database URL setting: ``name``, or, when it is unset, where its
+    SQLite default lives."""
+    return name if value else f"{name} (unset: SQLite at <data_dir>/{default_file})"
+
+
 def _setting(settings: Settings) -> str:
-    return "source_db_url" if settings.source_db_url else "source_db_url (unset: SQLite at <data_dir>/source.db)"
+    return url_setting("source_db_url", settings.source_db_url, "source.db")
 
 
 def source_engine(settings: Settings) -> sa.Engine:

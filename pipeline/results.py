@@ -137,7 +137,9 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
 def _setting(settings: Settings) -> str:
-    return "results_db_url" if settings.results_db_url else "results_db_url (unset: SQLite at <data_dir>/results.db)"
+    from pipeline.db import url_setting
+
+    return url_setting("results_db_url", settings.results_db_url, "results.db")
 
 
 def schema_version(conn: sa.Connection) -> int:
@@ -150,12 +152,10 @@ def schema_version(conn: sa.Connection) -> int:
 def migrate(engine: sa.Engine) -> list[int]:
     """Apply the migrations the store lacks, each in its own transaction; return the versions
     applied (none when it is up to date). A store newer than this code is an error."""
-    from pipeline.db import masked
-
     with engine.connect() as conn:
         current = schema_version(conn)
     if current > SCHEMA_VERSION:
-        raise DataError(f"results store {masked(engine.url.render_as_string(hide_password=False))} is at schema "
+        raise DataError(f"results store {engine.url.render_as_string(hide_password=True)} is at schema "
                         f"version {current}, newer than this churnflow ({SCHEMA_VERSION}): upgrade churnflow")
     applied = []
     for version, description, step in MIGRATIONS:

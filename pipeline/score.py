@@ -15,7 +15,7 @@ import pandas as pd
 from pipeline import registry
 from pipeline.artifacts import as_date, nan_to_none, write_parquet
 from pipeline.config import Settings
-from pipeline.results import SCORES, replace_rows
+from pipeline.results import SCORES, night, replace_rows
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def publish_scores(settings: Settings, scores_path: Path, as_of: str | dt.date) 
     previous set)."""
     scores = pd.read_parquet(scores_path)
     day = as_date(as_of)
-    rows = replace_rows(settings, SCORES, scores, "as_of", dt.datetime.combine(day, dt.time()))
+    rows = replace_rows(settings, SCORES, scores, "as_of", night(day))
     log.info("publish %s: %d scores -> table %s of the results store", day, rows, SCORES.name)
     return rows
 
