@@ -13,7 +13,7 @@ export AIRFLOW__CORE__DAGS_FOLDER        := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES      := False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 
-.PHONY: help install demo test test-slow bench bench-e2e airflow clean lint
+.PHONY: help install demo demo-retail test test-slow bench bench-e2e airflow clean lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ install: $(STAMP)  ## create .venv and install the project (pinned by requiremen
 
 demo: $(STAMP)  ## generate data, train and run one nightly run through the real DAGs
 	$(PY) scripts/demo.py
+
+demo-retail: $(STAMP)  ## the same for a transactions-only shop (examples/retail: own schema, inactivity churn)
+	DEMO_BUSINESS=retail $(PY) scripts/demo.py
 
 TEST_WORKERS ?= 2
 test: $(STAMP)  ## the default test suite (TEST_WORKERS=2 processes, a test file per worker at a time)
@@ -55,4 +58,4 @@ lock:  ## re-resolve requirements.lock from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra postgres --python-version 3.11 -q -o requirements.lock
 
 clean:  ## remove generated data, Airflow home and caches (keeps .venv)
-	rm -rf data/source.db data/landing data/lake data/quarantine data/runs data/models data/reports data/truth data/outbox data/simulator data/live data/bench_e2e data/demo_airflow.log .airflow .pytest_cache
+	rm -rf data/source.db data/landing data/lake data/quarantine data/runs data/models data/reports data/truth data/outbox data/simulator data/live data/bench_e2e data/retail data/demo_airflow.log .airflow .pytest_cache

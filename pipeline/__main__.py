@@ -2,7 +2,8 @@
 
 Every stage the DAGs run is here, plus the two whole flows:
 
-  generate        synthetic source data (database tables + daily event files); --live for a live business
+  generate        synthetic source data (database tables + daily event files); --live for a live business,
+                  --business retail for a transactions-only shop (examples/retail)
   land            land a live business's days up to a date (what churn_landing_simulator does)
                   (both need churnflow-sim, the demo/test package in sim/: make install has it)
   ingest          one table's window from the database / landing files into Parquet

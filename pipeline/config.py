@@ -2,7 +2,8 @@
 
 Precedence (highest first): environment variables ``CHURNFLOW_<FIELD>`` (upper case),
 then the YAML file named by ``CHURNFLOW_CONFIG`` (default ``churnflow.yaml`` in the
-working directory, if present), then the defaults below.
+working directory, if present), then the defaults below. A relative path in the YAML file
+(``data_dir``, ``sql_dir``) is relative to the file's folder; elsewhere to the working directory.
 
 Example: ``CHURNFLOW_DATA_DIR=/srv/churn CHURNFLOW_HORIZON_DAYS=60 python -m pipeline ...``
 """
@@ -44,7 +45,8 @@ def _default_data_dir() -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    """All tunables of churnflow. Paths are resolved relative to the working directory."""
+    """All tunables of churnflow. Relative paths are relative to the working directory (in a YAML
+    file: to its folder)."""
 
     # --- storage -------------------------------------------------------------------
     data_dir: Path = dataclasses.field(default_factory=_default_data_dir)
@@ -340,6 +342,21 @@ def _coerce(value: Any, typ: Any, name: str) -> Any:
         raise ValueError(f"config {name}: expected {typ.__name__}, got {value!r}") from exc
 
 
+#: settings that are paths: relative ones in a YAML file are relative to the file's folder
+PATH_SETTINGS = ("data_dir", "sql_dir")
+
+
+def _relative_to(folder: Path, loaded: dict[str, Any]) -> dict[str, Any]:
+    """``loaded`` with its relative path settings made relative to ``folder`` (a YAML file's),
+    so a config file means the same from whichever directory it is used."""
+    out = dict(loaded)
+    for name in PATH_SETTINGS:
+        value = out.get(name)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            out[name] = str(folder / value)
+    return out
+
+
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Build :class:`Settings` from defaults, a YAML file, environment variables and overrides."""
     hints = get_type_hints(Settings)
@@ -354,7 +371,7 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
         unknown = set(loaded) - known
         if unknown:
             raise ValueError(f"config file {path}: unknown settings {sorted(unknown)}")
-        values.update(loaded)
+        values.update(_relative_to(path.resolve().parent, loaded))
     elif config_file:
         raise FileNotFoundError(f"config file {path} does not exist")
 

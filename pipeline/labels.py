@@ -55,18 +55,20 @@ class IncompleteLabelWindowError(ValueError):
     """A label window reaches past the end of the known data."""
 
 
-def definition(kind: str, window_days: int) -> str:
-    """What a positive label means, in words (model card, e-mail, README)."""
+def definition(kind: str, window_days: int, events: bool = True) -> str:
+    """What a positive label means, in words (model card, e-mail, README); ``events``: whether
+    the business has events (without them, inactivity is only the absence of payments)."""
     if kind == "inactivity":
-        return (f"no event and no successful payment in the {window_days} days from the snapshot "
-                f"(inactivity churn, inactivity_days={window_days})")
+        activity = "no event and no successful payment" if events else "no successful payment"
+        return f"{activity} in the {window_days} days from the snapshot (inactivity churn, inactivity_days={window_days})"
     return f"a cancellation in the {window_days} days from the snapshot (cancellation churn, horizon_days={window_days})"
 
 
 def label_spec(settings: Settings) -> dict[str, Any]:
     """The label a model is trained on (saved in its params.json as ``label``)."""
     window = settings.label_window_days
-    return {"kind": settings.label_kind, "window_days": window, "definition": definition(settings.label_kind, window)}
+    meaning = definition(settings.label_kind, window, events="events" in settings.source_table_names)
+    return {"kind": settings.label_kind, "window_days": window, "definition": meaning}
 
 
 def label_window_days(kind: LabelKind, horizon_days: int, inactivity_days: int) -> int:

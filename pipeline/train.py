@@ -240,6 +240,13 @@ def _base_params(best: Trial, numeric: list[str], categorical: list[str], settin
     }
 
 
+def constant_columns(df: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The ``columns`` holding a single value (missing counts as one) on every row of ``df``:
+    they carry no information (e.g. failed payments in a business without any), so no model
+    gets them and no drift test runs on them."""
+    return [c for c in columns if df[c].nunique(dropna=False) <= 1]
+
+
 def train(settings: Settings, training_set: Path, *, min_improvement: float = 0.0,
           version: str | None = None) -> TrainResult:
     """Search candidates with time-based CV, fit + calibrate the best, evaluate on the latest
@@ -250,11 +257,17 @@ def train(settings: Settings, training_set: Path, *, min_improvement: float = 0.
     numeric, categorical = model_features(settings, groups)
     for group, why in left_out.items():
         log.info("train: feature group %s left out: %s", group, why)
-    features = numeric + categorical
     df = read_training_set(training_set, numeric, categorical)
     window = settings.label_window_days
     train_df, holdout = time_split(df, settings.holdout_snapshots, window)
     del df
+    constant = constant_columns(train_df, numeric + categorical)
+    if constant:
+        log.info("train: left out %d column(s) with one value on every training row: %s", len(constant),
+                 ", ".join(constant))
+    numeric = [c for c in numeric if c not in constant]
+    categorical = [c for c in categorical if c not in constant]
+    features = numeric + categorical
     log.info("train: %d rows (%s .. %s), holdout %d rows (%s)", len(train_df),
              train_df["as_of"].min(), train_df["as_of"].max(), len(holdout), holdout["as_of"].max())
     n_ref = min(settings.reference_sample_rows, len(train_df))
@@ -291,6 +304,7 @@ def train(settings: Settings, training_set: Path, *, min_improvement: float = 0.
     params = {**_base_params(best, numeric, categorical, settings), "horizon_days": settings.horizon_days,
               "label": label_spec(settings),
               "feature_groups": {"active": groups, "left_out": left_out},
+              "constant_features": constant,
               "training_set": str(training_set),
               "training_window": {"first_snapshot": metrics["train_snapshots"][0],
                                   "last_snapshot": metrics["train_snapshots"][-1],

@@ -289,3 +289,11 @@ def test_a_business_without_events_or_subscriptions_trains_on_the_groups_it_has(
     assert not any(c.startswith(("n_events", "n_logins", "plan", "monthly_fee", "n_tickets")) for c in used), used
     # (no quality bar here: this generated business bills monthly, so a 30-day inactivity window is
     # mostly the billing calendar; the non-contractual generator of issue 14 is where that bar belongs)
+
+
+def test_columns_with_one_value_on_every_training_row_are_left_out():
+    from pipeline.train import constant_columns
+
+    df = pd.DataFrame({"zero": [0, 0, 0], "varies": [0, 1, 0], "all_missing": [None, None, None],
+                       "some_missing": [1.0, None, 1.0], "one_category": ["a", "a", "a"]})
+    assert constant_columns(df, list(df.columns)) == ["zero", "all_missing", "one_category"]

@@ -2,6 +2,8 @@
 
 * :mod:`churnflow_sim.generate` - a synthetic subscription business (the customer database,
   daily event files and the generator's true churn probabilities);
+* :mod:`churnflow_sim.retail` - a synthetic shop (only customers and orders, in its own schema:
+  examples/retail maps it) whose customers stop buying, with its true inactivity probabilities;
 * :mod:`churnflow_sim.simulator` - a *live* generated business that lands its days as time passes;
 * :mod:`churnflow_sim.smtp_sink` - a local SMTP server that keeps every message (needs ``aiosmtpd``).
 

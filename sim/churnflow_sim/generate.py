@@ -1037,6 +1037,10 @@ def format_summary(summary: dict) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m pipeline generate``."""
+    parser.add_argument("--business", choices=("subscription", "retail"), default="subscription",
+                        help="subscription (default: the contract's tables and daily event files) or retail: a "
+                             "shop with only customers and orders, in its own schema (churnflow_sim.retail; "
+                             "map it with examples/retail)")
     parser.add_argument("--customers", type=int, default=2_000, help="customers in total (default 2000)")
     parser.add_argument("--months", type=int, default=6,
                         help="months of data (default 6); with --live, whole months of history before --until")
@@ -1056,6 +1060,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Generate with the configured settings and print where everything was written."""
+    if args.business == "retail":
+        if args.live or args.drift_from or args.until:
+            raise SystemExit("generate: --business retail takes --customers, --months, --seed and --start only")
+        from churnflow_sim import retail
+
+        return retail.main(args, load_settings())
     if args.live:
         if args.start is not None:
             raise SystemExit("generate: --start and --live exclude each other (--live anchors on --until)")
