@@ -158,3 +158,17 @@ def test_a_run_refuses_to_start_without_free_space(tmp_path):
     with pytest.raises(DataError, match=r"MiB free, less than min_free_disk_mb"):
         check_writable(load_settings(data_dir=tmp_path / "d", min_free_disk_mb=free + 10_000))
     check_writable(load_settings(data_dir=tmp_path / "d", min_free_disk_mb=1))
+
+
+def test_relative_paths_in_a_config_file_are_relative_to_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    cfg = folder / "churnflow.yaml"
+    cfg.write_text("data_dir: data\nsql_dir: sql\n")
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(cfg)
+    assert (s.data_dir, Path(s.sql_dir)) == (folder / "data", folder / "sql")
+    cfg.write_text(f"sql_dir: {tmp_path / 'abs'}\n")
+    assert Path(load_settings(cfg).sql_dir) == tmp_path / "abs"
+    monkeypatch.setenv("CHURNFLOW_SQL_DIR", "mine")  # an environment variable: the working directory's
+    assert load_settings(cfg).sql_dir == "mine"
