@@ -141,6 +141,26 @@ def test_inactivity_champion_is_near_the_best_achievable(shop):
     assert m["pr_auc"] >= 2 * m["base_rate"] and m["ece"] <= 0.03, m
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [12, 13])
+def test_inactivity_bars_hold_for_other_seeds(tmp_path, seed):
+    from sklearn.metrics import roc_auc_score
+
+    from churnflow_sim.retail import TRUTH_COLUMN, generate_retail
+    from pipeline.flows import run_training
+
+    settings = load_settings(EXAMPLE, data_dir=tmp_path / "data")
+    generate_retail(settings, customers=8000, months=10, seed=seed, progress=None)
+    result = run_training(settings, dt.date(2025, 11, 1))
+    m = result["train"]["metrics"]
+    tset = pd.read_parquet(result["training_set"]["path"])
+    holdout = _with_truth(tset[pd.to_datetime(tset["as_of"]).dt.date.astype(str).isin(m["holdout_snapshots"])], settings)
+    best = roc_auc_score(holdout["label"], holdout[TRUTH_COLUMN])
+    print("retail quality:", seed, json.dumps({"roc_auc": m["roc_auc"], "best_roc_auc": best, "pr_auc": m["pr_auc"],
+                                               "base_rate": m["base_rate"], "ece": m["ece"], "model": m["model"]}))
+    assert m["roc_auc"] >= best - 0.03 and m["pr_auc"] >= 2 * m["base_rate"] and m["ece"] <= 0.03, (m, best)
+
+
 def test_the_model_knows_what_churn_means_and_uses_only_the_shops_features(shop):
     from pipeline import registry
 
