@@ -280,6 +280,10 @@ def _simulate_month(
 # --- the shop's database -----------------------------------------------------------------------
 
 
+#: the column each of the shop's tables is indexed (and windowed by the example's ingest SQL) on
+TIME_COLUMNS = {"shop_customers": "registered_at", "orders": "ordered_at"}
+
+
 def shop_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
     """DDL of the shop's own schema (not churnflow's contract)."""
     return {
@@ -336,7 +340,7 @@ def _write_database(settings: Settings, columns: dict[str, Columns], say: Progre
         metadata.create_all(conn)
         for name, table in tables.items():
             _insert(conn, table, columns[name])
-            time_column = "registered_at" if name == "shop_customers" else "ordered_at"
+            time_column = TIME_COLUMNS[name]
             sa.Index(f"ix_{name}_{time_column}", table.c[time_column]).create(conn)
             say(f"db: {name} {len(columns[name][time_column]):,} rows")
     return {name: len(c[next(iter(c))]) for name, c in columns.items()}
@@ -377,7 +381,7 @@ def generate_retail(
     frame = pd.DataFrame({"customer_id": t["customer_id"], "month_start": t["month_start"].astype("datetime64[us]"),
                           TRUTH_COLUMN: t[TRUTH_COLUMN]})
     truth_path = write_parquet(frame, settings.truth_dir / TRUTH_FILE, schema=TRUTH_SCHEMA)
-    realised, expected = _inactive_rates(frame, orders, cal)
+    realised, expected = _inactive_rates(truth, log, cal)
     return {
         "business": "retail", "customers": customers, "start": start.isoformat(),
         "end": (start + dt.timedelta(days=cal.n_days)).isoformat(), "months": months, "seed": seed,
@@ -387,20 +391,18 @@ def generate_retail(
     }
 
 
-def _inactive_rates(truth: pd.DataFrame, orders: Columns, cal: Calendar) -> tuple[float, float]:
-    """(realised, expected) share without a successful order in the 28 days from a month start."""
-    ms = truth["month_start"].to_numpy().astype("datetime64[us]").astype(np.int64)
-    end = ms + WINDOW_DAYS * US_PER_DAY
-    matured = end <= cal.end_us
-    ok = orders["state"] == 0
-    o = pd.DataFrame({"customer_id": orders["customer_no"][ok], "at": orders["ordered_at"][ok]})
-    rows = pd.DataFrame({"customer_id": truth["customer_id"].to_numpy()[matured], "ms": ms[matured]})
-    if rows.empty:
+def _inactive_rates(truth: list[Columns], log: OrderLog, cal: Calendar) -> tuple[float, float]:
+    """(realised, expected) share without a successful order in the 28 days from a month start,
+    over the month starts (``truth[m]`` is month ``m``'s) whose 28 days end inside the period."""
+    inactive, expected = [], []
+    for m, part in enumerate(truth):
+        label_end = int(cal.month_day[m]) + WINDOW_DAYS
+        if label_end <= cal.n_days:  # the orders of days [month start, + 28): 1..28 days before label_end
+            inactive.append(log.counts(label_end, WINDOW_DAYS)[part["customer_id"] - 1] == 0)
+            expected.append(part[TRUTH_COLUMN])
+    if not inactive or not len(np.concatenate(inactive)):
         return float("nan"), float("nan")
-    hit = rows.reset_index().merge(o, on="customer_id")
-    hit = hit[(hit["at"] >= hit["ms"]) & (hit["at"] < hit["ms"] + WINDOW_DAYS * US_PER_DAY)]
-    inactive = ~rows.index.isin(hit["index"].unique())
-    return float(inactive.mean()), float(truth[TRUTH_COLUMN].to_numpy()[matured].mean())
+    return float(np.concatenate(inactive).mean()), float(np.concatenate(expected).mean())
 
 
 def format_summary(summary: dict) -> str:
