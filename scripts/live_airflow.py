@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-DAG_IDS = {"churn_nightly", "churn_training", "churn_landing_simulator"}
+DAG_IDS = frozenset({"churn_nightly", "churn_training", "churn_landing_simulator"})
 
 
 def free_port() -> int:
@@ -100,8 +100,10 @@ class Live:
 
 
 @contextlib.contextmanager
-def launch(tmp: Path, extra_env: dict[str, str], startup_timeout: float = 300) -> Iterator[Live]:
-    """The launcher in ``tmp`` (AIRFLOW_HOME, data dir, outbox and log inside), from a bare PATH."""
+def launch(tmp: Path, extra_env: dict[str, str], startup_timeout: float = 300,
+           dags: frozenset[str] = DAG_IDS) -> Iterator[Live]:
+    """The launcher in ``tmp`` (AIRFLOW_HOME, data dir, outbox and log inside), from a bare PATH;
+    ready once the dag-processor has parsed ``dags`` (without a live business, no simulator DAG)."""
     home, data, outbox = tmp / "airflow", tmp / "data", tmp / "outbox"
     port = free_port()
     env = {
@@ -126,7 +128,7 @@ def launch(tmp: Path, extra_env: dict[str, str], startup_timeout: float = 300) -
         api.login()
         while True:  # the dag-processor has parsed our DAGs
             r = api.session.get(f"{api.base}/api/v2/dags", params={"dag_id_pattern": "churn"}, timeout=30)
-            if r.ok and {d["dag_id"] for d in r.json()["dags"]} >= DAG_IDS:
+            if r.ok and {d["dag_id"] for d in r.json()["dags"]} >= dags:
                 break
             assert time.monotonic() < deadline, f"DAGs not parsed: {r.text[:500]}\n{log.read_text()[-3000:]}"
             time.sleep(2)
