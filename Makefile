@@ -13,7 +13,7 @@ export AIRFLOW__CORE__DAGS_FOLDER        := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES      := False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 
-.PHONY: help install demo demo-retail test test-slow bench bench-e2e airflow clean lint
+.PHONY: help install demo demo-retail test test-slow bench bench-e2e airflow mlflow clean lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,10 +36,10 @@ demo-retail: $(STAMP)  ## the same for a transactions-only shop (examples/retail
 
 TEST_WORKERS ?= 2
 test: $(STAMP)  ## the default test suite (TEST_WORKERS=2 processes, a test file per worker at a time)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 test-slow: $(STAMP)  ## the slow tests (model quality on bigger data)
-	$(PY) -m pytest -m slow
+	$(VENV)/bin/pytest -m slow
 
 bench: $(STAMP)  ## benchmarks at 1M customers (prints time and memory), bench-e2e included
 	$(PY) bench/run_all.py
@@ -50,12 +50,15 @@ bench-e2e: $(STAMP)  ## 1M customers x 12 months through the DAGs: first trainin
 airflow: $(STAMP)  ## a local Airflow (standalone) on a live simulated business: http://localhost:8080
 	$(PY) scripts/airflow_standalone.py
 
+mlflow: $(STAMP)  ## the MLflow UI on the project's model store (runs, registry, champion): http://localhost:5000
+	$(PY) scripts/mlflow_ui.py
+
 lint: $(STAMP)  ## ruff (rules in pyproject.toml) on all Python, mypy on pipeline/
-	$(VENV)/bin/ruff check pipeline sim dags tests scripts bench
+	$(VENV)/bin/ruff check pipeline churnflow_airflow sim dags tests scripts bench
 	$(VENV)/bin/mypy
 
 lock:  ## re-resolve requirements.lock from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra postgres --python-version 3.11 -q -o requirements.lock
 
 clean:  ## remove generated data, Airflow home and caches (keeps .venv)
-	rm -rf data/source.db data/landing data/lake data/quarantine data/runs data/models data/reports data/truth data/outbox data/simulator data/live data/bench_e2e data/retail data/demo_airflow.log .airflow .pytest_cache
+	rm -rf data/source.db data/results.db data/landing data/lake data/quarantine data/runs data/models data/mlflow data/model_cache data/reports data/truth data/outbox data/simulator data/live data/bench_e2e data/retail data/demo_airflow.log .airflow .pytest_cache

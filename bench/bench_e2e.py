@@ -46,7 +46,7 @@ TARGETS = {  # phase: (most wall seconds, most peak RSS per task in bytes)
 }
 MAX_TRUTH_GAP = 0.02
 #: what a rerun of the benchmark on a reused source must start without
-DERIVED = ("lake", "quarantine", "runs", "models", "reports", "outbox", "airflow", "bench_airflow.log")
+DERIVED = ("lake", "quarantine", "runs", "models", "mlflow", "model_cache", "reports", "outbox", "airflow", "bench_airflow.log")
 
 
 def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:

@@ -21,8 +21,14 @@ Weekly (and on demand) retraining of the churn model, as of the run's date:
    on every row and calibrated, evaluated out of time on the latest
    snapshot, a campaign-value threshold, registry with model card, champion gate (an absolute
    ROC-AUC floor, `promotion_min_roc_auc`, and the margin over the champion on the same
-   holdout). The model is registered as version `vYYYYMMDD` of the run's date: a rerun of
-   the same date replaces that version instead of adding one.
+   holdout). Every model is a new, immutable version of the MLflow registered model
+   (`model_name`); it is served (the `champion` alias moves to it) only if it clears the gate
+   against the serving champion, a rerun of a date included. The MLflow run holds the data
+   window, label, features, candidates with their CV scores, holdout metrics, the gate's
+   verdict, the model card and its plots.
+
+A manual run dated in the future is refused when triggered (it would wait for its date and
+hold back every later run); a run still going after `training_run_timeout_minutes` is failed.
 
 A training set that cannot train (one class, too few snapshots) fails with a `TrainingError`
 naming the dates and counts, without retries; only infrastructure errors are retried.
@@ -39,7 +45,6 @@ from typing import Any
 
 from airflow.sdk import Asset, Param, dag, task
 from airflow.timetables.assets import AssetOrTimeSchedule
-from airflow.timetables.trigger import CronTriggerTimetable
 
 # Airflow 3 does not put the DAGs folder on sys.path; the shared task module lives beside us.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,18 +57,21 @@ from churnflow_common import (
     run_context,
 )
 
+from churnflow_airflow.timetables import NoFutureCronTimetable
 from pipeline.config import load_settings
 
 
 @dag(
     dag_id="churn_training",
     # no start_date and run_immediately=0: unpausing does not start a training at once (the
-    # launcher or the last champion covers today); the next one is Sunday 00:00 UTC or an asset event
+    # launcher or the last champion covers today); the next one is Sunday 00:00 UTC or an asset
+    # event. A manual run dated in the future is refused; a run going on past the timeout fails.
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("@weekly", timezone="UTC", run_immediately=dt.timedelta(0)),
+        timetable=NoFutureCronTimetable("@weekly", timezone="UTC", run_immediately=dt.timedelta(0)),
         assets=[Asset("churnflow://retraining-requested")]),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=dt.timedelta(minutes=load_settings().training_run_timeout_minutes),
     default_args=DEFAULT_ARGS,
     tags=["churnflow", "training"],
     doc_md=__doc__,

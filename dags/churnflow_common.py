@@ -38,11 +38,14 @@ DEFAULT_ARGS: dict[str, Any] = {
 
 def nightly_dag_args() -> dict[str, Any]:
     """What every churnflow DAG that runs each midnight shares: no start_date (any date can be
-    run by hand), the latest midnight run at once on unpause, no catchup, one run at a time."""
-    from airflow.timetables.trigger import CronTriggerTimetable
+    run by hand, but not a future one: it would hold back every later night), the latest
+    midnight run at once on unpause, no catchup, one run at a time, and a run still going
+    after ``nightly_run_timeout_minutes`` is failed so the next night can run."""
+    from churnflow_airflow.timetables import NoFutureCronTimetable
 
-    return {"schedule": CronTriggerTimetable("@daily", timezone="UTC", run_immediately=True),
-            "catchup": False, "max_active_runs": 1, "default_args": DEFAULT_ARGS}
+    return {"schedule": NoFutureCronTimetable("@daily", timezone="UTC", run_immediately=True),
+            "catchup": False, "max_active_runs": 1, "default_args": DEFAULT_ARGS,
+            "dagrun_timeout": dt.timedelta(minutes=load_settings().nightly_run_timeout_minutes)}
 
 
 #: Params a run's conf may set that name a setting of the same name

@@ -11,8 +11,8 @@ Every stage the DAGs run is here, plus the two whole flows:
   features        point-in-time features as of one or more dates
   run-training    the churn_training flow end to end, in-process
   run-nightly     the churn_nightly flow end to end, in-process
-  models          list | promote VERSION | rollback
-  experiments     compare the last training runs (candidates, CV and holdout metrics)
+  models          list | promote VERSION | rollback | migrate: the MLflow model registry
+  experiments     compare the last training runs (MLflow: candidates, CV and holdout metrics, gate)
   train-table     train and evaluate on any labelled CSV customer table
   catalogue       the feature catalogue as markdown
   results         migrate | tables: the results store (scores, monitoring tables, alerts)
@@ -131,38 +131,55 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from pipeline import registry
 
     settings = load_settings()
+    name = args.name or settings.model_name
     if args.action == "list":
-        champ = registry.champion(settings)
-        for v in registry.list_versions(settings):
-            m = v.metrics()
-            mark = "*" if champ and champ.version == v.version else " "
-            print(f"{mark} {v.version}  {m.get('model', 'xgboost'):<14} roc_auc={m['roc_auc']:.4f}  "
-                  f"pr_auc={m['pr_auc']:.4f}  threshold={m.get('threshold', float('nan')):.3f}  "
-                  f"holdout={m.get('holdout_snapshots', m.get('source'))}")
-        if not registry.list_versions(settings):
-            print(f"no models in {settings.models_dir}")
+        versions = registry.list_versions(settings, name)
+        if not versions:
+            print(f"no versions of registered model {name!r} in {registry.where(settings)}")
+            return 0
+        print(f"registered model {name!r} in {registry.where(settings)} (* = champion)")
+        for v in versions:
+            mark = "*" if registry.ALIAS in v.aliases else " "
+            gate = {"true": "served", "false": "not served"}.get(v.tags.get(registry.TAG_GATE_SERVED, ""), "")
+            print(f"{mark} {v.version:<5} trained as of {v.tags.get('churnflow.training_date', '?'):<10}  "
+                  f"{v.tags.get('churnflow.candidate', '?'):<14} roc_auc={v.float_tag('churnflow.roc_auc'):.4f}  "
+                  f"pr_auc={v.float_tag('churnflow.pr_auc'):.4f}  threshold={v.float_tag('churnflow.threshold'):.3f}  "
+                  f"holdout={v.tags.get('churnflow.holdout', '')}  {gate}  "
+                  f"{v.tags.get('churnflow.migrated_from', '') and 'migrated from ' + v.tags['churnflow.migrated_from']}"
+                  .rstrip())
+        for move in registry.history(settings)["log"][-5:] if name == settings.model_name else []:
+            print(f"  {move['at']}  champion {move.get('previous') or 'none'} -> {move['version']}: {move['reason']}")
     elif args.action == "promote":
         if not args.version:
-            print("models promote needs a VERSION", file=sys.stderr)
+            print("models promote needs a VERSION (e.g. v3)", file=sys.stderr)
             return 2
-        print(f"champion: {registry.promote(settings, args.version, 'manual promotion').version}")
+        registry.promote(settings, args.version, args.reason or "manual promotion")
+        print(f"champion: {registry.label(registry.parse_version(args.version))}")
+    elif args.action == "rollback":
+        print(f"champion: {registry.rollback(settings, args.reason or 'manual rollback').version}")
     else:
-        print(f"champion: {registry.rollback(settings).version}")
+        pairs = registry.migrate_file_registry(settings)
+        for old, new in pairs:
+            print(f"{old} -> {new}")
+        champ = registry.champion_number(settings)
+        print(f"migrated {len(pairs)} version(s) into MLflow ({registry.where(settings)}); champion: "
+              f"{registry.label(champ) if champ else 'none'}; the old folder is {settings.models_dir}.pre-mlflow")
     return 0
 
 
 def _cmd_experiments(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from pipeline.experiments import compare
+    from pipeline.tracking import compare
 
     settings = load_settings()
     table = compare(settings, args.last)
     if table.empty:
-        print(f"no experiments logged in {settings.models_dir}: run training first")
+        print(f"no training runs logged in experiment {settings.model_name!r} ({settings.tracking_uri}): "
+              "run training first")
         return 0
     with pd.option_context("display.width", 200, "display.max_columns", 50, "display.float_format", "{:.4f}".format):
-        print(table)
+        print(table.drop(columns="started"))
     return 0
 
 
@@ -181,7 +198,8 @@ def _cmd_train_table(args: argparse.Namespace) -> int:
           f"base rate {m['base_rate']:.4f}  ECE {m['ece']:.4f}\n"
           f"threshold {m['threshold']:.4f} (expected value {m['expected_value']:,.0f}); "
           f"F1-optimal {m['f1_optimal']['threshold']:.4f} (value {m['f1_optimal']['expected_value']:,.0f})\n"
-          f"model card: {result.path / 'model_card.html'}")
+          f"registered as {result.name} {result.version} (MLflow run {result.run_id}); never the pipeline's champion\n"
+          f"model card: {result.path / 'churnflow' / 'model_card.html'}")
     return 0
 
 
@@ -246,9 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipients", default="", help="comma-separated, overrides config")
     p.set_defaults(func=_cmd_run_nightly)
 
-    p = sub.add_parser("models", help="the model registry")
-    p.add_argument("action", choices=["list", "promote", "rollback"])
-    p.add_argument("version", nargs="?")
+    p = sub.add_parser("models", help="the model registry (MLflow): list, promote, rollback, migrate")
+    p.add_argument("action", choices=["list", "promote", "rollback", "migrate"],
+                   help="migrate: import churnflow's earlier file registry (data/models/) into MLflow")
+    p.add_argument("version", nargs="?", help="promote: the version to serve (v3 or 3)")
+    p.add_argument("--reason", default="", help="recorded with the champion's move")
+    p.add_argument("--name", default="", help="registered model (default: model_name; train-table: NAME-table)")
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("experiments", help="compare the last training runs")

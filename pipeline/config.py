@@ -72,12 +72,22 @@ class Settings:
     #: a folder of your own ingest_<table>.sql files mapping your database onto the source
     #: contract (README: "Map your data in"); a file not there is the packaged one
     sql_dir: str = ""
+    #: MLflow tracking and model-registry URI (e.g. http://mlflow.internal:5000); empty means a
+    #: local store under <data_dir>/mlflow/ (SQLite backend, local artifacts): no server needed
+    mlflow_tracking_uri: str = ""
+    #: the registered model (and MLflow experiment) the pipeline's models go to; train-table
+    #: models go to "<model_name>-table"
+    model_name: str = "churnflow"
 
     # --- readiness gate (churn_nightly waits for its data) -------------------------------
     #: how long a night waits for its landing partitions and a fresh source before it fails
     readiness_timeout_minutes: int = 360
     #: seconds between two checks while waiting (the sensor gives its worker slot back meanwhile)
     readiness_poke_seconds: int = 60
+    #: a churn_nightly / churn_training run still unfinished after this long is failed by Airflow
+    #: (dagrun_timeout), so one stuck run never holds back the next scheduled one
+    nightly_run_timeout_minutes: int = 480
+    training_run_timeout_minutes: int = 360
     #: the source is fresh when its newest row (any table's time column) is at most this many
     #: hours before the window end
     source_max_lag_hours: int = 24
@@ -196,6 +206,20 @@ class Settings:
         return self.inactivity_days if self.label_kind == "inactivity" else self.horizon_days
 
     @property
+    def mlflow_dir(self) -> Path:
+        """The local MLflow store (used when ``mlflow_tracking_uri`` is empty)."""
+        return self.data_dir / "mlflow"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.mlflow_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Verified local copies of registered model versions (immutable, so never stale)."""
+        return self.data_dir / "model_cache"
+
+    @property
     def results_url(self) -> str:
         return self.results_db_url or f"sqlite:///{(self.data_dir / 'results.db').resolve()}"
 
@@ -217,6 +241,7 @@ class Settings:
 
     @property
     def models_dir(self) -> Path:
+        """churnflow's earlier file registry (before MLflow): only read by ``models migrate``."""
         return self.data_dir / "models"
 
     @property
@@ -267,6 +292,12 @@ class Settings:
                              f"{', '.join(FEATURE_GROUP_NAMES)}")
         if self.label_kind not in LABEL_KINDS:
             raise ValueError(f"config label_kind: {self.label_kind!r} is not one of {', '.join(LABEL_KINDS)}")
+        if self.nightly_run_timeout_minutes <= self.readiness_timeout_minutes:
+            raise ValueError(f"config nightly_run_timeout_minutes ({self.nightly_run_timeout_minutes}) must exceed "
+                             f"readiness_timeout_minutes ({self.readiness_timeout_minutes}): a night that waited the "
+                             "whole readiness timeout still needs time to run")
+        if not self.model_name or not all(c.isalnum() or c in "-_." for c in self.model_name):
+            raise ValueError(f"config model_name: {self.model_name!r}: use letters, digits, '-', '_' or '.'")
         if self.risk_band_medium > self.risk_band_high:
             raise ValueError(f"config risk_band_medium ({self.risk_band_medium}) must not exceed risk_band_high "
                              f"({self.risk_band_high})")
@@ -283,6 +314,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "min_free_disk_mb": (0, 100_000_000),
     "readiness_timeout_minutes": (0, 7 * 24 * 60),
     "readiness_poke_seconds": (1, 24 * 3600),
+    "nightly_run_timeout_minutes": (1, 7 * 24 * 60),
+    "training_run_timeout_minutes": (1, 7 * 24 * 60),
     "source_max_lag_hours": (0, 24 * 365),
     "horizon_days": (1, 730),
     "inactivity_days": (1, 730),

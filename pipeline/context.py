@@ -36,21 +36,26 @@ class RunContext:
     lookback_days: int = 1
     #: the champion version this run uses (pinned by the nightly's first task); None: none pinned
     model_version: str | None = None
+    #: what the registry said when the model was pinned (:func:`pipeline.registry.serving_facts`):
+    #: the champion's history and the newest version's gate verdict, for the e-mail
+    model_facts: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, settings: Settings, dag_id: str, logical_date: str | dt.date, *, lookback_days: int = 1,
-           model_version: str | None = None) -> RunContext:
-        return cls(settings, dag_id, _day(logical_date), int(lookback_days), model_version)
+           model_version: str | None = None, model_facts: dict[str, Any] | None = None) -> RunContext:
+        return cls(settings, dag_id, _day(logical_date), int(lookback_days), model_version, model_facts)
 
     @classmethod
     def pinned(cls, settings: Settings, dag_id: str, logical_date: str | dt.date, *,
                lookback_days: int = 1) -> RunContext:
-        """A run that uses today's champion, checked readable (pointer, metrics, params, model
-        file) now, before any work: a corrupt registry fails the run here."""
-        from pipeline.registry import check_champion
+        """A run that uses today's champion version, pinned by number and checked now, before any
+        work (its files match the checksums recorded at registration; metrics, params and model
+        file readable): a missing or damaged model fails the run here."""
+        from pipeline.registry import check_champion, serving_facts
 
         champ = check_champion(settings)
-        return cls.of(settings, dag_id, logical_date, lookback_days=lookback_days, model_version=champ.version)
+        return cls.of(settings, dag_id, logical_date, lookback_days=lookback_days, model_version=champ.version,
+                      model_facts=serving_facts(settings, champ))
 
     # ------------------------------------------------------------------ identity and paths
     @property
@@ -71,7 +76,7 @@ class RunContext:
     # ------------------------------------------------------------------ the pinned model
     @functools.cached_property
     def model(self) -> ModelVersion:
-        """The pinned champion version (its params read once per context)."""
+        """The pinned champion version, from its verified local copy (params read once per context)."""
         from pipeline.registry import RegistryError, get_version
 
         if self.model_version is None:
@@ -86,12 +91,12 @@ class RunContext:
     # ------------------------------------------------------------------ XCom
     def to_xcom(self) -> dict[str, Any]:
         return {"dag_id": self.dag_id, "date": self.day.isoformat(), "lookback_days": self.lookback_days,
-                "model_version": self.model_version}
+                "model_version": self.model_version, "model_facts": self.model_facts}
 
     @classmethod
     def from_xcom(cls, settings: Settings, data: dict[str, Any]) -> RunContext:
         return cls.of(settings, data["dag_id"], data["date"], lookback_days=int(data.get("lookback_days", 1)),
-                      model_version=data.get("model_version"))
+                      model_version=data.get("model_version"), model_facts=data.get("model_facts"))
 
 
 def _day(value: str | dt.date) -> dt.date:

@@ -255,13 +255,13 @@ def training_set_step(ctx: RunContext, *, snapshots: int | None = None) -> dict[
 
 # ------------------------------------------------------------------- train + score
 def train_step(ctx: RunContext, training_set: dict[str, Any]) -> dict[str, Any]:
-    """Train on the training set and register the model as the version of this run's date
-    (:func:`pipeline.registry.run_version_id`: a rerun of the date replaces it)."""
-    from pipeline.registry import run_version_id
+    """Train on the training set and register the model as a new, immutable version of the
+    registered model; it is served only if it clears the gate against the serving champion
+    (a rerun of a date is no exception)."""
     from pipeline.train import train
 
     result = train(ctx.settings, Path(training_set["path"]), min_improvement=ctx.settings.promotion_min_improvement,
-                   version=run_version_id(ctx.day))
+                   training_date=ctx.day.isoformat())
     summary = result.to_dict()
     out = ctx.dir("train") / "result.json"
     from pipeline.artifacts import write_text
@@ -434,6 +434,7 @@ def email_step(
                               settings.campaign_daily_capacity),
         monitoring=monitoring, alerts=listed.to_dict("records"), attachments=[p.name for p in attached],
         churn_definition=str((ctx.model.params.get("label") or {}).get("definition", "")),
+        models=ctx.model_facts,
     )
     chart = png_img_tag(trend_chart_png(trend_frame(settings, day), day)) if monitoring is not None else ""
     message = build_report_email(sender=settings.email_sender, recipients=recipients, subject=facts.subject(),

@@ -63,8 +63,8 @@ def plots(y: np.ndarray, p: np.ndarray, importances, calibration: dict[str, list
     return out
 
 
-def model_card_html(version: str, metrics: dict[str, Any], params: dict[str, Any], y: np.ndarray, p: np.ndarray,
-                    importances) -> str:
+def model_card_html(version: str, metrics: dict[str, Any], params: dict[str, Any], images: dict[str, str]) -> str:
+    """The card of ``version``; ``images``: :func:`plots` (base64 PNG by title)."""
     e = html.escape
     rows = "".join(f"<tr><td>{e(k)}</td><td>{v:.4f}</td></tr>" for k, v in metrics.items() if isinstance(v, float))
     f1 = metrics["f1_optimal"]
@@ -74,7 +74,7 @@ def model_card_html(version: str, metrics: dict[str, Any], params: dict[str, Any
         f"{f1['threshold']:.4f} would be worth {f1['expected_value']:,.0f} (F1 {f1['f1']:.3f}).</p>"
     )
     imgs = "".join(f"<figure><img alt='{e(t)}' src='data:image/png;base64,{b}'><figcaption>{e(t)}</figcaption></figure>"
-                   for t, b in plots(np.asarray(y), np.asarray(p), importances, metrics["calibration_curve"]).items())
+                   for t, b in images.items())
     details = "".join(f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in params.items()
                       if k not in ("numeric_features", "categorical_features"))
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Model card {e(version)}</title>

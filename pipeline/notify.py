@@ -138,6 +138,8 @@ class NightlyReport:
     attachments: list[str] = field(default_factory=list)
     #: what churn means for the model that scored (its params' label definition)
     churn_definition: str = ""
+    #: the registry when the night pinned its model (:func:`pipeline.registry.serving_facts`)
+    models: dict[str, Any] | None = None
 
     @property
     def severity(self) -> str:
@@ -183,7 +185,10 @@ class NightlyReport:
             scoring.append(self.campaign.sentence())
         if self.churn_definition:
             scoring.append(f"Churn means: {self.churn_definition}.")
-        sections = [_Section("Scoring", scoring), _drift_section(self.drift)]
+        sections = [_Section("Scoring", scoring)]
+        if self.models:
+            sections.append(_model_section(self.models))
+        sections.append(_drift_section(self.drift))
         if self.monitoring is not None:
             sections += [self._alerts_section(), *_monitoring_sections(self.monitoring)]
         sections.append(_Section("Attached", [", ".join(self.attachments) or "nothing"]))
@@ -244,6 +249,27 @@ class _Section:
 def _high_risk(threshold: float) -> str:
     """What "high risk" means, with the threshold's value (:func:`pipeline.score.is_high_risk`)."""
     return f"churn probability >= {_num(threshold)}"
+
+
+def _model_section(models: dict[str, Any]) -> _Section:
+    """Which version scored tonight, and what the gate said of the newest training."""
+    champ = models["champion"]
+    since = f", champion since {champ['promoted_at']}" if champ.get("promoted_at") else ""
+    why = f" ({champ['reason']})" if champ.get("reason") else ""
+    lines = [f"Scored with the champion {champ['version']} (trained as of {champ.get('training_date') or 'n/a'}, "
+             f"holdout ROC-AUC {_num(champ.get('roc_auc'))}){since}{why}."]
+    newest = models.get("newest")
+    if newest:
+        if newest.get("champion_roc_auc") is not None and not math.isnan(newest["champion_roc_auc"]):
+            compared = (f"ROC-AUC {newest['roc_auc']:.4f} vs {newest['champion_roc_auc']:.4f} for "
+                        f"{newest.get('champion_version')} on the same holdout "
+                        f"({newest['roc_auc'] - newest['champion_roc_auc']:+.4f})")
+        else:
+            compared = f"ROC-AUC {_num(newest.get('roc_auc'))}"
+        verdict = "was served" if newest.get("served") else "is registered but NOT served"
+        lines.append(f"Newest training: {newest['version']} (as of {newest.get('training_date') or 'n/a'}, registered "
+                     f"{newest.get('registered_at', 'n/a')}) {verdict}: {compared}. Gate: {newest.get('decision') or 'n/a'}.")
+    return _Section("Model", lines)
 
 
 def _drift_section(summary: DriftSummary) -> _Section:

@@ -6,6 +6,7 @@ their search :mod:`pipeline.candidates`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -99,19 +100,31 @@ def evaluate(y_true: np.ndarray, proba: np.ndarray, campaign=None) -> dict[str, 
 
 @dataclass(frozen=True)
 class TrainResult:
+    """A training run's outcome: the new (immutable) version and the gate's verdict on it."""
+
     version: str
+    name: str
     path: Path
+    run_id: str
     metrics: dict[str, Any]
     promoted: bool
     decision: str
+    champion_version: str | None = None
+
+    @property
+    def number(self) -> int:
+        return registry.parse_version(self.version)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": self.version,
+            "model_name": self.name,
             "path": str(self.path),
+            "mlflow_run_id": self.run_id,
             "metrics": {k: v for k, v in self.metrics.items() if k != "calibration_curve"},
             "promoted": self.promoted,
             "decision": self.decision,
+            "champion_version": self.champion_version,
         }
 
 
@@ -143,6 +156,51 @@ def gate(candidate_auc: float, champion_auc: float | None, min_improvement: floa
     )
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's verdict on a new model against the serving champion, on the same holdout."""
+
+    served: bool
+    decision: str
+    candidate_roc_auc: float
+    #: the champion compared with (its number; None: there was none)
+    champion: int | None = None
+    champion_roc_auc: float | None = None
+
+    @property
+    def champion_version(self) -> str | None:
+        return registry.label(self.champion) if self.champion is not None else None
+
+    def sentence(self, version: str) -> str:
+        """``v5 served: ...`` / ``v5 not served: ...``, with the difference to the champion."""
+        if self.champion_roc_auc is not None:
+            delta = self.candidate_roc_auc - self.champion_roc_auc
+            compared = (f"ROC-AUC {self.candidate_roc_auc:.4f} vs champion {self.champion_version} "
+                        f"{self.champion_roc_auc:.4f} on the same holdout ({delta:+.4f})")
+        else:
+            compared = f"ROC-AUC {self.candidate_roc_auc:.4f}, no champion to compare with"
+        return f"{version} {'served' if self.served else 'not served'}: {compared}; {self.decision}"
+
+
+def judge(settings: Settings, candidate_auc: float, holdout: pd.DataFrame, y_holdout: np.ndarray,
+          min_improvement: float) -> Verdict:
+    """Compare a new model's out-of-time ROC-AUC with the serving champion's on the same
+    ``holdout`` rows (floor and margin: :func:`gate`). A champion that cannot be scored on this
+    holdout (its columns are not all there) is never replaced automatically."""
+    number = registry.champion_number(settings)
+    if number is None:
+        return Verdict(*gate(candidate_auc, None, min_improvement, settings.promotion_min_roc_auc), candidate_auc)
+    champ = registry.get_version(settings, number)
+    missing = [c for c in champ.feature_columns if c not in holdout.columns]
+    if missing:
+        return Verdict(False, f"not promoted: the champion {champ.version} cannot be scored on this holdout (it "
+                              f"uses {', '.join(missing[:5])}, which this training set lacks); promote by hand "
+                              "after review (python -m pipeline models promote VERSION)", candidate_auc, number)
+    champion_auc = float(evaluate(y_holdout, champ.load().predict_proba(holdout[champ.feature_columns])[:, 1])["roc_auc"])
+    served, decision = gate(candidate_auc, champion_auc, min_improvement, settings.promotion_min_roc_auc)
+    return Verdict(served, decision, candidate_auc, number, champion_auc)
+
+
 def select_and_fit(settings: Settings, X: pd.DataFrame, y: np.ndarray, folds, fit_idx, cal_idx,
                    numeric: list[str], categorical: list[str], search_rows: np.ndarray | None = None):
     """Search the candidates on ``folds``, then fit and calibrate the best one on ``fit_idx``
@@ -158,56 +216,191 @@ def select_and_fit(settings: Settings, X: pd.DataFrame, y: np.ndarray, folds, fi
     return fit_calibrated(settings, best, X, y, fit_idx, cal_idx, numeric, categorical), best, trials
 
 
-def register(settings: Settings, model, *, metrics: dict[str, Any], params: dict[str, Any],
-             reference: pd.DataFrame, importances: pd.Series, y_holdout: np.ndarray, p_holdout: np.ndarray,
-             trials: list[Trial], best: Trial, promote_against: pd.DataFrame | None = None,
-             min_improvement: float = 0.0, version: str | None = None) -> TrainResult:
-    """Build a version folder (model, params, metrics, reference, importances, model card),
-    publish it, log the experiment, and gate promotion (``promote_against``: the holdout
-    features the champion is scored on; None registers without promoting).
+def _run_params(settings: Settings, params: dict[str, Any], metrics: dict[str, Any],
+                training_date: str) -> dict[str, Any]:
+    """The training run's MLflow parameters: what it trained on and how."""
+    window = params.get("training_window") or {}
+    label_ = params.get("label") or {}
+    groups = params.get("feature_groups") or {}
+    return {
+        "training_date": training_date, "label_kind": label_.get("kind"), "label_window_days": label_.get("window_days"),
+        "label_definition": label_.get("definition"),
+        "first_snapshot": window.get("first_snapshot"), "last_snapshot": window.get("last_snapshot"),
+        "holdout_snapshots": window.get("holdout"), "train_snapshots": metrics.get("train_snapshots"),
+        "train_rows": metrics.get("train_rows"), "holdout_rows": metrics.get("n"),
+        "feature_groups": groups.get("active"), "feature_groups_left_out": groups.get("left_out"),
+        "numeric_features": params.get("numeric_features"), "categorical_features": params.get("categorical_features"),
+        "constant_features": params.get("constant_features"),
+        "candidates": settings.candidates, "search_iterations": settings.search_iterations, "cv_folds": settings.cv_folds,
+        "search_sample_rows": settings.search_sample_rows, "calibration": params.get("calibration"),
+        "chosen_candidate": params.get("model"), "chosen_params": params.get("search_params"),
+        "promotion_min_improvement": settings.promotion_min_improvement,
+        "promotion_min_roc_auc": settings.promotion_min_roc_auc, "code_version": params.get("code_version"),
+        **({"source": params["source_csv"]} if "source_csv" in params else {}),
+    }
 
-    ``version`` (default: a fresh id) names it; an existing version of that name (a rerun of
-    the same training date) is replaced. The gate then compares with the champion before it,
-    and a replaced champion that fails its gate hands the title back to that one.
-    """
-    import joblib
 
-    from pipeline import experiments
+def _pip_requirements() -> list[str]:
+    """What loading a version needs, pinned to the versions that trained it (MLflow would
+    otherwise infer them in a subprocess, seconds per model)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for dist in ("scikit-learn", "xgboost", "imbalanced-learn", "numpy", "pandas", "scipy", "cloudpickle"):
+        try:
+            out.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def _write_bundle(folder: Path, version: str, *, metrics: dict[str, Any], params: dict[str, Any],
+                  reference: pd.DataFrame, importances: pd.Series, images: dict[str, str],
+                  card_html: str | None, trials: Sequence[Trial]) -> None:
+    """churnflow's files of a version (the run's ``churnflow/`` artifacts): metrics, params,
+    the drift reference, importances, the model card and its plots as PNG files."""
+    import base64
+
     from pipeline.model_card import model_card_html
 
-    version = version or registry.new_version_id()
-    replaces = (settings.models_dir / version).is_dir()
-    promoted, decision = False, "registered only (not a candidate for champion)"
-    if promote_against is not None:
-        champ = registry.previous_champion(settings, version)
-        champion_auc = None
-        if champ is not None:
-            champ_proba = champ.load().predict_proba(promote_against)[:, 1]
-            champion_auc = evaluate(y_holdout, champ_proba)["roc_auc"]
-            metrics["champion_version"] = champ.version
-            metrics["champion_roc_auc_same_holdout"] = champion_auc
-        promoted, decision = gate(metrics["roc_auc"], champion_auc, min_improvement, settings.promotion_min_roc_auc)
-    metrics["promotion_decision"] = decision
-    stage = registry.staging_dir(settings, version)
-    joblib.dump(model, stage / "model.joblib")
-    write_text(json.dumps(metrics, indent=2, default=str), stage / "metrics.json")
-    write_text(json.dumps(params, indent=2, default=str), stage / "params.json")
-    write_parquet(reference.reset_index(drop=True), stage / "reference.parquet")
-    write_parquet(importances.rename("importance").rename_axis("feature").reset_index(), stage / "importances.parquet")
-    write_text(model_card_html(version, metrics, params, y_holdout, p_holdout, importances), stage / "model_card.html")
-    mv = registry.publish(settings, version)
-    experiments.append(settings, version, trials, best, metrics, promoted)
-    if promoted:
-        registry.promote(settings, version, decision)
-    elif promote_against is not None:
-        registry.demote(settings, version, f"the rebuild of {version} was {decision}")
-    if replaces:
-        log.info("train: %s rebuilt (a rerun of its date): the previous build is replaced", version)
+    write_text(json.dumps(metrics, indent=2, default=str), folder / "metrics.json")
+    write_text(json.dumps(params, indent=2, default=str), folder / "params.json")
+    write_parquet(reference.reset_index(drop=True), folder / "reference.parquet")
+    write_parquet(importances.rename("importance").rename_axis("feature").reset_index(), folder / "importances.parquet")
+    if trials:
+        write_text(json.dumps([{"candidate": t.candidate, "params": t.params, "cv_roc_auc": t.cv_roc_auc,
+                                "cv_pr_auc": t.cv_pr_auc} for t in trials], indent=2, default=str),
+                   folder / "candidates.json")
+    for title, b64 in images.items():
+        (folder / "plots").mkdir(exist_ok=True)
+        (folder / "plots" / f"{title.lower().replace(' / ', '_').replace(' ', '_')}.png").write_bytes(base64.b64decode(b64))
+    write_text(card_html or model_card_html(version, metrics, params, images), folder / "model_card.html")
+
+
+def record_version(settings: Settings, model: Any, *, name: str, metrics: dict[str, Any], params: dict[str, Any],
+                   reference: pd.DataFrame, importances: pd.Series, training_date: str,
+                   y_holdout: np.ndarray | None = None, p_holdout: np.ndarray | None = None,
+                   trials: Sequence[Trial] = (), best: Trial | None = None, card_html: str | None = None,
+                   extra_tags: dict[str, str] | None = None, gate: Verdict | None = None) -> TrainResult:
+    """One MLflow training run and the new registered version it produces.
+
+    The run holds the parameters (data window, snapshots, label, features, candidates, search
+    budget, code version), the holdout metrics, one child run per candidate draw with its CV
+    scores, the gate's verdict, and as artifacts churnflow's bundle (``churnflow/``: metrics,
+    params, reference, importances, model card, plots) and the MLflow model (sklearn flavor).
+    The version is sealed (its checksums recorded) before this returns; nothing moves the
+    champion here (see :func:`register`)."""
+    import tempfile
+
+    import mlflow
+    import mlflow.sklearn
+
+    from pipeline import tracking
+    from pipeline.model_card import plots
+
+    images = plots(np.asarray(y_holdout), np.asarray(p_holdout), importances, metrics["calibration_curve"]) \
+        if y_holdout is not None and p_holdout is not None and "calibration_curve" in metrics else {}
+    tags = {tracking.TAG_KIND: "training", tracking.TAG_TRAINING_DATE: training_date,
+            "mlflow.source.git.commit": str(params.get("code_version", "")), **(extra_tags or {})}
+    with tracking.active_run(settings, name, f"{name} {training_date}".strip(), tags) as run:
+        run_id = run.info.run_id
+        tracking.log_params(settings, run_id, _run_params(settings, params, metrics, training_date))
+        tracking.log_metrics(settings, run_id, {
+            **{f"holdout_{k}": v for k, v in metrics.items() if isinstance(v, float | int) and not isinstance(v, bool)},
+            "cv_roc_auc": best.cv_roc_auc if best else None})
+        for i, trial in enumerate(trials, 1):
+            tracking.log_child_run(settings, run, f"{trial.candidate} #{i}",
+                                   {"candidate": trial.candidate, **trial.params},
+                                   {"cv_roc_auc": trial.cv_roc_auc, "cv_pr_auc": trial.cv_pr_auc})
+        signature = None
+        if len(reference):
+            try:
+                sample = reference[[c for c in params["numeric_features"] + params["categorical_features"]]].head(50)
+                ints = sample.select_dtypes("integer").columns  # counts may be missing in a real feed: say float
+                sample = sample.astype(dict.fromkeys(ints, "float64"))
+                signature = mlflow.models.infer_signature(sample, model.predict_proba(sample))
+            except Exception as exc:  # optional metadata: the model is logged without it
+                log.info("train: no MLflow signature for this model (%s)", exc)
+        logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)  # its pickle notice: checksums guard the file
+        logged = mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle",
+                                          pip_requirements=_pip_requirements(), signature=signature)
+        version_tags = {tracking.TAG_TRAINING_DATE: training_date, "churnflow.candidate": str(params.get("model")),
+                        "churnflow.roc_auc": f"{metrics['roc_auc']:.6f}", "churnflow.pr_auc": f"{metrics['pr_auc']:.6f}",
+                        "churnflow.threshold": f"{metrics.get('threshold', float('nan')):.6f}",
+                        "churnflow.holdout": ",".join(map(str, metrics.get("holdout_snapshots", []))),
+                        "churnflow.label": str((params.get("label") or {}).get("kind", "")),
+                        **(extra_tags or {})}
+        if gate is not None and gate.champion_roc_auc is not None:
+            version_tags["churnflow.gate.champion_roc_auc"] = f"{gate.champion_roc_auc:.6f}"
+        number = registry.create_version(settings, name=name, run_id=run_id, model_uri=logged.model_uri,
+                                         model_id=logged.model_id,
+                                         tags=version_tags, description=gate.decision if gate else "")
+        version = registry.label(number)
+        with tempfile.TemporaryDirectory(prefix="churnflow-bundle-") as tmp:
+            _write_bundle(Path(tmp), version, metrics=metrics, params=params, reference=reference,
+                          importances=importances, images=images, card_html=card_html, trials=trials)
+            tracking.log_artifacts(settings, run_id, Path(tmp), registry.BUNDLE)
+        mlflow.set_tag("churnflow.model_version", version)
+        sealed = registry.seal_version(settings, name, number, run_id)
+    return TrainResult(version, name, sealed.path, run_id, metrics, False, gate.decision if gate else "registered only")
+
+
+def register(settings: Settings, model, *, metrics: dict[str, Any], params: dict[str, Any],
+             reference: pd.DataFrame, importances: pd.Series, y_holdout: np.ndarray, p_holdout: np.ndarray,
+             trials: list[Trial], best: Trial, holdout: pd.DataFrame | None = None,
+             min_improvement: float = 0.0, training_date: str = "", name: str | None = None) -> TrainResult:
+    """Record the training run and register the model as a new version; then, for a pipeline
+    model (``holdout``: the holdout's feature rows), the gate: compared with the serving
+    champion on the same holdout (:func:`judge`), it becomes the champion only if it clears
+    the floor and the margin, and only if the champion is still the one it was compared with
+    (else it is judged again against the new one). Otherwise it stays registered, visible and
+    not served. The verdict is in the log, the MLflow run, the version's tags and metrics.json."""
+    from pipeline import tracking
+
+    verdict = judge(settings, metrics["roc_auc"], holdout, y_holdout, min_improvement) if holdout is not None else None
+    if verdict is not None:
+        metrics["promotion_decision"] = verdict.decision
+        metrics["champion_version"] = verdict.champion_version
+        metrics["champion_roc_auc_same_holdout"] = verdict.champion_roc_auc
+    result = record_version(settings, model, name=name or settings.model_name, metrics=metrics, params=params,
+                            reference=reference, importances=importances, training_date=training_date,
+                            y_holdout=y_holdout, p_holdout=p_holdout, trials=trials, best=best, gate=verdict)
+    if verdict is None:
+        log.info("train: %s of %s registered (run %s): ROC-AUC %.4f PR-AUC %.4f; never served (not the pipeline's "
+                 "features)", result.version, result.name, result.run_id[:8], metrics["roc_auc"], metrics["pr_auc"])
+        return result
+    served = False
+    for _ in range(3):
+        if not verdict.served:
+            break
+        if registry.promote(settings, result.number, f"training {training_date}: {verdict.decision}",
+                            expected=verdict.champion) is not None:
+            served = True
+            break
+        log.warning("train: the champion changed while %s was being registered: judging it again", result.version)
+        verdict = judge(settings, metrics["roc_auc"], holdout, y_holdout, min_improvement)
+    else:
+        if verdict.served:
+            verdict = dataclasses.replace(verdict, decision=f"not promoted: the champion kept changing while it was "
+                                                            f"judged ({verdict.decision}); promote by hand after review")
+    verdict = dataclasses.replace(verdict, served=served)
+    registry.set_gate(settings, result.name, result.number, verdict.decision, served, verdict.champion_version)
+    store = tracking.client(settings)
+    store.set_tag(result.run_id, registry.TAG_GATE_DECISION, verdict.decision)
+    store.set_tag(result.run_id, registry.TAG_GATE_SERVED, str(served).lower())
+    store.set_tag(result.run_id, registry.TAG_GATE_CHAMPION, verdict.champion_version or "none")
+    if verdict.champion_roc_auc is not None:
+        tracking.log_metrics(settings, result.run_id, {
+            "champion_roc_auc_same_holdout": verdict.champion_roc_auc,
+            "gate_delta_roc_auc": verdict.candidate_roc_auc - verdict.champion_roc_auc})
     log.info("train: %s ROC-AUC %.4f PR-AUC %.4f ECE %.4f threshold %.3f (expected value %.0f; F1-optimal %.3f "
-             "worth %.0f) -> %s", version, metrics["roc_auc"], metrics["pr_auc"], metrics["ece"],
+             "worth %.0f), MLflow run %s", result.version, metrics["roc_auc"], metrics["pr_auc"], metrics["ece"],
              metrics["threshold"], metrics["expected_value"], metrics["f1_optimal"]["threshold"],
-             metrics["f1_optimal"]["expected_value"], decision)
-    return TrainResult(version, mv.path, metrics, promoted, decision)
+             metrics["f1_optimal"]["expected_value"], result.run_id)
+    log.info("train: %s; the champion is %s", verdict.sentence(result.version),
+             result.version if served else (verdict.champion_version or "none"))
+    return TrainResult(result.version, result.name, result.path, result.run_id, metrics, served, verdict.decision,
+                       verdict.champion_version)
 
 
 def _require_two_classes(folds: list[tuple[np.ndarray, np.ndarray]], as_of: pd.Series, y: np.ndarray,
@@ -248,9 +441,9 @@ def constant_columns(df: pd.DataFrame, columns: list[str]) -> list[str]:
 
 
 def train(settings: Settings, training_set: Path, *, min_improvement: float = 0.0,
-          version: str | None = None) -> TrainResult:
+          training_date: str | dt.date = "") -> TrainResult:
     """Search candidates with time-based CV, fit + calibrate the best, evaluate on the latest
-    snapshots (out of time), register as ``version`` (see :func:`register`), and gate promotion."""
+    snapshots (out of time), register a new version (see :func:`register`), and gate promotion."""
     from pipeline.features import active_groups, model_features
 
     groups, left_out = active_groups(settings)
@@ -312,7 +505,8 @@ def train(settings: Settings, training_set: Path, *, min_improvement: float = 0.
     importances = feature_importances(model, holdout[features], y_hold, settings.random_seed)
     return register(settings, model, metrics=metrics, params=params, reference=reference,
                     importances=importances, y_holdout=y_hold, p_holdout=proba, trials=trials, best=best,
-                    promote_against=holdout[features], min_improvement=min_improvement, version=version)
+                    holdout=holdout, min_improvement=min_improvement,
+                    training_date=str(training_date or holdout_dates[-1]))
 
 
 def train_table(settings: Settings, csv: Path, label: str, *, id_column: str | None = None,
@@ -367,7 +561,8 @@ def train_table(settings: Settings, csv: Path, label: str, *, id_column: str | N
     importances = feature_importances(model, X_te, y_te, settings.random_seed)
     return register(settings, model, metrics=metrics, params=params,
                     reference=X.sample(n=n_ref, random_state=settings.random_seed), importances=importances,
-                    y_holdout=y_te, p_holdout=proba, trials=trials, best=best)
+                    y_holdout=y_te, p_holdout=proba, trials=trials, best=best,
+                    training_date=dt.datetime.now(dt.UTC).date().isoformat(), name=registry.table_model_name(settings))
 
 
 def snapshot_plan(settings: Settings, data_start: dt.date, data_end: dt.date) -> list[dt.date]:

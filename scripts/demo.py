@@ -110,7 +110,8 @@ def main() -> int:
     if drift_from:
         cmd += ["--drift-from", drift_from]
     subprocess.run(cmd, check=True)
-    for sub in ("lake", "quarantine", "runs", "models", "reports"):  # outbox/: messages have unique names
+    # outbox/: messages have unique names
+    for sub in ("lake", "quarantine", "runs", "models", "mlflow", "model_cache", "reports"):
         subprocess.run(["rm", "-rf", str(settings.data_dir / sub)], check=True)
 
     step(f"preparing the Airflow metadata database in {os.environ['AIRFLOW_HOME']}")
@@ -142,8 +143,9 @@ def main() -> int:
     report = settings.reports_dir / day / "drift_report.html"
     print(f"""
 ================================================================ churnflow demo done in {time.time() - t0:.0f}s
-model         {champ.path}
-model card    {champ.path / 'model_card.html'}
+model         {settings.model_name} {champ.version} (MLflow registry {registry.where(settings)}, alias champion)
+              local copy {champ.path}; `make mlflow` opens the MLflow UI on it
+model card    {champ.model_card_path}
 churn means   {champ.params['label']['definition']}
               out-of-time ROC-AUC {metrics['roc_auc']:.3f}, PR-AUC {metrics['pr_auc']:.3f} (base rate {metrics['base_rate']:.3f})
 scores        {scores}

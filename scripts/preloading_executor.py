@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import time
 
 from airflow.executors.local_executor import LocalExecutor
@@ -25,13 +26,15 @@ log = logging.getLogger(__name__)
 #: next task without restarting Airflow, exactly as an edit to dags/ is.
 PRELOAD = ("pandas", "pyarrow.parquet", "pyarrow.csv", "duckdb", "sqlalchemy", "sklearn.linear_model",
            "sklearn.ensemble", "sklearn.calibration", "imblearn.pipeline", "xgboost", "joblib", "scipy.stats",
-           "great_expectations", "evidently", "matplotlib.pyplot", "yaml")
+           "great_expectations", "evidently", "matplotlib.pyplot", "yaml", "cloudpickle", "mlflow.tracking",
+           "mlflow.artifacts")
 
 
 class PreloadingLocalExecutor(LocalExecutor):
     is_local = True
 
     def start(self) -> None:
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # as pipeline.tracking does, before MLflow loads
         t0 = time.perf_counter()
         for name in PRELOAD:
             try:

@@ -110,11 +110,14 @@ def trained_and_scored(generated_source, tmp_path_factory, dagbag, airflow_db):
 def test_training_dag_end_to_end(trained_and_scored):
     run, settings = trained_and_scored["training"], trained_and_scored["settings"]
     assert run.state == "success", _task_states(run)
-    pointer = json.loads((settings.models_dir / "champion.json").read_text())
-    model_dir = settings.models_dir / pointer["champion"]
-    for name in ("model.joblib", "metrics.json", "params.json", "reference.parquet", "model_card.html", "importances.parquet"):
-        assert (model_dir / name).is_file(), name
-    metrics = json.loads((model_dir / "metrics.json").read_text())
+    from pipeline import registry
+
+    champ = registry.require_champion(settings)
+    assert champ.version == "v1" and champ.info["run_id"]
+    for name in ("model/MLmodel", "model/model.pkl", "churnflow/metrics.json", "churnflow/params.json",
+                 "churnflow/reference.parquet", "churnflow/model_card.html", "churnflow/importances.parquet"):
+        assert (champ.path / name).is_file(), name
+    metrics = champ.metrics()
     assert metrics["roc_auc"] > 0.6 and 0 <= metrics["threshold"] <= 1
     # every lake input made it through validation into the lake
     for table in ("customers", "subscriptions", "payments", "events"):

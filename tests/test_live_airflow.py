@@ -35,6 +35,8 @@ def live(tmp_path_factory):
         "CHURNFLOW_CANDIDATES": "logreg,xgboost", "CHURNFLOW_SEARCH_ITERATIONS": "1", "CHURNFLOW_CV_FOLDS": "1",
         "CHURNFLOW_READINESS_POKE_SECONDS": "5", "CHURNFLOW_RETRAIN_ON_CRITICAL": "false",
         "CHURNFLOW_EMAIL_RECIPIENTS": "ana@example.com",
+        # short enough to watch a stuck run fail: a night gets 2 minutes (it needs ~20 s here)
+        "CHURNFLOW_READINESS_TIMEOUT_MINUTES": "1", "CHURNFLOW_NIGHTLY_RUN_TIMEOUT_MINUTES": "2",
     }
     with launch(tmp_path_factory.mktemp("live"), env) as running:
         yield running
@@ -47,6 +49,35 @@ def test_launcher_serves_the_ui_from_a_bare_path(live):
     simulator = live.api("GET", "/dags/churn_landing_simulator")
     assert simulator["is_paused"] is False  # the simulated business goes on by itself
     assert live.api("GET", "/dags/churn_nightly")["is_paused"] is True
+
+
+FUTURE = "2031-01-01T00:00:00Z"
+
+
+def test_a_future_dated_run_is_refused_and_a_stuck_run_does_not_hold_back_the_schedule(live):
+    """The bug: a churn_nightly run triggered for 2031-01-01 stayed "running" with no task
+    started (Airflow starts none before the logical date), and with one run at a time every
+    later night waited behind it, silently."""
+    api = live.api
+    for dag_id in ("churn_nightly", "churn_training"):  # what the Trigger form and the REST API get
+        r = api.session.post(f"{api.base}/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": FUTURE, "conf": {}},
+                             timeout=30)
+        assert r.status_code == 400, (dag_id, r.status_code, r.text)
+        assert "logical date 2031-01-01" in r.text and "is in the future" in r.text, r.text
+    assert api.runs("churn_nightly") == []
+    # a run that gets in anyway (an explicit data interval: Airflow does not ask the timetable), queued
+    # before tonight's scheduled run, cannot progress: the DAG's run timeout fails it, then the night runs
+    stuck = api("POST", "/dags/churn_nightly/dagRuns", json={
+        "logical_date": FUTURE, "data_interval_start": "2030-12-31T00:00:00Z", "data_interval_end": FUTURE,
+        "run_after": f"{(TODAY - dt.timedelta(days=1)).isoformat()}T00:00:00Z", "conf": {}})
+    api("PATCH", "/dags/churn_nightly", json={"is_paused": False})
+    failed = api.wait_run("churn_nightly", lambda r: r["dag_run_id"] == stuck["dag_run_id"], 300, live.log)
+    assert failed["state"] == "failed"
+    tasks = api.task_instances("churn_nightly", stuck["dag_run_id"])  # skipped by the timeout, none ever started
+    assert {t["state"] for t in tasks} <= {None, "skipped"} and all(t["start_date"] is None for t in tasks), tasks
+    night = api.wait_run("churn_nightly", lambda r: r["run_type"] == "scheduled", 300, live.log)
+    assert night["state"] == "success", api.states("churn_nightly", night["dag_run_id"])
+    assert night["start_date"] >= failed["end_date"], (night, failed)  # it had waited behind the stuck run
 
 
 def test_unpaused_nightly_scores_today_with_data_and_emails(live):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
-import json
 import sqlite3
 
 import pytest
@@ -67,6 +66,9 @@ def test_the_shop_example_in_a_running_airflow(tmp_path):
     assert scored == active and len(scored) > 300
     [message] = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in live.outbox.glob("*.eml")]
     assert "Churn means: no successful payment in the 28 days" in message.get_body(("plain",)).get_content()
-    champion = json.loads((settings.models_dir / "champion.json").read_text())["champion"]
-    label = json.loads((settings.models_dir / champion / "params.json").read_text())["label"]
-    assert champion == f"v{TODAY:%Y%m%d}" and label["kind"] == "inactivity" and label["window_days"] == 28
+    from pipeline import registry
+
+    newest = registry.list_versions(settings)[-1]  # the form's training: a new version, gated against v1
+    assert newest.version == "v2" and newest.tags["churnflow.training_date"] == TODAY.isoformat()
+    label = registry.get_version(settings, newest.version).params["label"]
+    assert label["kind"] == "inactivity" and label["window_days"] == 28

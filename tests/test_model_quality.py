@@ -60,7 +60,7 @@ def test_champion_quality_on_generated_data(trained_quality):
     champ = registry.require_champion(settings)
     assert champ.version == train["version"]
     metrics = champ.metrics()
-    params = json.loads((champ.path / "params.json").read_text())
+    params = champ.params
     # what the nightly side reads from a champion
     for key in ("threshold", "roc_auc", "pr_auc", "base_rate"):
         assert isinstance(metrics[key], float), key
@@ -74,14 +74,16 @@ def test_champion_quality_on_generated_data(trained_quality):
     assert roc_auc_score(holdout["label"], proba) == pytest.approx(metrics["roc_auc"], abs=1e-9)
     value = campaign_value(holdout["label"].to_numpy(), proba, metrics["threshold"], Campaign(**metrics["campaign"]))
     assert value == pytest.approx(metrics["expected_value"])
-    card = (champ.path / "model_card.html").read_text()
+    card = champ.model_card_path.read_text()
     assert card.count("data:image/png;base64,") == 5 and f"{metrics['threshold']:.4f}" in card
-    # the experiment log holds every candidate of the run
-    from pipeline.experiments import compare, load
+    # the MLflow experiment holds the run and every candidate draw of its search
+    from pipeline import tracking
 
-    log = load(settings)
-    assert set(log["candidate"]) == {c for c in settings.candidates.split(",")}
-    assert log["chosen"].sum() == 1 and compare(settings).index.tolist() == [train["version"]]
+    runs = tracking.training_runs(settings, settings.model_name, 5)
+    assert [r.data.tags["churnflow.model_version"] for r in runs] == [train["version"]]
+    drawn = {c.data.params["candidate"] for c in tracking.child_runs(settings, runs[0])}
+    assert drawn == set(settings.candidates.split(","))
+    assert tracking.compare(settings)["version"].tolist() == [train["version"]]
 
 
 def test_champion_roc_auc_is_near_the_best_achievable(trained_quality):
@@ -109,8 +111,8 @@ def test_train_table_on_churn_modelling(tmp_path):
     print("train-table:", result.metrics["model"], result.metrics["roc_auc"])
     assert result.metrics["roc_auc"] >= 0.85
     assert result.promoted is False and registry.champion(settings) is None
-    assert (result.path / "model_card.html").is_file()
-    params = json.loads((result.path / "params.json").read_text())
+    assert (result.path / "churnflow" / "model_card.html").is_file() and result.name == "churnflow-table"
+    params = json.loads((result.path / "churnflow" / "params.json").read_text())
     assert "Geography" in params["categorical_features"] and "Surname" not in params["categorical_features"]
 
 

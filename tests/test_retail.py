@@ -161,7 +161,7 @@ def test_the_model_knows_what_churn_means_and_uses_only_the_shops_features(shop)
     used = set(champ.feature_columns)
     assert {"n_purchases_90d", "avg_order_value_365d", "days_since_last_success_payment", "age"} <= used
     assert not used & {"plan", "monthly_fee", "n_logins_30d", "n_tickets_90d", "downgrade_90d_flag"}, used
-    assert "inactivity" in (champ.path / "model_card.html").read_text()
+    assert "inactivity" in champ.model_card_path.read_text()
 
 
 def test_the_night_scores_the_customers_who_ordered_in_the_last_28_days(shop):
@@ -231,7 +231,7 @@ def test_the_shop_trains_and_scores_through_the_dags(small_shop, airflow_db, tmp
         assert run.state == "success", {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     settings = load_settings()
     champ = registry.require_champion(settings)
-    assert champ.params["label"]["kind"] == "inactivity" and champ.version == "v20250701"
+    assert champ.params["label"]["kind"] == "inactivity" and champ.version == "v1"
     with sqlite3.connect(settings.data_dir / "results.db") as conn:
         n_scored = conn.execute("SELECT COUNT(*) FROM churn_scores").fetchone()[0]
     features = pd.read_parquet(settings.runs_dir / "churn_nightly" / "2025-07-01" / "build_features" / "features.parquet")

@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 #: what building the wheel needs from the checkout (nothing else is copied)
-SOURCES = ["pyproject.toml", "README.md", "pipeline", "sql", "expectations"]
+SOURCES = ["pyproject.toml", "README.md", "pipeline", "churnflow_airflow", "sql", "expectations"]
 NIGHT = "2025-05-31"
 
 
@@ -64,6 +64,11 @@ def test_the_wheel_carries_its_resources_and_not_the_demo_tooling(wheel: Path):
     assert suites == {p.name for p in (ROOT / "expectations").glob("*.json")}
     tooling = [n for n in names if n.startswith("churnflow_sim") or Path(n).stem in ("generate", "simulator", "smtp_sink")]
     assert not tooling, tooling
+    # the Airflow plugin (the DAGs' timetable) is found by every component that has the wheel installed
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "[airflow.plugins]" in text and "churnflow_airflow.plugin:ChurnflowPlugin" in text
+    assert "churnflow_airflow/timetables.py" in names
 
 
 def test_the_installed_cli_runs_from_another_folder(installed: Path, tmp_path: Path):

@@ -1,0 +1,66 @@
+"""``make mlflow``: the MLflow UI (and tracking server) on churnflow's model store.
+
+- Store: the settings' (``CHURNFLOW_DATA_DIR``, default ``data/``; ``make airflow``'s live
+  business is ``CHURNFLOW_DATA_DIR=data/live``): ``<data_dir>/mlflow/mlflow.db`` and its
+  artifacts, created empty if there is none yet. With ``mlflow_tracking_uri`` set to a server,
+  there is nothing to start: it says where that server's UI is.
+- UI: http://localhost:5000 (``MLFLOW_PORT``); experiments (one run per training, a child run
+  per candidate draw), the registered model with its versions and the ``champion`` alias.
+- The same server is a tracking server for other machines: point their
+  ``mlflow_tracking_uri`` at it (new experiments keep their artifacts under
+  ``<data_dir>/mlflow/artifacts``, served through it).
+- Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def main() -> int:
+    from pipeline import tracking
+    from pipeline.config import load_settings
+
+    settings = load_settings()
+    port = int(os.environ.get("MLFLOW_PORT", "5000"))
+    host = os.environ.get("MLFLOW_HOST", "127.0.0.1")
+    if not tracking.is_local(settings):
+        print(f"mlflow_tracking_uri is {settings.mlflow_tracking_uri}: churnflow's models live on that server; open its "
+              "UI there (nothing to start here)")
+        return 0
+    tracking.experiment_id(settings, settings.model_name)  # the store exists (empty) before the UI opens it
+    artifacts = settings.mlflow_dir / "artifacts"
+    cmd = [str(BIN / "mlflow"), "server", "--backend-store-uri", settings.tracking_uri,
+           "--serve-artifacts", "--artifacts-destination", artifacts.resolve().as_uri(),
+           "--host", host, "--port", str(port), "--workers", "1"]
+    print(f"==> MLflow UI on churnflow's store {settings.mlflow_dir}: http://localhost:{port}  (Ctrl-C stops it)",
+          flush=True)
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def _stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
