@@ -48,12 +48,12 @@ bench-e2e: $(STAMP)  ## 1M customers x 12 months through the DAGs: first trainin
 	$(PY) bench/bench_e2e.py
 
 airflow: $(STAMP)  ## a local Airflow (standalone) on a live simulated business: http://localhost:8080
-	$(PY) scripts/airflow_standalone.py
+	$(PY) -m churnflow_sim.standalone
 
 mlflow: $(STAMP)  ## the MLflow UI on the project's model store (runs, registry, champion): http://localhost:5000
 	$(PY) scripts/mlflow_ui.py
 
-lint: $(STAMP)  ## ruff (rules in pyproject.toml) on all Python, mypy on pipeline/
+lint: $(STAMP)  ## ruff (rules in pyproject.toml) on all Python, mypy on the library, churnflow_airflow, dags, sim
 	$(VENV)/bin/ruff check pipeline churnflow_airflow sim dags tests scripts bench
 	$(VENV)/bin/mypy
 

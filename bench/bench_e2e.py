@@ -67,10 +67,7 @@ def _goal(target: tuple[float, float]) -> str:
 
 def _run_dag_child(dag_id: str, day: dt.date, data_dir: Path) -> int:
     """In the child: one ``dag.test()`` (with a local SMTP server for the e-mail task)."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    sys.path.insert(0, str(ROOT / "dags"))
-    from demo import run_dag
-
+    from churnflow_sim.dagrun import run_dag
     from churnflow_sim.smtp_sink import SmtpSink
 
     with SmtpSink(outbox=data_dir / "outbox") as sink:
@@ -130,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run_dag_child(args.run_dag[0], dt.date.fromisoformat(args.run_dag[1]), data_dir)
 
     env = {**os.environ, "CHURNFLOW_DATA_DIR": str(data_dir), "AIRFLOW_HOME": str(data_dir / "airflow"),
-           "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+           "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     py = sys.executable
     phases: list[dict] = []
     if not (args.reuse and (data_dir / "source.db").is_file()):

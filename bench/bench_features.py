@@ -1,9 +1,9 @@
-"""Benchmark of pipeline.features on a synthetic lake (``make bench``).
+"""Benchmark of pipeline.features.build on a synthetic lake (``make bench``).
 
 1. Synthesises (numpy + pyarrow, self-contained) a lake in the pipeline layout
    ``<data_dir>/lake/<table>/date=YYYY-MM-DD/part-0.parquet``: by default 1,000,000 customers
    and ~100,000,000 events over one year, or reuses the lake under ``--data-dir``.
-2. Times :func:`pipeline.features.write_features` for one as_of date and for six monthly
+2. Times :func:`pipeline.features.build.write_features` for one as_of date and for six monthly
    snapshots, each in a fresh process so that its peak RSS (``ru_maxrss``) is its own.
 3. Times a straightforward pandas implementation of the same job for the single date (the
    features, written to Parquet like ``write_features`` does), checks that both agree on a
@@ -23,7 +23,6 @@ import json
 import multiprocessing as mp
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,12 +33,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from pipeline import features as F
 from pipeline.config import Settings, load_settings
-from pipeline.lake import PART_NAME, table_dir
-from pipeline.schemas import (
+from pipeline.features import build as F
+from pipeline.ingestion.contract import (
     CHANNELS,
     EVENT_TYPES,
     GENDERS,
@@ -50,6 +46,7 @@ from pipeline.schemas import (
     PLANS,
     REGIONS,
 )
+from pipeline.ingestion.lake import PART_NAME, lake_files, table_dir
 
 HISTORY_START = dt.date(2023, 1, 1)  # first signup
 EVENTS_START = dt.date(2024, 1, 1)  # first event day
@@ -263,7 +260,7 @@ def _events(
 # --------------------------------------------------------------------------- pandas reference
 def _read(settings: Settings, table: str, lo: dt.date | None, hi: dt.date) -> pd.DataFrame:
     schema, _ = LAKE_TABLES[table]
-    files = F.lake_files(settings, table, [(lo, hi)])
+    files = lake_files(settings, table, [(lo, hi)])
     if not files:
         return schema.empty_table().to_pandas()
     return pa.concat_tables(pq.read_table(f, schema=schema) for f in files).to_pandas()

@@ -25,10 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "scripts"))
-
-from live_airflow import launch  # noqa: E402
+from churnflow_sim.live_airflow import launch
 
 TARGET_RATIO = 1.5
 

@@ -11,7 +11,6 @@ each in a fresh interpreter so that one benchmark's peak memory is not another's
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -37,7 +36,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), help="run only these")
     args = parser.parse_args(argv)
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
     failed: list[str] = []
     for name, extra in BENCHMARKS.items():
         script = HERE / f"bench_{name}.py"
@@ -50,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, str(script), *extra(args.customers)]  # type: ignore[operator]
         print(f"\n### {name}: {' '.join(cmd[1:])}", flush=True)
         t0 = time.perf_counter()
-        rc = subprocess.run(cmd, env=env).returncode
+        rc = subprocess.run(cmd).returncode
         print(f"### {name}: exit {rc} after {time.perf_counter() - t0:.0f} s", flush=True)
         if rc:
             failed.append(name)

@@ -14,16 +14,11 @@ unpaused: the simulated business goes on as soon as Airflow runs.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import dag, task
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from churnflow_common import nightly_dag_args, run_date
-
+from churnflow_airflow.tasks import nightly_dag_args, run_date
 from pipeline.config import load_settings
 
 if load_settings().simulator_db.is_file():

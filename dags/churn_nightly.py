@@ -41,16 +41,11 @@ Trigger it by hand from the UI to choose the date, recipients or skip the e-mail
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Asset, Param, dag, task
 
-# Airflow 3 does not put the DAGs folder on sys.path; the shared task module lives beside us.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from churnflow_common import (
+from churnflow_airflow.tasks import (
     DataReadySensor,
     common_params,
     ingest,
@@ -59,7 +54,6 @@ from churnflow_common import (
     run_context,
     run_date,
 )
-
 from pipeline.config import load_settings
 
 #: emitted when a critical alert asks for a new model; churn_training is scheduled on it
@@ -93,7 +87,7 @@ def churn_nightly() -> None:
     @task
     @pipeline_task
     def build_features(validated: list[dict[str, Any]], ready: dict[str, Any], **context: Any) -> dict[str, Any]:
-        from pipeline.flows import features_step, validate_features_step
+        from pipeline.features.steps import features_step, validate_features_step
 
         ctx = run_context(context, ready)
         return validate_features_step(ctx, features_step(ctx))
@@ -101,14 +95,14 @@ def churn_nightly() -> None:
     @task
     @pipeline_task
     def score(features: dict[str, Any], ready: dict[str, Any], **context: Any) -> dict[str, Any]:
-        from pipeline.flows import score_step
+        from pipeline.model.steps import score_step
 
         return score_step(run_context(context, ready), features)
 
     @task
     @pipeline_task
     def drift(features: dict[str, Any], ready: dict[str, Any], **context: Any) -> dict[str, Any]:
-        from pipeline.flows import drift_step
+        from pipeline.monitoring.steps import drift_step
 
         return drift_step(run_context(context, ready), features)
 
@@ -116,7 +110,7 @@ def churn_nightly() -> None:
     @pipeline_task
     def monitor(features: dict[str, Any], scores: dict[str, Any], drift: dict[str, Any],
                 validated: list[dict[str, Any]], ready: dict[str, Any], **context: Any) -> dict[str, Any]:
-        from pipeline.flows import monitor_step
+        from pipeline.monitoring.steps import monitor_step
 
         rejected = sum(v.get("rejected", 0) for v in validated) + features.get("rejected", 0)
         return monitor_step(run_context(context, ready), features, scores, drift, rejected_rows=rejected)
@@ -125,7 +119,7 @@ def churn_nightly() -> None:
     @pipeline_task
     def drift_report(features: dict[str, Any], drift: dict[str, Any], monitoring: dict[str, Any],
                      ready: dict[str, Any], **context: Any) -> dict[str, Any]:
-        from pipeline.flows import report_step
+        from pipeline.monitoring.steps import report_step
 
         return report_step(run_context(context, ready), features, drift, monitoring)
 
@@ -133,7 +127,7 @@ def churn_nightly() -> None:
     @pipeline_task
     def publish_scores(scores: dict[str, Any], report: dict[str, Any], ready: dict[str, Any],
                        **context: Any) -> dict[str, Any]:
-        from pipeline.flows import publish_step
+        from pipeline.model.steps import publish_step
 
         return publish_step(run_context(context, ready), scores)
 
@@ -155,8 +149,8 @@ def churn_nightly() -> None:
         from airflow.sdk import BaseHook
         from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException, AirflowSkipException
 
-        from pipeline.flows import email_step
-        from pipeline.notify import SmtpSettings
+        from pipeline.monitoring.notify import SmtpSettings
+        from pipeline.monitoring.steps import email_step
 
         ctx = run_context(context, ready)
         settings = ctx.settings
@@ -189,7 +183,7 @@ def churn_nightly() -> None:
     report = drift_report(features, measured, monitoring, ready)
     published = publish_scores(scores, report, ready)
     published >> email_report(report, scores, monitoring, ready)
-    request_retraining(monitoring)
+    request_retraining(monitoring)  # type: ignore[arg-type]  # TaskFlow: an XComArg stands for the value
 
 
 churn_nightly()

@@ -39,24 +39,18 @@ are in `runs/churn_training/<date>/<task>/resources.json`.
 from __future__ import annotations
 
 import datetime as dt
-import sys
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Asset, Param, dag, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 
-# Airflow 3 does not put the DAGs folder on sys.path; the shared task module lives beside us.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from churnflow_common import (
+from churnflow_airflow.tasks import (
     DEFAULT_ARGS,
     common_params,
     ingest,
     pipeline_task,
     run_context,
 )
-
 from churnflow_airflow.timetables import NoFutureCronTimetable
 from pipeline.config import load_settings
 
@@ -68,7 +62,7 @@ from pipeline.config import load_settings
     # event. A manual run dated in the future is refused; a run going on past the timeout fails.
     schedule=AssetOrTimeSchedule(
         timetable=NoFutureCronTimetable("@weekly", timezone="UTC", run_immediately=dt.timedelta(0)),
-        assets=[Asset("churnflow://retraining-requested")]),
+        assets=[Asset("churnflow://retraining-requested")]),  # type: ignore[list-item]  # core schedule, SDK asset
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=dt.timedelta(minutes=load_settings().training_run_timeout_minutes),
@@ -104,7 +98,7 @@ def churn_training() -> None:
     @task
     @pipeline_task
     def build_training_set(validated: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
-        from pipeline.flows import training_set_step, validate_features_step
+        from pipeline.features.steps import training_set_step, validate_features_step
 
         ctx = run_context(context)
         return validate_features_step(ctx, training_set_step(ctx))
@@ -112,7 +106,7 @@ def churn_training() -> None:
     @task
     @pipeline_task
     def train(training_set: dict[str, Any], **context: Any) -> dict[str, Any]:
-        from pipeline.flows import train_step
+        from pipeline.model.steps import train_step
 
         return train_step(run_context(context), training_set)
 

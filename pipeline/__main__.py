@@ -35,7 +35,7 @@ def _print(obj: Any) -> None:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from pipeline.ingest import ingest_events, ingest_table
+    from pipeline.ingestion.extract import ingest_events, ingest_table
 
     settings = load_settings()
     out = Path(args.out)
@@ -50,7 +50,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from pipeline.validate import DataValidationError, validate_and_quarantine
+    from pipeline.ingestion.validate import DataValidationError, validate_and_quarantine
 
     settings = load_settings()
     df = pd.read_parquet(args.input)
@@ -77,7 +77,7 @@ def _sim(module: str) -> Any:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    return int(_sim("generate").main(args) or 0)
+    return int(_sim("cli").main(args) or 0)
 
 
 def _cmd_land(args: argparse.Namespace) -> int:
@@ -91,7 +91,7 @@ def _cmd_results(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
     from pipeline import results
-    from pipeline.db import masked
+    from pipeline.ingestion.source import masked
 
     settings = load_settings()
     engine = results.results_engine(settings)  # migrates: a new store is created at the current version
@@ -115,7 +115,7 @@ def _cmd_run_training(args: argparse.Namespace) -> int:
 
 def _cmd_run_nightly(args: argparse.Namespace) -> int:
     from pipeline.flows import run_nightly
-    from pipeline.notify import SmtpSettings
+    from pipeline.monitoring.notify import SmtpSettings
 
     settings = load_settings()
     recipients = [r for r in (args.recipients or "").split(",") if r] or settings.recipients
@@ -128,7 +128,7 @@ def _cmd_run_nightly(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from pipeline import registry
+    from pipeline.model import registry
 
     settings = load_settings()
     name = args.name or settings.model_name
@@ -170,7 +170,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_experiments(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from pipeline.tracking import compare
+    from pipeline.model.tracking import compare
 
     settings = load_settings()
     table = compare(settings, args.last)
@@ -185,11 +185,11 @@ def _cmd_experiments(args: argparse.Namespace) -> int:
 
 def _cmd_train_table(args: argparse.Namespace) -> int:
     from pipeline.errors import TrainingError
-    from pipeline.train import train_table
+    from pipeline.model.steps import train_table_step
 
     drop = [c.strip() for c in (args.drop or "").split(",") if c.strip()]
     try:
-        result = train_table(load_settings(), Path(args.csv), args.label, id_column=args.id, drop=drop)
+        result = train_table_step(load_settings(), Path(args.csv), args.label, id_column=args.id, drop=drop)
     except TrainingError as exc:
         print(f"train-table: {exc}", file=sys.stderr)
         return 2
@@ -204,7 +204,7 @@ def _cmd_train_table(args: argparse.Namespace) -> int:
 
 
 def _cmd_catalogue(args: argparse.Namespace) -> int:
-    from pipeline.features import active_groups, feature_catalogue_markdown
+    from pipeline.features.build import active_groups, feature_catalogue_markdown
 
     print(feature_catalogue_markdown())
     settings = load_settings()
@@ -215,7 +215,7 @@ def _cmd_catalogue(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipeline import features
+    from pipeline.features import build
 
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -224,9 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="generate synthetic source data (needs churnflow-sim)")
     try:
-        from churnflow_sim import generate
+        from churnflow_sim import cli
 
-        generate.add_arguments(p)
+        cli.add_arguments(p)
     except ModuleNotFoundError:  # said when run (_sim, its arguments unparsed), so the rest of the CLI works
         p.set_defaults(without_sim=True)
     p.set_defaults(func=_cmd_generate)
@@ -249,8 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("features", help="point-in-time features as of dates")
-    features.add_arguments(p)
-    p.set_defaults(func=features.main)
+    build.add_arguments(p)
+    p.set_defaults(func=build.main)
 
     p = sub.add_parser("run-training", help="the churn_training flow, in-process")
     p.add_argument("--date", required=True, help="logical date (training data strictly before it)")

@@ -26,7 +26,7 @@ SQL_DIR = Path(str(importlib.resources.files("pipeline.sql")))
 EXPECTATIONS_DIR = Path(str(importlib.resources.files("pipeline.expectations")))
 
 
-#: the churn definitions (label_kind): see pipeline.labels
+#: the churn definitions (label_kind): see pipeline.features.labels
 LABEL_KINDS = ("cancellation", "inactivity")
 
 
@@ -66,7 +66,7 @@ class Settings:
     #: the tables your business has (comma-separated; customers is required): the others are not
     #: ingested, waited for or checked, and the feature groups that read them are left out
     source_tables: str = "customers,subscriptions,payments,plan_changes,support_tickets,cancellations,events"
-    #: the feature groups a model may use (pipeline.features.GROUPS): customer, subscription,
+    #: the feature groups a model may use (pipeline.features.build.GROUPS): customer, subscription,
     #: events, payments, plan_changes, support, purchases (RFM: for a transaction business)
     feature_groups: str = "customer,subscription,events,payments,plan_changes,support"
     #: a folder of your own ingest_<table>.sql files mapping your database onto the source
@@ -95,7 +95,7 @@ class Settings:
     # --- labels and features -----------------------------------------------------------
     #: what churn means: "cancellation" (an explicit cancellation within horizon_days) or
     #: "inactivity" (no event and no successful payment for inactivity_days: for a business
-    #: without cancellations, e.g. purchases that stop; see pipeline.labels)
+    #: without cancellations, e.g. purchases that stop; see pipeline.features.labels)
     label_kind: str = "cancellation"
     horizon_days: int = 30
     #: the inactivity label's window: churned when inactive in [as_of, as_of + inactivity_days)
@@ -131,7 +131,7 @@ class Settings:
     slow_fit_max_rows: int = 500_000
     #: probability calibration on the latest training-side snapshot: isotonic | sigmoid
     calibration: str = "sigmoid"
-    #: campaign economics for the decision threshold (see pipeline.evaluate.Campaign)
+    #: campaign economics for the decision threshold (see pipeline.model.evaluate.Campaign)
     campaign_customer_value: float = 200.0
     campaign_save_rate: float = 0.3
     campaign_contact_cost: float = 5.0

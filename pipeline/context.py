@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.config import Settings
 
 if TYPE_CHECKING:
-    from pipeline.registry import ModelVersion
+    from pipeline.model.registry import ModelVersion
 
 TRAINING_DAG = "churn_training"
 NIGHTLY_DAG = "churn_nightly"
@@ -36,7 +36,7 @@ class RunContext:
     lookback_days: int = 1
     #: the champion version this run uses (pinned by the nightly's first task); None: none pinned
     model_version: str | None = None
-    #: what the registry said when the model was pinned (:func:`pipeline.registry.serving_facts`):
+    #: what the registry said when the model was pinned (:func:`pipeline.model.registry.serving_facts`):
     #: the champion's history and the newest version's gate verdict, for the e-mail
     model_facts: dict[str, Any] | None = None
 
@@ -51,7 +51,7 @@ class RunContext:
         """A run that uses today's champion version, pinned by number and checked now, before any
         work (its files match the checksums recorded at registration; metrics, params and model
         file readable): a missing or damaged model fails the run here."""
-        from pipeline.registry import check_champion, serving_facts
+        from pipeline.model.registry import check_champion, serving_facts
 
         champ = check_champion(settings)
         return cls.of(settings, dag_id, logical_date, lookback_days=lookback_days, model_version=champ.version,
@@ -77,7 +77,7 @@ class RunContext:
     @functools.cached_property
     def model(self) -> ModelVersion:
         """The pinned champion version, from its verified local copy (params read once per context)."""
-        from pipeline.registry import RegistryError, get_version
+        from pipeline.model.registry import RegistryError, get_version
 
         if self.model_version is None:
             raise RegistryError(f"run {self.key} has no pinned model version: build it with RunContext.pinned")

@@ -7,7 +7,7 @@
 * ``prediction_drift`` - a night's score distribution vs the champion's reference and recent nights;
 * ``model_performance`` - the scores of night ``D - horizon`` against what happened since;
 * ``fairness_metrics`` - per segment and group: positive-rate ratio (80% rule) and TPR gap;
-* ``alerts`` - the alert rules' findings and what the analysts were told (see :mod:`pipeline.alerts`);
+* ``alerts`` - the alert rules' findings and what the analysts were told (see :mod:`pipeline.monitoring.alerts`);
 * ``schema_version`` - the migrations applied (:data:`MIGRATIONS`).
 
 The tables are declared here (:data:`METADATA`), not inferred from DataFrames: a write whose
@@ -137,7 +137,7 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
 def _setting(settings: Settings) -> str:
-    from pipeline.db import url_setting
+    from pipeline.ingestion.source import url_setting
 
     return url_setting("results_db_url", settings.results_db_url, "results.db")
 
@@ -173,7 +173,7 @@ def migrate(engine: sa.Engine) -> list[int]:
 
 @functools.lru_cache(maxsize=8)
 def _migrated_engine(url: str) -> sa.Engine:
-    from pipeline.db import engine_for
+    from pipeline.ingestion.source import engine_for
 
     engine = engine_for(url)
     migrate(engine)
@@ -184,7 +184,7 @@ def results_engine(settings: Settings) -> sa.Engine:
     """The engine of the results store, migrated to :data:`SCHEMA_VERSION` (once per process).
     A URL that does not parse or a server that cannot be reached is a DataError naming
     ``results_db_url``."""
-    from pipeline.db import masked
+    from pipeline.ingestion.source import masked
 
     url = settings.results_url
     try:

@@ -24,8 +24,8 @@ BIN = Path(sys.executable).parent
 
 
 def main() -> int:
-    from pipeline import tracking
     from pipeline.config import load_settings
+    from pipeline.model import tracking
 
     settings = load_settings()
     port = int(os.environ.get("MLFLOW_PORT", "5000"))

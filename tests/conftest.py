@@ -14,8 +14,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))  # live_airflow: the REST client of the real-Airflow tests
-sys.path.insert(0, str(ROOT / "tests"))  # pg_server: the throwaway PostgreSQL server
 
 # Airflow reads its configuration at import time: point it at a throwaway home first.
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="churnflow-airflow-")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import lake
 from pipeline.artifacts import atomic_path, run_dir, write_parquet
 from pipeline.config import load_settings
+from pipeline.ingestion import lake
 
 
 def test_run_dir_is_keyed_by_dag_date_and_task(settings):
@@ -125,8 +125,7 @@ except OSError as exc:
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                         env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert f"writing {tmp_path / 'big.parquet'}" in out.stdout, out.stdout + out.stderr
     assert not list(tmp_path.iterdir())
 

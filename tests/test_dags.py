@@ -110,7 +110,7 @@ def trained_and_scored(generated_source, tmp_path_factory, dagbag, airflow_db):
 def test_training_dag_end_to_end(trained_and_scored):
     run, settings = trained_and_scored["training"], trained_and_scored["settings"]
     assert run.state == "success", _task_states(run)
-    from pipeline import registry
+    from pipeline.model import registry
 
     champ = registry.require_champion(settings)
     assert champ.version == "v1" and champ.info["run_id"]
@@ -262,8 +262,9 @@ def test_broken_source_batch_stops_the_nightly_run(source_data, dagbag, airflow_
 
 
 def test_validation_error_names_table_column_rule_and_count(source_data):
-    from pipeline.flows import RunContext, ingest_step
-    from pipeline.validate import DataValidationError
+    from pipeline.context import RunContext
+    from pipeline.ingestion.steps import ingest_step
+    from pipeline.ingestion.validate import DataValidationError
 
     settings = source_data
     _break_source(settings)
@@ -292,7 +293,7 @@ def test_run_date_of_an_asset_triggered_run_is_the_requesting_night():
     import datetime as dt
     from types import SimpleNamespace
 
-    from churnflow_common import run_date
+    from churnflow_airflow.tasks import run_date
 
     events = {"churnflow://retraining-requested": [SimpleNamespace(extra={"date": "2025-06-03"}),
                                                    SimpleNamespace(extra={"date": "2025-06-05"}),

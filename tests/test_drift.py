@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.drift import (
+from pipeline.monitoring.drift import (
     NO_DATA,
     DriftSummary,
     compute_drift,

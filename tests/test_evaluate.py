@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.evaluate import (
+from pipeline.model.evaluate import (
     Campaign,
     best_f1_threshold,
     best_value_threshold,

@@ -16,9 +16,11 @@ import sqlalchemy as sa
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from churnflow_sim import cli
 from churnflow_sim import generate as gen
+from churnflow_sim.common import insert
 from pipeline.config import Settings, load_settings
-from pipeline.schemas import (
+from pipeline.ingestion.contract import (
     CANCEL_REASONS,
     CHANNELS,
     EVENT_TYPES,
@@ -296,13 +298,14 @@ def test_trivial_model_on_hand_made_features_beats_chance(data: Dataset, labelle
 def test_truth_is_the_hazard_of_the_observable_features(source_data: Settings) -> None:
     """The truth is the best achievable score: a function of what the pipeline's features see.
 
-    The generator's hazard, fed with the feature values that pipeline.features computes
+    The generator's hazard, fed with the feature values that pipeline.features.build computes
     from the ingested lake (an independent implementation of the same counts), gives back
     the recorded truth for every active customer. Month starts with no spill-over from a
     short previous month and a full 90-day history: 1 May and 1 June 2025.
     """
-    from pipeline.features import build_features
-    from pipeline.flows import TRAINING_DAG, run_ingestion
+    from pipeline.context import TRAINING_DAG
+    from pipeline.features.build import build_features
+    from pipeline.flows import run_ingestion
 
     run_ingestion(source_data, TRAINING_DAG, "2025-07-01")
     features = build_features(source_data, ["2025-05-01", "2025-06-01"])
@@ -387,7 +390,7 @@ def test_core_insert_and_driver_executemany_store_the_same_values(tmp_path: Path
         table = gen.sql_table(source, sa.MetaData())
         with eng.begin() as conn:
             table.create(conn)
-            gen._insert(conn, table, columns, use_driver=use_driver)
+            insert(conn, table, columns, use_driver=use_driver)
         with eng.connect() as conn:
             stored.append(conn.exec_driver_sql("SELECT * FROM support_tickets ORDER BY ticket_id").fetchall())
             typed = conn.execute(sa.select(table).order_by(table.c.ticket_id)).fetchall()
@@ -414,9 +417,9 @@ def test_command_line_generates_into_the_configured_data_dir(
     monkeypatch.delenv("CHURNFLOW_SOURCE_DB_URL", raising=False)
     monkeypatch.delenv("CHURNFLOW_CONFIG", raising=False)
     parser = argparse.ArgumentParser()
-    gen.add_arguments(parser)
+    cli.add_arguments(parser)
     args = parser.parse_args(["--customers", "150", "--months", "1", "--seed", "4", "--start", "2025-03-01"])
-    assert gen.main(args) == 0
+    assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "simulated 2025-03, " in out and "database: sqlite:///" in out
     assert (tmp_path / "data" / "source.db").is_file()

@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline.config import SQL_DIR
-from pipeline.db import engine_for
-from pipeline.ingest import IngestionError, ingest_events, ingest_table
-from pipeline.schemas import EVENTS_SCHEMA, SOURCE_TABLES
+from pipeline.ingestion.contract import EVENTS_SCHEMA, SOURCE_TABLES
+from pipeline.ingestion.extract import IngestionError, ingest_events, ingest_table
+from pipeline.ingestion.source import engine_for
 
 
 def _seed_payments(settings, rows: list[tuple]) -> None:
@@ -100,7 +100,7 @@ def test_postgresql_by_url_only(settings, tmp_path, postgres_db):
 
 # ---------------------------------------------------------------- chunked ingest + validate + publish
 def _lake_rows(settings, table: str) -> pd.DataFrame:
-    from pipeline import lake
+    from pipeline.ingestion import lake
 
     rows = lake.read_table(settings, table)
     return rows.sort_values(rows.columns[0]).reset_index(drop=True)
@@ -109,8 +109,9 @@ def _lake_rows(settings, table: str) -> pd.DataFrame:
 def test_chunk_size_does_not_change_what_reaches_the_lake_or_quarantine(settings):
     """Three rows per chunk or all in one: the same partitions and rows; for a broken batch
     the same verdict, counts and quarantined rows."""
-    from pipeline.flows import RunContext, ingest_step
-    from pipeline.validate import DataValidationError
+    from pipeline.context import RunContext
+    from pipeline.ingestion.steps import ingest_step
+    from pipeline.ingestion.validate import DataValidationError
 
     rows = [(i, 100 + i, f"2025-03-0{1 + i % 3} {i % 24:02d}:00:00", 5.0 + i, "success") for i in range(12)]
     broken = [(i, c, t, -1.0 if i in (4, 9) else a, st) for i, c, t, a, st in rows]
@@ -140,9 +141,10 @@ def test_chunk_size_does_not_change_what_reaches_the_lake_or_quarantine(settings
 
 def test_a_key_repeated_in_another_chunk_fails_the_batch_and_publishes_nothing(settings):
     """Uniqueness holds over the whole batch, not only within each chunk."""
-    from pipeline import lake
-    from pipeline.flows import RunContext, ingest_step
-    from pipeline.validate import DataValidationError
+    from pipeline.context import RunContext
+    from pipeline.ingestion import lake
+    from pipeline.ingestion.steps import ingest_step
+    from pipeline.ingestion.validate import DataValidationError
 
     rows = [(i, 100 + i, f"2025-03-01 {i:02d}:00:00", 5.0, "success") for i in range(6)]
     rows.append((2, 999, "2025-03-01 20:00:00", 7.0, "success"))  # payment_id 2 again, in the last chunk
@@ -161,9 +163,10 @@ def test_a_key_repeated_in_another_chunk_fails_the_batch_and_publishes_nothing(s
 
 def test_a_failed_chunk_keeps_the_earlier_lake_partitions(settings):
     """A batch that fails in its last chunk leaves the lake as it was (nothing half published)."""
-    from pipeline import lake
-    from pipeline.flows import RunContext, ingest_step
-    from pipeline.validate import DataValidationError
+    from pipeline.context import RunContext
+    from pipeline.ingestion import lake
+    from pipeline.ingestion.steps import ingest_step
+    from pipeline.ingestion.validate import DataValidationError
 
     s = settings.replace(ingest_chunk_rows=2)
     _seed_payments(s, [(i, 100 + i, f"2025-03-01 {i:02d}:00:00", 5.0, "success") for i in range(5)])
@@ -177,7 +180,8 @@ def test_a_failed_chunk_keeps_the_earlier_lake_partitions(settings):
 
 
 def test_long_ingest_logs_progress_with_counts_and_eta(settings, caplog):
-    from pipeline.flows import RunContext, ingest_step
+    from pipeline.context import RunContext
+    from pipeline.ingestion.steps import ingest_step
 
     _seed_payments(settings, [(i, i, f"2025-03-{1 + i:02d} 10:00:00", 1.0, "success") for i in range(20)])
     with caplog.at_level("INFO", logger="pipeline.progress"):
@@ -194,9 +198,10 @@ def test_a_missing_or_empty_landing_day_fails_and_keeps_the_lake(settings, fault
     that day's lake partition and score without it (exit 0)."""
     import shutil
 
-    from pipeline import lake
+    from pipeline.context import RunContext
     from pipeline.errors import IncompleteDataError
-    from pipeline.flows import RunContext, ingest_step
+    from pipeline.ingestion import lake
+    from pipeline.ingestion.steps import ingest_step
 
     day_dir = settings.landing_dir / "events" / "date=2025-03-01"
     day_dir.mkdir(parents=True)
@@ -225,8 +230,9 @@ def _land_events(settings, day: str, rows: list[tuple]) -> None:
 
 def test_exact_duplicate_rows_are_quarantined_once_and_the_batch_goes_on(settings):
     """An event delivered twice used to be counted twice in the features."""
-    from pipeline import lake
-    from pipeline.flows import RunContext, ingest_step
+    from pipeline.context import RunContext
+    from pipeline.ingestion import lake
+    from pipeline.ingestion.steps import ingest_step
 
     row = (1, "2025-03-01 08:00:00", "session", 60.0, 0)
     _land_events(settings, "2025-03-01", [row, (1, "2025-03-01 09:00:00", "login", 0.0, 0), row, row])
@@ -239,8 +245,9 @@ def test_exact_duplicate_rows_are_quarantined_once_and_the_batch_goes_on(setting
 
 
 def test_rows_of_unknown_customers_are_quarantined_with_their_reason(settings):
-    from pipeline import lake
-    from pipeline.flows import RunContext, ingest_step
+    from pipeline.context import RunContext
+    from pipeline.ingestion import lake
+    from pipeline.ingestion.steps import ingest_step
 
     customers = pd.DataFrame({"customer_id": [1, 2], "signup_date": pd.to_datetime(["2024-01-01"] * 2),
                               "birth_year": [1980, 1990], "gender": ["F", "M"], "region": ["north", "south"],
@@ -261,8 +268,9 @@ def test_rows_of_unknown_customers_are_quarantined_with_their_reason(settings):
 
 def test_a_missing_sqlite_source_is_named_and_never_created(settings, tmp_path):
     """A misspelt path used to create an empty database and report `no such table: customers`."""
+    from pipeline.context import RunContext
     from pipeline.errors import DataError
-    from pipeline.flows import RunContext, ingest_step
+    from pipeline.ingestion.steps import ingest_step
 
     missing = tmp_path / "nowhere" / "sourse.db"
     s = settings.replace(source_db_url=f"sqlite:///{missing}")
@@ -275,21 +283,22 @@ def test_a_missing_sqlite_source_is_named_and_never_created(settings, tmp_path):
 
 
 def test_a_malformed_source_url_names_the_setting_and_masks_the_password(settings):
+    from pipeline.context import RunContext
     from pipeline.errors import DataError
-    from pipeline.flows import RunContext, ingest_step
+    from pipeline.ingestion.steps import ingest_step
 
     s = settings.replace(source_db_url="postgresql//churn:s3cret@db:5432/prod")
     with pytest.raises(DataError, match=r"config source_db_url: .* is not an SQLAlchemy URL") as err:
         ingest_step(RunContext.of(s, "churn_nightly", "2025-03-02"), "payments")
     assert "s3cret" not in str(err.value)
-    from pipeline.db import masked
+    from pipeline.ingestion.source import masked
 
     assert masked("postgresql+psycopg://churn:s3cret@db/prod") == "postgresql+psycopg://churn:***@db/prod"
 
 
 def test_the_source_is_read_read_only(settings):
     """Ingest cannot write to the customer database (SQLite opened with mode=ro)."""
-    from pipeline.db import source_engine
+    from pipeline.ingestion.source import source_engine
 
     _seed_payments(settings, [(1, 10, "2025-03-01 00:00:00", 9.99, "success")])
     with pytest.raises(sa.exc.OperationalError, match="readonly"), source_engine(settings).begin() as conn:
@@ -306,8 +315,9 @@ def test_the_source_is_read_read_only(settings):
 ])
 def test_an_unparseable_landing_file_is_named(settings, content, expected):
     """A wrong delimiter said "14 rule(s) broken in a batch of 0 rows"; bad bytes gave a raw pyarrow error."""
-    from pipeline.flows import RunContext, ingest_step
-    from pipeline.ingest import LandingFileError
+    from pipeline.context import RunContext
+    from pipeline.ingestion.extract import LandingFileError
+    from pipeline.ingestion.steps import ingest_step
 
     folder = settings.landing_dir / "events" / "date=2025-03-01"
     folder.mkdir(parents=True)
@@ -349,10 +359,12 @@ def test_a_first_training_run_starts_each_table_at_its_earliest_row(settings):
     table's history starts at its earliest row (set, it bounds it)."""
     import datetime as dt
 
-    from pipeline.flows import RunContext, ingest_window
+    from pipeline.ingestion.extract import window_for
 
     _seed_payments(settings, [(1, 10, "1996-05-04 10:00:00", 9.99, "success"), (2, 10, "2025-03-01 10:00:00", 9.99, "success")])
-    ctx = RunContext.of(settings, "churn_training", "2025-04-01")
-    assert settings.history_start == "" and ingest_window(ctx, "payments") == (dt.date(1996, 5, 4), dt.date(2025, 4, 1))
-    bounded = RunContext.of(settings.replace(history_start="2020-01-01"), "churn_training", "2025-04-01")
-    assert ingest_window(bounded, "payments") == (dt.date(2020, 1, 1), dt.date(2025, 4, 1))
+    end = dt.date(2025, 4, 1)
+    assert settings.history_start == "" and window_for(settings, "payments", end, None) == (dt.date(1996, 5, 4), end)
+    bounded = settings.replace(history_start="2020-01-01")
+    assert window_for(bounded, "payments", end, None) == (dt.date(2020, 1, 1), end)
+    nightly = (dt.date(2025, 3, 31), end)
+    assert window_for(settings, "payments", end, nightly) == nightly

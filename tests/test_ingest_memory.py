@@ -2,7 +2,7 @@
 
 The first training run ingests the whole event history; at a million customers a frame of
 it did not fit in memory. Each run below ingests a history of landed event files through
-the real step (``flows.ingest_step``: read, Great Expectations, quarantine, lake) in a
+the real step (``pipeline.ingestion.steps.ingest_step``: read, Great Expectations, quarantine, lake) in a
 fresh interpreter and reports the step's own peak RSS (``pipeline.resources``). Four times
 the history must not cost more than a small, fixed allowance: holding the history in one
 frame would cost many times that allowance (checked below, so the test cannot pass
@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import load_settings
-from pipeline.schemas import EVENT_TYPES, EVENTS_SCHEMA
+from pipeline.ingestion.contract import EVENT_TYPES, EVENTS_SCHEMA
 
 ROOT = Path(__file__).resolve().parent.parent
 END = dt.date(2025, 7, 1)
@@ -35,7 +35,8 @@ _RUN = """
 import json, sys
 from pathlib import Path
 from pipeline.config import load_settings
-from pipeline.flows import RunContext, ingest_step
+from pipeline.context import RunContext
+from pipeline.ingestion.steps import ingest_step
 from pipeline.resources import measured
 settings = load_settings(data_dir=Path(sys.argv[1]))
 with measured("ingest_events", Path(sys.argv[1]) / "measure"):
@@ -68,7 +69,7 @@ def _land(data_dir: Path, days: int) -> pd.DataFrame:
 
 def _ingest_peak(data_dir: Path) -> tuple[int, dict]:
     # a chunk of two days: both histories are many chunks, so the comparison is the history's length alone
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CHURNFLOW_INGEST_CHUNK_ROWS": str(2 * ROWS_PER_DAY)}
+    env = {**os.environ, "CHURNFLOW_INGEST_CHUNK_ROWS": str(2 * ROWS_PER_DAY)}
     proc = subprocess.run([sys.executable, "-c", _RUN, str(data_dir), END.isoformat()], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""Tests of pipeline.labels: half-open label windows, population, completeness, inactivity,
+"""Tests of pipeline.features.labels: half-open label windows, population, completeness, inactivity,
 and the choice of training snapshot dates."""
 
 from __future__ import annotations
@@ -11,16 +11,16 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipeline import features as F
 from pipeline.config import Settings, load_settings
-from pipeline.labels import (
+from pipeline.features import build as F
+from pipeline.features.labels import (
     IncompleteLabelWindowError,
     build_labels,
     month_starts,
     training_snapshot_dates,
 )
-from pipeline.lake import write_window
-from pipeline.schemas import LAKE_TABLES
+from pipeline.ingestion.contract import LAKE_TABLES
+from pipeline.ingestion.lake import write_window
 
 T = pd.Timestamp
 AS_OF = dt.date(2024, 6, 1)
@@ -148,7 +148,7 @@ def test_inactivity_label_sees_only_its_window_and_features_never_see_it(setting
 
 
 def test_label_kind_is_a_setting_and_names_its_window(settings: Settings) -> None:
-    from pipeline.labels import label_spec
+    from pipeline.features.labels import label_spec
 
     assert label_spec(settings) == {"kind": "cancellation", "window_days": 30,
                                     "definition": label_spec(settings)["definition"]}

@@ -19,7 +19,8 @@ import time
 
 import pytest
 import requests
-from live_airflow import launch, our_processes
+
+from churnflow_sim.live_airflow import launch, our_processes
 
 pytestmark = pytest.mark.live
 

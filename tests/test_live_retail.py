@@ -14,8 +14,8 @@ import sqlite3
 
 import pytest
 from conftest import ROOT
-from live_airflow import launch
 
+from churnflow_sim.live_airflow import launch
 from pipeline.config import load_settings
 
 pytestmark = pytest.mark.live
@@ -66,7 +66,7 @@ def test_the_shop_example_in_a_running_airflow(tmp_path):
     assert scored == active and len(scored) > 300
     [message] = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in live.outbox.glob("*.eml")]
     assert "Churn means: no successful payment in the 28 days" in message.get_body(("plain",)).get_content()
-    from pipeline import registry
+    from pipeline.model import registry
 
     newest = registry.list_versions(settings)[-1]  # the form's training: a new version, gated against v1
     assert newest.version == "v2" and newest.tags["churnflow.training_date"] == TODAY.isoformat()

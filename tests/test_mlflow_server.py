@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import requests
 from conftest import ROOT, RUN_DATE
-from live_airflow import free_port
 
-from pipeline import registry
+from churnflow_sim.live_airflow import free_port
 from pipeline.config import load_settings
+from pipeline.model import registry
 
 QUICK = {"candidates": "logreg", "search_iterations": 1, "cv_folds": 1}
 

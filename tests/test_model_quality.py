@@ -13,8 +13,8 @@ import pytest
 from conftest import ROOT
 from quality_bars import check_near_truth, check_pr_auc_and_calibration, quality
 
-from pipeline import registry
 from pipeline.config import Settings, load_settings
+from pipeline.model import registry
 
 REAL = ROOT.parent / "shared" / "data" / "real" / "Churn_Modelling.csv"
 
@@ -67,7 +67,7 @@ def test_champion_quality_on_generated_data(trained_quality):
     # the registered model reproduces its registered holdout figures (a model saved other than evaluated fails)
     from sklearn.metrics import roc_auc_score
 
-    from pipeline.evaluate import Campaign, campaign_value
+    from pipeline.model.evaluate import Campaign, campaign_value
 
     model = champ.load()
     proba = model.predict_proba(holdout[params["numeric_features"] + params["categorical_features"]])[:, 1]
@@ -77,7 +77,7 @@ def test_champion_quality_on_generated_data(trained_quality):
     card = champ.model_card_path.read_text()
     assert card.count("data:image/png;base64,") == 5 and f"{metrics['threshold']:.4f}" in card
     # the MLflow experiment holds the run and every candidate draw of its search
-    from pipeline import tracking
+    from pipeline.model import tracking
 
     runs = tracking.training_runs(settings, settings.model_name, 5)
     assert [r.data.tags["churnflow.model_version"] for r in runs] == [train["version"]]
@@ -103,11 +103,11 @@ def test_quality_bars_hold_for_other_seeds(tmp_path, seed):
 
 @pytest.mark.skipif(not REAL.is_file(), reason=f"{REAL} is absent")
 def test_train_table_on_churn_modelling(tmp_path):
-    from pipeline.train import train_table
+    from pipeline.model.steps import train_table_step
 
     settings = load_settings(data_dir=tmp_path / "data", search_iterations=1, cv_folds=1,
                              candidates="xgboost")
-    result = train_table(settings, REAL, "Exited", id_column="CustomerId", drop=["RowNumber", "Surname"])
+    result = train_table_step(settings, REAL, "Exited", id_column="CustomerId", drop=["RowNumber", "Surname"])
     print("train-table:", result.metrics["model"], result.metrics["roc_auc"])
     assert result.metrics["roc_auc"] >= 0.85
     assert result.promoted is False and registry.champion(settings) is None
@@ -118,7 +118,7 @@ def test_train_table_on_churn_modelling(tmp_path):
 
 def test_train_table_says_what_is_wrong(tmp_path):
     from pipeline.errors import TrainingError
-    from pipeline.train import train_table
+    from pipeline.model.train import train_table
 
     csv = tmp_path / "t.csv"
     pd.DataFrame({"a": [1, 2, 3, 4], "churn": ["y", "n", "y", "n"]}).to_csv(csv, index=False)
@@ -130,7 +130,7 @@ def test_train_table_says_what_is_wrong(tmp_path):
 
 
 def test_time_folds_expand_and_purge():
-    from pipeline.candidates import time_folds
+    from pipeline.model.candidates import time_folds
 
     as_of = pd.Series(pd.to_datetime(["2025-01-01", "2025-02-01", "2025-03-01", "2025-04-01"]).repeat(2))
     folds = time_folds(as_of, n_folds=2, horizon_days=30)

@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 from conftest import RUN_DATE
 
-from pipeline.alerts import Alert, alerts_for_email, highest_severity, mark_sent, record_alerts
 from pipeline.config import load_settings
+from pipeline.monitoring.alerts import Alert, alerts_for_email, highest_severity, mark_sent, record_alerts
 from pipeline.results import DRIFT, PERFORMANCE, results_engine
 from pipeline.results import read as read_table
 
@@ -39,8 +39,10 @@ def _dead_port() -> int:
 @pytest.fixture(scope="module")
 def nightly(generated_source, tmp_path_factory):
     from churnflow_sim.smtp_sink import SmtpSink
-    from pipeline.flows import RunContext, email_step, run_nightly, run_training
-    from pipeline.notify import EmailDeliveryError, SmtpSettings
+    from pipeline.context import RunContext
+    from pipeline.flows import run_nightly, run_training
+    from pipeline.monitoring.notify import EmailDeliveryError, SmtpSettings
+    from pipeline.monitoring.steps import email_step
 
     data_dir = tmp_path_factory.mktemp("monitor") / "data"
     shutil.copytree(generated_source, data_dir)
@@ -164,7 +166,7 @@ def test_failed_email_leaves_alerts_pending_and_the_next_email_delivers_them(nig
 
 
 def test_report_sections_are_placed_once_below_the_banner():
-    from pipeline.drift import with_section
+    from pipeline.monitoring.drift import with_section
 
     page = "<html><head></head><body><header>banner</header><div>evidently</div></body></html>"
     once = with_section(page, "trend", "<p>night 1</p>")
@@ -229,7 +231,7 @@ def test_alerts_stay_pending_until_e_mailed_and_only_sent_ones_suppress(settings
 
 
 def test_fairness_alert_needs_a_significant_drop_below_the_reference():
-    from pipeline.alerts import _fairness_worse_than_reference
+    from pipeline.monitoring.alerts import _fairness_worse_than_reference
 
     def row(rows, positives, top_rate, reference):
         rate = positives / rows

@@ -21,8 +21,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword
 
 from pipeline.artifacts import write_zip
-from pipeline.drift import DriftSummary, FeatureDrift
-from pipeline.notify import (
+from pipeline.model.score import campaign_list, high_risk_share
+from pipeline.monitoring.drift import DriftSummary, FeatureDrift
+from pipeline.monitoring.notify import (
     CampaignFile,
     EmailDeliveryError,
     NightlyReport,
@@ -30,7 +31,6 @@ from pipeline.notify import (
     build_report_email,
     send_email,
 )
-from pipeline.score import campaign_list, high_risk_share
 
 SENDER = "churnflow@example.com"
 RECIPIENTS = ["analyst.one@example.com", "analyst.two@example.com"]

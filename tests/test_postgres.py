@@ -11,9 +11,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipeline import lake, results
+from pipeline import results
 from pipeline.config import Settings, load_settings
-from pipeline.flows import TRAINING_DAG, run_ingestion, run_nightly, run_training
+from pipeline.context import TRAINING_DAG
+from pipeline.flows import run_ingestion, run_nightly, run_training
+from pipeline.ingestion import lake
 from pipeline.tables import LAKE_TABLE_NAMES
 
 GEN = {"customers": 400, "months": 5, "seed": 11, "start": dt.date(2025, 1, 1)}

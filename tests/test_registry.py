@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from conftest import RUN_DATE
 
-from pipeline import registry, tracking
 from pipeline.context import NIGHTLY_DAG, RunContext
+from pipeline.model import registry, tracking
 
 #: a quick model: the registry is under test here, not the search
 QUICK = {"candidates": "logreg,xgboost", "search_iterations": 1, "cv_folds": 1}
@@ -34,15 +34,16 @@ def _training_set(settings):
 @pytest.fixture(scope="module")
 def prepared(generated_source, tmp_path_factory):
     """The business ingested and its training set built as of RUN_DATE (no model yet), once."""
-    from pipeline import flows
     from pipeline.config import load_settings
+    from pipeline.features.steps import training_set_step, validate_features_step
+    from pipeline.ingestion.steps import ingest_all_step
 
     data_dir = tmp_path_factory.mktemp("prepared") / "data"
     shutil.copytree(generated_source, data_dir)
     settings = load_settings(data_dir=data_dir, **QUICK)
     ctx = RunContext.of(settings, "churn_training", RUN_DATE)
-    flows.ingest_all_step(ctx)
-    flows.validate_features_step(ctx, flows.training_set_step(ctx))
+    ingest_all_step(ctx)
+    validate_features_step(ctx, training_set_step(ctx))
     return data_dir
 
 
@@ -51,7 +52,7 @@ def trained(prepared, tmp_path, monkeypatch):
     """A private copy of that business with a first champion (v1) trained as of RUN_DATE (the
     training DAG's train task on the prepared training set)."""
     from pipeline.config import load_settings
-    from pipeline.flows import train_step
+    from pipeline.model.steps import train_step
 
     data_dir = tmp_path / "data"
     shutil.copytree(prepared, data_dir)
@@ -63,12 +64,12 @@ def trained(prepared, tmp_path, monkeypatch):
 
 
 def test_every_training_is_a_new_version_gated_against_the_champion(trained):
-    from pipeline.train import train
+    from pipeline.model.steps import train_and_register
 
     settings = trained
     assert registry.champion(settings).version == "v1"
     # the same data with a margin it cannot clear: registered, visible, not served
-    second = train(settings, _training_set(settings), min_improvement=0.5, training_date=RUN_DATE)
+    second = train_and_register(settings, _training_set(settings), min_improvement=0.5, training_date=RUN_DATE)
     assert second.version == "v2" and second.promoted is False
     assert second.champion_version == "v1" and "not promoted" in second.decision and "margin 0.5" in second.decision
     v1_auc = registry.get_version(settings, 1).metrics()["roc_auc"]
@@ -80,7 +81,7 @@ def test_every_training_is_a_new_version_gated_against_the_champion(trained):
     assert listed["v2"].tags[registry.TAG_GATE_CHAMPION] == "v1"
     assert listed["v1"].aliases == ("champion",) and listed["v2"].aliases == ()
     # a model that clears the margin is served, and says against what
-    third = train(settings, _training_set(settings), min_improvement=-1.0, training_date=RUN_DATE)
+    third = train_and_register(settings, _training_set(settings), min_improvement=-1.0, training_date=RUN_DATE)
     assert third.promoted and registry.champion(settings).version == "v3" and third.champion_version == "v1"
     # promote and rollback move the alias with a recorded reason; the rollback stack goes back in order
     registry.promote(settings, "v2", "reviewed by hand")
@@ -100,10 +101,10 @@ def test_every_training_is_a_new_version_gated_against_the_champion(trained):
 
 
 def test_the_mlflow_run_records_window_candidates_metrics_gate_and_artifacts(trained):
-    from pipeline.train import train
+    from pipeline.model.steps import train_and_register
 
     settings = trained
-    result = train(settings, _training_set(settings), min_improvement=0.5, training_date=RUN_DATE)
+    result = train_and_register(settings, _training_set(settings), min_improvement=0.5, training_date=RUN_DATE)
     run = tracking.client(settings).get_run(result.run_id)
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
     assert params["training_date"] == RUN_DATE and params["holdout_snapshots"] == '["2025-06-01"]'
@@ -171,29 +172,31 @@ def test_a_weaker_rerun_for_the_champions_date_changes_nothing_served(trained):
 def test_promotion_while_a_night_runs_leaves_the_night_on_one_version(trained):
     """The nightly pins the champion in its first step; every later step (each a new process in
     Airflow, rebuilding the context from XCom) uses exactly that version."""
-    from pipeline import flows
+    from pipeline.features.steps import features_step, validate_features_step
+    from pipeline.ingestion.steps import ingest_all_step
+    from pipeline.model.steps import publish_step, score_step, train_and_register
+    from pipeline.monitoring.steps import drift_step, monitor_step, report_step
     from pipeline.results import results_engine
-    from pipeline.train import train
 
     settings = trained
-    other = train(settings.replace(**WEAKER), _training_set(settings), training_date=RUN_DATE)  # v2, not served
+    other = train_and_register(settings.replace(**WEAKER), _training_set(settings), training_date=RUN_DATE)  # v2, not served
     assert other.version == "v2" and not other.promoted
     ctx = RunContext.pinned(settings, NIGHTLY_DAG, RUN_DATE)
     assert ctx.model_version == "v1"
-    validated = flows.ingest_all_step(ctx)
-    features = flows.validate_features_step(ctx, flows.features_step(ctx))
+    validated = ingest_all_step(ctx)
+    features = validate_features_step(ctx, features_step(ctx))
     registry.promote(settings, other.version, "promoted while a night runs")
     assert registry.champion(settings).version == "v2"
 
     def later() -> RunContext:  # what each later Airflow task does
         return RunContext.from_xcom(settings, json.loads(json.dumps(ctx.to_xcom())))
 
-    scores = flows.score_step(later(), features)
-    drift = flows.drift_step(later(), features)
-    monitoring = flows.monitor_step(later(), features, scores, drift,
+    scores = score_step(later(), features)
+    drift = drift_step(later(), features)
+    monitoring = monitor_step(later(), features, scores, drift,
                                     rejected_rows=sum(v.get("rejected", 0) for v in validated))
-    flows.report_step(later(), features, drift, monitoring)
-    flows.publish_step(later(), scores)
+    report_step(later(), features, drift, monitoring)
+    publish_step(later(), scores)
     assert scores["model_version"] == drift["model_version"] == monitoring["model_version"] == "v1"
     with results_engine(settings).connect() as conn:
         for table in ("churn_scores", "drift_metrics", "prediction_drift", "alerts"):

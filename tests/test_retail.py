@@ -154,7 +154,7 @@ def test_inactivity_bars_hold_for_other_seeds(tmp_path, seed):
 
 
 def test_the_model_knows_what_churn_means_and_uses_only_the_shops_features(shop):
-    from pipeline import registry
+    from pipeline.model import registry
 
     champ = registry.require_champion(shop["settings"])
     assert champ.params["label"]["kind"] == "inactivity" and champ.params["label"]["window_days"] == 28
@@ -212,7 +212,7 @@ def test_the_shop_trains_and_scores_through_the_dags(small_shop, airflow_db, tmp
     from airflow.dag_processing.dagbag import DagBag
 
     from churnflow_sim.smtp_sink import SmtpSink
-    from pipeline import registry
+    from pipeline.model import registry
 
     data_dir = tmp_path / "data"
     shutil.copytree(small_shop, data_dir)

@@ -14,9 +14,9 @@ import sqlalchemy as sa
 
 from churnflow_sim import simulator
 from churnflow_sim.generate import generate, live_period
-from pipeline import readiness
 from pipeline.config import load_settings
-from pipeline.schemas import EVENTS_SCHEMA, SOURCE_TABLES
+from pipeline.ingestion import readiness
+from pipeline.ingestion.contract import EVENTS_SCHEMA, SOURCE_TABLES
 
 START, MONTHS, CUTOFF = dt.date(2025, 1, 1), 4, dt.date(2025, 3, 10)
 

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from conftest import RUN_DATE
 
-from pipeline import registry
-from pipeline.dataset import time_split
 from pipeline.errors import TrainingError
-from pipeline.score import risk_band
-from pipeline.train import gate
+from pipeline.features.dataset import time_split
+from pipeline.model import registry
+from pipeline.model.gate import gate
+from pipeline.model.score import risk_band
 
 
 def _snapshots(dates: list[str], n: int = 20) -> pd.DataFrame:
@@ -68,7 +68,7 @@ def test_scoring_without_a_champion_says_what_to_do(settings, tmp_path):
 
 
 def test_xgboost_class_weight_is_a_searched_power_of_the_imbalance(settings):
-    from pipeline.candidates import POS_WEIGHT_POWER, SEARCH_SPACES, candidate_pipeline
+    from pipeline.model.candidates import POS_WEIGHT_POWER, SEARCH_SPACES, candidate_pipeline
 
     y = np.array([1] * 10 + [0] * 90)  # 9 negatives per positive
     weights = {power: candidate_pipeline(settings, ["x"], [], "xgboost", {POS_WEIGHT_POWER: power,
@@ -81,8 +81,8 @@ def test_xgboost_class_weight_is_a_searched_power_of_the_imbalance(settings):
 
 
 def test_configured_xgboost_depth_and_rate_are_the_default_draw(tmp_path):
-    from pipeline.candidates import SEARCH_SPACES, search_space
     from pipeline.config import load_settings
+    from pipeline.model.candidates import SEARCH_SPACES, search_space
 
     settings = load_settings(data_dir=tmp_path, xgb_max_depth=5, xgb_learning_rate=0.1)
     for name in ("xgboost", "xgboost_smote"):
@@ -114,13 +114,13 @@ def test_train_table_gives_one_line_errors_for_files_it_cannot_read(tmp_path, ca
 
 
 def test_train_table_reads_parquet_and_warns_on_repeated_ids(settings, tmp_path, caplog):
-    from pipeline.dataset import read_table_file
+    from pipeline.features.dataset import read_table_file
 
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"id": [1, 1, 2, 3], "x": rng.random(4), "label": [0, 1, 0, 1]})
     df.to_parquet(tmp_path / "t.parquet")
     pd.testing.assert_frame_equal(read_table_file(tmp_path / "t.parquet"), df)
-    from pipeline.train import train_table
+    from pipeline.model.train import train_table
 
     big = pd.DataFrame({"id": np.r_[np.arange(400), [5, 6]], "x": rng.random(402)})
     big["label"] = (big["x"] + rng.normal(0, 0.3, 402) > 0.8).astype(int)
@@ -186,7 +186,7 @@ def test_a_business_without_events_or_subscriptions_trains_on_the_groups_it_has(
 
 
 def test_columns_with_one_value_on_every_training_row_are_left_out():
-    from pipeline.train import constant_columns
+    from pipeline.model.train import constant_columns
 
     df = pd.DataFrame({"zero": [0, 0, 0], "varies": [0, 1, 0], "all_missing": [None, None, None],
                        "some_missing": [1.0, None, 1.0], "one_category": ["a", "a", "a"]})

@@ -13,10 +13,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipeline import validate
 from pipeline.config import EXPECTATIONS_DIR
-from pipeline.schemas import LAKE_TABLES, SOURCE_TABLES
-from pipeline.validate import DataValidationError, load_suite, quarantine, validate_and_quarantine, validate_batch
+from pipeline.ingestion import validate
+from pipeline.ingestion.contract import LAKE_TABLES, SOURCE_TABLES
+from pipeline.ingestion.validate import DataValidationError, load_suite, quarantine, validate_and_quarantine, validate_batch
 
 START, END = dt.datetime(2025, 6, 1), dt.datetime(2025, 6, 2)
 WINDOW = {"window_start": START, "window_end": END}
@@ -121,7 +121,7 @@ def test_unknown_table_has_no_suite():
 
 
 def test_importing_the_module_does_not_import_gx():
-    code = "import sys, pipeline.validate; sys.exit('great_expectations' in sys.modules)"
+    code = "import sys, pipeline.ingestion.validate; sys.exit('great_expectations' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent).returncode == 0
 
 

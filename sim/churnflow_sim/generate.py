@@ -50,7 +50,6 @@ of the sign-ups from that date.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import shutil
@@ -64,11 +63,11 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
+from churnflow_sim.common import US_PER_DAY, US_PER_HOUR, US_PER_S, WINDOW_DAYS, Calendar, Columns, Progress, insert
 from churnflow_sim.simulator import pending_db_url
 from pipeline.artifacts import write_parquet
-from pipeline.config import Settings, load_settings
-from pipeline.db import engine_for
-from pipeline.schemas import (
+from pipeline.config import Settings
+from pipeline.ingestion.contract import (
     CANCEL_REASONS,
     CHANNELS,
     EVENT_TYPES,
@@ -84,22 +83,15 @@ from pipeline.schemas import (
     TS,
     SourceTable,
 )
-
-Progress = Callable[[str], None]
-Columns = dict[str, np.ndarray]
+from pipeline.ingestion.source import engine_for
 
 TRUTH_FILE = "churn_probability.parquet"
 TRUTH_SCHEMA = pa.schema(
     [("customer_id", pa.int64()), ("month_start", TS), ("p_cancel_30d", pa.float64())]
 )
 EVENTS_FILE = "events.parquet"
-WINDOW_DAYS = 30
 
-US_PER_S = 1_000_000
-US_PER_HOUR = 3_600 * US_PER_S
-US_PER_DAY = 24 * US_PER_HOUR
 NEVER = np.iinfo(np.int64).max  # "no such instant" (not cancelled, not resolved, ...)
-INSERT_CHUNK_ROWS = 100_000
 
 # --- population ------------------------------------------------------------------------
 BASE_SHARE = 0.6  # share of customers already subscribed at ``start``
@@ -194,68 +186,6 @@ def _probs(weights: dict[str, float], names: tuple[str, ...]) -> np.ndarray:
 
 def _code(names: tuple[str, ...], name: str) -> int:
     return names.index(name)
-
-
-@dataclass(frozen=True)
-class Calendar:
-    """The period ``[start, start + months)``; month ``k`` starts on day ``month_day[k]``."""
-
-    start: dt.date
-    months: int
-    #: first day of months 0 .. months + 1, as day indexes relative to ``start``
-    month_day: np.ndarray
-
-    @classmethod
-    def of(cls, start: dt.date, months: int) -> Calendar:
-        firsts = (np.datetime64(start, "M") + np.arange(months + 2)).astype("datetime64[D]")
-        return cls(start, months, (firsts - np.datetime64(start, "D")).astype(np.int64))
-
-    @property
-    def n_days(self) -> int:
-        return int(self.month_day[self.months])
-
-    @property
-    def start_us(self) -> int:
-        return int(np.datetime64(self.start, "us").astype(np.int64))
-
-    @property
-    def end_us(self) -> int:
-        return self.day_us(self.n_days)
-
-    def day_us(self, day: int) -> int:
-        return self.start_us + int(day) * US_PER_DAY
-
-    def month_us(self, m: int) -> int:
-        return self.day_us(self.month_day[m])
-
-    def month_len(self, m: int) -> int:
-        return int(self.month_day[m + 1] - self.month_day[m])
-
-    def month_of_day(self, day: int) -> int:
-        return int(np.searchsorted(self.month_day, day, side="right") - 1)
-
-    def year(self, m: int) -> int:
-        return int((np.datetime64(self.start, "M") + m).astype("datetime64[Y]").astype(np.int64)) + 1970
-
-    def label(self, m: int) -> str:
-        return str(np.datetime64(self.start, "M") + m)
-
-    def spill(self, m: int) -> int:
-        """Days of month ``m``'s 30-day window still governed by month ``m - 1``'s hazard."""
-        if m == 0:
-            return 0
-        return max(0, int(self.month_day[m - 1]) + WINDOW_DAYS - int(self.month_day[m]))
-
-    def hazard_days(self, m: int) -> tuple[int, int]:
-        """Days ``[first, end)`` governed by month ``m``'s hazard, clipped to the period."""
-        first = int(self.month_day[m]) + self.spill(m)
-        end = max(int(self.month_day[m + 1]), int(self.month_day[m]) + WINDOW_DAYS)
-        return first, min(end, self.n_days)
-
-    def billing_us(self, m: int, dom: np.ndarray, tod_us: np.ndarray) -> np.ndarray:
-        """Billing instants in month ``m`` (day of month clamped to the month's length)."""
-        day = self.month_day[m] + np.minimum(dom, self.month_len(m)) - 1
-        return self.start_us + day * US_PER_DAY + tod_us
 
 
 @dataclass
@@ -435,7 +365,7 @@ class History:
 class Observed:
     """What the business can see of each customer at a month start (one array entry each).
 
-    Every field is also a feature of ``pipeline.features`` at ``as_of`` = that month start
+    Every field is also a feature of ``pipeline.features.build`` at ``as_of`` = that month start
     (or, for ``usage_days``, follows from ``tenure_days``), which is what makes the truth
     the best achievable score: see
     tests/test_generate.py::test_truth_is_the_hazard_of_the_observable_features.
@@ -827,29 +757,6 @@ def sql_table(source: SourceTable, metadata: sa.MetaData) -> sa.Table:
     return sa.Table(source.name, metadata, *columns, sa.PrimaryKeyConstraint(*source.key))
 
 
-def _insert(conn: sa.Connection, table: sa.Table, columns: Columns, use_driver: bool | None = None) -> None:
-    """Bulk insert in chunks; SQLite uses the driver's executemany (much faster than Core)."""
-    names = [c.name for c in table.columns]
-    use_driver = conn.dialect.name == "sqlite" if use_driver is None else use_driver
-    n = len(columns[names[0]])
-    for lo in range(0, n, INSERT_CHUNK_ROWS):
-        values = [columns[name][lo : lo + INSERT_CHUNK_ROWS].tolist() for name in names]
-        if use_driver:
-            _executemany(conn, table, values)
-        else:
-            conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)])
-
-
-def _executemany(conn: sa.Connection, table: sa.Table, values: list[list[object]]) -> None:
-    """The driver's executemany, with every value bound exactly as SQLAlchemy Core would bind it."""
-    dialect = conn.dialect
-    for i, column in enumerate(table.columns):
-        process = column.type.dialect_impl(dialect).bind_processor(dialect)
-        if process is not None:
-            values[i] = list(map(process, values[i]))
-    conn.exec_driver_sql(str(table.insert().compile(dialect=dialect)), list(zip(*values, strict=True)))
-
-
 def _write_database(
     settings: Settings, build: Callable[[str], Columns], say: Progress, hold_from: dt.date | None = None
 ) -> dict[str, int]:
@@ -878,7 +785,7 @@ def _write_database(
                 parts = [(conn, {k: v[now] for k, v in columns.items()}),
                          (held, {k: v[~now] for k, v in columns.items()})]
             for target, part in parts:
-                _insert(target, sql_tables[name], part)
+                insert(target, sql_tables[name], part)
                 sa.Index(f"ix_{name}_{time_column}", sql_tables[name].c[time_column]).create(target)
             counts[name] = len(parts[0][1][time_column])
             say(f"db: {name} {counts[name]:,} rows"
@@ -1033,56 +940,3 @@ def format_summary(summary: dict) -> str:
                      f"{summary['pending_until']} land as they pass (churn_landing_simulator / "
                      "python -m pipeline land)")
     return "\n".join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``python -m pipeline generate``."""
-    parser.add_argument("--business", choices=("subscription", "retail"), default="subscription",
-                        help="subscription (default: the contract's tables and daily event files) or retail: a "
-                             "shop with only customers and orders, in its own schema (churnflow_sim.retail; "
-                             "map it with examples/retail)")
-    parser.add_argument("--customers", type=int, default=2_000, help="customers in total (default 2000)")
-    parser.add_argument("--months", type=int, default=6,
-                        help="months of data (default 6); with --live, whole months of history before --until")
-    parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    parser.add_argument(
-        "--start", type=dt.date.fromisoformat, default=None, help="first day, a month start (default 2025-01-01)"
-    )
-    parser.add_argument(
-        "--drift-from", type=dt.date.fromisoformat, default=None, help="price rise and tiktok channel from DATE"
-    )
-    parser.add_argument("--live", action="store_true",
-                        help="a live business: history up to --until, later days held back to land day by day")
-    parser.add_argument("--until", type=dt.date.fromisoformat, default=None,
-                        help="with --live: the first day not yet landed (default: today, UTC)")
-    parser.add_argument("--ahead-days", type=int, default=45, help="with --live: days held back to land (default 45)")
-
-
-def main(args: argparse.Namespace) -> int:
-    """Generate with the configured settings and print where everything was written."""
-    if args.business == "retail":
-        if args.live or args.drift_from or args.until:
-            raise SystemExit("generate: --business retail takes --customers, --months, --seed and --start only")
-        from churnflow_sim import retail
-
-        return retail.main(args, load_settings())
-    if args.live:
-        if args.start is not None:
-            raise SystemExit("generate: --start and --live exclude each other (--live anchors on --until)")
-        until = args.until or dt.datetime.now(dt.UTC).date()
-        start, months = live_period(until, args.months, args.ahead_days)
-        summary = generate(load_settings(), args.customers, months, args.seed, start=start,
-                           drift_from=args.drift_from, hold_from=until)
-    else:
-        if args.until is not None:
-            raise SystemExit("generate: --until needs --live")
-        summary = generate(load_settings(), args.customers, args.months, args.seed,
-                           start=args.start or dt.date(2025, 1, 1), drift_from=args.drift_from)
-    print(format_summary(summary))
-    return 0
-
-
-if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m churnflow_sim.generate", description=__doc__.splitlines()[0])
-    add_arguments(_parser)
-    raise SystemExit(main(_parser.parse_args()))

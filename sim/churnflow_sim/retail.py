@@ -53,10 +53,11 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from churnflow_sim.generate import TS, US_PER_DAY, Calendar, Columns, Progress, _insert
+from churnflow_sim.common import US_PER_DAY, Calendar, Columns, Progress, insert
 from pipeline.artifacts import write_parquet
 from pipeline.config import Settings
-from pipeline.db import engine_for
+from pipeline.ingestion.contract import TS
+from pipeline.ingestion.source import engine_for
 
 TRUTH_FILE = "inactivity_probability.parquet"
 WINDOW_DAYS = 28  # the truth's label window: inactivity_days of examples/retail/churnflow.yaml
@@ -339,7 +340,7 @@ def _write_database(settings: Settings, columns: dict[str, Columns], say: Progre
         metadata.drop_all(conn)
         metadata.create_all(conn)
         for name, table in tables.items():
-            _insert(conn, table, columns[name])
+            insert(conn, table, columns[name])
             time_column = TIME_COLUMNS[name]
             sa.Index(f"ix_{name}_{time_column}", table.c[time_column]).create(conn)
             say(f"db: {name} {len(columns[name][time_column]):,} rows")

@@ -25,8 +25,8 @@ import sqlalchemy as sa
 
 from pipeline.artifacts import as_date
 from pipeline.config import Settings
-from pipeline.db import as_datetime, engine_for
-from pipeline.schemas import SOURCE_TABLES
+from pipeline.ingestion.contract import SOURCE_TABLES
+from pipeline.ingestion.source import as_datetime, engine_for
 
 log = logging.getLogger(__name__)
 

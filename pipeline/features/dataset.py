@@ -1,0 +1,214 @@
+"""Training sets: point-in-time features and labels per snapshot, read back compactly,
+split out of time, and sampled by stratum; also any labelled customer table (``train-table``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.artifacts import as_date
+from pipeline.config import Settings
+from pipeline.errors import TrainingError
+
+log = logging.getLogger(__name__)
+
+#: fewer churners than this in a training set cannot give a usable holdout and CV folds
+MIN_POSITIVES = 20
+
+
+ID_COLUMNS = ["customer_id", "as_of"]
+
+
+LABEL = "label"
+
+
+def build_training_set(
+    settings: Settings, snapshot_dates: Sequence[dt.date], data_end: dt.date, out_path: Path
+) -> Path:
+    """Features and labels for every (customer, snapshot) into one Parquet file, one
+    snapshot at a time (memory is bounded by a snapshot's population, not by their number)."""
+    from pipeline.artifacts import ParquetAppender
+    from pipeline.features.build import build_features
+    from pipeline.features.labels import build_labels
+    from pipeline.progress import Progress
+
+    dates = [str(as_date(d)) for d in snapshot_dates]
+    rows = positives = 0
+    progress = Progress("training set", len(dates), "snapshots", every_s=0)
+    with ParquetAppender(out_path, keep_empty=True) as out:
+        for k, snapshot in enumerate(sorted(as_date(d) for d in snapshot_dates), 1):
+            feats = build_features(settings, [snapshot])
+            labels = build_labels(settings, [snapshot], horizon_days=settings.horizon_days, data_end=data_end,
+                                  kind=settings.label_kind,  # type: ignore[arg-type]
+                                  inactivity_days=settings.inactivity_days)
+            df = feats.merge(labels, on=ID_COLUMNS, how="inner", validate="one_to_one")
+            if len(df) != len(feats) or len(df) != len(labels):
+                raise TrainingError(
+                    f"features ({len(feats)} rows) and labels ({len(labels)} rows) of snapshot {snapshot} cover "
+                    f"different populations; joined {len(df)}"
+                )
+            out.write(df)
+            rows += len(df)
+            positives += int(df[LABEL].sum())
+            del feats, labels, df
+            progress.update(k, f"{rows:,} rows")
+        if rows == 0:
+            raise TrainingError(f"training set is empty for snapshots {dates}: no customer was active at them")
+        if positives in (0, rows):
+            window = "inactivity_days" if settings.label_kind == "inactivity" else "horizon_days"
+            hint = ("Does the source hold cancellations up to the run's date? A business without cancellations "
+                    "(purchases that stop) needs label_kind: inactivity." if settings.label_kind == "cancellation"
+                    else "Is every customer active (or none) in the window?")
+            raise TrainingError(
+                f"training set for snapshots {dates} (labels up to {data_end}) has one class: {rows} rows, "
+                f"{positives} churners (label_kind {settings.label_kind}, {settings.label_window_days}-day window). "
+                f"{hint} Otherwise choose a later date, more snapshots (training_snapshots) or another "
+                f"window ({window})")
+        if positives < MIN_POSITIVES:
+            raise TrainingError(
+                f"training set for snapshots {dates} has only {positives} churners in {rows} rows (label_kind "
+                f"{settings.label_kind}): at least {MIN_POSITIVES} are needed to train and evaluate; use more "
+                "snapshots (training_snapshots), more history or a longer label window")
+    log.info("training set: %d rows, %d snapshots, positive rate %.4f", rows, len(dates), positives / rows)
+    return Path(out_path)
+
+
+def read_training_set(path: Path, numeric: Sequence[str], categorical: Sequence[str]) -> pd.DataFrame:
+    """The training set with its numeric features as float32 and its categorical ones as
+    pandas categoricals: at a million customers x 6 snapshots ~0.6 GB instead of ~2.1 GB of
+    int64/float64 and Python strings. float32 is what the tree models compute in anyway
+    (XGBoost and scikit-learn's trees cast to it); the drift reference is read back in the
+    file's own types (:func:`read_rows`)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, read_dictionary=list(categorical))
+    wanted = set(numeric)
+    for i, field in enumerate(table.schema):
+        if field.name in wanted and field.type != pa.float32() and (
+                pa.types.is_integer(field.type) or pa.types.is_floating(field.type)):
+            table = table.set_column(i, pa.field(field.name, pa.float32()), table.column(i).cast(pa.float32()))
+    return table.to_pandas()
+
+
+def read_rows(path: Path, positions: np.ndarray, columns: list[str]) -> pd.DataFrame:
+    """The rows at ``positions`` (ascending) of a Parquet file, in its own types, one batch at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts, offset = [], 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=500_000, columns=columns):
+        lo, hi = np.searchsorted(positions, [offset, offset + batch.num_rows])
+        if hi > lo:
+            parts.append(pa.Table.from_batches([batch]).take(pa.array(positions[lo:hi] - offset)))
+        offset += batch.num_rows
+    return pa.concat_tables(parts).to_pandas() if parts else pd.DataFrame(columns=columns)
+
+
+def time_split(df: pd.DataFrame, holdout_snapshots: int, horizon_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split by snapshot date: the latest ``holdout_snapshots`` dates are the holdout.
+
+    Training snapshots whose label window ``[as_of, as_of + horizon)`` reaches past the
+    first holdout date are purged: their labels were observed during the holdout period,
+    which a model trained at that date could not have known.
+    """
+    dates = sorted(pd.to_datetime(df["as_of"]).unique())
+    if len(dates) <= holdout_snapshots:
+        raise TrainingError(
+            f"need more than {holdout_snapshots} snapshot dates for an out-of-time holdout, got {len(dates)}"
+        )
+    holdout_start = dates[-holdout_snapshots]
+    as_of = pd.to_datetime(df["as_of"])
+    holdout = df[as_of >= holdout_start]
+    train = df[as_of + pd.Timedelta(days=horizon_days) <= holdout_start]
+    if train.empty:
+        raise TrainingError(
+            f"no training snapshot ends its {horizon_days}-day label window before the holdout "
+            f"starting {holdout_start.date()}: add snapshots"
+        )
+    return train, holdout
+
+
+def stratified_sample(strata: pd.DataFrame, n: int, seed: int) -> np.ndarray:
+    """Sorted positions of about ``n`` rows drawn with the same share from every stratum
+    (each distinct row of ``strata``, e.g. snapshot date x label); all rows when ``n`` covers them."""
+    if n <= 0 or len(strata) <= n:
+        return np.arange(len(strata))
+    keys = strata.reset_index(drop=True)
+    picked = keys.groupby(list(keys.columns), sort=False, observed=True).sample(frac=n / len(keys), random_state=seed)
+    return np.sort(picked.index.to_numpy())
+
+
+def infer_columns(df: pd.DataFrame, max_unique_share: float = 0.5) -> tuple[list[str], list[str], list[str]]:
+    """Numeric and categorical feature columns of a table, and the free-text-like columns
+    (text with more distinct values than ``max_unique_share`` of the rows) left out."""
+    numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+    rest = [c for c in df.columns if c not in numeric]
+    dropped = [c for c in rest if df[c].nunique() > max_unique_share * len(df)]
+    return numeric, [c for c in rest if c not in dropped], dropped
+
+
+def read_table_file(path: Path) -> pd.DataFrame:
+    """A labelled customer table from a CSV (comma-separated, header row) or Parquet file;
+    anything else is a one-line :class:`TrainingError` saying what the file is."""
+    path = Path(path)
+    if path.is_dir():
+        raise TrainingError(f"{path} is a directory: pass a CSV or Parquet file")
+    if not path.is_file():
+        raise TrainingError(f"{path} does not exist: pass the path of a CSV or Parquet file")
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if path.suffix.lower() in (".parquet", ".pq") or head == b"PAR1":
+        try:
+            return pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise TrainingError(f"{path} cannot be read as Parquet: {str(exc).splitlines()[0]}") from exc
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError as exc:
+        raise TrainingError(f"{path} is empty: expected a CSV with a header row") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise TrainingError(f"{path} cannot be read as CSV: {str(exc).splitlines()[0]}") from exc
+    if df.empty:
+        raise TrainingError(f"{path} has a header but no rows")
+    if len(df.columns) == 1:
+        raise TrainingError(f"{path} has a single column {df.columns[0][:80]!r}: not a comma-separated table "
+                            "(another delimiter, or not a table at all?)")
+    return df
+
+
+def plan_snapshots(settings: Settings, activity_days: list[dt.date], end: dt.date, activity: str,
+                   wanted: int | None = None) -> list[dt.date]:
+    """The month-start snapshots a training run as of ``end`` uses, from the days its activity
+    table (``events``, or ``payments`` without events) holds: a :class:`TrainingError` names
+    the table, the dates, the setting to change when there is no history or too few snapshots
+    (the holdout and one time-CV fold need ``holdout_snapshots + 2``)."""
+    from pipeline.features.labels import training_snapshot_dates
+
+    if not activity_days:
+        bound = (f"from history_start {settings.history_start} " if settings.history_start
+                 else "(history_start unset: from the earliest row) ")
+        where = (f"from {settings.landing_dir / 'events'}/date=DAY/; land event files there" if activity == "events"
+                 else "from the source's payments; check ingest_payments.sql (sql_dir)")
+        raise TrainingError(
+            f"nothing to train on: the lake has no {activity} under {settings.lake_dir} and none were ingested "
+            f"{bound}before {end} {where}, or set history_start earlier")
+    try:
+        dates = training_snapshot_dates(activity_days[0], end, wanted or settings.training_snapshots,
+                                        settings.label_window_days)
+    except ValueError as exc:
+        raise TrainingError(f"training as of {end} on {activity} from {activity_days[0]}: {exc}") from exc
+    needed = settings.holdout_snapshots + 2
+    if len(dates) < needed:
+        raise TrainingError(
+            f"training as of {end}: only {len(dates)} month-start snapshot(s) {[str(d) for d in dates]} have a "
+            f"complete {settings.label_window_days}-day label window in the {activity} from {activity_days[0]}; at "
+            f"least {needed} are needed ({settings.holdout_snapshots} holdout + 2 for a time-CV fold). Train on a "
+            "later date or with more history")
+    return dates

@@ -1,0 +1,261 @@
+"""The Parquet lake: one folder per table, one partition per day of the table's time column.
+
+Layout: ``<data_dir>/lake/<table>/date=YYYY-MM-DD/part-0.parquet``.
+
+Writing a batch for the half-open window ``[start, end)`` replaces every day partition of
+that window for which the batch has rows, so re-ingesting a window replaces it instead of
+duplicating rows, whatever windows were ingested before. A day without rows never deletes
+a partition the lake holds (event days must be complete before a batch is read at all:
+:func:`pipeline.ingestion.readiness.require_complete_landing`).
+Each partition is written atomically. Batches are staged chunk by chunk first
+(:class:`DayStager`) and published only once the whole batch passed validation, so memory
+is bounded by a chunk (a day of events, ``ingest_chunk_rows`` database rows), not by the
+history, and a failed batch publishes nothing.
+
+Readers of the lake use DuckDB over the day partitions they need (:func:`duckdb_connection`,
+:func:`register_lake_table`): the features, the labels and validation's cross-chunk checks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.artifacts import as_date, atomic_path, write_parquet
+from pipeline.config import Settings
+from pipeline.ingestion.contract import LAKE_TABLES
+
+PART_NAME = "part-0.parquet"
+
+log = logging.getLogger(__name__)
+
+
+def table_dir(settings: Settings, table: str) -> Path:
+    if table not in LAKE_TABLES:
+        raise KeyError(f"unknown lake table {table!r}; known: {sorted(LAKE_TABLES)}")
+    return settings.lake_dir / table
+
+
+def table_glob(settings: Settings, table: str) -> str:
+    """Glob over all partitions of a table (for DuckDB ``read_parquet``)."""
+    return str(table_dir(settings, table) / "date=*" / "*.parquet")
+
+
+def has_data(settings: Settings, table: str) -> bool:
+    return any(table_dir(settings, table).glob("date=*/*.parquet"))
+
+
+def days(start: dt.date, end: dt.date) -> list[dt.date]:
+    """Days of the half-open window [start, end)."""
+    return [start + dt.timedelta(days=i) for i in range((end - start).days)]
+
+
+class DayStager:
+    """Stage the rows of the window ``[start, end)`` of ``table``, chunk by chunk, as day
+    pieces under ``staging``; :meth:`publish` then replaces the lake's day partitions.
+
+    Memory is bounded by one chunk while staging and by one day while publishing. Nothing
+    reaches the lake before :meth:`publish`, so a batch that fails validation half-way
+    leaves the lake as it was; :meth:`discard` removes the staged pieces.
+    """
+
+    def __init__(self, settings: Settings, table: str, start: str | dt.date, end: str | dt.date,
+                 staging: Path) -> None:
+        self.schema, self.time_col = LAKE_TABLES[table]
+        self.settings, self.table = settings, table
+        self.start, self.end = as_date(start), as_date(end)
+        self.staging = Path(staging)
+        shutil.rmtree(self.staging, ignore_errors=True)  # a rerun's leftovers
+        self.staging.mkdir(parents=True)
+        self.rows = 0
+        self._pieces = 0
+
+    def add(self, df: pd.DataFrame) -> None:
+        """Split ``df`` by the day of its time column into staged pieces.
+
+        Every row's time column must fall inside the window (a row outside it is a bug in
+        the caller, as validation rejects such rows, and raises).
+        """
+        if df.empty:
+            return
+        ts = pd.to_datetime(df[self.time_col])
+        outside = (ts < pd.Timestamp(self.start)) | (ts >= pd.Timestamp(self.end))
+        if outside.any():
+            raise ValueError(
+                f"lake table {self.table}: {int(outside.sum())} rows have {self.time_col} outside "
+                f"the window [{self.start}, {self.end})"
+            )
+        for day, rows in df.groupby(ts.dt.normalize(), sort=True):
+            self._pieces += 1
+            piece = self.staging / f"date={pd.Timestamp(day).date().isoformat()}" / f"piece-{self._pieces:06d}.parquet"
+            # a column missing from the batch is staged as nulls: its batch fails validation and is never published
+            write_parquet(rows.reindex(columns=self.schema.names), piece, schema=self.schema)
+        self.rows += len(df)
+
+    def staged_glob(self) -> str:
+        return str(self.staging / "date=*" / "*.parquet")
+
+    def publish(self) -> list[Path]:
+        """Replace the day partitions of the window that have staged rows. A day without rows
+        never deletes or empties a partition the lake already holds (it is kept, with a
+        warning): "no rows" is never evidence that the rows are gone. Returns the partition
+        files written."""
+        base = table_dir(self.settings, self.table)
+        written: list[Path] = []
+        kept: list[str] = []
+        for day in days(self.start, self.end):
+            part_dir = base / f"date={day.isoformat()}"
+            pieces = sorted((self.staging / f"date={day.isoformat()}").glob("*.parquet"))
+            if not pieces:
+                if any(part_dir.glob("*.parquet")):
+                    kept.append(day.isoformat())
+                continue
+            final = part_dir / PART_NAME
+            if len(pieces) == 1:  # the usual case for time-ordered input: a rename, no copy
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(pieces[0], final)
+            else:
+                table = pa.concat_tables([pq.read_table(p, schema=self.schema) for p in pieces])
+                with atomic_path(final) as tmp:
+                    pq.write_table(table, tmp)
+            for stale in part_dir.glob("*.parquet"):  # a partition is exactly one file
+                if stale != final:
+                    stale.unlink()
+            written.append(final)
+        if kept:
+            log.warning("lake %s: kept the existing partition(s) of %d day(s) with no rows in this batch: %s",
+                        self.table, len(kept), ", ".join(kept[:10]) + (" ..." if len(kept) > 10 else ""))
+        self.discard()
+        return written
+
+    def discard(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def staging_dir(settings: Settings, table: str, run_key: str | None = None) -> Path:
+    """The staging folder of one run's batch inside the lake (same file system: publishing
+    is a rename; DuckDB's ``date=*`` globs never see it). Without ``run_key``, a fresh one."""
+    return settings.lake_dir / ".staging" / table / (run_key or uuid.uuid4().hex)
+
+
+def write_window(
+    settings: Settings,
+    table: str,
+    df: pd.DataFrame,
+    start: str | dt.date,
+    end: str | dt.date,
+) -> list[Path]:
+    """Replace the day partitions of ``table`` in ``[start, end)`` with the rows of ``df``
+    (one chunk through :class:`DayStager`). Returns the partition files written."""
+    stager = DayStager(settings, table, start, end, staging_dir(settings, table))
+    try:
+        stager.add(df)
+        return stager.publish()
+    finally:
+        stager.discard()
+
+
+def read_table(settings: Settings, table: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a whole lake table (small tables and tests; large scans belong in DuckDB)."""
+    schema, _ = LAKE_TABLES[table]
+    files = sorted(table_dir(settings, table).glob("date=*/*.parquet"))
+    if not files:
+        return pa.Table.from_pylist([], schema=schema).to_pandas()[columns or schema.names]
+    return pa.concat_tables([pq.read_table(f, columns=columns, schema=schema) for f in files]).to_pandas()
+
+
+def customer_ids(settings: Settings) -> np.ndarray | None:
+    """Sorted ids of every customer in the lake (None when the lake holds no customers: the
+    references of other tables cannot be checked then)."""
+    if not has_data(settings, "customers"):
+        log.info("lake holds no customers yet: customer references are not checked")
+        return None
+    import duckdb
+
+    with duckdb.connect() as con:
+        ids = con.execute("SELECT DISTINCT customer_id FROM read_parquet($glob, hive_partitioning = false) "
+                          "WHERE customer_id IS NOT NULL ORDER BY 1",
+                          {"glob": table_glob(settings, "customers")}).fetchnumpy()["customer_id"]
+    return np.asarray(ids, dtype=float)
+
+
+def partition_dates(settings: Settings, table: str) -> list[dt.date]:
+    """Sorted days for which ``table`` has a partition in the lake."""
+    out = []
+    for part in table_dir(settings, table).glob("date=*"):
+        if any(part.glob("*.parquet")):
+            out.append(dt.date.fromisoformat(part.name.removeprefix("date=")))
+    return sorted(out)
+
+
+# --------------------------------------------------------------- DuckDB over the lake
+#: DuckDB's buffer limit; it spills to a temporary directory beyond it
+DUCKDB_MEMORY_LIMIT = "3GB"
+#: read the footers of all files up front when a table view has at most this many files
+EAGER_FOOTERS_MAX_FILES = 400
+
+
+@contextlib.contextmanager
+def duckdb_connection(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB connection with bounded threads and memory, spilling to a temp dir."""
+    with tempfile.TemporaryDirectory(prefix="churnflow-duckdb-") as spill:
+        con = duckdb.connect(
+            config={
+                "threads": max(1, settings.n_jobs),
+                "memory_limit": DUCKDB_MEMORY_LIMIT,
+                "temp_directory": spill,
+                "preserve_insertion_order": False,
+            }
+        )
+        try:
+            con.execute("SET enable_progress_bar = false")
+            yield con
+        finally:
+            con.close()
+
+
+DayRange = tuple[dt.date | None, dt.date]
+
+
+def lake_files(settings: Settings, table: str, ranges: Sequence[DayRange]) -> list[str]:
+    """Parquet files of ``table`` whose day partition lies in one of the half-open ranges.
+
+    A range ``(None, end)`` is unbounded below. Pruning is only an optimisation: the SQL
+    applies the exact time filters itself.
+    """
+    files: list[str] = []
+    for path in sorted(table_dir(settings, table).glob("date=*/*.parquet")):
+        day = dt.date.fromisoformat(path.parent.name.removeprefix("date="))
+        if any((lo is None or lo <= day) and day < hi for lo, hi in ranges):
+            files.append(str(path))
+    return files
+
+
+def register_lake_table(
+    con: duckdb.DuckDBPyConnection, settings: Settings, table: str, ranges: Sequence[DayRange]
+) -> None:
+    """Expose the pruned partitions of a lake table as the view ``table`` (empty if none)."""
+    schema, _ = LAKE_TABLES[table]
+    files = lake_files(settings, table, ranges)
+    if files:
+        # Columns are matched by name either way; without union_by_name a file missing one
+        # fails loudly (the lake is written with the contract schema). union_by_name reads
+        # every footer up front: it costs ~0.3 s for two years of daily partitions, but on
+        # the ~90 files of an event window the scan then runs ~0.5 s faster (make bench).
+        rel = con.read_parquet(files, hive_partitioning=False, union_by_name=len(files) <= EAGER_FOOTERS_MAX_FILES)
+        rel.select(*schema.names).create_view(table)
+    else:
+        con.register(table, schema.empty_table())

@@ -1,0 +1,132 @@
+"""Model evaluation: ranking, threshold, lift, calibration, and the campaign-value threshold.
+
+All functions are pure (arrays in, numbers out) so they serve training, the model card,
+the matured-label monitoring and the tests alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """Economics of a retention campaign: what a saved customer is worth and what a contact costs."""
+
+    customer_value: float = 200.0
+    save_rate: float = 0.3
+    contact_cost: float = 5.0
+    #: at most this many customers contacted per scoring run (0: no limit)
+    capacity: int = 0
+
+
+def _check(y_true: ArrayLike, proba: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    y, p = np.asarray(y_true).astype(int), np.asarray(proba, dtype=float)
+    if y.shape != p.shape or y.ndim != 1:
+        raise ValueError(f"labels {y.shape} and probabilities {p.shape} must be 1-d and the same length")
+    if len(y) == 0:
+        raise ValueError("no rows to evaluate")
+    return y, p
+
+
+def threshold_metrics(y_true: ArrayLike, proba: ArrayLike, threshold: float) -> dict[str, float]:
+    y, p = _check(y_true, proba)
+    pred = p >= threshold
+    tp = int(np.sum(pred & (y == 1)))
+    fp = int(np.sum(pred & (y == 0)))
+    fn = int(np.sum(~pred & (y == 1)))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"threshold": float(threshold), "precision": precision, "recall": recall, "f1": f1,
+            "tp": tp, "fp": fp, "fn": fn, "contacted": tp + fp}
+
+
+def lift_at(y_true: ArrayLike, proba: ArrayLike, fraction: float = 0.1) -> dict[str, float]:
+    """Lift and capture rate among the top ``fraction`` of customers by probability."""
+    y, p = _check(y_true, proba)
+    k = max(1, int(np.ceil(fraction * len(y))))
+    top = np.argsort(-p, kind="stable")[:k]
+    base = y.mean()
+    rate = y[top].mean()
+    return {"lift": float(rate / base) if base else 0.0,
+            "capture_rate": float(y[top].sum() / y.sum()) if y.sum() else 0.0}
+
+
+def calibration_curve(y_true: ArrayLike, proba: ArrayLike, bins: int = 10) -> dict[str, list[float]]:
+    """Equal-frequency bins: mean predicted vs observed rate, and bin sizes."""
+    y, p = _check(y_true, proba)
+    order = np.argsort(p, kind="stable")
+    chunks = [c for c in np.array_split(order, bins) if len(c)]
+    return {"predicted": [float(p[c].mean()) for c in chunks],
+            "observed": [float(y[c].mean()) for c in chunks],
+            "count": [len(c) for c in chunks]}
+
+
+def expected_calibration_error(y_true: ArrayLike, proba: ArrayLike, bins: int = 10) -> float:
+    curve = calibration_curve(y_true, proba, bins)
+    n = sum(curve["count"])
+    return float(sum(c / n * abs(o - q) for q, o, c in zip(curve["predicted"], curve["observed"], curve["count"], strict=True)))
+
+
+def campaign_value(y_true: ArrayLike, proba: ArrayLike, threshold: float, campaign: Campaign) -> float:
+    """customer value x save rate x true positives - contact cost x contacted customers."""
+    m = threshold_metrics(y_true, proba, threshold)
+    return campaign.customer_value * campaign.save_rate * m["tp"] - campaign.contact_cost * m["contacted"]
+
+
+def _candidate_thresholds(p: np.ndarray) -> np.ndarray:
+    return np.unique(np.concatenate([np.quantile(p, np.linspace(0, 1, 201)), [1.0 + 1e-9]]))
+
+
+def best_value_threshold(y_true: ArrayLike, proba: ArrayLike, campaign: Campaign) -> dict[str, float]:
+    """The threshold that maximises expected campaign value, within the contact capacity."""
+    y, p = _check(y_true, proba)
+    best: dict[str, float] | None = None
+    for t in _candidate_thresholds(p):
+        m = threshold_metrics(y, p, t)
+        if campaign.capacity and m["contacted"] > campaign.capacity:
+            continue
+        value = campaign.customer_value * campaign.save_rate * m["tp"] - campaign.contact_cost * m["contacted"]
+        if best is None or value > best["expected_value"]:
+            best = {**m, "expected_value": float(value)}
+    assert best is not None  # the threshold above 1 contacts nobody and always qualifies
+    return best
+
+
+def best_f1_threshold(y_true: ArrayLike, proba: ArrayLike) -> dict[str, float]:
+    y, p = _check(y_true, proba)
+    return max((threshold_metrics(y, p, t) for t in _candidate_thresholds(p)), key=lambda m: m["f1"])
+
+
+def full_report(y_true: ArrayLike, proba: ArrayLike, campaign: Campaign) -> dict[str, object]:
+    """Everything the registry stores about a model's out-of-time performance."""
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+    y, p = _check(y_true, proba)
+    if len(np.unique(y)) < 2:
+        raise ValueError("only one class present: ROC-AUC and PR-AUC are undefined")
+    chosen = best_value_threshold(y, p, campaign)
+    f1_opt = best_f1_threshold(y, p)
+    f1_opt["expected_value"] = campaign_value(y, p, f1_opt["threshold"], campaign)
+    return {
+        "roc_auc": float(roc_auc_score(y, p)),
+        "pr_auc": float(average_precision_score(y, p)),
+        "brier": float(brier_score_loss(y, p)),
+        "ece": expected_calibration_error(y, p),
+        "base_rate": float(y.mean()),
+        "n": len(y),
+        "n_positive": int(y.sum()),
+        **{f"top_decile_{k}": v for k, v in lift_at(y, p, 0.1).items()},
+        "threshold": chosen["threshold"],
+        "precision": chosen["precision"],
+        "recall": chosen["recall"],
+        "f1": chosen["f1"],
+        "expected_value": chosen["expected_value"],
+        "f1_optimal": f1_opt,
+        "campaign": asdict(campaign),
+        "calibration_curve": calibration_curve(y, p),
+    }

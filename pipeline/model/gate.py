@@ -1,0 +1,179 @@
+"""The gate: every new model against the serving champion, on the same out-of-time holdout.
+
+TFX's blessing: a new version is served (the ``champion`` alias moves to it) only if its
+ROC-AUC clears the absolute floor (``promotion_min_roc_auc``) and beats the champion's by the
+margin (``promotion_min_improvement``), and only if the champion is still the one it was
+compared with. Otherwise it stays registered, visible and not served. Whatever started the
+training (weekly, an asset event, the Trigger form, the CLI, a rerun of a date) goes through
+:func:`register_and_gate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Settings
+from pipeline.model import registry
+from pipeline.model.train import Trained, evaluate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A training run's outcome: the new (immutable) version and the gate's verdict on it."""
+
+    version: str
+    name: str
+    path: Path
+    run_id: str
+    metrics: dict[str, Any]
+    promoted: bool
+    decision: str
+    champion_version: str | None = None
+
+    @property
+    def number(self) -> int:
+        return registry.parse_version(self.version)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "model_name": self.name,
+            "path": str(self.path),
+            "mlflow_run_id": self.run_id,
+            "metrics": {k: v for k, v in self.metrics.items() if k != "calibration_curve"},
+            "promoted": self.promoted,
+            "decision": self.decision,
+            "champion_version": self.champion_version,
+        }
+
+
+def gate(candidate_auc: float, champion_auc: float | None, min_improvement: float,
+         floor: float = 0.0) -> tuple[bool, str]:
+    """TFX-style blessing: never below the absolute ROC-AUC ``floor``; above it, promote when
+    there is no champion, or the candidate beats it on the same holdout by at least
+    ``min_improvement`` ROC-AUC."""
+    if candidate_auc < floor:
+        return False, (f"not promoted: candidate ROC-AUC {candidate_auc:.4f} is below the floor {floor} "
+                       "(promotion_min_roc_auc)")
+    if champion_auc is None:
+        return True, "no champion yet"
+    if candidate_auc >= champion_auc + min_improvement:
+        return True, f"candidate ROC-AUC {candidate_auc:.4f} >= champion {champion_auc:.4f} + {min_improvement}"
+    return False, (
+        f"not promoted: candidate ROC-AUC {candidate_auc:.4f} < champion {champion_auc:.4f} "
+        f"+ margin {min_improvement} on the same holdout"
+    )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's verdict on a new model against the serving champion, on the same holdout."""
+
+    served: bool
+    decision: str
+    candidate_roc_auc: float
+    #: the champion compared with (its number; None: there was none)
+    champion: int | None = None
+    champion_roc_auc: float | None = None
+
+    @property
+    def champion_version(self) -> str | None:
+        return registry.label(self.champion) if self.champion is not None else None
+
+    def sentence(self, version: str) -> str:
+        """``v5 served: ...`` / ``v5 not served: ...``, with the difference to the champion."""
+        if self.champion_roc_auc is not None:
+            delta = self.candidate_roc_auc - self.champion_roc_auc
+            compared = (f"ROC-AUC {self.candidate_roc_auc:.4f} vs champion {self.champion_version} "
+                        f"{self.champion_roc_auc:.4f} on the same holdout ({delta:+.4f})")
+        else:
+            compared = f"ROC-AUC {self.candidate_roc_auc:.4f}, no champion to compare with"
+        return f"{version} {'served' if self.served else 'not served'}: {compared}; {self.decision}"
+
+
+def judge(settings: Settings, candidate_auc: float, holdout: pd.DataFrame, y_holdout: np.ndarray,
+          min_improvement: float) -> Verdict:
+    """Compare a new model's out-of-time ROC-AUC with the serving champion's on the same
+    ``holdout`` rows (floor and margin: :func:`gate`). A champion that cannot be scored on this
+    holdout (its columns are not all there) is never replaced automatically."""
+    number = registry.champion_number(settings)
+    if number is None:
+        return Verdict(*gate(candidate_auc, None, min_improvement, settings.promotion_min_roc_auc), candidate_auc)
+    champ = registry.get_version(settings, number)
+    missing = [c for c in champ.feature_columns if c not in holdout.columns]
+    if missing:
+        return Verdict(False, f"not promoted: the champion {champ.version} cannot be scored on this holdout (it "
+                              f"uses {', '.join(missing[:5])}, which this training set lacks); promote by hand "
+                              "after review (python -m pipeline models promote VERSION)", candidate_auc, number)
+    champion_auc = float(evaluate(y_holdout, champ.load().predict_proba(holdout[champ.feature_columns])[:, 1])["roc_auc"])
+    served, decision = gate(candidate_auc, champion_auc, min_improvement, settings.promotion_min_roc_auc)
+    return Verdict(served, decision, candidate_auc, number, champion_auc)
+
+
+def register_and_gate(settings: Settings, trained: Trained, *, training_date: str, min_improvement: float = 0.0,
+                      name: str | None = None) -> TrainResult:
+    """Record the training run and register the model as a new version; then, for a pipeline
+    model (``trained.holdout``: the holdout's feature rows), the gate: compared with the serving
+    champion on the same holdout (:func:`judge`), it becomes the champion only if it clears
+    the floor and the margin, and only if the champion is still the one it was compared with
+    (else it is judged again against the new one). Otherwise it stays registered, visible and
+    not served. The verdict is in the log, the MLflow run, the version's tags and metrics.json.
+    A train-table model (no holdout frame) is registered under ``name`` and never served."""
+    from pipeline.model import tracking
+    from pipeline.model.publish import record_version
+
+    metrics, holdout, y_holdout = trained.metrics, trained.holdout, trained.y_holdout
+    verdict = judge(settings, metrics["roc_auc"], holdout, y_holdout, min_improvement) if holdout is not None else None
+    if verdict is not None:
+        metrics["promotion_decision"] = verdict.decision
+        metrics["champion_version"] = verdict.champion_version
+        metrics["champion_roc_auc_same_holdout"] = verdict.champion_roc_auc
+    result = record_version(settings, trained.model, name=name or settings.model_name, metrics=metrics,
+                            params=trained.params, reference=trained.reference, importances=trained.importances,
+                            training_date=training_date, y_holdout=y_holdout, p_holdout=trained.p_holdout,
+                            trials=trained.trials, best=trained.best, gate=verdict)
+    if verdict is None:
+        log.info("train: %s of %s registered (run %s): ROC-AUC %.4f PR-AUC %.4f; never served (not the pipeline's "
+                 "features)", result.version, result.name, result.run_id[:8], metrics["roc_auc"], metrics["pr_auc"])
+        return TrainResult(result.version, result.name, result.path, result.run_id, metrics, False, "registered only")
+    served = False
+    for _ in range(3):
+        if not verdict.served:
+            break
+        if registry.promote(settings, result.number, f"training {training_date}: {verdict.decision}",
+                            expected=verdict.champion) is not None:
+            served = True
+            break
+        log.warning("train: the champion changed while %s was being registered: judging it again", result.version)
+        verdict = judge(settings, metrics["roc_auc"], holdout, y_holdout, min_improvement)
+    else:
+        if verdict.served:
+            verdict = dataclasses.replace(verdict, decision=f"not promoted: the champion kept changing while it was "
+                                                            f"judged ({verdict.decision}); promote by hand after review")
+    verdict = dataclasses.replace(verdict, served=served)
+    registry.set_gate(settings, result.name, result.number, verdict.decision, served, verdict.champion_version)
+    store = tracking.client(settings)
+    store.set_tag(result.run_id, registry.TAG_GATE_DECISION, verdict.decision)
+    store.set_tag(result.run_id, registry.TAG_GATE_SERVED, str(served).lower())
+    store.set_tag(result.run_id, registry.TAG_GATE_CHAMPION, verdict.champion_version or "none")
+    if verdict.champion_roc_auc is not None:
+        tracking.log_metrics(settings, result.run_id, {
+            "champion_roc_auc_same_holdout": verdict.champion_roc_auc,
+            "gate_delta_roc_auc": verdict.candidate_roc_auc - verdict.champion_roc_auc})
+    log.info("train: %s ROC-AUC %.4f PR-AUC %.4f ECE %.4f threshold %.3f (expected value %.0f; F1-optimal %.3f "
+             "worth %.0f), MLflow run %s", result.version, metrics["roc_auc"], metrics["pr_auc"], metrics["ece"],
+             metrics["threshold"], metrics["expected_value"], metrics["f1_optimal"]["threshold"],
+             metrics["f1_optimal"]["expected_value"], result.run_id)
+    log.info("train: %s; the champion is %s", verdict.sentence(result.version),
+             result.version if served else (verdict.champion_version or "none"))
+    return TrainResult(result.version, result.name, result.path, result.run_id, metrics, served, verdict.decision,
+                       verdict.champion_version)

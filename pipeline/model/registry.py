@@ -1,0 +1,559 @@
+"""The model registry, on MLflow.
+
+Each trained model is a **new, immutable version** of the registered model ``model_name``
+(default ``churnflow``): its MLflow model (the calibrated scikit-learn pipeline, MLflow's
+sklearn flavor) plus churnflow's bundle, artifacts of its training run under ``churnflow/``:
+``metrics.json``, ``params.json``, ``reference.parquet`` (the drift reference),
+``importances.parquet`` and ``model_card.html``. Nothing ever writes into an existing
+version: a rerun of a training date registers another version, which must pass the gate.
+
+The serving champion is the alias ``champion``; ``models promote/rollback`` move it with a
+recorded reason (the registered model's tag ``churnflow.champion_history`` keeps the moves and
+the rollback stack). A nightly run pins a version number for its whole run.
+
+A version is used from a **verified local copy** under ``<data_dir>/model_cache/<name>/vN/``:
+at registration the SHA-256 of every file of the version is recorded as the version's tag
+``churnflow.sha256``; a copy is made (downloaded from the store) only if every file matches,
+and pinning a version checks its copy again. Versions never change, so a copy is never stale,
+and tasks other than the pinning one read the copy without opening MLflow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import json
+import logging
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.artifacts import replace_dir, write_text
+from pipeline.config import Settings
+from pipeline.errors import DataError
+
+log = logging.getLogger(__name__)
+
+ALIAS = "champion"
+BUNDLE = "churnflow"  # the run-artifact folder of churnflow's files
+MODEL = "model"  # the MLflow model's folder in a local copy
+VERSION_FILE = "version.json"
+TAG_SHA = "churnflow.sha256"
+TAG_HISTORY = "churnflow.champion_history"
+TAG_PROMOTED_AT = "churnflow.promoted_at"
+TAG_PROMOTION_REASON = "churnflow.promotion_reason"
+#: the gate's verdict on a version (tags of the version and of its training run)
+TAG_GATE_DECISION = "churnflow.gate.decision"
+TAG_GATE_SERVED = "churnflow.gate.served"
+TAG_GATE_CHAMPION = "churnflow.gate.champion_version"
+HISTORY_LOG_LENGTH = 100
+
+
+class RegistryError(DataError):
+    """No champion, an unknown version, an incomplete or altered version, an old registry."""
+
+
+def label(number: int) -> str:
+    """A version's name in churnflow's outputs (``v3``): what the scores, alerts and e-mails say."""
+    return f"v{number}"
+
+
+def parse_version(text: str | int) -> int:
+    """``v3``, ``3`` or 3 -> 3; anything else is a :class:`RegistryError`."""
+    value = str(text).strip().lower().removeprefix("v")
+    if not value.isdigit() or int(value) < 1:
+        raise RegistryError(f"model version {text!r}: expected a version number such as v3 or 3")
+    return int(value)
+
+
+def table_model_name(settings: Settings) -> str:
+    """The registered model of ``train-table`` runs (never the pipeline's champion)."""
+    return f"{settings.model_name}-table"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version, as its verified local copy."""
+
+    name: str
+    number: int
+    path: Path
+
+    @property
+    def version(self) -> str:
+        return label(self.number)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / MODEL
+
+    @property
+    def model_path(self) -> Path:
+        """The serialized estimator, as the MLflow model's ``MLmodel`` file names it."""
+        return self.model_dir / str(self._flavor.get("pickled_model", "model.pkl"))
+
+    @property
+    def reference_path(self) -> Path:
+        return self.path / BUNDLE / "reference.parquet"
+
+    @property
+    def model_card_path(self) -> Path:
+        return self.path / BUNDLE / "model_card.html"
+
+    def metrics(self) -> dict[str, Any]:
+        return _read_json(self.path / BUNDLE / "metrics.json")
+
+    @functools.cached_property
+    def params(self) -> dict[str, Any]:
+        """``params.json`` (read once per object): the features, the search's choice, the label, the window."""
+        return _read_json(self.path / BUNDLE / "params.json")
+
+    @functools.cached_property
+    def info(self) -> dict[str, Any]:
+        """What the copy was made from: run id, the recorded SHA-256 of each file, when."""
+        return _read_json(self.path / VERSION_FILE)
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """The columns the model scores, numeric first, in training order."""
+        return list(self.params["numeric_features"]) + list(self.params["categorical_features"])
+
+    def threshold(self, default: float) -> float:
+        """The campaign decision threshold chosen at training (``default`` for a model without one)."""
+        return float(self.metrics().get("threshold", default))
+
+    @functools.cached_property
+    def _flavor(self) -> dict[str, Any]:
+        import yaml
+
+        path = self.model_dir / "MLmodel"
+        try:
+            return dict(yaml.safe_load(path.read_text())["flavors"]["sklearn"])
+        except (OSError, KeyError, TypeError, yaml.YAMLError) as exc:
+            raise RegistryError(f"model version {self.version}: {path} is missing or not an MLflow sklearn model "
+                                f"({type(exc).__name__}: {exc})") from exc
+
+    def load(self) -> Any:
+        """The fitted estimator, read from the MLflow model's file directly (the same bytes
+        ``mlflow.sklearn.load_model`` reads, without importing MLflow in every task); an
+        unreadable file is a :class:`RegistryError` naming it."""
+        flavor = self._flavor
+        try:
+            if flavor.get("serialization_format") == "skops":
+                import skops.io
+
+                return skops.io.load(self.model_path, trusted=flavor.get("skops_trusted_types") or [])
+            import cloudpickle
+
+            with open(self.model_path, "rb") as f:
+                return cloudpickle.load(f)
+        except Exception as exc:  # EOFError, UnpicklingError, ValueError, ...: all mean "this file is broken"
+            raise RegistryError(f"model file {self.model_path} of {self.version} cannot be loaded "
+                                f"({type(exc).__name__}: {exc}); promote another version "
+                                "(python -m pipeline models promote VERSION) or retrain") from exc
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A registered version as the registry lists it (nothing downloaded)."""
+
+    name: str
+    number: int
+    run_id: str
+    created: dt.datetime
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+
+    @property
+    def version(self) -> str:
+        return label(self.number)
+
+    def float_tag(self, key: str) -> float:
+        try:
+            return float(self.tags.get(key, "nan"))
+        except ValueError:
+            return float("nan")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON file of a version's copy; a missing or corrupt one is a :class:`RegistryError` naming it."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise RegistryError(f"registry file {path} is missing") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"registry file {path} is corrupt ({exc})") from exc
+    if not isinstance(value, dict):
+        raise RegistryError(f"registry file {path} is corrupt (expected a JSON object, got {type(value).__name__})")
+    return value
+
+
+# ------------------------------------------------------------------------------ the store
+def old_registry(settings: Settings) -> list[Path]:
+    """The version folders of churnflow's earlier file registry in ``<data_dir>/models/``."""
+    root = settings.models_dir
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "model.joblib").is_file())
+
+
+def _store(settings: Settings) -> Any:
+    """The MLflow client; refuses while an earlier-format registry waits to be migrated."""
+    from pipeline.model import tracking
+
+    old = old_registry(settings)
+    if old or (settings.models_dir / "champion.json").is_file():
+        raise RegistryError(
+            f"{settings.models_dir} holds churnflow's earlier file registry ({len(old)} version(s)): import it into "
+            "MLflow with `python -m pipeline models migrate` (its champion stays the champion), or move the folder "
+            "away to start afresh")
+    return tracking.client(settings)
+
+
+def _use_uris(settings: Settings) -> None:
+    """MLflow's process-wide URIs, for its fluent helpers (artifact downloads, ``log_model``)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+
+
+def _not_found(exc: Exception) -> bool:
+    return getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")
+
+
+def where(settings: Settings) -> str:
+    from pipeline.ingestion.source import masked
+
+    return masked(settings.tracking_uri)
+
+
+def list_versions(settings: Settings, name: str | None = None) -> list[VersionInfo]:
+    """Every registered version of ``name`` (default: the pipeline's model), oldest first."""
+    name = name or settings.model_name
+    found = _store(settings).search_model_versions(f"name = '{name}'", max_results=10_000)
+    champ = champion_number(settings) if name == settings.model_name and found else None
+    out = [VersionInfo(name, int(v.version), v.run_id or "",
+                       dt.datetime.fromtimestamp((v.creation_timestamp or 0) / 1000, dt.UTC),
+                       dict(v.tags or {}), (ALIAS,) if int(v.version) == champ else (), v.description or "")
+           for v in found]
+    return sorted(out, key=lambda v: v.number)
+
+
+def _version_info(settings: Settings, name: str, number: int) -> Any:
+    try:
+        return _store(settings).get_model_version(name, str(number))
+    except Exception as exc:
+        if not _not_found(exc):
+            raise
+        known = ", ".join(v.version for v in list_versions(settings, name)) or "none"
+        raise RegistryError(f"model version {label(number)} not found in registered model {name!r} at "
+                            f"{where(settings)} (known: {known})") from exc
+
+
+def champion_number(settings: Settings) -> int | None:
+    """The version the ``champion`` alias points at (None: no champion yet)."""
+    try:
+        return int(_store(settings).get_model_version_by_alias(settings.model_name, ALIAS).version)
+    except RegistryError:
+        raise
+    except Exception as exc:
+        if _not_found(exc):
+            return None
+        raise
+
+
+def champion(settings: Settings) -> ModelVersion | None:
+    number = champion_number(settings)
+    return get_version(settings, number) if number is not None else None
+
+
+def require_champion(settings: Settings) -> ModelVersion:
+    champ = champion(settings)
+    if champ is None:
+        raise RegistryError(
+            f"no champion model in registered model {settings.model_name!r} at {where(settings)}: run the "
+            "churn_training DAG (or `python -m pipeline run-training --date D`) first, or promote a version "
+            "(python -m pipeline models promote VERSION)")
+    return champ
+
+
+# ------------------------------------------------------------------------- local copies
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``folder`` by relative path (the copy's own ``version.json`` aside)."""
+    return {p.relative_to(folder).as_posix(): _sha256(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != VERSION_FILE}
+
+
+def _differences(expected: dict[str, str], actual: dict[str, str]) -> list[str]:
+    return sorted(k for k in expected.keys() | actual.keys() if expected.get(k) != actual.get(k))
+
+
+def _copy_dir(settings: Settings, name: str, number: int) -> Path:
+    return settings.model_cache_dir / name / label(number)
+
+
+def _download(settings: Settings, name: str, number: int, run_id: str, expected: dict[str, str] | None) -> ModelVersion:
+    """Copy version ``number`` (its MLflow model and its run's ``churnflow/`` bundle) into the
+    cache, atomically, and only if every file matches ``expected`` (None: at registration,
+    when the checksums are being taken)."""
+    import mlflow
+
+    _use_uris(settings)
+    final = _copy_dir(settings, name, number)
+    stage = final.with_name(f".stage-{label(number)}-{uuid.uuid4().hex[:8]}")
+    stage.mkdir(parents=True)
+    try:
+        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{number}", dst_path=str(stage / MODEL))
+        _store(settings).download_artifacts(run_id, BUNDLE, str(stage))
+        actual = checksums(stage)
+        if expected is not None:
+            changed = _differences(expected, actual)
+            if changed:
+                raise RegistryError(
+                    f"model version {label(number)} of {name!r} differs from what was registered (SHA-256 of "
+                    f"{', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}): its artifacts were altered or are "
+                    "incomplete in the store; it is not used. Promote another version, or retrain")
+        write_text(json.dumps({"name": name, "version": number, "run_id": run_id, "sha256": actual,
+                               "copied_at": dt.datetime.now(dt.UTC).isoformat()}, indent=2), stage / VERSION_FILE)
+        replace_dir(stage, final)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return ModelVersion(name, number, final)
+
+
+def _recorded(settings: Settings, mv: Any) -> dict[str, str]:
+    """The checksums recorded at registration; a version without them was never completely registered."""
+    text = (mv.tags or {}).get(TAG_SHA)
+    if not text:
+        raise RegistryError(f"model version {label(int(mv.version))} of {mv.name!r} has no recorded checksums "
+                            f"({TAG_SHA}): its registration did not complete, so it is never served")
+    return dict(json.loads(text))
+
+
+def get_version(settings: Settings, version: str | int, *, name: str | None = None) -> ModelVersion:
+    """Version ``version`` (``v3`` / ``3``) of ``name`` (default: the pipeline's model), from
+    its verified local copy (made from the store on first use)."""
+    name, number = name or settings.model_name, parse_version(version)
+    local = _copy_dir(settings, name, number)
+    if (local / VERSION_FILE).is_file():
+        return ModelVersion(name, number, local)
+    mv = _version_info(settings, name, number)
+    return _download(settings, name, number, mv.run_id, _recorded(settings, mv))
+
+
+def check_version(settings: Settings, version: str | int, *, name: str | None = None) -> ModelVersion:
+    """Version ``version`` checked for use: its copy's files match the checksums recorded in the
+    registry at registration (a damaged copy is fetched again once), and its metrics, params
+    and model file are readable. What a nightly run does when it pins its model."""
+    name, number = name or settings.model_name, parse_version(version)
+    expected = _recorded(settings, _version_info(settings, name, number))
+    model = get_version(settings, number, name=name)
+    changed = _differences(expected, checksums(model.path))
+    if changed:
+        log.warning("the local copy of %s differs from the registered files (%s): fetching it again", model.version,
+                    ", ".join(changed[:5]))
+        shutil.rmtree(model.path, ignore_errors=True)
+        model = get_version(settings, number, name=name)
+    model.metrics()
+    _ = model.params
+    model.load()
+    return model
+
+
+def check_champion(settings: Settings) -> ModelVersion:
+    """The champion, checked (:func:`check_version`): a nightly's first step, before any ingest."""
+    number = champion_number(settings)
+    if number is None:
+        require_champion(settings)
+    return check_version(settings, number)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------- registering
+def create_version(settings: Settings, *, name: str, run_id: str, model_uri: str, tags: dict[str, str],
+                   description: str = "", model_id: str | None = None) -> int:
+    """A new version of ``name`` for the MLflow model at ``model_uri`` logged by run ``run_id``
+    (the registered model is created on first use). It is not usable until :func:`seal_version`
+    has recorded its checksums. Never changes an existing version."""
+    store = _store(settings)
+    try:
+        store.create_registered_model(name, description="churnflow churn model: every version immutable; the "
+                                                        f"serving one carries the alias {ALIAS!r}")
+    except Exception as exc:
+        if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+            raise
+    return int(store.create_model_version(name, model_uri, run_id=run_id, tags=tags, description=description,
+                                          model_id=model_id).version)
+
+
+def seal_version(settings: Settings, name: str, number: int, run_id: str) -> ModelVersion:
+    """Take the checksums of version ``number`` as the store holds it (the MLflow model and the
+    run's ``churnflow/`` bundle, both uploaded by now), record them as its tag and keep the
+    copy: from here on the version can be used, and any later change to its files is refused."""
+    local = _download(settings, name, number, run_id, None)
+    _store(settings).set_model_version_tag(name, str(number), TAG_SHA, json.dumps(local.info["sha256"], sort_keys=True))
+    return local
+
+
+def set_gate(settings: Settings, name: str, number: int, decision: str, served: bool, champion: str | None) -> None:
+    """Record the gate's verdict on a version (tags only: the version's files never change)."""
+    store = _store(settings)
+    for key, value in ((TAG_GATE_DECISION, decision), (TAG_GATE_SERVED, str(served).lower()),
+                       (TAG_GATE_CHAMPION, champion or "none")):
+        store.set_model_version_tag(name, str(number), key, value)
+
+
+# ------------------------------------------------------------------- the champion alias
+def history(settings: Settings) -> dict[str, Any]:
+    """The champion's moves (``log``, newest last) and the rollback ``stack`` of earlier champions."""
+    try:
+        text = _store(settings).get_registered_model(settings.model_name).tags.get(TAG_HISTORY)
+    except Exception as exc:
+        if _not_found(exc):
+            return {"stack": [], "log": []}
+        raise
+    value = json.loads(text) if text else {}
+    return {"stack": list(value.get("stack", [])), "log": list(value.get("log", []))}
+
+
+def _move_alias(settings: Settings, number: int, reason: str, *, pop: bool = False) -> None:
+    store = _store(settings)
+    previous = champion_number(settings)
+    record = history(settings)
+    if pop:
+        record["stack"].pop()
+    elif previous is not None and previous != number:
+        record["stack"].append(previous)
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    record["log"] = (record["log"] + [{"at": now, "version": label(number),
+                                       "previous": label(previous) if previous else None, "reason": reason}]
+                     )[-HISTORY_LOG_LENGTH:]
+    store.set_registered_model_alias(settings.model_name, ALIAS, str(number))
+    store.set_registered_model_tag(settings.model_name, TAG_HISTORY, json.dumps(record))
+    store.set_model_version_tag(settings.model_name, str(number), TAG_PROMOTED_AT, now)
+    store.set_model_version_tag(settings.model_name, str(number), TAG_PROMOTION_REASON, reason)
+    log.info("registry: champion of %s is now %s (was %s): %s", settings.model_name, label(number),
+             label(previous) if previous else "none", reason)
+
+
+#: ``expected`` of :func:`promote` when any current champion will do
+ANY = object()
+
+
+def promote(settings: Settings, version: str | int, reason: str, *, expected: Any = ANY) -> ModelVersion | None:
+    """Make ``version`` the champion (the alias moves; the previous champion goes on the rollback
+    stack), recording ``reason``. With ``expected`` (a version number, or None for "no
+    champion"), only if the champion is still that one: None is returned otherwise, so a
+    training run that compared against one champion never replaces another unseen."""
+    number = parse_version(version)
+    model = check_version(settings, number)
+    if expected is not ANY and champion_number(settings) != expected:
+        return None
+    _move_alias(settings, number, reason)
+    return model
+
+
+def rollback(settings: Settings, reason: str = "rollback") -> ModelVersion:
+    """Return to the previous champion (the top of the rollback stack)."""
+    record = history(settings)
+    if not record["stack"]:
+        raise RegistryError(f"no earlier champion of {settings.model_name!r} to roll back to")
+    previous = int(record["stack"][-1])
+    model = check_version(settings, previous)
+    _move_alias(settings, previous, reason, pop=True)
+    return model
+
+
+# ------------------------------------------------------------------- what the e-mail says
+def serving_facts(settings: Settings, pinned: ModelVersion) -> dict[str, Any]:
+    """What a night tells the analysts about its model: the pinned champion (trained when,
+    promoted when and why) and the newest registered version with the gate's verdict on it."""
+    versions = list_versions(settings)
+    by_number = {v.number: v for v in versions}
+    champ = by_number.get(pinned.number)
+    facts: dict[str, Any] = {"champion": {
+        "version": pinned.version, "training_date": champ.tags.get("churnflow.training_date") if champ else None,
+        "roc_auc": pinned.metrics().get("roc_auc"),
+        "promoted_at": champ.tags.get(TAG_PROMOTED_AT) if champ else None,
+        "reason": champ.tags.get(TAG_PROMOTION_REASON) if champ else None}}
+    newest = versions[-1] if versions else None
+    if newest is not None and newest.number != pinned.number:
+        facts["newest"] = {
+            "version": newest.version, "training_date": newest.tags.get("churnflow.training_date"),
+            "served": newest.tags.get(TAG_GATE_SERVED) == "true", "decision": newest.tags.get(TAG_GATE_DECISION, ""),
+            "roc_auc": newest.float_tag("churnflow.roc_auc"),
+            "champion_version": newest.tags.get(TAG_GATE_CHAMPION),
+            "champion_roc_auc": newest.float_tag("churnflow.gate.champion_roc_auc"),
+            "registered_at": newest.created.isoformat(timespec="seconds")}
+    return facts
+
+
+# -------------------------------------------------------------- the earlier file registry
+def _date_of_old_version(name: str) -> str:
+    """The training date an earlier version's name carries (``v20250701`` -> 2025-07-01; ``""`` otherwise)."""
+    digits = name.removeprefix("v")[:8]
+    try:
+        return dt.datetime.strptime(digits, "%Y%m%d").date().isoformat()
+    except ValueError:
+        return ""
+
+
+def migrate_file_registry(settings: Settings) -> list[tuple[str, str]]:
+    """Import churnflow's earlier registry (``<data_dir>/models/<version>/``: ``model.joblib``,
+    ``metrics.json``, ``params.json``, ``reference.parquet``, ...) into MLflow: each folder
+    becomes a new version (oldest first; tag ``churnflow.migrated_from``), the old champion
+    becomes the champion, and the folder is renamed ``models.pre-mlflow``. Returns
+    ``(old, new)`` pairs."""
+    import joblib
+    import pandas as pd
+
+    from pipeline.model.publish import record_version
+
+    folders = old_registry(settings)
+    pointer_file = settings.models_dir / "champion.json"
+    if not folders and not pointer_file.is_file():
+        raise RegistryError(f"no earlier file registry to migrate in {settings.models_dir}")
+    try:
+        old_champion = json.loads(pointer_file.read_text()).get("champion") if pointer_file.is_file() else None
+    except (json.JSONDecodeError, OSError):
+        old_champion = None
+    moved = settings.models_dir.with_name("models.pre-mlflow")
+    if moved.exists():
+        raise RegistryError(f"{moved} exists already: move it away, then migrate again")
+    # work on the folder under its new name, so the registry is usable (and the migration resumable by hand)
+    settings.models_dir.rename(moved)
+    pairs: list[tuple[str, str]] = []
+    new_champion = None
+    for folder in (moved / p.name for p in folders):
+        metrics = _read_json(folder / "metrics.json")
+        params = _read_json(folder / "params.json")
+        table = (params.get("label") or {}).get("kind") == "column"
+        reference = pd.read_parquet(folder / "reference.parquet")
+        importances_file = folder / "importances.parquet"
+        importances = (pd.read_parquet(importances_file).set_index("feature")["importance"]
+                       if importances_file.is_file() else pd.Series(dtype="float64"))
+        result = record_version(
+            settings, joblib.load(folder / "model.joblib"), name=table_model_name(settings) if table else settings.model_name,
+            metrics=metrics, params=params, reference=reference, importances=importances,
+            card_html=(folder / "model_card.html").read_text() if (folder / "model_card.html").is_file() else None,
+            training_date=_date_of_old_version(folder.name),
+            extra_tags={"churnflow.migrated_from": folder.name}, gate=None)
+        pairs.append((folder.name, result.version))
+        if folder.name == old_champion and not table:
+            new_champion = result.number
+        log.info("migrate: %s -> %s", folder.name, result.version)
+    if new_champion is not None:
+        promote(settings, new_champion, f"migrated from churnflow's file registry (was {old_champion})")
+    return pairs

@@ -1,0 +1,68 @@
+"""The model steps the DAGs and the command line run: train and register (through the gate),
+score a night with the pinned version, publish the night's scores."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.context import RunContext
+from pipeline.model.gate import TrainResult
+
+
+def train_and_register(settings: Settings, training_set: Path, *, training_date: str,
+                       min_improvement: float | None = None) -> TrainResult:
+    """Train on a training set (:func:`pipeline.model.train.train`), register the model as a new,
+    immutable version and serve it only if it clears the gate against the serving champion
+    (:func:`pipeline.model.gate.register_and_gate`): a rerun of a date is no exception."""
+    from pipeline.model.gate import register_and_gate
+    from pipeline.model.train import train
+
+    return register_and_gate(settings, train(settings, Path(training_set)), training_date=training_date,
+                             min_improvement=settings.promotion_min_improvement if min_improvement is None
+                             else min_improvement)
+
+
+def train_step(ctx: RunContext, training_set: dict[str, Any]) -> dict[str, Any]:
+    """:func:`train_and_register` as of the run's date; the outcome also as ``train/result.json``."""
+    from pipeline.artifacts import write_text
+
+    summary = train_and_register(ctx.settings, Path(training_set["path"]), training_date=ctx.day.isoformat()).to_dict()
+    write_text(json.dumps(summary, indent=2, default=str), ctx.dir("train") / "result.json")
+    return summary
+
+
+def train_table_step(settings: Settings, table: Path, label: str, *, id_column: str | None = None,
+                     drop: Sequence[str] = ()) -> TrainResult:
+    """``train-table``: a model of any labelled customer table, registered under
+    ``<model_name>-table`` (never the pipeline's champion)."""
+    import datetime as dt
+
+    from pipeline.model import registry
+    from pipeline.model.gate import register_and_gate
+    from pipeline.model.train import train_table
+
+    trained = train_table(settings, Path(table), label, id_column=id_column, drop=drop)
+    return register_and_gate(settings, trained, training_date=dt.datetime.now(dt.UTC).date().isoformat(),
+                             name=registry.table_model_name(settings))
+
+
+def score_step(ctx: RunContext, features: dict[str, Any]) -> dict[str, Any]:
+    """The pinned model's scores of the night's features (the night's Parquet artifact)."""
+    from pipeline.model.score import score
+
+    out = ctx.dir("score") / "scores.parquet"
+    return score(ctx.settings, ctx.model, ctx.fitted, Path(features["path"]), ctx.day, out).to_dict()
+
+
+def publish_step(ctx: RunContext, scores: dict[str, Any]) -> dict[str, Any]:
+    """The night's scores become its ``churn_scores`` rows: the last write of a night, after
+    its report and monitoring, so a night that fails half-way (a full disk) publishes no scores."""
+    from pipeline.model.score import publish_scores
+    from pipeline.results import SCORES
+
+    rows = publish_scores(ctx.settings, Path(scores["path"]), ctx.day)
+    return {"table": SCORES.name, "rows": rows, "as_of": str(ctx.day)}

@@ -1,0 +1,301 @@
+"""Training: search the candidates, fit and calibrate the chosen one, evaluate it out of time
+(:func:`train`) or on a held-out split of any labelled table (:func:`train_table`). The
+result is a :class:`Trained` model in memory; :mod:`pipeline.model.publish` registers it and
+:mod:`pipeline.model.gate` decides whether it is served. The data set is
+:mod:`pipeline.features.dataset`, the candidates and their search :mod:`pipeline.model.candidates`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import platform
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import REPO_ROOT, Settings
+from pipeline.errors import TrainingError
+from pipeline.features.dataset import (
+    ID_COLUMNS,
+    LABEL,
+    infer_columns,
+    read_rows,
+    read_table_file,
+    read_training_set,
+    stratified_sample,
+    time_split,
+)
+from pipeline.model.candidates import Trial, candidate_pipeline, fit, is_slow, rows_of, search, time_folds
+from pipeline.progress import duration
+
+log = logging.getLogger(__name__)
+
+
+def fit_calibrated(settings: Settings, best: Trial, X: pd.DataFrame, y: np.ndarray, fit_idx: np.ndarray,
+                   cal_idx: np.ndarray, numeric: list[str], categorical: list[str]) -> Any:
+    """Fit the chosen candidate on ``fit_idx`` and calibrate its probabilities on ``cal_idx``.
+
+    XGBoost uses the median early-stopping iteration found in the CV folds. The result is a
+    ``CalibratedClassifierCV`` around the frozen pipeline: ``predict_proba`` on raw features.
+    """
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    if settings.calibration not in ("isotonic", "sigmoid"):
+        raise TrainingError(f"calibration must be 'isotonic' or 'sigmoid', got {settings.calibration!r}")
+    if is_slow(best.candidate) and len(fit_idx) > settings.slow_fit_max_rows > 0:
+        sub = stratified_sample(pd.DataFrame({"label": y[fit_idx]}), settings.slow_fit_max_rows, settings.random_seed)
+        log.info("fit: %s is fitted on a stratified sample of %d of %d rows (slow_fit_max_rows: its cost grows "
+                 "faster than the rows)", best.candidate, len(sub), len(fit_idx))
+        fit_idx = fit_idx[sub]
+    pipe = candidate_pipeline(settings, numeric, categorical, best.candidate, best.params, y[fit_idx])
+    if best.best_iterations:
+        pipe.set_params(model__n_estimators=max(10, int(np.median(best.best_iterations)) + 1))
+    started = time.monotonic()
+    fit(pipe, rows_of(X, fit_idx), y[fit_idx])
+    log.info("fit: %s on %d rows in %s; calibrating (%s) on %d rows", best.candidate, len(fit_idx),
+             duration(time.monotonic() - started), settings.calibration, len(cal_idx))
+    calibrated = CalibratedClassifierCV(FrozenEstimator(pipe), method=settings.calibration)
+    calibrated.fit(rows_of(X, cal_idx), y[cal_idx])
+    return calibrated
+
+
+def feature_importances(model: Any, X: pd.DataFrame, y: np.ndarray, seed: int) -> pd.Series:
+    """Permutation importance (drop in ROC-AUC) of each raw input column, on ``X``."""
+    from sklearn.inspection import permutation_importance
+
+    n = min(len(X), 3000)
+    idx = np.random.default_rng(seed).choice(len(X), n, replace=False) if n < len(X) else np.arange(n)
+    result = permutation_importance(model, X.iloc[idx], y[idx], scoring="roc_auc", n_repeats=3,
+                                    random_state=seed, n_jobs=1)
+    return pd.Series(result.importances_mean, index=X.columns).sort_values(ascending=False)
+
+
+def campaign_for(settings: Settings, scoring_runs: int = 1) -> Any:
+    from pipeline.model.evaluate import Campaign
+
+    return Campaign(customer_value=settings.campaign_customer_value, save_rate=settings.campaign_save_rate,
+                    contact_cost=settings.campaign_contact_cost,
+                    capacity=settings.campaign_daily_capacity * scoring_runs)
+
+
+def evaluate(y_true: np.ndarray, proba: np.ndarray, campaign: Any = None) -> dict[str, Any]:
+    """Every holdout metric (see :func:`pipeline.model.evaluate.full_report`)."""
+    from pipeline.model.evaluate import Campaign, full_report
+
+    if len(np.unique(np.asarray(y_true))) < 2:
+        raise TrainingError("holdout has a single class; ROC-AUC is undefined (add snapshots or customers)")
+    return full_report(y_true, proba, campaign or Campaign())
+
+
+@dataclass
+class Trained:
+    """A fitted, calibrated and evaluated model, not registered yet."""
+
+    model: Any
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    #: a sample of the training rows (ids + features): the drift reference
+    reference: pd.DataFrame
+    importances: pd.Series
+    y_holdout: np.ndarray
+    p_holdout: np.ndarray
+    trials: list[Trial]
+    best: Trial
+    #: the holdout's feature rows (the gate scores the champion on them); None: train-table
+    holdout: pd.DataFrame | None = None
+
+    @property
+    def holdout_dates(self) -> list[str]:
+        return list(self.metrics.get("holdout_snapshots", []))
+
+
+def _code_version() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def select_and_fit(settings: Settings, X: pd.DataFrame, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
+                   fit_idx: np.ndarray, cal_idx: np.ndarray, numeric: list[str], categorical: list[str],
+                   search_rows: np.ndarray | None = None) -> tuple[Any, Trial, list[Trial]]:
+    """Search the candidates on ``folds``, then fit and calibrate the best one on ``fit_idx``
+    / ``cal_idx`` of all rows. With ``search_rows`` the search sees only those rows of ``X``
+    (``folds`` index into them)."""
+    if search_rows is not None and len(search_rows) < len(X):
+        Xs, ys = X.iloc[search_rows].reset_index(drop=True), y[search_rows]
+    else:
+        Xs, ys = X, y
+    trials = search(settings, Xs, ys, folds, numeric, categorical)
+    best = max(trials, key=lambda t: t.cv_roc_auc)
+    log.info("best candidate: %s %s (CV ROC-AUC %.4f)", best.candidate, best.params, best.cv_roc_auc)
+    return fit_calibrated(settings, best, X, y, fit_idx, cal_idx, numeric, categorical), best, trials
+
+
+def _require_two_classes(folds: list[tuple[np.ndarray, np.ndarray]], as_of: pd.Series, y: np.ndarray,
+                         what: str) -> None:
+    """Each side of each fold must hold churners and non-churners (else a TrainingError naming
+    the dates, the counts and the settings to change, not a scikit-learn traceback)."""
+    for train_idx, valid_idx in folds:
+        for side, idx in (("training", train_idx), ("validation", valid_idx)):
+            positives = int(y[idx].sum())
+            if positives in (0, len(idx)):
+                days = sorted({str(d)[:10] for d in pd.to_datetime(as_of.iloc[idx]).unique()})
+                raise TrainingError(
+                    f"the {what} validating {sorted({str(d)[:10] for d in pd.to_datetime(as_of.iloc[valid_idx]).unique()})}"
+                    f" has one class on its {side} side: {len(idx)} rows of snapshot(s) {days}, {positives} churners; "
+                    "use more snapshots (training_snapshots) or history, fewer folds (cv_folds), or a longer label "
+                    "window (horizon_days / inactivity_days)")
+
+
+def _base_params(best: Trial, numeric: list[str], categorical: list[str], settings: Settings) -> dict[str, Any]:
+    return {
+        "model": best.candidate,
+        "search_params": best.params,
+        "cv_roc_auc": best.cv_roc_auc,
+        "calibration": settings.calibration,
+        "numeric_features": numeric,
+        "categorical_features": categorical,
+        "code_version": _code_version(),
+        "python": platform.python_version(),
+        "trained_at": dt.datetime.now(dt.UTC).isoformat(),
+    }
+
+
+def constant_columns(df: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The ``columns`` holding a single value (missing counts as one) on every row of ``df``:
+    they carry no information (e.g. failed payments in a business without any), so no model
+    gets them and no drift test runs on them."""
+    return [c for c in columns if df[c].nunique(dropna=False) <= 1]
+
+
+def train(settings: Settings, training_set: Path) -> Trained:
+    """Search candidates with time-based CV, fit + calibrate the best, evaluate on the latest
+    snapshots (out of time)."""
+    from pipeline.features.build import active_groups, model_features
+
+    groups, left_out = active_groups(settings)
+    numeric, categorical = model_features(settings, groups)
+    for group, why in left_out.items():
+        log.info("train: feature group %s left out: %s", group, why)
+    df = read_training_set(training_set, numeric, categorical)
+    window = settings.label_window_days
+    train_df, holdout = time_split(df, settings.holdout_snapshots, window)
+    del df
+    constant = constant_columns(train_df, numeric + categorical)
+    if constant:
+        log.info("train: left out %d column(s) with one value on every training row: %s", len(constant),
+                 ", ".join(constant))
+    numeric = [c for c in numeric if c not in constant]
+    categorical = [c for c in categorical if c not in constant]
+    features = numeric + categorical
+    log.info("train: %d rows (%s .. %s), holdout %d rows (%s)", len(train_df),
+             train_df["as_of"].min(), train_df["as_of"].max(), len(holdout), holdout["as_of"].max())
+    n_ref = min(settings.reference_sample_rows, len(train_df))
+    picked = train_df.sample(n=n_ref, random_state=settings.random_seed) if n_ref < len(train_df) else train_df
+    # the drift reference in the file's own types (a fee of 9.99 stays 9.99, not float32's 9.9899998)
+    reference = read_rows(training_set, np.sort(picked.index.to_numpy()), ID_COLUMNS + features)
+    del picked
+    train_df = train_df.reset_index(drop=True)
+    as_of, y = train_df["as_of"], train_df[LABEL].to_numpy()
+    train_snapshots = sorted(pd.to_datetime(as_of).dt.date.astype(str).unique().tolist())
+    X = train_df[features]
+    del train_df
+    # the search and its CV run on a sample stratified by snapshot and label; the final fit uses every row
+    sample = stratified_sample(pd.DataFrame({"as_of": as_of, LABEL: y}), settings.search_sample_rows,
+                               settings.random_seed)
+    if len(sample) < len(X):
+        log.info("train: search and CV on a stratified sample of %d of %d rows (search_sample_rows), "
+                 "final fit on all of them", len(sample), len(X))
+    folds = time_folds(as_of.iloc[sample], settings.cv_folds, window)
+    fit_idx, cal_idx = time_folds(as_of, 1, window)[-1]  # calibrate on the latest training-side snapshot
+    _require_two_classes(folds, as_of.iloc[sample].reset_index(drop=True), y[sample], "time-CV fold")
+    _require_two_classes([(fit_idx, cal_idx)], as_of, y, "calibration split")
+    model, best, trials = select_and_fit(settings, X, y, folds, fit_idx, cal_idx, numeric, categorical,
+                                         search_rows=sample)
+
+    y_hold = holdout[LABEL].to_numpy()
+    proba = model.predict_proba(holdout[features])[:, 1]
+    holdout_dates = sorted(pd.to_datetime(holdout["as_of"]).dt.date.astype(str).unique().tolist())
+    metrics = evaluate(y_hold, proba, campaign_for(settings, len(holdout_dates)))
+    metrics.update(model=best.candidate, train_rows=len(X), train_snapshots=train_snapshots,
+                   holdout_snapshots=holdout_dates)
+    from pipeline.features.labels import label_spec
+
+    params = {**_base_params(best, numeric, categorical, settings), "horizon_days": settings.horizon_days,
+              "label": label_spec(settings),
+              "feature_groups": {"active": groups, "left_out": left_out},
+              "constant_features": constant,
+              "training_set": str(training_set),
+              "training_window": {"first_snapshot": metrics["train_snapshots"][0],
+                                  "last_snapshot": metrics["train_snapshots"][-1],
+                                  "holdout": holdout_dates}}
+    importances = feature_importances(model, holdout[features], y_hold, settings.random_seed)
+    return Trained(model, metrics, params, reference, importances, y_hold, proba, trials, best, holdout)
+
+
+def train_table(settings: Settings, csv: Path, label: str, *, id_column: str | None = None,
+                drop: Sequence[str] = (), test_size: float = 0.25) -> Trained:
+    """Train on any labelled customer table: infer columns, search the candidates with
+    stratified CV, calibrate, evaluate on a stratified, seeded held-out split (never a
+    champion: its features are not the pipeline's)."""
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    csv = Path(csv)
+    df = read_table_file(csv)
+    missing = [c for c in [label, id_column, *drop] if c and c not in df.columns]
+    if missing:
+        raise TrainingError(f"{csv} has no column(s) {missing}; its columns are {list(df.columns)}")
+    values = set(df[label].dropna().unique().tolist())
+    if not values <= {0, 1}:
+        raise TrainingError(f"label {label!r} must be 0/1 (or true/false), got values {sorted(map(str, values))[:10]}")
+    df = df.dropna(subset=[label]).reset_index(drop=True)
+    y_all = df[label].astype(int).to_numpy()
+    if len(np.unique(y_all)) < 2:
+        raise TrainingError(f"label {label!r} has a single class; nothing to learn")
+    if id_column:
+        repeated = int(df[id_column].duplicated(keep=False).sum())
+        if repeated:
+            log.warning("train-table: %d rows of %s share their %s with another row (%d distinct ids repeat): a "
+                        "customer may sit on both sides of the held-out split", repeated, csv, id_column,
+                        df.loc[df[id_column].duplicated(keep=False), id_column].nunique())
+    X_all = df.drop(columns=[c for c in [label, id_column, *drop] if c])
+    numeric, categorical, dropped = infer_columns(X_all)
+    if dropped:
+        log.warning("train-table: left out text-like columns with mostly unique values: %s", dropped)
+    features = numeric + categorical
+    if not features:
+        raise TrainingError(f"{csv} has no feature columns besides the label and id")
+    X_all = X_all[features]
+    tr, te = train_test_split(np.arange(len(df)), test_size=test_size, stratify=y_all,
+                              random_state=settings.random_seed)
+    X, y = X_all.iloc[tr].reset_index(drop=True), y_all[tr]
+    skf = StratifiedKFold(n_splits=max(2, settings.cv_folds + 1), shuffle=True, random_state=settings.random_seed)
+    folds = list(skf.split(X, y))
+    fit_idx, cal_idx = folds[-1]
+    model, best, trials = select_and_fit(settings, X, y, folds, fit_idx, cal_idx, numeric, categorical)
+    X_te, y_te = X_all.iloc[te], y_all[te]
+    proba = model.predict_proba(X_te)[:, 1]
+    metrics = evaluate(y_te, proba, campaign_for(settings))
+    metrics.update(model=best.candidate, train_rows=len(tr), source=str(csv))
+    params = {**_base_params(best, numeric, categorical, settings), "source_csv": str(csv.resolve()),
+              "label": {"kind": "column", "column": label, "definition": f"column {label} = 1"},
+              "id_column": id_column, "dropped_columns": [*drop, *dropped],
+              "training_window": {"rows": len(tr), "held_out_rows": len(te), "split": "stratified, seeded"}}
+    n_ref = min(settings.reference_sample_rows, len(X))
+    importances = feature_importances(model, X_te, y_te, settings.random_seed)
+    return Trained(model, metrics, params, X.sample(n=n_ref, random_state=settings.random_seed), importances,
+                   y_te, proba, trials, best)
+
+

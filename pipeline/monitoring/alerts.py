@@ -1,0 +1,269 @@
+"""Alert rules with severity, deduplicated against the ``alerts`` table.
+
+Rules (thresholds in :class:`pipeline.config.Settings`, monitoring block):
+
+* ``data_drift`` - drift share of features: warning at ``drift_share_warning``, critical at
+  ``drift_share_threshold`` (dataset drift). Many drifted features make one alert.
+* ``feature_psi`` - largest feature PSI: warning at ``psi_warning``, critical at ``psi_critical``.
+* ``prediction_drift`` - PSI of the score distribution vs the reference, same thresholds.
+* ``performance_drop`` - concept drift on matured labels (critical).
+* ``fairness`` - a segment breaks the 80% rule or its TPR gap is too large (warning).
+* ``data_quality`` - rows quarantined by validation (warning).
+
+An alert's key is ``(rule, model_version, group)``. Statuses say what the analysts were told:
+
+* ``pending`` - raised, not e-mailed yet: :func:`record_alerts` stores new alerts so, and the
+  nightly e-mail lists every pending alert of that night and of earlier nights (whose e-mail
+  failed or was off: "carried over"), one row per key (:func:`alerts_for_email`);
+* ``sent`` - in an e-mail the SMTP server accepted (:func:`mark_sent`, after the send);
+* ``suppressed`` - the same key was ``sent`` within ``alert_cooldown_days`` before the night
+  (exclusive); only ``sent`` counts, so an alert whose e-mail failed is raised again.
+
+A rerun of a night replaces that night's alerts; it does not suppress itself, and keeps ``sent``
+for the keys that night has already e-mailed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from pipeline.config import Settings
+from pipeline.results import ALERTS, replace_rows, results_engine
+from pipeline.results import night as results_night
+
+if TYPE_CHECKING:
+    from pipeline.monitoring.metrics import MonitoringResult
+
+PENDING, SENT, SUPPRESSED = "pending", "sent", "suppressed"
+_KEY = ["rule", "alert_group", "model_version"]
+SEVERITIES = ("info", "warning", "critical")
+
+
+@dataclass(frozen=True)
+class Alert:
+    rule: str
+    severity: str
+    group: str
+    message: str
+    value: float
+    threshold: float
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"unknown severity {self.severity!r}; expected one of {SEVERITIES}")
+
+
+def highest_severity(severities: Iterable[str]) -> str:
+    """The highest of ``severities``; ``"info"`` when there are none."""
+    return max(severities, key=SEVERITIES.index, default="info")
+
+
+def _graded(rule: str, group: str, value: float, warning: float, critical: float, what: str) -> list[Alert]:
+    if math.isnan(value) or value < warning:
+        return []
+    severe = value >= critical
+    return [Alert(rule, "critical" if severe else "warning", group, f"{what} {value:.3g} >= {critical if severe else warning:g}",
+                  value, critical if severe else warning)]
+
+
+def _data_drift(s: Settings, m: MonitoringResult) -> list[Alert]:
+    drifted = m.drift.drifted
+    return [Alert(a.rule, a.severity, a.group, f"{len(drifted)} features drifted ({', '.join(drifted)}): {a.message}",
+                  a.value, a.threshold)
+            for a in _graded("data_drift", "features", m.drift.drift_share, s.drift_share_warning,
+                             s.drift_share_threshold, "drift share")]
+
+
+def _feature_psi(s: Settings, m: MonitoringResult) -> list[Alert]:
+    if not m.drift.max_psi_feature:
+        return []
+    return _graded("feature_psi", "features", m.drift.max_psi, s.psi_warning, s.psi_critical,
+                   f"PSI of {m.drift.max_psi_feature}")
+
+
+def _prediction_drift(s: Settings, m: MonitoringResult) -> list[Alert]:
+    return _graded("prediction_drift", "scores", m.prediction.psi_vs_reference, s.psi_warning, s.psi_critical,
+                   "PSI of tonight's scores vs the reference")
+
+
+def _performance_drop(s: Settings, m: MonitoringResult) -> list[Alert]:
+    perf = m.performance
+    if perf is None or not perf.concept_drift:
+        return []
+    return [Alert("performance_drop", "critical", "matured", (
+        f"scores of {perf.scored_on}: ROC-AUC {perf.roc_auc:.3f} (champion {perf.champion_roc_auc:.3f}), "
+        f"PR-AUC {perf.pr_auc:.3f} (champion {perf.champion_pr_auc:.3f}), margin {s.performance_drop_margin:g}"),
+        perf.roc_auc, perf.champion_roc_auc - s.performance_drop_margin)]
+
+
+def _fairness(s: Settings, m: MonitoringResult) -> list[Alert]:
+    alerts = []
+    for row in m.fairness.to_dict("records"):
+        group = f"{row['segment']}={row['group']}"
+        if (row["positive_rate_ratio"] < s.fairness_min_ratio and row["rows"] >= 30
+                and row.get("expected_positives_at_top", 0) >= s.fairness_min_expected_positives
+                and _fairness_worse_than_reference(row, s.fairness_p_value)):
+            alerts.append(Alert("fairness", "warning", group,
+                                f"positive-rate ratio {row['positive_rate_ratio']:.2f} < {s.fairness_min_ratio:g} ({group})",
+                                row["positive_rate_ratio"], s.fairness_min_ratio))
+        gap = row.get("tpr_gap")
+        if gap is not None and not pd.isna(gap) and gap > s.fairness_max_tpr_gap:
+            alerts.append(Alert("fairness", "warning", f"{group} tpr",
+                                f"TPR gap {gap:.2f} > {s.fairness_max_tpr_gap:g} ({group})", gap, s.fairness_max_tpr_gap))
+    return alerts
+
+
+def _data_quality(s: Settings, m: MonitoringResult) -> list[Alert]:
+    if not m.rejected_rows:
+        return []
+    return [Alert("data_quality", "warning", "validation", f"{m.rejected_rows} rows quarantined by validation",
+                  float(m.rejected_rows), 0.0)]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One alert rule: its findings for a night, and whether its critical alert asks for a new model."""
+
+    name: str
+    evaluate: Callable[[Settings, MonitoringResult], list[Alert]]
+    #: a critical alert of this rule requests a churn_training run (with ``retrain_on_critical``)
+    retrain: bool
+
+
+#: every rule, in the order the e-mail lists ties (see the module doc for what each checks)
+RULES: tuple[Rule, ...] = (
+    Rule("data_drift", _data_drift, retrain=True),
+    Rule("feature_psi", _feature_psi, retrain=True),
+    Rule("prediction_drift", _prediction_drift, retrain=True),
+    Rule("performance_drop", _performance_drop, retrain=True),
+    Rule("fairness", _fairness, retrain=False),
+    Rule("data_quality", _data_quality, retrain=False),
+)
+#: rules whose critical alert may request retraining
+RETRAIN_RULES = frozenset(r.name for r in RULES if r.retrain)
+
+
+def evaluate_rules(settings: Settings, monitoring: MonitoringResult) -> list[Alert]:
+    """Every rule's alerts for one night."""
+    return [alert for rule in RULES for alert in rule.evaluate(settings, monitoring)]
+
+
+def retrain_requested(settings: Settings, raised: pd.DataFrame) -> bool:
+    """Does a raised (not suppressed) alert ask for a new model: a critical one of a retraining rule?"""
+    return bool(settings.retrain_on_critical and len(raised) and (
+        (raised["severity"] == "critical") & raised["rule"].isin(sorted(RETRAIN_RULES))).any())
+
+
+def record_alerts(settings: Settings, day: dt.date | str, model_version: str, alerts: list[Alert]) -> pd.DataFrame:
+    """Store tonight's alerts as ``pending`` or ``suppressed`` (cooldown; see the module doc); return them."""
+    night = results_night(day)
+    sent = _sent_nights(settings, night - dt.timedelta(days=settings.alert_cooldown_days), night, model_version)
+
+    def status(alert: Alert) -> str:
+        nights = sent.get((alert.rule, alert.group), set())
+        return SENT if night in nights else SUPPRESSED if nights else PENDING
+
+    rows = pd.DataFrame(
+        [{**asdict(a), "run_date": night, "model_version": model_version, "status": status(a)} for a in alerts],
+        columns=["rule", "severity", "group", "message", "value", "threshold", "run_date", "model_version", "status"],
+    ).rename(columns={"group": "alert_group"})
+    rows["run_date"] = pd.to_datetime(rows["run_date"])
+    rows[["value", "threshold"]] = rows[["value", "threshold"]].astype("float64")
+    replace_rows(settings, ALERTS, rows, "run_date", night)
+    return rows
+
+
+def alerts_for_email(settings: Settings, day: dt.date | str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What the night's e-mail lists, and the stored alerts it delivers.
+
+    Listed: tonight's alerts (any status) and the ``pending`` ones of earlier nights, one row per
+    key (the latest), with a plain-text ``note`` saying whether it is new, carried over from a
+    night whose e-mail did not go out, suppressed or already e-mailed. Delivered: every pending
+    row among them (pass it to :func:`mark_sent` once the SMTP server accepted the message).
+    """
+    night = results_night(day)
+    tbl = ALERTS
+    with results_engine(settings).connect() as conn:
+        rows = pd.read_sql(
+            sa.select(tbl).where(sa.or_(tbl.c.run_date == night, sa.and_(tbl.c.status == PENDING, tbl.c.run_date < night))),
+            conn)
+    if rows.empty:
+        empty = pd.DataFrame(columns=[*_KEY, "severity", "message", "status", "run_date", "note"])
+        return empty, empty
+    rows["run_date"] = pd.to_datetime(rows["run_date"])
+    rows = rows.sort_values("run_date", kind="stable")
+    pending = rows[rows["status"] == PENDING]
+    listed = rows.groupby(_KEY, sort=False).tail(1).copy()
+    earlier = pending[pending["run_date"] < night].groupby(_KEY)["run_date"].agg(
+        lambda d: ", ".join(f"{x:%Y-%m-%d}" for x in d))
+    listed["note"] = [_note(r, earlier.get(tuple(r[k] for k in _KEY)), night, settings.alert_cooldown_days)
+                      for _, r in listed.iterrows()]
+    order = listed["severity"].map(SEVERITIES.index)
+    return listed.assign(_order=-order).sort_values(["_order", "run_date"], kind="stable").drop(columns="_order"), pending
+
+
+def mark_sent(settings: Settings, delivered: pd.DataFrame) -> int:
+    """Set ``sent`` on the delivered (pending) alerts; return how many were marked."""
+    if delivered.empty:
+        return 0
+    tbl = ALERTS
+    with results_engine(settings).begin() as conn:
+        stmt = sa.update(tbl).where(
+            *(tbl.c[k] == sa.bindparam(f"b_{k}") for k in [*_KEY, "run_date"]), tbl.c.status == PENDING,
+        ).values(status=SENT)
+        conn.execute(stmt, [{f"b_{k}": (r[k].to_pydatetime() if k == "run_date" else r[k]) for k in [*_KEY, "run_date"]}
+                            for _, r in delivered.iterrows()])
+    return len(delivered)
+
+
+def _note(row: pd.Series, earlier: str | None, night: dt.datetime, cooldown_days: int) -> str:
+    not_mailed = f"raised on {earlier}, not e-mailed then" if earlier else ""
+    if row["run_date"] < night:
+        return f"carried over: {not_mailed}"
+    note = {PENDING: "new tonight", SENT: "already e-mailed for this night",
+            SUPPRESSED: f"suppressed: e-mailed within the last {cooldown_days} days"}[row["status"]]
+    return f"{note}; also {not_mailed}" if not_mailed else note
+
+
+def _sent_nights(
+    settings: Settings, since: dt.datetime, until: dt.datetime, model_version: str
+) -> dict[tuple[str, str], set[dt.datetime]]:
+    """Nights in ``(since, until]`` on which each key of ``model_version`` was e-mailed."""
+    tbl = ALERTS
+    with results_engine(settings).connect() as conn:
+        rows = conn.execute(
+            sa.select(tbl.c.rule, tbl.c.alert_group, tbl.c.run_date).distinct().where(
+                tbl.c.status == SENT, tbl.c.model_version == model_version,
+                tbl.c.run_date > since, tbl.c.run_date <= until,
+            )
+        ).all()
+    nights: dict[tuple[str, str], set[dt.datetime]] = {}
+    for rule, group, run_date in rows:
+        nights.setdefault((rule, group), set()).add(pd.Timestamp(run_date).to_pydatetime())
+    return nights
+
+
+def _fairness_worse_than_reference(row: dict[str, Any], p_value: float) -> bool:
+    """Is the group's positive count significantly below what the reference ratio predicts?
+
+    One-sided binomial test: at the reference's ratio to tonight's top rate, the group would
+    be flagged with probability ``reference_ratio * top_rate``; fewer positives than that is
+    judged worse only when ``P(X <= observed) < p_value``, so a handful of flags is not an alert.
+    Without a reference ratio any breach counts.
+    """
+    from scipy.stats import binom
+
+    reference, ratio = row.get("reference_ratio"), row["positive_rate_ratio"]
+    if reference is None or pd.isna(reference):
+        return True
+    rows = int(row["rows"])
+    top = row["expected_positives_at_top"] / rows if rows else 0.0
+    observed = round(row["positive_rate"] * rows)
+    return bool(binom.cdf(observed, rows, min(1.0, reference * top)) < p_value) and ratio < reference

@@ -1,0 +1,45 @@
+"""The trend chart of recent nights (drift share, high-risk share, matured ROC-AUC) as PNG,
+and as an HTML ``<img>`` to embed in the report and the e-mail."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+
+import pandas as pd
+
+from pipeline.artifacts import as_date
+
+
+def trend_chart_png(trend: pd.DataFrame, day: dt.date | str) -> bytes | None:
+    """PNG of drift share, high-risk share and matured ROC-AUC over the recent nights
+    (``trend``: :func:`pipeline.monitoring.store.trend_frame` of ``day``); None when it is empty."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if trend.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3), dpi=90)
+    for column, marker, label in (("drift_share", "o", "drift share (features)"),
+                                  ("high_risk_share", "s", "high-risk share"),
+                                  ("roc_auc", "^", "ROC-AUC (matured labels)")):
+        values = trend[column].dropna()
+        if len(values):
+            ax.plot(values.index, values.to_numpy(), marker=marker, label=label)
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"Recent nights up to {as_date(day)}")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.autofmt_xdate()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def png_img_tag(png: bytes | None, alt: str = "trend chart") -> str:
+    if not png:
+        return ""
+    return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}"/>'

@@ -1,0 +1,253 @@
+"""Model monitoring beyond data drift, as pure functions: prediction drift, matured-label
+performance and fairness of one night (:func:`monitor_night`, a typed :class:`MonitoringResult`
+that the alert rules of :mod:`pipeline.monitoring.alerts` read).
+
+Where the results are kept (the results store's monitoring tables) is
+:mod:`pipeline.monitoring.store`; the trend chart is :mod:`pipeline.monitoring.charts`:
+
+* ``prediction_drift`` - tonight's score distribution vs the champion's reference and recent nights;
+* ``model_performance`` - metrics of the scores of night ``D - horizon`` against what happened
+  in ``[D - horizon, D)`` (labels from :func:`pipeline.features.labels.build_labels`);
+* ``fairness_metrics`` - per segment: positive-rate ratio (80% rule) and TPR gap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.artifacts import as_date
+from pipeline.config import Settings
+from pipeline.monitoring.drift import NUMERIC, psi
+from pipeline.results import night
+
+log = logging.getLogger(__name__)
+
+
+#: upper edges (exclusive) of the age bands; ages at or above the last edge form "65+"
+AGE_BANDS = ((25, "<25"), (35, "25-34"), (50, "35-49"), (65, "50-64"))
+
+
+@dataclass(frozen=True)
+class PredictionDrift:
+    run_date: str
+    model_version: str
+    mean_score: float
+    high_risk_share: float
+    reference_mean_score: float
+    reference_high_risk_share: float
+    #: PSI of tonight's scores against the reference's scores
+    psi_vs_reference: float
+    #: mean high-risk share of the previous nights (NaN when none)
+    baseline_high_risk_share: float
+    baseline_nights: int
+
+
+def prediction_drift(
+    day: dt.date | str, scores: pd.DataFrame, reference_scores: np.ndarray, threshold: float,
+    model_version: str, baseline: list[float],
+) -> PredictionDrift:
+    """Tonight's score distribution and high-risk share vs the reference and the last nights
+    (``baseline``: their high-risk shares, :func:`recent_high_risk_shares`)."""
+    from pipeline.model.score import high_risk_share
+
+    day = as_date(day)
+    proba = scores["churn_probability"].to_numpy(dtype="float64")
+    return PredictionDrift(
+        run_date=day.isoformat(),
+        model_version=model_version,
+        mean_score=float(proba.mean()) if len(proba) else math.nan,
+        high_risk_share=high_risk_share(proba, threshold),
+        reference_mean_score=float(reference_scores.mean()),
+        reference_high_risk_share=high_risk_share(reference_scores, threshold),
+        psi_vs_reference=psi(pd.Series(reference_scores), pd.Series(proba), NUMERIC),
+        baseline_high_risk_share=float(np.mean(baseline)) if baseline else math.nan,
+        baseline_nights=len(baseline),
+    )
+
+
+@dataclass(frozen=True)
+class Performance:
+    run_date: str
+    scored_on: str
+    model_version: str
+    rows: int
+    positives: int
+    base_rate: float
+    roc_auc: float
+    pr_auc: float
+    precision: float
+    recall: float
+    threshold: float
+    champion_roc_auc: float
+    champion_pr_auc: float
+    concept_drift: bool
+
+
+def performance(
+    labelled: pd.DataFrame, day: dt.date | str, threshold: float, champion_metrics: dict[str, Any], margin: float,
+    *, min_positives: int = 1,
+) -> Performance:
+    """ROC-AUC, PR-AUC, precision and recall at ``threshold``; concept drift when an AUC
+    falls more than ``margin`` below the champion's holdout figure (and at least
+    ``min_positives`` churners make the figures worth trusting)."""
+    from sklearn.metrics import average_precision_score, precision_score, recall_score, roc_auc_score
+
+    y, p = labelled["label"].to_numpy(), labelled["churn_probability"].to_numpy()
+    both = len(np.unique(y)) == 2
+    pred = (p >= threshold).astype(int)
+    roc = float(roc_auc_score(y, p)) if both else math.nan
+    pr = float(average_precision_score(y, p)) if both else math.nan
+    champ_roc = float(champion_metrics.get("roc_auc", math.nan))
+    champ_pr = float(champion_metrics.get("pr_auc", math.nan))
+    enough = int(y.sum()) >= min_positives
+    drop = enough and ((roc < champ_roc - margin) or (pr < champ_pr - margin))  # NaN compares False
+    return Performance(
+        run_date=as_date(day).isoformat(),
+        scored_on=str(labelled.attrs.get("scored_on", "")),
+        model_version=str(labelled["model_version"].iloc[0]) if len(labelled) else "",
+        rows=len(labelled),
+        positives=int(y.sum()),
+        base_rate=float(y.mean()) if len(y) else math.nan,
+        roc_auc=roc,
+        pr_auc=pr,
+        precision=float(precision_score(y, pred, zero_division=0)),
+        recall=float(recall_score(y, pred, zero_division=0)),
+        threshold=threshold,
+        champion_roc_auc=champ_roc,
+        champion_pr_auc=champ_pr,
+        concept_drift=bool(drop),
+    )
+
+
+def age_band(age: pd.Series) -> pd.Series:
+    """Age bands (``AGE_BANDS``); age 0 (unknown, see features.sql) is "unknown"."""
+    edges = [0, *[e for e, _ in AGE_BANDS], np.inf]
+    labels = [lbl for _, lbl in AGE_BANDS] + ["65+"]
+    bands = pd.cut(age.astype("float64"), edges, right=False, labels=labels).astype(str)
+    return bands.where(age > 0, "unknown")
+
+
+def segment_values(features: pd.DataFrame, segment: str) -> pd.Series:
+    """The segment column of ``features`` (``age_band`` derived from ``age``)."""
+    if segment == "age_band":
+        return age_band(features["age"])
+    if segment not in features.columns:
+        raise ValueError(f"fairness segment {segment!r} is not a feature column (nor age_band)")
+    return features[segment].astype(str)
+
+
+def fairness(
+    day: dt.date | str, segments: list[str], features: pd.DataFrame, scores: pd.DataFrame, threshold: float,
+    labelled: pd.DataFrame | None = None, labelled_features: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Per segment and group: positive rate, its ratio to the highest group's (80% rule), and
+    on matured labels the true-positive rate and its gap to the best group."""
+    scored = features[["customer_id"]].assign(
+        positive=(scores.set_index("customer_id").loc[features["customer_id"], "churn_probability"].to_numpy() >= threshold)
+    )
+    out = []
+    for seg in segments:
+        groups = segment_values(features, seg).to_numpy()
+        rate = scored.groupby(groups)["positive"].agg(["mean", "size"])
+        top = rate["mean"].max()
+        frame = pd.DataFrame({
+            "segment": seg, "group": rate.index.astype(str), "rows": rate["size"].to_numpy(),
+            "positive_rate": rate["mean"].to_numpy(),
+            "positive_rate_ratio": (rate["mean"] / top).to_numpy() if top > 0 else np.ones(len(rate)),
+            # positives the group would have at the top group's rate: below a few dozen the ratio is noise
+            "expected_positives_at_top": rate["size"].to_numpy() * top,
+            "tpr": np.nan, "tpr_gap": np.nan,
+        })
+        if labelled is not None and labelled_features is not None and len(labelled):
+            lab = labelled.merge(labelled_features, on="customer_id", how="inner")
+            churners = lab[lab["label"] == 1]
+            if len(churners):
+                tpr = (churners["churn_probability"] >= threshold).groupby(segment_values(churners, seg).to_numpy()).mean()
+                frame["tpr"] = frame["group"].map(tpr)
+                frame["tpr_gap"] = tpr.max() - frame["tpr"]
+        out.append(frame)
+    result = pd.concat(out, ignore_index=True)
+    result.insert(0, "run_date", night(day))
+    return result
+
+
+@dataclass(frozen=True)
+class DriftFacts:
+    """What the alert rules need of the night's data drift (:func:`pipeline.monitoring.steps.drift_step`)."""
+
+    drift_share: float
+    drifted: list[str]
+    max_psi: float
+    max_psi_feature: str | None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DriftFacts:
+        value = data.get("max_psi")
+        return cls(float(data["drift_share"]), list(data["drifted"]), math.nan if value is None else float(value),
+                   data.get("max_psi_feature"))
+
+
+@dataclass(frozen=True)
+class MonitoringResult:
+    """One night's monitoring: what :mod:`pipeline.monitoring.alerts` rules are evaluated on."""
+
+    run_date: str
+    model_version: str
+    threshold: float
+    drift: DriftFacts
+    prediction: PredictionDrift
+    performance: Performance | None
+    #: per segment and group (:func:`fairness`, with the training reference's ``reference_ratio``)
+    fairness: pd.DataFrame
+    rejected_rows: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (what the monitor task writes and pushes to XCom)."""
+        return {
+            "threshold": self.threshold,
+            "model_version": self.model_version,
+            "drift": asdict(self.drift),
+            "prediction": asdict(self.prediction),
+            "performance": asdict(self.performance) if self.performance else None,
+            "fairness": self.fairness.drop(columns="run_date", errors="ignore").to_dict("records"),
+            "rejected_rows": self.rejected_rows,
+        }
+
+
+def monitor_night(
+    day: dt.date, *, model_version: str, threshold: float, champion_metrics: dict[str, Any], settings: Settings,
+    tonight: pd.DataFrame, features: pd.DataFrame, reference: pd.DataFrame, reference_scores: np.ndarray,
+    baseline: list[float], drift: DriftFacts, labelled: pd.DataFrame | None = None,
+    labelled_features: pd.DataFrame | None = None, rejected_rows: int = 0,
+) -> MonitoringResult:
+    """Prediction drift, matured-label performance and fairness of one night (pure: every
+    input is given, nothing is read or written).
+
+    ``tonight``: the night's scores; ``features``: its feature table; ``reference`` /
+    ``reference_scores``: the champion's training reference and its scores; ``baseline``: the
+    recent nights' high-risk shares; ``labelled``: the scores of night ``D - horizon`` with
+    their labels (:func:`matured_labels`) and ``labelled_features`` that night's features.
+    Fairness is also computed on the scored reference: a disparity the model already had is
+    reported with its ``reference_ratio``, and only getting worse than that alerts.
+    """
+    prediction = prediction_drift(day, tonight, reference_scores, threshold, model_version, baseline)
+    perf = None
+    if labelled is not None and len(labelled):
+        perf = performance(labelled, day, threshold, champion_metrics, settings.performance_drop_margin,
+                           min_positives=settings.performance_min_positives)
+    fair = fairness(day, settings.segments, features, tonight, threshold, labelled, labelled_features)
+    ref_rows = reference.assign(customer_id=np.arange(len(reference)))
+    ref_fair = fairness(day, settings.segments, ref_rows,
+                        pd.DataFrame({"customer_id": ref_rows["customer_id"], "churn_probability": reference_scores}),
+                        threshold)
+    fair = fair.merge(ref_fair[["segment", "group", "positive_rate_ratio"]].rename(
+        columns={"positive_rate_ratio": "reference_ratio"}), on=["segment", "group"], how="left")
+    return MonitoringResult(as_date(day).isoformat(), model_version, threshold, drift, prediction, perf, fair,
+                            rejected_rows)

@@ -1,0 +1,340 @@
+"""E-mail the nightly report to analysts.
+
+No Airflow here: the DAG resolves the Airflow SMTP connection into :class:`SmtpSettings`
+and calls :func:`send_email`; everything else builds the message from plain values.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import math
+import mimetypes
+import smtplib
+import ssl
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.monitoring.alerts import SUPPRESSED, highest_severity
+from pipeline.monitoring.drift import DriftSummary, by_psi_descending
+
+log = logging.getLogger(__name__)
+
+_CELL = 'style="border:1px solid #ccc;padding:4px 8px;text-align:left"'
+
+
+class EmailDeliveryError(RuntimeError):
+    """The SMTP server could not be reached or refused the message."""
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where and how to send: ``ssl`` is SMTPS from the start, ``starttls`` upgrades plain SMTP."""
+
+    host: str
+    port: int
+    login: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    ssl: bool = False
+    timeout: float = 30
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ValueError("SMTP host is empty")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"SMTP port must be 1-65535, got {self.port}")
+        if self.ssl and self.starttls:
+            raise ValueError("choose either ssl (SMTPS) or starttls, not both")
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def validate_recipients(recipients: list[str]) -> list[str]:
+    """Return the stripped addresses; raise ``ValueError`` if none or any lacks an '@'."""
+    cleaned = [r.strip() for r in recipients]
+    if not cleaned:
+        raise ValueError("no e-mail recipients given")
+    invalid = [r for r in cleaned if "@" not in r or any(ch in r for ch in ",;\r\n")]
+    if invalid:
+        raise ValueError(f"invalid e-mail recipient(s): {invalid}")
+    return cleaned
+
+
+def build_report_email(
+    *,
+    sender: str,
+    recipients: list[str],
+    subject: str,
+    summary_html: str,
+    summary_text: str,
+    attachments: list[Path],
+) -> EmailMessage:
+    """A message with the summary as plain text and as HTML (alternatives) and the files attached.
+
+    Attachments are base64-encoded with a content type guessed from the file name
+    (``.html`` becomes ``text/html``, ``.csv`` ``text/csv``, ``.zip`` ``application/zip``)
+    and keep their file name.
+    """
+    if "@" not in sender:
+        raise ValueError(f"invalid e-mail sender: {sender!r}")
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = ", ".join(validate_recipients(recipients))
+    message["Subject"] = subject
+    message.set_content(summary_text)
+    message.add_alternative(summary_html, subtype="html")
+    for path in attachments:
+        _attach(message, Path(path))
+    return message
+
+
+@dataclass(frozen=True)
+class CampaignFile:
+    """The campaign list attached to the e-mail (:func:`pipeline.model.score.campaign_list`)."""
+
+    name: str
+    rows: int
+    #: high-risk customers tonight (at or above the threshold)
+    eligible: int
+    #: ``campaign_daily_capacity`` (0: no limit)
+    capacity: int
+
+    def sentence(self) -> str:
+        if self.capacity and self.eligible > self.capacity:
+            how = (f"the daily capacity (campaign_daily_capacity): the {self.capacity:,} highest-risk of the "
+                   f"{self.eligible:,} high-risk customers")
+        elif self.capacity:
+            how = f"every high-risk customer, fewer than the daily capacity (campaign_daily_capacity {self.capacity:,})"
+        else:
+            how = "every high-risk customer (campaign_daily_capacity is 0: no daily limit)"
+        return f"Tonight's campaign: N = {self.rows:,} customers in {self.name}, highest churn probability first; N is {how}."
+
+
+@dataclass(frozen=True)
+class NightlyReport:
+    """What the nightly e-mail says, written once and rendered as HTML and as plain text.
+
+    ``monitoring`` is :func:`pipeline.monitoring.steps.monitor_step`'s result (``None``: no severity,
+    prediction drift or performance part); ``alerts`` are the records of
+    :func:`pipeline.monitoring.alerts.alerts_for_email`; ``attachments`` the attached files' names.
+    """
+
+    logical_date: str
+    drift: DriftSummary
+    scored: int
+    high_risk_share: float
+    threshold: float
+    campaign: CampaignFile | None = None
+    monitoring: dict[str, Any] | None = None
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    attachments: list[str] = field(default_factory=list)
+    #: what churn means for the model that scored (its params' label definition)
+    churn_definition: str = ""
+    #: the registry when the night pinned its model (:func:`pipeline.model.registry.serving_facts`)
+    models: dict[str, Any] | None = None
+
+    @property
+    def severity(self) -> str:
+        """The highest severity among the alerts this e-mail delivers (suppressed ones excluded)."""
+        return highest_severity(a["severity"] for a in self.alerts if a["status"] != SUPPRESSED)
+
+    @property
+    def heading(self) -> str:
+        severity = f", severity {self.severity.upper()}" if self.monitoring is not None else ""
+        return f"Churn nightly report: {self.logical_date}{severity}"
+
+    def subject(self) -> str:
+        d = self.drift
+        status = "DRIFT" if d.dataset_drift else ("drift in some features" if d.drifted_features else "no drift")
+        severity = f" {self.severity.upper()}:" if self.monitoring is not None else ""
+        return f"[churnflow] {self.logical_date}{severity} nightly churn scores: {self.scored:,} customers, {status}"
+
+    def html(self, chart_img: str = "") -> str:
+        """Inline HTML; every value is escaped. ``chart_img``: the trend chart's ``<img>`` tag."""
+        parts = [f"<h2>{_esc(self.heading)}</h2>"]
+        for section in self._sections():
+            parts.append(f"<h3>{_esc(section.title)}</h3>" + "".join(f"<p>{_esc(line)}</p>" for line in section.lines))
+            if section.rows:
+                parts.append(_table(section.headers, section.rows))
+        if chart_img:
+            parts.append(f"<h3>Trend over recent nights</h3>{chart_img}")
+        return "\n".join(parts)
+
+    def text(self) -> str:
+        """The same facts as plain text (tables become one line per row)."""
+        out = [self.heading, ""]
+        for section in self._sections():
+            out += [section.title, *(f"- {line}" for line in section.lines)]
+            out += ["  * " + "; ".join(f"{h}: {v}" for h, v in zip(section.headers, row, strict=True)) for row in section.rows]
+            out.append("")
+        return "\n".join(out)
+
+    def _sections(self) -> list[_Section]:
+        scoring = [f"Customers scored: {self.scored:,} (table churn_scores, as_of {self.logical_date}).",
+                   f"High-risk share: {_pct(self.high_risk_share)} ({_high_risk(self.threshold)}, the champion's "
+                   "campaign decision threshold)."]
+        if self.campaign is not None:
+            scoring.append(self.campaign.sentence())
+        if self.churn_definition:
+            scoring.append(f"Churn means: {self.churn_definition}.")
+        sections = [_Section("Scoring", scoring)]
+        if self.models:
+            sections.append(_model_section(self.models))
+        sections.append(_drift_section(self.drift))
+        if self.monitoring is not None:
+            sections += [self._alerts_section(), *_monitoring_sections(self.monitoring)]
+        sections.append(_Section("Attached", [", ".join(self.attachments) or "nothing"]))
+        return sections
+
+    def _alerts_section(self) -> _Section:
+        title = f"Alerts (highest severity: {self.severity})"
+        if not self.alerts:
+            return _Section(title, ["No alerts: data and scores look as expected."])
+        return _Section(title, [], ("Severity", "Rule", "Night", "Status", "Message"),
+                        [(a["severity"], a["rule"], f"{a['run_date']:%Y-%m-%d}", a["note"], a["message"]) for a in self.alerts])
+
+
+def send_email(message: EmailMessage, smtp: SmtpSettings) -> None:
+    """Send ``message`` through ``smtp``; raise :class:`EmailDeliveryError` naming host:port."""
+    client_class = smtplib.SMTP_SSL if smtp.ssl else smtplib.SMTP
+    try:
+        with client_class(smtp.host, smtp.port, timeout=smtp.timeout) as client:
+            if smtp.starttls:
+                client.starttls(context=ssl.create_default_context())
+            if smtp.login:
+                client.login(smtp.login, smtp.password or "")
+            refused = client.send_message(message)
+    except OSError as exc:  # smtplib.SMTPException is an OSError too
+        raise EmailDeliveryError(f"sending e-mail via SMTP {smtp.address} failed: {exc!r}") from exc
+    if refused:
+        log.warning("SMTP %s refused some recipients: %s", smtp.address, sorted(refused))
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _attach(message: EmailMessage, path: Path) -> None:
+    content_type, _ = mimetypes.guess_type(path.name)
+    maintype, subtype = (content_type or "application/octet-stream").split("/", 1)
+    # our text artifacts are UTF-8; without the charset, readers decode them as ASCII (mojibake)
+    params = {"charset": "utf-8"} if maintype == "text" else None
+    message.add_attachment(path.read_bytes(), maintype=maintype, subtype=subtype, filename=path.name, params=params)
+
+
+def _table(headers: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
+    """An HTML table (values escaped) in the style of the e-mail and the report sections."""
+    head = "".join(f"<th {_CELL}>{_esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td {_CELL}>{_esc(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f'<table style="border-collapse:collapse"><tr>{head}</tr>{body}</table>'
+
+
+@dataclass(frozen=True)
+class _Section:
+    """A titled part of the e-mail: sentences, and optionally a table."""
+
+    title: str
+    lines: list[str]
+    headers: tuple[str, ...] = ()
+    rows: Sequence[tuple[object, ...]] = field(default_factory=list)
+
+
+def _high_risk(threshold: float) -> str:
+    """What "high risk" means, with the threshold's value (:func:`pipeline.model.score.is_high_risk`)."""
+    return f"churn probability >= {_num(threshold)}"
+
+
+def _model_section(models: dict[str, Any]) -> _Section:
+    """Which version scored tonight, and what the gate said of the newest training."""
+    champ = models["champion"]
+    since = f", champion since {champ['promoted_at']}" if champ.get("promoted_at") else ""
+    why = f" ({champ['reason']})" if champ.get("reason") else ""
+    lines = [f"Scored with the champion {champ['version']} (trained as of {champ.get('training_date') or 'n/a'}, "
+             f"holdout ROC-AUC {_num(champ.get('roc_auc'))}){since}{why}."]
+    newest = models.get("newest")
+    if newest:
+        if newest.get("champion_roc_auc") is not None and not math.isnan(newest["champion_roc_auc"]):
+            compared = (f"ROC-AUC {newest['roc_auc']:.4f} vs {newest['champion_roc_auc']:.4f} for "
+                        f"{newest.get('champion_version')} on the same holdout "
+                        f"({newest['roc_auc'] - newest['champion_roc_auc']:+.4f})")
+        else:
+            compared = f"ROC-AUC {_num(newest.get('roc_auc'))}"
+        verdict = "was served" if newest.get("served") else "is registered but NOT served"
+        lines.append(f"Newest training: {newest['version']} (as of {newest.get('training_date') or 'n/a'}, registered "
+                     f"{newest.get('registered_at', 'n/a')}) {verdict}: {compared}. Gate: {newest.get('decision') or 'n/a'}.")
+    return _Section("Model", lines)
+
+
+def _drift_section(summary: DriftSummary) -> _Section:
+    drifted = sorted(summary.drifted_features, key=by_psi_descending)
+    lines = [
+        f"Data drift: {'DATASET DRIFT' if summary.dataset_drift else 'no dataset drift'}. {len(drifted)} of "
+        f"{len(summary.features)} features drifted (share {summary.drift_share:.0%}); {summary.n_current:,} current rows "
+        f"compared with {summary.n_reference:,} reference rows.",
+    ]
+    stable = [f for f in summary.features if not f.drifted]
+    with_psi = [f for f in stable if not math.isnan(f.psi)]
+    if with_psi:
+        top = max(with_psi, key=lambda f: f.psi)
+        lines.append(f"Features without drift: {len(stable)}; largest PSI among them: {top.column} ({_num(top.psi)}).")
+    elif stable:
+        lines.append(f"Features without drift: {len(stable)}.")
+    rows = [(f.column, f.kind, f.method, _num(f.statistic), _num(f.threshold), _num(f.psi)) for f in drifted]
+    return _Section("Data drift", lines, ("Feature", "Type", "Test", "Statistic", "Threshold", "PSI"), rows)
+
+
+def _monitoring_sections(monitoring: dict[str, Any]) -> list[_Section]:
+    sections = []
+    pred = monitoring.get("prediction") or {}
+    if pred:
+        baseline = pred["baseline_high_risk_share"]
+        recent = (f"{_pct(baseline)} over the previous {pred['baseline_nights']} nights"
+                  if pred["baseline_nights"] else "no previous nights yet")
+        sections.append(_Section("Prediction drift", [
+            f"High-risk share ({_high_risk(monitoring['threshold'])}): {_pct(pred['high_risk_share'])} tonight, "
+            f"{_pct(pred['reference_high_risk_share'])} in the reference, {recent}.",
+            f"Mean score {pred['mean_score']:.3f} (reference {pred['reference_mean_score']:.3f}); "
+            f"PSI vs reference {_num(pred['psi_vs_reference'])}.",
+        ]))
+    perf = monitoring.get("performance")
+    sections.append(_Section("Performance on matured labels", [
+        f"Scores of {perf['scored_on']} ({perf['rows']:,} customers, churn rate {perf['base_rate']:.1%}): ROC-AUC "
+        f"{_num(perf['roc_auc'])} (champion holdout {_num(perf['champion_roc_auc'])}), PR-AUC {_num(perf['pr_auc'])} "
+        f"(champion {_num(perf['champion_pr_auc'])}), precision {perf['precision']:.2f} and recall {perf['recall']:.2f} "
+        f"at {_num(perf['threshold'])}. Concept drift: {'YES' if perf['concept_drift'] else 'no'}."
+        if perf else "No scored night has matured yet."]))
+    return sections
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3g}"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.1%}"
+
+
+def _esc(value: object) -> str:
+    return html.escape(str(value))
+
+
+def trend_html(trend: pd.DataFrame, chart_img: str, nights: int) -> str:
+    """The "trend over recent nights" section of the drift report: the chart and its numbers
+    (:func:`pipeline.monitoring.store.trend_frame`; NaN shows as n/a)."""
+
+    def fmt(value: float, pattern: str) -> str:
+        return "n/a" if math.isnan(value) else pattern.format(value)
+
+    table = _table(
+        ("Night", "Features drifted", "High-risk share (at the night's campaign threshold)", "ROC-AUC (matured labels)"),
+        ((f"{night:%Y-%m-%d}", fmt(r.drift_share, "{:.0%}"), _pct(r.high_risk_share), fmt(r.roc_auc, "{:.3f}"))
+         for night, r in zip(trend.index, trend.itertuples(), strict=True)),
+    )
+    return f'<h2 style="font-size:18px;margin:0 0 8px">Trend over the last {nights} nights</h2>{chart_img}{table}'

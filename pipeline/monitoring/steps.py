@@ -1,0 +1,184 @@
+"""The monitoring steps the DAGs and the command line run: data drift, the night's monitoring
+(prediction drift, matured-label performance, fairness, alerts), the drift report and the
+analysts' e-mail."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.artifacts import nan_to_none
+from pipeline.context import RunContext
+
+log = logging.getLogger(__name__)
+
+
+def _reference_and_current(ctx: RunContext, features: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return pd.read_parquet(ctx.model.reference_path), pd.read_parquet(features["path"])
+
+
+def drift_step(ctx: RunContext, features: dict[str, Any]) -> dict[str, Any]:
+    """Data drift of tonight's features against the pinned model's training reference, on all
+    rows: ``drift_summary.json`` under ``reports/<D>/`` and the night's ``drift_metrics`` rows."""
+    from pipeline.monitoring.drift import compute_drift, write_summary
+    from pipeline.monitoring.store import store_drift_metrics
+
+    model = ctx.model
+    reference, current = _reference_and_current(ctx, features)
+    summary = compute_drift(reference, current, model.params["numeric_features"], model.params["categorical_features"],
+                            share_threshold=ctx.settings.drift_share_threshold)
+    summary_json = write_summary(summary, ctx.settings.reports_dir / ctx.day.isoformat())
+    store_drift_metrics(ctx.settings, ctx.day, model.version, summary)
+    drifted = [f.column for f in summary.features if f.drifted]
+    with_psi = [f for f in summary.features if f.psi == f.psi]  # not NaN
+    top = max(with_psi, key=lambda f: f.psi, default=None)
+    log.info("drift %s: %d/%d features drifted (share %.2f)", ctx.day, len(drifted), len(summary.features),
+             summary.drift_share)
+    return nan_to_none({
+        "summary": str(summary_json),
+        "drift_share": summary.drift_share,
+        "dataset_drift": summary.dataset_drift,
+        "drifted": drifted,
+        "max_psi": top.psi if top else float("nan"),
+        "max_psi_feature": top.column if top else None,
+        "model_version": model.version,
+    })
+
+
+def monitor_step(
+    ctx: RunContext, features: dict[str, Any], scores: dict[str, Any], drift: dict[str, Any], *, rejected_rows: int = 0,
+) -> dict[str, Any]:
+    """Prediction drift, matured-label performance, fairness and alerts for one night.
+
+    Loads the night's scores and features, the pinned model's reference, the recent nights'
+    scores and the matured labels; :func:`pipeline.monitoring.metrics.monitor_night` computes; the
+    monitoring tables, ``runs/<dag>/<date>/monitor/monitoring.json`` and the alerts are saved.
+    Tonight's alerts are stored ``pending`` (or ``suppressed``) until an e-mail carrying them is
+    accepted. ``retrain`` is true when a critical alert of a retraining rule was raised tonight
+    (not suppressed), whatever becomes of the e-mail, and ``retrain_on_critical`` is on.
+    """
+    from pipeline.artifacts import write_text
+    from pipeline.features.labels import matured, matured_night
+    from pipeline.model.score import score_frame
+    from pipeline.monitoring import metrics as monitor
+    from pipeline.monitoring import store as monitor_store
+    from pipeline.monitoring.alerts import SUPPRESSED, evaluate_rules, highest_severity, record_alerts, retrain_requested
+
+    settings, day, model = ctx.settings, ctx.day, ctx.model
+    threshold = model.threshold(settings.risk_band_high)
+    reference = pd.read_parquet(model.reference_path)
+    ref_scores = score_frame(ctx.fitted, reference, model.feature_columns, settings, model.version)["churn_probability"]
+    label = model.params.get("label") or None
+    scored_on = matured_night(settings, day, label)
+    scores_then = monitor_store.scores_of(settings, scored_on)
+    labelled = matured(settings, scores_then, scored_on, day, label) if len(scores_then) else None
+    earlier = (ctx.dir("build_features", day=scored_on) / "features.parquet"
+               if labelled is not None and len(labelled) else None)
+    result = monitor.monitor_night(
+        day, model_version=model.version, threshold=threshold, champion_metrics=model.metrics(), settings=settings,
+        tonight=pd.read_parquet(scores["path"]), features=pd.read_parquet(features["path"]), reference=reference,
+        reference_scores=ref_scores.to_numpy(), baseline=monitor_store.recent_high_risk_shares(settings, day, threshold),
+        drift=monitor.DriftFacts.from_dict(drift), labelled=labelled,
+        labelled_features=pd.read_parquet(earlier) if earlier is not None and earlier.is_file() else None,
+        rejected_rows=rejected_rows)
+    monitor_store.store_monitoring(settings, result)
+    alerts = record_alerts(settings, day, model.version, evaluate_rules(settings, result))
+    raised = alerts[alerts["status"] != SUPPRESSED]
+    out = {**result.to_dict(), "alerts": alerts.drop(columns="run_date").to_dict("records"),
+           "severity": highest_severity(raised["severity"]), "retrain": retrain_requested(settings, raised)}
+    path = ctx.dir("monitor") / "monitoring.json"
+    write_text(json.dumps(out, indent=2, default=str), path)
+    out["path"] = str(path)
+    log.info("monitor %s: severity %s, %d alerts (%d not suppressed), retrain %s", day, out["severity"], len(alerts),
+             len(raised), out["retrain"])
+    return nan_to_none(json.loads(json.dumps(out, default=str)))  # XCom JSON has no NaN
+
+
+def report_step(ctx: RunContext, features: dict[str, Any], drift: dict[str, Any],
+                monitoring: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The night's Evidently drift report (``drift_report.html`` and its e-mail copy under
+    ``reports/<D>/``), assembled once: the all-rows verdicts of :func:`drift_step` in the
+    banner, the trend over recent nights from the monitoring tables below it."""
+    from pipeline.monitoring.charts import png_img_tag, trend_chart_png
+    from pipeline.monitoring.drift import DriftSummary, drift_report
+    from pipeline.monitoring.notify import trend_html
+    from pipeline.monitoring.store import trend_frame
+
+    settings, model = ctx.settings, ctx.model
+    summary = DriftSummary.from_dict(json.loads(Path(drift["summary"]).read_text()))
+    sections = []
+    trend = trend_frame(settings, ctx.day) if monitoring is not None else pd.DataFrame()
+    if not trend.empty:
+        chart = png_img_tag(trend_chart_png(trend, ctx.day))
+        sections.append(("trend", trend_html(trend, chart, settings.trend_nights)))
+    reference, current = _reference_and_current(ctx, features)
+    html, _, _ = drift_report(
+        reference, current, model.params["numeric_features"], model.params["categorical_features"],
+        settings.reports_dir / ctx.day.isoformat(), sample_rows=settings.drift_report_sample_rows,
+        share_threshold=settings.drift_share_threshold, summary=summary, sections=sections,
+        reference_label=f"training reference of {model.version}", current_label=f"as of {ctx.day}")
+    log.info("report %s -> %s", ctx.day, html)
+    return {**drift, "report": str(html), "email_report": str(html.with_name("drift_report_email.html"))}
+
+
+def email_step(
+    ctx: RunContext,
+    report: dict[str, Any],
+    scores: dict[str, Any],
+    *,
+    smtp: Any,
+    recipients: list[str],
+    monitoring: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """E-mail the analysts the night's summary (HTML and the same facts as plain text) with the
+    drift report (its e-mail copy, zipped) and tonight's campaign list attached.
+
+    The subject carries the date and the highest severity of the alerts it delivers: tonight's
+    and those still ``pending`` from nights whose e-mail did not go out. They become ``sent``
+    only once the SMTP server has accepted the message; when sending fails they stay pending
+    and the next e-mail carries them. Attachments are written to ``runs/<dag>/<date>/email_report/``.
+    """
+    from pipeline.artifacts import write_text, write_zip
+    from pipeline.model.score import campaign_list, is_high_risk
+    from pipeline.monitoring.alerts import alerts_for_email, mark_sent
+    from pipeline.monitoring.charts import png_img_tag, trend_chart_png
+    from pipeline.monitoring.drift import REPORT_FILE, DriftSummary
+    from pipeline.monitoring.notify import CampaignFile, EmailDeliveryError, NightlyReport, build_report_email, send_email
+    from pipeline.monitoring.store import trend_frame
+
+    settings, day = ctx.settings, ctx.day.isoformat()
+    out = ctx.dir("email_report")
+    light = Path(report["email_report"])
+    attached = [write_zip(light if light.is_file() else Path(report["report"]), out / f"{REPORT_FILE}.zip",
+                          arcname=REPORT_FILE)]
+    scored = pd.read_parquet(scores["path"], columns=["customer_id", "churn_probability", "risk_band"])
+    campaign = campaign_list(scored, scores["threshold"], settings.campaign_daily_capacity)
+    attached.append(write_text(campaign.to_csv(index=False), out / f"campaign_{day}.csv"))
+    listed, delivered = alerts_for_email(settings, day) if monitoring is not None else (pd.DataFrame(), pd.DataFrame())
+    facts = NightlyReport(
+        logical_date=day, drift=DriftSummary.from_dict(json.loads(Path(report["summary"]).read_text())),
+        scored=scores["rows"], high_risk_share=scores["high_risk_share"], threshold=scores["threshold"],
+        campaign=CampaignFile(attached[1].name, len(campaign),
+                              int(is_high_risk(scored["churn_probability"], scores["threshold"]).sum()),
+                              settings.campaign_daily_capacity),
+        monitoring=monitoring, alerts=listed.to_dict("records"), attachments=[p.name for p in attached],
+        churn_definition=str((ctx.model.params.get("label") or {}).get("definition", "")),
+        models=ctx.model_facts,
+    )
+    chart = png_img_tag(trend_chart_png(trend_frame(settings, day), day)) if monitoring is not None else ""
+    message = build_report_email(sender=settings.email_sender, recipients=recipients, subject=facts.subject(),
+                                 summary_html=facts.html(chart), summary_text=facts.text(), attachments=attached)
+    try:
+        send_email(message, smtp)
+    except EmailDeliveryError as exc:
+        raise EmailDeliveryError(f"{exc}; its {len(delivered)} alert(s) stay pending for the next e-mail") from exc
+    marked = mark_sent(settings, delivered)
+    size = len(message.as_bytes())
+    log.info("email %s: report sent to %s via %s:%s (%d bytes); %d alerts now sent", day, ", ".join(recipients),
+             smtp.host, smtp.port, size, marked)
+    return {"recipients": recipients, "subject": message["Subject"], "severity": facts.severity,
+            "attachments": [p.name for p in attached], "bytes": size, "alerts_sent": marked}

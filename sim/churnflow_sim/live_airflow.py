@@ -1,0 +1,144 @@
+"""Drive a running churnflow Airflow (the ``make airflow`` launcher) through the REST API v2.
+
+Used by the real-Airflow tests (tests/test_live_airflow.py) and the overhead benchmark
+(bench/bench_live.py): :func:`launch` starts ``make airflow``'s launcher
+(:mod:`churnflow_sim.standalone`) as a user
+would, from a bare PATH, with its own AIRFLOW_HOME, data dir, ports and outbox, waits until
+the UI serves and the DAGs are parsed, and stops it with Ctrl-C (SIGINT) at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+DAG_IDS = frozenset({"churn_nightly", "churn_training", "churn_landing_simulator"})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Api:
+    """A logged-in REST API v2 client (SimpleAuthManager: admin/admin)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.session = requests.Session()
+
+    def login(self) -> None:
+        r = requests.post(f"{self.base}/auth/token", json={"username": "admin", "password": "admin"}, timeout=30)
+        r.raise_for_status()
+        self.session.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+
+    def __call__(self, method: str, path: str, **kw):
+        r = self.session.request(method, f"{self.base}/api/v2{path}", timeout=30, **kw)
+        assert r.status_code < 300, (method, path, r.status_code, r.text[:500])
+        return r.json() if r.content else None
+
+    def runs(self, dag_id: str) -> list[dict]:
+        return self("GET", f"/dags/{dag_id}/dagRuns", params={"order_by": "-run_after"})["dag_runs"]
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        return self("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+
+    def states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        return {t["task_id"]: t["state"] for t in self.task_instances(dag_id, run_id)}
+
+    def wait_run(self, dag_id: str, match: Callable[[dict], bool], timeout: float, log: Path) -> dict:
+        """The first run ``match`` accepts once it has finished (success or failed)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for run in self.runs(dag_id):
+                if match(run) and run["state"] in ("success", "failed"):
+                    return run
+            time.sleep(2)
+        raise AssertionError(f"no finished {dag_id} run within {timeout}s: {self.runs(dag_id)}\n"
+                             f"launcher log tail:\n{log.read_text()[-3000:]}")
+
+    def log_text(self, dag_id: str, run_id: str, task_id: str, attempt: int = 1) -> str:
+        r = self.session.get(f"{self.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/"
+                             f"{attempt}", headers={"Accept": "application/json"}, timeout=30)
+        return r.text
+
+
+def our_processes(home: str) -> list[int]:
+    """PIDs whose environment carries this AIRFLOW_HOME (every component the launcher started)."""
+    out = []
+    needle = f"AIRFLOW_HOME={home}".encode()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                if needle in (proc / "environ").read_bytes().split(b"\0"):
+                    out.append(int(proc.name))
+            except OSError:
+                continue
+    return out
+
+
+@dataclass
+class Live:
+    api: Api
+    data: Path
+    outbox: Path
+    home: str
+    log: Path
+    proc: subprocess.Popen
+    port: int
+
+
+@contextlib.contextmanager
+def launch(tmp: Path, extra_env: dict[str, str], startup_timeout: float = 300,
+           dags: frozenset[str] = DAG_IDS) -> Iterator[Live]:
+    """The launcher in ``tmp`` (AIRFLOW_HOME, data dir, outbox and log inside), from a bare PATH;
+    ready once the dag-processor has parsed ``dags`` (without a live business, no simulator DAG)."""
+    home, data, outbox = tmp / "airflow", tmp / "data", tmp / "outbox"
+    port = free_port()
+    env = {
+        # a fresh shell: no virtualenv on PATH, no CHURNFLOW_/AIRFLOW_ settings of the caller
+        **{k: v for k, v in os.environ.items() if not k.startswith(("CHURNFLOW_", "AIRFLOW", "VIRTUAL_ENV"))},
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "AIRFLOW_HOME": str(home), "AIRFLOW_PORT": str(port), "LIVE_SMTP_PORT": str(free_port()),
+        "CHURNFLOW_DATA_DIR": str(data), "CHURNFLOW_OUTBOX": str(outbox),
+        **extra_env,
+    }
+    log = tmp / "launcher.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "churnflow_sim.standalone"], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
+    api = Api(f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while "churnflow Airflow: http://localhost" not in log.read_text():
+            assert proc.poll() is None, f"launcher exited {proc.returncode}:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"no UI within {startup_timeout} s:\n{log.read_text()[-3000:]}"
+            time.sleep(1)
+        api.login()
+        while True:  # the dag-processor has parsed our DAGs
+            r = api.session.get(f"{api.base}/api/v2/dags", params={"dag_id_pattern": "churn"}, timeout=30)
+            if r.ok and {d["dag_id"] for d in r.json()["dags"]} >= dags:
+                break
+            assert time.monotonic() < deadline, f"DAGs not parsed: {r.text[:500]}\n{log.read_text()[-3000:]}"
+            time.sleep(2)
+        yield Live(api, data, outbox, str(home), log, proc, port)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        for pid in our_processes(str(home)):
+            os.kill(pid, signal.SIGKILL)
