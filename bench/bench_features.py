@@ -33,18 +33,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from churnflow_sim.common import CHANNELS, GENDERS, PAYMENT_METHODS, PLAN_FEES, PLANS, REGIONS
 from pipeline.config import Settings, load_settings
 from pipeline.features import build as F
 from pipeline.ingestion.contract import (
-    CHANNELS,
     EVENT_TYPES,
-    GENDERS,
     LAKE_TABLES,
-    PAYMENT_METHODS,
-    PLAN_FEES,
-    PLAN_RANK,
-    PLANS,
-    REGIONS,
 )
 from pipeline.ingestion.lake import PART_NAME, lake_files, table_dir
 
@@ -344,7 +338,7 @@ def _pandas_transactions(
     out["n_failed_payments_180d"] = failed.reindex(out.index, fill_value=0)
     pc = _window_frame(settings, "plan_changes", "changed_at", as_of, F.PLAN_CHANGE_LOOKBACK_DAYS)
     out["n_plan_changes_365d"] = pc.groupby("customer_id").size().reindex(out.index, fill_value=0)
-    down = (pc["age"] <= F.DOWNGRADE_DAYS) & (pc["new_plan"].map(PLAN_RANK) < pc["old_plan"].map(PLAN_RANK))
+    down = (pc["age"] <= F.DOWNGRADE_DAYS) & (pc["new_plan"].map(PLAN_FEES) < pc["old_plan"].map(PLAN_FEES))
     out["downgrade_90d_flag"] = out.index.isin(pc.loc[down, "customer_id"]).astype(int)
     pct = 100.0 * (fee - fee_before) / fee_before
     out["billing_change_pct_90d"] = pct.where(fee.notna() & (fee_before.fillna(0) != 0), 0.0)

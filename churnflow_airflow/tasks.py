@@ -50,7 +50,7 @@ def nightly_dag_args() -> dict[str, Any]:
 
 #: Params a run's conf may set that name a setting of the same name
 SETTING_PARAMS = ("horizon_days", "training_snapshots", "drift_report_sample_rows", "promotion_min_improvement",
-                  "search_iterations", "cv_folds", "label_kind", "inactivity_days")
+                  "search_iterations", "cv_folds", "label_kind", "inactivity_days", "renewal_grace_days")
 
 
 def run_date(context: Any) -> dt.date:

@@ -71,11 +71,18 @@ from pipeline.config import load_settings
     doc_md=__doc__,
     params={
         **common_params(),
-        "label_kind": Param(load_settings().label_kind, type="string", enum=["cancellation", "inactivity"],
+        "label_kind": Param(load_settings().label_kind, type="string",
+                            enum=["cancellation", "inactivity", "non_renewal", "provided"],
                             title="What churn means",
                             description="cancellation: an explicit cancellation within the horizon; inactivity: "
                                         "no event and no successful payment for inactivity_days (a business "
-                                        "without cancellations, e.g. purchases that stop)."),
+                                        "without cancellations, e.g. purchases that stop); non_renewal: a "
+                                        "subscription period ending within the horizon is not renewed within "
+                                        "renewal_grace_days; provided: the business's own labels table."),
+        "renewal_grace_days": Param(load_settings().renewal_grace_days, type="integer", minimum=0, maximum=365,
+                                    title="Renewal grace (days)",
+                                    description="With label_kind non_renewal: a period counts as renewed when a new "
+                                                "one starts within this many days after it ends."),
         "inactivity_days": Param(load_settings().inactivity_days, type="integer", minimum=1, maximum=365,
                                  title="Inactivity window (days)",
                                  description="With label_kind inactivity: churned when inactive this many days."),

@@ -14,6 +14,7 @@ Every stage the DAGs run is here, plus the two whole flows:
   models          list | promote VERSION | rollback | migrate: the MLflow model registry
   experiments     compare the last training runs (MLflow: candidates, CV and holdout metrics, gate)
   train-table     train and evaluate on any labelled CSV customer table
+  contract        the source data contract: tables, columns, types, nullability, values, what needs them
   catalogue       the feature catalogue as markdown
   results         migrate | tables: the results store (scores, monitoring tables, alerts)
 """
@@ -34,15 +35,36 @@ def _print(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
-def _cmd_ingest(args: argparse.Namespace) -> int:
-    from pipeline.ingestion.extract import ingest_events, ingest_table
+def _known_table(table: str, *, features: bool = False) -> None:
+    """A one-line error (exit 2) for a table name the contract does not know."""
+    from pipeline.errors import DataError
+    from pipeline.tables import LAKE_TABLE_NAMES
 
+    known = [*LAKE_TABLE_NAMES, *(["features"] if features else [])]
+    if table not in known:
+        raise DataError(f"unknown table {table!r}: the tables are {', '.join(known)}")
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from pipeline.errors import DataError
+    from pipeline.ingestion.extract import IngestionError, ingest_events, ingest_table
+
+    _known_table(args.table)
     settings = load_settings()
     out = Path(args.out)
-    if args.table == "events":
-        result = ingest_events(settings, args.start, args.end, out)
-    else:
-        result = ingest_table(settings, args.table, args.start, args.end, out)
+    try:
+        start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
+    except ValueError as exc:
+        raise DataError(f"--start/--end: {exc} (dates as YYYY-MM-DD)") from exc
+    try:
+        if args.table == "events":
+            result = ingest_events(settings, start, end, out)
+        else:
+            result = ingest_table(settings, args.table, start, end, out)
+    except (IngestionError, ValueError) as exc:  # a source that cannot be read, an empty window
+        raise DataError(str(exc).splitlines()[0]) from exc
     _print(result.to_dict())
     return 0
 
@@ -50,15 +72,23 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from pipeline.errors import DataError
     from pipeline.ingestion.validate import DataValidationError, validate_and_quarantine
 
+    _known_table(args.table, features=True)
     settings = load_settings()
-    df = pd.read_parquet(args.input)
+    try:
+        df = pd.read_parquet(args.input)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"--input {args.input} cannot be read as Parquet ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
     try:
         result = validate_and_quarantine(df, args.table, settings, run_key=args.run_key)
     except DataValidationError as exc:
-        print(f"validation FAILED\n{exc}", file=sys.stderr)
-        return 1
+        broken = "; ".join(f.describe(len(df)) for f in exc.result.failures[:3])
+        more = f" (+{len(exc.result.failures) - 3} more)" if len(exc.result.failures) > 3 else ""
+        where = f"; rejected rows in {exc.quarantined}" if exc.quarantined else ""
+        raise DataError(f"validation of {args.table} FAILED: {broken}{more}{where}") from exc
     print(f"validation passed: {result.rows} rows, {len(result.rejected)} quarantined")
     return 0
 
@@ -189,7 +219,8 @@ def _cmd_train_table(args: argparse.Namespace) -> int:
 
     drop = [c.strip() for c in (args.drop or "").split(",") if c.strip()]
     try:
-        result = train_table_step(load_settings(), Path(args.csv), args.label, id_column=args.id, drop=drop)
+        result = train_table_step(load_settings(), Path(args.csv), args.label, id_column=args.id, drop=drop,
+                                  positive=args.positive)
     except TrainingError as exc:
         print(f"train-table: {exc}", file=sys.stderr)
         return 2
@@ -200,6 +231,13 @@ def _cmd_train_table(args: argparse.Namespace) -> int:
           f"F1-optimal {m['f1_optimal']['threshold']:.4f} (value {m['f1_optimal']['expected_value']:,.0f})\n"
           f"registered as {result.name} {result.version} (MLflow run {result.run_id}); never the pipeline's champion\n"
           f"model card: {result.path / 'churnflow' / 'model_card.html'}")
+    return 0
+
+
+def _cmd_contract(args: argparse.Namespace) -> int:
+    from pipeline.ingestion.contract import reference_markdown
+
+    print(reference_markdown())
     return 0
 
 
@@ -279,10 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-table", help="train and evaluate on any labelled CSV or Parquet table")
     p.add_argument("--csv", "--file", dest="csv", required=True,
                    help="CSV (comma-separated, with a header) or Parquet file, one row per customer")
-    p.add_argument("--label", required=True, help="0/1 label column (1 = churned)")
+    p.add_argument("--label", required=True, help="label column: 0/1 (1 = churned), or text with --positive")
+    p.add_argument("--positive", default=None, help="the label value that means churn (e.g. Yes), for a text label")
     p.add_argument("--id", default=None, help="customer id column (not a feature)")
     p.add_argument("--drop", default="", help="comma-separated columns to leave out")
     p.set_defaults(func=_cmd_train_table)
+
+    p = sub.add_parser("contract", help="print the source data contract: every table and column (markdown)")
+    p.set_defaults(func=_cmd_contract)
 
     p = sub.add_parser("catalogue", help="print the feature catalogue (markdown)")
     p.set_defaults(func=_cmd_catalogue)

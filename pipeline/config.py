@@ -27,7 +27,7 @@ EXPECTATIONS_DIR = Path(str(importlib.resources.files("pipeline.expectations")))
 
 
 #: the churn definitions (label_kind): see pipeline.features.labels
-LABEL_KINDS = ("cancellation", "inactivity")
+LABEL_KINDS = ("cancellation", "inactivity", "non_renewal", "provided")
 
 
 def _names(text: str) -> list[str]:
@@ -67,11 +67,18 @@ class Settings:
     #: ingested, waited for or checked, and the feature groups that read them are left out
     source_tables: str = "customers,subscriptions,payments,plan_changes,support_tickets,cancellations,events"
     #: the feature groups a model may use (pipeline.features.build.GROUPS): customer, subscription,
-    #: events, payments, plan_changes, support, purchases (RFM: for a transaction business)
-    feature_groups: str = "customer,subscription,events,payments,plan_changes,support"
+    #: events, payments, plan_changes, support, purchases (RFM: for a transaction business),
+    #: renewal (subscription periods with an end_date / auto_renew)
+    feature_groups: str = "customer,subscription,events,payments,plan_changes,support,renewal"
     #: a folder of your own ingest_<table>.sql files mapping your database onto the source
     #: contract (README: "Map your data in"); a file not there is the packaged one
     sql_dir: str = ""
+    #: a category column (plan, payment_method, region, ...) takes any values, at most this many
+    #: distinct ones per validated chunk (more: an id or free text mapped onto a category)
+    max_category_values: int = 10_000
+    #: closed sets you declare for your own category columns, validated on every batch:
+    #: "table.column=value|value|...; table.column=..." (e.g. "subscriptions.plan=basic|pro")
+    closed_vocabularies: str = ""
     #: MLflow tracking and model-registry URI (e.g. http://mlflow.internal:5000); empty means a
     #: local store under <data_dir>/mlflow/ (SQLite backend, local artifacts): no server needed
     mlflow_tracking_uri: str = ""
@@ -93,13 +100,17 @@ class Settings:
     source_max_lag_hours: int = 24
 
     # --- labels and features -----------------------------------------------------------
-    #: what churn means: "cancellation" (an explicit cancellation within horizon_days) or
-    #: "inactivity" (no event and no successful payment for inactivity_days: for a business
-    #: without cancellations, e.g. purchases that stop; see pipeline.features.labels)
+    #: what churn means (pipeline.features.labels): "cancellation" (an explicit cancellation
+    #: within horizon_days), "inactivity" (no event and no successful payment for
+    #: inactivity_days: purchases that stop), "non_renewal" (a subscription period ending within
+    #: horizon_days is not renewed within renewal_grace_days after its end) or "provided" (the
+    #: business's own labels: the labels table)
     label_kind: str = "cancellation"
     horizon_days: int = 30
     #: the inactivity label's window: churned when inactive in [as_of, as_of + inactivity_days)
     inactivity_days: int = 30
+    #: non_renewal: a period that ends is renewed when a new one starts within this many days after
+    renewal_grace_days: int = 30
     #: month starts used as training snapshots (the most recent complete ones)
     training_snapshots: int = 6
     #: how many of the latest snapshots form the out-of-time holdout
@@ -193,7 +204,9 @@ class Settings:
 
     @property
     def source_table_names(self) -> list[str]:
-        return _names(self.source_tables)
+        """The declared tables; the business's ``labels`` too when it provides its labels."""
+        names = _names(self.source_tables)
+        return [*names, "labels"] if self.label_kind == "provided" and "labels" not in names else names
 
     @property
     def feature_group_names(self) -> list[str]:
@@ -201,9 +214,29 @@ class Settings:
 
     @property
     def label_window_days(self) -> int:
-        """The label window ``[as_of, as_of + N)``: ``horizon_days`` for cancellation churn,
-        ``inactivity_days`` for inactivity churn."""
-        return self.inactivity_days if self.label_kind == "inactivity" else self.horizon_days
+        """The label window ``[as_of, as_of + N)`` (the data a label needs after its snapshot):
+        ``inactivity_days`` for inactivity churn, ``horizon_days + renewal_grace_days`` for
+        non-renewal, ``horizon_days`` otherwise."""
+        if self.label_kind == "inactivity":
+            return self.inactivity_days
+        if self.label_kind == "non_renewal":
+            return self.horizon_days + self.renewal_grace_days
+        return self.horizon_days
+
+    @property
+    def closed_sets(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """``closed_vocabularies`` parsed: table -> column -> allowed values."""
+        out: dict[str, dict[str, tuple[str, ...]]] = {}
+        for entry in (e.strip() for e in self.closed_vocabularies.split(";")):
+            if not entry:
+                continue
+            target, _, values = entry.partition("=")
+            table, _, column = target.strip().partition(".")
+            allowed = tuple(v.strip() for v in values.split("|") if v.strip())
+            if not table or not column or not allowed:
+                raise ValueError(f"config closed_vocabularies: {entry!r} is not 'table.column=value|value|...'")
+            out.setdefault(table, {})[column] = allowed
+        return out
 
     @property
     def mlflow_dir(self) -> Path:
@@ -296,6 +329,12 @@ class Settings:
             raise ValueError(f"config nightly_run_timeout_minutes ({self.nightly_run_timeout_minutes}) must exceed "
                              f"readiness_timeout_minutes ({self.readiness_timeout_minutes}): a night that waited the "
                              "whole readiness timeout still needs time to run")
+        from pipeline.tables import LAKE_TABLE_NAMES as _tables
+
+        unknown_tables = sorted(set(self.closed_sets) - set(_tables))
+        if unknown_tables:
+            raise ValueError(f"config closed_vocabularies: unknown table(s) {unknown_tables}; the tables are "
+                             f"{', '.join(_tables)}")
         if not self.model_name or not all(c.isalnum() or c in "-_." for c in self.model_name):
             raise ValueError(f"config model_name: {self.model_name!r}: use letters, digits, '-', '_' or '.'")
         if self.risk_band_medium > self.risk_band_high:
@@ -315,10 +354,12 @@ RANGES: dict[str, tuple[float, float]] = {
     "readiness_timeout_minutes": (0, 7 * 24 * 60),
     "readiness_poke_seconds": (1, 24 * 3600),
     "nightly_run_timeout_minutes": (1, 7 * 24 * 60),
+    "max_category_values": (2, 100_000_000),
     "training_run_timeout_minutes": (1, 7 * 24 * 60),
     "source_max_lag_hours": (0, 24 * 365),
     "horizon_days": (1, 730),
     "inactivity_days": (1, 730),
+    "renewal_grace_days": (0, 730),
     "training_snapshots": (2, 120),
     "holdout_snapshots": (1, 24),
     "random_seed": (0, 2**32 - 1),

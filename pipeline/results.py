@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy import BigInteger, Boolean, Column, Date, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy import Boolean, Column, Date, DateTime, Float, Index, Integer, String, Text
 
 from pipeline.config import Settings
 from pipeline.errors import DataError
@@ -42,7 +42,8 @@ METADATA = sa.MetaData()
 SCORES = sa.Table(
     "churn_scores", METADATA,
     Column("as_of", DateTime, primary_key=True),
-    Column("customer_id", BigInteger, primary_key=True),
+    # the business's own ids, integers or text, kept as given (as text: 42 is '42')
+    Column("customer_id", String(128), primary_key=True),
     Column("churn_probability", Float, nullable=False),
     Column("risk_band", String(16), nullable=False),
     Column("model_version", String(64), nullable=False),
@@ -130,8 +131,31 @@ def _create_v1(conn: sa.Connection) -> None:
 
 #: (version, description, step) in order; a new column or table is a new entry here, never an
 #: edit of an applied one (a store at version N runs the steps after N, each in its transaction)
+def _text_customer_ids_v2(conn: sa.Connection) -> None:
+    """Customer ids as text (a business's ids may be strings). A store created at v1 by this code
+    has the text column already; an older store had an integer column, and SQLite would turn a
+    text id that looks like a number ('00123') into the number 123 in it: the table is rebuilt
+    with the text column and its rows copied, the ids as their digits."""
+    column = next(c for c in sa.inspect(conn).get_columns(SCORES.name) if c["name"] == "customer_id")
+    if isinstance(column["type"], sa.String):
+        return
+    old = f"{SCORES.name}_v1"
+    for index in sa.inspect(conn).get_indexes(SCORES.name):  # index names are the new table's too
+        conn.execute(sa.text(f'DROP INDEX "{index["name"]}"'))  # names from the catalogue, not values
+    conn.execute(sa.text(f'ALTER TABLE "{SCORES.name}" RENAME TO "{old}"'))
+    if conn.dialect.name == "postgresql":  # the primary key's index keeps its name across a rename
+        conn.execute(sa.text(f'ALTER TABLE "{old}" DROP CONSTRAINT IF EXISTS "{SCORES.name}_pkey"'))
+    SCORES.create(conn)
+    names = ", ".join(f'"{c.name}"' for c in SCORES.columns)
+    picked = ", ".join(f'CAST("{c.name}" AS VARCHAR(128))' if c.name == "customer_id" else f'"{c.name}"'
+                       for c in SCORES.columns)
+    conn.execute(sa.text(f'INSERT INTO "{SCORES.name}" ({names}) SELECT {picked} FROM "{old}"'))
+    conn.execute(sa.text(f'DROP TABLE "{old}"'))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "scores, drift, prediction drift, performance, fairness and alert tables", _create_v1),
+    (2, "churn_scores.customer_id as text (string or integer ids, kept as given)", _text_customer_ids_v2),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

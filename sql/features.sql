@@ -57,7 +57,13 @@ SELECT
          ELSE pu.spend_cents_365d / 100.0 / pu.n_purchases_365d END AS avg_order_value_365d,
     CASE WHEN coalesce(pu.n_purchases_90d, 0) = 0 OR coalesce(pu.n_purchases_365d, 0) = 0 THEN 1.0
          ELSE (pu.spend_cents_90d / pu.n_purchases_90d) / (pu.spend_cents_365d / pu.n_purchases_365d)
-    END AS aov_trend_90d_vs_365d
+    END AS aov_trend_90d_vs_365d,
+    -- renewal (subscription periods with an end)
+    coalesce(date_diff('day', p.as_of, s.paid_through::DATE), 0) AS days_to_period_end,
+    (s.paid_through IS NULL)::TINYINT AS days_to_period_end_missing,
+    coalesce(date_diff('day', s.latest_start::DATE, s.latest_end::DATE), 0) AS period_days,
+    coalesce(s.auto_renew, FALSE)::TINYINT AS auto_renew,
+    coalesce(s.n_periods, 0) AS n_periods_365d
 FROM population AS p
 LEFT JOIN f_subscription AS s USING (customer_id, as_of)
 LEFT JOIN f_events AS e USING (customer_id, as_of)

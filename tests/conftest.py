@@ -33,6 +33,15 @@ SMALL = {"customers": 1500, "months": 6, "seed": 3, "start": "2025-01-01", "drif
 RUN_DATE = "2025-07-01"
 
 
+def run_cli(config: Path, args: list[str], data_dir: Path, cwd: Path) -> str:
+    """``python -m pipeline ARGS`` as a user runs it, with the example's ``config`` and its data
+    in ``data_dir``, from another folder (``cwd``); its standard output."""
+    env = {**os.environ, "CHURNFLOW_CONFIG": str(config), "CHURNFLOW_DATA_DIR": str(data_dir)}
+    out = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, f"{args}: {out.stderr[-3000:]}"
+    return out.stdout
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return load_settings(data_dir=tmp_path / "data")
@@ -106,3 +115,29 @@ def postgres_db(postgres_server: str, request: pytest.FixtureRequest) -> str:
 
     name = "t_" + re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:55]
     return pg_server.create_database(postgres_server, name)
+
+
+def example_through_dags(config: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                         day: str = RUN_DATE) -> tuple[dict, list]:
+    """An example business as Airflow runs it: the DAG files parsed with its ``config`` (the
+    form's defaults come from it), then ``churn_training`` and ``churn_nightly`` for ``day``
+    with ``dag.test()``, each asserted successful. Returns the training DAG's Params and the
+    e-mails a real SMTP server on localhost received."""
+    import pendulum
+    from airflow.dag_processing.dagbag import DagBag
+
+    from churnflow_sim.smtp_sink import SmtpSink
+
+    monkeypatch.setenv("CHURNFLOW_CONFIG", str(config))
+    monkeypatch.setenv("CHURNFLOW_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("CHURNFLOW_SEARCH_ITERATIONS", "1")
+    logical = pendulum.parse(day, tz="UTC")
+    with SmtpSink() as sink:
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", sink.airflow_connection_uri())
+        bag = DagBag(str(ROOT / "dags"))
+        assert bag.import_errors == {}
+        params = dict(bag.get_dag("churn_training").params)
+        runs = [bag.get_dag(dag_id).test(logical_date=logical) for dag_id in ("churn_training", "churn_nightly")]
+    for run in runs:
+        assert run.state == "success", {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    return params, list(sink.messages)

@@ -230,9 +230,10 @@ def _break_source(settings) -> None:
                      "(SELECT payment_id FROM payments WHERE paid_at >= ? LIMIT 2)", (day,))
         conn.execute("UPDATE payments SET amount = -5 WHERE payment_id IN "
                      "(SELECT payment_id FROM payments WHERE paid_at >= ? AND customer_id IS NOT NULL LIMIT 3)", (day,))
+        # a plan the contract never heard of is fine (open vocabulary), a negative fee is not
         conn.execute("INSERT INTO subscriptions (subscription_id, customer_id, plan, monthly_fee, payment_method, start_date) "
-                     "VALUES (99999999, 1, 'platinum', 30.0, 'card', '2025-06-30 12:00:00.000000')")
-        conn.execute("ALTER TABLE support_tickets DROP COLUMN category")
+                     "VALUES (99999999, 1, 'platinum', -30.0, 'card', '2025-06-30 12:00:00.000000')")
+        conn.execute("ALTER TABLE support_tickets RENAME COLUMN ticket_id TO ticket_no")  # a required column goes
     events = settings.landing_dir / "events" / f"date={day}" / "events.parquet"
     ev = pd.read_parquet(events)
     ev.loc[ev.index[:4], "event_ts"] = pd.Timestamp("2031-01-01")
@@ -256,7 +257,7 @@ def test_broken_source_batch_stops_the_nightly_run(source_data, dagbag, airflow_
     pay = pd.read_parquet(q / "payments" / f"churn_nightly__{RUN_DATE}.parquet")
     assert len(pay) == 5 and pay["_reason"].str.contains("payments.").all()
     subs = pd.read_parquet(q / "subscriptions" / f"churn_nightly__{RUN_DATE}.parquet")
-    assert subs["plan"].tolist() == ["platinum"]
+    assert subs["monthly_fee"].tolist() == [-30.0] and subs["_reason"].str.contains("monthly_fee").all()
     ev = pd.read_parquet(q / "events" / f"churn_nightly__{RUN_DATE}.parquet")
     assert len(ev) == 4 and ev["_reason"].str.contains("event_ts").all()
 
@@ -274,7 +275,7 @@ def test_validation_error_names_table_column_rule_and_count(source_data):
     assert "payments" in text and "customer_id" in text and "amount" in text
     assert "expect_column_values_to_not_be_null" in text and "expect_column_values_to_be_between" in text
     assert "2 " in text and "3 " in text
-    with pytest.raises(DataValidationError, match=r"(?s)support_tickets.*category.*expect_column_to_exist"):
+    with pytest.raises(DataValidationError, match=r"(?s)support_tickets.*ticket_id.*expect_column_to_exist"):
         ingest_step(RunContext.of(settings, "churn_nightly", RUN_DATE), "support_tickets")
 
 

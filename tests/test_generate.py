@@ -18,21 +18,23 @@ from sklearn.metrics import roc_auc_score
 
 from churnflow_sim import cli
 from churnflow_sim import generate as gen
-from churnflow_sim.common import insert
-from pipeline.config import Settings, load_settings
-from pipeline.ingestion.contract import (
+from churnflow_sim.common import (
     CANCEL_REASONS,
     CHANNELS,
-    EVENT_TYPES,
-    EVENTS_SCHEMA,
     GENDERS,
     PAYMENT_METHODS,
-    PAYMENT_STATUSES,
     PLAN_FEES,
     PLANS,
     REGIONS,
-    SOURCE_TABLES,
     TICKET_CATEGORIES,
+    insert,
+)
+from pipeline.config import Settings, load_settings
+from pipeline.ingestion.contract import (
+    EVENT_TYPES,
+    EVENTS_SCHEMA,
+    PAYMENT_STATUSES,
+    SOURCE_TABLES,
 )
 
 START = pd.Timestamp("2025-01-01")
@@ -59,7 +61,7 @@ def _settings(data_dir: Path) -> Settings:
 def _read_tables(settings: Settings) -> dict[str, pd.DataFrame]:
     eng = sa.create_engine(settings.db_url)
     try:
-        return {name: pd.read_sql_table(name, eng) for name in SOURCE_TABLES}
+        return {name: pd.read_sql_table(name, eng) for name in gen.TABLES}
     finally:
         eng.dispose()
 
@@ -95,10 +97,12 @@ def labelled(data: Dataset) -> pd.DataFrame:
 
 def test_database_tables_have_the_contract_columns_types_keys_and_indexes(data: Dataset) -> None:
     inspector = sa.inspect(sa.create_engine(data.settings.db_url))
-    for name, source in SOURCE_TABLES.items():
+    for name in gen.TABLES:
+        source = SOURCE_TABLES[name]
         columns = inspector.get_columns(name)
-        assert [c["name"] for c in columns] == source.schema.names, name
-        for column, field in zip(columns, source.schema, strict=True):
+        fields = gen.generated_fields(source)
+        assert [c["name"] for c in columns] == [f.name for f in fields], name
+        for column, field in zip(columns, fields, strict=True):
             assert isinstance(column["type"], type(gen._sql_type(field.type))), (name, field.name)
         assert inspector.get_pk_constraint(name)["constrained_columns"] == list(source.key)
         assert [source.time_column] in [ix["column_names"] for ix in inspector.get_indexes(name)]
@@ -120,8 +124,8 @@ def test_values_are_in_the_allowed_sets_and_timestamps_are_datetimes(data: Datas
     }
     for (table, column), values in allowed.items():
         assert set(t[table][column]) <= set(values), (table, column)
-    for name, source in SOURCE_TABLES.items():
-        for field in source.schema:
+    for name in gen.TABLES:
+        for field in gen.generated_fields(SOURCE_TABLES[name]):
             if field.type == gen.TS:
                 assert pd.api.types.is_datetime64_any_dtype(t[name][field.name]), (name, field.name)
     assert set(t["payments"]["status"]) == set(PAYMENT_STATUSES)
@@ -202,7 +206,7 @@ def test_same_seed_gives_identical_data_and_another_seed_does_not(tmp_path: Path
         gen.generate(settings, 400, 2, seed=seed, drift_from=dt.date(2025, 2, 10), progress=None)
         runs[name] = (_read_tables(settings), _read_events(settings), _read_truth(settings))
     (tables_a, events_a, truth_a), (tables_b, events_b, truth_b), (tables_c, events_c, _) = runs.values()
-    for name in SOURCE_TABLES:
+    for name in gen.TABLES:
         pd.testing.assert_frame_equal(tables_a[name], tables_b[name])
     pd.testing.assert_frame_equal(events_a, events_b)
     pd.testing.assert_frame_equal(truth_a, truth_b)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import sqlite3
 
 import pandas as pd
 import pyarrow as pa
@@ -368,3 +370,93 @@ def test_a_first_training_run_starts_each_table_at_its_earliest_row(settings):
     assert window_for(bounded, "payments", end, None) == (dt.date(2020, 1, 1), end)
     nightly = (dt.date(2025, 3, 31), end)
     assert window_for(settings, "payments", end, nightly) == nightly
+
+
+@pytest.mark.parametrize("spelling", ["2025-03-01", "2025-03-01 00:00:00", "2025-03-01T00:00:00",
+                                      "2025-03-01 00:00:00.000000"])
+def test_a_row_at_the_first_instant_of_a_window_is_in_it_on_sqlite(settings, spelling):
+    """SQLite compares text: a bound '2025-03-01 00:00:00.000000' sorted after a row's
+    '2025-03-01 00:00:00' (or a date '2025-03-01'), so the rows of a window's first instant
+    were in no window (a first training run starts at the earliest row: it lost that day)."""
+    from pipeline.ingestion.extract import earliest_day, table_chunks
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(settings.data_dir / "source.db") as conn:
+        conn.execute("CREATE TABLE cancellations (customer_id INTEGER, cancelled_at TEXT, reason TEXT)")
+        conn.executemany("INSERT INTO cancellations VALUES (?, ?, ?)",
+                         [(1, spelling, "price"), (2, spelling.replace("03-01", "03-02"), "price")])
+    assert earliest_day(settings, "cancellations", dt.date(2025, 4, 1)) == dt.date(2025, 3, 1)
+    day = lambda start, end: pa.concat_tables(table_chunks(settings, "cancellations", start, end)).column(
+        "customer_id").to_pylist()
+    assert day("2025-03-01", "2025-03-02") == [1] and day("2025-03-02", "2025-03-03") == [2]
+    assert day("2025-02-28", "2025-03-01") == []
+
+
+def test_text_customer_ids_are_kept_as_given_in_event_files(settings, tmp_path):
+    """A business whose ids are text: '00042' keeps its zeros in a CSV (a reader that guesses
+    types would make it 42) and base64-like keys their case; an integer business's CSV ids are
+    integers like its customers'."""
+    from pipeline.ingestion.extract import event_chunks
+
+    day = settings.landing_dir / "events" / "date=2025-03-01"
+    day.mkdir(parents=True)
+    (day / "events.csv").write_text("customer_id,event_ts,event_type,duration_s,content_units\n"
+                                    "00042,2025-03-01 10:00:00,login,,\n"
+                                    "aGVsbG8=,2025-03-01 11:00:00,session,30.0,\n")
+    chunks = list(event_chunks(settings, "2025-03-01", "2025-03-02", pa.string()))
+    assert pa.concat_tables(chunks).column("customer_id").to_pylist() == ["00042", "aGVsbG8="]
+    (day / "events.csv").write_text("customer_id,event_ts,event_type,duration_s,content_units\n"
+                                    "42,2025-03-01 10:00:00,login,,\n")
+    chunks = list(event_chunks(settings, "2025-03-01", "2025-03-02", pa.int64()))
+    assert pa.concat_tables(chunks).column("customer_id").to_pylist() == [42]
+
+
+def test_the_contract_command_prints_every_table_and_column(capsys):
+    """``python -m pipeline contract``: the reference the README shows (docs/data-contract.md
+    holds its output, and must stay equal to it)."""
+    from pipeline.__main__ import main
+    from pipeline.ingestion.contract import TABLES, reference_markdown
+
+    assert main(["contract"]) == 0
+    out = capsys.readouterr().out
+    for name, table in TABLES.items():
+        assert f"### `{name}`" in out, name
+        for column in table.columns:
+            assert f"| `{column.name}` |" in out, (name, column.name)
+    assert "| `status` | text | yes | no | one of success, failed, refunded |" in out
+    assert "id (integer or text)" in out and ">= 0" in out and "label:non_renewal" in out
+    docs, readme = SQL_DIR.parent / "docs" / "data-contract.md", SQL_DIR.parent / "README.md"
+    if docs.is_file():  # a checkout (not an installed wheel): the docs show the command's output
+        assert reference_markdown() in docs.read_text(encoding="utf-8"), "run: python -m pipeline contract"
+        excerpt = readme.read_text(encoding="utf-8").split("### `subscriptions`", 1)[1].split("\n\n", 3)
+        assert "### `subscriptions`" + "\n\n".join(excerpt[:3]) in out, "README's excerpt of the contract"
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["ingest", "--table", "customers", "--start", "2025-01-01", "--end", "2025-02-01"], "source.db"),
+    (["ingest", "--table", "orders", "--start", "2025-01-01", "--end", "2025-02-01"], "unknown table 'orders'"),
+    (["ingest", "--table", "customers", "--start", "2025-02-30", "--end", "2025-03-01"], "--start/--end"),
+    (["validate", "--table", "payments", "--input", "nowhere.parquet"], "nowhere.parquet"),
+])
+def test_ingest_and_validate_commands_answer_bad_input_in_one_line(settings, tmp_path, monkeypatch, capsys, args,
+                                                                  expected):
+    """These printed tracebacks; now one line naming what is wrong, and exit status 2."""
+    from pipeline.__main__ import main
+
+    monkeypatch.setenv("CHURNFLOW_DATA_DIR", str(settings.data_dir))
+    monkeypatch.chdir(tmp_path)
+    out = ["--out", str(tmp_path / "out.parquet")] if args[0] == "ingest" else []
+    assert main([*args, *out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err, err
+
+
+def test_validate_command_names_the_broken_rule_in_one_line(settings, tmp_path, monkeypatch, capsys):
+    from pipeline.__main__ import main
+
+    monkeypatch.setenv("CHURNFLOW_DATA_DIR", str(settings.data_dir))
+    batch = tmp_path / "payments.parquet"
+    pd.DataFrame({"payment_id": [1], "customer_id": [1], "amount": [9.99], "status": ["success"]}).to_parquet(batch)
+    assert main(["validate", "--table", "payments", "--input", str(batch)]) == 2  # paid_at is required
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "validation of payments FAILED" in err and "paid_at" in err, err

@@ -156,3 +156,69 @@ def test_label_kind_is_a_setting_and_names_its_window(settings: Settings) -> Non
     assert inactive.label_window_days == 45 and "no event and no successful payment" in label_spec(inactive)["definition"]
     with pytest.raises(ValueError, match="config label_kind: 'purchases' is not one of cancellation, inactivity"):
         settings.replace(label_kind="purchases")
+
+
+def _period(sid: int, cid: int, start: pd.Timestamp, end: pd.Timestamp, plan: str = "M1") -> dict[str, Any]:
+    return dict(subscription_id=sid, customer_id=cid, plan=plan, monthly_fee=0.0 if plan == "TRIAL" else 9.0,
+                payment_method="41", start_date=start, end_date=end, auto_renew=True)
+
+
+def test_non_renewal_label_is_a_period_due_in_the_horizon_and_not_renewed_within_the_grace(settings: Settings) -> None:
+    """Due: the paid-through date E (latest end of the periods started before as_of) falls in
+    [as_of, as_of + 30); churned: no period starts in [as_of, E + 30 days)."""
+    customers(settings, 8)
+    E = A + 9 * DAY
+    write(settings, "subscriptions", [
+        _period(1, 1, A - 30 * DAY, E), _period(11, 1, E, E + 30 * DAY),  # renewed on time
+        _period(2, 2, A - 7 * DAY, E, plan="TRIAL"),  # a free trial that is not followed by a paid period
+        _period(3, 3, A - 30 * DAY, E), _period(13, 3, E + 30 * DAY - pd.Timedelta(seconds=1), E + 60 * DAY),  # late, in grace
+        _period(4, 4, A - 30 * DAY, E), _period(14, 4, E + 30 * DAY, E + 60 * DAY),  # at E + grace: too late
+        _period(5, 5, A - 30 * DAY, A + 60 * DAY),  # runs on past the horizon: not due
+        _period(6, 6, A - 60 * DAY, A - 20 * DAY),  # ran out before as_of: not due
+        _period(7, 7, A - 30 * DAY, A),  # ends at as_of: due (the window is half-open)
+        _period(8, 8, A - 30 * DAY, A + 30 * DAY),  # ends at as_of + horizon: not due
+    ])
+    df = build_labels(settings, [AS_OF], horizon_days=30, data_end=DATA_END, kind="non_renewal", grace_days=30)
+    assert labels_of(df) == {1: 0, 2: 1, 3: 0, 4: 1, 7: 1}
+    # the features' population is the labels' rows (the members due for renewal)
+    features = F.build_features(settings.replace(label_kind="non_renewal", horizon_days=30), [AS_OF])
+    assert features["customer_id"].tolist() == df["customer_id"].tolist()
+    with pytest.raises(IncompleteLabelWindowError):  # the window is the horizon plus the grace
+        build_labels(settings, [dt.date(2024, 7, 5)], horizon_days=30, data_end=DATA_END, kind="non_renewal",
+                     grace_days=30)
+
+
+def test_non_renewal_needs_no_end_date_from_a_business_without_one(settings: Settings) -> None:
+    """Periods with no end date (an open-ended subscription) are never due: no row, no crash."""
+    customers(settings, 2)
+    write(settings, "subscriptions", [_period(1, 1, A - 30 * DAY, A + 5 * DAY) | {"end_date": None},
+                                      _period(2, 2, A - 30 * DAY, A + 5 * DAY)])
+    df = build_labels(settings, [AS_OF], horizon_days=30, data_end=DATA_END, kind="non_renewal", grace_days=30)
+    assert labels_of(df) == {2: 1}
+
+
+def test_provided_labels_are_the_businesss_own_for_the_snapshot_date(settings: Settings) -> None:
+    """A label of (customer, label_date) is the row (customer, as_of = label_date); customers
+    outside the population and rows without a label are not rows; the features of the row are
+    computed from the data known before label_date, like every snapshot's."""
+    customers(settings, 4)
+    write(settings, "labels", [
+        dict(customer_id=1, label_date=A, churned=1), dict(customer_id=2, label_date=A, churned=0),
+        dict(customer_id=3, label_date=A + 14 * DAY, churned=1),  # another date: not this snapshot's
+        dict(customer_id=99, label_date=A, churned=1),  # no such customer: not a row
+    ])
+    df = build_labels(settings, [AS_OF], horizon_days=30, data_end=DATA_END, kind="provided")
+    assert labels_of(df) == {1: 1, 2: 0}
+    with pytest.raises(IncompleteLabelWindowError):
+        build_labels(settings, [dt.date(2024, 8, 15)], horizon_days=30, data_end=DATA_END, kind="provided")
+
+
+def test_every_label_kind_says_what_churn_means(settings: Settings) -> None:
+    from pipeline.features.labels import label_spec, settings_for_label
+
+    renewal = settings.replace(label_kind="non_renewal", horizon_days=30, renewal_grace_days=14)
+    spec = label_spec(renewal)
+    assert spec["window_days"] == 44 and spec["grace_days"] == 14 and "not renewed within 14 days" in spec["definition"]
+    assert settings_for_label(settings, spec).label_window_days == 44
+    provided = label_spec(settings.replace(label_kind="provided", horizon_days=60))
+    assert provided["window_days"] == 60 and "the business's own label" in provided["definition"]

@@ -116,6 +116,26 @@ def test_train_table_on_churn_modelling(tmp_path):
     assert "Geography" in params["categorical_features"] and "Surname" not in params["categorical_features"]
 
 
+REAL_TEXT_LABEL = REAL.parent / "mlc_churn_5000.csv"
+
+
+@pytest.mark.skipif(not REAL_TEXT_LABEL.is_file(), reason=f"{REAL_TEXT_LABEL} is absent")
+def test_train_table_on_a_real_table_with_a_text_label_and_a_row_number_column(tmp_path):
+    """A telecom churn table as R writes it: an unnamed row-number column and churn as yes/no.
+    The row numbers are left out by themselves; --positive yes says which value is churn."""
+    from pipeline.model.steps import train_table_step
+
+    settings = load_settings(data_dir=tmp_path / "data", search_iterations=1, cv_folds=1, candidates="xgboost")
+    result = train_table_step(settings, REAL_TEXT_LABEL, "churn", positive="yes")
+    print("train-table (text label):", result.metrics["model"], result.metrics["roc_auc"])
+    assert result.metrics["roc_auc"] >= 0.85
+    params = json.loads((result.path / "churnflow" / "params.json").read_text())
+    features = params["numeric_features"] + params["categorical_features"]
+    assert "Unnamed: 0" not in features and "Unnamed: 0" in params["dropped_columns"]
+    assert {"international_plan", "number_customer_service_calls", "total_day_minutes"} <= set(features)
+    assert params["label"]["definition"] == "column churn = 'yes'"
+
+
 def test_train_table_says_what_is_wrong(tmp_path):
     from pipeline.errors import TrainingError
     from pipeline.model.train import train_table

@@ -27,7 +27,8 @@ from pipeline.results import read as read_table
 QUIET, DRIFTED, NEXT, DUPED, BLOCKED = "2025-05-28", "2025-06-27", "2025-06-28", "2025-06-29", "2025-06-30"
 HORIZON_DAYS = 30
 #: features the generator's price rise touches
-PRICE_FEATURES = {"monthly_fee", "billing_change_pct_90d"}
+#: the price rise's features (its first raised billing starts a subscription row: a period more)
+PRICE_FEATURES = {"monthly_fee", "billing_change_pct_90d", "n_periods_365d"}
 
 
 def _dead_port() -> int:
@@ -93,8 +94,12 @@ def test_quarantined_rows_of_a_passing_batch_raise_the_data_quality_alert(nightl
     events = next(v for v in outs[DUPED]["validated"].values() if v["table"] == "events")
     assert events["rejected"] == 3 and events["tolerated"] == {"duplicate_row": 3}
     alerts = [a for a in outs[DUPED]["monitoring"]["alerts"] if a["rule"] == "data_quality"]
-    assert len(alerts) == 1 and alerts[0]["severity"] == "warning"
-    assert alerts[0]["message"] == "3 rows quarantined by validation"
+    quarantined = [a for a in alerts if a["alert_group"] == "validation"]
+    assert len(quarantined) == 1 and quarantined[0]["severity"] == "warning"
+    assert quarantined[0]["message"] == "3 rows quarantined by validation"
+    # the tiktok channel opened in June, after the model's last snapshot: a value it never saw
+    unseen = [a for a in alerts if a["alert_group"] != "validation"]
+    assert [(a["alert_group"], a["severity"]) for a in unseen] == [("unseen acquisition_channel", "info")], unseen
 
 
 def test_a_night_that_fails_half_way_publishes_no_scores(nightly):
@@ -244,3 +249,46 @@ def test_fairness_alert_needs_a_significant_drop_below_the_reference():
     assert not _fairness_worse_than_reference(row(211, 4, 0.118, 0.29), p_value=0.01)
     # no reference to compare with: the 80% rule alone decides
     assert _fairness_worse_than_reference(row(211, 4, 0.118, None), p_value=0.01)
+
+
+def test_a_business_without_demographics_trains_and_every_night_runs(source_data):
+    """Customers mapped with null birth_year, gender and region trained, then the night died in
+    fairness (KeyError 'age'; fairness_segments "" gave 'No objects to concatenate'). Now the
+    features and segments without data are left out with their reason (the model's params, the
+    e-mail, once), and a category the model never saw is scored as unknown and alerted on."""
+    import sqlite3
+
+    from churnflow_sim.smtp_sink import SmtpSink
+    from pipeline.flows import run_nightly, run_training
+    from pipeline.model import registry
+    from pipeline.monitoring.notify import SmtpSettings
+
+    with sqlite3.connect(source_data.data_dir / "source.db") as conn:  # a channel the business opened in June
+        conn.execute("UPDATE customers SET acquisition_channel = 'tiktok' WHERE signup_date >= '2025-06-02'")
+    own_sql = source_data.data_dir.parent / "sql"  # the business's mapping: no demographics at all
+    own_sql.mkdir()
+    (own_sql / "ingest_customers.sql").write_text(
+        "SELECT customer_id, signup_date, acquisition_channel, updated_at FROM customers "
+        "WHERE updated_at >= :window_start AND updated_at < :window_end")
+    settings = source_data.replace(training_snapshots=3, candidates="logreg", search_iterations=1,
+                                   sql_dir=str(own_sql))
+    run_training(settings, "2025-06-01")
+    champ = registry.require_champion(settings)
+    assert {"age", "gender", "region"} <= set(champ.params["left_out_features"]), champ.params["left_out_features"]
+    assert set(champ.params["fairness"]["skipped"]) == {"age_band", "gender", "region"}
+    with SmtpSink() as sink:
+        night = run_nightly(settings, "2025-06-16", lookback_days=15, send=True,
+                            smtp=SmtpSettings(host=sink.host, port=sink.port))
+        text = sink.messages[-1].get_body(("plain",)).get_content()
+    monitoring = night["monitoring"]
+    assert set(monitoring["fairness_skipped"]) == {"age_band", "gender", "region"} and monitoring["fairness"] == []
+    features = pd.read_parquet(night["features"]["path"])
+    new_channel = features.loc[features["acquisition_channel"] == "tiktok", "customer_id"]
+    assert len(new_channel) > 5 and monitoring["unseen_categories"] == {"acquisition_channel": len(new_channel)}
+    scores = pd.read_parquet(night["scores"]["path"]).set_index("customer_id")
+    assert scores.loc[new_channel, "churn_probability"].between(0, 1).all()
+    assert text.count("Fairness not judged by: age_band") == 1 and text.count("Left out of the model:") == 1, text
+    assert f"acquisition_channel: {len(new_channel)} customers have a value the model never saw" in text, text
+    for segments in ("", "gender"):
+        night = run_nightly(settings.replace(fairness_segments=segments), "2025-06-16", lookback_days=15)
+        assert set(night["monitoring"]["fairness_skipped"]) == ({"gender"} if segments else set())

@@ -22,7 +22,7 @@ def settings(request, tmp_path):
     return base
 
 
-def _scores(day: str, ids: list[int], version: str = "v1") -> pd.DataFrame:
+def _scores(day: str, ids: list[int] | list[str], version: str = "v1") -> pd.DataFrame:
     return pd.DataFrame({"customer_id": ids, "as_of": pd.Timestamp(day), "churn_probability": 0.25,
                          "risk_band": "medium", "model_version": version})
 
@@ -42,8 +42,8 @@ def test_a_rerun_of_a_night_replaces_its_rows_and_other_nights_stay(settings):
     results.replace_rows(settings, results.SCORES, _scores("2026-01-01", [4], "v2"), "as_of", dt.datetime(2026, 1, 1))
     got = results.read(settings, "churn_scores")
     assert got.groupby(got["as_of"].dt.date.astype(str))["customer_id"].apply(sorted).to_dict() == {
-        "2026-01-01": [4], "2026-01-02": [1, 2]}
-    assert results.read(settings, results.SCORES, since=dt.date(2026, 1, 2))["customer_id"].tolist() == [1, 2]
+        "2026-01-01": ["4"], "2026-01-02": ["1", "2"]}
+    assert results.read(settings, results.SCORES, since=dt.date(2026, 1, 2))["customer_id"].tolist() == ["1", "2"]
 
 
 def test_a_failed_write_leaves_the_previous_rows(settings):
@@ -51,7 +51,7 @@ def test_a_failed_write_leaves_the_previous_rows(settings):
     twice = _scores("2026-01-01", [7, 7])  # the primary key (as_of, customer_id) refuses a repeated customer
     with pytest.raises(sa.exc.IntegrityError):
         results.replace_rows(settings, results.SCORES, twice, "as_of", dt.datetime(2026, 1, 1))
-    assert sorted(results.read(settings, "churn_scores")["customer_id"]) == [1, 2]
+    assert sorted(results.read(settings, "churn_scores")["customer_id"]) == ["1", "2"]
 
 
 def test_a_column_the_table_lacks_is_named_instead_of_altering_the_table(settings):
@@ -87,3 +87,37 @@ def test_a_bad_results_url_names_the_setting(settings):
             results.results_engine(settings.replace(results_db_url=down))
     with pytest.raises(DataError, match=r"config results_db_url: 'not a url' is not an SQLAlchemy URL"):
         results.results_engine(settings.replace(results_db_url="not a url"))
+
+
+def test_customer_ids_are_kept_as_given_integers_as_their_digits(settings):
+    """A business's ids may be text ('00123' keeps its zeros, base64-like keys their case) or
+    integers (stored as their digits): one text column serves both."""
+    ids = ["00123", "aGVsbG8=", "Zm9v-Bar_9"]
+    results.replace_rows(settings, results.SCORES, _scores("2026-01-01", ids), "as_of", dt.datetime(2026, 1, 1))
+    results.replace_rows(settings, results.SCORES, _scores("2026-01-02", [5, 10**12]), "as_of", dt.datetime(2026, 1, 2))
+    got = results.read(settings, results.SCORES)
+    assert sorted(got["customer_id"]) == sorted([*ids, "5", str(10**12)])
+
+
+def test_a_store_with_integer_customer_ids_migrates_to_text_and_keeps_its_rows(settings):
+    """A store made by an earlier churnflow (schema version 1, churn_scores.customer_id an
+    integer) is rebuilt with the text column on first use; its rows stay, as their digits."""
+    from pipeline.ingestion.source import engine_for
+
+    engine = engine_for(settings.results_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE churn_scores (as_of TIMESTAMP NOT NULL, customer_id BIGINT NOT NULL, "
+                             "churn_probability FLOAT NOT NULL, risk_band VARCHAR(16) NOT NULL, "
+                             "model_version VARCHAR(64) NOT NULL, PRIMARY KEY (as_of, customer_id))"))
+        conn.execute(sa.text("INSERT INTO churn_scores VALUES ('2026-01-01 00:00:00', 7, 0.5, 'high', 'v1')"))
+        results.METADATA.create_all(conn, tables=[t for t in results.METADATA.sorted_tables
+                                                  if t.name != "churn_scores"])
+        conn.execute(results.SCHEMA_VERSION_TABLE.insert().values(version=1, applied_at=dt.datetime(2026, 1, 1),
+                                                                  description="v1"))
+    engine.dispose()
+    results._migrated_engine.cache_clear()
+    results.replace_rows(settings, results.SCORES, _scores("2026-01-02", ["00123"]), "as_of", dt.datetime(2026, 1, 2))
+    got = results.read(settings, results.SCORES).sort_values("as_of")
+    assert got["customer_id"].tolist() == ["7", "00123"]
+    with results.results_engine(settings).connect() as conn:
+        assert results.schema_version(conn) == results.SCHEMA_VERSION

@@ -13,10 +13,13 @@ import pytest
 import sqlalchemy as sa
 
 from churnflow_sim import simulator
-from churnflow_sim.generate import generate, live_period
+from churnflow_sim.generate import TABLES, generate, live_period
 from pipeline.config import load_settings
 from pipeline.ingestion import readiness
 from pipeline.ingestion.contract import EVENTS_SCHEMA, SOURCE_TABLES
+
+#: the contract's tables the subscription generator writes (not labels: a business supplies those)
+GENERATED = {name: SOURCE_TABLES[name] for name in TABLES}
 
 START, MONTHS, CUTOFF = dt.date(2025, 1, 1), 4, dt.date(2025, 3, 10)
 
@@ -24,7 +27,7 @@ START, MONTHS, CUTOFF = dt.date(2025, 1, 1), 4, dt.date(2025, 3, 10)
 def _tables(url: str) -> dict[str, pd.DataFrame]:
     eng = sa.create_engine(url)
     try:
-        return {name: pd.read_sql_table(name, eng) for name in SOURCE_TABLES}
+        return {name: pd.read_sql_table(name, eng) for name in TABLES}
     finally:
         eng.dispose()
 
@@ -50,7 +53,7 @@ def test_live_business_holds_back_everything_from_the_cutoff(pair):
     assert simulator.is_live(live) and not simulator.is_live(whole)
     cut = pd.Timestamp(CUTOFF)
     source, pending = _tables(live.db_url), _tables(simulator.pending_db_url(live))
-    for name, table in SOURCE_TABLES.items():
+    for name, table in GENERATED.items():
         assert (source[name][table.time_column] < cut).all(), name
         assert (pending[name][table.time_column] >= cut).all(), name
     assert _event_days(live.landing_dir)[-1] == (CUTOFF - dt.timedelta(days=1)).isoformat()
@@ -68,7 +71,7 @@ def test_landing_day_by_day_rebuilds_exactly_the_whole_business(pair, tmp_path):
     last = simulator.land(settings, dt.date(2025, 6, 1))  # past the end: the store is used up
     assert last["pending_from"] is None
     expected, got = _tables(whole.db_url), _tables(settings.db_url)
-    for name, table in SOURCE_TABLES.items():
+    for name, table in GENERATED.items():
         key = list(table.key)
         pd.testing.assert_frame_equal(got[name].sort_values(key).reset_index(drop=True),
                                       expected[name].sort_values(key).reset_index(drop=True), check_dtype=False)
@@ -124,7 +127,7 @@ def test_a_stale_source_is_not_ready(pair, tmp_path):
     shutil.copytree(live.data_dir, settings.data_dir)
     eng = sa.create_engine(settings.db_url)
     with eng.begin() as conn:  # the database stopped syncing on Feb 20; event files still came
-        for name, table in SOURCE_TABLES.items():
+        for name, table in GENERATED.items():
             conn.execute(sa.text(f"DELETE FROM {name} WHERE {table.time_column} >= :cut"), {"cut": "2025-02-20"})
     eng.dispose()
     state = readiness.check(settings, CUTOFF - dt.timedelta(days=1), CUTOFF)

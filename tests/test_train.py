@@ -191,3 +191,82 @@ def test_columns_with_one_value_on_every_training_row_are_left_out():
     df = pd.DataFrame({"zero": [0, 0, 0], "varies": [0, 1, 0], "all_missing": [None, None, None],
                        "some_missing": [1.0, None, 1.0], "one_category": ["a", "a", "a"]})
     assert constant_columns(df, list(df.columns)) == ["zero", "all_missing", "one_category"]
+
+
+def _telco_like(n: int = 600, seed: int = 1) -> pd.DataFrame:
+    """A table shaped like the public telco churn file: text ids, TotalCharges as text with a few
+    blanks (new customers), and a Yes/No label that depends on tenure and charges."""
+    rng = np.random.default_rng(seed)
+    tenure = rng.integers(0, 72, n)
+    monthly = rng.uniform(20, 110, n).round(2)
+    total = (tenure * monthly).round(2).astype(str).astype(object)
+    total[tenure == 0] = " "
+    contract = rng.choice(["Month-to-month", "One year", "Two year"], n)
+    logit = -0.05 * tenure + 0.02 * monthly + np.where(contract == "Month-to-month", 1.0, -1.0) - 0.5
+    churn = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "Yes", "No")
+    return pd.DataFrame({"customerID": [f"{i:04d}-{rng.choice(list('ABCDEFGH'))}" for i in range(n)],
+                         "tenure": tenure, "MonthlyCharges": monthly, "TotalCharges": total,
+                         "Contract": contract, "Churn": churn})
+
+
+def test_train_table_reads_numbers_with_blanks_as_numbers_and_a_text_label_with_positive(settings, tmp_path, caplog):
+    """TotalCharges (numbers as text with blanks) was dropped as 'text-like'; a Yes/No label needs
+    --positive, and the model card says which value is churn."""
+    from pipeline.model.train import train_table
+
+    df = _telco_like()
+    path = tmp_path / "telco.csv"
+    df.to_csv(path, index=False)
+    blanks = int((df["TotalCharges"] == " ").sum())
+    assert blanks > 0
+    with caplog.at_level("INFO"):
+        trained = train_table(settings.replace(candidates="logreg", search_iterations=1), path, "Churn",
+                              id_column="customerID", positive="Yes")
+    assert "TotalCharges" in trained.params["numeric_features"], trained.params
+    assert f"TotalCharges holds numbers as text: read as numbers, {blanks} blank value(s)" in caplog.text
+    assert trained.params["label"]["definition"] == "column Churn = 'Yes'"
+    assert trained.metrics["roc_auc"] > 0.65
+
+
+def test_train_table_cli_says_what_to_do_with_a_text_label(tmp_path, capsys):
+    from pipeline.__main__ import main
+
+    path = tmp_path / "telco.csv"
+    _telco_like(200).to_csv(path, index=False)
+    assert main(["train-table", "--csv", str(path), "--label", "Churn", "--id", "customerID"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--positive VALUE" in err, err
+    assert main(["train-table", "--csv", str(path), "--label", "Churn", "--positive", "Maybe"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no row of 'Churn' has that value" in err and "'Yes'" in err, err
+
+
+def test_provided_labels_train_on_the_businesss_own_label_dates(source_data):
+    """label_kind: provided: the business's labels table (customer_id, label_date, churned) is
+    ingested, its label dates whose horizon has closed are the snapshots, and each training
+    row's label is the one the business gave."""
+    import sqlite3
+
+    from pipeline.flows import run_training
+
+    dates = ["2025-03-01", "2025-04-01", "2025-05-01", "2025-06-01"]
+    with sqlite3.connect(source_data.data_dir / "source.db") as conn:
+        conn.execute("CREATE TABLE labels (customer_id INTEGER, label_date TIMESTAMP, churned INTEGER)")
+        for day in dates:  # the business's own rule: a cancellation in the 30 days from the label date
+            conn.execute(
+                "INSERT INTO labels SELECT c.customer_id, ?, EXISTS (SELECT 1 FROM cancellations x WHERE "
+                "x.customer_id = c.customer_id AND x.cancelled_at >= ? AND x.cancelled_at < date(?, '+30 days')) "
+                "FROM customers c WHERE c.signup_date < ? AND NOT EXISTS (SELECT 1 FROM cancellations x WHERE "
+                "x.customer_id = c.customer_id AND x.cancelled_at < ?)", (f"{day} 00:00:00", day, day, day, day))
+        given = pd.read_sql("SELECT customer_id, date(label_date) AS as_of, churned FROM labels", conn)
+    settings = source_data.replace(label_kind="provided", horizon_days=30, training_snapshots=4, candidates="logreg",
+                                   search_iterations=1)
+    result = run_training(settings, RUN_DATE)
+    champ = registry.get_version(settings, result["train"]["version"])
+    assert champ.params["label"]["kind"] == "provided" and "the business's own label" in champ.params["label"]["definition"]
+    tset = pd.read_parquet(result["training_set"]["path"], columns=["customer_id", "as_of", "label"])
+    assert sorted(pd.to_datetime(tset["as_of"]).dt.date.astype(str).unique()) == dates
+    rows = tset.assign(as_of=pd.to_datetime(tset["as_of"]).dt.date.astype(str)).merge(
+        given, on=["customer_id", "as_of"], how="left", validate="one_to_one")
+    assert rows["churned"].notna().all() and (rows["label"] == rows["churned"]).all()
+    assert len(rows) >= 0.9 * len(given) and 0 < rows["label"].mean() < 0.5

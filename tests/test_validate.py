@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline.config import EXPECTATIONS_DIR
+from pipeline.errors import DataError
 from pipeline.ingestion import validate
 from pipeline.ingestion.contract import LAKE_TABLES, SOURCE_TABLES
 from pipeline.ingestion.validate import DataValidationError, load_suite, quarantine, validate_and_quarantine, validate_batch
@@ -52,6 +53,9 @@ CLEAN: dict[str, list[dict]] = {
     "cancellations": [
         {"customer_id": i, "cancelled_at": t, "reason": reason}
         for i, (t, reason) in enumerate([(T0, "price"), (T1, "not_using"), (T2, "other")], 1)
+    ],
+    "labels": [
+        {"customer_id": i, "label_date": t, "churned": y} for i, (t, y) in enumerate([(T0, 0), (T1, 1), (T2, 0)], 1)
     ],
     "events": [
         {"customer_id": 1, "event_ts": T0, "event_type": "login", "duration_s": 0.0, "content_units": 0},
@@ -147,7 +151,8 @@ def test_broken_payments_fail_with_table_column_rule_and_count(settings):
         "payments.customer_id: expect_column_values_to_not_be_null failed for 1 of 7 rows",
         "payments.status: expect_column_values_to_be_in_set failed for 1 of 7 rows "
         "(value_set=['success', 'failed', 'refunded']; e.g. 'chargeback')",
-        "payments.amount: expect_column_values_to_be_between failed for 2 of 7 rows (min_value=0; e.g. -5, -0.01)",
+        "payments.amount: expect_column_values_to_be_between failed for 2 of 7 rows (min_value=0, where "
+        'status!="refunded"; e.g. -5, -0.01)',
         f"5 rejected rows quarantined -> {path}",
     ]
     assert err.value.quarantined == path
@@ -163,8 +168,8 @@ def test_every_rejected_row_is_quarantined_with_its_reason(settings):
     assert reasons_by_row(result) == {
         2: "payments.customer_id: expect_column_values_to_not_be_null",
         3: "payments.payment_id: expect_column_values_to_not_be_null",
-        4: "payments.amount: expect_column_values_to_be_between(min_value=0)",
-        5: "payments.amount: expect_column_values_to_be_between(min_value=0)",
+        4: "payments.amount: expect_column_values_to_be_between(min_value=0, where status!=\"refunded\")",
+        5: "payments.amount: expect_column_values_to_be_between(min_value=0, where status!=\"refunded\")",
         6: "payments.status: expect_column_values_to_be_in_set(value_set=['success', 'failed', 'refunded'])",
     }
     assert result.rejected.loc[4, "_rules"] == "amount:expect_column_values_to_be_between"
@@ -179,7 +184,7 @@ def test_a_row_breaking_several_rules_lists_them_all():
     assert result.rejected["_reason"].tolist() == [
         "payments.customer_id: expect_column_values_to_not_be_null"
         " ; payments.status: expect_column_values_to_be_in_set(value_set=['success', 'failed', 'refunded'])"
-        " ; payments.amount: expect_column_values_to_be_between(min_value=0)"
+        " ; payments.amount: expect_column_values_to_be_between(min_value=0, where status!=\"refunded\")"
     ]
     assert result.rejected["_rules"].tolist() == [
         "customer_id:expect_column_values_to_not_be_null;status:expect_column_values_to_be_in_set;"
@@ -195,15 +200,37 @@ def test_duplicate_keys_reject_every_copy():
     assert (result.rejected["_reason"] == "customers.customer_id,updated_at: expect_compound_columns_to_be_unique").all()
 
 
-def test_unknown_plan_fails_the_subscriptions_batch():
-    rows = CLEAN["subscriptions"] + [{**CLEAN["subscriptions"][0], "subscription_id": 9, "plan": "platinum"}]
-    result = validate_batch(batch("subscriptions", rows), "subscriptions", **WINDOW)
+def test_a_plan_name_is_the_business_s_own_unless_a_closed_set_is_declared(settings):
+    """Plans used to be a closed set (basic/standard/premium): a real service's plan names, and its
+    free or trial plans (fee 0), were rejected for every row."""
+    rows = CLEAN["subscriptions"] + [{**CLEAN["subscriptions"][0], "subscription_id": 9, "plan": "Family 12m",
+                                      "monthly_fee": 0.0, "payment_method": "41"}]
+    assert validate_batch(batch("subscriptions", rows), "subscriptions", **WINDOW).passed
+    declared = settings.replace(closed_vocabularies="subscriptions.plan=basic|standard|premium")
+    result = validate_batch(batch("subscriptions", rows), "subscriptions", settings=declared, **WINDOW)
     assert not result.passed
     assert [(f.table, f.column, f.rule, f.unexpected_count) for f in result.failures] == [
         ("subscriptions", "plan", "expect_column_values_to_be_in_set", 1)]
-    assert result.rejected["plan"].tolist() == ["platinum"]
+    assert result.rejected["plan"].tolist() == ["Family 12m"]
     assert result.failures[0].describe(4).startswith(
         "subscriptions.plan: expect_column_values_to_be_in_set failed for 1 of 4 rows (value_set=")
+    with pytest.raises(DataError, match=r"config closed_vocabularies: subscriptions.monthly_fee is not a category"):
+        validate_batch(batch("subscriptions", rows), "subscriptions",
+                       settings=settings.replace(closed_vocabularies="subscriptions.monthly_fee=1|2"), **WINDOW)
+
+
+def test_an_open_vocabulary_is_bounded_by_max_category_values(settings):
+    rows = [{**CLEAN["subscriptions"][0], "subscription_id": i, "plan": f"plan-{i}"} for i in range(1, 6)]
+    assert validate_batch(batch("subscriptions", rows), "subscriptions", settings=settings, **WINDOW).passed
+    result = validate_batch(batch("subscriptions", rows), "subscriptions",
+                            settings=settings.replace(max_category_values=4), **WINDOW)
+    assert [(f.column, f.rule) for f in result.failures] == [("plan", "expect_column_unique_value_count_to_be_between")]
+
+
+def test_refunds_may_be_negative_other_payments_not():
+    rows = [payment(1, amount=-9.99, status="refunded"), payment(2, amount=-1.0, status="success")]
+    result = validate_batch(batch("payments", rows), "payments", **WINDOW)
+    assert result.rejected["payment_id"].tolist() == [2]
 
 
 def test_timestamps_outside_the_window_are_rejected():
@@ -240,14 +267,16 @@ def test_resolved_before_opened_is_rejected():
 
 
 def test_missing_column_fails_the_batch_and_its_row_rules_are_reported_not_run(settings):
-    df = batch("payments", [payment(1), payment(2), payment(3, amount=-1.0)]).drop(columns=["status"])
+    df = batch("payments", [payment(1), payment(2), payment(3, amount=-1.0)]).drop(columns=["payment_id"])
     with pytest.raises(DataValidationError) as err:
         validate_and_quarantine(df, "payments", settings, "run1", **WINDOW)
     lines = str(err.value).splitlines()
-    assert "  payments.status: expect_column_to_exist failed for 3 of 3 rows (column is missing from the batch)" in lines
-    not_run = [line for line in lines if line.startswith("  payments.status:") and "not evaluated" in line]
-    assert len(not_run) == 2  # not-null and in-set on the missing column
-    assert "  payments.amount: expect_column_values_to_be_between failed for 1 of 3 rows (min_value=0; e.g. -1)" in lines
+    assert "  payments.payment_id: expect_column_to_exist failed for 3 of 3 rows (column is missing from the batch)" \
+        in lines
+    not_run = [line for line in lines if line.startswith("  payments.payment_id:") and "not evaluated" in line]
+    assert len(not_run) == 2  # not-null and unique on the missing column
+    assert ('  payments.amount: expect_column_values_to_be_between failed for 1 of 3 rows (min_value=0, where '
+            'status!="refunded"; e.g. -1)') in lines
     assert err.value.result.rejected.index.tolist() == [2]  # rules on other columns still quarantine
 
 

@@ -46,9 +46,12 @@ def build_training_set(
             feats = build_features(settings, [snapshot])
             labels = build_labels(settings, [snapshot], horizon_days=settings.horizon_days, data_end=data_end,
                                   kind=settings.label_kind,  # type: ignore[arg-type]
-                                  inactivity_days=settings.inactivity_days)
+                                  inactivity_days=settings.inactivity_days, grace_days=settings.renewal_grace_days)
             df = feats.merge(labels, on=ID_COLUMNS, how="inner", validate="one_to_one")
-            if len(df) != len(feats) or len(df) != len(labels):
+            if settings.label_kind == "provided":  # the rows are the labelled customers of the population
+                log.info("training set %s: %d labelled customers of %d in the population", snapshot, len(df),
+                         len(feats))
+            elif len(df) != len(feats) or len(df) != len(labels):
                 raise TrainingError(
                     f"features ({len(feats)} rows) and labels ({len(labels)} rows) of snapshot {snapshot} cover "
                     f"different populations; joined {len(df)}"
@@ -145,9 +148,37 @@ def stratified_sample(strata: pd.DataFrame, n: int, seed: int) -> np.ndarray:
     return np.sort(picked.index.to_numpy())
 
 
+def numeric_text(df: pd.DataFrame, max_blank_share: float = 0.05) -> dict[str, int]:
+    """Text columns that are numbers apart from a few blanks (at most ``max_blank_share`` of the
+    rows empty or whitespace, every other value a number: ``TotalCharges`` with 11 blanks), with
+    their blank counts; :func:`infer_columns` reads them as numbers, the blanks as missing."""
+    out = {}
+    for c in df.columns:
+        if pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]):
+            continue
+        text = df[c].astype("string").str.strip()
+        blank = text.isna() | (text == "")
+        numbers = pd.to_numeric(text.where(~blank), errors="coerce")
+        if (~blank).any() and numbers[~blank].notna().all() and blank.sum() <= max_blank_share * len(df):
+            out[c] = int(blank.sum())
+    return out
+
+
+def row_number_columns(df: pd.DataFrame) -> list[str]:
+    """Columns without a header name (pandas reads them as ``Unnamed: N``) holding the row numbers
+    ``0..n-1`` or ``1..n``: the index R's ``write.csv`` or pandas' ``to_csv`` writes, not data."""
+    def numbers_rows(values: pd.Series) -> bool:
+        return (pd.api.types.is_integer_dtype(values) and len(values) > 0 and values.is_monotonic_increasing
+                and values.is_unique and int(values.iloc[0]) in (0, 1)
+                and int(values.iloc[-1]) - int(values.iloc[0]) == len(values) - 1)
+
+    return [str(c) for c in df.columns if (str(c) == "" or str(c).startswith("Unnamed: ")) and numbers_rows(df[c])]
+
+
 def infer_columns(df: pd.DataFrame, max_unique_share: float = 0.5) -> tuple[list[str], list[str], list[str]]:
     """Numeric and categorical feature columns of a table, and the free-text-like columns
-    (text with more distinct values than ``max_unique_share`` of the rows) left out."""
+    (text with more distinct values than ``max_unique_share`` of the rows) left out. Numbers
+    stored as text with a few blanks (:func:`numeric_text`) must be converted first."""
     numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
     rest = [c for c in df.columns if c not in numeric]
     dropped = [c for c in rest if df[c].nunique() > max_unique_share * len(df)]
@@ -191,11 +222,13 @@ def plan_snapshots(settings: Settings, activity_days: list[dt.date], end: dt.dat
     (the holdout and one time-CV fold need ``holdout_snapshots + 2``)."""
     from pipeline.features.labels import training_snapshot_dates
 
+    if settings.label_kind == "provided":
+        return _label_dates(settings, end, wanted)
     if not activity_days:
         bound = (f"from history_start {settings.history_start} " if settings.history_start
                  else "(history_start unset: from the earliest row) ")
         where = (f"from {settings.landing_dir / 'events'}/date=DAY/; land event files there" if activity == "events"
-                 else "from the source's payments; check ingest_payments.sql (sql_dir)")
+                 else f"from the source's {activity}; check ingest_{activity}.sql (sql_dir)")
         raise TrainingError(
             f"nothing to train on: the lake has no {activity} under {settings.lake_dir} and none were ingested "
             f"{bound}before {end} {where}, or set history_start earlier")
@@ -204,11 +237,31 @@ def plan_snapshots(settings: Settings, activity_days: list[dt.date], end: dt.dat
                                         settings.label_window_days)
     except ValueError as exc:
         raise TrainingError(f"training as of {end} on {activity} from {activity_days[0]}: {exc}") from exc
+    _require_snapshots(settings, dates, end, f"the {activity} from {activity_days[0]}")
+    return dates
+
+
+def _require_snapshots(settings: Settings, dates: list[dt.date], end: dt.date, source: str) -> None:
     needed = settings.holdout_snapshots + 2
     if len(dates) < needed:
         raise TrainingError(
-            f"training as of {end}: only {len(dates)} month-start snapshot(s) {[str(d) for d in dates]} have a "
-            f"complete {settings.label_window_days}-day label window in the {activity} from {activity_days[0]}; at "
+            f"training as of {end}: only {len(dates)} snapshot(s) {[str(d) for d in dates]} have a "
+            f"complete {settings.label_window_days}-day label window in {source}; at "
             f"least {needed} are needed ({settings.holdout_snapshots} holdout + 2 for a time-CV fold). Train on a "
             "later date or with more history")
+
+
+def _label_dates(settings: Settings, end: dt.date, wanted: int | None) -> list[dt.date]:
+    """label_kind provided: the snapshots are the label dates of the labels table whose window
+    ``[label_date, label_date + horizon_days)`` closed before ``end``, the latest ``wanted``."""
+    from pipeline.ingestion import lake
+
+    days = lake.partition_dates(settings, "labels")
+    if not days:
+        raise TrainingError(
+            f"label_kind provided: the lake holds no labels under {settings.lake_dir / 'labels'}; map your labels "
+            "(customer_id, label_date, churned) with ingest_labels.sql in sql_dir")
+    complete = [d for d in days if d + dt.timedelta(days=settings.horizon_days) <= end]
+    dates = complete[-(wanted or settings.training_snapshots):]
+    _require_snapshots(settings, dates, end, f"the labels table (label dates {days[0]} .. {days[-1]})")
     return dates

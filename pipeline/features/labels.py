@@ -20,6 +20,20 @@ Kinds:
   *active in the look-back*: an event or a successful payment in ``[as_of - inactivity_days,
   as_of)`` (``sql/features_population_active.sql``, shared with the features), so a customer
   who had already gone quiet is not a row, neither in training nor when scored.
+* ``"non_renewal"`` (a subscription business whose churn is a period not renewed, as in
+  "no renewal within 30 days after the membership expires"): the population is restricted to
+  the customers *due for renewal*: their paid-through date ``E`` (the latest ``end_date`` of
+  the periods started before ``as_of``) falls in ``[as_of, as_of + horizon_days)``
+  (``sql/features_population_due.sql``); 1 when no new period starts in ``[as_of, E +
+  renewal_grace_days)``. The window is ``horizon_days + renewal_grace_days``.
+* ``"provided"``: the business's own labels, the ``labels`` table ``(customer_id, label_date,
+  churned)``. Point-in-time rule: a row says whether the customer churned, in the business's
+  definition, within ``horizon_days`` of ``label_date``; it is used as the label of the
+  snapshot ``as_of = label_date`` (features see only data before it) once ``label_date +
+  horizon_days`` has passed (training, the holdout purge and matured-label monitoring all
+  treat ``horizon_days`` as its window). Training snapshots are the label dates; the rows are
+  the labelled customers of the population (the labelled customers who are not in it -
+  signed up after, or cancelled before, the label date - are left out and counted).
 
 A label needs its whole window to be observed: with data known strictly before
 ``data_end``, a window ``[as_of, as_of + N)`` is complete when ``as_of + N <= data_end``.
@@ -40,7 +54,7 @@ from pipeline.config import Settings
 from pipeline.features.build import DEFAULT_WINDOWS, create_population, read_sql, register_as_of_dates
 from pipeline.ingestion.lake import duckdb_connection, register_lake_table
 
-LabelKind = Literal["cancellation", "inactivity"]
+LabelKind = Literal["cancellation", "inactivity", "non_renewal", "provided"]
 #: history wanted before a training snapshot: the longest behavioural window
 MIN_HISTORY_DAYS = max(DEFAULT_WINDOWS)
 
@@ -49,30 +63,45 @@ class IncompleteLabelWindowError(ValueError):
     """A label window reaches past the end of the known data."""
 
 
-def definition(kind: str, window_days: int, events: bool = True) -> str:
+def definition(kind: str, window_days: int, events: bool = True, grace_days: int = 0) -> str:
     """What a positive label means, in words (model card, e-mail, README); ``events``: whether
     the business has events (without them, inactivity is only the absence of payments)."""
     if kind == "inactivity":
         activity = "no event and no successful payment" if events else "no successful payment"
         return f"{activity} in the {window_days} days from the snapshot (inactivity churn, inactivity_days={window_days})"
+    if kind == "non_renewal":
+        horizon = window_days - grace_days
+        return (f"a subscription period ending in the {horizon} days from the snapshot is not renewed within "
+                f"{grace_days} days after it ends (non-renewal churn, horizon_days={horizon}, "
+                f"renewal_grace_days={grace_days})")
+    if kind == "provided":
+        return (f"the business's own label (labels.churned = 1) for the {window_days} days from the snapshot "
+                f"(provided labels, horizon_days={window_days})")
     return f"a cancellation in the {window_days} days from the snapshot (cancellation churn, horizon_days={window_days})"
 
 
 def label_spec(settings: Settings) -> dict[str, Any]:
     """The label a model is trained on (saved in its params.json as ``label``)."""
     window = settings.label_window_days
-    meaning = definition(settings.label_kind, window, events="events" in settings.source_table_names)
-    return {"kind": settings.label_kind, "window_days": window, "definition": meaning}
+    grace = settings.renewal_grace_days if settings.label_kind == "non_renewal" else 0
+    meaning = definition(settings.label_kind, window, events="events" in settings.source_table_names, grace_days=grace)
+    spec: dict[str, Any] = {"kind": settings.label_kind, "window_days": window, "definition": meaning}
+    if settings.label_kind == "non_renewal":
+        spec.update(horizon_days=settings.horizon_days, grace_days=grace)
+    return spec
 
 
-def label_window_days(kind: LabelKind, horizon_days: int, inactivity_days: int) -> int:
+def label_window_days(kind: LabelKind, horizon_days: int, inactivity_days: int, grace_days: int = 0) -> int:
     """Length of the label window ``[as_of, as_of + N)`` for a label kind."""
-    if kind == "cancellation":
+    if kind in ("cancellation", "provided"):
         days = horizon_days
     elif kind == "inactivity":
         days = inactivity_days
+    elif kind == "non_renewal":
+        days = horizon_days + grace_days
     else:
-        raise ValueError(f"unknown label kind {kind!r}; expected 'cancellation' or 'inactivity'")
+        raise ValueError(f"unknown label kind {kind!r}; expected one of cancellation, inactivity, non_renewal, "
+                         "provided")
     if days <= 0:
         raise ValueError(f"the label window must be at least one day, got {days}")
     return days
@@ -96,6 +125,7 @@ def build_labels(
     data_end: dt.date | str,
     kind: LabelKind = "cancellation",
     inactivity_days: int = 30,
+    grace_days: int = 0,
 ) -> pd.DataFrame:
     """Labels of the population rows: columns customer_id, as_of, label (int8).
 
@@ -105,7 +135,7 @@ def build_labels(
     dates = sorted({as_date(d) for d in as_of_dates})
     if not dates:
         raise ValueError("at least one as_of date is required")
-    window = label_window_days(kind, horizon_days, inactivity_days)
+    window = label_window_days(kind, horizon_days, inactivity_days, grace_days)
     _check_complete(dates, window, as_date(data_end))
     label_end = dates[-1] + dt.timedelta(days=window)
     with duckdb_connection(settings) as con:
@@ -115,10 +145,17 @@ def build_labels(
             around = [(d - dt.timedelta(days=window), d + dt.timedelta(days=window)) for d in dates]
             register_lake_table(con, settings, "events", around)
             register_lake_table(con, settings, "payments", around)
+        if kind == "non_renewal":  # the periods in force, and the renewals after them
+            register_lake_table(con, settings, "subscriptions", [(None, label_end)])
+        if kind == "provided":
+            register_lake_table(con, settings, "labels", [(d, d + dt.timedelta(days=1)) for d in dates])
         register_as_of_dates(con, dates)
-        create_population(con, window if kind == "inactivity" else None)
+        create_population(con, window if kind == "inactivity" else None,
+                          horizon_days if kind == "non_renewal" else None)
         sql = read_sql(f"labels_{kind}")
-        df = con.execute(sql, {"window_days": window}).df()
+        params = {"window_days": window} if kind in ("cancellation", "inactivity") else \
+            {"grace_days": grace_days} if kind == "non_renewal" else {}
+        df = con.execute(sql, params).df()
     df["label"] = df["label"].astype("int8")
     return df
 
@@ -178,8 +215,12 @@ def settings_for_label(settings: Settings, label: dict[str, Any] | None) -> Sett
     the configuration says tonight: a night scores the population of the pinned model's label
     (inactivity churn scores only customers active in the look-back). Unchanged for a model
     without one, or with a label churnflow does not compute (a train-table column)."""
-    if not isinstance(label, dict) or label.get("kind") not in ("cancellation", "inactivity"):
+    if not isinstance(label, dict) or label.get("kind") not in ("cancellation", "inactivity", "non_renewal",
+                                                                 "provided"):
         return settings
+    if label["kind"] == "non_renewal":
+        return settings.replace(label_kind="non_renewal", horizon_days=int(label["horizon_days"]),
+                                renewal_grace_days=int(label["grace_days"]))
     window = {"inactivity_days" if label["kind"] == "inactivity" else "horizon_days": int(label["window_days"])}
     return settings.replace(label_kind=label["kind"], **window)
 
@@ -195,10 +236,14 @@ def matured(settings: Settings, scores: pd.DataFrame, scored_on: dt.date, day: d
     """The scores of night ``scored_on`` joined with their label over ``[scored_on, day)`` for
     the label the model was trained on (``label``: its params' ``label``; default the
     settings' own), from lake data known before ``day``. ``attrs["scored_on"]`` is set."""
-    label = label or label_spec(settings)
-    window = int(label["window_days"])
-    labels = build_labels(settings, [scored_on], horizon_days=window, data_end=as_date(day), kind=label["kind"],
-                          inactivity_days=window)
-    joined = scores.merge(labels[["customer_id", "label"]], on="customer_id", how="inner")
+    own = settings_for_label(settings, label or label_spec(settings))
+    labels = build_labels(own, [scored_on], horizon_days=own.horizon_days, data_end=as_date(day),
+                          kind=own.label_kind,  # type: ignore[arg-type]
+                          inactivity_days=own.inactivity_days, grace_days=own.renewal_grace_days)
+    # the results store keeps ids as text: join on the text, keep the lake's ids
+    as_text = lambda s: s.astype(str)
+    joined = (scores.assign(_key=as_text(scores["customer_id"])).drop(columns="customer_id")
+              .merge(labels[["customer_id", "label"]].assign(_key=lambda f: as_text(f["customer_id"])), on="_key",
+                     how="inner").drop(columns="_key"))
     joined.attrs["scored_on"] = scored_on
     return joined

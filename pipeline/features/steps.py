@@ -44,7 +44,8 @@ def training_set_step(ctx: RunContext, *, snapshots: int | None = None) -> dict[
 
     settings = ctx.settings
     # the activity the history is measured on: the event files, or the payments of a business without them
-    activity = "events" if "events" in settings.source_table_names else "payments"
+    declared = settings.source_table_names
+    activity = next((t for t in ("events", "payments", "subscriptions") if t in declared), "payments")
     dates = plan_snapshots(settings, lake.partition_dates(settings, activity), ctx.day, activity, snapshots)
     out = ctx.dir("build_training_set") / "training_set.parquet"
     build_training_set(settings, dates, ctx.day, out)

@@ -20,6 +20,7 @@ import numpy as np
 
 from pipeline.config import Settings
 from pipeline.ingestion import lake
+from pipeline.ingestion.contract import TABLES
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ def ingest_batch(settings: Settings, table: str, start: dt.date, end: dt.date, r
     rejected, quarantine file, partitions, chunks, tolerated faults). ``known_customers``
     (sorted ids, :func:`pipeline.ingestion.lake.customer_ids`) is read from the lake when not
     given (not for ``customers`` itself)."""
-    from pipeline.ingestion.contract import LAKE_TABLES
+    import itertools
+
     from pipeline.ingestion.extract import chunks
     from pipeline.ingestion.readiness import require_complete_landing
     from pipeline.ingestion.validate import ChunkedValidator
@@ -43,8 +45,16 @@ def ingest_batch(settings: Settings, table: str, start: dt.date, end: dt.date, r
         return {**summary, "window_start": str(end)}
     if table == "events":
         require_complete_landing(settings, start, end)
-    schema, time_col = LAKE_TABLES[table]
-    stager = lake.DayStager(settings, table, start, end, lake.staging_dir(settings, table, run_key))
+    # identifiers keep the business's type: the lake's customers' (the first customers batch: as given)
+    ids = lake.id_type(settings)
+    batches = chunks(settings, table, start, end, ids)
+    head = next(batches, None)
+    if head is not None and head.num_rows and "customer_id" in head.column_names:
+        ids = head.schema.field("customer_id").type
+    batches = itertools.chain([head] if head is not None else [], batches)
+    schema = lake.schema_of(settings, table, ids)
+    time_col = TABLES[table].time_column
+    stager = lake.DayStager(settings, table, start, end, lake.staging_dir(settings, table, run_key), schema)
     progress = Progress(f"ingest {table} [{start}, {end})", (end - start).days, "days")
     try:
         known = None if table == "customers" else (
@@ -53,7 +63,7 @@ def ingest_batch(settings: Settings, table: str, start: dt.date, end: dt.date, r
                               window_end=dt.datetime.combine(end, dt.time()), schema=schema,
                               known_customers=known) as validator:
             first: dt.date | None = None  # the window's first day with rows: the progress is over the rest
-            for chunk in chunks(settings, table, start, end):
+            for chunk in batches:
                 stager.add(validator.validate(chunk.to_pandas()))
                 latest, earliest = _day_range(chunk, time_col)
                 if first is None and earliest is not None:

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -26,7 +27,7 @@ import sqlalchemy as sa
 from pipeline.artifacts import ParquetAppender, as_date
 from pipeline.config import Settings
 from pipeline.errors import DataError
-from pipeline.ingestion.contract import EVENTS_SCHEMA, LAKE_TABLES, SOURCE_TABLES
+from pipeline.ingestion.contract import EVENTS, EVENTS_SCHEMA, LAKE_TABLES, SOURCE_TABLES, TABLES
 from pipeline.ingestion.source import load_sql, masked, source_engine
 
 log = logging.getLogger(__name__)
@@ -68,39 +69,144 @@ def _contract_fields(columns: list[str], schema: pa.Schema, table: str) -> list[
     return [f for f in schema if f.name in columns]
 
 
-def conform(df: pd.DataFrame, schema: pa.Schema, table: str) -> pa.Table:
-    """Cast ``df`` to the contract's types for the columns it has.
+#: (table, column) of optional columns already reported absent by this process (said once)
+_ABSENT_SAID: set[tuple[str, str]] = set()
 
-    Columns the contract does not know are dropped (and logged); columns it expects but
-    ``df`` lacks are left out, so validation reports them by name.
+
+def _absent_optional(table: str, present: list[str]) -> list[str]:
+    """The optional contract columns ``present`` lacks (filled with nulls), said once per process."""
+    spec = TABLES[table]
+    absent = [c.name for c in spec.columns if not c.required and c.name not in present]
+    new = [c for c in absent if (table, c) not in _ABSENT_SAID]
+    if new:
+        _ABSENT_SAID.update((table, c) for c in new)
+        needs = {c: ", ".join(spec.column(c).used_by) or "nothing" for c in new}
+        log.info("ingest %s: optional column(s) not in the source, read as null: %s",
+                 table, "; ".join(f"{c} (used by {needs[c]})" for c in new))
+    return absent
+
+
+def infer_id_type(values: pd.Series | pa.Array | pa.ChunkedArray) -> pa.DataType | None:
+    """int64 for integer identifiers (also integral floats, as a nullable integer column reads),
+    string for anything else: identifiers are kept as the business gives them. None when there
+    is no value to tell."""
+    if values.null_count == len(values) if not isinstance(values, pd.Series) else values.notna().sum() == 0:
+        return None
+    if isinstance(values, pd.Series):
+        if pd.api.types.is_integer_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+            return pa.int64()
+        if pd.api.types.is_float_dtype(values.dtype):
+            finite = values.dropna()
+            return pa.int64() if bool((finite == finite.round()).all()) else pa.string()
+        return pa.string()
+    kind = values.type
+    if pa.types.is_integer(kind):
+        return pa.int64()
+    if pa.types.is_floating(kind):
+        finite = pc.drop_null(values)
+        integral = len(finite) == 0 or pc.all(pc.equal(finite, pc.round(finite))).as_py()
+        return pa.int64() if integral else pa.string()
+    return pa.string()
+
+
+def _id_array(col: pd.Series, id_type: pa.DataType, table: str, name: str) -> pa.Array:
+    """An identifier column as ``id_type``: text ids as given (integers as their digits);
+    integer ids from integer-like values, anything else null (and said): such a row names no
+    customer the business has, and validation quarantines it with its reason."""
+    if pa.types.is_string(id_type):
+        as_text = col.astype(object).where(col.notna(), None)
+        if pd.api.types.is_float_dtype(col.dtype):  # 42.0 -> "42" (a nullable integer column read as float)
+            as_text = col.astype("Int64").astype(object).where(col.notna(), None)
+        return pa.array([None if v is None else str(v) for v in as_text], type=pa.string())
+    numbers = pd.to_numeric(col, errors="coerce")
+    bad = numbers.isna() & col.notna()
+    bad |= numbers.notna() & (numbers != numbers.round())
+    if bad.any():
+        log.warning("ingest %s: %d %s value(s) are not integer ids like the business's customers (e.g. %r): read as "
+                    "null, those rows are quarantined", table, int(bad.sum()), name, col[bad].iloc[0])
+    return pa.array(numbers.where(~bad).astype("Int64"), type=pa.int64(), from_pandas=True)
+
+
+def _flag_array(col: pd.Series) -> pa.Array:
+    """A yes/no column from booleans, 0/1 or text (true/false, yes/no, y/n, t/f)."""
+    if pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
+        return pa.array(col.astype("boolean"), type=pa.bool_(), from_pandas=True)
+    text = col.astype("string").str.strip().str.lower()
+    mapped = text.map({"true": True, "t": True, "yes": True, "y": True, "1": True,
+                       "false": False, "f": False, "no": False, "n": False, "0": False})
+    return pa.array(mapped.astype("boolean"), type=pa.bool_(), from_pandas=True)
+
+
+def conform(df: pd.DataFrame, schema: pa.Schema, table: str, id_type: pa.DataType | None = None) -> pa.Table:
+    """Cast ``df`` to the contract's types (``schema``), identifiers to ``id_type`` (default: as
+    the values are, :func:`infer_id_type`).
+
+    Columns the contract does not know are dropped (and logged). A required column ``df``
+    lacks is left out, so validation names it; an optional one is added as nulls.
     """
-    fields = _contract_fields(list(df.columns), schema, table)
-    arrays = []
-    for field in fields:
+    spec = TABLES[table]
+    present = list(df.columns)
+    _contract_fields(present, schema, table)  # says which columns it ignores
+    absent = set(_absent_optional(table, present))
+    out_fields, arrays = [], []
+    for field in schema:
+        if field.name not in present and field.name not in absent:
+            continue
+        kind = spec.column(field.name).kind if field.name in {c.name for c in spec.columns} else ""
+        if field.name in absent:
+            typ = (id_type or field.type) if kind == "id" else field.type
+            out_fields.append(pa.field(field.name, typ))
+            arrays.append(pa.nulls(len(df), typ))
+            continue
         col = df[field.name]
         try:
-            if pa.types.is_timestamp(field.type):
-                col = pd.to_datetime(col, errors="raise", format="mixed")
-            arrays.append(pa.array(col, type=field.type, from_pandas=True))
+            if kind == "id":
+                typ = id_type or infer_id_type(col) or pa.int64()
+                arrays.append(_id_array(col, typ, table, field.name))
+                out_fields.append(pa.field(field.name, typ))
+                continue
+            if pa.types.is_boolean(field.type):
+                arrays.append(_flag_array(col))
+            else:
+                if pa.types.is_timestamp(field.type):
+                    col = pd.to_datetime(col, errors="raise", format="mixed")
+                arrays.append(pa.array(col, type=field.type, from_pandas=True))
+            out_fields.append(field)
         except (ValueError, TypeError, pa.ArrowInvalid) as exc:
             raise IngestionError(
                 f"table {table}, column {field.name}: cannot convert to {field.type}: {exc}"
             ) from exc
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(out_fields))
 
 
-def conform_arrow(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:
+def conform_arrow(table: pa.Table, schema: pa.Schema, name: str, id_type: pa.DataType | None = None) -> pa.Table:
     """:func:`conform` for an Arrow table (event files are read as Arrow: no pandas round trip)."""
-    fields = _contract_fields(table.column_names, schema, name)
-    arrays = []
-    for field in fields:
-        try:
-            # safe casts (no silent integer overflow), but sub-microsecond stamps may be truncated
-            arrays.append(pc.cast(table.column(field.name),
-                                  options=pc.CastOptions(field.type, allow_time_truncate=True)))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise IngestionError(f"table {name}, column {field.name}: cannot convert to {field.type}: {exc}") from exc
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    spec = TABLES[name]
+    present = table.column_names
+    _contract_fields(present, schema, name)
+    absent = set(_absent_optional(name, present))
+    out_fields, arrays = [], []
+    for field in schema:
+        if field.name not in present and field.name not in absent:
+            continue
+        kind = spec.column(field.name).kind
+        typ = (id_type or (infer_id_type(table.column(field.name)) if field.name in present else None) or field.type) \
+            if kind == "id" else field.type
+        if field.name in absent:
+            arrays.append(pa.nulls(table.num_rows, typ))
+        elif kind == "id" and pa.types.is_string(typ) and not pa.types.is_string(table.column(field.name).type):
+            arrays.append(pa.array(_id_array(table.column(field.name).to_pandas(), typ, name, field.name)))
+        elif kind == "id" and pa.types.is_integer(typ) and not pa.types.is_integer(table.column(field.name).type):
+            arrays.append(_id_array(table.column(field.name).to_pandas(), typ, name, field.name))
+        else:
+            try:
+                # safe casts (no silent integer overflow), but sub-microsecond stamps may be truncated
+                arrays.append(pc.cast(table.column(field.name),
+                                      options=pc.CastOptions(typ, allow_time_truncate=True)))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise IngestionError(f"table {name}, column {field.name}: cannot convert to {typ}: {exc}") from exc
+        out_fields.append(pa.field(field.name, typ))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(out_fields))
 
 
 def _write_chunks(chunks: Iterable[pa.Table], schema: pa.Schema, out_path: Path) -> tuple[int, tuple[str, ...]]:
@@ -122,9 +228,29 @@ def _window(table: str, start: str | dt.date, end: str | dt.date) -> tuple[dt.da
     return start_d, end_d
 
 
-def table_chunks(settings: Settings, table: str, start: str | dt.date, end: str | dt.date) -> Iterator[pa.Table]:
+def window_query(sql: str, engine: sa.Engine, start: dt.date, end: dt.date) -> tuple[sa.TextClause, dict[str, Any]]:
+    """``sql`` with its ``:window_start`` and ``:window_end`` bound to the days ``[start, end)``.
+
+    SQLite keeps times as text and compares them as text: a bound ``2025-03-01 00:00:00.000000``
+    is greater than a row's ``2025-03-01 00:00:00`` or ``2025-03-01``, so the rows at the first
+    instant of a window fell into none. The bounds are whole days, so SQLite gets the day
+    itself (``2025-03-01``), which sorts before every time of that day in any ISO spelling;
+    other databases get timestamps."""
+    if engine.dialect.name == "sqlite":
+        kind: sa.types.TypeEngine[Any] = sa.String()
+        params: dict[str, Any] = {"window_start": start.isoformat(), "window_end": end.isoformat()}
+    else:
+        kind = sa.DateTime()
+        params = {"window_start": dt.datetime.combine(start, dt.time()), "window_end": dt.datetime.combine(end, dt.time())}
+    query = sa.text(sql).bindparams(sa.bindparam("window_start", type_=kind), sa.bindparam("window_end", type_=kind))
+    return query, params
+
+
+def table_chunks(settings: Settings, table: str, start: str | dt.date, end: str | dt.date,
+                 id_type: pa.DataType | None = None) -> Iterator[pa.Table]:
     """Rows of a customer-database ``table`` whose time column is in ``[start, end)``,
-    conformed, ``settings.ingest_chunk_rows`` at a time.
+    conformed, ``settings.ingest_chunk_rows`` at a time; identifiers as ``id_type`` (default:
+    as the first chunk's are, then the same for every chunk).
 
     The query is ``sql/ingest_<table>.sql`` with bound parameters, ordered by the time
     column (so a chunk covers a few consecutive days); the cursor streams (server-side
@@ -133,21 +259,16 @@ def table_chunks(settings: Settings, table: str, start: str | dt.date, end: str 
     if table not in SOURCE_TABLES:
         raise KeyError(f"unknown source table {table!r}; known: {sorted(SOURCE_TABLES)}")
     start_d, end_d = _window(table, start, end)
-    query = sa.text(load_sql(f"ingest_{table}", settings)).bindparams(
-        sa.bindparam("window_start", type_=sa.DateTime()),
-        sa.bindparam("window_end", type_=sa.DateTime()),
-    )
-    params = {
-        "window_start": dt.datetime.combine(start_d, dt.time()),
-        "window_end": dt.datetime.combine(end_d, dt.time()),
-    }
-    rows = settings.ingest_chunk_rows
     eng = source_engine(settings)
+    query, params = window_query(load_sql(f"ingest_{table}", settings), eng, start_d, end_d)
+    rows = settings.ingest_chunk_rows
     try:
         with eng.connect() as conn:
             conn = conn.execution_options(stream_results=True, max_row_buffer=rows)
             for chunk in pd.read_sql(query, conn, params=params, chunksize=rows):
-                yield conform(chunk, SOURCE_TABLES[table].schema, table)
+                conformed = conform(chunk, SOURCE_TABLES[table].schema, table, id_type)
+                id_type = id_type or (_ids_of(conformed) if conformed.num_rows else None)
+                yield conformed
     except sa.exc.SQLAlchemyError as exc:
         raise IngestionError(f"table {table}: reading the source database {masked(settings.db_url)} "
                              f"(setting source_db_url) failed: {exc}") from exc
@@ -163,12 +284,11 @@ def time_bound(settings: Settings, table: str, end: dt.date, which: str = "min")
     _, time_col = LAKE_TABLES[table]
     fn = {"min": "MIN", "max": "MAX"}[which]
     inner = load_sql(f"ingest_{table}", settings).strip().rstrip(";")
-    query = sa.text(f"SELECT {fn}(q.{time_col}) FROM ({inner}) AS q").bindparams(  # identifiers only
-        sa.bindparam("window_start", type_=sa.DateTime()), sa.bindparam("window_end", type_=sa.DateTime()))
+    eng = source_engine(settings)
+    query, params = window_query(f"SELECT {fn}(q.{time_col}) FROM ({inner}) AS q", eng, EARLIEST, end)  # identifiers only
     try:
-        with source_engine(settings).connect() as conn:
-            value = conn.execute(query, {"window_start": dt.datetime.combine(EARLIEST, dt.time()),
-                                         "window_end": dt.datetime.combine(end, dt.time())}).scalar()
+        with eng.connect() as conn:
+            value = conn.execute(query, params).scalar()
     except sa.exc.SQLAlchemyError as exc:
         raise IngestionError(f"table {table}: reading the source database {masked(settings.db_url)} "
                              f"(setting source_db_url) failed: {exc}") from exc
@@ -217,7 +337,8 @@ def _event_file_batches(path: Path, rows: int) -> Iterator[pa.Table]:
     kind = "CSV" if path.suffix == ".csv" else "Parquet"
     try:
         if path.suffix == ".csv":
-            types = {f.name: f.type for f in EVENTS_SCHEMA}
+            # ids as text, as written ("00042" keeps its zeros); conformed to the business's id type
+            types = {f.name: (pa.string() if f.name == "customer_id" else f.type) for f in EVENTS_SCHEMA}
             reader = pacsv.open_csv(path, convert_options=pacsv.ConvertOptions(column_types=types))
             columns = reader.schema.names
             batches: Iterable[pa.RecordBatch] = reader
@@ -225,7 +346,7 @@ def _event_file_batches(path: Path, rows: int) -> Iterator[pa.Table]:
             parquet = pq.ParquetFile(path)
             columns = parquet.schema_arrow.names
             batches = parquet.iter_batches(batch_size=rows)
-        missing = [n for n in EVENTS_SCHEMA.names if n not in columns]
+        missing = [n for n in EVENTS.required if n not in columns]
         if missing:
             raise LandingFileError(
                 f"events landing file {path}: no column(s) {missing}; its columns are {columns}"
@@ -236,7 +357,12 @@ def _event_file_batches(path: Path, rows: int) -> Iterator[pa.Table]:
         raise LandingFileError(f"events landing file {path} cannot be read as {kind}: {exc}") from exc
 
 
-def event_chunks(settings: Settings, start: str | dt.date, end: str | dt.date) -> Iterator[pa.Table]:
+def _ids_of(table: pa.Table) -> pa.DataType | None:
+    return table.schema.field("customer_id").type if "customer_id" in table.column_names else None
+
+
+def event_chunks(settings: Settings, start: str | dt.date, end: str | dt.date,
+                 id_type: pa.DataType | None = None) -> Iterator[pa.Table]:
     """The event files landed for the days in ``[start, end)``, conformed, in day order, in
     chunks of at most ``settings.ingest_chunk_rows`` rows: consecutive small files share a
     chunk (validation costs a fixed overhead per chunk), a large file is read in batches."""
@@ -245,7 +371,8 @@ def event_chunks(settings: Settings, start: str | dt.date, end: str | dt.date) -
     rows = 0
     for path in event_files(settings, *_window("events", start, end)):
         for batch in _event_file_batches(path, limit):
-            table = conform_arrow(batch, EVENTS_SCHEMA, "events")
+            table = conform_arrow(batch, EVENTS_SCHEMA, "events", id_type)
+            id_type = id_type or (_ids_of(table) if table.num_rows else None)
             if pending and (rows + table.num_rows > limit or table.schema != pending[0].schema):
                 yield pa.concat_tables(pending)
                 pending, rows = [], 0
@@ -265,11 +392,12 @@ def ingest_events(
     return IngestResult("events", Path(out_path), rows, start_d, end_d, missing)
 
 
-def chunks(settings: Settings, table: str, start: str | dt.date, end: str | dt.date) -> Iterator[pa.Table]:
+def chunks(settings: Settings, table: str, start: str | dt.date, end: str | dt.date,
+           id_type: pa.DataType | None = None) -> Iterator[pa.Table]:
     """The conformed chunks of any lake input's window: :func:`event_chunks` or :func:`table_chunks`."""
     if table == "events":
-        return event_chunks(settings, start, end)
-    return table_chunks(settings, table, start, end)
+        return event_chunks(settings, start, end, id_type)
+    return table_chunks(settings, table, start, end, id_type)
 
 
 def window_for(settings: Settings, table: str, end: dt.date, nightly: tuple[dt.date, dt.date] | None) -> tuple[dt.date, dt.date]:

@@ -34,9 +34,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.artifacts import as_date, atomic_path, write_parquet
+from pipeline.artifacts import as_date, atomic_path
 from pipeline.config import Settings
-from pipeline.ingestion.contract import LAKE_TABLES
+from pipeline.ingestion.contract import ID, LAKE_TABLES, TABLES, schema_with_ids
 
 PART_NAME = "part-0.parquet"
 
@@ -58,6 +58,21 @@ def has_data(settings: Settings, table: str) -> bool:
     return any(table_dir(settings, table).glob("date=*/*.parquet"))
 
 
+def id_type(settings: Settings) -> pa.DataType | None:
+    """The business's identifier type: ``customers.customer_id`` as the lake holds it (int64 for
+    integer ids, string for text ids); None while the lake holds no customers."""
+    files = sorted(table_dir(settings, "customers").glob("date=*/*.parquet"))
+    if not files:
+        return None
+    return pq.read_schema(files[-1]).field("customer_id").type
+
+
+def schema_of(settings: Settings, table: str, ids: pa.DataType | None = None) -> pa.Schema:
+    """``table``'s lake schema for this business: the contract's, its ids typed ``ids`` (default:
+    :func:`id_type`, or integers for a lake without customers)."""
+    return schema_with_ids(table, ids or id_type(settings) or ID)
+
+
 def days(start: dt.date, end: dt.date) -> list[dt.date]:
     """Days of the half-open window [start, end)."""
     return [start + dt.timedelta(days=i) for i in range((end - start).days)]
@@ -73,8 +88,9 @@ class DayStager:
     """
 
     def __init__(self, settings: Settings, table: str, start: str | dt.date, end: str | dt.date,
-                 staging: Path) -> None:
-        self.schema, self.time_col = LAKE_TABLES[table]
+                 staging: Path, schema: pa.Schema | None = None) -> None:
+        self.schema = schema or schema_of(settings, table)
+        self.time_col = TABLES[table].time_column
         self.settings, self.table = settings, table
         self.start, self.end = as_date(start), as_date(end)
         self.staging = Path(staging)
@@ -101,8 +117,14 @@ class DayStager:
         for day, rows in df.groupby(ts.dt.normalize(), sort=True):
             self._pieces += 1
             piece = self.staging / f"date={pd.Timestamp(day).date().isoformat()}" / f"piece-{self._pieces:06d}.parquet"
-            # a column missing from the batch is staged as nulls: its batch fails validation and is never published
-            write_parquet(rows.reindex(columns=self.schema.names), piece, schema=self.schema)
+            # a column missing from the batch is staged as (typed) nulls
+            present = pa.schema([f for f in self.schema if f.name in rows.columns])
+            table = pa.Table.from_pandas(rows[present.names], schema=present, preserve_index=False)
+            for field in self.schema:
+                if field.name not in present.names:
+                    table = table.append_column(field, pa.nulls(len(rows), field.type))
+            with atomic_path(piece) as tmp:
+                pq.write_table(table.select(self.schema.names), tmp)
         self.rows += len(df)
 
     def staged_glob(self) -> str:
@@ -170,7 +192,7 @@ def write_window(
 
 def read_table(settings: Settings, table: str, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a whole lake table (small tables and tests; large scans belong in DuckDB)."""
-    schema, _ = LAKE_TABLES[table]
+    schema = schema_of(settings, table)
     files = sorted(table_dir(settings, table).glob("date=*/*.parquet"))
     if not files:
         return pa.Table.from_pylist([], schema=schema).to_pandas()[columns or schema.names]
@@ -178,8 +200,8 @@ def read_table(settings: Settings, table: str, columns: list[str] | None = None)
 
 
 def customer_ids(settings: Settings) -> np.ndarray | None:
-    """Sorted ids of every customer in the lake (None when the lake holds no customers: the
-    references of other tables cannot be checked then)."""
+    """Sorted ids of every customer in the lake, in the lake's id type (None when the lake holds
+    no customers: the references of other tables cannot be checked then)."""
     if not has_data(settings, "customers"):
         log.info("lake holds no customers yet: customer references are not checked")
         return None
@@ -189,7 +211,7 @@ def customer_ids(settings: Settings) -> np.ndarray | None:
         ids = con.execute("SELECT DISTINCT customer_id FROM read_parquet($glob, hive_partitioning = false) "
                           "WHERE customer_id IS NOT NULL ORDER BY 1",
                           {"glob": table_glob(settings, "customers")}).fetchnumpy()["customer_id"]
-    return np.asarray(ids, dtype=float)
+    return np.asarray(ids)
 
 
 def partition_dates(settings: Settings, table: str) -> list[dt.date]:
@@ -206,6 +228,12 @@ def partition_dates(settings: Settings, table: str) -> list[dt.date]:
 DUCKDB_MEMORY_LIMIT = "3GB"
 #: read the footers of all files up front when a table view has at most this many files
 EAGER_FOOTERS_MAX_FILES = 400
+
+
+def _duck_type(dtype: pa.DataType) -> str:
+    """The DuckDB type of a contract column's Arrow type."""
+    return {pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.float64(): "DOUBLE", pa.string(): "VARCHAR",
+            pa.bool_(): "BOOLEAN"}.get(dtype, "TIMESTAMP")
 
 
 @contextlib.contextmanager
@@ -247,8 +275,9 @@ def lake_files(settings: Settings, table: str, ranges: Sequence[DayRange]) -> li
 def register_lake_table(
     con: duckdb.DuckDBPyConnection, settings: Settings, table: str, ranges: Sequence[DayRange]
 ) -> None:
-    """Expose the pruned partitions of a lake table as the view ``table`` (empty if none)."""
-    schema, _ = LAKE_TABLES[table]
+    """Expose the pruned partitions of a lake table as the view ``table`` (empty if none). A
+    column its files lack (written before the contract had it) reads as nulls."""
+    schema = schema_of(settings, table)
     files = lake_files(settings, table, ranges)
     if files:
         # Columns are matched by name either way; without union_by_name a file missing one
@@ -256,6 +285,8 @@ def register_lake_table(
         # every footer up front: it costs ~0.3 s for two years of daily partitions, but on
         # the ~90 files of an event window the scan then runs ~0.5 s faster (make bench).
         rel = con.read_parquet(files, hive_partitioning=False, union_by_name=len(files) <= EAGER_FOOTERS_MAX_FILES)
-        rel.select(*schema.names).create_view(table)
+        have = set(rel.columns)
+        rel.project(", ".join(f'"{f.name}"' if f.name in have else f'NULL::{_duck_type(f.type)} AS "{f.name}"'
+                              for f in schema)).create_view(table)
     else:
         con.register(table, schema.empty_table())

@@ -190,8 +190,10 @@ def load_suite(name: str) -> ExpectationSuite:
 
 
 @functools.lru_cache(maxsize=64)
-def _suite(name: str, columns: tuple[str, ...] | None) -> ExpectationSuite:
-    """The suite ``name``; with ``columns``, its column-glob templates expanded over them."""
+def _suite(name: str, columns: tuple[str, ...] | None,
+           closed: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> ExpectationSuite:
+    """The suite ``name``; with ``columns``, its column-glob templates expanded over them; with
+    ``closed``, a set rule for each declared closed vocabulary (``closed_vocabularies``)."""
     path = suite_path(name)
     if not path.is_file():
         known = sorted(p.stem for p in EXPECTATIONS_DIR.glob("*.json"))
@@ -199,6 +201,9 @@ def _suite(name: str, columns: tuple[str, ...] | None) -> ExpectationSuite:
     spec = json.loads(path.read_text(encoding="utf-8"))
     if columns is not None:
         spec["expectations"] = [e for template in spec["expectations"] for e in _expand(template, columns)]
+    spec["expectations"] += [{"type": "expect_column_values_to_be_in_set",
+                              "kwargs": {"column": column, "value_set": list(values)},
+                              "meta": {"notes": "declared in closed_vocabularies"}} for column, values in closed]
     return _gx().ExpectationSuite(**spec)
 
 
@@ -262,13 +267,38 @@ def _wide_dtype(dtype: Any) -> str | None:
     return None
 
 
-def _window_parameters(window_start: dt.datetime | None, window_end: dt.datetime | None) -> dict[str, Any]:
-    """Values of the suites' run-time parameters (naive UTC, like the contract's timestamps)."""
+#: ``max_category_values`` when validating without settings
+DEFAULT_MAX_CATEGORY_VALUES = 10_000
+
+
+def _window_parameters(window_start: dt.datetime | None, window_end: dt.datetime | None,
+                       settings: Settings | None = None) -> dict[str, Any]:
+    """Values of the suites' run-time parameters (the window in naive UTC, like the contract's
+    timestamps; the categories' cardinality bound)."""
     end = _naive_utc(window_end) if window_end is not None else dt.datetime.now(dt.UTC).replace(tzinfo=None)
     start = _naive_utc(window_start) if window_start is not None else None
     if start is not None and start > end:
         raise ValueError(f"window_start {start} is after window_end {end}")
-    return {WINDOW_START: start, WINDOW_END: end}
+    return {WINDOW_START: start, WINDOW_END: end,
+            "max_category_values": settings.max_category_values if settings else DEFAULT_MAX_CATEGORY_VALUES}
+
+
+def _closed(settings: Settings | None, table: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The closed sets the configuration declares for ``table``'s category columns (a DataError
+    names the setting when one is not a category column of the contract)."""
+    from pipeline.ingestion.contract import TABLES
+
+    declared = (settings.closed_sets if settings else {}).get(table, {})
+    if table not in TABLES:  # the features' suite
+        return ()
+    spec = TABLES[table]
+    for column in declared:
+        kinds = {c.name: c.kind for c in spec.columns}
+        if kinds.get(column) != "category":
+            raise DataError(f"config closed_vocabularies: {table}.{column} is not a category column of the contract "
+                            f"(the category columns of {table}: "
+                            f"{', '.join(c for c, k in kinds.items() if k == 'category') or 'none'})")
+    return tuple(sorted(declared.items()))
 
 
 def _naive_utc(value: dt.datetime) -> dt.datetime:
@@ -278,9 +308,11 @@ def _naive_utc(value: dt.datetime) -> dt.datetime:
     return stamp.to_pydatetime()
 
 
-def _run_suite(df: pd.DataFrame, table: str, parameters: dict[str, Any]) -> list[_Outcome]:
-    """The outcome of every expectation of ``table``'s suite on ``df``, in the suite's order."""
-    suite = _suite(table, tuple(map(str, df.columns)))
+def _run_suite(df: pd.DataFrame, table: str, parameters: dict[str, Any],
+               closed: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> list[_Outcome]:
+    """The outcome of every expectation of ``table``'s suite (plus the declared closed sets) on
+    ``df``, in the suite's order."""
+    suite = _suite(table, tuple(map(str, df.columns)), closed)
     batch = _batch_definition(table).get_batch(batch_parameters={"dataframe": _gx_frame(df)})
     results = batch.validate(suite, result_format=RESULT_FORMAT, expectation_parameters=parameters).results
     rank: dict[tuple[str, str | None], int] = {}
@@ -294,8 +326,13 @@ def _outcome(result: ExpectationValidationResult) -> _Outcome:
     config = result.expectation_config
     assert config is not None, "GX returned a result without its expectation"
     kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id" and v is not None}
-    described = {k: v for k, v in kwargs.items() if k not in _COLUMN_KWARGS}
+    described = {k: v for k, v in kwargs.items() if k not in _COLUMN_KWARGS and k not in ("row_condition",
+                                                                                          "condition_parser")}
     params = ", ".join(f"{k}={_fmt(v)}" for k, v in described.items())
+    condition = kwargs.get("row_condition")
+    if condition:  # the rows a rule applies to, in words
+        where = condition.get("pass_through_filter", condition) if isinstance(condition, dict) else condition
+        params = f"{params}, where {where}" if params else f"where {where}"
     label = f"{config.type}({params})" if params else config.type
     details = result.result or {}
     indices = details.get("unexpected_index_list")
@@ -409,13 +446,15 @@ def validate_batch(
     *,
     window_start: dt.datetime | None = None,
     window_end: dt.datetime | None = None,
+    settings: Settings | None = None,
 ) -> ValidationResult:
     """Validate ``df`` with the suite of ``table``; split it into clean and rejected rows.
 
     ``window_start``/``window_end`` fill the suite's run-time parameters (the batch's
-    ingestion window ``[start, end)``); see the module docstring.
+    ingestion window ``[start, end)``); ``settings`` the category bound and the declared closed
+    sets; see the module docstring.
     """
-    outcomes = _run_suite(df, table, _window_parameters(window_start, window_end))
+    outcomes = _run_suite(df, table, _window_parameters(window_start, window_end, settings), _closed(settings, table))
     clean, rejected = _split(df, table, outcomes)
     failures = [_failure(table, o, len(df)) for o in outcomes if not o.success]
     return ValidationResult(table, len(df), not failures, failures, clean, rejected)
@@ -451,7 +490,7 @@ def validate_and_quarantine(
     raise_on_failure: bool = True,
 ) -> ValidationResult:
     """Validate, quarantine the rejected rows, log one line; raise if the batch failed."""
-    result = validate_batch(df, table, window_start=window_start, window_end=window_end)
+    result = validate_batch(df, table, window_start=window_start, window_end=window_end, settings=settings)
     path = quarantine(result, settings, run_key)
     log.info("validate %s: %d rows, %d rejected%s", table, result.rows, len(result.rejected),
              f" -> {path}" if path else "")
@@ -480,11 +519,12 @@ class ChunkedValidator:
 
         self.table = table
         #: sorted ids of the customers that exist; rows naming another are quarantined (None: not checked)
-        self.known_customers = known_customers
+        self.known_customers = pd.Index(known_customers) if known_customers is not None else None
         #: rows quarantined by the tolerated checks (they do not fail the batch), by reason
         self.tolerated: dict[str, int] = {}
         self.settings = settings
-        self.parameters = _window_parameters(window_start, window_end)
+        self.parameters = _window_parameters(window_start, window_end, settings)
+        self.closed = _closed(settings, table)
         if schema is not None:
             import pyarrow as pa
 
@@ -513,12 +553,11 @@ class ChunkedValidator:
         df = self._tolerate(df, df.duplicated(keep="first").to_numpy(), "*", "duplicate_row",
                             "exact copy of an earlier row of the batch (one copy kept)")
         if self.known_customers is not None and "customer_id" in df.columns and len(df):
-            ids = pd.to_numeric(df["customer_id"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-            at = np.searchsorted(self.known_customers, ids).clip(0, max(len(self.known_customers) - 1, 0))
-            known = (self.known_customers[at] == ids) if len(self.known_customers) else np.zeros(len(ids), bool)
-            df = self._tolerate(df, ~known & ~np.isnan(ids), "customer_id", "unknown_customer",
+            ids = df["customer_id"]
+            known = ids.isin(self.known_customers).to_numpy()
+            df = self._tolerate(df, ~known & ids.notna().to_numpy(), "customer_id", "unknown_customer",
                                 "no such customer in the customers table")
-        outcomes = _run_suite(df, self.table, self.parameters)
+        outcomes = _run_suite(df, self.table, self.parameters, self.closed)
         clean, rejected = _split(df, self.table, outcomes)
         for outcome in outcomes:
             if not outcome.success:

@@ -36,7 +36,7 @@ def train_step(ctx: RunContext, training_set: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_table_step(settings: Settings, table: Path, label: str, *, id_column: str | None = None,
-                     drop: Sequence[str] = ()) -> TrainResult:
+                     drop: Sequence[str] = (), positive: str | None = None) -> TrainResult:
     """``train-table``: a model of any labelled customer table, registered under
     ``<model_name>-table`` (never the pipeline's champion)."""
     import datetime as dt
@@ -45,7 +45,7 @@ def train_table_step(settings: Settings, table: Path, label: str, *, id_column: 
     from pipeline.model.gate import register_and_gate
     from pipeline.model.train import train_table
 
-    trained = train_table(settings, Path(table), label, id_column=id_column, drop=drop)
+    trained = train_table(settings, Path(table), label, id_column=id_column, drop=drop, positive=positive)
     return register_and_gate(settings, trained, training_date=dt.datetime.now(dt.UTC).date().isoformat(),
                              name=registry.table_model_name(settings))
 

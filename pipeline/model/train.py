@@ -159,7 +159,14 @@ def _require_two_classes(folds: list[tuple[np.ndarray, np.ndarray]], as_of: pd.S
                     "window (horizon_days / inactivity_days)")
 
 
-def _base_params(best: Trial, numeric: list[str], categorical: list[str], settings: Settings) -> dict[str, Any]:
+def seen_categories(X: pd.DataFrame, categorical: list[str]) -> dict[str, list[str]]:
+    """Per categorical feature, the values the model was fitted on (as text): a night's value
+    outside them is scored as unknown and counted (:func:`pipeline.monitoring.metrics.unseen_categories`)."""
+    return {c: sorted(X[c].dropna().astype(str).unique().tolist()) for c in categorical if c in X.columns}
+
+
+def _base_params(best: Trial, numeric: list[str], categorical: list[str], settings: Settings,
+                 X: pd.DataFrame) -> dict[str, Any]:
     return {
         "model": best.candidate,
         "search_params": best.params,
@@ -167,10 +174,26 @@ def _base_params(best: Trial, numeric: list[str], categorical: list[str], settin
         "calibration": settings.calibration,
         "numeric_features": numeric,
         "categorical_features": categorical,
+        "categories": seen_categories(X, categorical),
         "code_version": _code_version(),
         "python": platform.python_version(),
         "trained_at": dt.datetime.now(dt.UTC).isoformat(),
     }
+
+
+def _fairness(settings: Settings, features: list[str], available: Any, constant: list[str]) -> dict[str, Any]:
+    """The fairness segments this model is judged by, and why each other configured one is not."""
+    from pipeline.features.build import FEATURES, fairness_segments
+
+    group_of = {f.name: f.group for f in FEATURES}
+    why_not = {**{f: f"its feature group {g} is left out ({available.left_out_groups[g]})"
+                  for f, g in group_of.items() if g in available.left_out_groups},
+               **available.left_out_features,
+               **dict.fromkeys(constant, "one value on every training row")}
+    usable, skipped = fairness_segments(settings.segments, features, why_not)
+    for segment, why in skipped.items():
+        log.info("train: fairness segment %s skipped: %s", segment, why)
+    return {"segments": usable, "skipped": skipped}
 
 
 def constant_columns(df: pd.DataFrame, columns: list[str]) -> list[str]:
@@ -183,12 +206,14 @@ def constant_columns(df: pd.DataFrame, columns: list[str]) -> list[str]:
 def train(settings: Settings, training_set: Path) -> Trained:
     """Search candidates with time-based CV, fit + calibrate the best, evaluate on the latest
     snapshots (out of time)."""
-    from pipeline.features.build import active_groups, model_features
+    from pipeline.features.build import available_features
 
-    groups, left_out = active_groups(settings)
-    numeric, categorical = model_features(settings, groups)
-    for group, why in left_out.items():
+    available = available_features(settings)
+    groups, numeric, categorical = available.groups, available.numeric, available.categorical
+    for group, why in available.left_out_groups.items():
         log.info("train: feature group %s left out: %s", group, why)
+    for feature, why in available.left_out_features.items():
+        log.info("train: feature %s left out: %s", feature, why)
     df = read_training_set(training_set, numeric, categorical)
     window = settings.label_window_days
     train_df, holdout = time_split(df, settings.holdout_snapshots, window)
@@ -233,10 +258,12 @@ def train(settings: Settings, training_set: Path) -> Trained:
                    holdout_snapshots=holdout_dates)
     from pipeline.features.labels import label_spec
 
-    params = {**_base_params(best, numeric, categorical, settings), "horizon_days": settings.horizon_days,
+    params = {**_base_params(best, numeric, categorical, settings, X), "horizon_days": settings.horizon_days,
               "label": label_spec(settings),
-              "feature_groups": {"active": groups, "left_out": left_out},
+              "feature_groups": {"active": groups, "left_out": available.left_out_groups},
+              "left_out_features": available.left_out_features,
               "constant_features": constant,
+              "fairness": _fairness(settings, numeric + categorical, available, constant),
               "training_set": str(training_set),
               "training_window": {"first_snapshot": metrics["train_snapshots"][0],
                                   "last_snapshot": metrics["train_snapshots"][-1],
@@ -246,7 +273,7 @@ def train(settings: Settings, training_set: Path) -> Trained:
 
 
 def train_table(settings: Settings, csv: Path, label: str, *, id_column: str | None = None,
-                drop: Sequence[str] = (), test_size: float = 0.25) -> Trained:
+                drop: Sequence[str] = (), test_size: float = 0.25, positive: str | None = None) -> Trained:
     """Train on any labelled customer table: infer columns, search the candidates with
     stratified CV, calibrate, evaluate on a stratified, seeded held-out split (never a
     champion: its features are not the pipeline's)."""
@@ -257,11 +284,20 @@ def train_table(settings: Settings, csv: Path, label: str, *, id_column: str | N
     missing = [c for c in [label, id_column, *drop] if c and c not in df.columns]
     if missing:
         raise TrainingError(f"{csv} has no column(s) {missing}; its columns are {list(df.columns)}")
-    values = set(df[label].dropna().unique().tolist())
-    if not values <= {0, 1}:
-        raise TrainingError(f"label {label!r} must be 0/1 (or true/false), got values {sorted(map(str, values))[:10]}")
     df = df.dropna(subset=[label]).reset_index(drop=True)
-    y_all = df[label].astype(int).to_numpy()
+    values = set(df[label].unique().tolist())
+    if positive is not None:
+        matches = df[label].astype(str).str.strip() == str(positive).strip()
+        if not matches.any():
+            raise TrainingError(f"--positive {positive!r}: no row of {label!r} has that value; its values are "
+                                f"{sorted(map(str, values))[:10]}")
+        y_all = matches.astype(int).to_numpy()
+        log.info("train-table: %s = %r is churn (1): %d of %d rows", label, positive, int(y_all.sum()), len(y_all))
+    elif values <= {0, 1}:
+        y_all = df[label].astype(int).to_numpy()
+    else:
+        raise TrainingError(f"label {label!r} must be 0/1 (or true/false), got values {sorted(map(str, values))[:10]}; "
+                            "for a text label say which value is churn with --positive VALUE (e.g. --positive Yes)")
     if len(np.unique(y_all)) < 2:
         raise TrainingError(f"label {label!r} has a single class; nothing to learn")
     if id_column:
@@ -271,6 +307,16 @@ def train_table(settings: Settings, csv: Path, label: str, *, id_column: str | N
                         "customer may sit on both sides of the held-out split", repeated, csv, id_column,
                         df.loc[df[id_column].duplicated(keep=False), id_column].nunique())
     X_all = df.drop(columns=[c for c in [label, id_column, *drop] if c])
+    from pipeline.features.dataset import numeric_text, row_number_columns
+
+    for column in row_number_columns(X_all):
+        log.info("train-table: column %r is a row number written with the file (no header, 1..n): left out", column)
+        X_all = X_all.drop(columns=column)
+        drop = [*drop, column]
+
+    for column, blanks in numeric_text(X_all).items():
+        X_all[column] = pd.to_numeric(X_all[column].astype("string").str.strip().replace("", pd.NA), errors="coerce")
+        log.info("train-table: %s holds numbers as text: read as numbers, %d blank value(s) as missing", column, blanks)
     numeric, categorical, dropped = infer_columns(X_all)
     if dropped:
         log.warning("train-table: left out text-like columns with mostly unique values: %s", dropped)
@@ -289,8 +335,9 @@ def train_table(settings: Settings, csv: Path, label: str, *, id_column: str | N
     proba = model.predict_proba(X_te)[:, 1]
     metrics = evaluate(y_te, proba, campaign_for(settings))
     metrics.update(model=best.candidate, train_rows=len(tr), source=str(csv))
-    params = {**_base_params(best, numeric, categorical, settings), "source_csv": str(csv.resolve()),
-              "label": {"kind": "column", "column": label, "definition": f"column {label} = 1"},
+    params = {**_base_params(best, numeric, categorical, settings, X), "source_csv": str(csv.resolve()),
+              "label": {"kind": "column", "column": label,
+                        "definition": f"column {label} = {positive!r}" if positive is not None else f"column {label} = 1"},
               "id_column": id_column, "dropped_columns": [*drop, *dropped],
               "training_window": {"rows": len(tr), "held_out_rows": len(te), "split": "stratified, seeded"}}
     n_ref = min(settings.reference_sample_rows, len(X))

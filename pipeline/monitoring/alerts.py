@@ -121,10 +121,15 @@ def _fairness(s: Settings, m: MonitoringResult) -> list[Alert]:
 
 
 def _data_quality(s: Settings, m: MonitoringResult) -> list[Alert]:
-    if not m.rejected_rows:
-        return []
-    return [Alert("data_quality", "warning", "validation", f"{m.rejected_rows} rows quarantined by validation",
-                  float(m.rejected_rows), 0.0)]
+    alerts = []
+    if m.rejected_rows:
+        alerts.append(Alert("data_quality", "warning", "validation", f"{m.rejected_rows} rows quarantined by validation",
+                            float(m.rejected_rows), 0.0))
+    for column, rows in sorted(m.unseen_categories.items()):
+        alerts.append(Alert("data_quality", "info", f"unseen {column}",
+                            f"{column}: {rows} customers have a value the model never saw in training, scored as "
+                            "unknown (a new value of an open vocabulary; retraining teaches it)", float(rows), 0.0))
+    return alerts
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -134,6 +134,32 @@ def age_band(age: pd.Series) -> pd.Series:
     return bands.where(age > 0, "unknown")
 
 
+FAIRNESS_COLUMNS = ["segment", "group", "rows", "positive_rate", "positive_rate_ratio", "expected_positives_at_top",
+                    "tpr", "tpr_gap"]
+
+
+def judged_segments(segments: list[str], params: dict[str, Any], *frames: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
+    """The configured ``segments`` a night judges the model by, and why each other one is
+    skipped: those the model was not judged by at training (its params' ``fairness``: the
+    column left out, constant, or not a feature), and those whose column is absent from, or
+    without any value in, one of ``frames`` (tonight's features, the reference)."""
+    from pipeline.features.build import DERIVED_SEGMENTS
+
+    planned = params.get("fairness")
+    usable, skipped = [], {}
+    for segment in segments:
+        if isinstance(planned, dict) and segment not in planned.get("segments", []):
+            skipped[segment] = planned.get("skipped", {}).get(segment, "not judged when the model was trained")
+            continue
+        column = DERIVED_SEGMENTS.get(segment, segment)
+        missing = next((f for f in frames if column not in f.columns or f[column].isna().all()), None)
+        if missing is not None:
+            skipped[segment] = f"{column} has no values in tonight's features or the model's reference"
+        else:
+            usable.append(segment)
+    return usable, skipped
+
+
 def segment_values(features: pd.DataFrame, segment: str) -> pd.Series:
     """The segment column of ``features`` (``age_band`` derived from ``age``)."""
     if segment == "age_band":
@@ -173,7 +199,7 @@ def fairness(
                 frame["tpr"] = frame["group"].map(tpr)
                 frame["tpr_gap"] = tpr.max() - frame["tpr"]
         out.append(frame)
-    result = pd.concat(out, ignore_index=True)
+    result = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=FAIRNESS_COLUMNS)
     result.insert(0, "run_date", night(day))
     return result
 
@@ -207,6 +233,10 @@ class MonitoringResult:
     #: per segment and group (:func:`fairness`, with the training reference's ``reference_ratio``)
     fairness: pd.DataFrame
     rejected_rows: int = 0
+    #: configured fairness segments not judged tonight, with why (:func:`judged_segments`)
+    fairness_skipped: dict[str, str] = field(default_factory=dict)
+    #: category values tonight that the model never saw in training, per column (scored as unknown)
+    unseen_categories: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (what the monitor task writes and pushes to XCom)."""
@@ -218,6 +248,8 @@ class MonitoringResult:
             "performance": asdict(self.performance) if self.performance else None,
             "fairness": self.fairness.drop(columns="run_date", errors="ignore").to_dict("records"),
             "rejected_rows": self.rejected_rows,
+            "fairness_skipped": self.fairness_skipped,
+            "unseen_categories": self.unseen_categories,
         }
 
 
@@ -225,7 +257,7 @@ def monitor_night(
     day: dt.date, *, model_version: str, threshold: float, champion_metrics: dict[str, Any], settings: Settings,
     tonight: pd.DataFrame, features: pd.DataFrame, reference: pd.DataFrame, reference_scores: np.ndarray,
     baseline: list[float], drift: DriftFacts, labelled: pd.DataFrame | None = None,
-    labelled_features: pd.DataFrame | None = None, rejected_rows: int = 0,
+    labelled_features: pd.DataFrame | None = None, rejected_rows: int = 0, params: dict[str, Any] | None = None,
 ) -> MonitoringResult:
     """Prediction drift, matured-label performance and fairness of one night (pure: every
     input is given, nothing is read or written).
@@ -242,12 +274,31 @@ def monitor_night(
     if labelled is not None and len(labelled):
         perf = performance(labelled, day, threshold, champion_metrics, settings.performance_drop_margin,
                            min_positives=settings.performance_min_positives)
-    fair = fairness(day, settings.segments, features, tonight, threshold, labelled, labelled_features)
+    segments, skipped = judged_segments(settings.segments, params or {}, features, reference)
+    fair = fairness(day, segments, features, tonight, threshold, labelled, labelled_features)
     ref_rows = reference.assign(customer_id=np.arange(len(reference)))
-    ref_fair = fairness(day, settings.segments, ref_rows,
+    ref_fair = fairness(day, segments, ref_rows,
                         pd.DataFrame({"customer_id": ref_rows["customer_id"], "churn_probability": reference_scores}),
                         threshold)
     fair = fair.merge(ref_fair[["segment", "group", "positive_rate_ratio"]].rename(
         columns={"positive_rate_ratio": "reference_ratio"}), on=["segment", "group"], how="left")
     return MonitoringResult(as_date(day).isoformat(), model_version, threshold, drift, prediction, perf, fair,
-                            rejected_rows)
+                            rejected_rows, skipped, unseen_categories(features, reference, params or {}))
+
+
+def unseen_categories(features: pd.DataFrame, reference: pd.DataFrame, params: dict[str, Any]) -> dict[str, int]:
+    """Rows of tonight per categorical model column whose value the model was not fitted on (its
+    params' ``categories``; for a model without them, the values of its training reference
+    sample): the model scores them as unknown (every one-hot column 0). A missing value is not
+    a new one."""
+    seen: dict[str, list[str]] = params.get("categories") or {
+        c: reference[c].dropna().astype(str).unique().tolist() for c in params.get("categorical_features", [])
+        if c in reference.columns}
+    out = {}
+    for column, known in seen.items():
+        if column in features.columns:
+            values = features[column]
+            new = int((values.notna() & ~values.astype(str).isin(set(known))).sum())
+            if new:
+                out[column] = new
+    return out

@@ -140,6 +140,8 @@ class NightlyReport:
     churn_definition: str = ""
     #: the registry when the night pinned its model (:func:`pipeline.model.registry.serving_facts`)
     models: dict[str, Any] | None = None
+    #: what the model or tonight's monitoring leaves out, and why (said once, in the Model section)
+    left_out: list[str] = field(default_factory=list)
 
     @property
     def severity(self) -> str:
@@ -186,8 +188,9 @@ class NightlyReport:
         if self.churn_definition:
             scoring.append(f"Churn means: {self.churn_definition}.")
         sections = [_Section("Scoring", scoring)]
-        if self.models:
-            sections.append(_model_section(self.models))
+        if self.models or self.left_out:
+            model = _model_section(self.models) if self.models else _Section("Model", [])
+            sections.append(_Section(model.title, model.lines + self.left_out))
         sections.append(_drift_section(self.drift))
         if self.monitoring is not None:
             sections += [self._alerts_section(), *_monitoring_sections(self.monitoring)]
@@ -249,6 +252,23 @@ class _Section:
 def _high_risk(threshold: float) -> str:
     """What "high risk" means, with the threshold's value (:func:`pipeline.model.score.is_high_risk`)."""
     return f"churn probability >= {_num(threshold)}"
+
+
+def left_out_lines(params: dict[str, Any], monitoring: dict[str, Any] | None) -> list[str]:
+    """What the model was trained without and what tonight could not judge, in words: feature
+    groups and features whose data is absent or null, fairness segments not judged."""
+    groups = (params.get("feature_groups") or {}).get("left_out") or {}
+    features = params.get("left_out_features") or {}
+    skipped = (monitoring or {}).get("fairness_skipped") or {}
+    lines = []
+    if groups or features:
+        parts = [f"{g} ({why})" for g, why in groups.items() if "not enabled" not in why]
+        parts += [f"{f} ({why})" for f, why in features.items()]
+        if parts:
+            lines.append("Left out of the model: " + "; ".join(parts) + ".")
+    if skipped:
+        lines.append("Fairness not judged by: " + "; ".join(f"{s} ({why})" for s, why in skipped.items()) + ".")
+    return lines
 
 
 def _model_section(models: dict[str, Any]) -> _Section:

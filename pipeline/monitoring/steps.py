@@ -84,7 +84,7 @@ def monitor_step(
         reference_scores=ref_scores.to_numpy(), baseline=monitor_store.recent_high_risk_shares(settings, day, threshold),
         drift=monitor.DriftFacts.from_dict(drift), labelled=labelled,
         labelled_features=pd.read_parquet(earlier) if earlier is not None and earlier.is_file() else None,
-        rejected_rows=rejected_rows)
+        rejected_rows=rejected_rows, params=model.params)
     monitor_store.store_monitoring(settings, result)
     alerts = record_alerts(settings, day, model.version, evaluate_rules(settings, result))
     raised = alerts[alerts["status"] != SUPPRESSED]
@@ -147,7 +147,14 @@ def email_step(
     from pipeline.monitoring.alerts import alerts_for_email, mark_sent
     from pipeline.monitoring.charts import png_img_tag, trend_chart_png
     from pipeline.monitoring.drift import REPORT_FILE, DriftSummary
-    from pipeline.monitoring.notify import CampaignFile, EmailDeliveryError, NightlyReport, build_report_email, send_email
+    from pipeline.monitoring.notify import (
+        CampaignFile,
+        EmailDeliveryError,
+        NightlyReport,
+        build_report_email,
+        left_out_lines,
+        send_email,
+    )
     from pipeline.monitoring.store import trend_frame
 
     settings, day = ctx.settings, ctx.day.isoformat()
@@ -168,6 +175,7 @@ def email_step(
         monitoring=monitoring, alerts=listed.to_dict("records"), attachments=[p.name for p in attached],
         churn_definition=str((ctx.model.params.get("label") or {}).get("definition", "")),
         models=ctx.model_facts,
+        left_out=left_out_lines(ctx.model.params, monitoring),
     )
     chart = png_img_tag(trend_chart_png(trend_frame(settings, day), day)) if monitoring is not None else ""
     message = build_report_email(sender=settings.email_sender, recipients=recipients, subject=facts.subject(),

@@ -1,21 +1,23 @@
-"""``python -m pipeline generate``: a generated business, subscription (:mod:`churnflow_sim.generate`)
-or a transactions-only shop in its own schema (:mod:`churnflow_sim.retail`)."""
+"""``python -m pipeline generate``: a generated business, subscription (:mod:`churnflow_sim.generate`),
+a transactions-only shop (:mod:`churnflow_sim.retail`) or a membership service
+(:mod:`churnflow_sim.memberships`), the last two in their own schema."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 
-from churnflow_sim import generate, retail
+from churnflow_sim import generate, memberships, retail
 from pipeline.config import load_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m pipeline generate``."""
-    parser.add_argument("--business", choices=("subscription", "retail"), default="subscription",
-                        help="subscription (default: the contract's tables and daily event files) or retail: a "
-                             "shop with only customers and orders, in its own schema (churnflow_sim.retail; "
-                             "map it with examples/retail)")
+    parser.add_argument("--business", choices=("subscription", "retail", "memberships"), default="subscription",
+                        help="subscription (default: the contract's tables and daily event files); retail: a "
+                             "shop with only customers and orders, in its own schema (map it with examples/retail); "
+                             "memberships: a service of text member keys, its own plans and payment method ids, "
+                             "free trials and non-renewal churn (map it with examples/memberships)")
     parser.add_argument("--customers", type=int, default=2_000, help="customers in total (default 2000)")
     parser.add_argument("--months", type=int, default=6,
                         help="months of data (default 6); with --live, whole months of history before --until")
@@ -39,6 +41,10 @@ def main(args: argparse.Namespace) -> int:
         if args.live or args.drift_from or args.until:
             raise SystemExit("generate: --business retail takes --customers, --months, --seed and --start only")
         return retail.main(args, load_settings())
+    if args.business == "memberships":
+        if args.live or args.drift_from or args.until:
+            raise SystemExit("generate: --business memberships takes --customers, --months, --seed and --start only")
+        return memberships.main(args, load_settings())
     if args.live:
         if args.start is not None:
             raise SystemExit("generate: --start and --live exclude each other (--live anchors on --until)")

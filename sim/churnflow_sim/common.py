@@ -10,6 +10,17 @@ from dataclasses import dataclass
 import numpy as np
 import sqlalchemy as sa
 
+#: the generated subscription business's own words (not the contract's: vocabularies are open)
+PLANS: tuple[str, ...] = ("basic", "standard", "premium")
+#: list price per plan before any price change (the generator's drift raises these)
+PLAN_FEES: dict[str, float] = {"basic": 9.99, "standard": 15.99, "premium": 22.99}
+GENDERS: tuple[str, ...] = ("F", "M", "X")
+REGIONS: tuple[str, ...] = ("north", "south", "east", "west", "central")
+CHANNELS: tuple[str, ...] = ("organic", "paid_search", "social", "referral", "partner", "tiktok")
+PAYMENT_METHODS: tuple[str, ...] = ("card", "paypal", "bank_transfer")
+TICKET_CATEGORIES: tuple[str, ...] = ("billing", "technical", "content", "account", "cancellation")
+CANCEL_REASONS: tuple[str, ...] = ("price", "not_using", "technical", "competitor", "other")
+
 Progress = Callable[[str], None]
 Columns = dict[str, np.ndarray]
 
@@ -104,3 +115,17 @@ def executemany(conn: sa.Connection, table: sa.Table, values: list[list[object]]
         if process is not None:
             values[i] = list(map(process, values[i]))
     conn.exec_driver_sql(str(table.insert().compile(dialect=dialect)), list(zip(*values, strict=True)))
+
+
+def summary_lines(summary: dict, business: str, example: str, truth_line: str) -> str:
+    """A generated business's summary as printed by ``generate --business ...``: what was made,
+    its rows (in its own schema, mapped by ``examples/<example>/sql``), the truth, where it is."""
+    rows = ", ".join(f"{name} {n:,}" for name, n in summary["rows"].items())
+    return "\n".join([
+        f"generated {business} of {summary['customers']:,} {'members' if example == 'memberships' else 'customers'}, "
+        f"[{summary['start']}, {summary['end']}), seed {summary['seed']}, {summary['seconds']}s",
+        f"rows: {rows} (its own schema: map it with examples/{example}/sql)",
+        truth_line,
+        f"database: {summary['db_url']}",
+        f"truth:    {summary['truth_path']}",
+    ])

@@ -63,23 +63,32 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from churnflow_sim.common import US_PER_DAY, US_PER_HOUR, US_PER_S, WINDOW_DAYS, Calendar, Columns, Progress, insert
+from churnflow_sim.common import (
+    CANCEL_REASONS,
+    CHANNELS,
+    GENDERS,
+    PAYMENT_METHODS,
+    PLAN_FEES,
+    PLANS,
+    REGIONS,
+    TICKET_CATEGORIES,
+    US_PER_DAY,
+    US_PER_HOUR,
+    US_PER_S,
+    WINDOW_DAYS,
+    Calendar,
+    Columns,
+    Progress,
+    insert,
+)
 from churnflow_sim.simulator import pending_db_url
 from pipeline.artifacts import write_parquet
 from pipeline.config import Settings
 from pipeline.ingestion.contract import (
-    CANCEL_REASONS,
-    CHANNELS,
     EVENT_TYPES,
     EVENTS_SCHEMA,
-    GENDERS,
-    PAYMENT_METHODS,
     PAYMENT_STATUSES,
-    PLAN_FEES,
-    PLANS,
-    REGIONS,
     SOURCE_TABLES,
-    TICKET_CATEGORIES,
     TS,
     SourceTable,
 )
@@ -176,6 +185,15 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
 #: fee per (price raised?, plan code)
 PRICES = np.round(np.array([[PLAN_FEES[p] for p in PLANS]]) * np.array([[1.0], [PRICE_RISE]]), 2)
 NULLABLE = {("support_tickets", "resolved_at")}
+#: the contract's tables this generator writes (labels: only a business that supplies its own)
+TABLES = tuple(n for n in SOURCE_TABLES if n != "labels")
+#: optional contract columns the generated subscription business does not have
+NOT_GENERATED = frozenset({"end_date", "auto_renew"})
+
+
+def generated_fields(source: SourceTable) -> list[pa.Field]:
+    """The columns of ``source`` this generator writes."""
+    return [f for f in source.schema if f.name not in NOT_GENERATED]
 
 
 def _probs(weights: dict[str, float], names: tuple[str, ...]) -> np.ndarray:
@@ -651,7 +669,7 @@ def _source_table(source: SourceTable, columns: Columns) -> Columns:
     order = np.lexsort((columns["customer_id"], columns[source.time_column]))
     ordered = {name: values[order] for name, values in columns.items()}
     ordered.setdefault(source.key[0], np.arange(1, len(order) + 1))
-    return {f.name: _contract_values(f, ordered[f.name]) for f in source.schema}
+    return {f.name: _contract_values(f, ordered[f.name]) for f in generated_fields(source)}
 
 
 # --- events --------------------------------------------------------------------------------------
@@ -752,7 +770,7 @@ def _sql_type(dtype: pa.DataType) -> sa.types.TypeEngine:
 def sql_table(source: SourceTable, metadata: sa.MetaData) -> sa.Table:
     """DDL of a source table: typed columns and the contract's primary key (index added after load)."""
     columns = [
-        sa.Column(f.name, _sql_type(f.type), nullable=(source.name, f.name) in NULLABLE) for f in source.schema
+        sa.Column(f.name, _sql_type(f.type), nullable=(source.name, f.name) in NULLABLE) for f in generated_fields(source)
     ]
     return sa.Table(source.name, metadata, *columns, sa.PrimaryKeyConstraint(*source.key))
 
@@ -768,14 +786,14 @@ def _write_database(
     pending database (same tables) instead, to be landed later by :mod:`churnflow_sim.simulator`.
     """
     metadata = sa.MetaData()
-    sql_tables = {name: sql_table(source, metadata) for name, source in SOURCE_TABLES.items()}
+    sql_tables = {name: sql_table(SOURCE_TABLES[name], metadata) for name in TABLES}
     counts: dict[str, int] = {}
     pending = engine_for(pending_db_url(settings)) if hold_from is not None else None
     with engine_for(settings.db_url).begin() as conn, (pending.begin() if pending else contextlib.nullcontext()) as held:
         for target in (conn, held) if held is not None else (conn,):
             metadata.drop_all(target)
             metadata.create_all(target)
-        for name in SOURCE_TABLES:
+        for name in TABLES:
             t0 = time.perf_counter()
             columns = build(name)
             time_column = SOURCE_TABLES[name].time_column

@@ -53,7 +53,7 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from churnflow_sim.common import US_PER_DAY, Calendar, Columns, Progress, insert
+from churnflow_sim.common import US_PER_DAY, Calendar, Columns, Progress, insert, summary_lines
 from pipeline.artifacts import write_parquet
 from pipeline.config import Settings
 from pipeline.ingestion.contract import TS
@@ -407,16 +407,8 @@ def _inactive_rates(truth: list[Columns], log: OrderLog, cal: Calendar) -> tuple
 
 
 def format_summary(summary: dict) -> str:
-    rows = ", ".join(f"{name} {n:,}" for name, n in summary["rows"].items())
-    return "\n".join([
-        f"generated a shop of {summary['customers']:,} customers, [{summary['start']}, {summary['end']}), "
-        f"seed {summary['seed']}, {summary['seconds']}s",
-        f"rows: {rows} (the shop's own schema: map it with examples/retail/sql)",
-        f"{WINDOW_DAYS} days without an order: realised {summary['inactive_rate']:.2%}, "
-        f"true mean {summary['mean_truth']:.2%}",
-        f"database: {summary['db_url']}",
-        f"truth:    {summary['truth_path']}",
-    ])
+    return summary_lines(summary, "a shop", "retail", f"{WINDOW_DAYS} days without an order: realised "
+                         f"{summary['inactive_rate']:.2%}, true mean {summary['mean_truth']:.2%}")
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
