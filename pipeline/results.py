@@ -47,6 +47,10 @@ SCORES = sa.Table(
     Column("churn_probability", Float, nullable=False),
     Column("risk_band", String(16), nullable=False),
     Column("model_version", String(64), nullable=False),
+    # the top reasons of the score (pipeline.model.explain), as an analyst reads them
+    Column("reason_1", Text),
+    Column("reason_2", Text),
+    Column("reason_3", Text),
 )
 DRIFT = sa.Table(
     "drift_metrics", METADATA,
@@ -146,16 +150,25 @@ def _text_customer_ids_v2(conn: sa.Connection) -> None:
     if conn.dialect.name == "postgresql":  # the primary key's index keeps its name across a rename
         conn.execute(sa.text(f'ALTER TABLE "{old}" DROP CONSTRAINT IF EXISTS "{SCORES.name}_pkey"'))
     SCORES.create(conn)
-    names = ", ".join(f'"{c.name}"' for c in SCORES.columns)
-    picked = ", ".join(f'CAST("{c.name}" AS VARCHAR(128))' if c.name == "customer_id" else f'"{c.name}"'
-                       for c in SCORES.columns)
+    kept = [c["name"] for c in sa.inspect(conn).get_columns(old)]  # the columns the old table had
+    names = ", ".join(f'"{c}"' for c in kept)
+    picked = ", ".join(f'CAST("{c}" AS VARCHAR(128))' if c == "customer_id" else f'"{c}"' for c in kept)
     conn.execute(sa.text(f'INSERT INTO "{SCORES.name}" ({names}) SELECT {picked} FROM "{old}"'))
     conn.execute(sa.text(f'DROP TABLE "{old}"'))
+
+
+def _score_reasons_v3(conn: sa.Connection) -> None:
+    """The top three reasons of each score (a store rebuilt by v2 in this code has them)."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns(SCORES.name)}
+    for name in ("reason_1", "reason_2", "reason_3"):
+        if name not in have:  # names from this module, not values
+            conn.execute(sa.text(f'ALTER TABLE "{SCORES.name}" ADD COLUMN "{name}" TEXT'))
 
 
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "scores, drift, prediction drift, performance, fairness and alert tables", _create_v1),
     (2, "churn_scores.customer_id as text (string or integer ids, kept as given)", _text_customer_ids_v2),
+    (3, "churn_scores.reason_1 .. reason_3: the top reasons of each score", _score_reasons_v3),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -292,3 +292,19 @@ def test_a_business_without_demographics_trains_and_every_night_runs(source_data
     for segments in ("", "gender"):
         night = run_nightly(settings.replace(fairness_segments=segments), "2025-06-16", lookback_days=15)
         assert set(night["monitoring"]["fairness_skipped"]) == ({"gender"} if segments else set())
+
+
+def test_every_score_has_its_reasons_in_the_store_and_the_campaign_list(nightly):
+    """The top three reasons of each score (SHAP contributions of the champion), written as an
+    analyst reads them, in the night's scores, the results store and the e-mailed campaign CSV."""
+    settings, outs, messages, _ = nightly
+    scores = pd.read_parquet(outs[NEXT]["scores"]["path"])
+    assert scores["reason_1"].notna().mean() > 0.9
+    assert scores["reason_1"].str.contains(r": .+ \(usually .+\)$").mean() > 0.9, scores["reason_1"].head()
+    stored = pd.read_sql("SELECT customer_id, reason_1, reason_2, reason_3 FROM churn_scores", results_engine(settings))
+    assert stored["reason_1"].notna().mean() > 0.9
+    attached = {p.get_filename(): p for p in messages[NEXT].iter_attachments()}
+    campaign = pd.read_csv(io.StringIO(attached[f"campaign_{NEXT}.csv"].get_content()))
+    assert list(campaign.columns) == ["customer_id", "churn_probability", "risk_band", "reason_1", "reason_2",
+                                      "reason_3", "rank"]
+    assert len(campaign) and campaign["reason_1"].notna().all()

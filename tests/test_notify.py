@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import email.utils
 import io
 import math
 import re
@@ -232,6 +233,10 @@ def test_report_email_arrives_with_both_parts_and_small_attachments(
     received = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
     assert received["Subject"] == report.subject()
     assert received["To"] == ", ".join(RECIPIENTS)
+    # the headers mail clients sort and thread by
+    sent_at = email.utils.parsedate_to_datetime(received["Date"])
+    assert abs((sent_at - dt.datetime.now(dt.UTC)).total_seconds()) < 120
+    assert re.fullmatch(r"<[^@<>\s]+@[^@<>\s]+>", received["Message-ID"]), received["Message-ID"]
     inline = received.get_body(preferencelist=("html",))
     assert inline is not None and "Churn nightly report: 2024-07-15" in inline.get_content()
     plain = received.get_body(preferencelist=("plain",))
@@ -283,3 +288,35 @@ def test_smtp_settings_are_checked() -> None:
         SmtpSettings(host="mail", port=465, ssl=True, starttls=True)
     with pytest.raises(ValueError, match="port"):
         SmtpSettings(host="mail", port=0)
+
+
+def test_the_trend_chart_reads_with_one_night() -> None:
+    """One night used to sit alone on an axis matplotlib spread over years (2025-2029); the axis
+    is now the configured nights up to the date, with a tick per day."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pipeline.monitoring.charts import trend_chart_png
+
+    trend = pd.DataFrame({"drift_share": [0.2], "high_risk_share": [0.1], "roc_auc": [float("nan")]},
+                         index=pd.to_datetime(["2025-07-01"]))
+    captured = {}
+    original = plt.close
+
+    def keep(fig=None):  # the figure as drawn, to read its axis
+        captured["fig"] = fig
+        return original(fig)
+
+    plt.close = keep
+    try:
+        png = trend_chart_png(trend, "2025-07-01", nights=14)
+    finally:
+        plt.close = original
+    assert png and png.startswith(b"\x89PNG")
+    ax = captured["fig"].axes[0]
+    low, high = (matplotlib.dates.num2date(x).date() for x in ax.get_xlim())
+    assert (high - low).days <= 15 and low <= dt.date(2025, 6, 18) and high >= dt.date(2025, 7, 1)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert "07-01" in labels and "06-18" in labels

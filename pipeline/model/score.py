@@ -15,6 +15,7 @@ import pandas as pd
 from pipeline.artifacts import as_date, nan_to_none, write_parquet
 from pipeline.config import Settings
 from pipeline.model import registry
+from pipeline.model.explain import REASON_COLUMNS
 from pipeline.results import SCORES, night, replace_rows
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def campaign_list(scores: pd.DataFrame, threshold: float, capacity: int) -> pd.D
     eligible = scores[is_high_risk(scores["churn_probability"], threshold)]
     ranked = eligible.sort_values(["churn_probability", "customer_id"], ascending=[False, True])
     ranked = ranked.head(capacity) if capacity > 0 else ranked
-    columns = ["customer_id", "churn_probability", "risk_band"]
+    columns = ["customer_id", "churn_probability", "risk_band", *[c for c in REASON_COLUMNS if c in ranked.columns]]
     return ranked[columns].assign(rank=np.arange(1, len(ranked) + 1)).reset_index(drop=True)
 
 
@@ -85,6 +86,21 @@ def score_frame(model: Any, features: pd.DataFrame, feature_columns: list[str], 
     )
 
 
+def reasons_of(model: registry.ModelVersion, fitted: Any, features: pd.DataFrame) -> pd.DataFrame:
+    """Each customer's top reasons (:mod:`pipeline.model.explain`) against the model's training
+    reference; index aligned with ``features``."""
+    import time
+
+    from pipeline.model.explain import explain
+
+    started = time.monotonic()
+    reference = pd.read_parquet(model.reference_path)
+    why = explain(fitted, features.reset_index(drop=True), reference, list(model.params["numeric_features"]),
+                  list(model.params["categorical_features"]))
+    log.info("score: reasons for %d customers in %.1fs", len(why), time.monotonic() - started)
+    return why
+
+
 def publish_scores(settings: Settings, scores_path: Path, as_of: str | dt.date) -> int:
     """Replace the ``churn_scores`` rows of ``as_of`` with the night's scores file, in one
     transaction (a rerun of the same date leaves one set of scores; a failure leaves the
@@ -108,6 +124,7 @@ def score(settings: Settings, model: registry.ModelVersion, fitted: Any, feature
     if stale.any():
         raise ValueError(f"{features_path}: {int(stale.sum())} rows are not as of {day}")
     scores = score_frame(fitted, feats, model.feature_columns, settings, model.version)
+    scores = pd.concat([scores, reasons_of(model, fitted, feats)], axis=1)
     write_parquet(scores, out_path)
     threshold = model.threshold(settings.risk_band_high)
     high = high_risk_share(scores["churn_probability"], threshold)

@@ -12,9 +12,11 @@ import pandas as pd
 from pipeline.artifacts import as_date
 
 
-def trend_chart_png(trend: pd.DataFrame, day: dt.date | str) -> bytes | None:
+def trend_chart_png(trend: pd.DataFrame, day: dt.date | str, nights: int = 14) -> bytes | None:
     """PNG of drift share, high-risk share and matured ROC-AUC over the recent nights
-    (``trend``: :func:`pipeline.monitoring.store.trend_frame` of ``day``); None when it is empty."""
+    (``trend``: :func:`pipeline.monitoring.store.trend_frame` of ``day``); None when it is empty.
+    The time axis is always the ``nights`` nights up to ``day``, one tick per day or week, so
+    one night reads as one point at its date (matplotlib alone spanned years around it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,8 +31,15 @@ def trend_chart_png(trend: pd.DataFrame, day: dt.date | str) -> bytes | None:
         values = trend[column].dropna()
         if len(values):
             ax.plot(values.index, values.to_numpy(), marker=marker, label=label)
+    import matplotlib.dates as mdates
+
+    last = pd.Timestamp(as_date(day))
+    first = last - pd.Timedelta(days=max(nights, 1) - 1)
+    ax.set_xlim(first - pd.Timedelta(hours=12), last + pd.Timedelta(hours=12))
+    ax.xaxis.set_major_locator(mdates.DayLocator(interval=1 if nights <= 16 else 7))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
     ax.set_ylim(0, 1.05)
-    ax.set_title(f"Recent nights up to {as_date(day)}")
+    ax.set_title(f"The {nights} nights up to {as_date(day)}")
     ax.legend(loc="upper left", fontsize=8)
     fig.autofmt_xdate()
     buf = io.BytesIO()

@@ -113,7 +113,7 @@ def report_step(ctx: RunContext, features: dict[str, Any], drift: dict[str, Any]
     sections = []
     trend = trend_frame(settings, ctx.day) if monitoring is not None else pd.DataFrame()
     if not trend.empty:
-        chart = png_img_tag(trend_chart_png(trend, ctx.day))
+        chart = png_img_tag(trend_chart_png(trend, ctx.day, settings.trend_nights))
         sections.append(("trend", trend_html(trend, chart, settings.trend_nights)))
     reference, current = _reference_and_current(ctx, features)
     html, _, _ = drift_report(
@@ -162,7 +162,7 @@ def email_step(
     light = Path(report["email_report"])
     attached = [write_zip(light if light.is_file() else Path(report["report"]), out / f"{REPORT_FILE}.zip",
                           arcname=REPORT_FILE)]
-    scored = pd.read_parquet(scores["path"], columns=["customer_id", "churn_probability", "risk_band"])
+    scored = pd.read_parquet(scores["path"])
     campaign = campaign_list(scored, scores["threshold"], settings.campaign_daily_capacity)
     attached.append(write_text(campaign.to_csv(index=False), out / f"campaign_{day}.csv"))
     listed, delivered = alerts_for_email(settings, day) if monitoring is not None else (pd.DataFrame(), pd.DataFrame())
@@ -177,7 +177,7 @@ def email_step(
         models=ctx.model_facts,
         left_out=left_out_lines(ctx.model.params, monitoring),
     )
-    chart = png_img_tag(trend_chart_png(trend_frame(settings, day), day)) if monitoring is not None else ""
+    chart = png_img_tag(trend_chart_png(trend_frame(settings, day), day, settings.trend_nights)) if monitoring is not None else ""
     message = build_report_email(sender=settings.email_sender, recipients=recipients, subject=facts.subject(),
                                  summary_html=facts.html(chart), summary_text=facts.text(), attachments=attached)
     try:

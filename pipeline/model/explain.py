@@ -1,0 +1,147 @@
+"""Why a customer is at risk: each score's feature contributions (SHAP values on the model's
+log-odds), grouped back to the catalogue's features (a one-hot column counts for its
+category feature), and the top reasons written as an analyst reads them.
+
+* XGBoost: its own exact TreeSHAP (``pred_contribs``).
+* Logistic regression: the exact linear SHAP value ``coef * (x - mean)`` of each column, the
+  mean over the model's training reference (independent features).
+* Any other model: the change in its probability when the feature is set to its typical
+  value (the reference's median or most frequent value): one prediction per feature.
+
+Calibration is monotone, so it never changes which features push a score up: the
+contributions are those of the fitted model inside the calibrator.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: the reasons kept per customer
+N_REASONS = 3
+#: rows explained at a time (bounds the contribution matrix's memory)
+CHUNK_ROWS = 100_000
+REASON_COLUMNS = [f"reason_{i}" for i in range(1, N_REASONS + 1)]
+
+
+def inner_pipeline(model: Any) -> Any:
+    """The fitted preprocessing + classifier pipeline inside a calibrated model."""
+    est = model
+    if hasattr(est, "calibrated_classifiers_"):
+        est = est.calibrated_classifiers_[0].estimator
+    if hasattr(est, "estimator") and not hasattr(est, "named_steps"):  # sklearn's FrozenEstimator
+        est = est.estimator
+    if not hasattr(est, "named_steps"):
+        raise TypeError(f"cannot explain a {type(model).__name__}: expected a pipeline with 'prep' and 'model' steps")
+    return est
+
+
+def column_owners(prep: Any, numeric: list[str], categorical: list[str]) -> np.ndarray:
+    """For each column the preprocessing outputs, the raw feature it comes from."""
+    owners: list[str] = []
+    for name, transformer, columns in prep.transformers_:
+        if name == "num":
+            owners += list(columns)
+        elif name == "cat":
+            onehot = transformer.named_steps["onehot"]
+            for column, cats in zip(columns, onehot.categories_, strict=True):
+                owners += [column] * len(cats)
+    return np.asarray(owners, dtype=object)
+
+
+def contributions(model: Any, X: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
+                  categorical: list[str]) -> pd.DataFrame:
+    """Per row of ``X`` and raw feature, its contribution to the score (log-odds for XGBoost and
+    logistic regression, probability for the fallback); positive pushes towards churn."""
+    pipe = inner_pipeline(model)
+    prep, clf = pipe.named_steps["prep"], pipe.named_steps["model"]
+    features = numeric + categorical
+    owners = column_owners(prep, numeric, categorical)
+    kind = type(clf).__name__
+    if kind in ("XGBClassifier", "LogisticRegression"):
+        transformed = prep.transform(X[features])
+        if kind == "XGBClassifier":
+            import xgboost as xgb
+
+            values = clf.get_booster().predict(xgb.DMatrix(transformed), pred_contribs=True)[:, :-1]
+        else:
+            mean = prep.transform(reference[features]).mean(axis=0)
+            values = (transformed - mean) * clf.coef_[0]
+        grouped = pd.DataFrame(values, columns=owners).T.groupby(level=0, sort=False).sum().T
+        return grouped.reindex(columns=features).fillna(0.0)
+    base = model.predict_proba(X[features])[:, 1]
+    typical = typical_values(reference, numeric, categorical)
+    out = {}
+    for column in features:
+        swapped = X[features].copy()
+        swapped[column] = typical[column]
+        out[column] = base - model.predict_proba(swapped)[:, 1]
+    return pd.DataFrame(out, index=X.index)
+
+
+def typical_values(reference: pd.DataFrame, numeric: list[str], categorical: list[str]) -> dict[str, Any]:
+    """What is usual for each feature in the model's training reference: the median of a
+    number, the most frequent value of a category."""
+    out: dict[str, Any] = {c: float(reference[c].median()) for c in numeric if c in reference}
+    for c in categorical:
+        if c in reference and reference[c].notna().any():
+            out[c] = reference[c].mode(dropna=True).iloc[0]
+    return out
+
+
+def label(feature: str) -> str:
+    """A feature name as words: ``n_logins_30d`` -> "logins in 30 days"."""
+    text = re.sub(r"^n_", "", feature)
+    text = re.sub(r"_flag$", "", text)
+    text = re.sub(r"_(\d+)d_vs_(\d+)d$", r" (\1 vs \2 days)", text)
+    text = re.sub(r"_(\d+)d\b", r" in \1 days", text)
+    return text.replace("_", " ")
+
+
+def _value(feature: str, value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "missing"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        number = float(value)
+        if feature.endswith(("_flag", "_missing")) or feature == "auto_renew":
+            return "yes" if number >= 0.5 else "no"
+        return f"{number:,.0f}" if number.is_integer() or abs(number) >= 100 else f"{number:,.2f}"
+    return str(value)
+
+
+def reasons(contrib: pd.DataFrame, X: pd.DataFrame, typical: dict[str, Any], n: int = N_REASONS) -> pd.DataFrame:
+    """The ``n`` features that push each score up the most, as "what: value (usually typical)";
+    fewer (None) when fewer features push it up."""
+    values = contrib.to_numpy(dtype="float64")
+    names = np.asarray(contrib.columns, dtype=object)
+    order = np.argsort(-values, axis=1)[:, :n]
+    out: dict[str, list[str | None]] = {f"reason_{k + 1}": [] for k in range(n)}
+    raw = X[list(contrib.columns)]
+    for row, top in enumerate(order):
+        for k in range(n):
+            j = top[k] if k < len(top) else None
+            if j is None or values[row, j] <= 0:
+                out[f"reason_{k + 1}"].append(None)
+                continue
+            feature = names[j]
+            usual = typical.get(feature)
+            out[f"reason_{k + 1}"].append(f"{label(feature)}: {_value(feature, raw.iat[row, j])}"
+                                         + (f" (usually {_value(feature, usual)})" if usual is not None else ""))
+    return pd.DataFrame(out, index=X.index)
+
+
+def explain(model: Any, X: pd.DataFrame, reference: pd.DataFrame, numeric: list[str], categorical: list[str],
+            n: int = N_REASONS) -> pd.DataFrame:
+    """The top ``n`` reasons of every row of ``X`` (columns ``reason_1`` ..), in chunks."""
+    typical = typical_values(reference, numeric, categorical)
+    parts = []
+    for start in range(0, len(X), CHUNK_ROWS):
+        chunk = X.iloc[start:start + CHUNK_ROWS]
+        parts.append(reasons(contributions(model, chunk, reference, numeric, categorical), chunk[numeric + categorical],
+                             typical, n))
+    if not parts:
+        return pd.DataFrame({f"reason_{k + 1}": pd.Series([], dtype=object) for k in range(n)})
+    return pd.concat(parts)
