@@ -43,6 +43,15 @@ def _default_data_dir() -> Path:
     return Path("data").resolve()
 
 
+#: settings an earlier churnflow had, with what replaced them (said instead of "unknown setting")
+REMOVED_SETTINGS = {
+    "risk_band_high": "the risk bands are the campaign's decision now: 'high' is tonight's campaign (at or above "
+                      "the model's threshold, at most campaign_daily_capacity), 'medium' at or above the threshold "
+                      "but over the capacity, 'low' below it; default_threshold serves a model without a threshold",
+    "risk_band_medium": "the risk bands are the campaign's decision now (see risk_band_high)",
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     """All tunables of churnflow. Relative paths are relative to the working directory (in a YAML
@@ -123,9 +132,9 @@ class Settings:
     xgb_max_depth: int = 3
     xgb_learning_rate: float = 0.03
     n_jobs: int = 2
-    #: risk bands: probability >= high -> "high", >= medium -> "medium", else "low"
-    risk_band_high: float = 0.5
-    risk_band_medium: float = 0.2
+    #: the campaign threshold of a model that recorded none (a train-table model); a model
+    #: trained by churnflow carries its own (metrics.json "threshold")
+    default_threshold: float = 0.5
 
     # --- training: candidates, search, calibration, campaign threshold ----------------
     #: candidate families tried by each training run (logreg, random_forest, xgboost, *_smote)
@@ -146,8 +155,9 @@ class Settings:
     campaign_customer_value: float = 200.0
     campaign_save_rate: float = 0.3
     campaign_contact_cost: float = 5.0
-    #: most customers contacted per scoring run (0: no limit)
-    campaign_daily_capacity: int = 0
+    #: most customers contacted per night: the campaign list and the "high" risk band are the
+    #: highest-risk customers at or above the threshold, at most this many (0: no limit)
+    campaign_daily_capacity: int = 500
 
     # --- monitoring --------------------------------------------------------------------
     #: rows sampled from each side for the visual Evidently report (statistics use all rows)
@@ -337,9 +347,6 @@ class Settings:
                              f"{', '.join(_tables)}")
         if not self.model_name or not all(c.isalnum() or c in "-_." for c in self.model_name):
             raise ValueError(f"config model_name: {self.model_name!r}: use letters, digits, '-', '_' or '.'")
-        if self.risk_band_medium > self.risk_band_high:
-            raise ValueError(f"config risk_band_medium ({self.risk_band_medium}) must not exceed risk_band_high "
-                             f"({self.risk_band_high})")
         if self.drift_share_warning > self.drift_share_threshold or self.psi_warning > self.psi_critical:
             raise ValueError("config: a warning level (drift_share_warning, psi_warning) must not exceed its critical "
                              f"level (drift_share_threshold, psi_critical); got {self.drift_share_warning} / "
@@ -367,8 +374,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "xgb_max_depth": (1, 20),
     "xgb_learning_rate": (1e-4, 1.0),
     "n_jobs": (1, 1024),
-    "risk_band_high": (0.0, 1.0),
-    "risk_band_medium": (0.0, 1.0),
+    "default_threshold": (0.0, 1.0),
     "search_iterations": (1, 1000),
     "cv_folds": (1, 20),
     "search_sample_rows": (0, 1_000_000_000),
@@ -443,6 +449,9 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
         if not isinstance(loaded, dict):
             raise ValueError(f"config file {path}: expected a mapping at top level")
         unknown = set(loaded) - known
+        if unknown & REMOVED_SETTINGS.keys():
+            name = sorted(unknown & REMOVED_SETTINGS.keys())[0]
+            raise ValueError(f"config file {path}: {name} is no longer a setting: {REMOVED_SETTINGS[name]}")
         if unknown:
             raise ValueError(f"config file {path}: unknown settings {sorted(unknown)}")
         values.update(_relative_to(path.resolve().parent, loaded))

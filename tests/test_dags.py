@@ -182,11 +182,16 @@ def test_nightly_dag_writes_drift_report_and_emails_it(trained_and_scored):
     with zipfile.ZipFile(io.BytesIO(attachments["drift_report.html.zip"])) as archive:
         assert archive.read("drift_report.html").decode() == (report.parent / "drift_report_email.html").read_text()
     campaign = pd.read_csv(io.BytesIO(attachments[f"campaign_{RUN_DATE}.csv"]))
-    assert list(campaign.columns) == ["customer_id", "churn_probability", "risk_band", "rank"]
-    assert len(campaign) == round(monitoring["prediction"]["high_risk_share"] * len(scores))  # no daily limit set
+    assert list(campaign.columns) == ["customer_id", "churn_probability", "risk_band", "reason_1", "reason_2",
+                                      "reason_3", "rank"]
+    at_risk = round(monitoring["prediction"]["high_risk_share"] * len(scores))
+    assert len(campaign) == min(at_risk, settings.campaign_daily_capacity)  # the default daily capacity
     assert campaign["churn_probability"].is_monotonic_decreasing and campaign["customer_id"].isin(scores["customer_id"]).all()
+    # "high" is exactly the campaign; each row says why
+    assert set(campaign["customer_id"]) == set(scores.loc[scores["risk_band"] == "high", "customer_id"])
+    assert (campaign["risk_band"] == "high").all() and campaign["reason_1"].notna().all()
     text = msg.get_body(("plain",)).get_content()
-    assert f"N = {len(campaign):,} customers in campaign_{RUN_DATE}.csv" in text
+    assert f"{len(campaign):,} customers in campaign_{RUN_DATE}.csv (risk band high)" in text
     for part in (text, msg.get_body(("html",)).get_content()):
         assert str(settings.data_dir) not in part and ".parquet" not in part, "no server paths in the e-mail"
 

@@ -234,10 +234,12 @@ def test_drift_report_writes_a_lighter_copy_for_email(tmp_path: Path) -> None:
     shown = email_report_columns(summary, 5)
     assert set(shown[:3]) == SHIFTED and len(shown) == 5  # the drifted ones first, then by PSI
     light = (tmp_path / "drift_report_email.html").read_text()
-    assert f"Shown here: 5 of 11 columns (drifted first, then the largest PSI): {', '.join(shown)}" in light
+    assert f"Shown here: 5 of 11 columns (every drifted one, then the largest PSI): {', '.join(shown)}" in light
     assert "3 of 11 columns drifted" in light  # the all-rows verdict on every column still
     assert len(light) < len(html_path.read_text()) - 5 * 40_000  # ~60 kB of plot data per column left out
     # nothing to leave out: the copy is the report
     drift_report(reference, current, NUMERIC, CATEGORICAL, tmp_path, sample_rows=2_000, share_threshold=0.5,
                  email_features=11)
     assert (tmp_path / "drift_report_email.html").read_text() == html_path.read_text()
+    # the cap never leaves out a drifted column: with room for 2, the 3 drifted ones are all shown
+    assert set(email_report_columns(summary, 2)) == SHIFTED

@@ -76,6 +76,9 @@ def test_champion_quality_on_generated_data(trained_quality):
     assert value == pytest.approx(metrics["expected_value"])
     card = champ.model_card_path.read_text()
     assert card.count("data:image/png;base64,") == 5 and f"{metrics['threshold']:.4f}" in card
+    # the risk bands' cut-offs: the threshold and the daily capacity
+    assert (f"<b>high</b> is the night's campaign list, churn probability &gt;= {metrics['threshold']:.4f}, the "
+            f"{settings.campaign_daily_capacity:,} highest per night") in card
     # the MLflow experiment holds the run and every candidate draw of its search
     from pipeline.model import tracking
 

@@ -308,3 +308,23 @@ def test_every_score_has_its_reasons_in_the_store_and_the_campaign_list(nightly)
     assert list(campaign.columns) == ["customer_id", "churn_probability", "risk_band", "reason_1", "reason_2",
                                       "reason_3", "rank"]
     assert len(campaign) and campaign["reason_1"].notna().all()
+
+
+def test_alerts_say_what_they_compared_and_what_to_do(settings):
+    """'F 0.54' said neither compared with what nor what to do."""
+    from types import SimpleNamespace
+
+    from pipeline.monitoring.alerts import _fairness
+
+    fair = pd.DataFrame([
+        {"segment": "gender", "group": "F", "rows": 900, "positive_rate": 0.06, "positive_rate_ratio": 0.5,
+         "expected_positives_at_top": 108.0, "tpr": 0.40, "tpr_gap": 0.35, "reference_ratio": None},
+        {"segment": "gender", "group": "M", "rows": 950, "positive_rate": 0.12, "positive_rate_ratio": 1.0,
+         "expected_positives_at_top": 114.0, "tpr": 0.75, "tpr_gap": 0.0, "reference_ratio": None},
+    ])
+    alerts = _fairness(settings, SimpleNamespace(fairness=fair))
+    [ratio] = [a.message for a in alerts if a.group == "gender=F"]
+    assert "gender=F: 6.0% of its 900 customers are at risk vs 12.0% of gender=M (the segment's highest)" in ratio
+    assert "positive-rate ratio 0.50 < 0.8 (80% rule)" in ratio and "Check whether the campaign" in ratio
+    [tpr] = [a.message for a in alerts if a.group == "gender=F tpr"]
+    assert "caught 40% of its matured churners vs 75% for gender=M: TPR gap 0.35" in tpr

@@ -167,8 +167,8 @@ def test_plain_text_part_carries_the_headline_facts(report: NightlyReport) -> No
 
     assert "HTML" not in text and "<" not in text.replace("PSI <x>", "").replace("<script>x</script>", "")
     for fact in ("2024-07-15", "severity CRITICAL", "Customers scored: 12,345",
-                 "High-risk share: 8.3% (churn probability >= 0.237", "DATASET DRIFT. 2 of 4 features drifted",
-                 "Feature: age; Type: numeric", "N = 1,000 customers in campaign_2024-07-15.csv",
+                 "At risk: 8.3% (churn probability >= 0.237", "DATASET DRIFT. 2 of 4 features drifted",
+                 "Feature: age; Type: numeric", "1,000 customers in campaign_2024-07-15.csv",
                  "ROC-AUC 0.71 (champion holdout 0.8)", "Concept drift: YES",
                  "Attached\n- drift_report.html.zip, campaign_2024-07-15.csv"):
         assert fact in text, fact
@@ -190,22 +190,32 @@ def test_subject_severity_counts_the_delivered_alerts_only(report: NightlyReport
 
 def test_campaign_sentence_says_n_and_how_it_was_chosen() -> None:
     capped = CampaignFile("c.csv", 1_000, 1_025, 1_000).sentence()
-    assert "N = 1,000" in capped and "the 1,000 highest-risk of the 1,025 high-risk customers" in capped
-    assert "campaign_daily_capacity" in capped
-    assert "fewer than the daily capacity" in CampaignFile("c.csv", 300, 300, 1_000).sentence()
+    assert "1,000 customers in c.csv (risk band high)" in capped
+    assert "the 1,000 highest of the 1,025 customers at or above the threshold" in capped
+    assert "25 more are at risk but over the daily capacity (campaign_daily_capacity 1,000): risk band medium" in capped
+    assert "within the daily capacity" in CampaignFile("c.csv", 300, 300, 1_000).sentence()
     unlimited = CampaignFile("c.csv", 1_025, 1_025, 0).sentence()
-    assert "N = 1,025" in unlimited and "every high-risk customer" in unlimited and "no daily limit" in unlimited
+    assert "1,025 customers" in unlimited and "every customer at or above" in unlimited and "no daily limit" in unlimited
 
 
-def test_campaign_list_is_the_top_high_risk_customers_ranked() -> None:
+def test_the_high_band_is_exactly_the_campaign_list() -> None:
+    """'High' used to be a fixed cut-off (0.5) while the list took everyone at or above the
+    threshold (0.07): a list of 'medium' customers. Now the band is the decision."""
+    from pipeline.model.score import risk_bands
+
     scores = pd.DataFrame({"customer_id": [5, 3, 9, 1, 7], "churn_probability": [0.9, 0.3, 0.3, 0.1, 0.6],
-                           "risk_band": ["high", "medium", "medium", "low", "high"], "model_version": "v"})
-    everyone = campaign_list(scores, threshold=0.3, capacity=0)  # at the threshold counts
-    assert list(everyone.columns) == ["customer_id", "churn_probability", "risk_band", "rank"]
-    assert list(everyone["customer_id"]) == [5, 7, 3, 9] and list(everyone["rank"]) == [1, 2, 3, 4]
-    assert list(campaign_list(scores, threshold=0.3, capacity=3)["customer_id"]) == [5, 7, 3]  # ties by id
+                           "model_version": "v"})
+    assert risk_bands(scores, 0.3, 0).tolist() == ["high", "high", "high", "low", "high"]  # at the threshold counts
+    assert risk_bands(scores, 0.3, 3).tolist() == ["high", "high", "medium", "low", "high"]  # ties by id
+    scores["risk_band"] = risk_bands(scores, 0.3, 3)
+    campaign = campaign_list(scores, threshold=0.3, capacity=3)
+    assert list(campaign.columns) == ["customer_id", "churn_probability", "risk_band", "rank"]
+    assert list(campaign["customer_id"]) == [5, 7, 3] and list(campaign["rank"]) == [1, 2, 3]
+    assert set(campaign["customer_id"]) == set(scores.loc[scores["risk_band"] == "high", "customer_id"])
+    everyone = campaign_list(scores, threshold=0.3, capacity=0)
+    assert list(everyone["customer_id"]) == [5, 7, 3, 9]
     assert list(campaign_list(scores, threshold=0.5, capacity=10)["customer_id"]) == [5, 7]
-    # the same definition as the high-risk share
+    # the same definition as the at-risk share
     assert high_risk_share(scores["churn_probability"], 0.3) == len(everyone) / len(scores) == 0.8
     assert math.isnan(high_risk_share(pd.Series([], dtype="float64"), 0.3))
 
@@ -320,3 +330,11 @@ def test_the_trend_chart_reads_with_one_night() -> None:
     assert (high - low).days <= 15 and low <= dt.date(2025, 6, 18) and high >= dt.date(2025, 7, 1)
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert "07-01" in labels and "06-18" in labels
+
+
+def test_the_email_says_whether_retraining_was_requested(report: NightlyReport) -> None:
+    requested = NightlyReport(**{**report.__dict__, "monitoring": {**MONITORING, "retrain": True}}).text()
+    assert "Retraining requested: tonight's critical alert triggered churn_training" in requested
+    assert "next e-mail's Model section names the new version" in requested
+    quiet = NightlyReport(**{**report.__dict__, "monitoring": {**MONITORING, "retrain": False}}).text()
+    assert "No retraining was requested tonight" in quiet

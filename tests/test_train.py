@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from conftest import RUN_DATE
 
+from pipeline.config import load_settings
 from pipeline.errors import TrainingError
 from pipeline.features.dataset import time_split
 from pipeline.model import registry
 from pipeline.model.gate import gate
-from pipeline.model.score import risk_band
 
 
 def _snapshots(dates: list[str], n: int = 20) -> pd.DataFrame:
@@ -51,11 +51,11 @@ def test_gate():
     assert gate(0.60, None, 0.0, floor=0.55)[0] is True
 
 
-def test_risk_bands():
-    p = np.array([0.05, 0.2, 0.49, 0.5, 0.9])
-    assert risk_band(p, high=0.5, medium=0.2).tolist() == ["low", "medium", "medium", "high", "high"]
-    with pytest.raises(ValueError, match="risk bands"):
-        risk_band(p, high=0.2, medium=0.5)
+def test_removed_risk_band_settings_say_what_replaced_them(tmp_path):
+    config = tmp_path / "churnflow.yaml"
+    config.write_text("risk_band_high: 0.6\n")
+    with pytest.raises(ValueError, match="risk_band_high is no longer a setting: the risk bands are the campaign"):
+        load_settings(config)
 
 
 def test_scoring_without_a_champion_says_what_to_do(settings, tmp_path):

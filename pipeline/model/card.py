@@ -63,6 +63,15 @@ def plots(y: np.ndarray, p: np.ndarray, importances: Any, calibration: dict[str,
     return out
 
 
+def risk_bands_html(threshold: float, capacity: int | None) -> str:
+    """The nightly risk bands' cut-offs (:func:`pipeline.model.score.risk_bands`) in words."""
+    most = (f"the {capacity:,} highest per night (campaign_daily_capacity)" if capacity
+            else "all of them (campaign_daily_capacity 0: no daily limit)")
+    return (f"<p>Risk bands each night: <b>high</b> is the night's campaign list, churn probability &gt;= "
+            f"{threshold:.4f}, {most}; <b>medium</b> is at or above the threshold but over the daily capacity; "
+            "<b>low</b> is below the threshold.</p>")
+
+
 def model_card_html(version: str, metrics: dict[str, Any], params: dict[str, Any], images: dict[str, str]) -> str:
     """The card of ``version``; ``images``: :func:`plots` (base64 PNG by title)."""
     e = html.escape
@@ -72,6 +81,7 @@ def model_card_html(version: str, metrics: dict[str, Any], params: dict[str, Any
         f"<p>Decision threshold <b>{metrics['threshold']:.4f}</b> maximises the expected campaign value "
         f"(<b>{metrics['expected_value']:,.0f}</b>; {metrics.get('campaign')}). The F1-optimal threshold "
         f"{f1['threshold']:.4f} would be worth {f1['expected_value']:,.0f} (F1 {f1['f1']:.3f}).</p>"
+        + risk_bands_html(metrics["threshold"], params.get("campaign_daily_capacity"))
     )
     imgs = "".join(f"<figure><img alt='{e(t)}' src='data:image/png;base64,{b}'><figcaption>{e(t)}</figcaption></figure>"
                    for t, b in images.items())

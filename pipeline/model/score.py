@@ -53,37 +53,45 @@ def high_risk_share(proba: np.ndarray | pd.Series, threshold: float) -> float:
 
 
 def campaign_list(scores: pd.DataFrame, threshold: float, capacity: int) -> pd.DataFrame:
-    """Tonight's campaign: the high-risk customers, highest churn probability first (ties by
-    customer id), at most ``capacity`` of them (0: no limit), ranked from 1."""
-    eligible = scores[is_high_risk(scores["churn_probability"], threshold)]
-    ranked = eligible.sort_values(["churn_probability", "customer_id"], ascending=[False, True])
-    ranked = ranked.head(capacity) if capacity > 0 else ranked
+    """Tonight's campaign: the customers whose band is "high" (:func:`risk_bands`: at or above
+    the threshold, the ``capacity`` highest), highest churn probability first, ranked from 1."""
+    chosen = scores[risk_bands(scores, threshold, capacity) == "high"]
+    ranked = chosen.sort_values(["churn_probability", "customer_id"], ascending=[False, True])
     columns = ["customer_id", "churn_probability", "risk_band", *[c for c in REASON_COLUMNS if c in ranked.columns]]
-    return ranked[columns].assign(rank=np.arange(1, len(ranked) + 1)).reset_index(drop=True)
+    return ranked[columns].assign(risk_band="high", rank=np.arange(1, len(ranked) + 1)).reset_index(drop=True)
 
 
-def risk_band(proba: np.ndarray, high: float, medium: float) -> np.ndarray:
-    """'high' at or above ``high``, 'medium' at or above ``medium``, else 'low'."""
-    if not 0 <= medium <= high <= 1:
-        raise ValueError(f"risk bands need 0 <= medium ({medium}) <= high ({high}) <= 1")
-    return np.select([proba >= high, proba >= medium], ["high", "medium"], default="low")
+def risk_bands(scores: pd.DataFrame, threshold: float, capacity: int) -> np.ndarray:
+    """The night's decision per customer: "high", tonight's campaign (at or above the model's
+    campaign ``threshold``, the ``capacity`` highest probabilities, ties by customer id; 0: no
+    limit); "medium", at or above the threshold but over the capacity; "low", below it."""
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"the campaign threshold must be in [0, 1], got {threshold}")
+    proba = scores["churn_probability"].to_numpy(dtype="float64")
+    at_risk = is_high_risk(proba, threshold)
+    bands = np.where(at_risk, "medium", "low").astype(object)
+    order = np.lexsort((scores["customer_id"].astype(str).to_numpy(), -proba))  # highest first, ties by id
+    picked = order[at_risk[order]]
+    bands[picked[:capacity] if capacity > 0 else picked] = "high"
+    return bands
 
 
-def score_frame(model: Any, features: pd.DataFrame, feature_columns: list[str], settings: Settings, version: str) -> pd.DataFrame:
-    """Churn probability and risk band for every row of ``features`` (pure)."""
+def score_frame(model: Any, features: pd.DataFrame, feature_columns: list[str], version: str, threshold: float,
+                capacity: int) -> pd.DataFrame:
+    """Churn probability and risk band (:func:`risk_bands` at the model's ``threshold`` and the
+    daily ``capacity``) for every row of ``features`` (pure)."""
     missing = [c for c in feature_columns if c not in features.columns]
     if missing:
         raise ValueError(f"feature table lacks columns the model was trained on: {missing}")
     proba = model.predict_proba(features[feature_columns])[:, 1] if len(features) else np.array([])
-    return pd.DataFrame(
+    scores = pd.DataFrame(
         {
             "customer_id": features["customer_id"].to_numpy(),
             "as_of": pd.to_datetime(features["as_of"]).to_numpy(),
             "churn_probability": proba.astype("float64"),
-            "risk_band": risk_band(proba, settings.risk_band_high, settings.risk_band_medium),
-            "model_version": version,
         }
     )
+    return scores.assign(risk_band=risk_bands(scores, threshold, capacity), model_version=version)
 
 
 def reasons_of(model: registry.ModelVersion, fitted: Any, features: pd.DataFrame) -> pd.DataFrame:
@@ -123,11 +131,15 @@ def score(settings: Settings, model: registry.ModelVersion, fitted: Any, feature
     stale = pd.to_datetime(feats["as_of"]).dt.date != day
     if stale.any():
         raise ValueError(f"{features_path}: {int(stale.sum())} rows are not as of {day}")
-    scores = score_frame(fitted, feats, model.feature_columns, settings, model.version)
+    threshold = model.threshold(settings.default_threshold)
+    scores = score_frame(fitted, feats, model.feature_columns, model.version, threshold,
+                         settings.campaign_daily_capacity)
     scores = pd.concat([scores, reasons_of(model, fitted, feats)], axis=1)
     write_parquet(scores, out_path)
-    threshold = model.threshold(settings.risk_band_high)
     high = high_risk_share(scores["churn_probability"], threshold)
-    log.info("score %s: %d customers with %s, high-risk share %.3f (>= %.3f) -> %s", day, len(scores), model.version,
-             high, threshold, out_path)
+    bands = scores["risk_band"].value_counts()
+    log.info("score %s: %d customers with %s, %.3f at or above the threshold %.3f: %d high (tonight's campaign, "
+             "campaign_daily_capacity %d), %d medium, %d low -> %s", day, len(scores), model.version, high, threshold,
+             bands.get("high", 0), settings.campaign_daily_capacity, bands.get("medium", 0), bands.get("low", 0),
+             out_path)
     return ScoreResult(Path(out_path), len(scores), model.version, high, threshold)

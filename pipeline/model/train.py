@@ -175,6 +175,7 @@ def _base_params(best: Trial, numeric: list[str], categorical: list[str], settin
         "numeric_features": numeric,
         "categorical_features": categorical,
         "categories": seen_categories(X, categorical),
+        "campaign_daily_capacity": settings.campaign_daily_capacity,
         "code_version": _code_version(),
         "python": platform.python_version(),
         "trained_at": dt.datetime.now(dt.UTC).isoformat(),

@@ -73,10 +73,19 @@ def _graded(rule: str, group: str, value: float, warning: float, critical: float
                   value, critical if severe else warning)]
 
 
+def _retraining(s: Settings) -> str:
+    """What happens next when a critical alert is raised (the nightly's request_retraining task)."""
+    if s.retrain_on_critical:
+        return "A critical alert requests retraining (the churn_training DAG, gated against the champion)"
+    return "retrain_on_critical is off: retrain with the churn_training DAG or python -m pipeline run-training"
+
+
 def _data_drift(s: Settings, m: MonitoringResult) -> list[Alert]:
     drifted = m.drift.drifted
-    return [Alert(a.rule, a.severity, a.group, f"{len(drifted)} features drifted ({', '.join(drifted)}): {a.message}",
-                  a.value, a.threshold)
+    todo = (" The model was trained on data unlike tonight's: see the attached report for how each feature moved. "
+            + _retraining(s))
+    return [Alert(a.rule, a.severity, a.group, f"{len(drifted)} features drifted against the model's training "
+                  f"reference ({', '.join(drifted)}): {a.message}.{todo}", a.value, a.threshold)
             for a in _graded("data_drift", "features", m.drift.drift_share, s.drift_share_warning,
                              s.drift_share_threshold, "drift share")]
 
@@ -84,8 +93,12 @@ def _data_drift(s: Settings, m: MonitoringResult) -> list[Alert]:
 def _feature_psi(s: Settings, m: MonitoringResult) -> list[Alert]:
     if not m.drift.max_psi_feature:
         return []
-    return _graded("feature_psi", "features", m.drift.max_psi, s.psi_warning, s.psi_critical,
-                   f"PSI of {m.drift.max_psi_feature}")
+    cause = (f" {m.drift.max_psi_feature} moved the most: a change at the source (a new price, a mapping or a "
+             "pipeline change upstream) is the likely cause when one feature dominates; check it before retraining")
+    return [Alert(a.rule, a.severity, a.group, f"{a.message} (tonight vs the model's training reference).{cause}",
+                  a.value, a.threshold)
+            for a in _graded("feature_psi", "features", m.drift.max_psi, s.psi_warning, s.psi_critical,
+                             f"PSI of {m.drift.max_psi_feature}")]
 
 
 def _prediction_drift(s: Settings, m: MonitoringResult) -> list[Alert]:
@@ -98,25 +111,46 @@ def _performance_drop(s: Settings, m: MonitoringResult) -> list[Alert]:
     if perf is None or not perf.concept_drift:
         return []
     return [Alert("performance_drop", "critical", "matured", (
-        f"scores of {perf.scored_on}: ROC-AUC {perf.roc_auc:.3f} (champion {perf.champion_roc_auc:.3f}), "
-        f"PR-AUC {perf.pr_auc:.3f} (champion {perf.champion_pr_auc:.3f}), margin {s.performance_drop_margin:g}"),
+        f"scores of {perf.scored_on}, judged on their matured labels (the label window from that night up to "
+        f"tonight): ROC-AUC {perf.roc_auc:.3f} vs {perf.champion_roc_auc:.3f} on the champion's holdout, PR-AUC "
+        f"{perf.pr_auc:.3f} vs {perf.champion_pr_auc:.3f}, more than the margin {s.performance_drop_margin:g} below: "
+        "the customers changed (concept drift). " + _retraining(s)),
         perf.roc_auc, perf.champion_roc_auc - s.performance_drop_margin)]
 
 
 def _fairness(s: Settings, m: MonitoringResult) -> list[Alert]:
+    """Each message names the group, what it is compared with (the segment's top group), the
+    metric and both values, and what to do."""
     alerts = []
-    for row in m.fairness.to_dict("records"):
+    rows = m.fairness.to_dict("records")
+    top: dict[str, dict[str, Any]] = {}  # per segment: the group with the highest positive rate, and the best TPR
+    for row in rows:
+        seg = row["segment"]
+        if seg not in top or row["positive_rate"] > top[seg]["positive_rate"]:
+            top[seg] = row
+    for row in rows:
         group = f"{row['segment']}={row['group']}"
+        best = top[row["segment"]]
         if (row["positive_rate_ratio"] < s.fairness_min_ratio and row["rows"] >= 30
                 and row.get("expected_positives_at_top", 0) >= s.fairness_min_expected_positives
                 and _fairness_worse_than_reference(row, s.fairness_p_value)):
-            alerts.append(Alert("fairness", "warning", group,
-                                f"positive-rate ratio {row['positive_rate_ratio']:.2f} < {s.fairness_min_ratio:g} ({group})",
-                                row["positive_rate_ratio"], s.fairness_min_ratio))
+            before = row.get("reference_ratio")
+            was = (f"; {before:.2f} on the training reference" if before is not None and not pd.isna(before) else "")
+            alerts.append(Alert("fairness", "warning", group, (
+                f"{group}: {row['positive_rate']:.1%} of its {row['rows']:,} customers are at risk vs "
+                f"{best['positive_rate']:.1%} of {row['segment']}={best['group']} (the segment's highest): positive-rate "
+                f"ratio {row['positive_rate_ratio']:.2f} < {s.fairness_min_ratio:g} (80% rule{was}). Check whether "
+                f"the campaign under-serves {group} before it goes out, and the reasons its customers get"),
+                row["positive_rate_ratio"], s.fairness_min_ratio))
         gap = row.get("tpr_gap")
         if gap is not None and not pd.isna(gap) and gap > s.fairness_max_tpr_gap:
-            alerts.append(Alert("fairness", "warning", f"{group} tpr",
-                                f"TPR gap {gap:.2f} > {s.fairness_max_tpr_gap:g} ({group})", gap, s.fairness_max_tpr_gap))
+            best_tpr = max((r for r in rows if r["segment"] == row["segment"] and not pd.isna(r.get("tpr"))),
+                           key=lambda r: r["tpr"])
+            alerts.append(Alert("fairness", "warning", f"{group} tpr", (
+                f"{group}: the model caught {row['tpr']:.0%} of its matured churners vs {best_tpr['tpr']:.0%} for "
+                f"{row['segment']}={best_tpr['group']}: TPR gap {gap:.2f} > {s.fairness_max_tpr_gap:g}. Its churners "
+                "are missed more often: review its features (missing data?) and consider retraining"),
+                gap, s.fairness_max_tpr_gap))
     return alerts
 
 

@@ -277,8 +277,8 @@ def drift_report(
     html_path = render([*numeric, *categorical], REPORT_FILE)
     shown = email_report_columns(summary, email_features)
     if len(shown) < len(summary.features):
-        render(shown, EMAIL_REPORT_FILE, f"Shown here: {len(shown)} of {len(summary.features)} columns (drifted first, "
-                                         f"then the largest PSI): {', '.join(shown)}. The complete report, with every "
+        render(shown, EMAIL_REPORT_FILE, f"Shown here: {len(shown)} of {len(summary.features)} columns (every drifted "
+                                         f"one, then the largest PSI): {', '.join(shown)}. The complete report, with every "
                                          f"column, is kept with the night's outputs as {REPORT_FILE}.")
     else:
         write_text(html_path.read_text(encoding="utf-8"), Path(out_dir) / EMAIL_REPORT_FILE)
@@ -291,10 +291,12 @@ def write_summary(summary: DriftSummary, out_dir: Path) -> Path:
 
 
 def email_report_columns(summary: DriftSummary, limit: int) -> list[str]:
-    """At most ``limit`` columns for the e-mailed report: the drifted ones first, then by PSI
-    (largest first, NaN last)."""
-    ranked = sorted(summary.features, key=lambda f: (not f.drifted, by_psi_descending(f)))
-    return [f.column for f in ranked[:limit]]
+    """The columns of the e-mailed report: every drifted one (by PSI, largest first, NaN last),
+    then the others by PSI up to ``limit`` in all: the cap leaves out stable columns only, so
+    each drifted column the e-mail names is in the report."""
+    drifted = sorted((f for f in summary.features if f.drifted), key=by_psi_descending)
+    others = sorted((f for f in summary.features if not f.drifted), key=by_psi_descending)
+    return [f.column for f in drifted] + [f.column for f in others[:max(0, limit - len(drifted))]]
 
 
 def by_psi_descending(feature: FeatureDrift) -> float:

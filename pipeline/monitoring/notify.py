@@ -109,20 +109,23 @@ class CampaignFile:
 
     name: str
     rows: int
-    #: high-risk customers tonight (at or above the threshold)
+    #: at-risk customers tonight (at or above the threshold)
     eligible: int
     #: ``campaign_daily_capacity`` (0: no limit)
     capacity: int
 
     def sentence(self) -> str:
+        head = (f"Tonight's campaign: {self.rows:,} customers in {self.name} (risk band high), highest churn "
+                "probability first, each with its top three reasons")
         if self.capacity and self.eligible > self.capacity:
-            how = (f"the daily capacity (campaign_daily_capacity): the {self.capacity:,} highest-risk of the "
-                   f"{self.eligible:,} high-risk customers")
-        elif self.capacity:
-            how = f"every high-risk customer, fewer than the daily capacity (campaign_daily_capacity {self.capacity:,})"
-        else:
-            how = "every high-risk customer (campaign_daily_capacity is 0: no daily limit)"
-        return f"Tonight's campaign: N = {self.rows:,} customers in {self.name}, highest churn probability first; N is {how}."
+            left = self.eligible - self.capacity
+            return (f"{head}: the {self.capacity:,} highest of the {self.eligible:,} customers at or above the "
+                    f"threshold. {left:,} more are at risk but over the daily capacity (campaign_daily_capacity "
+                    f"{self.capacity:,}): risk band medium, in churn_scores, not in the list.")
+        if self.capacity:
+            return (f"{head}: every customer at or above the threshold, within the daily capacity "
+                    f"(campaign_daily_capacity {self.capacity:,}).")
+        return f"{head}: every customer at or above the threshold (campaign_daily_capacity 0: no daily limit)."
 
 
 @dataclass(frozen=True)
@@ -188,7 +191,7 @@ class NightlyReport:
 
     def _sections(self) -> list[_Section]:
         scoring = [f"Customers scored: {self.scored:,} (table churn_scores, as_of {self.logical_date}).",
-                   f"High-risk share: {_pct(self.high_risk_share)} ({_high_risk(self.threshold)}, the champion's "
+                   f"At risk: {_pct(self.high_risk_share)} ({_high_risk(self.threshold)}, the champion's "
                    "campaign decision threshold)."]
         if self.campaign is not None:
             scoring.append(self.campaign.sentence())
@@ -208,7 +211,15 @@ class NightlyReport:
         title = f"Alerts (highest severity: {self.severity})"
         if not self.alerts:
             return _Section(title, ["No alerts: data and scores look as expected."])
-        return _Section(title, [], ("Severity", "Rule", "Night", "Status", "Message"),
+        lines = []
+        if (self.monitoring or {}).get("retrain"):
+            lines.append("Retraining requested: tonight's critical alert triggered churn_training (Airflow asset "
+                         "churnflow://retraining-requested), trained as of tonight and gated against the champion; "
+                         "the next e-mail's Model section names the new version and whether it was served.")
+        elif any(a["severity"] == "critical" for a in self.alerts):
+            lines.append("No retraining was requested tonight (retrain_on_critical is off, or the critical alert "
+                         "was e-mailed before): retrain with churn_training if the alerts below call for it.")
+        return _Section(title, lines, ("Severity", "Rule", "Night", "Status", "Message"),
                         [(a["severity"], a["rule"], f"{a['run_date']:%Y-%m-%d}", a["note"], a["message"]) for a in self.alerts])
 
 
@@ -257,7 +268,7 @@ class _Section:
 
 
 def _high_risk(threshold: float) -> str:
-    """What "high risk" means, with the threshold's value (:func:`pipeline.model.score.is_high_risk`)."""
+    """What "at risk" means, with the threshold's value (:func:`pipeline.model.score.is_high_risk`)."""
     return f"churn probability >= {_num(threshold)}"
 
 
@@ -325,7 +336,7 @@ def _monitoring_sections(monitoring: dict[str, Any]) -> list[_Section]:
         recent = (f"{_pct(baseline)} over the previous {pred['baseline_nights']} nights"
                   if pred["baseline_nights"] else "no previous nights yet")
         sections.append(_Section("Prediction drift", [
-            f"High-risk share ({_high_risk(monitoring['threshold'])}): {_pct(pred['high_risk_share'])} tonight, "
+            f"At-risk share ({_high_risk(monitoring['threshold'])}): {_pct(pred['high_risk_share'])} tonight, "
             f"{_pct(pred['reference_high_risk_share'])} in the reference, {recent}.",
             f"Mean score {pred['mean_score']:.3f} (reference {pred['reference_mean_score']:.3f}); "
             f"PSI vs reference {_num(pred['psi_vs_reference'])}.",
@@ -360,7 +371,7 @@ def trend_html(trend: pd.DataFrame, chart_img: str, nights: int) -> str:
         return "n/a" if math.isnan(value) else pattern.format(value)
 
     table = _table(
-        ("Night", "Features drifted", "High-risk share (at the night's campaign threshold)", "ROC-AUC (matured labels)"),
+        ("Night", "Features drifted", "At-risk share (at the night's campaign threshold)", "ROC-AUC (matured labels)"),
         ((f"{night:%Y-%m-%d}", fmt(r.drift_share, "{:.0%}"), _pct(r.high_risk_share), fmt(r.roc_auc, "{:.3f}"))
          for night, r in zip(trend.index, trend.itertuples(), strict=True)),
     )

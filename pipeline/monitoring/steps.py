@@ -69,9 +69,9 @@ def monitor_step(
     from pipeline.monitoring.alerts import SUPPRESSED, evaluate_rules, highest_severity, record_alerts, retrain_requested
 
     settings, day, model = ctx.settings, ctx.day, ctx.model
-    threshold = model.threshold(settings.risk_band_high)
+    threshold = model.threshold(settings.default_threshold)
     reference = pd.read_parquet(model.reference_path)
-    ref_scores = score_frame(ctx.fitted, reference, model.feature_columns, settings, model.version)["churn_probability"]
+    ref_scores = score_frame(ctx.fitted, reference, model.feature_columns, model.version, threshold, 0)["churn_probability"]
     label = model.params.get("label") or None
     scored_on = matured_night(settings, day, label)
     scores_then = monitor_store.scores_of(settings, scored_on)
