@@ -465,7 +465,7 @@ def available_features(settings: Settings) -> Available:
     candidates = [f for f in FEATURES if f.group in set(groups)]
     wanted = sorted({c for f in candidates for c in inputs_of(f.name)})
     empty = set(null_columns(settings, wanted)) if wanted else set()
-    dropped = {f.name: f"{', '.join(c for c in inputs_of(f.name) if c in empty)} null in every row (or absent)"
+    dropped = {f.name: f"{', '.join(c for c in inputs_of(f.name) if c in empty)} absent or null in every row"
                for f in candidates if any(c in empty for c in inputs_of(f.name))}
     for group in list(groups):
         names = [f.name for f in candidates if f.group == group]

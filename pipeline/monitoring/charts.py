@@ -26,7 +26,7 @@ def trend_chart_png(trend: pd.DataFrame, day: dt.date | str, nights: int = 14) -
         return None
     fig, ax = plt.subplots(figsize=(7, 3), dpi=90)
     for column, marker, label in (("drift_share", "o", "drift share (features)"),
-                                  ("high_risk_share", "s", "high-risk share"),
+                                  ("high_risk_share", "s", "at-risk share"),
                                   ("roc_auc", "^", "ROC-AUC (matured labels)")):
         values = trend[column].dropna()
         if len(values):

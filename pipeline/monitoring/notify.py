@@ -281,7 +281,10 @@ def left_out_lines(params: dict[str, Any], monitoring: dict[str, Any] | None) ->
     lines = []
     if groups or features:
         parts = [f"{g} ({why})" for g, why in groups.items() if "not enabled" not in why]
-        parts += [f"{f} ({why})" for f, why in features.items()]
+        by_reason: dict[str, list[str]] = {}
+        for feature, why in features.items():  # one reason, said once, for the features it leaves out
+            by_reason.setdefault(why, []).append(feature)
+        parts += [f"{', '.join(names)} ({why})" for why, names in by_reason.items()]
         if parts:
             lines.append("Left out of the model: " + "; ".join(parts) + ".")
     if skipped:
