@@ -82,3 +82,18 @@ def test_feature_names_read_as_words():
     assert label("no_events_90d_flag") == "no events in 90 days"
     assert label("trend_events_7d_vs_90d") == "trend events (7 vs 90 days)"
     assert label("monthly_fee") == "monthly fee"
+
+
+def test_the_fast_attribution_keeps_the_drivers_and_exact_rows_are_exact():
+    """A night gets exact TreeSHAP for the customers at risk and XGBoost's faster path
+    attribution for the others: both rank the real drivers first."""
+    X, y = _business()
+    model = _calibrated("xgboost", X, y)
+    rows = X.iloc[:300]
+    exact = contributions(model, rows, X, NUMERIC, CATEGORICAL)
+    mixed = contributions(model, rows, X, NUMERIC, CATEGORICAL, exact=np.arange(300) < 100)
+    np.testing.assert_allclose(mixed.iloc[:100].to_numpy(), exact.iloc[:100].to_numpy(), rtol=1e-5, atol=1e-5)
+    fast = mixed.iloc[100:].abs().mean()
+    assert fast["n_failed_payments_180d"] > fast["tenure_days"] and fast["plan"] > fast["tenure_days"]
+    # both add up to the same margin per row (only the split between features differs)
+    np.testing.assert_allclose(mixed.iloc[100:].sum(axis=1), exact.iloc[100:].sum(axis=1), atol=1e-3)

@@ -2,7 +2,8 @@
 log-odds), grouped back to the catalogue's features (a one-hot column counts for its
 category feature), and the top reasons written as an analyst reads them.
 
-* XGBoost: its own exact TreeSHAP (``pred_contribs``).
+* XGBoost: its own exact TreeSHAP (``pred_contribs``) for the customers at risk, its path
+  attribution (``approx_contribs``) for the others (1M customers: ~20 s exact, ~3 s fast).
 * Logistic regression: the exact linear SHAP value ``coef * (x - mean)`` of each column, the
   mean over the model's training reference (independent features).
 * Any other model: the change in its probability when the feature is set to its typical
@@ -53,9 +54,13 @@ def column_owners(prep: Any, numeric: list[str], categorical: list[str]) -> np.n
 
 
 def contributions(model: Any, X: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
-                  categorical: list[str]) -> pd.DataFrame:
+                  categorical: list[str], exact: np.ndarray | None = None) -> pd.DataFrame:
     """Per row of ``X`` and raw feature, its contribution to the score (log-odds for XGBoost and
-    logistic regression, probability for the fallback); positive pushes towards churn."""
+    logistic regression, probability for the fallback); positive pushes towards churn.
+
+    ``exact``: the rows that get XGBoost's exact TreeSHAP (default all); the others get its
+    path attribution (``approx_contribs``, Saabas), about six times faster: a night computes the
+    exact values for the customers at risk and the fast ones for the rest."""
     pipe = inner_pipeline(model)
     prep, clf = pipe.named_steps["prep"], pipe.named_steps["model"]
     features = numeric + categorical
@@ -66,7 +71,13 @@ def contributions(model: Any, X: pd.DataFrame, reference: pd.DataFrame, numeric:
         if kind == "XGBClassifier":
             import xgboost as xgb
 
-            values = clf.get_booster().predict(xgb.DMatrix(transformed), pred_contribs=True)[:, :-1]
+            booster = clf.get_booster()
+            exact_rows = np.ones(len(X), dtype=bool) if exact is None else np.asarray(exact, dtype=bool)
+            values = np.zeros((len(X), transformed.shape[1]), dtype="float32")
+            for rows, approx in ((exact_rows, False), (~exact_rows, True)):
+                if rows.any():
+                    values[rows] = booster.predict(xgb.DMatrix(transformed[rows]), pred_contribs=True,
+                                                   approx_contribs=approx)[:, :-1]
         else:
             mean = prep.transform(reference[features]).mean(axis=0)
             values = (transformed - mean) * clf.coef_[0]
@@ -114,34 +125,40 @@ def _value(feature: str, value: Any) -> str:
 
 def reasons(contrib: pd.DataFrame, X: pd.DataFrame, typical: dict[str, Any], n: int = N_REASONS) -> pd.DataFrame:
     """The ``n`` features that push each score up the most, as "what: value (usually typical)";
-    fewer (None) when fewer features push it up."""
+    fewer (None) when fewer features push it up. Built per feature over the rows it explains
+    (1M customers' reasons take seconds, not minutes)."""
     values = contrib.to_numpy(dtype="float64")
-    names = np.asarray(contrib.columns, dtype=object)
+    names = list(contrib.columns)
+    columns = [X[name].to_numpy(dtype=object) for name in names]
+    heads = [f"{label(name)}: " for name in names]
+    tails = [f" (usually {_value(name, typical[name])})" if typical.get(name) is not None else "" for name in names]
     order = np.argsort(-values, axis=1)[:, :n]
-    out: dict[str, list[str | None]] = {f"reason_{k + 1}": [] for k in range(n)}
-    raw = X[list(contrib.columns)]
-    for row, top in enumerate(order):
-        for k in range(n):
-            j = top[k] if k < len(top) else None
-            if j is None or values[row, j] <= 0:
-                out[f"reason_{k + 1}"].append(None)
-                continue
-            feature = names[j]
-            usual = typical.get(feature)
-            out[f"reason_{k + 1}"].append(f"{label(feature)}: {_value(feature, raw.iat[row, j])}"
-                                         + (f" (usually {_value(feature, usual)})" if usual is not None else ""))
+    every = np.arange(len(values))
+    out = {}
+    for k in range(n):
+        text = np.full(len(values), None, dtype=object)
+        if k < order.shape[1]:
+            picked = order[:, k]
+            pushes = values[every, picked] > 0
+            for j in np.unique(picked[pushes]):
+                rows = np.flatnonzero(pushes & (picked == j))
+                head, tail, name = heads[j], tails[j], names[j]
+                text[rows] = [head + _value(name, v) + tail for v in columns[j][rows]]
+        out[f"reason_{k + 1}"] = text
     return pd.DataFrame(out, index=X.index)
 
 
 def explain(model: Any, X: pd.DataFrame, reference: pd.DataFrame, numeric: list[str], categorical: list[str],
-            n: int = N_REASONS) -> pd.DataFrame:
-    """The top ``n`` reasons of every row of ``X`` (columns ``reason_1`` ..), in chunks."""
+            n: int = N_REASONS, exact: np.ndarray | None = None) -> pd.DataFrame:
+    """The top ``n`` reasons of every row of ``X`` (columns ``reason_1`` ..), in chunks;
+    ``exact``: see :func:`contributions`."""
     typical = typical_values(reference, numeric, categorical)
+    exact_rows = np.ones(len(X), dtype=bool) if exact is None else np.asarray(exact, dtype=bool)
     parts = []
     for start in range(0, len(X), CHUNK_ROWS):
         chunk = X.iloc[start:start + CHUNK_ROWS]
-        parts.append(reasons(contributions(model, chunk, reference, numeric, categorical), chunk[numeric + categorical],
-                             typical, n))
+        contrib = contributions(model, chunk, reference, numeric, categorical, exact_rows[start:start + CHUNK_ROWS])
+        parts.append(reasons(contrib, chunk[numeric + categorical], typical, n))
     if not parts:
         return pd.DataFrame({f"reason_{k + 1}": pd.Series([], dtype=object) for k in range(n)})
     return pd.concat(parts)

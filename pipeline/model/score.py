@@ -94,9 +94,9 @@ def score_frame(model: Any, features: pd.DataFrame, feature_columns: list[str], 
     return scores.assign(risk_band=risk_bands(scores, threshold, capacity), model_version=version)
 
 
-def reasons_of(model: registry.ModelVersion, fitted: Any, features: pd.DataFrame) -> pd.DataFrame:
+def reasons_of(model: registry.ModelVersion, fitted: Any, features: pd.DataFrame, at_risk: np.ndarray) -> pd.DataFrame:
     """Each customer's top reasons (:mod:`pipeline.model.explain`) against the model's training
-    reference; index aligned with ``features``."""
+    reference, exact SHAP values for the customers ``at_risk``; index aligned with ``features``."""
     import time
 
     from pipeline.model.explain import explain
@@ -104,8 +104,9 @@ def reasons_of(model: registry.ModelVersion, fitted: Any, features: pd.DataFrame
     started = time.monotonic()
     reference = pd.read_parquet(model.reference_path)
     why = explain(fitted, features.reset_index(drop=True), reference, list(model.params["numeric_features"]),
-                  list(model.params["categorical_features"]))
-    log.info("score: reasons for %d customers in %.1fs", len(why), time.monotonic() - started)
+                  list(model.params["categorical_features"]), exact=at_risk)
+    log.info("score: reasons for %d customers in %.1fs (exact SHAP for the %d at risk)", len(why),
+             time.monotonic() - started, int(np.sum(at_risk)))
     return why
 
 
@@ -134,7 +135,8 @@ def score(settings: Settings, model: registry.ModelVersion, fitted: Any, feature
     threshold = model.threshold(settings.default_threshold)
     scores = score_frame(fitted, feats, model.feature_columns, model.version, threshold,
                          settings.campaign_daily_capacity)
-    scores = pd.concat([scores, reasons_of(model, fitted, feats)], axis=1)
+    at_risk = is_high_risk(scores["churn_probability"], threshold)
+    scores = pd.concat([scores, reasons_of(model, fitted, feats, at_risk)], axis=1)
     write_parquet(scores, out_path)
     high = high_risk_share(scores["churn_probability"], threshold)
     bands = scores["risk_band"].value_counts()
