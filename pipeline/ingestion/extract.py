@@ -179,6 +179,12 @@ def conform(df: pd.DataFrame, schema: pa.Schema, table: str, id_type: pa.DataTyp
     return pa.Table.from_arrays(arrays, schema=pa.schema(out_fields))
 
 
+def _same_id_kind(have: pa.DataType, want: pa.DataType) -> bool:
+    """Both text or both integers: a cast serves; otherwise :func:`_id_array` converts."""
+    return (pa.types.is_string(have) and pa.types.is_string(want)) or (
+        pa.types.is_integer(have) and pa.types.is_integer(want))
+
+
 def conform_arrow(table: pa.Table, schema: pa.Schema, name: str, id_type: pa.DataType | None = None) -> pa.Table:
     """:func:`conform` for an Arrow table (event files are read as Arrow: no pandas round trip)."""
     spec = TABLES[name]
@@ -194,9 +200,7 @@ def conform_arrow(table: pa.Table, schema: pa.Schema, name: str, id_type: pa.Dat
             if kind == "id" else field.type
         if field.name in absent:
             arrays.append(pa.nulls(table.num_rows, typ))
-        elif kind == "id" and pa.types.is_string(typ) and not pa.types.is_string(table.column(field.name).type):
-            arrays.append(pa.array(_id_array(table.column(field.name).to_pandas(), typ, name, field.name)))
-        elif kind == "id" and pa.types.is_integer(typ) and not pa.types.is_integer(table.column(field.name).type):
+        elif kind == "id" and not _same_id_kind(table.column(field.name).type, typ):  # text <-> integer ids
             arrays.append(_id_array(table.column(field.name).to_pandas(), typ, name, field.name))
         else:
             try:
