@@ -13,7 +13,7 @@ export AIRFLOW__CORE__DAGS_FOLDER        := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES      := False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 
-.PHONY: help install demo demo-retail test test-slow bench bench-e2e airflow mlflow clean lint
+.PHONY: help install demo demo-retail test test-slow bench bench-e2e airflow mlflow dashboard browser clean lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,6 +53,15 @@ airflow: $(STAMP)  ## a local Airflow (standalone) on a live simulated business:
 mlflow: $(STAMP)  ## the MLflow UI on the project's model store (runs, registry, champion): http://localhost:5000
 	$(PY) scripts/mlflow_ui.py
 
+dashboard: $(STAMP)  ## Evidently's UI on the dashboard of nights (drift, scores, performance, fairness, alerts): http://localhost:8000
+	$(PY) scripts/dashboard_ui.py
+
+browser:  ## Chromium + chromedriver for the real-browser tests (Debian packages; installs them as root, else says how)
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then echo "chromium and chromedriver are installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null && echo "installed chromium and chromium-driver"; \
+	else echo "the browser tests need Chromium and its driver: sudo apt-get install chromium chromium-driver (Debian/Ubuntu)"; exit 1; fi
+
 lint: $(STAMP)  ## ruff (rules in pyproject.toml) on all Python, mypy on the library, churnflow_airflow, dags, sim
 	$(VENV)/bin/ruff check pipeline churnflow_airflow sim dags tests scripts bench
 	$(VENV)/bin/mypy
@@ -61,4 +70,4 @@ lock:  ## re-resolve requirements.lock from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra postgres --python-version 3.11 -q -o requirements.lock
 
 clean:  ## remove generated data, Airflow home and caches (keeps .venv)
-	rm -rf data/source.db data/results.db data/landing data/lake data/quarantine data/runs data/models data/mlflow data/model_cache data/reports data/truth data/outbox data/simulator data/live data/bench_e2e data/retail data/demo_airflow.log .airflow .pytest_cache
+	rm -rf data/source.db data/results.db data/landing data/lake data/quarantine data/runs data/models data/mlflow data/dashboard data/model_cache data/reports data/truth data/outbox data/simulator data/live data/bench_e2e data/retail data/demo_airflow.log .airflow .pytest_cache

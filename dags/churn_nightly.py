@@ -26,13 +26,17 @@ and a drift report for the analysts.
 8. **publish_scores** - the scores become the `churn_scores` rows of D (a rerun of D replaces
    D): the night's last write, so a night that fails before it (a full disk while writing the
    report) publishes no scores.
-9. **email_report** - subject with the highest alert severity; the summary (HTML and the same
+9. **dashboard_snapshot** - the night's snapshot in the Evidently dashboard (`make dashboard`):
+   the figures it published (drift share, highest PSIs, score distribution, at-risk share,
+   matured-label ROC-AUC/recall, fairness ratios, alerts by severity), one panel each over the
+   nights. Beside the e-mail: a dashboard that cannot be written fails this task only.
+10. **email_report** - subject with the highest alert severity; the summary (HTML and the same
    facts as plain text: scored customers, high-risk share at the campaign threshold, drift,
    alerts, matured-label performance, trend chart), the drift report's e-mail copy (zipped)
    and tonight's campaign list (CSV) attached, through the Airflow SMTP connection
    `smtp_default` (fails at once, saying how to set it, when there is none). Alerts become
    `sent` only once the server accepted the message; until then they stay `pending`.
-10. **request_retraining** - emits the `churnflow://retraining-requested` Asset with
+11. **request_retraining** - emits the `churnflow://retraining-requested` Asset with
    `extra={"date": D}` (churn_training then trains as of D) only when a critical
    drift/performance alert was raised and `retrain_on_critical` is on; skipped otherwise.
 
@@ -131,6 +135,13 @@ def churn_nightly() -> None:
 
         return publish_step(run_context(context, ready), scores)
 
+    @task
+    @pipeline_task
+    def dashboard_snapshot(published: dict[str, Any], ready: dict[str, Any], **context: Any) -> dict[str, Any]:
+        from pipeline.monitoring.steps import dashboard_step
+
+        return dashboard_step(run_context(context, ready))
+
     @task(outlets=[RETRAINING_REQUESTED])
     def request_retraining(monitoring: dict[str, Any], **context: Any) -> str:
         from airflow.sdk.exceptions import AirflowSkipException
@@ -183,6 +194,7 @@ def churn_nightly() -> None:
     report = drift_report(features, measured, monitoring, ready)
     published = publish_scores(scores, report, ready)
     published >> email_report(report, scores, monitoring, ready)
+    dashboard_snapshot(published, ready)
     request_retraining(monitoring)  # type: ignore[arg-type]  # TaskFlow: an XComArg stands for the value
 
 

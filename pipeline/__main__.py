@@ -234,6 +234,24 @@ def _cmd_train_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from pipeline.errors import DataError
+    from pipeline.monitoring import dashboard
+
+    settings = load_settings()
+    if args.rebuild:
+        out = dashboard.rebuild(settings)
+    elif args.date:
+        try:
+            out = dashboard.add_night(settings, args.date)
+        except ValueError as exc:
+            raise DataError(str(exc)) from exc
+    else:
+        raise DataError("say which night (--date YYYY-MM-DD) or --rebuild (every night in the results store)")
+    _print(out)
+    return 0
+
+
 def _cmd_contract(args: argparse.Namespace) -> int:
     from pipeline.ingestion.contract import reference_markdown
 
@@ -328,6 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("catalogue", help="print the feature catalogue (markdown)")
     p.set_defaults(func=_cmd_catalogue)
+
+    p = sub.add_parser("dashboard", help="add a night's snapshot to the Evidently dashboard (make dashboard shows it)")
+    p.add_argument("--date", help="the night (YYYY-MM-DD), from what it published in the results store")
+    p.add_argument("--rebuild", action="store_true", help="reset the panels and add every night in the results store")
+    p.set_defaults(func=_cmd_dashboard)
 
     p = sub.add_parser("results", help="the results store: migrate it, or count its rows")
     p.add_argument("action", choices=["migrate", "tables"])

@@ -191,12 +191,20 @@ class Settings:
     prediction_baseline_nights: int = 7
     #: a critical drift or performance alert requests a churn_training run (Airflow Asset)
     retrain_on_critical: bool = True
+    #: the Evidently workspace of the nights' dashboard: empty = <data_dir>/dashboard, a folder,
+    #: or the URL of a running Evidently UI (http://host:8000) that the nightly writes to
+    dashboard_workspace: str = ""
+    #: features with the highest PSI each night that the dashboard tracks
+    dashboard_top_features: int = 5
 
     # --- e-mail ----------------------------------------------------------------------
     #: comma-separated analyst addresses
     email_recipients: str = "analysts@example.com"
     email_sender: str = "churnflow@localhost"
     smtp_conn_id: str = "smtp_default"
+    #: the nightly message's size limit (bytes, as sent): over it, the drift report loses its detail
+    #: plots, then the campaign list is zipped, then what still does not fit stays on disk, named
+    email_max_bytes: int = 2_000_000
     #: send the nightly e-mail at all (a manual trigger can also switch it off)
     email_enabled: bool = True
     #: SMTP server for the command line (the DAGs use the Airflow connection instead)
@@ -290,6 +298,14 @@ class Settings:
     @property
     def reports_dir(self) -> Path:
         return self.data_dir / "reports"
+
+    @property
+    def dashboard_location(self) -> str:
+        """Where the nightly writes its dashboard snapshot: a running Evidently UI's URL, or the
+        folder of a local Evidently workspace (``evidently ui --workspace`` serves it)."""
+        if self.dashboard_workspace.startswith(("http://", "https://")):
+            return self.dashboard_workspace
+        return str(Path(self.dashboard_workspace) if self.dashboard_workspace else self.data_dir / "dashboard")
 
     @property
     def simulator_dir(self) -> Path:
@@ -397,8 +413,10 @@ RANGES: dict[str, tuple[float, float]] = {
     "fairness_max_tpr_gap": (0.0, 1.0),
     "alert_cooldown_days": (0, 365),
     "trend_nights": (1, 366),
+    "dashboard_top_features": (1, 50),
     "prediction_baseline_nights": (1, 366),
     "smtp_port": (1, 65535),
+    "email_max_bytes": (100_000, 1_000_000_000),
     "promotion_min_improvement": (-1.0, 1.0),
     "promotion_min_roc_auc": (0.0, 1.0),
 }

@@ -24,7 +24,7 @@ from pipeline.context import NIGHTLY_DAG, TRAINING_DAG, RunContext
 from pipeline.features.steps import features_step, training_set_step, validate_features_step
 from pipeline.ingestion.steps import ingest_all_step
 from pipeline.model.steps import publish_step, score_step, train_step
-from pipeline.monitoring.steps import drift_step, email_step, monitor_step, report_step
+from pipeline.monitoring.steps import dashboard_step, drift_step, email_step, monitor_step, report_step
 
 
 def rejected_rows(validated: list[dict[str, Any]], features: dict[str, Any]) -> int:
@@ -66,7 +66,7 @@ def run_nightly(
     published = publish_step(ctx, scores)
     out: dict[str, Any] = {"run": ctx.to_xcom(), "validated": {r["table"]: r for r in validated}, "features": feats,
                            "scores": scores, "drift": drift, "monitoring": monitoring, "report": report,
-                           "published": published}
+                           "published": published, "dashboard": dashboard_step(ctx)}
     if send:
         out["email"] = email_step(ctx, report, scores, smtp=smtp, recipients=recipients or settings.recipients,
                                   monitoring=monitoring)

@@ -101,6 +101,7 @@ drift report  {report}
 drift summary {report.with_name('drift_summary.json')}
 monitoring    {settings.runs_dir / 'churn_nightly' / day / 'monitor' / 'monitoring.json'} (alerts, prediction drift, fairness)
 e-mail        {n_mail} message(s) received by the local SMTP server, saved in {settings.data_dir / 'outbox'}
+dashboard     {settings.dashboard_location} (one Evidently snapshot per night); `make dashboard` opens it
 
 next          make airflow: the same DAGs in a running Airflow on a live business anchored on today
 """)

@@ -15,10 +15,10 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
+
+from serve import serve  # scripts/ is on sys.path when run as a script
 
 BIN = Path(sys.executable).parent
 
@@ -42,24 +42,7 @@ def main() -> int:
     print(f"==> MLflow UI on churnflow's store {settings.mlflow_dir}: http://localhost:{port}  (Ctrl-C stops it)",
           flush=True)
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-
-    def _stop(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _stop)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+    return serve(cmd, env)
 
 
 if __name__ == "__main__":

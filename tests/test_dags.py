@@ -62,11 +62,14 @@ def test_nightly_schedule_and_params(dagbag):
     assert dag.get_task("ingest").upstream_task_ids == {"wait_for_data"}
     assert dag.get_task("build_features").upstream_task_ids == {"ingest", "wait_for_data"}
     # every task that touches the model reads the run context wait_for_data pinned it in
-    for task_id in ("score", "drift", "monitor", "drift_report", "publish_scores", "email_report"):
+    for task_id in ("score", "drift", "monitor", "drift_report", "publish_scores", "email_report",
+                    "dashboard_snapshot"):
         assert "wait_for_data" in dag.get_task(task_id).upstream_task_ids, task_id
     # the report is assembled after monitoring, and the scores are published after the report
     assert {"monitor", "drift"} <= dag.get_task("drift_report").upstream_task_ids
     assert "drift_report" in dag.get_task("publish_scores").upstream_task_ids
+    # the dashboard's snapshot is built from what the night published, beside the e-mail (not before it)
+    assert dag.get_task("dashboard_snapshot").upstream_task_ids == {"publish_scores", "wait_for_data"}
     assert dag.get_task("wait_for_data").mode == "reschedule"
 
 
@@ -175,6 +178,8 @@ def test_nightly_dag_writes_drift_report_and_emails_it(trained_and_scored):
     assert n_features == len(summary["features"])
     states = _task_states(trained_and_scored["nightly"])
     assert states["monitor"] == "success" and states["request_retraining"] == "success", states
+    assert states["dashboard_snapshot"] == "success", states
+    assert (settings.data_dir / "dashboard").is_dir()  # the night's snapshot, in the default workspace
     # small enough to e-mail: the report's e-mail copy (the drifted features first), deflated, and the campaign list
     assert len(msg.as_bytes()) < 2_000_000
     attachments = {p.get_filename(): p.get_payload(decode=True) for p in msg.iter_attachments()}
@@ -255,7 +260,8 @@ def test_broken_source_batch_stops_the_nightly_run(source_data, dagbag, airflow_
     states = _task_states(run)
     assert run.state == "failed"
     assert states["wait_for_data"] == "success" and states["ingest"] == "failed", states
-    for task in ("build_features", "score", "drift_report", "monitor", "email_report", "request_retraining"):
+    for task in ("build_features", "score", "drift_report", "monitor", "email_report", "request_retraining",
+                 "dashboard_snapshot"):
         assert states[task] == "upstream_failed", (task, states)
     assert not smtp_sink.messages
     q = settings.quarantine_dir

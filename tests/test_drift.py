@@ -224,22 +224,64 @@ def test_drift_report_writes_small_html_and_matching_json(tmp_path: Path) -> Non
     assert not list(tmp_path.glob("drift/.tmp-*"))
 
 
-def test_drift_report_writes_a_lighter_copy_for_email(tmp_path: Path) -> None:
+def _table_rows(page: str) -> dict[str, dict]:
+    """The rows of Evidently's drift table in a report page: {column: row}."""
+    from pipeline.monitoring.drift import _PAGE_DATA
+
+    found = _PAGE_DATA.search(page)
+    assert found, "no Evidently widget data in the page"
+    rows: dict[str, dict] = {}
+
+    def walk(widget: dict) -> None:
+        if widget.get("type") == "big_table":
+            rows.update({r["column_name"]: r for r in widget["params"]["data"]})
+        for child in widget.get("widgets", []):
+            walk(child)
+
+    for widget in json.loads(found.group(2))["widgets"]:
+        walk(widget)
+    return rows
+
+
+def test_the_evidently_panels_state_the_all_rows_verdict_on_every_column(tmp_path: Path) -> None:
+    """One verdict: Evidently's dataset panel, its table title and each column's row (test, score, verdict) are the
+    all-rows summary's, although the page draws its distributions from 300 sampled rows."""
+    reference = make_features(20_000, seed=1)
+    current = make_features(20_000, seed=3, shifted=True)
+    html_path, _, summary = drift_report(reference, current, NUMERIC, CATEGORICAL, tmp_path, sample_rows=300,
+                                         share_threshold=0.5, email_features=5)
+    for page in (html_path.read_text(), (tmp_path / "drift_report_email.html").read_text()):
+        assert "Dataset Drift is NOT detected (all rows, all 11 columns)" in page
+        assert "Drift is detected for 27.273% of columns (3 out of 11, all rows)." in page
+        rows = _table_rows(page)
+        assert sorted(rows) == sorted(NUMERIC + CATEGORICAL)  # every column has its row, in both copies
+        for feature in summary.features:
+            row = rows[feature.column]
+            assert row["data_drift"] == ("Detected" if feature.drifted else "Not Detected"), feature
+            assert row["stattest_name"] == f"{feature.method} (all rows)"
+            assert float(row["drift_score"]) == pytest.approx(feature.statistic, abs=1e-3)  # not the sample's
+
+
+def test_the_email_copy_keeps_every_row_and_the_detail_plots_of_the_drifted_columns(tmp_path: Path) -> None:
+    from pipeline.monitoring.drift import email_copy
+
     reference = make_features(5_000, seed=1)
     current = make_features(5_000, seed=3, shifted=True)
-
     html_path, _, summary = drift_report(reference, current, NUMERIC, CATEGORICAL, tmp_path, sample_rows=2_000,
                                          share_threshold=0.5, email_features=5)
-
-    shown = email_report_columns(summary, 5)
-    assert set(shown[:3]) == SHIFTED and len(shown) == 5  # the drifted ones first, then by PSI
+    detailed = email_report_columns(summary, 5)
+    assert set(detailed[:3]) == SHIFTED and len(detailed) == 5  # the drifted ones first, then by PSI
     light = (tmp_path / "drift_report_email.html").read_text()
-    assert f"Shown here: 5 of 11 columns (every drifted one, then the largest PSI): {', '.join(shown)}" in light
-    assert "3 of 11 columns drifted" in light  # the all-rows verdict on every column still
-    assert len(light) < len(html_path.read_text()) - 5 * 40_000  # ~60 kB of plot data per column left out
-    # nothing to leave out: the copy is the report
-    drift_report(reference, current, NUMERIC, CATEGORICAL, tmp_path, sample_rows=2_000, share_threshold=0.5,
-                 email_features=11)
-    assert (tmp_path / "drift_report_email.html").read_text() == html_path.read_text()
-    # the cap never leaves out a drifted column: with room for 2, the 3 drifted ones are all shown
+    assert f"Detail plots (click a row) for: {', '.join(detailed)}" in light
+    rows = _table_rows(light)
+    assert {c for c, r in rows.items() if r.get("details")} == set(detailed)
+    assert len(rows) == 11 and "3 of 11 columns drifted" in light  # every column's row and the all-rows verdict
+    assert len(light) < len(html_path.read_text()) - 6 * 40_000  # ~65 kB of detail plots per column left out
+    # the lightest copy (for a message over its size limit): no detail plots, still every row, and it opens
+    lightest = email_copy(html_path.read_text(), [])
+    assert not any(r.get("details") for r in _table_rows(lightest).values()) and len(_table_rows(lightest)) == 11
+    assert "Detail plots left out to keep the e-mail small" in lightest and "window.drawDashboard" in lightest
+    # the cap never leaves out a drifted column: with room for 2, the 3 drifted ones are all detailed
     assert set(email_report_columns(summary, 2)) == SHIFTED
+    with pytest.raises(ValueError, match="not an Evidently report page"):
+        email_copy("<html><body>hello</body></html>", [])

@@ -136,7 +136,8 @@ def test_injected_drift_is_detected_in_changed_features_only(nightly):
     with zipfile.ZipFile(io.BytesIO(attached["drift_report.html.zip"].get_payload(decode=True))) as archive:
         report = archive.read("drift_report.html").decode("utf-8")
     # the e-mailed copy: the drifted features, the same all-rows verdict, and the trend below its banner, once
-    assert "Shown here: " in report and "monthly_fee" in report and "All-rows verdict" in report
+    assert "Detail plots (click a row) for: " in report and "monthly_fee" in report and "All-rows verdict" in report
+    assert "Dataset Drift is NOT detected (all rows, all" in report or "Dataset Drift is detected (all rows, all" in report
     assert report.count("<!-- churnflow:trend -->") == 1
     trend = report.split("<!-- churnflow:trend -->", 1)[1].split("<!-- /churnflow:trend -->", 1)[0]
     # the last settings.trend_nights (14) nights: tonight in, the quiet night 30 days earlier out
@@ -328,3 +329,138 @@ def test_alerts_say_what_they_compared_and_what_to_do(settings):
     assert "positive-rate ratio 0.50 < 0.8 (80% rule)" in ratio and "Check whether the campaign" in ratio
     [tpr] = [a.message for a in alerts if a.group == "gender=F tpr"]
     assert "caught 40% of its matured churners vs 75% for gender=M: TPR gap 0.35" in tpr
+
+
+def _snapshot_figures(workspace, project_id) -> dict[str, dict[tuple[str, str], float]]:
+    """{night: {(figure, label): value}} of the dashboard project's snapshots."""
+    out = {}
+    for snapshot_id in workspace.list_runs(project_id):
+        run = workspace.get_run(project_id, snapshot_id)
+        values = {}
+        for result in run.metric_results.values():
+            params = result.metric_value_location.metric.params
+            values[(params["figure"], params.get("label", ""))] = float(result.value)
+        assert run.metadata["night"] not in out, "two snapshots of one night"
+        out[run.metadata["night"]] = values
+    return out
+
+
+def test_the_dashboard_holds_one_snapshot_per_night_with_what_it_published(nightly):
+    """Each night's dashboard_snapshot step adds the figures the night stored in the results store (all-rows drift
+    verdict, at-risk share, matured labels, fairness, alerts); a rerun of a night replaces its snapshot."""
+    from pipeline.monitoring import dashboard
+    from pipeline.results import FAIRNESS, PREDICTION
+
+    settings, outs, _, _ = nightly
+    workspace = dashboard.open_workspace(settings.dashboard_location)
+    (project,) = workspace.search_project(dashboard.project_name(settings))
+    nights = _snapshot_figures(workspace, project.id)
+    assert sorted(nights) == [QUIET, DRIFTED, NEXT, DUPED]  # BLOCKED failed before publishing: no snapshot
+    drift = read_table(settings, DRIFT)
+    for day, figures in nights.items():
+        rows = drift[drift["run_date"].dt.date.astype(str) == day]
+        assert figures[("drifted_features", "")] == rows["drifted"].sum() == len(outs[day]["drift"]["drifted"])
+        top = rows.sort_values("psi", ascending=False).iloc[0]
+        assert figures[("psi", top["feature"])] == pytest.approx(top["psi"])
+        assert sum(f == "psi" for f, _ in figures) == settings.dashboard_top_features
+        assert figures[("at_risk_pct", "")] == pytest.approx(100 * outs[day]["scores"]["high_risk_share"])
+        assert figures[("scored", "")] == outs[day]["scores"]["rows"]
+        severities = [a["severity"] for a in outs[day]["monitoring"]["alerts"] if a["status"] != "suppressed"]
+        assert {s: figures[("alerts", s)] for s in ("info", "warning", "critical")} == \
+            {s: severities.count(s) for s in ("info", "warning", "critical")}
+    perf = outs[DRIFTED]["monitoring"]["performance"]
+    assert nights[DRIFTED][("matured", "roc_auc")] == pytest.approx(perf["roc_auc"])
+    assert not any(f == "matured" for f, _ in nights[QUIET])  # nothing matured yet on the first night
+    fairness = read_table(settings, FAIRNESS)
+    row = fairness[fairness["run_date"].dt.date.astype(str) == NEXT].dropna(subset=["positive_rate_ratio"]).iloc[0]
+    assert nights[NEXT][("fairness_ratio", f"{row['segment']}={row['group']}")] == \
+        pytest.approx(row["positive_rate_ratio"])
+    assert not read_table(settings, PREDICTION).empty
+
+    again = dashboard.add_night(settings, NEXT)
+    assert again["replaced"] == 1
+    assert sorted(_snapshot_figures(workspace, project.id)) == [QUIET, DRIFTED, NEXT, DUPED]
+    with pytest.raises(ValueError, match=f"night {BLOCKED}: no drift_metrics rows"):
+        dashboard.add_night(settings, BLOCKED)
+
+
+def test_the_dashboard_shows_last_nights_values_in_a_real_browser(nightly):
+    """`evidently ui` on the nights' workspace, read in headless Chromium as an analyst opens it: the counters show
+    the last night's published values and every panel has its series."""
+    import json
+    import re
+    import time
+    import urllib.request
+
+    from browser import chromium, evidently_ui
+
+    from pipeline.monitoring import dashboard
+
+    settings, outs, _, _ = nightly
+    last = outs[DUPED]
+    with evidently_ui(Path(settings.dashboard_location)) as url, chromium() as driver:
+        projects = json.loads(urllib.request.urlopen(f"{url}/api/projects", timeout=10).read())
+        (project,) = [p for p in projects if p["name"] == dashboard.project_name(settings)]
+        driver.get(f"{url}/projects/{project['id']}")
+        deadline, text = time.monotonic() + 60, ""
+        while time.monotonic() < deadline:
+            text = driver.find_element("tag name", "body").text
+            if "% at or above the threshold" in text and "Timestamps" in text and "critical" in text:
+                break
+            time.sleep(0.5)
+        drifted = re.search(r"Features drifted \(last night\)\n.*\n(\d+)\nfeatures drifted", text)
+        at_risk = re.search(r"At-risk customers, % \(last night\)\n.*\n([\d.]+)\n% at or above the threshold", text)
+        assert drifted and at_risk, text[:3000]
+        assert int(drifted.group(1)) == len(last["drift"]["drifted"])
+        assert float(at_risk.group(1)) == pytest.approx(100 * last["scores"]["high_risk_share"], abs=0.01)
+        for panel in ("Features drifted, %", "Highest PSI features", "Churn probability distribution",
+                      "Matured labels: ROC-AUC, PR-AUC, recall", "Fairness: positive-rate ratio by group",
+                      "Alerts raised, by severity"):
+            assert panel in text
+        # the series' legends: tonight's highest-PSI feature, the matured metrics, the score quantiles, severities
+        for legend in (last["drift"]["max_psi_feature"], "roc_auc", "recall", "p90", "warning"):
+            assert re.search(rf"^{re.escape(legend)}$", text, re.M), legend
+        assert len(driver.find_elements("css selector", "svg")) >= 6  # the charts are drawn
+
+
+def test_an_email_over_its_size_limit_is_lightened_step_by_step_and_says_so(nightly):
+    """email_max_bytes: first the drift report loses its detail plots, then the campaign list is zipped, then what
+    still does not fit stays on disk, named in the message; the message is always under the limit."""
+    import dataclasses
+
+    from churnflow_sim.smtp_sink import SmtpSink
+    from pipeline.context import RunContext
+    from pipeline.monitoring.notify import SmtpSettings
+    from pipeline.monitoring.steps import email_step
+
+    settings, outs, _, _ = nightly
+    out = outs[NEXT]
+
+    def send(limit):
+        small = dataclasses.replace(settings, email_max_bytes=limit)
+        sent = email_step(RunContext.from_xcom(small, out["run"]), out["report"], out["scores"], smtp=smtp,
+                          recipients=["ana@example.com"], monitoring=out["monitoring"])
+        assert sent["bytes"] <= limit, (limit, sent["bytes"])
+        return sink.messages[-1], sent["bytes"]
+
+    def attached(message):
+        return {p.get_filename(): p.get_payload(decode=True) for p in message.iter_attachments()}
+
+    def text(message):
+        return message.get_body(("plain",)).get_content()
+
+    with SmtpSink() as sink:
+        smtp = SmtpSettings(host=sink.host, port=sink.port)
+        default, size = send(settings.email_max_bytes)
+        lighter, lighter_size = send(size - 1)  # just over: the report without its detail plots fits
+        smaller, _ = send(400_000)
+    assert list(attached(default)) == ["drift_report.html.zip", f"campaign_{NEXT}.csv"]
+    assert "email_max_bytes" not in text(default)
+    assert list(attached(lighter)) == ["drift_report.html.zip", f"campaign_{NEXT}.csv"] and lighter_size < size
+    assert "without its detail plots" in text(lighter) and "email_max_bytes" in text(lighter)
+    with zipfile.ZipFile(io.BytesIO(attached(lighter)["drift_report.html.zip"])) as archive:
+        page = archive.read("drift_report.html").decode("utf-8")
+    assert "Detail plots left out to keep the e-mail small" in page and "All-rows verdict" in page
+    # 400 kB: the report (Evidently's JavaScript alone is ~1.1 MB deflated) stays on disk, named; the list is zipped
+    assert list(attached(smaller)) == [f"campaign_{NEXT}.csv.zip"]
+    assert "Not attached: drift_report.html.zip" in text(smaller) and "The campaign list is zipped" in text(smaller)

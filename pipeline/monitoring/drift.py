@@ -5,13 +5,14 @@ Two outputs, one verdict:
 * :func:`compute_drift` computes the machine-readable summary on **all rows** with the
   same per-column tests Evidently 0.7 picks by default (see :func:`_select_test`), plus
   PSI as a second, model-risk style measure.
-* :func:`render_report` renders Evidently's visual ``DataDriftPreset`` report on a
-  random sample of at most ``sample_rows`` rows per side: Evidently's runtime grows with
-  the rows it sees, and the attachment has to stay small enough to e-mail.
+* :func:`render_report` renders Evidently's visual ``DataDriftPreset`` report: its
+  distributions drawn from a random sample of at most ``sample_rows`` rows per side
+  (Evidently's runtime grows with the rows it sees, and the attachment has to stay small
+  enough to e-mail), its tests, verdicts and counts being the all-rows summary's
+  (:mod:`pipeline.monitoring.evidently_report`): one verdict in the JSON, the banner, the
+  Evidently panels and the e-mail, whatever the sample or the columns shown.
 
-Because both use the same tests and thresholds, the sampled HTML and the full JSON agree
-on clear cases; near a threshold the JSON (all rows) is the authoritative verdict, and
-the HTML header says so. Evidently is imported inside functions only (it takes seconds).
+Evidently is imported inside functions only (it takes seconds).
 
 Missing values (and infinities in numeric columns) are dropped before the drift tests,
 as Evidently does; PSI keeps them as a bucket of their own, so a jump in missingness
@@ -53,9 +54,9 @@ NO_DATA = "no data"
 
 REPORT_FILE = "drift_report.html"
 SUMMARY_FILE = "drift_summary.json"
-#: the light copy for e-mail: Evidently inlines ~3.5 MB of JavaScript (~1.1 MB deflated) whatever
-#: it shows, and each feature adds ~60 kB of plot data (sampled rows barely matter), so it shows
-#: only the :data:`EMAIL_REPORT_FEATURES` drifted or least stable features
+#: the copy for e-mail: Evidently inlines ~3.5 MB of JavaScript (~1.1 MB deflated) whatever it
+#: shows; a column's row costs ~1 kB, its detail plots ~65 kB (~7 kB deflated), so the copy keeps
+#: every row and the detail plots of the drifted and :data:`EMAIL_REPORT_FEATURES` least stable only
 EMAIL_REPORT_FILE = "drift_report_email.html"
 EMAIL_REPORT_FEATURES = 10
 
@@ -224,7 +225,13 @@ def render_report(
     usable = {c: k for c, k in kinds.items() if ref[c].notna().any() and cur[c].notna().any()}
     if not usable:
         raise ValueError(f"no column has values in both samples: {sorted(kinds)}")
-    report_html = _evidently_html(ref, cur, usable, share_threshold)
+    if summary is None:
+        summary = compute_drift(reference, current, numeric, categorical, share_threshold=share_threshold)
+    from pipeline.monitoring.evidently_report import evidently_html
+
+    shown = (f"This page shows {len(usable)} of the {len(summary.features)} columns (the banner says which)."
+             if len(usable) < len(summary.features) else "")
+    report_html = evidently_html(ref, cur, usable, summary, share_threshold, note=shown)
     header = _header_html(
         title=title,
         reference_label=reference_label,
@@ -258,31 +265,63 @@ def drift_report(
     sections: Sequence[tuple[str, str]] = (),
 ) -> tuple[Path, Path, DriftSummary]:
     """Compute drift on all rows (unless ``summary`` is given) and write ``drift_report.html``
-    and ``drift_summary.json``, plus ``drift_report_email.html``: the same report on the
-    :func:`email_report_columns` only. Both reports carry ``sections`` (see :func:`render_report`).
+    and ``drift_summary.json``, plus ``drift_report_email.html``: the same page (every column,
+    the same verdicts) with the detail plots kept only for the :func:`email_report_columns`
+    (see :func:`email_copy`). Both carry ``sections`` (see :func:`render_report`).
 
     Returns ``(html_path, json_path, summary)``; the files are written atomically.
     """
     if summary is None:
         summary = compute_drift(reference, current, numeric, categorical, share_threshold=share_threshold)
-
-    def render(columns: list[str], name: str, note: str | None = None) -> Path:
-        return render_report(
-            reference, current, [c for c in numeric if c in columns], [c for c in categorical if c in columns],
-            Path(out_dir) / name, sample_rows=sample_rows, seed=seed, title=title, reference_label=reference_label,
-            current_label=current_label, share_threshold=share_threshold, summary=summary, note=note,
-            sections=sections,
-        )
-
-    html_path = render([*numeric, *categorical], REPORT_FILE)
-    shown = email_report_columns(summary, email_features)
-    if len(shown) < len(summary.features):
-        render(shown, EMAIL_REPORT_FILE, f"Shown here: {len(shown)} of {len(summary.features)} columns (every drifted "
-                                         f"one, then the largest PSI): {', '.join(shown)}. The complete report, with every "
-                                         f"column, is kept with the night's outputs as {REPORT_FILE}.")
-    else:
-        write_text(html_path.read_text(encoding="utf-8"), Path(out_dir) / EMAIL_REPORT_FILE)
+    html_path = render_report(
+        reference, current, numeric, categorical, Path(out_dir) / REPORT_FILE, sample_rows=sample_rows, seed=seed,
+        title=title, reference_label=reference_label, current_label=current_label, share_threshold=share_threshold,
+        summary=summary, sections=sections)
+    detailed = email_report_columns(summary, email_features)
+    write_text(email_copy(html_path.read_text(encoding="utf-8"), detailed), Path(out_dir) / EMAIL_REPORT_FILE)
     return html_path, write_summary(summary, out_dir), summary
+
+
+#: Evidently's standalone page: the widgets and the detail plots a row expands to, as two JSON variables
+_PAGE_DATA = re.compile(r"var (metric_\w+) = (\{.*?\});\s*var (additional_graphs_\1) = (\{.*?\});\s*</script>", re.S)
+
+
+def email_copy(page: str, detailed: Sequence[str]) -> str:
+    """The report page for e-mail: every column's row (verdict, statistic, small histograms) and
+    the all-rows banner as they are, the detail plots (what a row expands to, ~95% of the page's
+    data) kept only for the ``detailed`` columns; the banner names them. Evidently's own
+    JavaScript (~1.1 MB deflated) stays: the page opens offline."""
+    found = _PAGE_DATA.search(page)
+    if found is None:
+        raise ValueError("not an Evidently report page: its widget data was not found")
+    widgets, graphs = json.loads(found.group(2)), json.loads(found.group(4))
+    keep = set(detailed)
+    dropped: set[str] = set()
+
+    def prune(widget: dict[str, Any]) -> None:
+        if widget.get("type") == "big_table":
+            for row in (widget.get("params") or {}).get("data", []):
+                if row.get("column_name") not in keep and row.get("details"):
+                    dropped.update(part["id"] for part in row["details"].get("parts", []))
+                    row.pop("details")
+            widget["additionalGraphs"] = [g for g in widget.get("additionalGraphs", []) if g.get("id") not in dropped]
+        for child in widget.get("widgets", []):
+            prune(child)
+
+    for widget in widgets.get("widgets", []):
+        prune(widget)
+    graphs = {k: v for k, v in graphs.items() if k not in dropped}
+    data = (f"var {found.group(1)} = {json.dumps(widgets)};\n    var {found.group(3)} = {json.dumps(graphs)};\n"
+            "    </script>")
+    line = (f"Detail plots (click a row) for: {', '.join(detailed)}; every column's detail plots are in the complete "
+            f"report, kept with the night's outputs as {REPORT_FILE}." if detailed else
+            f"Detail plots left out to keep the e-mail small; the complete report, kept with the night's outputs as "
+            f"{REPORT_FILE}, has them.")
+    return _with_banner_line(page[:found.start()] + data + page[found.end():], line)
+
+
+def _with_banner_line(page: str, line: str) -> str:
+    return page.replace("</ul></header>", f"<li>{html.escape(line)}</li></ul></header>", 1)
 
 
 def write_summary(summary: DriftSummary, out_dir: Path) -> Path:
@@ -291,9 +330,9 @@ def write_summary(summary: DriftSummary, out_dir: Path) -> Path:
 
 
 def email_report_columns(summary: DriftSummary, limit: int) -> list[str]:
-    """The columns of the e-mailed report: every drifted one (by PSI, largest first, NaN last),
-    then the others by PSI up to ``limit`` in all: the cap leaves out stable columns only, so
-    each drifted column the e-mail names is in the report."""
+    """The columns whose detail plots the e-mailed report keeps: every drifted one (by PSI,
+    largest first, NaN last), then the others by PSI up to ``limit`` in all: the cap leaves out
+    stable columns only."""
     drifted = sorted((f for f in summary.features if f.drifted), key=by_psi_descending)
     others = sorted((f for f in summary.features if not f.drifted), key=by_psi_descending)
     return [f.column for f in drifted] + [f.column for f in others[:max(0, limit - len(drifted))]]
@@ -454,25 +493,6 @@ def _prepare_sample(frame: pd.DataFrame, kinds: dict[str, str], sample_rows: int
     sample = frame.sample(n=sample_rows, random_state=seed) if len(frame) > sample_rows else frame
     columns = {c: _clean(sample[c], NUMERIC) if k == NUMERIC else sample[c] for c, k in kinds.items()}
     return pd.DataFrame(columns).reset_index(drop=True)
-
-
-def _evidently_html(
-    reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, str], share_threshold: float
-) -> str:
-    """Run Evidently's ``DataDriftPreset`` with declared column types; return its HTML."""
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
-
-    definition = DataDefinition(
-        numerical_columns=[c for c, k in kinds.items() if k == NUMERIC],
-        categorical_columns=[c for c, k in kinds.items() if k == CATEGORICAL],
-    )
-    columns = list(kinds)
-    snapshot = Report([DataDriftPreset(columns=columns, drift_share=share_threshold)]).run(
-        current_data=Dataset.from_pandas(current[columns], data_definition=definition),
-        reference_data=Dataset.from_pandas(reference[columns], data_definition=definition),
-    )
-    return snapshot.get_html_str(as_iframe=False)
 
 
 def _full_title(title: str, reference_label: str | None, current_label: str | None) -> str:

@@ -152,6 +152,8 @@ class NightlyReport:
     models: dict[str, Any] | None = None
     #: what the model or tonight's monitoring leaves out, and why (said once, in the Model section)
     left_out: list[str] = field(default_factory=list)
+    #: what was made lighter or left out of the attachments to keep the message under its size limit
+    attachment_notes: list[str] = field(default_factory=list)
 
     @property
     def severity(self) -> str:
@@ -204,7 +206,7 @@ class NightlyReport:
         sections.append(_drift_section(self.drift))
         if self.monitoring is not None:
             sections += [self._alerts_section(), *_monitoring_sections(self.monitoring)]
-        sections.append(_Section("Attached", [", ".join(self.attachments) or "nothing"]))
+        sections.append(_Section("Attached", [", ".join(self.attachments) or "nothing", *self.attachment_notes]))
         return sections
 
     def _alerts_section(self) -> _Section:

@@ -125,6 +125,14 @@ def report_step(ctx: RunContext, features: dict[str, Any], drift: dict[str, Any]
     return {**drift, "report": str(html), "email_report": str(html.with_name("drift_report_email.html"))}
 
 
+def dashboard_step(ctx: RunContext) -> dict[str, Any]:
+    """The night's snapshot in the Evidently dashboard (``dashboard_workspace``), built from
+    what the night published in the results store; a rerun of the night replaces it."""
+    from pipeline.monitoring.dashboard import add_night
+
+    return add_night(ctx.settings, ctx.day)
+
+
 def email_step(
     ctx: RunContext,
     report: dict[str, Any],
@@ -146,7 +154,7 @@ def email_step(
     from pipeline.model.score import campaign_list, is_high_risk
     from pipeline.monitoring.alerts import alerts_for_email, mark_sent
     from pipeline.monitoring.charts import png_img_tag, trend_chart_png
-    from pipeline.monitoring.drift import REPORT_FILE, DriftSummary
+    from pipeline.monitoring.drift import REPORT_FILE, DriftSummary, email_copy
     from pipeline.monitoring.notify import (
         CampaignFile,
         EmailDeliveryError,
@@ -159,27 +167,51 @@ def email_step(
 
     settings, day = ctx.settings, ctx.day.isoformat()
     out = ctx.dir("email_report")
-    light = Path(report["email_report"])
-    attached = [write_zip(light if light.is_file() else Path(report["report"]), out / f"{REPORT_FILE}.zip",
-                          arcname=REPORT_FILE)]
+    full, light = Path(report["report"]), Path(report["email_report"])
+    report_zip = write_zip(light if light.is_file() else full, out / f"{REPORT_FILE}.zip", arcname=REPORT_FILE)
     scored = pd.read_parquet(scores["path"])
     campaign = campaign_list(scored, scores["threshold"], settings.campaign_daily_capacity)
-    attached.append(write_text(campaign.to_csv(index=False), out / f"campaign_{day}.csv"))
+    campaign_csv = write_text(campaign.to_csv(index=False), out / f"campaign_{day}.csv")
+    attached = [report_zip, campaign_csv]
     listed, delivered = alerts_for_email(settings, day) if monitoring is not None else (pd.DataFrame(), pd.DataFrame())
-    facts = NightlyReport(
-        logical_date=day, drift=DriftSummary.from_dict(json.loads(Path(report["summary"]).read_text())),
-        scored=scores["rows"], high_risk_share=scores["high_risk_share"], threshold=scores["threshold"],
-        campaign=CampaignFile(attached[1].name, len(campaign),
-                              int(is_high_risk(scored["churn_probability"], scores["threshold"]).sum()),
-                              settings.campaign_daily_capacity),
-        monitoring=monitoring, alerts=listed.to_dict("records"), attachments=[p.name for p in attached],
-        churn_definition=str((ctx.model.params.get("label") or {}).get("definition", "")),
-        models=ctx.model_facts,
-        left_out=left_out_lines(ctx.model.params, monitoring),
-    )
     chart = png_img_tag(trend_chart_png(trend_frame(settings, day), day, settings.trend_nights)) if monitoring is not None else ""
-    message = build_report_email(sender=settings.email_sender, recipients=recipients, subject=facts.subject(),
-                                 summary_html=facts.html(chart), summary_text=facts.text(), attachments=attached)
+    notes: list[str] = []
+
+    def compose() -> tuple[NightlyReport, Any]:
+        facts = NightlyReport(
+            logical_date=day, drift=DriftSummary.from_dict(json.loads(Path(report["summary"]).read_text())),
+            scored=scores["rows"], high_risk_share=scores["high_risk_share"], threshold=scores["threshold"],
+            campaign=CampaignFile(campaign_csv.name, len(campaign),
+                                  int(is_high_risk(scored["churn_probability"], scores["threshold"]).sum()),
+                                  settings.campaign_daily_capacity),
+            monitoring=monitoring, alerts=listed.to_dict("records"), attachments=[p.name for p in attached],
+            churn_definition=str((ctx.model.params.get("label") or {}).get("definition", "")),
+            models=ctx.model_facts, left_out=left_out_lines(ctx.model.params, monitoring), attachment_notes=notes,
+        )
+        return facts, build_report_email(sender=settings.email_sender, recipients=recipients, subject=facts.subject(),
+                                         summary_html=facts.html(chart), summary_text=facts.text(), attachments=attached)
+
+    facts, message = compose()
+    limit = settings.email_max_bytes
+    # over the limit: lighter attachments, one step at a time, each said in the message
+    if len(message.as_bytes()) > limit and full.is_file():
+        lightest = write_text(email_copy(full.read_text(encoding="utf-8"), []), out / "drift_report_light.html")
+        attached[0] = report_zip = write_zip(lightest, report_zip, arcname=REPORT_FILE)
+        notes.append(f"The drift report is attached without its detail plots (every column's row and verdict are "
+                     f"there) to keep this message under {limit:,} bytes (email_max_bytes); the complete report is "
+                     f"{full}.")
+        facts, message = compose()
+    if len(message.as_bytes()) > limit:
+        attached[1] = campaign_csv = write_zip(campaign_csv, out / f"{campaign_csv.name}.zip", arcname=campaign_csv.name)
+        notes.append(f"The campaign list is zipped to keep this message under {limit:,} bytes (email_max_bytes).")
+        facts, message = compose()
+    for left in list(attached):  # what still does not fit stays on disk, named
+        if len(message.as_bytes()) <= limit:
+            break
+        attached.remove(left)
+        notes.append(f"Not attached: {left.name} ({left.stat().st_size:,} bytes) would take this message over "
+                     f"{limit:,} bytes (email_max_bytes); it is {left}.")
+        facts, message = compose()
     try:
         send_email(message, smtp)
     except EmailDeliveryError as exc:
