@@ -300,6 +300,11 @@ class Settings:
         return self.data_dir / "reports"
 
     @property
+    def dashboard_project(self) -> str:
+        """The Evidently project of this model's nights."""
+        return f"churnflow: {self.model_name}"
+
+    @property
     def dashboard_location(self) -> str:
         """Where the nightly writes its dashboard snapshot: a running Evidently UI's URL, or the
         folder of a local Evidently workspace (``evidently ui --workspace`` serves it)."""

@@ -353,7 +353,7 @@ def test_the_dashboard_holds_one_snapshot_per_night_with_what_it_published(night
 
     settings, outs, _, _ = nightly
     workspace = dashboard.open_workspace(settings.dashboard_location)
-    (project,) = workspace.search_project(dashboard.project_name(settings))
+    (project,) = workspace.search_project(settings.dashboard_project)
     nights = _snapshot_figures(workspace, project.id)
     assert sorted(nights) == [QUIET, DRIFTED, NEXT, DUPED]  # BLOCKED failed before publishing: no snapshot
     drift = read_table(settings, DRIFT)
@@ -394,13 +394,12 @@ def test_the_dashboard_shows_last_nights_values_in_a_real_browser(nightly):
 
     from browser import chromium, evidently_ui
 
-    from pipeline.monitoring import dashboard
 
     settings, outs, _, _ = nightly
     last = outs[DUPED]
     with evidently_ui(Path(settings.dashboard_location)) as url, chromium() as driver:
         projects = json.loads(urllib.request.urlopen(f"{url}/api/projects", timeout=10).read())
-        (project,) = [p for p in projects if p["name"] == dashboard.project_name(settings)]
+        (project,) = [p for p in projects if p["name"] == settings.dashboard_project]
         driver.get(f"{url}/projects/{project['id']}")
         deadline, text = time.monotonic() + 60, ""
         while time.monotonic() < deadline:
@@ -456,6 +455,8 @@ def test_an_email_over_its_size_limit_is_lightened_step_by_step_and_says_so(nigh
         smaller, _ = send(400_000)
     assert list(attached(default)) == ["drift_report.html.zip", f"campaign_{NEXT}.csv"]
     assert "email_max_bytes" not in text(default)
+    assert f"the dashboard of nights, Evidently project '{settings.dashboard_project}' in " \
+           f"{settings.dashboard_location}" in text(default)
     assert list(attached(lighter)) == ["drift_report.html.zip", f"campaign_{NEXT}.csv"] and lighter_size < size
     assert "without its detail plots" in text(lighter) and "email_max_bytes" in text(lighter)
     with zipfile.ZipFile(io.BytesIO(attached(lighter)["drift_report.html.zip"])) as archive:

@@ -169,10 +169,6 @@ def open_workspace(location: str) -> Any:
     return Workspace.create(location)
 
 
-def project_name(settings: Settings) -> str:
-    return f"churnflow: {settings.model_name}"
-
-
 def ensure_project(workspace: Any, name: str, *, reset_panels: bool = False) -> Any:
     """The project called ``name`` (created with its panels when absent)."""
     found = workspace.search_project(name)
@@ -200,7 +196,7 @@ def add_night(settings: Settings, day: dt.date | str) -> dict[str, Any]:
     figures, version = night_figures(settings, day)
     snapshot = night_snapshot(day, figures, version)
     workspace = open_workspace(settings.dashboard_location)
-    project = ensure_project(workspace, project_name(settings))
+    project = ensure_project(workspace, settings.dashboard_project)
     keep = night_snapshot_id(project.id, day) if isinstance(workspace, Workspace) else None
     replaced = 0
     for snapshot_id in workspace.list_runs(project.id):
@@ -216,7 +212,7 @@ def add_night(settings: Settings, day: dt.date | str) -> dict[str, Any]:
         snapshot_id = str(keep)
     else:
         snapshot_id = str(workspace.add_run(project.id, snapshot).id)
-    log.info("dashboard %s: %d figures in project %r of %s%s", day, len(figures), project_name(settings),
+    log.info("dashboard %s: %d figures in project %r of %s%s", day, len(figures), settings.dashboard_project,
              settings.dashboard_location, f" (replaced {replaced})" if replaced else "")
     return {"workspace": settings.dashboard_location, "project_id": str(project.id), "snapshot_id": snapshot_id,
             "figures": len(figures), "replaced": replaced}
@@ -236,7 +232,7 @@ def rebuild(settings: Settings, *, missing_only: bool = False) -> dict[str, Any]
     with ``missing_only``, for the nights that have none yet: what ``make dashboard`` does on
     opening, so an existing results store shows its history)."""
     workspace = open_workspace(settings.dashboard_location)
-    project = ensure_project(workspace, project_name(settings), reset_panels=not missing_only)
+    project = ensure_project(workspace, settings.dashboard_project, reset_panels=not missing_only)
     present = set()
     if missing_only:
         for snapshot_id in workspace.list_runs(project.id):

@@ -154,6 +154,8 @@ class NightlyReport:
     left_out: list[str] = field(default_factory=list)
     #: what was made lighter or left out of the attachments to keep the message under its size limit
     attachment_notes: list[str] = field(default_factory=list)
+    #: where the nights' dashboard is (its Evidently project and workspace): said once, under Attached
+    dashboard: str = ""
 
     @property
     def severity(self) -> str:
@@ -206,7 +208,8 @@ class NightlyReport:
         sections.append(_drift_section(self.drift))
         if self.monitoring is not None:
             sections += [self._alerts_section(), *_monitoring_sections(self.monitoring)]
-        sections.append(_Section("Attached", [", ".join(self.attachments) or "nothing", *self.attachment_notes]))
+        sections.append(_Section("Attached", [", ".join(self.attachments) or "nothing", *self.attachment_notes,
+                                              *([self.dashboard] if self.dashboard else [])]))
         return sections
 
     def _alerts_section(self) -> _Section:

@@ -187,6 +187,8 @@ def email_step(
             monitoring=monitoring, alerts=listed.to_dict("records"), attachments=[p.name for p in attached],
             churn_definition=str((ctx.model.params.get("label") or {}).get("definition", "")),
             models=ctx.model_facts, left_out=left_out_lines(ctx.model.params, monitoring), attachment_notes=notes,
+            dashboard=(f"Over time: the dashboard of nights, Evidently project '{settings.dashboard_project}' in "
+                       f"{settings.dashboard_location} (make dashboard opens it), gets tonight's figures."),
         )
         return facts, build_report_email(sender=settings.email_sender, recipients=recipients, subject=facts.subject(),
                                          summary_html=facts.html(chart), summary_text=facts.text(), attachments=attached)
