@@ -14,8 +14,12 @@ and a drift report for the analysts.
    cannot make one night use two models.
 2. **ingest** - the window's database rows and event files, each table gated by Great
    Expectations; bad rows are quarantined with their reason.
-3. **build_features** - point-in-time features as of D, gated by their own expectation suite.
-4. **score** - the pinned model's scores as the night's Parquet artifact.
+3. **build_features** - point-in-time features as of D, gated by their own expectation suite;
+   one mapped task instance per customer-hash bucket (`plan_partitions`: the `partitions`
+   setting, default 1), each reading its customers' rows only.
+4. **score** - the pinned model's scores, one mapped instance per bucket; **combine_partitions**
+   makes them the night's one features and scores files (ordered by customer, risk bands decided
+   over every customer): the same files whatever `partitions`.
 5. **drift** - data drift of every feature vs the pinned model's training reference, on all rows
    (`drift_summary.json`, table `drift_metrics`).
 6. **monitor** - prediction drift, performance on matured labels (scores of D - horizon),
@@ -89,12 +93,20 @@ def churn_nightly() -> None:
     # every task after wait_for_data gets its XCom (`ready`): the run context with the pinned model version
 
     @task
+    def plan_partitions(ready: dict[str, Any], **context: Any) -> list[dict[str, int]]:
+        from pipeline.features.partitions import all_parts
+
+        return [p.to_dict() for p in all_parts(run_context(context, ready).settings.partitions)]
+
+    @task
     @pipeline_task
-    def build_features(validated: list[dict[str, Any]], ready: dict[str, Any], **context: Any) -> dict[str, Any]:
+    def build_features(part: dict[str, int], validated: list[dict[str, Any]], ready: dict[str, Any],
+                       **context: Any) -> dict[str, Any]:
+        from pipeline.features.partitions import Part
         from pipeline.features.steps import features_step, validate_features_step
 
         ctx = run_context(context, ready)
-        return validate_features_step(ctx, features_step(ctx))
+        return validate_features_step(ctx, features_step(ctx, Part.from_dict(part)))
 
     @task
     @pipeline_task
@@ -102,6 +114,16 @@ def churn_nightly() -> None:
         from pipeline.model.steps import score_step
 
         return score_step(run_context(context, ready), features)
+
+    @task(multiple_outputs=True)
+    @pipeline_task
+    def combine_partitions(built: list[dict[str, Any]], scored: list[dict[str, Any]], ready: dict[str, Any],
+                           **context: Any) -> dict[str, Any]:
+        from pipeline.features.steps import combine_features
+        from pipeline.model.steps import combine_scores
+
+        ctx = run_context(context, ready)
+        return {"features": combine_features(ctx, list(built)), "scores": combine_scores(ctx, list(scored))}
 
     @task
     @pipeline_task
@@ -188,8 +210,12 @@ def churn_nightly() -> None:
 
     ready = DataReadySensor(task_id="wait_for_data").output
     validated = ingest(ready)
-    features = build_features(validated, ready)
-    measured, scores = drift(features, ready), score(features, ready)
+    # features and scores as `partitions` mapped pieces (customer-hash buckets), combined into the night's files
+    # (TaskFlow: an XComArg stands for the value; mapped tasks and multiple_outputs are typed loosely)
+    built = build_features.partial(validated=validated, ready=ready).expand(part=plan_partitions(ready))  # type: ignore[arg-type]
+    combined: Any = combine_partitions(built, score.partial(ready=ready).expand(features=built), ready)
+    features, scores = combined["features"], combined["scores"]
+    measured = drift(features, ready)
     monitoring = monitor(features, scores, measured, validated, ready)
     report = drift_report(features, measured, monitoring, ready)
     published = publish_scores(scores, report, ready)

@@ -191,6 +191,9 @@ class Settings:
     prediction_baseline_nights: int = 7
     #: a critical drift or performance alert requests a churn_training run (Airflow Asset)
     retrain_on_critical: bool = True
+    #: the nightly's features and scores run as this many mapped pieces, each over one customer-hash
+    #: bucket (pipeline/features/partitions.py), then one step combines them: 1 = one piece
+    partitions: int = 1
     #: the Evidently workspace of the nights' dashboard: empty = <data_dir>/dashboard, a folder,
     #: or the URL of a running Evidently UI (http://host:8000) that the nightly writes to
     dashboard_workspace: str = ""
@@ -419,6 +422,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "alert_cooldown_days": (0, 365),
     "trend_nights": (1, 366),
     "dashboard_top_features": (1, 50),
+    "partitions": (1, 1024),
     "prediction_baseline_nights": (1, 366),
     "smtp_port": (1, 65535),
     "email_max_bytes": (100_000, 1_000_000_000),

@@ -21,9 +21,10 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.context import NIGHTLY_DAG, TRAINING_DAG, RunContext
-from pipeline.features.steps import features_step, training_set_step, validate_features_step
+from pipeline.features.partitions import all_parts
+from pipeline.features.steps import combine_features, features_step, training_set_step, validate_features_step
 from pipeline.ingestion.steps import ingest_all_step
-from pipeline.model.steps import publish_step, score_step, train_step
+from pipeline.model.steps import combine_scores, publish_step, score_step, train_step
 from pipeline.monitoring.steps import dashboard_step, drift_step, email_step, monitor_step, report_step
 
 
@@ -58,8 +59,10 @@ def run_nightly(
     any heavy work); every step uses that version."""
     ctx = RunContext.pinned(settings, NIGHTLY_DAG, logical_date, lookback_days=lookback_days)
     validated = ingest_all_step(ctx)
-    feats = validate_features_step(ctx, features_step(ctx))
-    scores = score_step(ctx, feats)
+    # the DAG's mapped pieces, one after the other (partitions = 1: one piece, the whole night)
+    built = [validate_features_step(ctx, features_step(ctx, part)) for part in all_parts(settings.partitions)]
+    feats = combine_features(ctx, built)
+    scores = combine_scores(ctx, [score_step(ctx, part) for part in built])
     drift = drift_step(ctx, feats)
     monitoring = monitor_step(ctx, feats, scores, drift, rejected_rows=rejected_rows(validated, feats))
     report = report_step(ctx, feats, drift, monitoring)

@@ -60,7 +60,11 @@ def test_nightly_schedule_and_params(dagbag):
     # the readiness gate, then ingestion (validated inside), before anything else
     assert dag.get_task("wait_for_data").upstream_task_ids == set()
     assert dag.get_task("ingest").upstream_task_ids == {"wait_for_data"}
-    assert dag.get_task("build_features").upstream_task_ids == {"ingest", "wait_for_data"}
+    assert dag.get_task("build_features").upstream_task_ids == {"ingest", "wait_for_data", "plan_partitions"}
+    # features and scores are mapped over the customer-hash partitions, then combined for everything after them
+    assert dag.get_task("score").upstream_task_ids == {"build_features", "wait_for_data"}
+    assert {"build_features", "score"} <= dag.get_task("combine_partitions").upstream_task_ids
+    assert "combine_partitions" in dag.get_task("drift").upstream_task_ids
     # every task that touches the model reads the run context wait_for_data pinned it in
     for task_id in ("score", "drift", "monitor", "drift_report", "publish_scores", "email_report",
                     "dashboard_snapshot"):
@@ -219,6 +223,28 @@ def test_rerun_of_the_same_date_leaves_one_set_of_outputs(trained_and_scored, da
     assert snapshot() == before
     assert (run_root / "score" / "scores.parquet").is_file()
     assert len(trained_and_scored["sink"].messages) == 1, "send_email=False sends nothing"
+
+
+def test_a_partitioned_night_maps_its_buckets_and_publishes_the_same_scores(trained_and_scored, dagbag):
+    """partitions: 3 -> build_features and score run as 3 mapped task instances each, combine_partitions makes them
+    one night: the published scores are those of the unpartitioned night, to the last bit."""
+    settings, mp = trained_and_scored["settings"], trained_and_scored["mp"]
+    query = "SELECT customer_id, churn_probability, risk_band, reason_1, reason_2, reason_3 FROM churn_scores"
+    with sqlite3.connect(settings.data_dir / "results.db") as conn:
+        before = sorted(conn.execute(query).fetchall())
+    mp.setenv("CHURNFLOW_PARTITIONS", "3")
+    try:
+        run = dagbag.get_dag("churn_nightly").test(logical_date=_logical(), run_conf={"send_email": False})
+    finally:
+        mp.delenv("CHURNFLOW_PARTITIONS")
+    assert run.state == "success", _task_states(run)
+    mapped = [(ti.task_id, ti.map_index, str(ti.state)) for ti in run.get_task_instances()
+              if ti.task_id in ("build_features", "score")]
+    assert sorted(mapped) == [(t, i, "success") for t in ("build_features", "score") for i in range(3)], mapped
+    with sqlite3.connect(settings.data_dir / "results.db") as conn:
+        assert sorted(conn.execute(query).fetchall()) == before
+    parts = sorted(p.parent.name for p in (settings.runs_dir / "churn_nightly" / RUN_DATE / "score").glob("part-*/*"))
+    assert parts == [f"part-000{i}-of-0003" for i in range(3)]
 
 
 def _drop_not_null(conn: sqlite3.Connection, table: str) -> None:

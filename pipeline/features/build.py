@@ -48,6 +48,7 @@ import pandas as pd
 
 from pipeline.artifacts import as_date, atomic_path
 from pipeline.config import SQL_DIR, Settings, load_settings
+from pipeline.features.partitions import Part, register_part
 from pipeline.ingestion.lake import DayRange, duckdb_connection, register_lake_table
 
 DEFAULT_WINDOWS: tuple[int, ...] = (7, 30, 90)
@@ -531,16 +532,25 @@ def _windows_back(dates: Sequence[dt.date], days: int) -> list[DayRange]:
 
 
 def _prepare(
-    con: duckdb.DuckDBPyConnection, settings: Settings, dates: list[dt.date], windows: tuple[int, ...]
+    con: duckdb.DuckDBPyConnection, settings: Settings, dates: list[dt.date], windows: tuple[int, ...],
+    part: Part | None = None,
 ) -> None:
-    """Register the pruned lake views and the helper tables the feature SQL reads."""
+    """Register the pruned lake views and the helper tables the feature SQL reads. With
+    ``part``, the population is that bucket's customers, and the per-customer event and
+    payment rows are read for them only (the tables that feed a statistic over all customers,
+    like the plan ranks from the subscriptions, are read whole: a customer's row is the same
+    whatever the partitioning)."""
     everything_before: list[DayRange] = [(None, dates[-1])]
+    if part is not None:
+        register_part(con, part)
     for table in ("customers", "subscriptions", "cancellations", "support_tickets"):
         register_lake_table(con, settings, table, everything_before)
     active = population_active_days(settings) or 0
-    register_lake_table(con, settings, "events", _windows_back(dates, max(windows[-1], active)))
+    register_lake_table(con, settings, "events", _windows_back(dates, max(windows[-1], active)),
+                        in_part=part is not None)
     register_lake_table(con, settings, "payments",
-                        _windows_back(dates, max(PAYMENT_LOOKBACK_DAYS, PURCHASE_WINDOWS[-1], active)))
+                        _windows_back(dates, max(PAYMENT_LOOKBACK_DAYS, PURCHASE_WINDOWS[-1], active)),
+                        in_part=part is not None)
     register_lake_table(
         con, settings, "plan_changes", _windows_back(dates, PLAN_CHANGE_LOOKBACK_DAYS)
     )
@@ -558,6 +568,8 @@ def _prepare(
     con.execute(read_sql("features_macros", latest_key=LATEST_KEY_TEXT if text_ids and text_ids[0] == "VARCHAR"
                          else LATEST_KEY_INTEGER))
     create_population(con, population_active_days(settings), population_due_days(settings))
+    if part is not None:
+        con.execute("DELETE FROM population WHERE NOT in_part(customer_id)")
 
 
 #: ``latest_key(ts, id)``: orders rows as (ts, id) does. For integer ids one HUGEINT (the
@@ -640,7 +652,8 @@ def _bound(sql: str, params: dict[str, object]) -> dict[str, object]:
 
 @contextlib.contextmanager
 def feature_relation(
-    settings: Settings, as_of_dates: Sequence[dt.date | str], windows: Sequence[int] = DEFAULT_WINDOWS
+    settings: Settings, as_of_dates: Sequence[dt.date | str], windows: Sequence[int] = DEFAULT_WINDOWS,
+    part: Part | None = None,
 ) -> Iterator[duckdb.DuckDBPyRelation]:
     """The lazy DuckDB relation of feature rows (customer_id, as_of, features...).
 
@@ -652,7 +665,7 @@ def feature_relation(
     dates = _check_dates(as_of_dates)
     ws = _check_windows(windows)
     with duckdb_connection(settings) as con:
-        _prepare(con, settings, dates, ws)
+        _prepare(con, settings, dates, ws, part)
         groups, body, params = _feature_query(ws)
         _materialise_events(con, dates, groups, params)
         for name in _FEATURE_GROUPS:
@@ -684,10 +697,12 @@ def write_features(
     out_path: Path,
     *,
     windows: Sequence[int] = DEFAULT_WINDOWS,
+    part: Part | None = None,
 ) -> Path:
-    """Like :func:`build_features`, but DuckDB writes Parquet directly (atomic rename)."""
+    """Like :func:`build_features`, but DuckDB writes Parquet directly (atomic rename); with
+    ``part``, the rows of that customer bucket only (:mod:`pipeline.features.partitions`)."""
     out_path = Path(out_path)
-    with feature_relation(settings, as_of_dates, windows) as rel, atomic_path(out_path) as tmp:
+    with feature_relation(settings, as_of_dates, windows, part) as rel, atomic_path(out_path) as tmp:
         rel.to_parquet(str(tmp))
     return out_path
 

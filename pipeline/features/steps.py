@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.context import RunContext
+from pipeline.features.partitions import Part
 
 
 def _rows(path: Path | str) -> int:
@@ -15,25 +16,57 @@ def _rows(path: Path | str) -> int:
     return int(pq.ParquetFile(path).metadata.num_rows)
 
 
-def features_step(ctx: RunContext) -> dict[str, Any]:
+def features_step(ctx: RunContext, part: Part | None = None) -> dict[str, Any]:
     """Point-in-time features of every customer active at ``as_of = logical date``, for the
-    population of the pinned model's own label (:func:`~pipeline.features.labels.settings_for_label`)."""
+    population of the pinned model's own label (:func:`~pipeline.features.labels.settings_for_label`);
+    with ``part`` (of more than one), that customer bucket's only, in its own folder."""
     from pipeline.features.build import write_features
     from pipeline.features.labels import settings_for_label
 
-    out = ctx.dir("build_features") / "features.parquet"
+    split = part is not None and part.count > 1
+    out = ctx.dir("build_features") / (part.name if split and part else "") / "features.parquet"
     label = ctx.model.params.get("label") if ctx.model_version else None
-    write_features(settings_for_label(ctx.settings, label), [ctx.day], out)
-    return {"path": str(out), "rows": _rows(out), "as_of": str(ctx.day)}
+    write_features(settings_for_label(ctx.settings, label), [ctx.day], out, part=part if split else None)
+    built: dict[str, Any] = {"path": str(out), "rows": _rows(out), "as_of": str(ctx.day)}
+    if split and part:
+        built["part"] = part.to_dict()
+    return built
 
 
 def validate_features_step(ctx: RunContext, built: dict[str, Any]) -> dict[str, Any]:
     """The feature table's own expectation suite: a gate before training or scoring
-    (:func:`~pipeline.ingestion.validate.validate_parquet_file`)."""
+    (:func:`~pipeline.ingestion.validate.validate_parquet_file`); a partition's rejected rows
+    go to a quarantine file of its own."""
     from pipeline.ingestion.validate import validate_parquet_file
 
-    result = validate_parquet_file("features", ctx.settings, ctx.key, Path(built["path"]))
+    key = f"{ctx.key}__{Part.from_dict(built['part']).name}" if "part" in built else ctx.key
+    result = validate_parquet_file("features", ctx.settings, key, Path(built["path"]))
     return {**built, "rejected": result.rejected_count}
+
+
+def combine_features(ctx: RunContext, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The partitions' feature rows as the night's one feature table, in the order one
+    unpartitioned build writes them (as_of, customer_id): the same file whatever ``partitions``."""
+    if len(parts) == 1 and "part" not in parts[0]:
+        return parts[0]
+    out = ctx.dir("build_features") / "features.parquet"
+    concat_sorted([Path(p["path"]) for p in parts], out, ["as_of", "customer_id"])
+    return {"path": str(out), "rows": _rows(out), "as_of": str(ctx.day),
+            "rejected": sum(int(p.get("rejected", 0)) for p in parts), "partitions": len(parts)}
+
+
+def concat_sorted(paths: list[Path], out: Path, keys: list[str]) -> Path:
+    """One Parquet file of the ``paths``' rows sorted by ``keys`` (written atomically)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.artifacts import atomic_path
+
+    table = pa.concat_tables([pq.read_table(p) for p in paths], promote_options="default")
+    table = table.sort_by([(k, "ascending") for k in keys])
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
+    return out
 
 
 def training_set_step(ctx: RunContext, *, snapshots: int | None = None) -> dict[str, Any]:

@@ -74,6 +74,33 @@ def table_model_name(settings: Settings) -> str:
     return f"{settings.model_name}-table"
 
 
+def reproducible_predictions(model: Any) -> Any:
+    """``model`` with every scikit-learn forest in it predicting on one thread.
+
+    A forest run on several threads adds its trees' probabilities in the order the threads
+    finish: the same customers scored twice differed in the last bits (measured: up to 4e-16),
+    so a rerun or a partitioned night would not publish the same scores. One thread adds them in
+    tree order, row by row, whatever else is in the batch. XGBoost sums each row's trees in a
+    fixed order on any number of threads and is left as it is."""
+    seen: set[int] = set()
+
+    def visit(obj: Any) -> None:
+        if obj is None or id(obj) in seen or isinstance(obj, (str, bytes, int, float)):
+            return
+        seen.add(id(obj))
+        if hasattr(obj, "estimators_") and hasattr(obj, "n_jobs") and obj.__class__.__module__.startswith("sklearn"):
+            obj.n_jobs = 1
+        for name in ("calibrated_classifiers_", "estimator", "estimators_", "steps", "named_steps", "base_estimator"):
+            child = getattr(obj, name, None)
+            if isinstance(child, dict):
+                child = list(child.values())
+            for item in child if isinstance(child, (list, tuple)) else [child]:
+                visit(item[1] if isinstance(item, tuple) and len(item) == 2 else item)
+
+    visit(model)
+    return model
+
+
 @dataclass(frozen=True)
 class ModelVersion:
     """One registered version, as its verified local copy."""
@@ -138,18 +165,20 @@ class ModelVersion:
 
     def load(self) -> Any:
         """The fitted estimator, read from the MLflow model's file directly (the same bytes
-        ``mlflow.sklearn.load_model`` reads, without importing MLflow in every task); an
-        unreadable file is a :class:`RegistryError` naming it."""
+        ``mlflow.sklearn.load_model`` reads, without importing MLflow in every task), set to
+        predict reproducibly (:func:`reproducible_predictions`); an unreadable file is a
+        :class:`RegistryError` naming it."""
         flavor = self._flavor
         try:
             if flavor.get("serialization_format") == "skops":
                 import skops.io
 
-                return skops.io.load(self.model_path, trusted=flavor.get("skops_trusted_types") or [])
+                return reproducible_predictions(
+                    skops.io.load(self.model_path, trusted=flavor.get("skops_trusted_types") or []))
             import cloudpickle
 
             with open(self.model_path, "rb") as f:
-                return cloudpickle.load(f)
+                return reproducible_predictions(cloudpickle.load(f))
         except Exception as exc:  # EOFError, UnpicklingError, ValueError, ...: all mean "this file is broken"
             raise RegistryError(f"model file {self.model_path} of {self.version} cannot be loaded "
                                 f"({type(exc).__name__}: {exc}); promote another version "

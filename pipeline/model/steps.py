@@ -51,11 +51,37 @@ def train_table_step(settings: Settings, table: Path, label: str, *, id_column: 
 
 
 def score_step(ctx: RunContext, features: dict[str, Any]) -> dict[str, Any]:
-    """The pinned model's scores of the night's features (the night's Parquet artifact)."""
+    """The pinned model's scores of the night's features (the night's Parquet artifact), or of
+    one partition's (in its own folder: :func:`combine_scores` makes them the night's)."""
+    from pipeline.features.partitions import Part
     from pipeline.model.score import score
 
+    part = Part.from_dict(features["part"]) if "part" in features else None
+    out = ctx.dir("score") / (part.name if part else "") / "scores.parquet"
+    scored = score(ctx.settings, ctx.model, ctx.fitted, Path(features["path"]), ctx.day, out).to_dict()
+    return {**scored, "part": part.to_dict()} if part else scored
+
+
+def combine_scores(ctx: RunContext, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The partitions' scores as the night's one scores file, ordered as the features, with the
+    risk bands decided over all of them (the campaign's capacity is the night's, not a
+    partition's): the same file whatever ``partitions``."""
+    import pandas as pd
+
+    from pipeline.artifacts import write_parquet
+    from pipeline.features.steps import concat_sorted
+    from pipeline.model.score import ScoreResult, high_risk_share, risk_bands
+
+    if len(parts) == 1 and "part" not in parts[0]:
+        return parts[0]
     out = ctx.dir("score") / "scores.parquet"
-    return score(ctx.settings, ctx.model, ctx.fitted, Path(features["path"]), ctx.day, out).to_dict()
+    concat_sorted([Path(p["path"]) for p in parts], out, ["as_of", "customer_id"])
+    scores = pd.read_parquet(out)
+    threshold = float(parts[0]["threshold"])
+    scores["risk_band"] = risk_bands(scores, threshold, ctx.settings.campaign_daily_capacity)
+    write_parquet(scores, out)
+    return {**ScoreResult(out, len(scores), ctx.model.version, high_risk_share(scores["churn_probability"], threshold),
+                          threshold).to_dict(), "partitions": len(parts)}
 
 
 def publish_step(ctx: RunContext, scores: dict[str, Any]) -> dict[str, Any]:

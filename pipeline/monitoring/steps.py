@@ -133,6 +133,14 @@ def dashboard_step(ctx: RunContext) -> dict[str, Any]:
     return add_night(ctx.settings, ctx.day)
 
 
+def dashboard_line(settings: Any) -> str:
+    """Where the analysts find the nights over time (a URL when the dashboard is a served one;
+    no server path otherwise)."""
+    where = f" at {settings.dashboard_location}" if settings.dashboard_location.startswith("http") else \
+        " (make dashboard opens it on the churnflow server)"
+    return f"Over time: the dashboard of nights, Evidently project '{settings.dashboard_project}'{where}."
+
+
 def email_step(
     ctx: RunContext,
     report: dict[str, Any],
@@ -187,8 +195,7 @@ def email_step(
             monitoring=monitoring, alerts=listed.to_dict("records"), attachments=[p.name for p in attached],
             churn_definition=str((ctx.model.params.get("label") or {}).get("definition", "")),
             models=ctx.model_facts, left_out=left_out_lines(ctx.model.params, monitoring), attachment_notes=notes,
-            dashboard=(f"Over time: the dashboard of nights, Evidently project '{settings.dashboard_project}' in "
-                       f"{settings.dashboard_location} (make dashboard opens it), gets tonight's figures."),
+            dashboard=dashboard_line(settings),
         )
         return facts, build_report_email(sender=settings.email_sender, recipients=recipients, subject=facts.subject(),
                                          summary_html=facts.html(chart), summary_text=facts.text(), attachments=attached)
@@ -201,7 +208,7 @@ def email_step(
         attached[0] = report_zip = write_zip(lightest, report_zip, arcname=REPORT_FILE)
         notes.append(f"The drift report is attached without its detail plots (every column's row and verdict are "
                      f"there) to keep this message under {limit:,} bytes (email_max_bytes); the complete report is "
-                     f"{full}.")
+                     f"kept with the night's outputs as {REPORT_FILE}.")
         facts, message = compose()
     if len(message.as_bytes()) > limit:
         attached[1] = campaign_csv = write_zip(campaign_csv, out / f"{campaign_csv.name}.zip", arcname=campaign_csv.name)
@@ -212,7 +219,7 @@ def email_step(
             break
         attached.remove(left)
         notes.append(f"Not attached: {left.name} ({left.stat().st_size:,} bytes) would take this message over "
-                     f"{limit:,} bytes (email_max_bytes); it is {left}.")
+                     f"{limit:,} bytes (email_max_bytes); it is kept with the night's outputs (email_report).")
         facts, message = compose()
     try:
         send_email(message, smtp)
