@@ -13,7 +13,7 @@ export AIRFLOW__CORE__DAGS_FOLDER        := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES      := False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 
-.PHONY: help install demo demo-retail test test-slow bench bench-e2e airflow mlflow dashboard browser clean lint
+.PHONY: help install demo demo-retail test test-slow test-cluster bench bench-e2e airflow airflow-cluster mlflow dashboard browser clean lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ test: $(STAMP)  ## the default test suite (TEST_WORKERS=2 processes, a test file
 test-slow: $(STAMP)  ## the slow tests (model quality on bigger data)
 	$(VENV)/bin/pytest -m slow
 
+test-cluster: $(STAMP)  ## the running-cluster tests (make airflow-cluster from a bare PATH, ~4 min; .ci/run runs them)
+	$(VENV)/bin/pytest -m cluster --durations=5
+
 bench: $(STAMP)  ## benchmarks at 1M customers (prints time and memory), bench-e2e included
 	$(PY) bench/run_all.py
 
@@ -49,6 +52,9 @@ bench-e2e: $(STAMP)  ## 1M customers x 12 months through the DAGs: first trainin
 
 airflow: $(STAMP)  ## a local Airflow (standalone) on a live simulated business: http://localhost:8080
 	$(PY) -m churnflow_sim.standalone
+
+airflow-cluster: $(STAMP)  ## the same DAGs on CeleryExecutor: PostgreSQL (metadata + broker), scheduler, API server, 2 workers
+	AIRFLOW_HOME=$(CURDIR)/.airflow-cluster $(PY) -m churnflow_sim.cluster
 
 mlflow: $(STAMP)  ## the MLflow UI on the project's model store (runs, registry, champion): http://localhost:5000
 	$(PY) scripts/mlflow_ui.py
@@ -67,7 +73,7 @@ lint: $(STAMP)  ## ruff (rules in pyproject.toml) on all Python, mypy on the lib
 	$(VENV)/bin/mypy
 
 lock:  ## re-resolve requirements.lock from pyproject.toml
-	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra postgres --python-version 3.11 -q -o requirements.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra postgres --extra cluster --extra s3 --python-version 3.11 -q -o requirements.lock
 
 clean:  ## remove generated data, Airflow home and caches (keeps .venv)
-	rm -rf data/source.db data/results.db data/landing data/lake data/quarantine data/runs data/models data/mlflow data/dashboard data/model_cache data/reports data/truth data/outbox data/simulator data/live data/bench_e2e data/retail data/demo_airflow.log .airflow .pytest_cache
+	rm -rf data/source.db data/results.db data/landing data/lake data/quarantine data/runs data/models data/mlflow data/dashboard data/model_cache data/reports data/truth data/outbox data/simulator data/live data/bench_e2e data/retail data/demo_airflow.log .airflow .airflow-cluster .pytest_cache

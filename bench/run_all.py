@@ -23,8 +23,12 @@ BENCHMARKS: dict[str, object] = {
     "generate": lambda n: ["--customers", str(n)],
     "features": lambda n: ["--customers", str(n), "--events", str(100 * n)],
     "drift": lambda n: ["--rows", str(n)],
+    # the concept-drift detectors' added time on a night of n matured predictions (issue 25)
+    "concept": lambda n: ["--customers", str(n)],
     # the demo-sized nightly in a running Airflow vs in-process (scheduler overhead; size fixed)
     "live": lambda n: [],
+    # the 1M nightly on the two-worker Celery cluster over 4 partitions vs LocalExecutor over 1 (issue 24)
+    "cluster": lambda n: ["--customers", str(n)],
     # the whole flow through the DAGs at n customers x 12 months (issue 11): ~40 min at 1M
     "e2e": lambda n: ["--customers", str(n)],
 }

@@ -20,11 +20,15 @@ and a drift report for the analysts.
 4. **score** - the pinned model's scores, one mapped instance per bucket; **combine_partitions**
    makes them the night's one features and scores files (ordered by customer, risk bands decided
    over every customer): the same files whatever `partitions`.
+   **score_challenger** - the challenger in shadow (the newest version registered after the champion
+   and never promoted, or `challenger_version`) scores the night's combined features beside the
+   champion: table `challenger_scores`, never the campaign; no challenger is said and the night goes on.
 5. **drift** - data drift of every feature vs the pinned model's training reference, on all rows
    (`drift_summary.json`, table `drift_metrics`).
 6. **monitor** - prediction drift, performance on matured labels (scores of D - horizon),
-   fairness by segment, and deduplicated alerts (tables `prediction_drift`, `model_performance`,
-   `fairness_metrics`, `alerts` of the results store).
+   fairness by segment, champion vs challenger on the same matured labels, and deduplicated alerts
+   (tables `prediction_drift`, `model_performance`, `fairness_metrics`, `challenger_performance`,
+   `alerts` of the results store; `promotion_review` when the challenger keeps winning).
 7. **drift_report** - the Evidently HTML report and its e-mail copy under `data/reports/D/`,
    assembled once, with the trend over recent nights.
 8. **publish_scores** - the scores become the `churn_scores` rows of D (a rerun of D replaces
@@ -127,6 +131,13 @@ def churn_nightly() -> None:
 
     @task
     @pipeline_task
+    def score_challenger(features: dict[str, Any], ready: dict[str, Any], **context: Any) -> dict[str, Any]:
+        from pipeline.model.steps import score_challenger_step
+
+        return score_challenger_step(run_context(context, ready), features)
+
+    @task
+    @pipeline_task
     def drift(features: dict[str, Any], ready: dict[str, Any], **context: Any) -> dict[str, Any]:
         from pipeline.monitoring.steps import drift_step
 
@@ -135,11 +146,13 @@ def churn_nightly() -> None:
     @task
     @pipeline_task
     def monitor(features: dict[str, Any], scores: dict[str, Any], drift: dict[str, Any],
-                validated: list[dict[str, Any]], ready: dict[str, Any], **context: Any) -> dict[str, Any]:
+                validated: list[dict[str, Any]], ready: dict[str, Any], challenger: dict[str, Any],
+                **context: Any) -> dict[str, Any]:
         from pipeline.monitoring.steps import monitor_step
 
         rejected = sum(v.get("rejected", 0) for v in validated) + features.get("rejected", 0)
-        return monitor_step(run_context(context, ready), features, scores, drift, rejected_rows=rejected)
+        return monitor_step(run_context(context, ready), features, scores, drift, rejected_rows=rejected,
+                            challenger=challenger)
 
     @task
     @pipeline_task
@@ -216,7 +229,7 @@ def churn_nightly() -> None:
     combined: Any = combine_partitions(built, score.partial(ready=ready).expand(features=built), ready)
     features, scores = combined["features"], combined["scores"]
     measured = drift(features, ready)
-    monitoring = monitor(features, scores, measured, validated, ready)
+    monitoring = monitor(features, scores, measured, validated, ready, score_challenger(features, ready))
     report = drift_report(features, measured, monitoring, ready)
     published = publish_scores(scores, report, ready)
     published >> email_report(report, scores, monitoring, ready)

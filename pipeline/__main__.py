@@ -152,6 +152,7 @@ def _cmd_run_nightly(args: argparse.Namespace) -> int:
     out = run_nightly(
         settings, args.date, lookback_days=args.lookback_days, send=args.send_email,
         smtp=SmtpSettings(host=settings.smtp_host, port=settings.smtp_port), recipients=recipients,
+        reports=not args.no_reports,
     )
     _print({k: out[k] for k in ("run", "scores", "drift", "report", "published", "email") if k in out})
     return 0
@@ -318,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lookback-days", type=int, default=1, help="days of data to ingest before D")
     p.add_argument("--send-email", action="store_true", help="e-mail the report (smtp_host/smtp_port)")
     p.add_argument("--recipients", default="", help="comma-separated, overrides config")
+    p.add_argument("--no-reports", action="store_true",
+                   help="a backfill: every results table, but no drift report, dashboard snapshot or e-mail")
     p.set_defaults(func=_cmd_run_nightly)
 
     p = sub.add_parser("models", help="the model registry (MLflow): list, promote, rollback, migrate")
@@ -368,13 +371,14 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("great_expectations", "evidently", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from pipeline.errors import DataError
+    from pipeline.storage import StorageError
 
     try:
         return int(args.func(args) or 0)
     except DataError as exc:  # bad input or configuration: one message, no traceback
         print(f"{args.command}: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:
+    except (ValueError, StorageError) as exc:
         if not str(exc).startswith("config "):
             raise
         print(f"{args.command}: {exc}", file=sys.stderr)

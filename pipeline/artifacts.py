@@ -1,10 +1,12 @@
 """Artifact layout and atomic writes.
 
 Every artifact lives under a path keyed by DAG, logical date and task
-(``<data_dir>/runs/<dag_id>/<YYYY-MM-DD>/<task>/<name>``), so a rerun of the same date
-replaces its outputs instead of adding new ones. Every write goes to a temporary name
-in the same directory and is then renamed into place: a crash leaves at most a
-``.tmp-*`` file, never a half-written file under the final name.
+(``<runs>/<dag_id>/<YYYY-MM-DD>/<task>/<name>``; ``<runs>`` is ``<data_dir>/runs`` or
+``artifacts_url``), so a rerun of the same date replaces its outputs instead of adding new
+ones. Every write goes to a temporary name in the same directory and is then renamed into
+place (on an object store: written locally, then uploaded as one complete object,
+:mod:`pipeline.storage`): a crash leaves at most a ``.tmp-*`` file, never a half-written file
+under the final name.
 """
 
 from __future__ import annotations
@@ -17,13 +19,18 @@ import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline import storage
 from pipeline.config import Settings
+from pipeline.storage import Location, ObjectPath
+
+#: a local path or an object, given and returned as the same type
+AnyLocation = TypeVar("AnyLocation", bound=Path | ObjectPath)
 
 
 def as_date(value: str | dt.date | dt.datetime | pd.Timestamp) -> dt.date:
@@ -37,7 +44,9 @@ def as_date(value: str | dt.date | dt.datetime | pd.Timestamp) -> dt.date:
 
 def check_writable(settings: Settings) -> Path:
     """The data dir exists (or can be made), takes a file and has ``min_free_disk_mb`` free:
-    else a DataError naming the setting, before any work (every run's first task checks)."""
+    else a DataError naming the setting, before any work (every run's first task checks); an
+    object store that ``lake_url`` or ``artifacts_url`` names is reachable and has its bucket
+    (:func:`pipeline.storage.check`)."""
     from pipeline.errors import DataError
 
     root = Path(settings.data_dir)
@@ -54,25 +63,25 @@ def check_writable(settings: Settings) -> Path:
         raise DataError(f"config data_dir (CHURNFLOW_DATA_DIR): {root.resolve()} has {free_mib:,.0f} MiB free, less "
                         f"than min_free_disk_mb ({settings.min_free_disk_mb:,}): free space before this run "
                         "writes anything (a run that fills the disk half-way leaves a half-published night)")
+    storage.check(settings)
     return root
 
 
-def run_dir(settings: Settings, dag_id: str, logical_date: str | dt.date, task: str) -> Path:
-    """Directory for one task's artifacts of one DAG run (created on demand)."""
-    path = settings.runs_dir / dag_id / as_date(logical_date).isoformat() / task
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def run_dir(settings: Settings, dag_id: str, logical_date: str | dt.date, task: str) -> Location:
+    """Directory for one task's artifacts of one DAG run (a local one created on demand)."""
+    return storage.make_dir(storage.artifacts_root(settings) / dag_id / as_date(logical_date).isoformat() / task)
 
 
 @contextlib.contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``final``; rename it onto ``final`` on success."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".tmp-{uuid.uuid4().hex}-{final.name}")
+def atomic_path(final: Location | str) -> Iterator[Path]:
+    """Yield a temporary local path (beside ``final``, or for an object in TMPDIR); put it in
+    place as ``final`` on success (a rename; an object: one upload)."""
+    final = storage.location(final)
+    tmp = storage.scratch_for(final)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     try:
         yield tmp
-        os.replace(tmp, final)
+        storage.publish_file(tmp, final)
     except OSError as exc:
         if exc.filename or exc.errno is None:
             raise
@@ -86,15 +95,15 @@ def atomic_path(final: Path) -> Iterator[Path]:
                 tmp.unlink()
 
 
-def write_parquet(df: pd.DataFrame, path: Path, schema: pa.Schema | None = None) -> Path:
+def write_parquet(df: pd.DataFrame, path: AnyLocation, schema: pa.Schema | None = None) -> AnyLocation:
     """Write ``df`` to ``path`` atomically as Parquet and return the path."""
     table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-    return Path(path)
+    return path
 
 
-class ParquetAppender:
+class ParquetAppender(Generic[AnyLocation]):
     """One Parquet file written chunk by chunk, published atomically on :meth:`close`.
 
     Memory is bounded by one chunk. The schema is ``schema`` if given (extra columns of a
@@ -104,22 +113,22 @@ class ParquetAppender:
     Leaving the ``with`` block by an exception discards everything.
     """
 
-    def __init__(self, path: Path, schema: pa.Schema | None = None, *, keep_empty: bool = False) -> None:
-        self.path = Path(path)
+    def __init__(self, path: AnyLocation, schema: pa.Schema | None = None, *, keep_empty: bool = False) -> None:
+        self.path = path
         self.schema = schema
         self.keep_empty = keep_empty
         self.rows = 0
         self._writer: pq.ParquetWriter | None = None
-        self._tmp = self.path.with_name(f".tmp-{uuid.uuid4().hex}-{self.path.name}")
+        self._tmp = storage.scratch_for(self.path)
         self._done = False
-        self.published: Path | None = None
+        self.published: AnyLocation | None = None
 
     def write(self, df: pd.DataFrame | pa.Table) -> None:
         table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
         if self._writer is None:
             if self.schema is None:
                 self.schema = table.schema.remove_metadata()
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp.parent.mkdir(parents=True, exist_ok=True)
             self._writer = pq.ParquetWriter(self._tmp, self.schema)
         assert self.schema is not None
         extra = [n for n in table.schema.names if n not in self.schema.names]
@@ -130,19 +139,19 @@ class ParquetAppender:
         self._writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
         self.rows += table.num_rows
 
-    def close(self) -> Path | None:
+    def close(self) -> AnyLocation | None:
         """Publish the file (None, and any earlier file removed, when empty and not ``keep_empty``)."""
         if self._done:
             return self.published
         self._done = True
         if self._writer is None and self.keep_empty:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp.parent.mkdir(parents=True, exist_ok=True)
             self._writer = pq.ParquetWriter(self._tmp, self.schema or pa.schema([]))
         if self._writer is None:
-            self.path.unlink(missing_ok=True)
+            storage.remove(self.path)
             return None
         self._writer.close()
-        os.replace(self._tmp, self.path)
+        storage.publish_file(self._tmp, self.path)
         self.published = self.path
         return self.path
 
@@ -154,7 +163,7 @@ class ParquetAppender:
             self._writer.close()
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> ParquetAppender:
+    def __enter__(self) -> ParquetAppender[AnyLocation]:
         return self
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
@@ -164,23 +173,23 @@ class ParquetAppender:
             self.abort()
 
 
-def write_text(text: str, path: Path) -> Path:
+def write_text(text: str, path: AnyLocation) -> AnyLocation:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-    return Path(path)
+    return path
 
 
-def write_bytes(data: bytes, path: Path) -> Path:
+def write_bytes(data: bytes, path: AnyLocation) -> AnyLocation:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-    return Path(path)
+    return path
 
 
-def write_zip(source: Path, path: Path, arcname: str | None = None) -> Path:
-    """Deflate ``source`` into the zip file ``path`` (as ``arcname``, default its own name), atomically."""
+def write_zip(source: Path, path: AnyLocation, arcname: str | None = None) -> AnyLocation:
+    """Deflate the local file ``source`` into the zip file ``path`` (as ``arcname``, default its own name), atomically."""
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
         archive.write(source, arcname or Path(source).name)
-    return Path(path)
+    return path
 
 
 def replace_dir(build: Path, final: Path) -> Path:

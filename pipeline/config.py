@@ -26,6 +26,8 @@ SQL_DIR = Path(str(importlib.resources.files("pipeline.sql")))
 EXPECTATIONS_DIR = Path(str(importlib.resources.files("pipeline.expectations")))
 
 
+#: the sequential concept-drift detectors (concept_drift_detectors): see pipeline.monitoring.concept
+CONCEPT_DETECTORS = ("adwin", "ddm")
 #: the churn definitions (label_kind): see pipeline.features.labels
 LABEL_KINDS = ("cancellation", "inactivity", "non_renewal", "provided")
 
@@ -61,6 +63,13 @@ class Settings:
     data_dir: Path = dataclasses.field(default_factory=_default_data_dir)
     #: a run refuses to start with less free space than this in data_dir (MiB)
     min_free_disk_mb: int = 512
+    #: the lake: empty = <data_dir>/lake, a local folder, or s3://bucket/prefix (pip install
+    #: 'churnflow[s3]'; endpoint and credentials from the standard AWS places: AWS_ENDPOINT_URL,
+    #: AWS_ACCESS_KEY_ID, AWS_PROFILE, ...). DuckDB reads it through fsspec (pipeline.storage)
+    lake_url: str = ""
+    #: the run artifacts (runs/<dag>/<D>/<task>/, paths or s3:// URLs in XCom): empty =
+    #: <data_dir>/runs, a local folder, or s3://bucket/prefix, as lake_url
+    artifacts_url: str = ""
     #: SQLAlchemy URL of the customer database; empty means SQLite at <data_dir>/source.db.
     source_db_url: str = ""
     #: SQLAlchemy URL of the results store (scores, monitoring tables, alerts: pipeline.results);
@@ -191,6 +200,25 @@ class Settings:
     prediction_baseline_nights: int = 7
     #: a critical drift or performance alert requests a churn_training run (Airflow Asset)
     retrain_on_critical: bool = True
+    #: concept drift as it happens (pipeline/monitoring/concept.py): the sequential detectors fed each
+    #: night with the matured predictions' errors, comma-separated (adwin, ddm); empty: none
+    concept_drift_detectors: str = "adwin,ddm"
+    #: ADWIN's confidence: smaller means fewer false alarms and later detections
+    concept_drift_adwin_delta: float = 0.002
+    #: DDM detects when the error rate plus its deviation exceeds its best by this many deviations
+    concept_drift_ddm_threshold: float = 3.0
+    #: errors a detector sees (after a change, again) before it may detect one
+    concept_drift_warm_start: int = 300
+    #: feature-importance drift: mean |SHAP| per feature tonight vs the training reference, each on at
+    #: most this many rows (a fixed sample; 0: not computed)
+    importance_sample_rows: int = 20_000
+    #: a challenger in shadow (pipeline/monitoring/challenger.py): the registered version scored each
+    #: night beside the champion (its scores in challenger_scores, never the campaign); empty = the
+    #: newest version registered after the champion and never promoted
+    challenger_version: str = ""
+    #: the nights with matured labels in a row on which the challenger must beat the champion (ROC-AUC
+    #: higher by more than promotion_min_improvement) for a promotion_review alert; 0: no challenger
+    challenger_min_nights: int = 7
     #: the nightly's features and scores run as this many mapped pieces, each over one customer-hash
     #: bucket (pipeline/features/partitions.py), then one step combines them: 1 = one piece
     partitions: int = 1
@@ -283,6 +311,7 @@ class Settings:
 
     @property
     def lake_dir(self) -> Path:
+        """The lake when ``lake_url`` is empty (:func:`pipeline.storage.lake_root`: where it is)."""
         return self.data_dir / "lake"
 
     @property
@@ -291,6 +320,7 @@ class Settings:
 
     @property
     def runs_dir(self) -> Path:
+        """The run artifacts when ``artifacts_url`` is empty (:func:`pipeline.storage.artifacts_root`)."""
         return self.data_dir / "runs"
 
     @property
@@ -338,6 +368,11 @@ class Settings:
     def recipients(self) -> list[str]:
         return _names(self.email_recipients)
 
+    @property
+    def concept_detectors(self) -> list[str]:
+        """``concept_drift_detectors`` parsed (checked against the known detectors)."""
+        return _names(self.concept_drift_detectors)
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
@@ -369,6 +404,19 @@ class Settings:
         if unknown_tables:
             raise ValueError(f"config closed_vocabularies: unknown table(s) {unknown_tables}; the tables are "
                              f"{', '.join(_tables)}")
+        from pipeline.storage import URL_SETTINGS, is_url, parse_url
+
+        for name in URL_SETTINGS:
+            if is_url(getattr(self, name)):
+                parse_url(getattr(self, name), name)
+        unknown = [d for d in self.concept_detectors if d not in CONCEPT_DETECTORS]
+        if unknown:
+            raise ValueError(f"config concept_drift_detectors: unknown detector(s) {unknown}; the detectors are "
+                             f"{', '.join(CONCEPT_DETECTORS)} (empty: none)")
+        challenger = self.challenger_version.strip().lower().removeprefix("v")
+        if challenger and (not challenger.isdigit() or int(challenger) < 1):
+            raise ValueError(f"config challenger_version: {self.challenger_version!r}: a version such as v3 or 3 "
+                             "(empty: the newest version registered after the champion and never promoted)")
         if not self.model_name or not all(c.isalnum() or c in "-_." for c in self.model_name):
             raise ValueError(f"config model_name: {self.model_name!r}: use letters, digits, '-', '_' or '.'")
         if self.drift_share_warning > self.drift_share_threshold or self.psi_warning > self.psi_critical:
@@ -420,6 +468,11 @@ RANGES: dict[str, tuple[float, float]] = {
     "fairness_p_value": (0.0, 1.0),
     "fairness_max_tpr_gap": (0.0, 1.0),
     "alert_cooldown_days": (0, 365),
+    "concept_drift_adwin_delta": (1e-12, 0.5),
+    "concept_drift_ddm_threshold": (1.0, 100.0),
+    "concept_drift_warm_start": (1, 100_000_000),
+    "importance_sample_rows": (0, 10_000_000),
+    "challenger_min_nights": (0, 366),
     "trend_nights": (1, 366),
     "dashboard_top_features": (1, 50),
     "partitions": (1, 1024),
@@ -450,16 +503,16 @@ def _coerce(value: Any, typ: Any, name: str) -> Any:
 
 
 #: settings that are paths: relative ones in a YAML file are relative to the file's folder
-PATH_SETTINGS = ("data_dir", "sql_dir")
+PATH_SETTINGS = ("data_dir", "sql_dir", "lake_url", "artifacts_url")
 
 
 def _relative_to(folder: Path, loaded: dict[str, Any]) -> dict[str, Any]:
     """``loaded`` with its relative path settings made relative to ``folder`` (a YAML file's),
-    so a config file means the same from whichever directory it is used."""
+    so a config file means the same from whichever directory it is used (a URL stays as it is)."""
     out = dict(loaded)
     for name in PATH_SETTINGS:
         value = out.get(name)
-        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+        if isinstance(value, str) and value and "://" not in value and not Path(value).expanduser().is_absolute():
             out[name] = str(folder / value)
     return out
 

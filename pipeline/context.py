@@ -5,7 +5,8 @@ window ``[D - lookback_days, D)`` and, for a nightly run, the *pinned* champion 
 nightly's first task pins the champion (:meth:`RunContext.pinned`) and hands the context on
 through XCom (:meth:`to_xcom` / :meth:`from_xcom`); every later task scores, reports and
 monitors with exactly that version, even if a training run promotes another one meanwhile.
-Artifact paths (``runs/<dag>/<D>/<task>/``) are made here and only here (:meth:`dir`).
+Artifact paths (``runs/<dag>/<D>/<task>/``, local or ``artifacts_url``) are made here and only
+here (:meth:`dir`).
 Imports only the standard library and the config at module level: the DAG files import it
 when they are parsed.
 """
@@ -15,13 +16,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Settings
 
 if TYPE_CHECKING:
     from pipeline.model.registry import ModelVersion
+    from pipeline.storage import Location
 
 TRAINING_DAG = "churn_training"
 NIGHTLY_DAG = "churn_nightly"
@@ -67,8 +68,9 @@ class RunContext:
     def window(self) -> tuple[dt.date, dt.date]:
         return self.day - dt.timedelta(days=self.lookback_days), self.day
 
-    def dir(self, task: str, *, day: dt.date | None = None) -> Path:
-        """The artifact folder of ``task`` in this run (or, with ``day``, in this DAG's run of that date)."""
+    def dir(self, task: str, *, day: dt.date | None = None) -> Location:
+        """The artifact folder of ``task`` in this run (or, with ``day``, in this DAG's run of that date):
+        a local folder, or a prefix on the object store ``artifacts_url`` names."""
         from pipeline.artifacts import run_dir  # pandas/pyarrow: not at DAG parse time
 
         return run_dir(self.settings, self.dag_id, day or self.day, task)

@@ -24,7 +24,7 @@ from pipeline.context import NIGHTLY_DAG, TRAINING_DAG, RunContext
 from pipeline.features.partitions import all_parts
 from pipeline.features.steps import combine_features, features_step, training_set_step, validate_features_step
 from pipeline.ingestion.steps import ingest_all_step
-from pipeline.model.steps import combine_scores, publish_step, score_step, train_step
+from pipeline.model.steps import combine_scores, publish_step, score_challenger_step, score_step, train_step
 from pipeline.monitoring.steps import dashboard_step, drift_step, email_step, monitor_step, report_step
 
 
@@ -54,23 +54,28 @@ def run_nightly(
     send: bool = False,
     smtp: Any = None,
     recipients: list[str] | None = None,
+    reports: bool = True,
 ) -> dict[str, Any]:
     """The churn_nightly flow in-process: the champion is pinned first (and checked, before
-    any heavy work); every step uses that version."""
+    any heavy work); every step uses that version. ``reports=False`` (a backfill of nights:
+    ``run-nightly --no-reports``) writes every results table but no drift report, dashboard
+    snapshot or e-mail."""
     ctx = RunContext.pinned(settings, NIGHTLY_DAG, logical_date, lookback_days=lookback_days)
     validated = ingest_all_step(ctx)
     # the DAG's mapped pieces, one after the other (partitions = 1: one piece, the whole night)
     built = [validate_features_step(ctx, features_step(ctx, part)) for part in all_parts(settings.partitions)]
     feats = combine_features(ctx, built)
     scores = combine_scores(ctx, [score_step(ctx, part) for part in built])
+    challenger = score_challenger_step(ctx, feats)  # in shadow: never the campaign
     drift = drift_step(ctx, feats)
-    monitoring = monitor_step(ctx, feats, scores, drift, rejected_rows=rejected_rows(validated, feats))
-    report = report_step(ctx, feats, drift, monitoring)
+    monitoring = monitor_step(ctx, feats, scores, drift, rejected_rows=rejected_rows(validated, feats),
+                              challenger=challenger)
+    report = report_step(ctx, feats, drift, monitoring) if reports else None
     published = publish_step(ctx, scores)
     out: dict[str, Any] = {"run": ctx.to_xcom(), "validated": {r["table"]: r for r in validated}, "features": feats,
-                           "scores": scores, "drift": drift, "monitoring": monitoring, "report": report,
-                           "published": published, "dashboard": dashboard_step(ctx)}
-    if send:
+                           "scores": scores, "challenger": challenger, "drift": drift, "monitoring": monitoring, "report": report,
+                           "published": published, "dashboard": dashboard_step(ctx) if reports else None}
+    if send and report is not None:
         out["email"] = email_step(ctx, report, scores, smtp=smtp, recipients=recipients or settings.recipients,
                                   monitoring=monitoring)
     return out

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline.artifacts import write_text
+from pipeline.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def gib(n_bytes: float) -> str:
 
 
 @contextlib.contextmanager
-def measured(task: str, out_dir: Path) -> Iterator[None]:
+def measured(task: str, out_dir: Location) -> Iterator[None]:
     """Time the block and record its peak RSS in ``out_dir/resources.json`` (the mark is reset
     after :func:`release_memory`, so the peak is the block's own)."""
     release_memory()
@@ -90,9 +91,9 @@ def measured(task: str, out_dir: Path) -> Iterator[None]:
         if not fresh:
             record["peak_is_process_lifetime"] = True
         try:
-            write_text(json.dumps(record), Path(out_dir) / RESOURCES_FILE)
+            write_text(json.dumps(record), out_dir / RESOURCES_FILE)
         except OSError as exc:  # never hide the task's own outcome behind this
-            log.warning("could not write %s: %s", Path(out_dir) / RESOURCES_FILE, exc)
+            log.warning("could not write %s: %s", out_dir / RESOURCES_FILE, exc)
         log.info("task %s: %.1f s wall, peak RSS %s%s", task, wall, gib(peak), "" if ok else " (failed)")
 
 

@@ -7,6 +7,11 @@
 * ``prediction_drift`` - a night's score distribution vs the champion's reference and recent nights;
 * ``model_performance`` - the scores of night ``D - horizon`` against what happened since;
 * ``fairness_metrics`` - per segment and group: positive-rate ratio (80% rule) and TPR gap;
+* ``concept_drift`` - per night, model version and detector: the sequential detectors over the
+  matured errors (their pickled state, what they saw, what they found: :mod:`pipeline.monitoring.concept`);
+* ``feature_importance_drift`` - per night and feature: mean |SHAP| tonight vs the training reference;
+* ``challenger_scores`` - per customer per night: the challenger's shadow scores (never the campaign);
+* ``challenger_performance`` - per night and role: champion and challenger on the same matured labels;
 * ``alerts`` - the alert rules' findings and what the analysts were told (see :mod:`pipeline.monitoring.alerts`);
 * ``schema_version`` - the migrations applied (:data:`MIGRATIONS`).
 
@@ -30,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy import Boolean, Column, Date, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy import Boolean, Column, Date, DateTime, Float, Index, Integer, LargeBinary, String, Text
 
 from pipeline.config import Settings
 from pipeline.errors import DataError
@@ -119,6 +124,53 @@ ALERTS = sa.Table(
     Column("threshold", Float),
     Index("ix_alerts_key", "rule", "alert_group", "model_version", "run_date"),
 )
+#: the concept_drift columns after its key, (name, type, nullable): where the detector is, what it
+#: found tonight (the prediction nights of its reference, of the change and the last fed), and the
+#: detector as the night left it (pickled) with its SHA-256, which a replay reproduces
+_CONCEPT_COLUMNS = (
+    ("scored_on", Date, False), ("error", String(32), False), ("fed", Integer, False), ("seen", Integer, False),
+    ("in_window", Integer, False), ("error_rate", Float, True), ("night_error_rate", Float, True),
+    ("detections", Integer, False), ("detected", Boolean, False), ("rate_before", Float, True),
+    ("rate_after", Float, True), ("window_start", Date, True), ("change_at", Date, True), ("window_end", Date, True),
+    ("state", LargeBinary, False), ("state_sha256", String(64), False),
+)
+CONCEPT = sa.Table(
+    "concept_drift", METADATA,
+    # one row per night, model version and detector (pipeline.monitoring.concept)
+    Column("run_date", DateTime, primary_key=True),
+    *(Column(name, String(64), primary_key=True) for name in ("model_version", "detector")),
+    *(Column(name, kind, nullable=nullable) for name, kind, nullable in _CONCEPT_COLUMNS),
+)
+IMPORTANCE = sa.Table(
+    "feature_importance_drift", METADATA,
+    # per night and feature: mean |SHAP| tonight vs on the model's training reference
+    *(Column(name, kind, primary_key=True) for name, kind in (("run_date", DateTime), ("feature", String(128)))),
+    *(Column(name, Float) for name in ("reference_mean_abs_shap", "mean_abs_shap", "change", "ratio")),
+    *(Column(name, Integer, nullable=False) for name in ("reference_rank", "rank")),
+    Column("model_version", String(64), nullable=False),
+)
+CHALLENGER_SCORES = sa.Table(
+    "challenger_scores", METADATA,
+    # the challenger's shadow scores of a night (never the campaign: churn_scores is the champion's)
+    *(Column(name, kind, primary_key=True) for name, kind in (("as_of", DateTime), ("customer_id", String(128)))),
+    Column("churn_probability", Float, nullable=False),
+    # the challenger, and the champion it was scored beside
+    *(Column(name, String(64), nullable=False) for name in ("model_version", "champion_version")),
+)
+#: the challenger_performance columns after its key: model_performance's matured-label metrics
+_COMPARED_COLUMNS = (("rows", Integer, False), ("positives", Integer, False), ("base_rate", Float, True),
+                     ("roc_auc", Float, True), ("pr_auc", Float, True), ("precision", Float, True),
+                     ("recall", Float, True), ("threshold", Float, True))
+CHALLENGER_PERFORMANCE = sa.Table(
+    "challenger_performance", METADATA,
+    # per night and role (champion, challenger): both models' scores of the same matured night, on the
+    # same customers; beats_champion on the challenger's row (pipeline.monitoring.challenger)
+    *(Column(name, kind, primary_key=True) for name, kind in (("run_date", DateTime), ("role", String(16)))),
+    Column("scored_on", Date, nullable=False),
+    Column("model_version", String(64), nullable=False),
+    *(Column(name, kind, nullable=nullable) for name, kind, nullable in _COMPARED_COLUMNS),
+    Column("beats_champion", Boolean),
+)
 SCHEMA_VERSION_TABLE = sa.Table(
     "schema_version", METADATA,
     Column("version", Integer, primary_key=True),
@@ -165,10 +217,33 @@ def _score_reasons_v3(conn: sa.Connection) -> None:
             conn.execute(sa.text(f'ALTER TABLE "{SCORES.name}" ADD COLUMN "{name}" TEXT'))
 
 
+def _concept_drift_v4(conn: sa.Connection) -> None:
+    """The concept-drift monitoring tables (a store created at v1 by this code has them already)."""
+    for table in V4_TABLES:
+        table.create(conn, checkfirst=True)
+
+
+#: the tables migration 4 adds
+V4_TABLES = (CONCEPT, IMPORTANCE)
+
+
+def _challenger_v5(conn: sa.Connection) -> None:
+    """The challenger's tables (a store created at v1 by this code has them already)."""
+    for table in V5_TABLES:
+        table.create(conn, checkfirst=True)
+
+
+#: the tables migration 5 adds
+V5_TABLES = (CHALLENGER_SCORES, CHALLENGER_PERFORMANCE)
+
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "scores, drift, prediction drift, performance, fairness and alert tables", _create_v1),
     (2, "churn_scores.customer_id as text (string or integer ids, kept as given)", _text_customer_ids_v2),
     (3, "churn_scores.reason_1 .. reason_3: the top reasons of each score", _score_reasons_v3),
+    (4, "concept_drift (the sequential detectors' state per model version and night) and "
+        "feature_importance_drift (mean |SHAP| per feature vs the training reference)", _concept_drift_v4),
+    (5, "challenger_scores (a challenger's shadow scores) and challenger_performance (champion vs challenger "
+        "on the same matured labels)", _challenger_v5),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -248,6 +323,8 @@ def _python_values(column: sa.Column, values: pd.Series) -> list[Any]:
         return [None if v is None or (isinstance(v, float) and math.isnan(v)) else bool(v) for v in values]
     if isinstance(kind, Integer):  # BigInteger too
         return [None if pd.isna(v) else int(v) for v in values]
+    if isinstance(kind, LargeBinary):
+        return [None if v is None else bytes(v) for v in values]
     if isinstance(kind, Float):
         floats = values.to_numpy(dtype="float64", na_value=np.nan)
         return [None if math.isnan(v) else float(v) for v in floats]
@@ -289,10 +366,10 @@ def night(day: dt.date | str) -> dt.datetime:
 def read(settings: Settings, which: sa.Table | str, since: dt.date | None = None, until: dt.date | None = None,
          *, column: str | None = None) -> pd.DataFrame:
     """Rows of a results table (or its name) with ``column`` (default: ``run_date``, ``as_of``
-    for the scores) in ``[since, until]``, oldest first, in the table's declared column order
+    for the scores and a table without ``run_date``) in ``[since, until]``, oldest first, in the table's declared column order
     (an empty frame with those columns when there are none)."""
     table = which if isinstance(which, sa.Table) else _named(which)
-    key = table.c[column or ("as_of" if table is SCORES else "run_date")]
+    key = table.c[column or ("run_date" if "run_date" in table.c and table is not SCORES else "as_of")]
     query = sa.select(table)
     if since is not None:
         query = query.where(key >= night(since))

@@ -92,16 +92,16 @@ def smtp_sink(monkeypatch: pytest.MonkeyPatch):
 
 @pytest.fixture(scope="session")
 def postgres_server() -> str:
-    """A throwaway PostgreSQL server for the session (tests/pg_server.py), or the one
+    """A throwaway PostgreSQL server for the session (churnflow_sim/pg_server.py), or the one
     ``CHURNFLOW_TEST_POSTGRES_URL`` names. Skipped only where no server binary exists."""
-    import pg_server
+    from churnflow_sim import pg_server
 
     given = os.environ.get("CHURNFLOW_TEST_POSTGRES_URL")
     if given:
         yield given
         return
     if pg_server.server_bin_dir() is None:
-        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql")
+        pytest.skip(pg_server.MISSING)
     with pg_server.postgres_server() as url:
         yield url
 
@@ -111,7 +111,7 @@ def postgres_db(postgres_server: str, request: pytest.FixtureRequest) -> str:
     """A fresh, empty database on the session's PostgreSQL server (named after the test)."""
     import re
 
-    import pg_server
+    from churnflow_sim import pg_server
 
     name = "t_" + re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:55]
     return pg_server.create_database(postgres_server, name)

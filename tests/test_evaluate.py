@@ -45,6 +45,18 @@ def test_value_threshold_contacts_only_when_it_pays():
     assert capped["contacted"] == 1 and capped["expected_value"] == pytest.approx(40)
 
 
+def test_a_small_capacity_on_a_large_holdout_still_finds_its_campaign():
+    """At 1M customers (a 600k-row holdout, capacity 500) every quantile step contacted more than
+    the capacity: the model chose to contact nobody (threshold 1.000000001) and every night's
+    campaign was empty. The ranks within the capacity are candidates now."""
+    rng = np.random.default_rng(0)
+    p = rng.beta(1, 15, 600_000)
+    y = rng.random(600_000) < p
+    best = best_value_threshold(y, p, Campaign(200, 0.3, 5, capacity=500))
+    assert 450 <= best["contacted"] <= 500 and best["expected_value"] > 0
+    assert best["threshold"] < 1
+
+
 def test_calibration_error_is_small_for_calibrated_and_large_for_inflated():
     rng = np.random.default_rng(0)
     p = rng.uniform(0, 0.3, 50_000)

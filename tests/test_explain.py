@@ -97,3 +97,29 @@ def test_the_fast_attribution_keeps_the_drivers_and_exact_rows_are_exact():
     assert fast["n_failed_payments_180d"] > fast["tenure_days"] and fast["plan"] > fast["tenure_days"]
     # both add up to the same margin per row (only the split between features differs)
     np.testing.assert_allclose(mixed.iloc[100:].sum(axis=1), exact.iloc[100:].sum(axis=1), atol=1e-3)
+
+
+def test_feature_importance_drift_follows_what_drives_tonights_scores():
+    """mean |SHAP| per feature (chunked, exact) tonight vs the reference: a night whose customers all have the same
+    plan loses the plan's importance, and its failed payments gain; the frame ranks both sides."""
+    from pipeline.model import explain as ex
+    from pipeline.monitoring.metrics import importance_drift
+
+    X, y = _business()
+    model = _calibrated("xgboost", X, y)
+    reference = ex.mean_abs_contributions(model, X, X, NUMERIC, CATEGORICAL)
+    whole = contributions(model, X, X, NUMERIC, CATEGORICAL).abs().mean()
+    old, ex.CHUNK_ROWS = ex.CHUNK_ROWS, 700
+    try:
+        pd.testing.assert_series_equal(ex.mean_abs_contributions(model, X, X, NUMERIC, CATEGORICAL), whole.astype(float),
+                                       atol=1e-6)
+    finally:
+        ex.CHUNK_ROWS = old
+    tonight = X.assign(plan="standard", n_failed_payments_180d=X["n_failed_payments_180d"] + 2)
+    frame = importance_drift("2025-06-01", "v3", ex.mean_abs_contributions(model, tonight, X, NUMERIC, CATEGORICAL),
+                             reference)
+    by = frame.set_index("feature")
+    assert list(frame["rank"]) == list(range(1, 6)) and sorted(by["reference_rank"]) == [1, 2, 3, 4, 5]
+    assert by.loc["plan", "change"] < 0 and by.loc["n_failed_payments_180d", "change"] > 0
+    assert by.loc["plan", "ratio"] == pytest.approx(by.loc["plan", "mean_abs_shap"] / by.loc["plan", "reference_mean_abs_shap"])
+    assert set(frame["model_version"]) == {"v3"}

@@ -13,14 +13,11 @@ import datetime as dt
 import email
 import email.policy
 import json
-import os
-import signal
-import time
 
 import pytest
 import requests
 
-from churnflow_sim.live_airflow import launch, our_processes
+from churnflow_sim.live_airflow import ctrl_c, launch, our_processes
 
 pytestmark = pytest.mark.live
 
@@ -137,9 +134,6 @@ def test_asset_triggered_training_trains_on_the_requesting_date(live):
 def test_ctrl_c_stops_every_component(live):
     proc = live.proc
     assert our_processes(live.home), "the components should be running"
-    started = time.monotonic()
-    os.kill(proc.pid, signal.SIGINT)
-    while (proc.poll() is None or our_processes(live.home)) and time.monotonic() - started < 15:
-        time.sleep(0.5)
-    assert proc.poll() == 0, "the launcher did not exit cleanly within 15 s"
-    assert not our_processes(live.home), "components left running 15 s after Ctrl-C"
+    status, left = ctrl_c(proc, live.home, 15)
+    assert status == 0, "the launcher did not exit cleanly within 15 s"
+    assert not left, f"processes left running 15 s after Ctrl-C: {left}"

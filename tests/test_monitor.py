@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import shutil
 import socket
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import RUN_DATE
@@ -466,3 +468,121 @@ def test_an_email_over_its_size_limit_is_lightened_step_by_step_and_says_so(nigh
     # 400 kB: the report (Evidently's JavaScript alone is ~1.1 MB deflated) stays on disk, named; the list is zipped
     assert list(attached(smaller)) == [f"campaign_{NEXT}.csv.zip"]
     assert "Not attached: drift_report.html.zip" in text(smaller) and "The campaign list is zipped" in text(smaller)
+
+
+def test_the_matured_night_feeds_the_concept_drift_detectors_and_a_rerun_gives_the_same_state(nightly):
+    """The night whose scores of QUIET matured feeds both detectors (the customers of QUIET's hash rotation, once
+    each), stores their state per model version, and feeding them again from the state before it gives the same
+    bytes; the nights without matured scores feed nothing."""
+    from pipeline.context import RunContext
+    from pipeline.features.labels import matured
+    from pipeline.monitoring.steps import concept_night
+    from pipeline.monitoring.store import concept_states_before, scores_of
+    from pipeline.results import CONCEPT
+
+    settings, outs, _, _ = nightly
+    concept = outs[DRIFTED]["monitoring"]["concept_drift"]
+    assert outs[QUIET]["monitoring"]["concept_drift"] is None and outs[NEXT]["monitoring"]["concept_drift"] is None
+    rows = {r["detector"]: r for r in concept["rows"]}
+    assert set(rows) == {"adwin", "ddm"} and concept["scored_on"] == QUIET and concept["detections"] == []
+    matured_rows = outs[DRIFTED]["monitoring"]["performance"]["rows"]
+    assert 0 < rows["ddm"]["fed"] == rows["adwin"]["fed"] < matured_rows / 10  # one label window's rotation
+    stored = read_table(settings, CONCEPT)
+    assert list(stored["run_date"].dt.date.astype(str).unique()) == [DRIFTED]
+    assert set(stored["state_sha256"]) == {r["state_sha256"] for r in rows.values()}
+    ctx = RunContext.from_xcom(settings, outs[DRIFTED]["run"])
+    assert concept_states_before(settings, DRIFTED, ctx.model.version) == {}
+    label = ctx.model.params.get("label")
+    again = concept_night(ctx, matured(settings, scores_of(settings, QUIET), dt.date.fromisoformat(QUIET),
+                                       dt.date.fromisoformat(DRIFTED), label), outs[DRIFTED]["monitoring"]["threshold"])
+    assert {r["detector"]: r["state_sha256"] for r in again.rows} == {k: r["state_sha256"] for k, r in rows.items()}
+
+
+def test_without_a_challenger_the_night_runs_and_says_why(nightly):
+    """The fixture's registry holds the champion alone: every night scores no challenger, says why, stores none."""
+    from pipeline.results import CHALLENGER_PERFORMANCE, CHALLENGER_SCORES
+
+    settings, outs, _, _ = nightly
+    for out in (outs[QUIET], outs[DRIFTED]):
+        assert out["challenger"]["version"] is None and "never promoted" in out["challenger"]["reason"], out["challenger"]
+        said = out["monitoring"]["challenger"]
+        assert said["version"] is None and said["reason"] == out["challenger"]["reason"] and said["nights"] == []
+    assert read_table(settings, CHALLENGER_SCORES, column="as_of").empty and read_table(settings, CHALLENGER_PERFORMANCE).empty
+
+
+def _register_copy(settings, model, fitted, reason: str):
+    """A new, unpromoted version of the pipeline's model holding ``fitted`` with ``model``'s params and metrics."""
+    from pipeline.model.publish import record_version
+
+    return record_version(settings, fitted, name=settings.model_name, metrics=model.metrics(), params=model.params,
+                          reference=pd.read_parquet(model.reference_path), importances=pd.Series(dtype="float64"),
+                          training_date=RUN_DATE, extra_tags={"churnflow.test": reason}, gate=None)
+
+
+def test_a_better_challenger_in_shadow_is_compared_on_matured_labels_and_asks_for_review(nightly):
+    """Last in this module (it adds versions to the fixture's registry, on nights the other tests do not read):
+    a poor champion (a constant score) and the good model registered after it, never promoted: the challenger
+    scores each night beside the champion (challenger_scores, not churn_scores), the matured night judges both on
+    the same customers, it wins, and with challenger_min_nights 1 the night raises promotion_review, names the
+    command, and the champion stays."""
+    from sklearn.base import clone
+    from sklearn.dummy import DummyClassifier
+    from sklearn.pipeline import Pipeline
+
+    from pipeline.flows import run_nightly
+    from pipeline.model import registry
+    from pipeline.model.explain import inner_pipeline
+    from pipeline.monitoring.drift import DriftSummary
+    from pipeline.monitoring.notify import NightlyReport
+    from pipeline.results import CHALLENGER_PERFORMANCE, CHALLENGER_SCORES, SCORES
+
+    settings, _, _, _ = nightly
+    settings = settings.replace(challenger_min_nights=1, performance_min_positives=1)
+    good = registry.champion(settings)
+    reference = pd.read_parquet(good.reference_path)
+    features = list(good.params["numeric_features"]) + list(good.params["categorical_features"])
+    poor = Pipeline([("prep", clone(inner_pipeline(good.load()).named_steps["prep"])),
+                     ("model", DummyClassifier(strategy="prior"))]).fit(reference[features], np.arange(len(reference)) % 2)
+    weak = _register_copy(settings, good, poor, "poor champion")
+    registry.promote(settings, weak.number, "test: a poor champion")
+    strong = _register_copy(settings, good, good.load(), "the good model, unpromoted")
+    assert registry.challenger_number(settings, weak.number)[0] == strong.number
+    first, matured_night = "2025-05-20", "2025-06-19"
+    outs = {day: run_nightly(settings, day, reports=False) for day in (first, matured_night)}
+
+    assert outs[first]["challenger"]["version"] == strong.version and outs[first]["scores"]["model_version"] == weak.version
+    shadow = read_table(settings, CHALLENGER_SCORES, column="as_of")
+    assert set(shadow["as_of"].dt.date.astype(str)) == {first, matured_night}
+    assert set(shadow["model_version"]) == {strong.version} and set(shadow["champion_version"]) == {weak.version}
+    published = read_table(settings, SCORES)
+    assert set(published[published["as_of"].dt.date.astype(str).isin([first, matured_night])]["model_version"]) == {weak.version}
+    tonight = shadow[shadow["as_of"].dt.date.astype(str) == first]
+    assert len(tonight) == outs[first]["scores"]["rows"]
+
+    compared = read_table(settings, CHALLENGER_PERFORMANCE)
+    assert sorted(compared["role"]) == ["challenger", "champion"]
+    assert set(compared["run_date"].dt.date.astype(str)) == {matured_night}
+    champ, chall = compared.set_index("role").loc["champion"], compared.set_index("role").loc["challenger"]
+    assert champ["rows"] == chall["rows"] > 0 and champ["positives"] == chall["positives"] > 0
+    assert str(champ["scored_on"])[:10] == first and champ["model_version"] == weak.version
+    assert champ["roc_auc"] == pytest.approx(0.5) and chall["roc_auc"] > 0.6 and bool(chall["beats_champion"])
+    assert champ["rows"] == outs[matured_night]["monitoring"]["performance"]["rows"]  # the same matured customers
+
+    monitoring = outs[matured_night]["monitoring"]
+    said = monitoring["challenger"]
+    assert said["review"] and said["streak"] == 1 and said["tonight"]["roc_auc_challenger"] == pytest.approx(chall["roc_auc"])
+    review = [a for a in monitoring["alerts"] if a["rule"] == "promotion_review"]
+    assert len(review) == 1 and review[0]["severity"] == "warning" and review[0]["alert_group"] == strong.version
+    assert f"python -m pipeline models promote {strong.version}" in review[0]["message"]
+    assert f"{chall['roc_auc']:.4f} vs {champ['roc_auc']:.4f}" in review[0]["message"]
+    assert registry.champion_number(settings) == weak.number  # reviewed by people, never promoted by the night
+    assert not [a for a in outs[first]["monitoring"]["alerts"] if a["rule"] == "promotion_review"]
+
+    summary = DriftSummary.from_dict(json.loads(Path(outs[matured_night]["drift"]["summary"]).read_text()))
+    facts = NightlyReport(matured_night, summary,
+                          outs[matured_night]["scores"]["rows"], monitoring["prediction"]["high_risk_share"],
+                          monitoring["threshold"], monitoring=monitoring)
+    html = facts.html()
+    assert "Challenger in shadow (matured labels)" in html and "PROMOTION REVIEW requested" in html
+    assert f"{champ['roc_auc']:.3g} / {chall['roc_auc']:.3g}" in html and strong.version in html and weak.version in html
+    registry.promote(settings, good.number, "test: the fixture's champion again")

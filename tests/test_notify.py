@@ -207,6 +207,13 @@ def test_the_high_band_is_exactly_the_campaign_list() -> None:
                            "model_version": "v"})
     assert risk_bands(scores, 0.3, 0).tolist() == ["high", "high", "high", "low", "high"]  # at the threshold counts
     assert risk_bands(scores, 0.3, 3).tolist() == ["high", "high", "medium", "low", "high"]  # ties by id
+    # a model whose campaign pays for nobody (its chosen threshold is above every probability):
+    # everyone is "low" (it used to fail the night: "threshold must be in [0, 1], got 1.000000001")
+    from pipeline.model.evaluate import CONTACT_NOBODY
+
+    assert risk_bands(scores, CONTACT_NOBODY, 0).tolist() == ["low"] * 5
+    with pytest.raises(ValueError, match="threshold must be in"):
+        risk_bands(scores, 1.5, 0)
     scores["risk_band"] = risk_bands(scores, 0.3, 3)
     campaign = campaign_list(scores, threshold=0.3, capacity=3)
     assert list(campaign.columns) == ["customer_id", "churn_probability", "risk_band", "rank"]

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-
 import duckdb
 import pandas as pd
 import pytest
 from conftest import RUN_DATE
+from partitioned_nights import assert_identical, one_and_four_nights
 
-from pipeline.config import load_settings
 from pipeline.features.partitions import Part, all_parts, bucket_of, register_part
-from pipeline.results import TABLES
-from pipeline.results import read as read_table
-
-#: a quiet night, and the night one horizon (30 days) later: matured labels, performance rows and the drift alerts
-NIGHTS = ("2025-05-28", "2025-06-27")
 
 
 def test_python_and_duckdb_put_every_id_in_the_same_bucket():
@@ -44,37 +37,11 @@ def test_python_and_duckdb_put_every_id_in_the_same_bucket():
 @pytest.fixture(scope="module")
 def one_and_four(generated_source, tmp_path_factory):
     """One trained business copied twice: its nights run with partitions 1 and with partitions 4."""
-    from pipeline.flows import run_nightly, run_training
-
-    base = tmp_path_factory.mktemp("partitions")
-    one, four = base / "one" / "data", base / "four" / "data"
-    shutil.copytree(generated_source, one)
-    trained = load_settings(data_dir=one, horizon_days=30, training_snapshots=3, search_iterations=1)
-    run_training(trained, RUN_DATE)
-    shutil.copytree(one, four)
-    out = {}
-    for data_dir, k in ((one, 1), (four, 4)):
-        settings = load_settings(data_dir=data_dir, horizon_days=30, partitions=k)
-        out[k] = settings, [run_nightly(settings, night, lookback_days=31) for night in NIGHTS]
-    return out
+    return one_and_four_nights(generated_source, tmp_path_factory.mktemp("partitions"))
 
 
 def test_one_and_four_partitions_publish_identical_scores_alerts_and_monitoring_rows(one_and_four):
-    (s1, nights1), (s4, nights4) = one_and_four[1], one_and_four[4]
-    assert nights4[-1]["scores"]["partitions"] == 4 and "partitions" not in nights1[-1]["scores"]
-    assert nights1[-1]["monitoring"]["performance"] is not None  # the matured night is compared too
-    for name, table in TABLES.items():
-        a, b = read_table(s1, table), read_table(s4, table)
-        assert len(a) == len(b), name
-        key = [c.name for c in table.primary_key.columns] or [c for c in a.columns if c not in ("message",)]
-        a, b = a.sort_values(key).reset_index(drop=True), b.sort_values(key).reset_index(drop=True)
-        pd.testing.assert_frame_equal(a, b, check_exact=True, obj=name)
-    assert len(read_table(s1, "churn_scores")) > 1000 and len(read_table(s1, "alerts"))
-    # the night's artifacts too: the combined scores file is the unpartitioned one, row for row
-    for n1, n4 in zip(nights1, nights4, strict=True):
-        pd.testing.assert_frame_equal(pd.read_parquet(n1["scores"]["path"]), pd.read_parquet(n4["scores"]["path"]))
-        pd.testing.assert_frame_equal(pd.read_parquet(n1["features"]["path"]),
-                                      pd.read_parquet(n4["features"]["path"]))
+    assert_identical(one_and_four)
 
 
 def test_the_features_of_the_buckets_are_the_features_of_everyone(one_and_four, tmp_path):

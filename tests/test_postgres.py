@@ -1,4 +1,4 @@
-"""churnflow on a real PostgreSQL server (a throwaway one per session, see tests/pg_server.py):
+"""churnflow on a real PostgreSQL server (a throwaway one per session, see churnflow_sim/pg_server.py):
 the customer database read from PostgreSQL gives the same lake as from SQLite, and a whole
 training + nightly run keeps its results store on PostgreSQL while the source stays untouched."""
 
@@ -32,7 +32,7 @@ def _generate(settings: Settings) -> None:
 @pytest.fixture(scope="module")
 def both_sources(tmp_path_factory: pytest.TempPathFactory, postgres_server: str):
     """The same generated business once with a SQLite source and once with a PostgreSQL one."""
-    import pg_server
+    from churnflow_sim import pg_server
 
     lite = load_settings(data_dir=tmp_path_factory.mktemp("lite") / "data", **FAST)
     pg = load_settings(data_dir=tmp_path_factory.mktemp("pg") / "data",

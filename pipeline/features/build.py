@@ -50,6 +50,7 @@ from pipeline.artifacts import as_date, atomic_path
 from pipeline.config import SQL_DIR, Settings, load_settings
 from pipeline.features.partitions import Part, register_part
 from pipeline.ingestion.lake import DayRange, duckdb_connection, register_lake_table
+from pipeline.storage import Location
 
 DEFAULT_WINDOWS: tuple[int, ...] = (7, 30, 90)
 #: look-back of failed payments and of the last successful payment
@@ -694,14 +695,14 @@ def build_features(
 def write_features(
     settings: Settings,
     as_of_dates: Sequence[dt.date | str],
-    out_path: Path,
+    out_path: Location,
     *,
     windows: Sequence[int] = DEFAULT_WINDOWS,
     part: Part | None = None,
-) -> Path:
-    """Like :func:`build_features`, but DuckDB writes Parquet directly (atomic rename); with
-    ``part``, the rows of that customer bucket only (:mod:`pipeline.features.partitions`)."""
-    out_path = Path(out_path)
+) -> Location:
+    """Like :func:`build_features`, but DuckDB writes Parquet directly (atomic rename, or one
+    upload to an object store); with ``part``, the rows of that customer bucket only
+    (:mod:`pipeline.features.partitions`)."""
     with feature_relation(settings, as_of_dates, windows, part) as rel, atomic_path(out_path) as tmp:
         rel.to_parquet(str(tmp))
     return out_path

@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline import storage
 from pipeline.artifacts import as_date
 from pipeline.config import Settings
 from pipeline.errors import TrainingError
+from pipeline.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +31,8 @@ LABEL = "label"
 
 
 def build_training_set(
-    settings: Settings, snapshot_dates: Sequence[dt.date], data_end: dt.date, out_path: Path
-) -> Path:
+    settings: Settings, snapshot_dates: Sequence[dt.date], data_end: dt.date, out_path: Location
+) -> Location:
     """Features and labels for every (customer, snapshot) into one Parquet file, one
     snapshot at a time (memory is bounded by a snapshot's population, not by their number)."""
     from pipeline.artifacts import ParquetAppender
@@ -79,19 +81,18 @@ def build_training_set(
                 f"{settings.label_kind}): at least {MIN_POSITIVES} are needed to train and evaluate; use more "
                 "snapshots (training_snapshots), more history or a longer label window")
     log.info("training set: %d rows, %d snapshots, positive rate %.4f", rows, len(dates), positives / rows)
-    return Path(out_path)
+    return out_path
 
 
-def read_training_set(path: Path, numeric: Sequence[str], categorical: Sequence[str]) -> pd.DataFrame:
+def read_training_set(path: Location, numeric: Sequence[str], categorical: Sequence[str]) -> pd.DataFrame:
     """The training set with its numeric features as float32 and its categorical ones as
     pandas categoricals: at a million customers x 6 snapshots ~0.6 GB instead of ~2.1 GB of
     int64/float64 and Python strings. float32 is what the tree models compute in anyway
     (XGBoost and scikit-learn's trees cast to it); the drift reference is read back in the
     file's own types (:func:`read_rows`)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    table = pq.read_table(path, read_dictionary=list(categorical))
+    table = storage.read_arrow(path, read_dictionary=list(categorical))
     wanted = set(numeric)
     for i, field in enumerate(table.schema):
         if field.name in wanted and field.type != pa.float32() and (
@@ -100,17 +101,17 @@ def read_training_set(path: Path, numeric: Sequence[str], categorical: Sequence[
     return table.to_pandas()
 
 
-def read_rows(path: Path, positions: np.ndarray, columns: list[str]) -> pd.DataFrame:
+def read_rows(path: Location, positions: np.ndarray, columns: list[str]) -> pd.DataFrame:
     """The rows at ``positions`` (ascending) of a Parquet file, in its own types, one batch at a time."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     parts, offset = [], 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=500_000, columns=columns):
-        lo, hi = np.searchsorted(positions, [offset, offset + batch.num_rows])
-        if hi > lo:
-            parts.append(pa.Table.from_batches([batch]).take(pa.array(positions[lo:hi] - offset)))
-        offset += batch.num_rows
+    with storage.parquet_file(path) as file:
+        for batch in file.iter_batches(batch_size=500_000, columns=columns):
+            lo, hi = np.searchsorted(positions, [offset, offset + batch.num_rows])
+            if hi > lo:
+                parts.append(pa.Table.from_batches([batch]).take(pa.array(positions[lo:hi] - offset)))
+            offset += batch.num_rows
     return pa.concat_tables(parts).to_pandas() if parts else pd.DataFrame(columns=columns)
 
 
@@ -230,7 +231,7 @@ def plan_snapshots(settings: Settings, activity_days: list[dt.date], end: dt.dat
         where = (f"from {settings.landing_dir / 'events'}/date=DAY/; land event files there" if activity == "events"
                  else f"from the source's {activity}; check ingest_{activity}.sql (sql_dir)")
         raise TrainingError(
-            f"nothing to train on: the lake has no {activity} under {settings.lake_dir} and none were ingested "
+            f"nothing to train on: the lake has no {activity} under {storage.lake_root(settings)} and none were ingested "
             f"{bound}before {end} {where}, or set history_start earlier")
     try:
         dates = training_snapshot_dates(activity_days[0], end, wanted or settings.training_snapshots,
@@ -259,7 +260,7 @@ def _label_dates(settings: Settings, end: dt.date, wanted: int | None) -> list[d
     days = lake.partition_dates(settings, "labels")
     if not days:
         raise TrainingError(
-            f"label_kind provided: the lake holds no labels under {settings.lake_dir / 'labels'}; map your labels "
+            f"label_kind provided: the lake holds no labels under {storage.lake_root(settings) / 'labels'}; map your labels "
             "(customer_id, label_date, churned) with ingest_labels.sql in sql_dir")
     complete = [d for d in days if d + dt.timedelta(days=settings.horizon_days) <= end]
     dates = complete[-(wanted or settings.training_snapshots):]

@@ -50,10 +50,27 @@ def all_parts(count: int) -> list[Part]:
     return [Part(i, count) for i in range(count)]
 
 
+def customer_hash(ids: pd.Series) -> np.ndarray:
+    """Each id's stable hash: the first 32 bits of the MD5 digest of its text (what buckets use)."""
+    return np.array([int(hashlib.md5(str(v).encode("utf-8")).hexdigest()[:8], 16) for v in ids], dtype=np.int64)
+
+
+def customer_hash_duckdb(ids: pd.Series) -> np.ndarray:
+    """:func:`customer_hash` computed by DuckDB (the same value: ``in_part``'s rule), vectorized:
+    a million ids in a fraction of a second."""
+    import duckdb
+    import pyarrow as pa
+
+    table = pa.table({"id": pa.Array.from_pandas(ids.reset_index(drop=True))})
+    with duckdb.connect() as con:
+        con.register("ids", table)
+        return con.execute("SELECT ('0x' || left(md5(CAST(id AS VARCHAR)), 8))::UBIGINT AS h FROM ids"
+                           ).fetchnumpy()["h"].astype(np.int64)
+
+
 def bucket_of(ids: pd.Series, count: int) -> np.ndarray:
     """Each id's bucket in ``[0, count)``."""
-    return np.array([int(hashlib.md5(str(v).encode("utf-8")).hexdigest()[:8], 16) % count for v in ids],
-                    dtype=np.int64)
+    return customer_hash(ids) % count
 
 
 #: the same rule in DuckDB: the parameters live in a one-row table (no value in the SQL text)

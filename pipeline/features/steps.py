@@ -3,17 +3,17 @@ returned for XCom)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
+from pipeline import storage
 from pipeline.context import RunContext
 from pipeline.features.partitions import Part
+from pipeline.storage import Location
 
 
-def _rows(path: Path | str) -> int:
-    import pyarrow.parquet as pq
-
-    return int(pq.ParquetFile(path).metadata.num_rows)
+def _rows(path: Location) -> int:
+    with storage.parquet_file(path) as file:
+        return int(file.metadata.num_rows)
 
 
 def features_step(ctx: RunContext, part: Part | None = None) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def validate_features_step(ctx: RunContext, built: dict[str, Any]) -> dict[str, 
     from pipeline.ingestion.validate import validate_parquet_file
 
     key = f"{ctx.key}__{Part.from_dict(built['part']).name}" if "part" in built else ctx.key
-    result = validate_parquet_file("features", ctx.settings, key, Path(built["path"]))
+    result = validate_parquet_file("features", ctx.settings, key, storage.location(built["path"]))
     return {**built, "rejected": result.rejected_count}
 
 
@@ -50,19 +50,19 @@ def combine_features(ctx: RunContext, parts: list[dict[str, Any]]) -> dict[str, 
     if len(parts) == 1 and "part" not in parts[0]:
         return parts[0]
     out = ctx.dir("build_features") / "features.parquet"
-    concat_sorted([Path(p["path"]) for p in parts], out, ["as_of", "customer_id"])
+    concat_sorted([storage.location(p["path"]) for p in parts], out, ["as_of", "customer_id"])
     return {"path": str(out), "rows": _rows(out), "as_of": str(ctx.day),
             "rejected": sum(int(p.get("rejected", 0)) for p in parts), "partitions": len(parts)}
 
 
-def concat_sorted(paths: list[Path], out: Path, keys: list[str]) -> Path:
+def concat_sorted(paths: list[Location], out: Location, keys: list[str]) -> Location:
     """One Parquet file of the ``paths``' rows sorted by ``keys`` (written atomically)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from pipeline.artifacts import atomic_path
 
-    table = pa.concat_tables([pq.read_table(p) for p in paths], promote_options="default")
+    table = pa.concat_tables([storage.read_arrow(p) for p in paths], promote_options="default")
     table = table.sort_by([(k, "ascending") for k in keys])
     with atomic_path(out) as tmp:
         pq.write_table(table, tmp)

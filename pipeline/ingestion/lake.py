@@ -1,19 +1,23 @@
 """The Parquet lake: one folder per table, one partition per day of the table's time column.
 
-Layout: ``<data_dir>/lake/<table>/date=YYYY-MM-DD/part-0.parquet``.
+Layout: ``<lake>/<table>/date=YYYY-MM-DD/part-0.parquet``; ``<lake>`` is ``<data_dir>/lake``, or
+``lake_url`` (a folder, or ``s3://bucket/prefix``: every read and write goes through
+:mod:`pipeline.storage`).
 
 Writing a batch for the half-open window ``[start, end)`` replaces every day partition of
 that window for which the batch has rows, so re-ingesting a window replaces it instead of
 duplicating rows, whatever windows were ingested before. A day without rows never deletes
 a partition the lake holds (event days must be complete before a batch is read at all:
 :func:`pipeline.ingestion.readiness.require_complete_landing`).
-Each partition is written atomically. Batches are staged chunk by chunk first
-(:class:`DayStager`) and published only once the whole batch passed validation, so memory
-is bounded by a chunk (a day of events, ``ingest_chunk_rows`` database rows), not by the
-history, and a failed batch publishes nothing.
+Each partition is written atomically (a rename, or one upload of the complete object).
+Batches are staged chunk by chunk first (:class:`DayStager`, on local disk) and published only
+once the whole batch passed validation, so memory is bounded by a chunk (a day of events,
+``ingest_chunk_rows`` database rows), not by the history, and a failed batch publishes nothing.
 
 Readers of the lake use DuckDB over the day partitions they need (:func:`duckdb_connection`,
-:func:`register_lake_table`): the features, the labels and validation's cross-chunk checks.
+:func:`register_lake_table`): the features, the labels and validation's cross-chunk checks. A
+lake on an object store is read by DuckDB through the registered fsspec filesystem (byte
+ranges on demand), never downloaded first.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import os
 import shutil
 import tempfile
 import uuid
@@ -34,19 +37,26 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline import storage
 from pipeline.artifacts import as_date, atomic_path
 from pipeline.config import Settings
 from pipeline.ingestion.contract import ID, LAKE_TABLES, TABLES, schema_with_ids
+from pipeline.storage import Location
 
 PART_NAME = "part-0.parquet"
 
 log = logging.getLogger(__name__)
 
 
-def table_dir(settings: Settings, table: str) -> Path:
+def table_dir(settings: Settings, table: str) -> Location:
     if table not in LAKE_TABLES:
         raise KeyError(f"unknown lake table {table!r}; known: {sorted(LAKE_TABLES)}")
-    return settings.lake_dir / table
+    return storage.lake_root(settings) / table
+
+
+def partition_files(settings: Settings, table: str) -> list[Location]:
+    """Every partition file of ``table``, sorted by day (one listing)."""
+    return storage.glob(table_dir(settings, table), "date=*/*.parquet")
 
 
 def table_glob(settings: Settings, table: str) -> str:
@@ -55,16 +65,17 @@ def table_glob(settings: Settings, table: str) -> str:
 
 
 def has_data(settings: Settings, table: str) -> bool:
-    return any(table_dir(settings, table).glob("date=*/*.parquet"))
+    return bool(partition_files(settings, table))
 
 
 def id_type(settings: Settings) -> pa.DataType | None:
     """The business's identifier type: ``customers.customer_id`` as the lake holds it (int64 for
     integer ids, string for text ids); None while the lake holds no customers."""
-    files = sorted(table_dir(settings, "customers").glob("date=*/*.parquet"))
+    files = partition_files(settings, "customers")
     if not files:
         return None
-    return pq.read_schema(files[-1]).field("customer_id").type
+    with storage.parquet_file(files[-1]) as last:
+        return last.schema_arrow.field("customer_id").type
 
 
 def schema_of(settings: Settings, table: str, ids: pa.DataType | None = None) -> pa.Schema:
@@ -130,32 +141,35 @@ class DayStager:
     def staged_glob(self) -> str:
         return str(self.staging / "date=*" / "*.parquet")
 
-    def publish(self) -> list[Path]:
+    def publish(self) -> list[Location]:
         """Replace the day partitions of the window that have staged rows. A day without rows
         never deletes or empties a partition the lake already holds (it is kept, with a
         warning): "no rows" is never evidence that the rows are gone. Returns the partition
         files written."""
         base = table_dir(self.settings, self.table)
-        written: list[Path] = []
+        held: dict[str, list[Location]] = {}  # the lake's files by day, listed once
+        for file in partition_files(self.settings, self.table):
+            held.setdefault(file.parent.name, []).append(file)
+        written: list[Location] = []
         kept: list[str] = []
         for day in days(self.start, self.end):
             part_dir = base / f"date={day.isoformat()}"
             pieces = sorted((self.staging / f"date={day.isoformat()}").glob("*.parquet"))
             if not pieces:
-                if any(part_dir.glob("*.parquet")):
+                if held.get(part_dir.name):
                     kept.append(day.isoformat())
                 continue
             final = part_dir / PART_NAME
-            if len(pieces) == 1:  # the usual case for time-ordered input: a rename, no copy
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(pieces[0], final)
+            if len(pieces) == 1:  # the usual case for time-ordered input: a rename (or one upload), no copy
+                storage.publish_file(pieces[0], final)
             else:
                 table = pa.concat_tables([pq.read_table(p, schema=self.schema) for p in pieces])
                 with atomic_path(final) as tmp:
                     pq.write_table(table, tmp)
-            for stale in part_dir.glob("*.parquet"):  # a partition is exactly one file
+            # a partition is exactly one file: the new one is in place, then any other goes
+            for stale in held.get(part_dir.name, []):
                 if stale != final:
-                    stale.unlink()
+                    storage.remove(stale)
             written.append(final)
         if kept:
             log.warning("lake %s: kept the existing partition(s) of %d day(s) with no rows in this batch: %s",
@@ -168,9 +182,12 @@ class DayStager:
 
 
 def staging_dir(settings: Settings, table: str, run_key: str | None = None) -> Path:
-    """The staging folder of one run's batch inside the lake (same file system: publishing
-    is a rename; DuckDB's ``date=*`` globs never see it). Without ``run_key``, a fresh one."""
-    return settings.lake_dir / ".staging" / table / (run_key or uuid.uuid4().hex)
+    """The staging folder of one run's batch inside a local lake (same file system: publishing
+    is a rename; DuckDB's ``date=*`` globs never see it), or ``<data_dir>/lake-staging/`` for a
+    lake on an object store (publishing uploads). Without ``run_key``, a fresh one."""
+    root = storage.lake_root(settings)
+    base = root / ".staging" if isinstance(root, Path) else settings.data_dir / "lake-staging"
+    return base / table / (run_key or uuid.uuid4().hex)
 
 
 def write_window(
@@ -179,7 +196,7 @@ def write_window(
     df: pd.DataFrame,
     start: str | dt.date,
     end: str | dt.date,
-) -> list[Path]:
+) -> list[Location]:
     """Replace the day partitions of ``table`` in ``[start, end)`` with the rows of ``df``
     (one chunk through :class:`DayStager`). Returns the partition files written."""
     stager = DayStager(settings, table, start, end, staging_dir(settings, table))
@@ -193,10 +210,10 @@ def write_window(
 def read_table(settings: Settings, table: str, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a whole lake table (small tables and tests; large scans belong in DuckDB)."""
     schema = schema_of(settings, table)
-    files = sorted(table_dir(settings, table).glob("date=*/*.parquet"))
+    files = partition_files(settings, table)
     if not files:
         return pa.Table.from_pylist([], schema=schema).to_pandas()[columns or schema.names]
-    return pa.concat_tables([pq.read_table(f, columns=columns, schema=schema) for f in files]).to_pandas()
+    return pa.concat_tables([storage.read_arrow(f, columns=columns, schema=schema) for f in files]).to_pandas()
 
 
 def customer_ids(settings: Settings) -> np.ndarray | None:
@@ -208,6 +225,7 @@ def customer_ids(settings: Settings) -> np.ndarray | None:
     import duckdb
 
     with duckdb.connect() as con:
+        storage.register_duckdb(con, settings)
         ids = con.execute("SELECT DISTINCT customer_id FROM read_parquet($glob, hive_partitioning = false) "
                           "WHERE customer_id IS NOT NULL ORDER BY 1",
                           {"glob": table_glob(settings, "customers")}).fetchnumpy()["customer_id"]
@@ -216,11 +234,7 @@ def customer_ids(settings: Settings) -> np.ndarray | None:
 
 def partition_dates(settings: Settings, table: str) -> list[dt.date]:
     """Sorted days for which ``table`` has a partition in the lake."""
-    out = []
-    for part in table_dir(settings, table).glob("date=*"):
-        if any(part.glob("*.parquet")):
-            out.append(dt.date.fromisoformat(part.name.removeprefix("date=")))
-    return sorted(out)
+    return sorted({dt.date.fromisoformat(f.parent.name.removeprefix("date=")) for f in partition_files(settings, table)})
 
 
 # --------------------------------------------------------------- DuckDB over the lake
@@ -250,6 +264,7 @@ def duckdb_connection(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]
         )
         try:
             con.execute("SET enable_progress_bar = false")
+            storage.register_duckdb(con, settings)
             yield con
         finally:
             con.close()
@@ -265,7 +280,7 @@ def lake_files(settings: Settings, table: str, ranges: Sequence[DayRange]) -> li
     applies the exact time filters itself.
     """
     files: list[str] = []
-    for path in sorted(table_dir(settings, table).glob("date=*/*.parquet")):
+    for path in partition_files(settings, table):
         day = dt.date.fromisoformat(path.parent.name.removeprefix("date="))
         if any((lo is None or lo <= day) and day < hi for lo, hi in ranges):
             files.append(str(path))

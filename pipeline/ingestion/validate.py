@@ -65,6 +65,8 @@ if TYPE_CHECKING:
     from great_expectations.core.batch_definition import BatchDefinition
     from great_expectations.core.expectation_validation_result import ExpectationValidationResult
 
+    from pipeline.storage import Location
+
 log = logging.getLogger(__name__)
 
 WINDOW_START = "window_start"
@@ -643,16 +645,18 @@ class ChunkedValidator:
             self.abort()
 
 
-def validate_parquet_file(table: str, settings: Settings, run_key: str, path: Path) -> BatchSummary:
+def validate_parquet_file(table: str, settings: Settings, run_key: str, path: Location) -> BatchSummary:
     """The suite of ``table`` over a Parquet file, ``ingest_chunk_rows`` rows at a time (a file of
     millions of rows never sits in memory twice); rejected rows go to the run's quarantine file,
     and a failing file raises :class:`DataValidationError`. An empty file still runs the suite
-    (table-level rules). The features' gate before training or scoring."""
-    import pyarrow.parquet as pq
+    (table-level rules). The features' gate before training or scoring. ``path``: a local file
+    or an object (a run artifact on ``artifacts_url``)."""
+    from pipeline import storage
 
     with ChunkedValidator(table, settings, run_key) as validator:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=settings.ingest_chunk_rows):
-            validator.validate(batch.to_pandas())
+        with storage.parquet_file(path) as file:
+            for batch in file.iter_batches(batch_size=settings.ingest_chunk_rows):
+                validator.validate(batch.to_pandas())
         if validator.chunks == 0:
-            validator.validate(pq.read_table(path).to_pandas())
+            validator.validate(storage.read_arrow(path).to_pandas())
         return validator.finish()

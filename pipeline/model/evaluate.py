@@ -78,15 +78,27 @@ def campaign_value(y_true: ArrayLike, proba: ArrayLike, threshold: float, campai
     return campaign.customer_value * campaign.save_rate * m["tp"] - campaign.contact_cost * m["contacted"]
 
 
-def _candidate_thresholds(p: np.ndarray) -> np.ndarray:
-    return np.unique(np.concatenate([np.quantile(p, np.linspace(0, 1, 201)), [1.0 + 1e-9]]))
+#: the threshold that contacts nobody (above every probability): chosen when no campaign pays
+CONTACT_NOBODY = 1.0 + 1e-9
+
+
+def _candidate_thresholds(p: np.ndarray, capacity: int = 0) -> np.ndarray:
+    """201 quantiles of the probabilities, the threshold that contacts nobody and, with a contact
+    ``capacity`` below the rows, the probabilities ranked 1..capacity (201 of them): on a large
+    holdout a quantile step (0.5 % of the rows) is wider than a campaign of a few hundred, which
+    left only the very highest probability, or nobody, within the capacity."""
+    grid = [np.quantile(p, np.linspace(0, 1, 201)), [CONTACT_NOBODY]]
+    if 0 < capacity < len(p):
+        ranks = np.unique(np.linspace(1, capacity, 201).astype(int))
+        grid.append(-np.partition(-p, ranks - 1)[ranks - 1])  # the ranks' probabilities, highest first
+    return np.unique(np.concatenate(grid))
 
 
 def best_value_threshold(y_true: ArrayLike, proba: ArrayLike, campaign: Campaign) -> dict[str, float]:
     """The threshold that maximises expected campaign value, within the contact capacity."""
     y, p = _check(y_true, proba)
     best: dict[str, float] | None = None
-    for t in _candidate_thresholds(p):
+    for t in _candidate_thresholds(p, campaign.capacity):
         m = threshold_metrics(y, p, t)
         if campaign.capacity and m["contacted"] > campaign.capacity:
             continue

@@ -93,6 +93,16 @@ def contributions(model: Any, X: pd.DataFrame, reference: pd.DataFrame, numeric:
     return pd.DataFrame(out, index=X.index)
 
 
+def mean_abs_contributions(model: Any, X: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
+                           categorical: list[str]) -> pd.Series:
+    """Each feature's mean |contribution| over the rows of ``X`` (exact SHAP values for XGBoost and
+    logistic regression: :func:`contributions`), in chunks; the features in catalogue order."""
+    total = pd.Series(0.0, index=numeric + categorical)
+    for start in range(0, len(X), CHUNK_ROWS):
+        total += contributions(model, X.iloc[start:start + CHUNK_ROWS], reference, numeric, categorical).abs().sum()
+    return total / max(len(X), 1)
+
+
 def typical_values(reference: pd.DataFrame, numeric: list[str], categorical: list[str]) -> dict[str, Any]:
     """What is usual for each feature in the model's training reference: the median of a
     number, the most frequent value of a category."""

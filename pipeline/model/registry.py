@@ -505,6 +505,32 @@ def rollback(settings: Settings, reason: str = "rollback") -> ModelVersion:
     return model
 
 
+# ------------------------------------------------------------------ the challenger
+def challenger_number(settings: Settings, champion: int) -> tuple[int | None, str]:
+    """The version scored in shadow beside ``champion`` and why, or None and why there is none:
+    ``challenger_version`` when set (not the champion, and registered), otherwise the newest
+    version registered after the champion whose registration completed and that was never
+    promoted (a version the gate did not serve; a promoted-then-rolled-back one does not count).
+    ``challenger_min_nights`` 0 switches the challenger off."""
+    if not settings.challenger_min_nights:
+        return None, "challenger_min_nights is 0: no challenger is scored"
+    versions = {v.number: v for v in list_versions(settings)}
+    if settings.challenger_version.strip():
+        number = parse_version(settings.challenger_version)
+        if number == champion:
+            return None, f"challenger_version {label(number)} is the champion"
+        if number not in versions:
+            return None, f"challenger_version {label(number)} is not registered in {settings.model_name!r}"
+        return number, f"{label(number)}, named by challenger_version"
+    unpromoted = [n for n, v in versions.items()
+                  if n > champion and TAG_PROMOTED_AT not in v.tags and TAG_SHA in v.tags]
+    if not unpromoted:
+        return None, (f"no version of {settings.model_name!r} registered after the champion {label(champion)} "
+                      "and never promoted (set challenger_version to name one)")
+    number = max(unpromoted)
+    return number, f"{label(number)}, the newest version registered after the champion and not promoted"
+
+
 # ------------------------------------------------------------------- what the e-mail says
 def serving_facts(settings: Settings, pinned: ModelVersion) -> dict[str, Any]:
     """What a night tells the analysts about its model: the pinned champion (trained when,

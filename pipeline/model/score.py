@@ -6,7 +6,6 @@ import datetime as dt
 import logging
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,15 +14,17 @@ import pandas as pd
 from pipeline.artifacts import as_date, nan_to_none, write_parquet
 from pipeline.config import Settings
 from pipeline.model import registry
+from pipeline.model.evaluate import CONTACT_NOBODY
 from pipeline.model.explain import REASON_COLUMNS
 from pipeline.results import SCORES, night, replace_rows
+from pipeline.storage import Location, read_parquet
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ScoreResult:
-    path: Path
+    path: Location
     rows: int
     model_version: str
     #: :func:`high_risk_share` of the scores at ``threshold``, the model's campaign threshold
@@ -65,7 +66,7 @@ def risk_bands(scores: pd.DataFrame, threshold: float, capacity: int) -> np.ndar
     """The night's decision per customer: "high", tonight's campaign (at or above the model's
     campaign ``threshold``, the ``capacity`` highest probabilities, ties by customer id; 0: no
     limit); "medium", at or above the threshold but over the capacity; "low", below it."""
-    if not 0 <= threshold <= 1:
+    if not 0 <= threshold <= CONTACT_NOBODY:  # above 1: the model's campaign pays for nobody
         raise ValueError(f"the campaign threshold must be in [0, 1], got {threshold}")
     proba = scores["churn_probability"].to_numpy(dtype="float64")
     at_risk = is_high_risk(proba, threshold)
@@ -110,24 +111,24 @@ def reasons_of(model: registry.ModelVersion, fitted: Any, features: pd.DataFrame
     return why
 
 
-def publish_scores(settings: Settings, scores_path: Path, as_of: str | dt.date) -> int:
+def publish_scores(settings: Settings, scores_path: Location, as_of: str | dt.date) -> int:
     """Replace the ``churn_scores`` rows of ``as_of`` with the night's scores file, in one
     transaction (a rerun of the same date leaves one set of scores; a failure leaves the
     previous set)."""
-    scores = pd.read_parquet(scores_path)
+    scores = read_parquet(scores_path)
     day = as_date(as_of)
     rows = replace_rows(settings, SCORES, scores, "as_of", night(day))
     log.info("publish %s: %d scores -> table %s of the results store", day, rows, SCORES.name)
     return rows
 
 
-def score(settings: Settings, model: registry.ModelVersion, fitted: Any, features_path: Path, as_of: str | dt.date,
-          out_path: Path) -> ScoreResult:
+def score(settings: Settings, model: registry.ModelVersion, fitted: Any, features_path: Location, as_of: str | dt.date,
+          out_path: Location) -> ScoreResult:
     """Score the feature table of ``as_of`` with ``model`` (the run's pinned version;
     ``fitted``: its loaded estimator) into Parquet (the night's artifact).
     :func:`publish_scores` makes them the ``churn_scores`` rows of that date once the rest of
     the night (report, monitoring) has been written too."""
-    feats = pd.read_parquet(features_path)
+    feats = read_parquet(features_path)
     day = as_date(as_of)
     stale = pd.to_datetime(feats["as_of"]).dt.date != day
     if stale.any():
@@ -144,4 +145,4 @@ def score(settings: Settings, model: registry.ModelVersion, fitted: Any, feature
              "campaign_daily_capacity %d), %d medium, %d low -> %s", day, len(scores), model.version, high, threshold,
              bands.get("high", 0), settings.campaign_daily_capacity, bands.get("medium", 0), bands.get("low", 0),
              out_path)
-    return ScoreResult(Path(out_path), len(scores), model.version, high, threshold)
+    return ScoreResult(out_path, len(scores), model.version, high, threshold)

@@ -8,12 +8,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline import storage
 from pipeline.config import Settings
 from pipeline.context import RunContext
 from pipeline.model.gate import TrainResult
+from pipeline.storage import Location
 
 
-def train_and_register(settings: Settings, training_set: Path, *, training_date: str,
+def train_and_register(settings: Settings, training_set: Location, *, training_date: str,
                        min_improvement: float | None = None) -> TrainResult:
     """Train on a training set (:func:`pipeline.model.train.train`), register the model as a new,
     immutable version and serve it only if it clears the gate against the serving champion
@@ -21,7 +23,7 @@ def train_and_register(settings: Settings, training_set: Path, *, training_date:
     from pipeline.model.gate import register_and_gate
     from pipeline.model.train import train
 
-    return register_and_gate(settings, train(settings, Path(training_set)), training_date=training_date,
+    return register_and_gate(settings, train(settings, training_set), training_date=training_date,
                              min_improvement=settings.promotion_min_improvement if min_improvement is None
                              else min_improvement)
 
@@ -30,7 +32,8 @@ def train_step(ctx: RunContext, training_set: dict[str, Any]) -> dict[str, Any]:
     """:func:`train_and_register` as of the run's date; the outcome also as ``train/result.json``."""
     from pipeline.artifacts import write_text
 
-    summary = train_and_register(ctx.settings, Path(training_set["path"]), training_date=ctx.day.isoformat()).to_dict()
+    summary = train_and_register(ctx.settings, storage.location(training_set["path"]),
+                                 training_date=ctx.day.isoformat()).to_dict()
     write_text(json.dumps(summary, indent=2, default=str), ctx.dir("train") / "result.json")
     return summary
 
@@ -58,7 +61,7 @@ def score_step(ctx: RunContext, features: dict[str, Any]) -> dict[str, Any]:
 
     part = Part.from_dict(features["part"]) if "part" in features else None
     out = ctx.dir("score") / (part.name if part else "") / "scores.parquet"
-    scored = score(ctx.settings, ctx.model, ctx.fitted, Path(features["path"]), ctx.day, out).to_dict()
+    scored = score(ctx.settings, ctx.model, ctx.fitted, storage.location(features["path"]), ctx.day, out).to_dict()
     return {**scored, "part": part.to_dict()} if part else scored
 
 
@@ -66,8 +69,6 @@ def combine_scores(ctx: RunContext, parts: list[dict[str, Any]]) -> dict[str, An
     """The partitions' scores as the night's one scores file, ordered as the features, with the
     risk bands decided over all of them (the campaign's capacity is the night's, not a
     partition's): the same file whatever ``partitions``."""
-    import pandas as pd
-
     from pipeline.artifacts import write_parquet
     from pipeline.features.steps import concat_sorted
     from pipeline.model.score import ScoreResult, high_risk_share, risk_bands
@@ -75,13 +76,57 @@ def combine_scores(ctx: RunContext, parts: list[dict[str, Any]]) -> dict[str, An
     if len(parts) == 1 and "part" not in parts[0]:
         return parts[0]
     out = ctx.dir("score") / "scores.parquet"
-    concat_sorted([Path(p["path"]) for p in parts], out, ["as_of", "customer_id"])
-    scores = pd.read_parquet(out)
+    concat_sorted([storage.location(p["path"]) for p in parts], out, ["as_of", "customer_id"])
+    scores = storage.read_parquet(out)
     threshold = float(parts[0]["threshold"])
     scores["risk_band"] = risk_bands(scores, threshold, ctx.settings.campaign_daily_capacity)
     write_parquet(scores, out)
     return {**ScoreResult(out, len(scores), ctx.model.version, high_risk_share(scores["churn_probability"], threshold),
                           threshold).to_dict(), "partitions": len(parts)}
+
+
+def score_challenger_step(ctx: RunContext, features: dict[str, Any]) -> dict[str, Any]:
+    """The challenger in shadow (:func:`pipeline.model.registry.challenger_number`): its scores of
+    the night's (combined) features, as ``score_challenger/scores.parquet`` and the night's
+    ``challenger_scores`` rows, beside the champion's and never the campaign. No challenger, or
+    one that cannot be loaded or cannot score these features, is said (``version`` None and the
+    ``reason``, logged) and the night goes on."""
+    import logging
+
+    import pandas as pd
+
+    from pipeline.artifacts import write_parquet
+    from pipeline.errors import DataError
+    from pipeline.model import registry
+    from pipeline.model.score import score_frame
+    from pipeline.results import CHALLENGER_SCORES, night, replace_rows
+
+    log = logging.getLogger(__name__)
+    settings, champion = ctx.settings, ctx.model
+    out: dict[str, Any] = {"version": None, "champion_version": champion.version, "rows": 0}
+    number, reason = registry.challenger_number(settings, champion.number)
+    if number is not None:
+        try:
+            model = registry.check_version(settings, number)
+            fitted = model.load()
+            feats = storage.read_parquet(storage.location(features["path"]))
+            scores = score_frame(fitted, feats, model.feature_columns, model.version, 0.5, 0)
+        except (DataError, ValueError, KeyError) as exc:  # a RegistryError is a DataError
+            reason = f"{registry.label(number)} cannot score tonight's features: {exc}"
+            number = None
+    if number is None:
+        # a rerun of the night without a challenger leaves it no challenger rows
+        replace_rows(settings, CHALLENGER_SCORES, pd.DataFrame(), "as_of", night(ctx.day))
+        log.info("score_challenger %s: no challenger: %s", ctx.day, reason)
+        return {**out, "reason": reason}
+    rows = scores[["as_of", "customer_id", "churn_probability", "model_version"]].assign(
+        champion_version=champion.version)
+    path = ctx.dir("score_challenger") / "scores.parquet"
+    write_parquet(rows, path)
+    replace_rows(settings, CHALLENGER_SCORES, rows, "as_of", night(ctx.day))
+    log.info("score_challenger %s: %d customers with the challenger %s (%s) beside the champion %s -> table %s",
+             ctx.day, len(rows), model.version, reason, champion.version, CHALLENGER_SCORES.name)
+    return {**out, "version": model.version, "reason": reason, "rows": len(rows), "path": str(path)}
 
 
 def publish_step(ctx: RunContext, scores: dict[str, Any]) -> dict[str, Any]:
@@ -90,5 +135,5 @@ def publish_step(ctx: RunContext, scores: dict[str, Any]) -> dict[str, Any]:
     from pipeline.model.score import publish_scores
     from pipeline.results import SCORES
 
-    rows = publish_scores(ctx.settings, Path(scores["path"]), ctx.day)
+    rows = publish_scores(ctx.settings, storage.location(scores["path"]), ctx.day)
     return {"table": SCORES.name, "rows": rows, "as_of": str(ctx.day)}

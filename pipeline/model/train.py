@@ -34,6 +34,7 @@ from pipeline.features.dataset import (
 )
 from pipeline.model.candidates import Trial, candidate_pipeline, fit, is_slow, rows_of, search, time_folds
 from pipeline.progress import duration
+from pipeline.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,7 @@ def constant_columns(df: pd.DataFrame, columns: list[str]) -> list[str]:
     return [c for c in columns if df[c].nunique(dropna=False) <= 1]
 
 
-def train(settings: Settings, training_set: Path) -> Trained:
+def train(settings: Settings, training_set: Location) -> Trained:
     """Search candidates with time-based CV, fit + calibrate the best, evaluate on the latest
     snapshots (out of time)."""
     from pipeline.features.build import available_features

@@ -7,6 +7,16 @@ Rules (thresholds in :class:`pipeline.config.Settings`, monitoring block):
 * ``feature_psi`` - largest feature PSI: warning at ``psi_warning``, critical at ``psi_critical``.
 * ``prediction_drift`` - PSI of the score distribution vs the reference, same thresholds.
 * ``performance_drop`` - concept drift on matured labels (critical).
+* ``concept_drift`` - a sequential detector (ADWIN, DDM: :mod:`pipeline.monitoring.concept`) found
+  the model's errors on matured labels rising (critical), one alert per detector.
+
+Data drift (the features moved: ``data_drift``, ``feature_psi``, ``prediction_drift``) and
+concept drift (what the features mean for churn moved: ``performance_drop``, ``concept_drift``)
+are told apart by the rule's ``kind`` (:data:`KINDS`), which the e-mail shows beside each alert;
+a ``concept_drift`` message also says whether tonight's features drifted.
+* ``promotion_review`` - the challenger in shadow (:mod:`pipeline.monitoring.challenger`) beat the
+  champion on matured labels on each of the last ``challenger_min_nights`` nights (warning): the
+  analysts review it and promote it by hand; the nightly never promotes.
 * ``fairness`` - a segment breaks the 80% rule or its TPR gap is too large (warning).
 * ``data_quality`` - rows quarantined by validation (warning).
 
@@ -118,6 +128,51 @@ def _performance_drop(s: Settings, m: MonitoringResult) -> list[Alert]:
         perf.roc_auc, perf.champion_roc_auc - s.performance_drop_margin)]
 
 
+def _concept_drift(s: Settings, m: MonitoringResult) -> list[Alert]:
+    """One critical alert per detector whose errors rose tonight (the last such change it found)."""
+    concept = m.concept
+    if concept is None:
+        return []
+    alerts = []
+    share, drifted = m.drift.drift_share, len(m.drift.drifted)
+    features = (f"Tonight's features did not drift (drift share {share:.0%} < {s.drift_share_warning:g}): the "
+                "customers look the same, what they do next changed (concept drift, not data drift)"
+                if math.isnan(share) or share < s.drift_share_warning else
+                f"Tonight's features drifted too ({drifted} features, share {share:.0%}: see the data-drift alerts): "
+                "both the customers and what they do next changed")
+    for name in s.concept_detectors:
+        found = [d for d in concept.detections if d.detector == name and d.worse]
+        if not found:
+            continue
+        d = found[-1]
+        what = "decision error rate at the threshold" if d.error == "decision_error" else "mean absolute error"
+        alerts.append(Alert("concept_drift", "critical", name, (
+            f"{name.upper()} detected a rise in the {what} of {concept.model_version} on matured labels: "
+            f"{d.rate_before:.4f} over the predictions of {d.window_start} .. {d.change_at} ({d.errors_before:,} "
+            f"errors) -> {d.rate_after:.4f} over {d.change_at} .. {d.window_end} ({d.errors_after:,})"
+            f"{f'; {len(found)} changes tonight' if len(found) > 1 else ''}. {features}. " + _retraining(s)),
+            d.rate_after, d.rate_before))
+    return alerts
+
+
+def _promotion_review(s: Settings, m: MonitoringResult) -> list[Alert]:
+    """One warning naming the challenger, tonight's figures of both models and the command that promotes it."""
+    night = m.challenger
+    if night is None or not night.review:
+        return []
+    t = night.nights.iloc[-1]
+    version = str(t["model_version_challenger"])
+    return [Alert("promotion_review", "warning", version, (
+        f"The challenger {version} beat the champion {t['model_version_champion']} on matured labels on each of the "
+        f"last {night.streak} nights compared (challenger_min_nights {night.needed}): tonight, on the scores of "
+        f"{t['scored_on']} ({int(t['rows']):,} customers, {int(t['positives_champion']):,} churned), ROC-AUC "
+        f"{t['roc_auc_challenger']:.4f} vs {t['roc_auc_champion']:.4f} (margin promotion_min_improvement "
+        f"{night.margin:g}), PR-AUC {t['pr_auc_challenger']:.4f} vs {t['pr_auc_champion']:.4f}, recall "
+        f"{t['recall_challenger']:.2f} vs {t['recall_champion']:.2f}. Nothing was promoted: review it, then promote "
+        f"it with `python -m pipeline models promote {version} --reason 'won {night.streak} nights in shadow'`"),
+        float(t["roc_auc_challenger"]), float(t["roc_auc_champion"]) + night.margin)]
+
+
 def _fairness(s: Settings, m: MonitoringResult) -> list[Alert]:
     """Each message names the group, what it is compared with (the segment's top group), the
     metric and both values, and what to do."""
@@ -174,19 +229,25 @@ class Rule:
     evaluate: Callable[[Settings, MonitoringResult], list[Alert]]
     #: a critical alert of this rule requests a churn_training run (with ``retrain_on_critical``)
     retrain: bool
+    #: what moved: "data drift" (the features), "concept drift" (churn given the features), ...
+    kind: str
 
 
 #: every rule, in the order the e-mail lists ties (see the module doc for what each checks)
 RULES: tuple[Rule, ...] = (
-    Rule("data_drift", _data_drift, retrain=True),
-    Rule("feature_psi", _feature_psi, retrain=True),
-    Rule("prediction_drift", _prediction_drift, retrain=True),
-    Rule("performance_drop", _performance_drop, retrain=True),
-    Rule("fairness", _fairness, retrain=False),
-    Rule("data_quality", _data_quality, retrain=False),
+    Rule("data_drift", _data_drift, retrain=True, kind="data drift"),
+    Rule("feature_psi", _feature_psi, retrain=True, kind="data drift"),
+    Rule("prediction_drift", _prediction_drift, retrain=True, kind="data drift"),
+    Rule("performance_drop", _performance_drop, retrain=True, kind="concept drift"),
+    Rule("concept_drift", _concept_drift, retrain=True, kind="concept drift"),
+    Rule("promotion_review", _promotion_review, retrain=False, kind="model comparison"),
+    Rule("fairness", _fairness, retrain=False, kind="fairness"),
+    Rule("data_quality", _data_quality, retrain=False, kind="data quality"),
 )
 #: rules whose critical alert may request retraining
 RETRAIN_RULES = frozenset(r.name for r in RULES if r.retrain)
+#: rule -> what kind of change it reports
+KINDS = {r.name: r.kind for r in RULES}
 
 
 def evaluate_rules(settings: Settings, monitoring: MonitoringResult) -> list[Alert]:

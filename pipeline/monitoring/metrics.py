@@ -24,6 +24,8 @@ import pandas as pd
 
 from pipeline.artifacts import as_date
 from pipeline.config import Settings
+from pipeline.monitoring.challenger import ChallengerNight
+from pipeline.monitoring.concept import ConceptDrift
 from pipeline.monitoring.drift import NUMERIC, psi
 from pipeline.results import night
 
@@ -124,6 +126,21 @@ def performance(
         champion_pr_auc=champ_pr,
         concept_drift=bool(drop),
     )
+
+
+def importance_drift(day: dt.date | str, model_version: str, tonight: pd.Series, reference: pd.Series) -> pd.DataFrame:
+    """Per feature: its mean |SHAP| contribution tonight and on the model's training reference,
+    their change and ratio, and its rank by each (1: the most important); highest tonight first."""
+    frame = pd.DataFrame({"feature": reference.index.astype(str), "reference_mean_abs_shap": reference.to_numpy(),
+                          "mean_abs_shap": tonight.reindex(reference.index).to_numpy()})
+    frame["change"] = frame["mean_abs_shap"] - frame["reference_mean_abs_shap"]
+    frame["ratio"] = frame["mean_abs_shap"] / frame["reference_mean_abs_shap"].where(frame["reference_mean_abs_shap"] > 0)
+    frame["reference_rank"] = frame["reference_mean_abs_shap"].rank(ascending=False, method="first").astype(int)
+    frame["rank"] = frame["mean_abs_shap"].rank(ascending=False, method="first").astype(int)
+    frame = frame.sort_values("rank", kind="stable").reset_index(drop=True)
+    frame.insert(0, "run_date", night(day))
+    frame["model_version"] = model_version
+    return frame
 
 
 def age_band(age: pd.Series) -> pd.Series:
@@ -237,6 +254,13 @@ class MonitoringResult:
     fairness_skipped: dict[str, str] = field(default_factory=dict)
     #: category values tonight that the model never saw in training, per column (scored as unknown)
     unseen_categories: dict[str, int] = field(default_factory=dict)
+    #: the sequential concept-drift detectors over tonight's matured errors (None: nothing matured,
+    #: or no detector configured)
+    concept: ConceptDrift | None = None
+    #: feature-importance drift (:func:`importance_drift`; None: importance_sample_rows is 0)
+    importance: pd.DataFrame | None = None
+    #: the challenger in shadow (:mod:`pipeline.monitoring.challenger`; None: not judged tonight)
+    challenger: ChallengerNight | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (what the monitor task writes and pushes to XCom)."""
@@ -250,6 +274,10 @@ class MonitoringResult:
             "rejected_rows": self.rejected_rows,
             "fairness_skipped": self.fairness_skipped,
             "unseen_categories": self.unseen_categories,
+            "concept_drift": self.concept.to_dict() if self.concept is not None else None,
+            "importance": (self.importance.drop(columns=["run_date", "model_version"]).to_dict("records")
+                           if self.importance is not None else None),
+            "challenger": self.challenger.to_dict() if self.challenger is not None else None,
         }
 
 
@@ -258,6 +286,8 @@ def monitor_night(
     tonight: pd.DataFrame, features: pd.DataFrame, reference: pd.DataFrame, reference_scores: np.ndarray,
     baseline: list[float], drift: DriftFacts, labelled: pd.DataFrame | None = None,
     labelled_features: pd.DataFrame | None = None, rejected_rows: int = 0, params: dict[str, Any] | None = None,
+    concept: ConceptDrift | None = None, importance: pd.DataFrame | None = None,
+    challenger: ChallengerNight | None = None,
 ) -> MonitoringResult:
     """Prediction drift, matured-label performance and fairness of one night (pure: every
     input is given, nothing is read or written).
@@ -267,7 +297,10 @@ def monitor_night(
     recent nights' high-risk shares; ``labelled``: the scores of night ``D - horizon`` with
     their labels (:func:`matured_labels`) and ``labelled_features`` that night's features.
     Fairness is also computed on the scored reference: a disparity the model already had is
-    reported with its ``reference_ratio``, and only getting worse than that alerts.
+    reported with its ``reference_ratio``, and only getting worse than that alerts. ``concept``:
+    the concept-drift detectors' night (:func:`pipeline.monitoring.concept.run_night`), and
+    ``importance``, its feature-importance drift (:func:`importance_drift`), and ``challenger``, the
+    challenger's night (:mod:`pipeline.monitoring.challenger`), kept as given.
     """
     prediction = prediction_drift(day, tonight, reference_scores, threshold, model_version, baseline)
     perf = None
@@ -283,7 +316,8 @@ def monitor_night(
     fair = fair.merge(ref_fair[["segment", "group", "positive_rate_ratio"]].rename(
         columns={"positive_rate_ratio": "reference_ratio"}), on=["segment", "group"], how="left")
     return MonitoringResult(as_date(day).isoformat(), model_version, threshold, drift, prediction, perf, fair,
-                            rejected_rows, skipped, unseen_categories(features, reference, params or {}))
+                            rejected_rows, skipped, unseen_categories(features, reference, params or {}), concept,
+                            importance, challenger)
 
 
 def unseen_categories(features: pd.DataFrame, reference: pd.DataFrame, params: dict[str, Any]) -> dict[str, int]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.monitoring.alerts import SUPPRESSED, highest_severity
+from pipeline.monitoring.alerts import KINDS, SUPPRESSED, highest_severity
 from pipeline.monitoring.drift import DriftSummary, by_psi_descending
 
 log = logging.getLogger(__name__)
@@ -224,8 +224,9 @@ class NightlyReport:
         elif any(a["severity"] == "critical" for a in self.alerts):
             lines.append("No retraining was requested tonight (retrain_on_critical is off, or the critical alert "
                          "was e-mailed before): retrain with churn_training if the alerts below call for it.")
-        return _Section(title, lines, ("Severity", "Rule", "Night", "Status", "Message"),
-                        [(a["severity"], a["rule"], f"{a['run_date']:%Y-%m-%d}", a["note"], a["message"]) for a in self.alerts])
+        return _Section(title, lines, ("Severity", "Rule", "Night", "Status", "Message", "Kind"),
+                        [(a["severity"], a["rule"], f"{a['run_date']:%Y-%m-%d}", a["note"], a["message"],
+                          KINDS.get(a["rule"], "")) for a in self.alerts])
 
 
 def send_email(message: EmailMessage, smtp: SmtpSettings) -> None:
@@ -349,6 +350,8 @@ def _monitoring_sections(monitoring: dict[str, Any]) -> list[_Section]:
             f"Mean score {pred['mean_score']:.3f} (reference {pred['reference_mean_score']:.3f}); "
             f"PSI vs reference {_num(pred['psi_vs_reference'])}.",
         ]))
+    if monitoring.get("importance"):
+        sections.append(importance_section(monitoring["importance"]))
     perf = monitoring.get("performance")
     sections.append(_Section("Performance on matured labels", [
         f"Scores of {perf['scored_on']} ({perf['rows']:,} customers, churn rate {perf['base_rate']:.1%}): ROC-AUC "
@@ -356,7 +359,64 @@ def _monitoring_sections(monitoring: dict[str, Any]) -> list[_Section]:
         f"(champion {_num(perf['champion_pr_auc'])}), precision {perf['precision']:.2f} and recall {perf['recall']:.2f} "
         f"at {_num(perf['threshold'])}. Concept drift: {'YES' if perf['concept_drift'] else 'no'}."
         if perf else "No scored night has matured yet."]))
+    if monitoring.get("challenger"):
+        sections.append(challenger_section(monitoring["challenger"]))
     return sections
+
+
+def challenger_section(night: dict[str, Any]) -> _Section:
+    """Champion vs the challenger in shadow on the same matured labels, one row per night compared
+    (:meth:`pipeline.monitoring.challenger.ChallengerNight.to_dict`)."""
+    version = night.get("version")
+    lines = [f"Scored in shadow tonight: {version} ({night['reason']}); its scores are in challenger_scores, "
+             "never the campaign." if version else f"No challenger tonight: {night['reason']}."]
+    rows = night.get("nights") or []
+    if rows:
+        lines.append(f"The challenger wins a night when its ROC-AUC on the matured labels beats the champion's by more "
+                     f"than {night['margin']:g} (promotion_min_improvement); {night['streak']} night(s) in a row so "
+                     f"far, {night['needed']} needed for a promotion review (challenger_min_nights). Nights compared:"
+                     f" {len(rows)}.")
+        if night.get("review"):
+            lines.append("PROMOTION REVIEW requested: see the promotion_review alert (nothing was promoted).")
+    elif version:
+        lines.append("None of its scored nights has matured yet.")
+    return _Section("Challenger in shadow (matured labels)", lines,
+                    ("Night", "Scored on", "Customers", "Champion", "Challenger", "ROC-AUC champion / challenger",
+                     "PR-AUC champion / challenger", "Recall champion / challenger", "Winner"),
+                    [(r["run_date"], r["scored_on"], f"{int(r['rows']):,}", r["model_version_champion"],
+                      r["model_version_challenger"], f"{_num(r['roc_auc_champion'])} / {_num(r['roc_auc_challenger'])}",
+                      f"{_num(r['pr_auc_champion'])} / {_num(r['pr_auc_challenger'])}",
+                      f"{_num(r['recall_champion'])} / {_num(r['recall_challenger'])}",
+                      "challenger" if r["beats_champion"] else "champion") for r in rows])
+
+
+#: features the importance section lists: the most important tonight, and the largest changes
+IMPORTANCE_TOP = 5
+
+
+def importance_section(rows: list[dict[str, Any]]) -> _Section:
+    """Feature-importance drift (the ``feature_importance_drift`` rows of the night): the
+    features most important tonight and those whose importance changed the most, by tonight's rank."""
+    top = {r["feature"] for r in rows if r["rank"] <= IMPORTANCE_TOP}
+    moved = sorted(rows, key=lambda r: -abs(r["change"]) if r["change"] == r["change"] else 0.0)[:IMPORTANCE_TOP]
+    listed = sorted((r for r in rows if r["feature"] in top | {m["feature"] for m in moved}), key=lambda r: r["rank"])
+    biggest = moved[0] if moved else None
+    lines = ["Mean |SHAP| contribution of each feature to the log-odds, tonight vs the model's training reference "
+             f"(the {IMPORTANCE_TOP} most important tonight and the {IMPORTANCE_TOP} largest changes)."]
+    if biggest is not None:
+        lines.append(f"Largest change: {biggest['feature']} {_num(biggest['reference_mean_abs_shap'])} -> "
+                     f"{_num(biggest['mean_abs_shap'])} (rank {biggest['reference_rank']} -> {biggest['rank']}).")
+    return _Section("Feature importance (mean |SHAP|)", lines,
+                    ("Feature", "Tonight", "Reference", "Change", "Rank (reference)"),
+                    [(r["feature"], _num(r["mean_abs_shap"]), _num(r["reference_mean_abs_shap"]),
+                      f"{r['change']:+.3g}", f"{r['rank']} ({r['reference_rank']})") for r in listed])
+
+
+def importance_html(rows: list[dict[str, Any]]) -> str:
+    """The importance section for the drift report."""
+    section = importance_section(rows)
+    return (f'<h2 style="font-size:18px;margin:0 0 8px">{_esc(section.title)}</h2>'
+            + "".join(f"<p>{_esc(line)}</p>" for line in section.lines) + _table(section.headers, section.rows))
 
 
 def _num(value: float | None) -> str:

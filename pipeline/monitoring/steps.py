@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline import storage
 from pipeline.artifacts import nan_to_none
 from pipeline.context import RunContext
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def _reference_and_current(ctx: RunContext, features: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return pd.read_parquet(ctx.model.reference_path), pd.read_parquet(features["path"])
+    return pd.read_parquet(ctx.model.reference_path), storage.read_parquet(storage.location(features["path"]))
 
 
 def drift_step(ctx: RunContext, features: dict[str, Any]) -> dict[str, Any]:
@@ -51,8 +52,10 @@ def drift_step(ctx: RunContext, features: dict[str, Any]) -> dict[str, Any]:
 
 def monitor_step(
     ctx: RunContext, features: dict[str, Any], scores: dict[str, Any], drift: dict[str, Any], *, rejected_rows: int = 0,
+    challenger: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Prediction drift, matured-label performance, fairness and alerts for one night.
+    """Prediction drift, matured-label performance, fairness, the challenger in shadow and alerts
+    for one night (``challenger``: what :func:`pipeline.model.steps.score_challenger_step` said tonight).
 
     Loads the night's scores and features, the pinned model's reference, the recent nights'
     scores and the matured labels; :func:`pipeline.monitoring.metrics.monitor_night` computes; the
@@ -78,13 +81,18 @@ def monitor_step(
     labelled = matured(settings, scores_then, scored_on, day, label) if len(scores_then) else None
     earlier = (ctx.dir("build_features", day=scored_on) / "features.parquet"
                if labelled is not None and len(labelled) else None)
+    tonight_features = storage.read_parquet(storage.location(features["path"]))
     result = monitor.monitor_night(
         day, model_version=model.version, threshold=threshold, champion_metrics=model.metrics(), settings=settings,
-        tonight=pd.read_parquet(scores["path"]), features=pd.read_parquet(features["path"]), reference=reference,
+        tonight=storage.read_parquet(storage.location(scores["path"])),
+        features=tonight_features, reference=reference,
         reference_scores=ref_scores.to_numpy(), baseline=monitor_store.recent_high_risk_shares(settings, day, threshold),
         drift=monitor.DriftFacts.from_dict(drift), labelled=labelled,
-        labelled_features=pd.read_parquet(earlier) if earlier is not None and earlier.is_file() else None,
-        rejected_rows=rejected_rows, params=model.params)
+        labelled_features=storage.read_parquet(earlier) if earlier is not None and storage.is_file(earlier) else None,
+        rejected_rows=rejected_rows, params=model.params,
+        concept=concept_night(ctx, labelled, threshold) if labelled is not None and len(labelled) else None,
+        importance=importance_night(ctx, tonight_features, reference),
+        challenger=challenger_night(ctx, labelled, threshold, challenger))
     monitor_store.store_monitoring(settings, result)
     alerts = record_alerts(settings, day, model.version, evaluate_rules(settings, result))
     raised = alerts[alerts["status"] != SUPPRESSED]
@@ -98,6 +106,80 @@ def monitor_step(
     return nan_to_none(json.loads(json.dumps(out, default=str)))  # XCom JSON has no NaN
 
 
+def importance_night(ctx: RunContext, features: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame | None:
+    """Feature-importance drift: the pinned model's mean |SHAP| per feature tonight vs on its
+    training reference (:func:`pipeline.monitoring.metrics.importance_drift`), each on at most
+    ``importance_sample_rows`` rows (a fixed sample); None when that setting is 0."""
+    from pipeline.model.explain import mean_abs_contributions
+    from pipeline.monitoring.metrics import importance_drift
+
+    settings, model = ctx.settings, ctx.model
+    rows = settings.importance_sample_rows
+    if not rows:
+        return None
+    numeric, categorical = list(model.params["numeric_features"]), list(model.params["categorical_features"])
+
+    def mean_abs(frame: pd.DataFrame) -> pd.Series:
+        sample = frame if len(frame) <= rows else frame.sample(rows, random_state=settings.random_seed)
+        return mean_abs_contributions(ctx.fitted, sample.reset_index(drop=True), reference, numeric, categorical)
+
+    return importance_drift(ctx.day, model.version, mean_abs(features), mean_abs(reference))
+
+
+def challenger_night(ctx: RunContext, labelled: pd.DataFrame | None, threshold: float,
+                     tonight: dict[str, Any] | None) -> Any:
+    """The challenger's night (:class:`pipeline.monitoring.challenger.ChallengerNight`): tonight's
+    challenger (or why there is none) and, when a night scored by a challenger has matured, both
+    models judged on its labels with the nights compared before it; None when no challenger step
+    ran tonight and nothing it scored has matured."""
+    from pipeline.model.registry import get_version
+    from pipeline.monitoring.challenger import ChallengerNight, compare, side_by_side
+    from pipeline.monitoring.store import challenger_nights_before, scores_of
+    from pipeline.results import CHALLENGER_SCORES
+
+    settings, day = ctx.settings, ctx.day
+    comparison = None
+    if labelled is not None and len(labelled):
+        shadow = scores_of(settings, labelled.attrs["scored_on"], CHALLENGER_SCORES)
+        if len(shadow):
+            version = str(shadow["model_version"].iloc[0])
+            comparison = compare(day, labelled, shadow, threshold,
+                                 get_version(settings, version).threshold(settings.default_threshold),
+                                 margin=settings.promotion_min_improvement,
+                                 min_positives=settings.performance_min_positives)
+    if tonight is None and comparison is None:
+        return None
+    needed = settings.challenger_min_nights
+    before = challenger_nights_before(settings, day, max(needed, 1) - (comparison is not None))
+    nights = side_by_side(pd.concat([before, comparison], ignore_index=True) if comparison is not None and len(before)
+                          else before if comparison is None else comparison)
+    return ChallengerNight(day.isoformat(), ctx.model.version, (tonight or {}).get("version"),
+                           (tonight or {}).get("reason", "the challenger was not scored tonight"), needed,
+                           settings.promotion_min_improvement, comparison, nights)
+
+
+def concept_night(ctx: RunContext, labelled: pd.DataFrame, threshold: float) -> Any:
+    """The concept-drift detectors fed with tonight's matured errors
+    (:func:`pipeline.monitoring.concept.run_night`), from the state the latest earlier night of
+    the predicting model version left; None when no detector is configured."""
+    from pipeline.artifacts import as_date
+    from pipeline.model.registry import get_version
+    from pipeline.monitoring.concept import run_night
+    from pipeline.monitoring.store import concept_states_before
+
+    settings = ctx.settings
+    if not settings.concept_detectors:
+        return None
+    version = str(labelled["model_version"].iloc[0])  # the errors are the predicting version's
+    if version != ctx.model.version:
+        threshold = get_version(settings, version).threshold(settings.default_threshold)
+    scored_on = as_date(labelled.attrs["scored_on"])
+    return run_night(ctx.day, version, labelled, threshold, (ctx.day - scored_on).days,
+                     concept_states_before(settings, ctx.day, version), detectors=settings.concept_detectors,
+                     adwin_delta=settings.concept_drift_adwin_delta, ddm_threshold=settings.concept_drift_ddm_threshold,
+                     warm_start=settings.concept_drift_warm_start)
+
+
 def report_step(ctx: RunContext, features: dict[str, Any], drift: dict[str, Any],
                 monitoring: dict[str, Any] | None = None) -> dict[str, Any]:
     """The night's Evidently drift report (``drift_report.html`` and its e-mail copy under
@@ -105,7 +187,7 @@ def report_step(ctx: RunContext, features: dict[str, Any], drift: dict[str, Any]
     banner, the trend over recent nights from the monitoring tables below it."""
     from pipeline.monitoring.charts import png_img_tag, trend_chart_png
     from pipeline.monitoring.drift import DriftSummary, drift_report
-    from pipeline.monitoring.notify import trend_html
+    from pipeline.monitoring.notify import importance_html, trend_html
     from pipeline.monitoring.store import trend_frame
 
     settings, model = ctx.settings, ctx.model
@@ -115,6 +197,8 @@ def report_step(ctx: RunContext, features: dict[str, Any], drift: dict[str, Any]
     if not trend.empty:
         chart = png_img_tag(trend_chart_png(trend, ctx.day, settings.trend_nights))
         sections.append(("trend", trend_html(trend, chart, settings.trend_nights)))
+    if monitoring is not None and monitoring.get("importance"):
+        sections.append(("importance", importance_html(monitoring["importance"])))
     reference, current = _reference_and_current(ctx, features)
     html, _, _ = drift_report(
         reference, current, model.params["numeric_features"], model.params["categorical_features"],
@@ -156,8 +240,16 @@ def email_step(
     The subject carries the date and the highest severity of the alerts it delivers: tonight's
     and those still ``pending`` from nights whose e-mail did not go out. They become ``sent``
     only once the SMTP server has accepted the message; when sending fails they stay pending
-    and the next e-mail carries them. Attachments are written to ``runs/<dag>/<date>/email_report/``.
+    and the next e-mail carries them. Attachments are written to ``runs/<dag>/<date>/email_report/``
+    (composed in a local folder and uploaded when the artifacts are on an object store).
     """
+    with storage.local_dir(ctx.dir("email_report")) as out:
+        return _email(ctx, out, report, scores, smtp=smtp, recipients=recipients, monitoring=monitoring)
+
+
+def _email(ctx: RunContext, out: Path, report: dict[str, Any], scores: dict[str, Any], *, smtp: Any,
+           recipients: list[str], monitoring: dict[str, Any] | None) -> dict[str, Any]:
+    """:func:`email_step` with its attachments written in the local folder ``out``."""
     from pipeline.artifacts import write_text, write_zip
     from pipeline.model.score import campaign_list, is_high_risk
     from pipeline.monitoring.alerts import alerts_for_email, mark_sent
@@ -174,10 +266,9 @@ def email_step(
     from pipeline.monitoring.store import trend_frame
 
     settings, day = ctx.settings, ctx.day.isoformat()
-    out = ctx.dir("email_report")
     full, light = Path(report["report"]), Path(report["email_report"])
     report_zip = write_zip(light if light.is_file() else full, out / f"{REPORT_FILE}.zip", arcname=REPORT_FILE)
-    scored = pd.read_parquet(scores["path"])
+    scored = storage.read_parquet(storage.location(scores["path"]))
     campaign = campaign_list(scored, scores["threshold"], settings.campaign_daily_capacity)
     campaign_csv = write_text(campaign.to_csv(index=False), out / f"campaign_{day}.csv")
     attached = [report_zip, campaign_csv]

@@ -15,9 +15,21 @@ import sqlalchemy as sa
 from pipeline import results
 from pipeline.artifacts import as_date
 from pipeline.config import Settings
+from pipeline.monitoring.concept import ConceptDrift
 from pipeline.monitoring.drift import DriftSummary
 from pipeline.monitoring.metrics import MonitoringResult, Performance, PredictionDrift
-from pipeline.results import DRIFT, FAIRNESS, PERFORMANCE, PREDICTION, SCORES, night, replace_rows
+from pipeline.results import (
+    CHALLENGER_PERFORMANCE,
+    CONCEPT,
+    DRIFT,
+    FAIRNESS,
+    IMPORTANCE,
+    PERFORMANCE,
+    PREDICTION,
+    SCORES,
+    night,
+    replace_rows,
+)
 
 
 def store_drift_metrics(settings: Settings, day: dt.date | str, model_version: str, summary: DriftSummary) -> int:
@@ -52,10 +64,9 @@ def store_prediction_drift(settings: Settings, result: PredictionDrift) -> None:
     replace_rows(settings, PREDICTION, row, "run_date", night(result.run_date))
 
 
-def scores_of(settings: Settings, day: dt.date | str) -> pd.DataFrame:
+def scores_of(settings: Settings, day: dt.date | str, tbl: sa.Table = SCORES) -> pd.DataFrame:
     """The published scores of night ``day`` (customer, probability, model version); empty when
-    that night was not scored."""
-    tbl = SCORES
+    that night was not scored. ``tbl``: ``challenger_scores`` for the challenger's shadow scores."""
     with results.results_engine(settings).connect() as conn:
         query = sa.select(tbl.c.customer_id, tbl.c.churn_probability, tbl.c.model_version)
         return pd.read_sql(query.where(tbl.c.as_of == night(as_date(day))), conn)
@@ -71,12 +82,56 @@ def store_fairness(settings: Settings, day: dt.date | str, table: pd.DataFrame) 
     replace_rows(settings, FAIRNESS, table, "run_date", night(day))
 
 
+def concept_states_before(settings: Settings, day: dt.date | str, model_version: str) -> dict[str, bytes]:
+    """Each concept-drift detector's state (pickled) as the latest night before ``day`` of
+    ``model_version`` left it: where night ``day`` starts (a rerun of a night starts from the
+    same state, so a replay of the nights gives the same states)."""
+    tbl = CONCEPT
+    with results.results_engine(settings).connect() as conn:
+        rows = conn.execute(
+            sa.select(tbl.c.detector, tbl.c.state)
+            .where(tbl.c.model_version == model_version, tbl.c.run_date < night(as_date(day)))
+            .order_by(tbl.c.run_date.desc())
+        ).all()
+    latest: dict[str, bytes] = {}
+    for detector, state in rows:
+        latest.setdefault(detector, bytes(state))
+    return latest
+
+
 def store_monitoring(settings: Settings, result: MonitoringResult) -> None:
-    """The night's rows of ``prediction_drift``, ``model_performance`` and ``fairness_metrics``."""
+    """The night's rows of ``prediction_drift``, ``model_performance``, ``fairness_metrics``,
+    ``concept_drift`` (none when nothing matured tonight: a rerun removes the earlier ones),
+    ``feature_importance_drift`` and ``challenger_performance`` (none when no challenger was compared)."""
     store_prediction_drift(settings, result.prediction)
     if result.performance is not None:
         store_performance(settings, result.performance)
     store_fairness(settings, result.run_date, result.fairness)
+    store_concept(settings, result.run_date, result.concept)
+    compared = result.challenger.comparison if result.challenger is not None else None
+    replace_rows(settings, CHALLENGER_PERFORMANCE, compared if compared is not None else pd.DataFrame(), "run_date",
+                 night(result.run_date))
+    importance = result.importance if result.importance is not None else pd.DataFrame()
+    replace_rows(settings, IMPORTANCE, importance, "run_date", night(result.run_date))
+
+
+def challenger_nights_before(settings: Settings, day: dt.date | str, nights: int) -> pd.DataFrame:
+    """The ``challenger_performance`` rows of the latest ``nights`` nights before ``day`` (both
+    roles), oldest first."""
+    tbl = CHALLENGER_PERFORMANCE
+    with results.results_engine(settings).connect() as conn:
+        latest = conn.execute(
+            sa.select(tbl.c.run_date).distinct().where(tbl.c.run_date < night(as_date(day)))
+            .order_by(tbl.c.run_date.desc()).limit(nights)
+        ).scalars().all()
+        if not latest:
+            return pd.DataFrame(columns=[c.name for c in tbl.c])
+        return pd.read_sql(sa.select(tbl).where(tbl.c.run_date.in_(latest)).order_by(tbl.c.run_date), conn)
+
+
+def store_concept(settings: Settings, day: dt.date | str, concept: ConceptDrift | None) -> None:
+    """The night's ``concept_drift`` rows (none: the night's earlier ones are removed)."""
+    replace_rows(settings, CONCEPT, concept.frame() if concept is not None else pd.DataFrame(), "run_date", night(day))
 
 
 def trend_frame(settings: Settings, day: dt.date | str) -> pd.DataFrame:

@@ -28,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--drift-from", type=dt.date.fromisoformat, default=None, help="price rise and tiktok channel from DATE"
     )
+    parser.add_argument(
+        "--concept-drift-from", type=dt.date.fromisoformat, default=None,
+        help="concept drift from DATE (a month start): the basic plan's customers churn more often "
+             "(--concept-drift-factor times, default 3), no feature moves")
+    parser.add_argument("--concept-drift-factor", type=float, default=generate.CONCEPT_HAZARD_FACTOR,
+                        help="with --concept-drift-from: how many times as often the segment churns (default 3)")
     parser.add_argument("--live", action="store_true",
                         help="a live business: history up to --until, later days held back to land day by day")
     parser.add_argument("--until", type=dt.date.fromisoformat, default=None,
@@ -38,11 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Generate with the configured settings and print where everything was written."""
     if args.business == "retail":
-        if args.live or args.drift_from or args.until:
+        if args.live or args.drift_from or args.until or args.concept_drift_from:
             raise SystemExit("generate: --business retail takes --customers, --months, --seed and --start only")
         return retail.main(args, load_settings())
     if args.business == "memberships":
-        if args.live or args.drift_from or args.until:
+        if args.live or args.drift_from or args.until or args.concept_drift_from:
             raise SystemExit("generate: --business memberships takes --customers, --months, --seed and --start only")
         return memberships.main(args, load_settings())
     if args.live:
@@ -51,12 +57,15 @@ def main(args: argparse.Namespace) -> int:
         until = args.until or dt.datetime.now(dt.UTC).date()
         start, months = generate.live_period(until, args.months, args.ahead_days)
         summary = generate.generate(load_settings(), args.customers, months, args.seed, start=start,
-                           drift_from=args.drift_from, hold_from=until)
+                           drift_from=args.drift_from, hold_from=until, concept_drift_from=args.concept_drift_from,
+                           concept_drift_factor=args.concept_drift_factor)
     else:
         if args.until is not None:
             raise SystemExit("generate: --until needs --live")
         summary = generate.generate(load_settings(), args.customers, args.months, args.seed,
-                           start=args.start or dt.date(2025, 1, 1), drift_from=args.drift_from)
+                           start=args.start or dt.date(2025, 1, 1), drift_from=args.drift_from,
+                           concept_drift_from=args.concept_drift_from,
+                           concept_drift_factor=args.concept_drift_factor)
     print(generate.format_summary(summary))
     return 0
 

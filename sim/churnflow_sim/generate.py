@@ -46,6 +46,12 @@ Drift (``drift_from``): existing customers pay 20% more from their first billing
 after that date (a new subscription row at that billing), new customers pay the new
 prices from sign-up, and a ``tiktok`` channel (much younger, churns more) takes a quarter
 of the sign-ups from that date.
+
+Concept drift (``concept_drift_from``, a month start): a competitor's offer aimed at the basic
+plan: from that month start on, the daily hazard of every customer on the basic plan is
+multiplied by ``concept_drift_factor`` (default ``CONCEPT_HAZARD_FACTOR``, 3). Nothing observable
+moves (the same behaviour, prices and plans); only P(churn | features) changes. The truth says so: ``p_cancel_30d`` follows the
+new hazards, and ``concept_drift.json`` beside it records the date, the segment and the factor.
 """
 
 from __future__ import annotations
@@ -82,7 +88,7 @@ from churnflow_sim.common import (
     insert,
 )
 from churnflow_sim.simulator import pending_db_url
-from pipeline.artifacts import write_parquet
+from pipeline.artifacts import write_parquet, write_text
 from pipeline.config import Settings
 from pipeline.ingestion.contract import (
     EVENT_TYPES,
@@ -95,6 +101,8 @@ from pipeline.ingestion.contract import (
 from pipeline.ingestion.source import engine_for
 
 TRUTH_FILE = "churn_probability.parquet"
+#: what the concept drift changed (written beside the truth when there is one)
+CONCEPT_TRUTH_FILE = "concept_drift.json"
 TRUTH_SCHEMA = pa.schema(
     [("customer_id", pa.int64()), ("month_start", TS), ("p_cancel_30d", pa.float64())]
 )
@@ -119,6 +127,8 @@ AGE_MIN, AGE_MAX = 18, 80
 TIKTOK_SHARE = 0.25  # of the sign-ups from the drift date
 PRICE_RISE = 1.2
 ACTIVITY_LOG_SD = 0.5  # personal activity level: log-normal with mean 1
+#: concept drift: a competitor's offer for the basic plan multiplies its customers' hazard
+CONCEPT_SEGMENT_PLAN, CONCEPT_HAZARD_FACTOR = "basic", 3.0
 
 # --- satisfaction ------------------------------------------------------------------------
 S_MEAN, S_SD = 0.4, 1.0
@@ -604,18 +614,29 @@ def _tickets(
     return owner, opened
 
 
+def concept_shift(hazard: np.ndarray, plan: np.ndarray, factor: float = CONCEPT_HAZARD_FACTOR) -> np.ndarray:
+    """The daily hazards once the competitor's offer is out: the basic plan's customers churn
+    ``factor`` times as often (capped as every hazard is); what they do is unchanged."""
+    basic = plan == _code(PLANS, CONCEPT_SEGMENT_PLAN)
+    return np.where(basic, np.minimum(hazard * factor, MAX_DAILY_HAZARD), hazard)
+
+
 def _simulate_month(
-    rng: np.random.Generator, rows: Rows, cust: Customers, cal: Calendar, m: int, history: History
+    rng: np.random.Generator, rows: Rows, cust: Customers, cal: Calendar, m: int, history: History,
+    concept_us: int = NEVER, concept_factor: float = CONCEPT_HAZARD_FACTOR,
 ) -> MonthState:
     """Advance the hidden state to month ``m``, sample what happens in it and record the truth.
 
     The hazard comes from ``history`` (everything observed before the month start); the
     month's payments, tickets and plan changes are added to it (its events by the caller).
+    From ``concept_us`` (a month start) on, the hazard is :func:`concept_shift`'s.
     """
     ms_us, me_us = cal.month_us(m), cal.month_us(m + 1)
     _update_satisfaction(rng, cust, ms_us)
     obs = observe(cust, cal, history, m)
     hazard = daily_hazard(obs)
+    if ms_us >= concept_us:
+        hazard = concept_shift(hazard, cust.plan, concept_factor)
     _record_truth(rows, cust, cal, m, hazard)
     _cancellations(rng, rows, cust, cal, m, obs, hazard)
     lo = np.maximum(ms_us, cust.signup_us + 1)
@@ -815,7 +836,25 @@ def _write_database(
 # --- truth -------------------------------------------------------------------------------------
 
 
-def _write_truth(settings: Settings, truth: Columns) -> Path:
+def concept_truth(concept_drift_from: dt.date | None, factor: float = CONCEPT_HAZARD_FACTOR) -> dict | None:
+    """What the concept drift changed (None: none injected)."""
+    if concept_drift_from is None:
+        return None
+    if factor <= 0:
+        raise ValueError(f"concept_drift_factor must be positive, got {factor}")
+    return {"from": concept_drift_from.isoformat(), "segment": f"plan = {CONCEPT_SEGMENT_PLAN}",
+            "hazard_factor": factor,
+            "what": "a competitor's offer: the segment's customers churn more often; no feature moves"}
+
+
+def _write_truth(settings: Settings, truth: Columns, concept: dict | None = None) -> Path:
+    import json
+
+    concept_file = settings.truth_dir / CONCEPT_TRUTH_FILE
+    if concept is None:
+        concept_file.unlink(missing_ok=True)
+    else:
+        write_text(json.dumps(concept, indent=2), concept_file)
     frame = pd.DataFrame(
         {
             "customer_id": truth["customer_id"],
@@ -840,7 +879,8 @@ def _churn_rates(truth: Columns, cust: Customers, cal: Calendar) -> tuple[float,
 
 
 def _validate(
-    customers: int, months: int, seed: int, start: dt.date, drift_from: dt.date | None, hold_from: dt.date | None = None
+    customers: int, months: int, seed: int, start: dt.date, drift_from: dt.date | None, hold_from: dt.date | None = None,
+    concept_drift_from: dt.date | None = None,
 ) -> None:
     if customers < 1 or months < 1:
         raise ValueError(f"need at least one customer and one month, got {customers=} {months=}")
@@ -851,6 +891,9 @@ def _validate(
     end = start + dt.timedelta(days=Calendar.of(start, months).n_days)
     if drift_from is not None and not start <= drift_from < end:
         raise ValueError(f"drift_from {drift_from} is outside the period starting {start}")
+    if concept_drift_from is not None and (concept_drift_from.day != 1 or not start < concept_drift_from < end):
+        raise ValueError(f"concept_drift_from {concept_drift_from} must be a month start after {start} and before "
+                         f"{end} (the hazards are set at month starts)")
     if hold_from is not None and not start < hold_from < end:
         raise ValueError(f"the live cut-off {hold_from} must fall inside the period [{start}, {end})")
 
@@ -877,6 +920,8 @@ def generate(
     drift_from: dt.date | None = None,
     progress: Progress | None = print,
     hold_from: dt.date | None = None,
+    concept_drift_from: dt.date | None = None,
+    concept_drift_factor: float = CONCEPT_HAZARD_FACTOR,
 ) -> dict:
     """Generate ``customers`` customers' data for ``[start, start + months)`` and write it out.
 
@@ -896,8 +941,13 @@ def generate(
     day is written to the source database and the landing folder; the rest waits in the
     simulator's pending store (``settings.simulator_dir``), which :func:`churnflow_sim.simulator.land`
     releases day by day. ``pending_until`` in the summary is the first day it cannot land.
+
+    ``concept_drift_from`` (a month start inside the period): from then on the basic plan's
+    customers churn ``concept_drift_factor`` times as often, nothing observable changing
+    (:func:`concept_shift`); the truth records it (``concept_drift.json``, and the summary's
+    ``concept_drift``).
     """
-    _validate(customers, months, seed, start, drift_from, hold_from)
+    _validate(customers, months, seed, start, drift_from, hold_from, concept_drift_from)
     say = progress or (lambda _line: None)
     t0 = time.perf_counter()
     cal = Calendar.of(start, months)
@@ -911,14 +961,15 @@ def generate(
     shutil.rmtree(settings.landing_dir / "events", ignore_errors=True)
     shutil.rmtree(settings.simulator_dir, ignore_errors=True)
     n_events = 0
+    concept_us = NEVER if concept_drift_from is None else cal.day_us((concept_drift_from - start).days)
     for m in range(months):
-        state = _simulate_month(rng, rows, cust, cal, m, history)
+        state = _simulate_month(rng, rows, cust, cal, m, history, concept_us, concept_drift_factor)
         n_events += _write_month_events(settings, seed, cal, cust, state, history, m, hold_from)
         say(f"simulated {cal.label(m)}, {n_events / 1e6:.1f}M events so far, {time.perf_counter() - t0:.0f}s")
     counts = _write_database(settings, lambda name: _table_columns(name, rows, cust), say, hold_from)
     counts["events"] = n_events
     truth = rows.columns("truth")
-    truth_path = _write_truth(settings, truth)
+    truth_path = _write_truth(settings, truth, concept_truth(concept_drift_from, concept_drift_factor))
     realised, expected = _churn_rates(truth, cust, cal)
     return {
         "customers": customers,
@@ -928,6 +979,7 @@ def generate(
         "months": months,
         "seed": seed,
         "drift_from": drift_from.isoformat() if drift_from else None,
+        "concept_drift": concept_truth(concept_drift_from, concept_drift_factor),
         "rows": counts,
         "churn_rate_30d": realised,
         "mean_p_cancel_30d": expected,
@@ -944,6 +996,10 @@ def format_summary(summary: dict) -> str:
     """Human-readable lines for a :func:`generate` summary."""
     rows = ", ".join(f"{name} {n:,}" for name, n in summary["rows"].items())
     drift = f", drift from {summary['drift_from']}" if summary["drift_from"] else ""
+    if summary.get("concept_drift"):
+        concept = summary["concept_drift"]
+        drift += (f", concept drift from {concept['from']} ({concept['segment']} churns "
+                  f"{concept['hazard_factor']:g}x as often)")
     lines = [
         f"generated {summary['customers']:,} customers ({summary['customers_at_start']:,} at start), "
         f"[{summary['start']}, {summary['end']}){drift}, seed {summary['seed']}, {summary['seconds']}s",

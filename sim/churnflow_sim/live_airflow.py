@@ -88,6 +88,16 @@ def our_processes(home: str) -> list[int]:
     return out
 
 
+def ctrl_c(proc: subprocess.Popen, home: str, limit: float) -> tuple[int | None, list[int]]:
+    """Send the launcher what Ctrl-C sends; wait up to ``limit`` seconds for it to exit and for
+    every process of its AIRFLOW_HOME to be gone. Returns its exit status and what is left."""
+    started = time.monotonic()
+    os.kill(proc.pid, signal.SIGINT)
+    while (proc.poll() is None or our_processes(home)) and time.monotonic() - started < limit:
+        time.sleep(0.5)
+    return proc.poll(), our_processes(home)
+
+
 @dataclass
 class Live:
     api: Api
@@ -101,10 +111,12 @@ class Live:
 
 @contextlib.contextmanager
 def launch(tmp: Path, extra_env: dict[str, str], startup_timeout: float = 300,
-           dags: frozenset[str] = DAG_IDS) -> Iterator[Live]:
-    """The launcher in ``tmp`` (AIRFLOW_HOME, data dir, outbox and log inside), from a bare PATH;
-    ready once the dag-processor has parsed ``dags`` (without a live business, no simulator DAG)."""
+           dags: frozenset[str] = DAG_IDS, launcher: str = "churnflow_sim.standalone") -> Iterator[Live]:
+    """The ``launcher`` module (``make airflow``'s, or ``make airflow-cluster``'s:
+    churnflow_sim.cluster) in ``tmp`` (AIRFLOW_HOME, data dir, outbox and log inside), from a bare
+    PATH; ready once the dag-processor has parsed ``dags`` (without a live business, no simulator DAG)."""
     home, data, outbox = tmp / "airflow", tmp / "data", tmp / "outbox"
+    tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {
         # a fresh shell: no virtualenv on PATH, no CHURNFLOW_/AIRFLOW_ settings of the caller
@@ -116,12 +128,12 @@ def launch(tmp: Path, extra_env: dict[str, str], startup_timeout: float = 300,
     }
     log = tmp / "launcher.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "churnflow_sim.standalone"], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", launcher], env=env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
     api = Api(f"http://127.0.0.1:{port}")
     try:
         deadline = time.monotonic() + startup_timeout
-        while "churnflow Airflow: http://localhost" not in log.read_text():
+        while f"http://localhost:{port}  (user admin" not in log.read_text():  # the launcher's banner
             assert proc.poll() is None, f"launcher exited {proc.returncode}:\n{log.read_text()[-3000:]}"
             assert time.monotonic() < deadline, f"no UI within {startup_timeout} s:\n{log.read_text()[-3000:]}"
             time.sleep(1)

@@ -24,6 +24,7 @@ starts its components as a bare ``airflow`` command.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -33,8 +34,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.config import REPO_ROOT as ROOT  # the checkout: its dags/, data/ and .airflow/
+
+if TYPE_CHECKING:
+    from churnflow_sim.smtp_sink import SmtpSink
 
 BIN = Path(sys.executable).parent
 os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -108,20 +113,22 @@ def _serving(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to the whole process group (every component), SIGKILL what is left after the grace."""
-    if proc.poll() is not None and not _group_alive(proc.pid):
+def stop(*procs: subprocess.Popen) -> None:
+    """SIGTERM to each process's whole group (every component), SIGKILL what is left after the grace."""
+    live = [p for p in procs if p.poll() is None or _group_alive(p.pid)]
+    if not live:
         return
     say("stopping Airflow ...")
     for sig, wait in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 3)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
+        for p in live:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, sig)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            proc.poll()
-            if not _group_alive(proc.pid):
+            for p in live:
+                p.poll()
+            live = [p for p in live if _group_alive(p.pid)]
+            if not live:
                 return
             time.sleep(0.2)
 
@@ -136,53 +143,78 @@ def _group_alive(pgid: int) -> bool:
         return True
 
 
-def main() -> int:
+def prepare_home(port: int) -> bool:
+    """AIRFLOW_HOME with the admin/admin password file; False (said why) if ``port`` is taken."""
     HOME.mkdir(parents=True, exist_ok=True)
     passwords = HOME / "simple_auth_manager_passwords.json.generated"
     if not passwords.exists():
         passwords.write_text(json.dumps({"admin": "admin"}))
-    if _serving(PORT):
-        print(f"port {PORT} is already in use: stop what serves it or set AIRFLOW_PORT", file=sys.stderr)
-        return 1
-    if os.environ.get("CHURNFLOW_LIVE", "1") != "0":
-        prepare_business()
-    say(f"preparing the Airflow metadata database in {HOME}")
+    if _serving(port):
+        print(f"port {port} is already in use: stop what serves it or set AIRFLOW_PORT", file=sys.stderr)
+        return False
+    return True
+
+
+def migrate_metadata() -> None:
+    say(f"preparing the Airflow metadata database ({HOME})")
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
 
+
+def start_smtp_sink() -> SmtpSink | None:
+    """The local SMTP sink when ``smtp_default`` is ours (None: the user's own); OSError says why not."""
     smtp_port = int(os.environ.get("LIVE_SMTP_PORT", "8025"))
-    sink = None
-    if ensure_smtp_connection(smtp_port):
-        from churnflow_sim.smtp_sink import SmtpSink
+    if not ensure_smtp_connection(smtp_port):
+        return None
+    from churnflow_sim.smtp_sink import SmtpSink
 
-        outbox = Path(os.environ.get("CHURNFLOW_OUTBOX", ROOT / "data" / "outbox"))
-        try:
-            sink = SmtpSink(outbox=outbox, port=smtp_port).__enter__()
-        except OSError as exc:
-            print(f"cannot start the local SMTP sink on 127.0.0.1:{smtp_port} ({exc}): set LIVE_SMTP_PORT, "
-                  "or point smtp_default at your mail server", file=sys.stderr)
-            return 1
-        say(f"e-mails are caught by the local SMTP server on 127.0.0.1:{smtp_port} -> {outbox}/")
+    outbox = Path(os.environ.get("CHURNFLOW_OUTBOX", ROOT / "data" / "outbox"))
+    try:
+        sink = SmtpSink(outbox=outbox, port=smtp_port).__enter__()
+    except OSError as exc:
+        raise OSError(f"cannot start the local SMTP sink on 127.0.0.1:{smtp_port} ({exc}): set LIVE_SMTP_PORT, "
+                      "or point smtp_default at your mail server") from exc
+    say(f"e-mails are caught by the local SMTP server on 127.0.0.1:{smtp_port} -> {outbox}/")
+    return sink
 
-    proc = subprocess.Popen([str(BIN / "airflow"), "standalone"], start_new_session=True)
 
+def handle_stop_signals() -> None:
+    """Ctrl-C, SIGTERM and SIGHUP raise KeyboardInterrupt. Explicit handlers: a shell that started us
+    in the background left SIGINT ignored, and a closed terminal must not leave components running."""
     def _terminate(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    # explicit handlers: a shell that started us in the background left SIGINT ignored, and a
-    # closed terminal (SIGHUP) must not leave the components running either
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _terminate)
+
+
+def banner(title: str) -> str:
+    return (f"\n  {title}: http://localhost:{PORT}  (user admin, password admin)\n"
+            f"  data: {os.environ['CHURNFLOW_DATA_DIR']}\n"
+            "  DAGs: churn_training, churn_nightly (paused at creation: unpause them or use Trigger);\n"
+            "        churn_landing_simulator lands each new day of the live business at midnight\n")
+
+
+def main() -> int:
+    if not prepare_home(PORT):
+        return 1
+    if os.environ.get("CHURNFLOW_LIVE", "1") != "0":
+        prepare_business()
+    migrate_metadata()
+    try:
+        sink = start_smtp_sink()
+    except OSError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+
+    proc = subprocess.Popen([str(BIN / "airflow"), "standalone"], start_new_session=True)
+    handle_stop_signals()
     try:
         while not _serving(PORT):
             if proc.poll() is not None:
                 print(f"airflow standalone exited with {proc.returncode} before serving port {PORT}", file=sys.stderr)
                 return 1
             time.sleep(1)
-        print(f"\n  churnflow Airflow: http://localhost:{PORT}  (user admin, password admin)\n"
-              f"  data: {os.environ['CHURNFLOW_DATA_DIR']}\n"
-              "  DAGs: churn_training, churn_nightly (paused at creation: unpause them or use Trigger);\n"
-              "        churn_landing_simulator lands each new day of the live business at midnight\n"
-              "  Ctrl-C stops everything.\n", flush=True)
+        print(banner("churnflow Airflow") + "  Ctrl-C stops everything.\n", flush=True)
         return proc.wait()
     except KeyboardInterrupt:
         return 0

