@@ -41,7 +41,7 @@ test: $(STAMP)  ## the default test suite (TEST_WORKERS=2 processes, a test file
 test-slow: $(STAMP)  ## the slow tests (model quality on bigger data)
 	$(VENV)/bin/pytest -m slow
 
-test-cluster: $(STAMP)  ## the running-cluster tests (make airflow-cluster from a bare PATH, ~4 min)
+test-cluster: $(STAMP)  ## the running-cluster tests (make airflow-cluster from a bare PATH, ~4 min; .ci/run runs them)
 	$(VENV)/bin/pytest -m cluster --durations=5
 
 bench: $(STAMP)  ## benchmarks at 1M customers (prints time and memory), bench-e2e included

