@@ -55,15 +55,21 @@ def combine_features(ctx: RunContext, parts: list[dict[str, Any]]) -> dict[str, 
             "rejected": sum(int(p.get("rejected", 0)) for p in parts), "partitions": len(parts)}
 
 
+def sorted_rows(paths: list[Location], keys: list[str]) -> Any:
+    """The ``paths``' rows as one Arrow table sorted by ``keys``."""
+    import pyarrow as pa
+
+    table = pa.concat_tables([storage.read_arrow(p) for p in paths], promote_options="default")
+    return table.sort_by([(k, "ascending") for k in keys])
+
+
 def concat_sorted(paths: list[Location], out: Location, keys: list[str]) -> Location:
     """One Parquet file of the ``paths``' rows sorted by ``keys`` (written atomically)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from pipeline.artifacts import atomic_path
 
-    table = pa.concat_tables([storage.read_arrow(p) for p in paths], promote_options="default")
-    table = table.sort_by([(k, "ascending") for k in keys])
+    table = sorted_rows(paths, keys)
     with atomic_path(out) as tmp:
         pq.write_table(table, tmp)
     return out

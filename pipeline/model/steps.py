@@ -70,14 +70,13 @@ def combine_scores(ctx: RunContext, parts: list[dict[str, Any]]) -> dict[str, An
     risk bands decided over all of them (the campaign's capacity is the night's, not a
     partition's): the same file whatever ``partitions``."""
     from pipeline.artifacts import write_parquet
-    from pipeline.features.steps import concat_sorted
+    from pipeline.features.steps import sorted_rows
     from pipeline.model.score import ScoreResult, high_risk_share, risk_bands
 
     if len(parts) == 1 and "part" not in parts[0]:
         return parts[0]
     out = ctx.dir("score") / "scores.parquet"
-    concat_sorted([storage.location(p["path"]) for p in parts], out, ["as_of", "customer_id"])
-    scores = storage.read_parquet(out)
+    scores = sorted_rows([storage.location(p["path"]) for p in parts], ["as_of", "customer_id"]).to_pandas()
     threshold = float(parts[0]["threshold"])
     scores["risk_band"] = risk_bands(scores, threshold, ctx.settings.campaign_daily_capacity)
     write_parquet(scores, out)
