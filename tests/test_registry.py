@@ -227,6 +227,42 @@ def test_a_version_whose_files_changed_is_refused_before_any_work(trained):
     assert not (settings.runs_dir / "churn_nightly").exists()  # nothing of the night was done
 
 
+def test_a_moved_data_dir_scores_and_trains_in_its_own_store(trained, tmp_path, monkeypatch, caplog):
+    """MLflow's local store records absolute file:// locations: after the data dir moves (the old
+    place gone, no local model copies), the champion still loads, verified, from the new place,
+    and a new version's files are written there, not at the old place."""
+    from pipeline.config import load_settings
+    from pipeline.model.steps import train_step
+
+    old = trained.data_dir
+    moved = tmp_path / "elsewhere" / "data"
+    moved.parent.mkdir()
+    shutil.move(old, moved)
+    shutil.rmtree(moved / "model_cache", ignore_errors=True)
+    monkeypatch.setenv("CHURNFLOW_DATA_DIR", str(moved))
+    settings = load_settings(**QUICK)
+    with caplog.at_level("WARNING", logger="pipeline.model.tracking"):
+        champ = registry.check_champion(settings)
+    assert champ.version == "v1" and champ.load() is not None
+    assert "was moved or copied" in caplog.text and str(old) in caplog.text
+    rerun = train_step(RunContext.of(settings, "churn_training", RUN_DATE), {"path": str(_training_set(settings))})
+    assert rerun["version"] == "v2", rerun
+    assert registry.check_version(settings, "v2").load() is not None
+    assert not old.exists(), "nothing was written at the old place"
+    stored = {p.relative_to(moved).parts[:4] for p in (moved / "mlflow" / "artifacts").rglob("model.pkl")}
+    assert len(stored) == 2, stored  # v1's and v2's model files, both under the moved data dir
+
+
+def test_a_version_whose_files_are_gone_from_the_store_is_named(trained):
+    champ = registry.champion(trained)
+    shutil.rmtree(trained.mlflow_dir / "artifacts")
+    shutil.rmtree(trained.model_cache_dir)
+    with pytest.raises(registry.RegistryError, match=r"^model version v1 of 'churnflow': its files cannot be read "
+                                                     r"from the MLflow store .*Promote another version, or retrain$"):
+        registry.check_champion(trained)
+    assert champ.version == "v1"
+
+
 def test_scoring_without_a_champion_says_what_to_do(settings):
     with pytest.raises(registry.RegistryError, match="no champion model in registered model 'churnflow'"):
         RunContext.pinned(settings, NIGHTLY_DAG, RUN_DATE)

@@ -243,14 +243,6 @@ def _store(settings: Settings) -> Any:
     return tracking.client(settings)
 
 
-def _use_uris(settings: Settings) -> None:
-    """MLflow's process-wide URIs, for its fluent helpers (artifact downloads, ``log_model``)."""
-    import mlflow
-
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-
-
 def _not_found(exc: Exception) -> bool:
     return getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")
 
@@ -339,14 +331,23 @@ def _download(settings: Settings, name: str, number: int, run_id: str, expected:
     cache, atomically, and only if every file matches ``expected`` (None: at registration,
     when the checksums are being taken)."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
-    _use_uris(settings)
+    from pipeline.model import tracking
+
+    tracking.use_uris(settings)
     final = _copy_dir(settings, name, number)
     stage = final.with_name(f".stage-{label(number)}-{uuid.uuid4().hex[:8]}")
     stage.mkdir(parents=True)
     try:
-        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{number}", dst_path=str(stage / MODEL))
-        _store(settings).download_artifacts(run_id, BUNDLE, str(stage))
+        try:
+            mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{number}", dst_path=str(stage / MODEL))
+            _store(settings).download_artifacts(run_id, BUNDLE, str(stage))
+        except (MlflowException, OSError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise RegistryError(f"model version {label(number)} of {name!r}: its files cannot be read from the MLflow "
+                                f"store {where(settings)} ({first}); it is not used. Promote another version, or "
+                                "retrain") from exc
         actual = checksums(stage)
         if expected is not None:
             changed = _differences(expected, actual)

@@ -68,10 +68,51 @@ def client(settings: Settings) -> Any:
     if is_local(settings):
         settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return _client(settings.tracking_uri)
+        opened = _client(settings.tracking_uri)
     except Exception as exc:  # a bad URI, a corrupt SQLite file, an unreachable server
         raise DataError(f"config mlflow_tracking_uri: the MLflow store {_masked(settings.tracking_uri)} cannot be "
                         f"opened ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    root = artifact_root(settings)
+    if root is not None:
+        relocate_local_store(str((settings.mlflow_dir / "mlflow.db").resolve()), root)
+    return opened
+
+
+#: the local store's columns holding artifact locations (absolute ``file://`` URIs), where they exist
+_LOCATION_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                     ("model_versions", "storage_location"), ("model_versions", "source"),
+                     ("logged_models", "artifact_location"))
+
+
+@functools.lru_cache(maxsize=8)
+def relocate_local_store(db: str, root: str) -> list[str]:
+    """The local store of a data dir that was moved or copied still records its artifacts at the
+    old place (MLflow keeps absolute ``file://`` URIs): MLflow would read the versions from there,
+    or fail if it is gone, and write new ones there. Every location under an old
+    ``<data_dir>/mlflow/artifacts`` is rewritten to ``root`` (this data dir's), once per process;
+    returns the old roots (logged)."""
+    import sqlite3
+
+    con = sqlite3.connect(db, timeout=60)
+    try:
+        with con:
+            old_roots = sorted({loc for (loc,) in con.execute("SELECT artifact_location FROM experiments")
+                                if loc and loc != root and loc.startswith("file://")
+                                and loc.rstrip("/").endswith("/mlflow/artifacts")})
+            if not old_roots:
+                return []
+            present = {(table, column) for table, column in _LOCATION_COLUMNS
+                       if column in {row[1] for row in con.execute(f"PRAGMA table_info({table})")}}
+            for old in old_roots:
+                for table, column in sorted(present):  # names from the list above, values as parameters
+                    con.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                                f"WHERE {column} = ? OR substr({column}, 1, ?) = ?",
+                                (root, len(old) + 1, old, len(old) + 1, old + "/"))
+    finally:
+        con.close()
+    log.warning("the local MLflow store %s recorded its artifacts under %s (the data dir was moved or copied): "
+                "now %s", db, ", ".join(old_roots), root)
+    return old_roots
 
 
 def _masked(uri: str) -> str:
@@ -95,6 +136,16 @@ def experiment_id(settings: Settings, name: str) -> str:
         return str(found.experiment_id)
 
 
+def use_uris(settings: Settings) -> None:
+    """MLflow's process-wide URIs, for its fluent helpers (artifact downloads, ``log_model``), on
+    the store :func:`client` opened (and relocated, for a moved local store)."""
+    import mlflow
+
+    client(settings)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+
+
 @contextlib.contextmanager
 def active_run(settings: Settings, experiment: str, run_name: str, tags: dict[str, str]) -> Iterator[Any]:
     """A new MLflow run of ``experiment``, active (for MLflow's fluent calls such as
@@ -102,8 +153,7 @@ def active_run(settings: Settings, experiment: str, run_name: str, tags: dict[st
     import mlflow
 
     exp = experiment_id(settings, experiment)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
+    use_uris(settings)
     with mlflow.start_run(experiment_id=exp, run_name=run_name, tags=tags) as run:
         yield run
 
