@@ -18,3 +18,9 @@ class IncompleteDataError(DataError):
 
 class TrainingError(DataError):
     """The data cannot train a model (one class, too few snapshots or rows) or the setup is wrong."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, for a one-line error that wraps it (its type if it says nothing)."""
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__

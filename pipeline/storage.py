@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from pipeline.errors import first_line
+
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
@@ -183,9 +185,8 @@ def check(settings: Settings) -> None:
             raise StorageError(f"config {setting}: {root}: access to bucket {root.bucket!r} at {endpoint()} denied "
                                "(credentials: AWS_ACCESS_KEY_ID / AWS_PROFILE)") from exc
         except Exception as exc:  # botocore's connection and credential errors share no base but Exception
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise StorageError(f"config {setting}: {root}: cannot use the object store at {endpoint()} "
-                               f"(AWS_ENDPOINT_URL): {first}") from exc
+                               f"(AWS_ENDPOINT_URL): {first_line(exc)}") from exc
         if info.get("type") != "directory":
             raise StorageError(f"config {setting}: {root}: {root.bucket!r} is not a bucket at {endpoint()}")
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from pipeline.artifacts import replace_dir, write_text
 from pipeline.config import Settings
-from pipeline.errors import DataError
+from pipeline.errors import DataError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -344,9 +344,8 @@ def _download(settings: Settings, name: str, number: int, run_id: str, expected:
             mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{number}", dst_path=str(stage / MODEL))
             _store(settings).download_artifacts(run_id, BUNDLE, str(stage))
         except (MlflowException, OSError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise RegistryError(f"model version {label(number)} of {name!r}: its files cannot be read from the MLflow "
-                                f"store {where(settings)} ({first}); it is not used. Promote another version, or "
+                                f"store {where(settings)} ({first_line(exc)}); it is not used. Promote another version, or "
                                 "retrain") from exc
         actual = checksums(stage)
         if expected is not None:
