@@ -13,7 +13,7 @@ export AIRFLOW__CORE__DAGS_FOLDER        := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES      := False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 
-.PHONY: help install demo demo-retail test test-slow test-cluster bench bench-e2e airflow airflow-cluster mlflow dashboard browser clean lint
+.PHONY: help install demo demo-retail test test-slow test-cluster test-shapes bench bench-e2e airflow airflow-cluster mlflow dashboard browser clean lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ test-slow: $(STAMP)  ## the slow tests (model quality on bigger data)
 test-cluster: $(STAMP)  ## the running-cluster tests (make airflow-cluster from a bare PATH, ~4 min; .ci/run runs them)
 	$(VENV)/bin/pytest -m cluster --durations=5
 
+test-shapes: $(STAMP)  ## the shape matrix: every legal shape of a business's data trains and scores, or fails in one line (~8 min; .ci/run runs it)
+	$(VENV)/bin/pytest -m shapes -n $(TEST_WORKERS) --durations=5
+
 bench: $(STAMP)  ## benchmarks at 1M customers (prints time and memory), bench-e2e included
 	$(PY) bench/run_all.py
 
@@ -68,9 +71,10 @@ browser:  ## Chromium + chromedriver for the real-browser tests (Debian packages
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null && echo "installed chromium and chromium-driver"; \
 	else echo "the browser tests need Chromium and its driver: sudo apt-get install chromium chromium-driver (Debian/Ubuntu)"; exit 1; fi
 
-lint: $(STAMP)  ## ruff (rules in pyproject.toml) on all Python, mypy on the library, churnflow_airflow, dags, sim
+lint: $(STAMP)  ## ruff (rules in pyproject.toml) on all Python, mypy on the library, churnflow_airflow, dags, sim; the import layers
 	$(VENV)/bin/ruff check pipeline churnflow_airflow sim dags tests scripts bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 lock:  ## re-resolve requirements.lock from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra postgres --extra cluster --extra s3 --python-version 3.11 -q -o requirements.lock

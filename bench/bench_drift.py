@@ -4,7 +4,7 @@
 
 Synthesises 30 features (20 numeric, 10 categorical) for a reference and two current
 batches of ``--rows`` rows each: a quiet one (same distributions) and one with drift
-injected into known columns. Times :func:`pipeline.monitoring.drift.drift_report` on each and prints
+injected into known columns. Times :func:`pipeline.monitoring.report.drift_report` on each and prints
 wall time and peak RSS against the targets (<= 20 s per report, <= 3 GiB peak).
 
 Agreement: the drifted-feature set of each case is compared (a) with the injected columns
@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-rows", type=int, default=20_000, help="rows in the Evidently HTML (as config)")
     args = parser.parse_args(argv)
 
-    from pipeline.monitoring.drift import compute_drift, drift_report
+    from pipeline.monitoring.drift import compute_drift
+    from pipeline.monitoring.report import drift_report
 
     ok = True
     reference = synthesize(args.rows, seed=1, drift=False)

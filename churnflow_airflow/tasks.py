@@ -185,8 +185,10 @@ class DataReadySensor(BaseSensorOperator):
             log.warning("%s; checking again in %ss (gives up after %ss)", self._last, self.poke_interval, self.timeout)
             return False
         log.info("%s", self._last)
+        from pipeline.model.pinning import pin  # the registry: not at DAG parse time
+
         with data_errors_fail():  # a missing or corrupt champion fails the night here, before any ingest
-            ctx = RunContext.pinned(settings_for(context), context["dag"].dag_id, end, lookback_days=(end - start).days)
+            ctx = pin(settings_for(context), context["dag"].dag_id, end, lookback_days=(end - start).days)
         log.info("pinned model version %s for the whole run", ctx.model_version)
         return PokeReturnValue(True, {"window_start": str(start), "window_end": str(end),
                                       "source_latest": str(state.source_latest), "run": ctx.to_xcom()})

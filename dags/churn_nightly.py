@@ -26,9 +26,11 @@ and a drift report for the analysts.
 5. **drift** - data drift of every feature vs the pinned model's training reference, on all rows
    (`drift_summary.json`, table `drift_metrics`).
 6. **monitor** - prediction drift, performance on matured labels (scores of D - horizon),
-   fairness by segment, champion vs challenger on the same matured labels, and deduplicated alerts
+   fairness by segment, champion vs challenger on the same matured labels, the source columns the
+   champion was trained with vs tonight's ingested ones (schema drift), and deduplicated alerts
    (tables `prediction_drift`, `model_performance`, `fairness_metrics`, `challenger_performance`,
-   `alerts` of the results store; `promotion_review` when the challenger keeps winning).
+   `alerts` of the results store; `promotion_review` when the challenger keeps winning,
+   `schema_drift` when a trained-on column is absent or null beyond training).
 7. **drift_report** - the Evidently HTML report and its e-mail copy under `data/reports/D/`,
    assembled once, with the trend over recent nights.
 8. **publish_scores** - the scores become the `churn_scores` rows of D (a rerun of D replaces
@@ -152,7 +154,7 @@ def churn_nightly() -> None:
 
         rejected = sum(v.get("rejected", 0) for v in validated) + features.get("rejected", 0)
         return monitor_step(run_context(context, ready), features, scores, drift, rejected_rows=rejected,
-                            challenger=challenger)
+                            challenger=challenger, validated=validated)
 
     @task
     @pipeline_task

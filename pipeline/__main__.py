@@ -159,7 +159,7 @@ def _cmd_run_nightly(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from pipeline.model import registry
+    from pipeline.model import migrate, registry
 
     settings = load_settings()
     name = args.name or settings.model_name
@@ -189,7 +189,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     elif args.action == "rollback":
         print(f"champion: {registry.rollback(settings, args.reason or 'manual rollback').version}")
     else:
-        pairs = registry.migrate_file_registry(settings)
+        pairs = migrate.migrate_file_registry(settings)
         for old, new in pairs:
             print(f"{old} -> {new}")
         champ = registry.champion_number(settings)

@@ -107,10 +107,13 @@ class ParquetAppender(Generic[AnyLocation]):
     """One Parquet file written chunk by chunk, published atomically on :meth:`close`.
 
     Memory is bounded by one chunk. The schema is ``schema`` if given (extra columns of a
-    chunk are an error, missing ones are written as nulls), else the first chunk's. With
-    ``keep_empty=False`` a file that received no rows is not written, and an earlier file
-    under that name is removed (a rerun that rejects nothing leaves no stale quarantine).
-    Leaving the ``with`` block by an exception discards everything.
+    chunk are an error, missing ones are written as nulls), else the first chunk's. A column
+    typed null (from an empty chunk, or one whose values are all null) never fixes the file's
+    type: the first chunk that has a real type for it gives it, and the rows written before are
+    rewritten as nulls of that type (:meth:`_settle`). With ``keep_empty=False`` a file that
+    received no rows is not written, and an earlier file under that name is removed (a rerun
+    that rejects nothing leaves no stale quarantine). Leaving the ``with`` block by an
+    exception discards everything.
     """
 
     def __init__(self, path: AnyLocation, schema: pa.Schema | None = None, *, keep_empty: bool = False) -> None:
@@ -125,19 +128,45 @@ class ParquetAppender(Generic[AnyLocation]):
 
     def write(self, df: pd.DataFrame | pa.Table) -> None:
         table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
-        if self._writer is None:
-            if self.schema is None:
-                self.schema = table.schema.remove_metadata()
-            self._tmp.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(self._tmp, self.schema)
-        assert self.schema is not None
+        if self.schema is None:
+            self.schema = table.schema.remove_metadata()
         extra = [n for n in table.schema.names if n not in self.schema.names]
         if extra:
             raise ValueError(f"{self.path.name}: columns {extra} are not in the file's schema {self.schema.names}")
+        self._settle(table.schema)
+        if table.num_rows == 0:  # nothing to write: an empty chunk only tells the columns
+            return
+        if self._writer is None:
+            self._tmp.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self._tmp, self.schema)
         arrays = [table.column(f.name).cast(f.type) if f.name in table.schema.names
                   else pa.nulls(table.num_rows, f.type) for f in self.schema]
         self._writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
         self.rows += table.num_rows
+
+    def _settle(self, chunk: pa.Schema) -> None:
+        """Give each column of the file's schema still typed null the real type ``chunk`` has
+        for it; the rows already written are rewritten to that schema (their values of such a
+        column are all null), one row group at a time."""
+        assert self.schema is not None
+        found = {f.name: chunk.field(f.name).type for f in self.schema if pa.types.is_null(f.type)
+                 and f.name in chunk.names and not pa.types.is_null(chunk.field(f.name).type)}
+        if not found:
+            return
+        self.schema = pa.schema([f.with_type(found[f.name]) if f.name in found else f for f in self.schema])
+        if self._writer is None:
+            return
+        self._writer.close()
+        old, self._tmp = self._tmp, storage.scratch_for(self.path)
+        self._writer = pq.ParquetWriter(self._tmp, self.schema)
+        try:
+            with pq.ParquetFile(old) as written:
+                for i in range(written.num_row_groups):
+                    group = written.read_row_group(i)
+                    self._writer.write_table(pa.Table.from_arrays(
+                        [group.column(f.name).cast(f.type) for f in self.schema], schema=self.schema))
+        finally:
+            old.unlink(missing_ok=True)
 
     def close(self) -> AnyLocation | None:
         """Publish the file (None, and any earlier file removed, when empty and not ``keep_empty``)."""

@@ -32,6 +32,31 @@ CONCEPT_DETECTORS = ("adwin", "ddm")
 LABEL_KINDS = ("cancellation", "inactivity", "non_renewal", "provided")
 
 
+# --- the URL syntax of the settings that may name an object store (pipeline.storage uses them) ---
+#: URL schemes of object stores churnflow reads and writes
+SCHEMES = ("s3",)
+#: the settings that may name an object store
+URL_SETTINGS = ("lake_url", "artifacts_url")
+
+
+def is_url(value: str) -> bool:
+    return "://" in str(value)
+
+
+def parse_url(value: str, setting: str = "") -> tuple[str, str, str]:
+    """``(scheme, bucket, key)`` of ``scheme://bucket/key``; a ValueError naming ``setting`` for an
+    unknown scheme or a URL without a bucket. No import beyond the standard library (the settings
+    check it)."""
+    where = f"config {setting}: " if setting else ""
+    scheme, _, rest = str(value).partition("://")
+    if scheme not in SCHEMES:
+        raise ValueError(f"{where}{value!r}: unknown scheme {scheme!r}; use s3://bucket/prefix or a local folder")
+    bucket, _, key = rest.strip("/").partition("/")
+    if not bucket or "/" in bucket or bucket in (".", ".."):
+        raise ValueError(f"{where}{value!r} names no bucket: use {scheme}://bucket/prefix")
+    return scheme, bucket, key.strip("/")
+
+
 def _names(text: str) -> list[str]:
     """The items of a comma-separated setting, stripped, empty ones dropped."""
     return [item.strip() for item in text.split(",") if item.strip()]
@@ -212,6 +237,13 @@ class Settings:
     #: feature-importance drift: mean |SHAP| per feature tonight vs the training reference, each on at
     #: most this many rows (a fixed sample; 0: not computed)
     importance_sample_rows: int = 20_000
+    #: schema drift (pipeline/monitoring/schema_drift.py): an optional source column the champion was
+    #: trained with is flagged when tonight's rows hold no value in it in a share above its null share
+    #: in training plus this margin (and significantly so), or when the source did not return it at all
+    schema_drift_null_margin: float = 0.1
+    #: a schema_drift alert is critical (not a warning) when the features made from the column carry
+    #: more than this share of the model's mean |SHAP| on its training reference
+    schema_drift_critical_share: float = 0.2
     #: a challenger in shadow (pipeline/monitoring/challenger.py): the registered version scored each
     #: night beside the champion (its scores in challenger_scores, never the campaign); empty = the
     #: newest version registered after the champion and never promoted
@@ -404,8 +436,6 @@ class Settings:
         if unknown_tables:
             raise ValueError(f"config closed_vocabularies: unknown table(s) {unknown_tables}; the tables are "
                              f"{', '.join(_tables)}")
-        from pipeline.storage import URL_SETTINGS, is_url, parse_url
-
         for name in URL_SETTINGS:
             if is_url(getattr(self, name)):
                 parse_url(getattr(self, name), name)
@@ -472,6 +502,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "concept_drift_ddm_threshold": (1.0, 100.0),
     "concept_drift_warm_start": (1, 100_000_000),
     "importance_sample_rows": (0, 10_000_000),
+    "schema_drift_null_margin": (0.0, 1.0),
+    "schema_drift_critical_share": (0.0, 1.0),
     "challenger_min_nights": (0, 366),
     "trend_nights": (1, 366),
     "dashboard_top_features": (1, 50),

@@ -2,9 +2,11 @@
 
 A :class:`RunContext` holds the settings, the DAG, the logical date ``D``, the nightly
 window ``[D - lookback_days, D)`` and, for a nightly run, the *pinned* champion version. The
-nightly's first task pins the champion (:meth:`RunContext.pinned`) and hands the context on
-through XCom (:meth:`to_xcom` / :meth:`from_xcom`); every later task scores, reports and
-monitors with exactly that version, even if a training run promotes another one meanwhile.
+nightly's first task pins the champion (:func:`pipeline.model.pinning.pin`: the model side
+knows the registry, this module does not) and hands the context on through XCom
+(:meth:`to_xcom` / :meth:`from_xcom`); every later task scores, reports and monitors with
+exactly that version (:func:`pipeline.model.pinning.pinned_model`), even if a training run
+promotes another one meanwhile.
 Artifact paths (``runs/<dag>/<D>/<task>/``, local or ``artifacts_url``) are made here and only
 here (:meth:`dir`).
 Imports only the standard library and the config at module level: the DAG files import it
@@ -14,14 +16,12 @@ when they are parsed.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Settings
 
 if TYPE_CHECKING:
-    from pipeline.model.registry import ModelVersion
     from pipeline.storage import Location
 
 TRAINING_DAG = "churn_training"
@@ -40,23 +40,16 @@ class RunContext:
     #: what the registry said when the model was pinned (:func:`pipeline.model.registry.serving_facts`):
     #: the champion's history and the newest version's gate verdict, for the e-mail
     model_facts: dict[str, Any] | None = None
+    #: the pinned model's churn definition (its params' ``label``), for the steps that build labels
+    model_label: dict[str, Any] | None = None
+    #: what a step loaded once for this context (the pinned version, its estimator): never compared
+    cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     @classmethod
     def of(cls, settings: Settings, dag_id: str, logical_date: str | dt.date, *, lookback_days: int = 1,
-           model_version: str | None = None, model_facts: dict[str, Any] | None = None) -> RunContext:
-        return cls(settings, dag_id, _day(logical_date), int(lookback_days), model_version, model_facts)
-
-    @classmethod
-    def pinned(cls, settings: Settings, dag_id: str, logical_date: str | dt.date, *,
-               lookback_days: int = 1) -> RunContext:
-        """A run that uses today's champion version, pinned by number and checked now, before any
-        work (its files match the checksums recorded at registration; metrics, params and model
-        file readable): a missing or damaged model fails the run here."""
-        from pipeline.model.registry import check_champion, serving_facts
-
-        champ = check_champion(settings)
-        return cls.of(settings, dag_id, logical_date, lookback_days=lookback_days, model_version=champ.version,
-                      model_facts=serving_facts(settings, champ))
+           model_version: str | None = None, model_facts: dict[str, Any] | None = None,
+           model_label: dict[str, Any] | None = None) -> RunContext:
+        return cls(settings, dag_id, _day(logical_date), int(lookback_days), model_version, model_facts, model_label)
 
     # ------------------------------------------------------------------ identity and paths
     @property
@@ -75,30 +68,16 @@ class RunContext:
 
         return run_dir(self.settings, self.dag_id, day or self.day, task)
 
-    # ------------------------------------------------------------------ the pinned model
-    @functools.cached_property
-    def model(self) -> ModelVersion:
-        """The pinned champion version, from its verified local copy (params read once per context)."""
-        from pipeline.model.registry import RegistryError, get_version
-
-        if self.model_version is None:
-            raise RegistryError(f"run {self.key} has no pinned model version: build it with RunContext.pinned")
-        return get_version(self.settings, self.model_version)
-
-    @functools.cached_property
-    def fitted(self) -> Any:
-        """The pinned model's fitted estimator (unpickled once per context)."""
-        return self.model.load()
-
     # ------------------------------------------------------------------ XCom
     def to_xcom(self) -> dict[str, Any]:
         return {"dag_id": self.dag_id, "date": self.day.isoformat(), "lookback_days": self.lookback_days,
-                "model_version": self.model_version, "model_facts": self.model_facts}
+                "model_version": self.model_version, "model_facts": self.model_facts, "model_label": self.model_label}
 
     @classmethod
     def from_xcom(cls, settings: Settings, data: dict[str, Any]) -> RunContext:
         return cls.of(settings, data["dag_id"], data["date"], lookback_days=int(data.get("lookback_days", 1)),
-                      model_version=data.get("model_version"), model_facts=data.get("model_facts"))
+                      model_version=data.get("model_version"), model_facts=data.get("model_facts"),
+                      model_label=data.get("model_label"))
 
 
 def _day(value: str | dt.date) -> dt.date:

@@ -24,6 +24,7 @@ from pipeline.context import NIGHTLY_DAG, TRAINING_DAG, RunContext
 from pipeline.features.partitions import all_parts
 from pipeline.features.steps import combine_features, features_step, training_set_step, validate_features_step
 from pipeline.ingestion.steps import ingest_all_step
+from pipeline.model.pinning import pin
 from pipeline.model.steps import combine_scores, publish_step, score_challenger_step, score_step, train_step
 from pipeline.monitoring.steps import dashboard_step, drift_step, email_step, monitor_step, report_step
 
@@ -60,7 +61,7 @@ def run_nightly(
     any heavy work); every step uses that version. ``reports=False`` (a backfill of nights:
     ``run-nightly --no-reports``) writes every results table but no drift report, dashboard
     snapshot or e-mail."""
-    ctx = RunContext.pinned(settings, NIGHTLY_DAG, logical_date, lookback_days=lookback_days)
+    ctx = pin(settings, NIGHTLY_DAG, logical_date, lookback_days=lookback_days)
     validated = ingest_all_step(ctx)
     # the DAG's mapped pieces, one after the other (partitions = 1: one piece, the whole night)
     built = [validate_features_step(ctx, features_step(ctx, part)) for part in all_parts(settings.partitions)]
@@ -69,7 +70,7 @@ def run_nightly(
     challenger = score_challenger_step(ctx, feats)  # in shadow: never the campaign
     drift = drift_step(ctx, feats)
     monitoring = monitor_step(ctx, feats, scores, drift, rejected_rows=rejected_rows(validated, feats),
-                              challenger=challenger)
+                              challenger=challenger, validated=validated)
     report = report_step(ctx, feats, drift, monitoring) if reports else None
     published = publish_step(ctx, scores)
     out: dict[str, Any] = {"run": ctx.to_xcom(), "validated": {r["table"]: r for r in validated}, "features": feats,

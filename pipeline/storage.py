@@ -34,41 +34,18 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from pipeline.config import URL_SETTINGS, Settings, is_url, parse_url
 from pipeline.errors import first_line
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from pipeline.config import Settings
-
-#: URL schemes of object stores churnflow reads and writes
-SCHEMES = ("s3",)
 INSTALL_HINT = "pip install 'churnflow[s3]'"
-#: the settings that may name an object store
-URL_SETTINGS = ("lake_url", "artifacts_url")
 
 
 class StorageError(RuntimeError):
     """An object store that cannot be used (s3fs missing, endpoint unreachable, no bucket)."""
-
-
-def is_url(value: str) -> bool:
-    return "://" in str(value)
-
-
-def parse_url(value: str, setting: str = "") -> tuple[str, str, str]:
-    """``(scheme, bucket, key)`` of ``scheme://bucket/key``; a ValueError naming ``setting`` for an
-    unknown scheme or a URL without a bucket. No import beyond the standard library (the config
-    calls it)."""
-    where = f"config {setting}: " if setting else ""
-    scheme, _, rest = str(value).partition("://")
-    if scheme not in SCHEMES:
-        raise ValueError(f"{where}{value!r}: unknown scheme {scheme!r}; use s3://bucket/prefix or a local folder")
-    bucket, _, key = rest.strip("/").partition("/")
-    if not bucket or "/" in bucket or bucket in (".", ".."):
-        raise ValueError(f"{where}{value!r} names no bucket: use {scheme}://bucket/prefix")
-    return scheme, bucket, key.strip("/")
 
 
 @dataclass(frozen=True, order=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.artifacts import atomic_path, run_dir, write_parquet
+from pipeline.artifacts import ParquetAppender, atomic_path, run_dir, write_parquet
 from pipeline.config import load_settings
 from pipeline.ingestion import lake
 
@@ -34,6 +34,43 @@ def test_rewrite_replaces(tmp_path: Path):
     write_parquet(pd.DataFrame({"a": [3]}), path)
     assert pd.read_parquet(path)["a"].tolist() == [3]
     assert [p.name for p in tmp_path.iterdir()] == ["x.parquet"]
+
+
+def test_empty_or_all_null_chunks_never_fix_an_appended_files_types(tmp_path: Path):
+    """The training set of a non_renewal business whose first snapshots nobody was due in
+    starts with empty parts: their columns are typed null, and a later part's text or numbers
+    could not be cast to null. A later chunk's real type wins; the rows before are its nulls."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "training_set.parquet"
+    empty = pd.DataFrame({"customer_id": pd.Series([], dtype=object), "plan": pd.Series([], dtype=object),
+                          "fee": pd.Series([], dtype=object), "label": pd.Series([], dtype="int64")})
+    with ParquetAppender(path, keep_empty=True) as out:
+        out.write(empty)  # the first snapshots: nobody due
+        out.write(pd.DataFrame({"customer_id": ["c/1"], "plan": [None], "fee": [None], "label": [0]}))
+        out.write(pd.DataFrame({"customer_id": ["c/2", "c/3"], "plan": ["basic", None], "fee": [None, None],
+                                "label": [1, 0]}))
+        out.write(empty)
+        out.write(pd.DataFrame({"customer_id": ["c/4"], "plan": [None], "fee": [9.5], "label": [1]}))
+    schema = pq.read_schema(path)
+    assert schema.field("customer_id").type == pa.string() and schema.field("plan").type == pa.string()
+    assert schema.field("fee").type == pa.float64() and schema.field("label").type == pa.int64()
+    back = pd.read_parquet(path)
+    assert back["customer_id"].tolist() == ["c/1", "c/2", "c/3", "c/4"] and back["label"].tolist() == [0, 1, 0, 1]
+    assert back["plan"].tolist() == [None, "basic", None, None]
+    assert back["fee"].isna().tolist() == [True, True, True, False] and back["fee"].iloc[3] == 9.5
+    assert [p.name for p in tmp_path.iterdir()] == ["training_set.parquet"]  # no scratch file left
+
+    # only empty chunks: an empty file whose schema a caller may still set (ingestion: the contract's)
+    with ParquetAppender(tmp_path / "none.parquet", keep_empty=True) as out:
+        out.write(empty)
+        out.schema = pa.schema([("customer_id", pa.string()), ("plan", pa.string())])
+    assert pq.read_schema(tmp_path / "none.parquet").field("plan").type == pa.string()
+    # and with keep_empty=False no file at all: it received no rows
+    with ParquetAppender(tmp_path / "quarantine.parquet") as out:
+        out.write(empty)
+    assert not (tmp_path / "quarantine.parquet").exists()
 
 
 def _payments(ts: list[str]) -> pd.DataFrame:

@@ -119,7 +119,8 @@ def test_replaying_the_nights_from_the_store_gives_identical_states(settings):
 
 def test_a_concept_drift_alert_names_the_detector_window_and_rates_and_asks_for_retraining(settings):
     from pipeline.monitoring.alerts import KINDS, evaluate_rules, retrain_requested
-    from pipeline.monitoring.metrics import DriftFacts, MonitoringResult, PredictionDrift
+    from pipeline.monitoring.metrics import PredictionDrift
+    from pipeline.monitoring.night import DriftFacts, MonitoringResult
 
     night = next(n for n in _run(90, seed=0, drift_from=60) if any(d.worse for d in n.detections))
     prediction = PredictionDrift("2025-06-01", "v1", 0.1, 0.2, 0.1, 0.2, 0.01, 0.2, 7)

@@ -10,15 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.monitoring.drift import (
-    NO_DATA,
-    DriftSummary,
-    compute_drift,
-    drift_report,
-    email_report_columns,
-    psi,
-    render_report,
-)
+from pipeline.monitoring.drift import NO_DATA, DriftSummary, compute_drift, email_report_columns, psi
+from pipeline.monitoring.report import drift_report, render_report
 
 NUMERIC = [
     "age", "tenure_days", "monthly_fee", "sessions_30d", "days_since_login", "failed_payments_180d", "discounted",
@@ -226,7 +219,7 @@ def test_drift_report_writes_small_html_and_matching_json(tmp_path: Path) -> Non
 
 def _table_rows(page: str) -> dict[str, dict]:
     """The rows of Evidently's drift table in a report page: {column: row}."""
-    from pipeline.monitoring.drift import _PAGE_DATA
+    from pipeline.monitoring.report import _PAGE_DATA
 
     found = _PAGE_DATA.search(page)
     assert found, "no Evidently widget data in the page"
@@ -263,7 +256,7 @@ def test_the_evidently_panels_state_the_all_rows_verdict_on_every_column(tmp_pat
 
 
 def test_the_email_copy_keeps_every_row_and_the_detail_plots_of_the_drifted_columns(tmp_path: Path) -> None:
-    from pipeline.monitoring.drift import email_copy
+    from pipeline.monitoring.report import email_copy
 
     reference = make_features(5_000, seed=1)
     current = make_features(5_000, seed=3, shifted=True)

@@ -26,13 +26,14 @@ def _business(n: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     return X, (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int).to_numpy()
 
 
-def _calibrated(name: str, X: pd.DataFrame, y: np.ndarray):
+def _calibrated(name: str, X: pd.DataFrame, y: np.ndarray, numeric: list[str] = NUMERIC,
+                categorical: list[str] = CATEGORICAL):
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.frozen import FrozenEstimator
 
     from pipeline.model.candidates import build_pipeline
 
-    pipe = build_pipeline(load_settings(config_file=None), NUMERIC, CATEGORICAL, name)
+    pipe = build_pipeline(load_settings(config_file=None), numeric, categorical, name)
     pipe.fit(X.iloc[:2000], y[:2000])
     return CalibratedClassifierCV(FrozenEstimator(pipe), method="sigmoid").fit(X.iloc[2000:], y[2000:])
 
@@ -75,6 +76,28 @@ def test_a_customers_reasons_say_what_and_what_is_usual():
     calm = pd.DataFrame([{"n_failed_payments_180d": 0, "days_since_last_login": 0.0, "tenure_days": 400,
                           "no_events_90d_flag": 0, "plan": "premium"}])
     assert explain(model, calm, X, NUMERIC, CATEGORICAL).iloc[0].isna().sum() >= 1
+
+
+@pytest.mark.parametrize("name", ["xgboost", "logreg", "random_forest"])
+@pytest.mark.parametrize(("numeric", "categorical"), [(NUMERIC, []), ([], CATEGORICAL)], ids=["no-category", "no-number"])
+def test_a_model_without_categorical_or_numeric_features_explains_its_scores(name, numeric, categorical):
+    """A shop with no category column (no demographics, no plans) trained a pipeline whose
+    categorical branch has no columns, so its one-hot encoder was never fitted: every night died
+    in the reasons step (AttributeError: 'OneHotEncoder' object has no attribute 'categories_').
+    Without any category, or any number, the reasons and the importances come out."""
+    from pipeline.model.explain import mean_abs_contributions
+
+    X, y = _business()
+    model = _calibrated(name, X, y, numeric, categorical)
+    rows = X.iloc[:300]
+    contrib = contributions(model, rows, X, numeric, categorical)
+    assert list(contrib.columns) == numeric + categorical and contrib.abs().to_numpy().sum() > 0
+    why = explain(model, rows, X, numeric, categorical)
+    assert list(why.columns) == ["reason_1", "reason_2", "reason_3"] and why["reason_1"].notna().any()
+    driver = "failed payments in 180 days: " if numeric else "plan: "
+    assert why["reason_1"].str.startswith(driver).any(), why["reason_1"].value_counts()
+    importance = mean_abs_contributions(model, rows, X, numeric, categorical)
+    assert list(importance.index) == numeric + categorical and (importance >= 0).all()
 
 
 def test_feature_names_read_as_words():

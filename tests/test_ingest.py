@@ -62,6 +62,82 @@ def test_unconvertible_value_names_table_and_column(settings, tmp_path):
         ingest_table(settings, "payments", "2025-03-01", "2025-03-02", tmp_path / "p.parquet")
 
 
+#: every category column of the database tables, and a code of each kind to give it
+CATEGORY_COLUMNS = {"customers": ["gender", "region", "acquisition_channel"], "subscriptions": ["plan", "payment_method"],
+                    "plan_changes": ["old_plan", "new_plan"], "support_tickets": ["category"],
+                    "cancellations": ["reason"]}
+
+
+def test_integer_codes_of_every_category_column_are_kept_as_text_codes(settings, tmp_path):
+    """A subscription service whose plans and payment methods are integer ids was refused with a
+    traceback (cannot convert to string: Expected a string or bytes dtype, got int64). Integer
+    codes of every category column are text codes ("40"), also where SQLite reads an integer
+    column with NULLs as floats (40.0 -> "40", never "40.0"), and never numbers."""
+    from pipeline.ingestion.contract import TABLES
+
+    engine = engine_for(settings.db_url)
+    for table, columns in CATEGORY_COLUMNS.items():
+        rows: dict[str, list] = {}
+        for column in TABLES[table].columns:
+            if column.kind == "id":
+                rows[column.name] = [1, 2, 3]
+            elif column.kind == "time":
+                rows[column.name] = pd.to_datetime(["2025-03-01 01:00", "2025-03-01 02:00", "2025-03-01 03:00"])
+            elif column.name in columns:  # the first with a NULL (read back as float), the others integers
+                rows[column.name] = [40, None, 7] if column.name == columns[0] else [40, 1, 7]
+        pd.DataFrame(rows).to_sql(table, engine, if_exists="replace", index=False)
+        res = ingest_table(settings, table, "2025-03-01", "2025-03-02", tmp_path / f"{table}.parquet")
+        lake = pq.read_table(res.path)
+        for column in columns:
+            assert lake.schema.field(column).type == pa.string(), (table, column)
+            want = ["40", None, "7"] if column == columns[0] else ["40", "1", "7"]
+            assert lake.column(column).to_pylist() == want, (table, column)
+
+
+def test_boolean_and_mixed_codes_are_text_codes_and_anything_else_names_its_column():
+    """Booleans (true/false), decimals, a column of text and integer codes mixed (one SQLite
+    column) and a categorical column read as text codes; values that are no codes (times,
+    bytes that are not text) are one line naming the table and column, a DataError (exit 2)."""
+    import datetime as dt_
+    from decimal import Decimal
+
+    from pipeline.errors import DataError
+    from pipeline.ingestion.extract import conform
+
+    schema = SOURCE_TABLES["subscriptions"].schema
+    frame = pd.DataFrame({"subscription_id": [1, 2, 3], "customer_id": [1, 2, 3], "monthly_fee": [9.0, 0, 5],
+                          "start_date": ["2025-03-01"] * 3})
+    for plan, want in [(pd.Series([True, False, None], dtype="boolean"), ["true", "false", None]),
+                       (pd.Series(["gold", 7, 12.0], dtype=object), ["gold", "7", "12"]),
+                       (pd.Series([Decimal("40"), Decimal("2.50"), None], dtype=object), ["40", "2.5", None]),
+                       (pd.Series([2.5, float("nan"), 1e11]), ["2.5", None, "100000000000"]),
+                       (pd.Series(["b", "a", "b"], dtype="category"), ["b", "a", "b"])]:
+        got = conform(frame.assign(plan=plan, payment_method=3), schema, "subscriptions")
+        assert got.column("plan").to_pylist() == want and got.column("payment_method").to_pylist() == ["3"] * 3
+    for plan, words in [([dt_.datetime(2025, 1, 1)] * 3, "values of type timestamp"),
+                        ([b"\xff", "gold", None], "cannot read as text codes"),
+                        (["gold", "gold", [1, 2]], "values of type list")]:
+        with pytest.raises(DataError, match=r"^table subscriptions, column plan: ") as err:
+            conform(frame.assign(plan=pd.Series(plan, dtype=object)), schema, "subscriptions")
+        assert words in str(err.value) and len(str(err.value).splitlines()) == 1, str(err.value)
+
+
+def test_a_value_that_cannot_be_conformed_stops_a_run_in_one_line(source_data, monkeypatch, capsys):
+    """Not a traceback and exit 1 from run-training: exit 2 with one line naming the table and
+    column (a value the contract's type cannot hold: rereading it cannot help, so no retries)."""
+    from conftest import RUN_DATE
+
+    from pipeline.__main__ import main
+
+    monkeypatch.setenv("CHURNFLOW_SOURCE_TABLES", "customers,subscriptions,cancellations")  # no events: faster
+    with engine_for(source_data.db_url).begin() as conn:
+        conn.execute(sa.text("UPDATE subscriptions SET plan = X'FF' WHERE subscription_id = "
+                             "(SELECT MIN(subscription_id) FROM subscriptions)"))
+    assert main(["run-training", "--date", RUN_DATE]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "table subscriptions, column plan: " in err, err
+
+
 def test_empty_window_writes_an_empty_file_with_the_schema(settings, tmp_path):
     _seed_payments(settings, [(1, 10, "2025-03-01 01:00:00", 9.99, "success")])
     res = ingest_table(settings, "payments", "2025-04-01", "2025-04-02", tmp_path / "p.parquet")

@@ -21,6 +21,7 @@ import pytest
 from conftest import RUN_DATE
 
 from pipeline.config import load_settings
+from pipeline.model.pinning import pinned_model
 from pipeline.monitoring.alerts import Alert, alerts_for_email, highest_severity, mark_sent, record_alerts
 from pipeline.results import DRIFT, PERFORMANCE, results_engine
 from pipeline.results import read as read_table
@@ -174,7 +175,7 @@ def test_failed_email_leaves_alerts_pending_and_the_next_email_delivers_them(nig
 
 
 def test_report_sections_are_placed_once_below_the_banner():
-    from pipeline.monitoring.drift import with_section
+    from pipeline.monitoring.report import with_section
 
     page = "<html><head></head><body><header>banner</header><div>evidently</div></body></html>"
     once = with_section(page, "trend", "<p>night 1</p>")
@@ -491,8 +492,8 @@ def test_the_matured_night_feeds_the_concept_drift_detectors_and_a_rerun_gives_t
     assert list(stored["run_date"].dt.date.astype(str).unique()) == [DRIFTED]
     assert set(stored["state_sha256"]) == {r["state_sha256"] for r in rows.values()}
     ctx = RunContext.from_xcom(settings, outs[DRIFTED]["run"])
-    assert concept_states_before(settings, DRIFTED, ctx.model.version) == {}
-    label = ctx.model.params.get("label")
+    assert concept_states_before(settings, DRIFTED, pinned_model(ctx).version) == {}
+    label = pinned_model(ctx).params.get("label")
     again = concept_night(ctx, matured(settings, scores_of(settings, QUIET), dt.date.fromisoformat(QUIET),
                                        dt.date.fromisoformat(DRIFTED), label), outs[DRIFTED]["monitoring"]["threshold"])
     assert {r["detector"]: r["state_sha256"] for r in again.rows} == {k: r["state_sha256"] for k, r in rows.items()}

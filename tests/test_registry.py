@@ -16,6 +16,7 @@ from conftest import RUN_DATE
 
 from pipeline.context import NIGHTLY_DAG, RunContext
 from pipeline.model import registry, tracking
+from pipeline.model.pinning import pin
 
 #: a quick model: the registry is under test here, not the search
 QUICK = {"candidates": "logreg,xgboost", "search_iterations": 1, "cv_folds": 1}
@@ -161,7 +162,7 @@ def test_a_weaker_rerun_for_the_champions_date_changes_nothing_served(trained):
     assert after["customer_id"].tolist() == before["customer_id"].tolist()
     assert after["churn_probability"].to_numpy().tobytes() == before["churn_probability"].to_numpy().tobytes()
     # and the night tells the analysts: the newest version, not served, by how much
-    facts = RunContext.pinned(settings, NIGHTLY_DAG, RUN_DATE).model_facts
+    facts = pin(settings, NIGHTLY_DAG, RUN_DATE).model_facts
     assert facts["champion"]["version"] == "v1"
     newest = facts["newest"]
     assert newest["version"] == "v2" and newest["served"] is False and newest["champion_version"] == "v1"
@@ -181,7 +182,7 @@ def test_promotion_while_a_night_runs_leaves_the_night_on_one_version(trained):
     settings = trained
     other = train_and_register(settings.replace(**WEAKER), _training_set(settings), training_date=RUN_DATE)  # v2, not served
     assert other.version == "v2" and not other.promoted
-    ctx = RunContext.pinned(settings, NIGHTLY_DAG, RUN_DATE)
+    ctx = pin(settings, NIGHTLY_DAG, RUN_DATE)
     assert ctx.model_version == "v1"
     validated = ingest_all_step(ctx)
     features = validate_features_step(ctx, features_step(ctx))
@@ -265,7 +266,7 @@ def test_a_version_whose_files_are_gone_from_the_store_is_named(trained):
 
 def test_scoring_without_a_champion_says_what_to_do(settings):
     with pytest.raises(registry.RegistryError, match="no champion model in registered model 'churnflow'"):
-        RunContext.pinned(settings, NIGHTLY_DAG, RUN_DATE)
+        pin(settings, NIGHTLY_DAG, RUN_DATE)
     with pytest.raises(registry.RegistryError, match="has no pinned model version"):
         _ = RunContext.of(settings, NIGHTLY_DAG, RUN_DATE).model
 

@@ -14,6 +14,7 @@ from pipeline.errors import TrainingError
 from pipeline.features.dataset import time_split
 from pipeline.model import registry
 from pipeline.model.gate import gate
+from pipeline.model.pinning import pin
 
 
 def _snapshots(dates: list[str], n: int = 20) -> pd.DataFrame:
@@ -62,7 +63,7 @@ def test_scoring_without_a_champion_says_what_to_do(settings, tmp_path):
     from pipeline.context import RunContext
 
     with pytest.raises(registry.RegistryError, match="run the churn_training DAG"):
-        RunContext.pinned(settings, "churn_nightly", dt.date(2025, 7, 1))
+        pin(settings, "churn_nightly", dt.date(2025, 7, 1))
     with pytest.raises(registry.RegistryError, match="has no pinned model version"):
         _ = RunContext.of(settings, "churn_nightly", dt.date(2025, 7, 1)).model
 

@@ -403,9 +403,17 @@ def model_features(settings: Settings, groups: Sequence[str],
 def null_columns(settings: Settings, columns: Sequence[str]) -> list[str]:
     """Which of the contract columns ``columns`` ("table.column") hold no value in the lake (the
     source did not return them, or only nulls)."""
+    counts = column_null_counts(settings, columns)
+    return [c for c in columns if counts[c][1] >= counts[c][0]]
+
+
+def column_null_counts(settings: Settings, columns: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Per contract column ``"table.column"``: the rows its table holds in the lake and how many
+    of them hold no value in it (a column missing from the lake's files counts as null in every
+    row; a table without files as ``(0, 0)``)."""
     from pipeline.ingestion.lake import duckdb_connection, lake_files
 
-    out = []
+    out: dict[str, tuple[int, int]] = {}
     by_table: dict[str, list[str]] = {}
     for qualified in columns:
         table, _, column = qualified.partition(".")
@@ -414,17 +422,15 @@ def null_columns(settings: Settings, columns: Sequence[str]) -> list[str]:
         for table, cols in by_table.items():
             files = lake_files(settings, table, [(None, dt.date.max)])
             if not files:
-                out += [f"{table}.{c}" for c in cols]
+                out.update({f"{table}.{c}": (0, 0) for c in cols})
                 continue
             rel = con.read_parquet(files, hive_partitioning=False, union_by_name=True)
             have = [c for c in cols if c in rel.columns]
-            counts: dict[str, int] = {}
-            if have:
-                rel.create_view("columns_checked")
-                (row,) = con.execute("SELECT " + ", ".join(f'count("{c}")' for c in have) + " FROM columns_checked"
-                                     ).fetchall()
-                counts = dict(zip(have, row, strict=True))
-            out += [f"{table}.{c}" for c in cols if not counts.get(c)]
+            rel.create_view("columns_checked")
+            (row,) = con.execute("SELECT " + ", ".join(["count(*)", *(f'count("{c}")' for c in have)])
+                                 + " FROM columns_checked").fetchall()
+            rows, valued = int(row[0]), dict(zip(have, row[1:], strict=True))
+            out.update({f"{table}.{c}": (rows, rows - int(valued.get(c, 0))) for c in cols})
     return out
 
 

@@ -64,16 +64,24 @@ def build_training_set(
             del feats, labels, df
             progress.update(k, f"{rows:,} rows")
         if rows == 0:
-            raise TrainingError(f"training set is empty for snapshots {dates}: no customer was active at them")
+            from pipeline.features.labels import empty_population
+
+            raise TrainingError(f"training set is empty for snapshots {dates}: "
+                                + empty_population(settings.label_kind, settings.horizon_days,
+                                                   settings.inactivity_days))
         if positives in (0, rows):
             window = "inactivity_days" if settings.label_kind == "inactivity" else "horizon_days"
+            which = ("every row is a non-churner (label 0)" if positives == 0
+                     else "every row is a churner (label 1)")
             hint = ("Does the source hold cancellations up to the run's date? A business without cancellations "
                     "(purchases that stop) needs label_kind: inactivity." if settings.label_kind == "cancellation"
+                    else f"labels.churned is {int(positives > 0)} on every labelled row of these dates: the labels "
+                    "table needs churners and non-churners." if settings.label_kind == "provided"
                     else "Is every customer active (or none) in the window?")
             raise TrainingError(
                 f"training set for snapshots {dates} (labels up to {data_end}) has one class: {rows} rows, "
-                f"{positives} churners (label_kind {settings.label_kind}, {settings.label_window_days}-day window). "
-                f"{hint} Otherwise choose a later date, more snapshots (training_snapshots) or another "
+                f"{positives} churners, {which} (label_kind {settings.label_kind}, {settings.label_window_days}-day "
+                f"window). {hint} Otherwise choose a later date, more snapshots (training_snapshots) or another "
                 f"window ({window})")
         if positives < MIN_POSITIVES:
             raise TrainingError(
@@ -137,6 +145,67 @@ def time_split(df: pd.DataFrame, holdout_snapshots: int, horizon_days: int) -> t
             f"starting {holdout_start.date()}: add snapshots"
         )
     return train, holdout
+
+
+def time_validation_gap(dates: Sequence[dt.date | str], holdout_snapshots: int, horizon_days: int) -> str | None:
+    """Why the snapshot dates ``dates`` cannot be validated out of time, or None when they can:
+    :func:`time_split` needs more than ``holdout_snapshots`` dates and a training snapshot whose
+    label window closes before the holdout, and a time-CV fold (and the calibration split) a
+    second training snapshot whose window closes before the latest one
+    (:func:`pipeline.model.candidates.time_folds`)."""
+    days = sorted({as_date(d) for d in dates})
+    window = dt.timedelta(days=horizon_days)
+    shown = ", ".join(map(str, days))
+    if len(days) <= holdout_snapshots:
+        return (f"{len(days)} snapshot(s) ({shown}): too few for an out-of-time holdout of {holdout_snapshots} "
+                "(holdout_snapshots) and a time-CV fold")
+    holdout_start = days[-holdout_snapshots]
+    train = [d for d in days if d + window <= holdout_start]
+    if not train:
+        return (f"{len(days)} snapshots ({shown}): no training snapshot's {horizon_days}-day label window closes "
+                f"before the holdout {holdout_start}")
+    if not any(d + window <= train[-1] for d in train):
+        return (f"{len(days)} snapshots ({shown}): the training snapshot(s) {', '.join(map(str, train))} leave no "
+                f"time-CV fold (no earlier snapshot's {horizon_days}-day label window closes before {train[-1]})")
+    return None
+
+
+def customer_label(customer_id: pd.Series, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's customer as a code ``0..n-1``, and per customer whether any of its rows is a churner."""
+    codes, uniques = pd.factorize(pd.Series(customer_id).reset_index(drop=True), use_na_sentinel=False)
+    churned = np.zeros(len(uniques), dtype=np.int8)
+    np.maximum.at(churned, codes, np.asarray(y, dtype=np.int8))
+    return codes, churned
+
+
+def stratified_holdout(customer_id: pd.Series, y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the training rows and of the holdout rows: a seeded ``share`` of the customers,
+    stratified by label (a customer with a churned row counts as a churner), every row of a
+    customer (one per snapshot) on the same side."""
+    from sklearn.model_selection import train_test_split
+
+    codes, churned = customer_label(customer_id, y)
+    _, held = train_test_split(np.arange(len(churned)), test_size=share, stratify=churned, random_state=seed)
+    is_held = np.zeros(len(churned), dtype=bool)
+    is_held[held] = True
+    return np.flatnonzero(~is_held[codes]), np.flatnonzero(is_held[codes])
+
+
+def stratified_folds(customer_id: pd.Series, y: np.ndarray, n_splits: int,
+                     seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified K-fold over the customers (shuffled, seeded), as (training, validation) row
+    positions: every row of a customer on the same side, each fold with the churner share of
+    the whole. ``n_splits`` is cut to the churners (or non-churners) there are, at least 2."""
+    from sklearn.model_selection import StratifiedKFold
+
+    codes, churned = customer_label(customer_id, y)
+    n_splits = max(2, min(n_splits, int(churned.sum()), int(len(churned) - churned.sum())))
+    out = []
+    for _, valid in StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(churned, churned):
+        in_valid = np.zeros(len(churned), dtype=bool)
+        in_valid[valid] = True
+        out.append((np.flatnonzero(~in_valid[codes]), np.flatnonzero(in_valid[codes])))
+    return out
 
 
 def stratified_sample(strata: pd.DataFrame, n: int, seed: int) -> np.ndarray:
@@ -215,12 +284,25 @@ def read_table_file(path: Path) -> pd.DataFrame:
     return df
 
 
+def history_table(settings: Settings) -> str:
+    """The table whose landed days bound a training run's snapshots: the events when a model
+    reads them (the events feature group, or inactivity churn's activity), else the payments,
+    else the subscriptions, else the customers (required: their rows, signups and changes, span
+    the business's history)."""
+    declared = settings.source_table_names
+    if "events" in declared and (settings.label_kind == "inactivity" or "events" in settings.feature_group_names):
+        return "events"
+    return next((t for t in ("payments", "subscriptions") if t in declared), "customers")
+
+
 def plan_snapshots(settings: Settings, activity_days: list[dt.date], end: dt.date, activity: str,
                    wanted: int | None = None) -> list[dt.date]:
     """The month-start snapshots a training run as of ``end`` uses, from the days its activity
-    table (``events``, or ``payments`` without events) holds: a :class:`TrainingError` names
-    the table, the dates, the setting to change when there is no history or too few snapshots
-    (the holdout and one time-CV fold need ``holdout_snapshots + 2``)."""
+    table (:func:`history_table`) holds: a :class:`TrainingError` names the table, the dates and
+    the setting to change when there is no history or no snapshot. Fewer snapshots than an
+    out-of-time validation needs (:func:`time_validation_gap`) train with a stratified one inside
+    them (:func:`pipeline.model.train.train`), with a warning. When the events bound the
+    snapshots of a model whose label does not need them, the warning (or the error) says so."""
     from pipeline.features.labels import training_snapshot_dates
 
     if settings.label_kind == "provided":
@@ -233,23 +315,61 @@ def plan_snapshots(settings: Settings, activity_days: list[dt.date], end: dt.dat
         raise TrainingError(
             f"nothing to train on: the lake has no {activity} under {storage.lake_root(settings)} and none were ingested "
             f"{bound}before {end} {where}, or set history_start earlier")
+    n = wanted or settings.training_snapshots
     try:
-        dates = training_snapshot_dates(activity_days[0], end, wanted or settings.training_snapshots,
-                                        settings.label_window_days)
+        dates = training_snapshot_dates(activity_days[0], end, n, settings.label_window_days)
     except ValueError as exc:
-        raise TrainingError(f"training as of {end} on {activity} from {activity_days[0]}: {exc}") from exc
-    _require_snapshots(settings, dates, end, f"the {activity} from {activity_days[0]}")
+        raise TrainingError(f"training as of {end} on {activity} from {activity_days[0]}: {exc}"
+                            + _events_bound(settings, activity, activity_days, [], end, n)) from exc
+    _few_snapshots(settings, dates, end, f"the {activity} from {activity_days[0]}",
+                   _events_bound(settings, activity, activity_days, dates, end, n))
     return dates
 
 
-def _require_snapshots(settings: Settings, dates: list[dt.date], end: dt.date, source: str) -> None:
-    needed = settings.holdout_snapshots + 2
-    if len(dates) < needed:
+def _events_bound(settings: Settings, activity: str, activity_days: list[dt.date], dates: list[dt.date],
+                  end: dt.date, n: int) -> str:
+    """When the events' landed history bounds ``dates`` for a label that does not need events
+    (any but inactivity) while the business's other history goes back further: what bounds them
+    and how to change it (a sentence starting with "; "), else ""."""
+    from pipeline.features.labels import training_snapshot_dates
+    from pipeline.ingestion import lake
+
+    if activity != "events" or settings.label_kind == "inactivity":
+        return ""
+    declared = settings.source_table_names
+    other = next((t for t in ("subscriptions", "payments") if t in declared and lake.partition_dates(settings, t)), None)
+    if other is None:
+        return ""
+    other_days = lake.partition_dates(settings, other)
+    if other_days[0] >= activity_days[0]:
+        return ""
+    try:
+        longer = training_snapshot_dates(other_days[0], end, n, settings.label_window_days)
+    except ValueError:
+        return ""
+    if longer == dates:
+        return ""
+    return (f"; the events table bounds them: its landed history starts {activity_days[0]} while {other} go back to "
+            f"{other_days[0]} (snapshots {', '.join(map(str, longer))}), and label_kind {settings.label_kind} does "
+            f"not need events. To train on the longer history, land the older event files under "
+            f"{settings.landing_dir / 'events'}/date=DAY/, or leave the events out: remove events from "
+            "feature_groups (the events features) or from source_tables")
+
+
+def _few_snapshots(settings: Settings, dates: list[dt.date], end: dt.date, source: str, why: str = "") -> None:
+    """A :class:`TrainingError` for no snapshot; a warning (and the reason) when ``dates`` are
+    too few for an out-of-time validation; else what bounds them (``why``), if anything, logged."""
+    if not dates:
         raise TrainingError(
-            f"training as of {end}: only {len(dates)} snapshot(s) {[str(d) for d in dates]} have a "
-            f"complete {settings.label_window_days}-day label window in {source}; at "
-            f"least {needed} are needed ({settings.holdout_snapshots} holdout + 2 for a time-CV fold). Train on a "
-            "later date or with more history")
+            f"training as of {end} on {source}: no snapshot has a complete {settings.label_window_days}-day label "
+            f"window{why}. Train on a later date or with more history")
+    gap = time_validation_gap(dates, settings.holdout_snapshots, settings.label_window_days)
+    if gap is not None:
+        log.warning("training as of %s on %s: %s%s; validation is stratified inside them (a stratified holdout of the "
+                    "customers and stratified CV), with no out-of-time validation. For an out-of-time holdout, train "
+                    "on a later date or with more history", end, source, gap, why)
+    elif why:  # enough for an out-of-time validation: news, not a problem
+        log.info("training as of %s on %s: snapshots %s%s", end, source, ", ".join(map(str, dates)), why)
 
 
 def _label_dates(settings: Settings, end: dt.date, wanted: int | None) -> list[dt.date]:
@@ -264,5 +384,6 @@ def _label_dates(settings: Settings, end: dt.date, wanted: int | None) -> list[d
             "(customer_id, label_date, churned) with ingest_labels.sql in sql_dir")
     complete = [d for d in days if d + dt.timedelta(days=settings.horizon_days) <= end]
     dates = complete[-(wanted or settings.training_snapshots):]
-    _require_snapshots(settings, dates, end, f"the labels table (label dates {days[0]} .. {days[-1]})")
+    _few_snapshots(settings, dates, end, f"the labels table (label dates {days[0]} .. {days[-1]}, horizon_days "
+                                          f"{settings.horizon_days})")
     return dates

@@ -80,6 +80,25 @@ def definition(kind: str, window_days: int, events: bool = True, grace_days: int
     return f"a cancellation in the {window_days} days from the snapshot (cancellation churn, horizon_days={window_days})"
 
 
+def empty_population(kind: str, horizon_days: int, inactivity_days: int) -> str:
+    """Why a snapshot has no row, in words true for ``kind``'s own population rule (each kind
+    restricts the customers signed up and not cancelled before ``as_of`` in its own way)."""
+    if kind == "non_renewal":
+        return (f"no customer's period ended in the label window of them (label_kind non_renewal: customers are due "
+                f"when their paid-through date, the latest subscriptions.end_date, falls in [as_of, as_of + "
+                f"horizon_days={horizon_days})); check subscriptions.end_date or choose a longer horizon_days")
+    if kind == "inactivity":
+        return (f"no customer was active in the look-back of them (label_kind inactivity: the rows are the customers "
+                f"with an event or a successful payment in [as_of - inactivity_days={inactivity_days}, as_of))")
+    if kind == "provided":
+        return ("no labelled customer was in the population at them (label_kind provided: the rows are the customers "
+                "with a labels row for label_date = as_of who signed up and were not cancelled before it; a customer "
+                "signed up on or after the label date, or cancelled before it, is left out); check labels.label_date "
+                "and labels.customer_id against customers.signup_date and cancellations")
+    return ("no customer was signed up and not cancelled before them (label_kind cancellation: the rows are the "
+            "customers with customers.signup_date before as_of and no cancellation before it)")
+
+
 def label_spec(settings: Settings) -> dict[str, Any]:
     """The label a model is trained on (saved in its params.json as ``label``)."""
     window = settings.label_window_days

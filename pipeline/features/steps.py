@@ -25,7 +25,7 @@ def features_step(ctx: RunContext, part: Part | None = None) -> dict[str, Any]:
 
     split = part is not None and part.count > 1
     out = ctx.dir("build_features") / (part.name if split and part else "") / "features.parquet"
-    label = ctx.model.params.get("label") if ctx.model_version else None
+    label = ctx.model_label
     write_features(settings_for_label(ctx.settings, label), [ctx.day], out, part=part if split else None)
     built: dict[str, Any] = {"path": str(out), "rows": _rows(out), "as_of": str(ctx.day)}
     if split and part:
@@ -78,13 +78,12 @@ def concat_sorted(paths: list[Location], out: Location, keys: list[str]) -> Loca
 def training_set_step(ctx: RunContext, *, snapshots: int | None = None) -> dict[str, Any]:
     """Features + labels at month-start snapshots whose label window closed before D
     (:func:`~pipeline.features.dataset.plan_snapshots`)."""
-    from pipeline.features.dataset import build_training_set, plan_snapshots
+    from pipeline.features.dataset import build_training_set, history_table, plan_snapshots
     from pipeline.ingestion import lake
 
     settings = ctx.settings
-    # the activity the history is measured on: the event files, or the payments of a business without them
-    declared = settings.source_table_names
-    activity = next((t for t in ("events", "payments", "subscriptions") if t in declared), "payments")
+    # the activity the history is measured on: the event files when the model reads them, else the payments
+    activity = history_table(settings)
     dates = plan_snapshots(settings, lake.partition_dates(settings, activity), ctx.day, activity, snapshots)
     out = ctx.dir("build_training_set") / "training_set.parquet"
     build_training_set(settings, dates, ctx.day, out)

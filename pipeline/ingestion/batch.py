@@ -33,7 +33,7 @@ def ingest_batch(settings: Settings, table: str, start: dt.date, end: dt.date, r
     given (not for ``customers`` itself)."""
     import itertools
 
-    from pipeline.ingestion.extract import chunks
+    from pipeline.ingestion.extract import absent_columns, chunks
     from pipeline.ingestion.readiness import require_complete_landing
     from pipeline.ingestion.validate import ChunkedValidator
     from pipeline.progress import Progress
@@ -54,6 +54,7 @@ def ingest_batch(settings: Settings, table: str, start: dt.date, end: dt.date, r
     batches = itertools.chain([head] if head is not None else [], batches)
     schema = lake.schema_of(settings, table, ids)
     time_col = TABLES[table].time_column
+    columns = ColumnCounts([c.name for c in TABLES[table].columns if not c.required])
     stager = lake.DayStager(settings, table, start, end, lake.staging_dir(settings, table, run_key), schema)
     progress = Progress(f"ingest {table} [{start}, {end})", (end - start).days, "days")
     try:
@@ -64,7 +65,9 @@ def ingest_batch(settings: Settings, table: str, start: dt.date, end: dt.date, r
                               known_customers=known) as validator:
             first: dt.date | None = None  # the window's first day with rows: the progress is over the rest
             for chunk in batches:
-                stager.add(validator.validate(chunk.to_pandas()))
+                clean = validator.validate(chunk.to_pandas())
+                columns.add(clean, absent_columns(chunk))
+                stager.add(clean)
                 latest, earliest = _day_range(chunk, time_col)
                 if first is None and earliest is not None:
                     first = max(start, earliest)
@@ -82,7 +85,35 @@ def ingest_batch(settings: Settings, table: str, start: dt.date, end: dt.date, r
     progress.finish(f"{result.rows:,} rows, {result.rejected_count:,} rejected, {len(parts)} partitions")
     return {**summary, "rows": result.rows, "rejected": result.rejected_count,
             "quarantine": str(result.quarantine) if result.quarantine else None,
-            "partitions": len(parts), "chunks": result.chunks, "tolerated": validator.tolerated}
+            "partitions": len(parts), "chunks": result.chunks, "tolerated": validator.tolerated,
+            "columns": columns.to_dict()}
+
+
+class ColumnCounts:
+    """Per optional column of a batch: its rows published to the lake that hold no value, and of
+    them those whose source did not return the column at all (what the night's schema-drift
+    check, :mod:`pipeline.monitoring.schema_drift`, compares with the model's training)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        #: rows published (the clean rows of every chunk)
+        self.rows = 0
+        self.nulls = dict.fromkeys(names, 0)
+        self.absent = dict.fromkeys(names, 0)
+
+    def add(self, clean: Any, absent: list[str]) -> None:
+        """Count one chunk's clean rows (a DataFrame) whose source lacked the ``absent`` columns."""
+        self.rows += len(clean)
+        for name in self.names:
+            if name in absent or name not in clean.columns:
+                self.absent[name] += len(clean)
+                self.nulls[name] += len(clean)
+            else:
+                self.nulls[name] += int(clean[name].isna().sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"rows": n, "nulls": {column: n}, "absent": {column: n}}`` (JSON-able, for XCom)."""
+        return {"rows": self.rows, "nulls": self.nulls, "absent": self.absent}
 
 
 def _day_range(chunk: Any, time_col: str) -> tuple[dt.date | None, dt.date | None]:

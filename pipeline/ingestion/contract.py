@@ -10,7 +10,9 @@ ingestion (rows whose ``time_column`` falls in a window are that window's batch)
 What the contract does not fix is a business's own words: plans, payment methods, regions,
 channels, ticket categories and cancellation reasons are open vocabularies (validation
 checks their type, nulls and a cardinality bound; a closed set only where the configuration
-declares one, ``closed_vocabularies``). Identifiers may be integers or text: the lake keeps
+declares one, ``closed_vocabularies``); their codes may be text, integers or booleans, and
+the lake keeps them as text codes ("40", never "40.0": ``pipeline.ingestion.extract.codes``),
+never as numbers. Identifiers may be integers or text: the lake keeps
 them as given (``kind="id"``: int64 when the source's ids are integers, text otherwise, the
 same type in every table as in ``customers``). Optional columns that the ingest SQL does
 not return arrive as nulls, and what needs them is switched off with a recorded reason.

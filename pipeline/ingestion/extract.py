@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from pipeline.artifacts import ParquetAppender, as_date
 from pipeline.config import Settings
-from pipeline.errors import DataError
+from pipeline.errors import DataError, first_line
 from pipeline.ingestion.contract import EVENTS, EVENTS_SCHEMA, LAKE_TABLES, SOURCE_TABLES, TABLES
 from pipeline.ingestion.source import load_sql, masked, source_engine
 
@@ -39,6 +39,11 @@ class IngestionError(RuntimeError):
 
 class LandingFileError(IngestionError, DataError):
     """A landed file cannot be parsed or lacks contract columns: rereading it cannot help."""
+
+
+class ConformError(IngestionError, DataError):
+    """A source column's values cannot be read as the contract's type (one line naming the table
+    and column): rereading the same rows cannot help."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,21 @@ def _absent_optional(table: str, present: list[str]) -> list[str]:
     return absent
 
 
+#: schema metadata key of a conformed chunk: its optional columns the source did not return (comma-separated)
+ABSENT_KEY = b"churnflow.absent"
+
+
+def absent_metadata(absent: set[str] | list[str]) -> dict[bytes, bytes] | None:
+    """The schema metadata that marks a conformed chunk's ``absent`` columns (None: none)."""
+    return {ABSENT_KEY: ",".join(sorted(absent)).encode()} if absent else None
+
+
+def absent_columns(table: pa.Table) -> list[str]:
+    """The optional columns the source did not return for this conformed chunk (read as null)."""
+    value = (table.schema.metadata or {}).get(ABSENT_KEY, b"")
+    return [c for c in value.decode().split(",") if c]
+
+
 def infer_id_type(values: pd.Series | pa.Array | pa.ChunkedArray) -> pa.DataType | None:
     """int64 for integer identifiers (also integral floats, as a nullable integer column reads),
     string for anything else: identifiers are kept as the business gives them. None when there
@@ -125,6 +145,53 @@ def _id_array(col: pd.Series, id_type: pa.DataType, table: str, name: str) -> pa
         log.warning("ingest %s: %d %s value(s) are not integer ids like the business's customers (e.g. %r): read as "
                     "null, those rows are quarantined", table, int(bad.sum()), name, col[bad].iloc[0])
     return pa.array(numbers.where(~bad).astype("Int64"), type=pa.int64(), from_pandas=True)
+
+
+def codes(values: pa.Array | pa.ChunkedArray, table: str, name: str) -> pa.Array | pa.ChunkedArray:
+    """A category column as text codes, never as numbers: text as given, integer codes as their
+    digits, integral floats (a nullable integer column as SQLite or pandas reads it: 40.0) as
+    their integer ("40", never "40.0"), other floats as written (2.5 -> "2.5"), booleans as
+    true/false. Values of any other type (times, lists) are a :class:`ConformError` naming the
+    table and column."""
+    kind = values.type
+    if pa.types.is_dictionary(kind):
+        values = pc.cast(values, kind.value_type)
+        kind = values.type
+    try:
+        if pa.types.is_decimal(kind) or pa.types.is_floating(kind):
+            numbers = pc.cast(values, pa.float64(), safe=False)
+            numbers = pc.if_else(pc.is_nan(numbers), pa.scalar(None, pa.float64()), numbers)
+            whole = pc.and_(pc.equal(numbers, pc.round(numbers)), pc.less(pc.abs(numbers), 2.0**63))
+            digits = pc.cast(pc.cast(pc.if_else(whole, numbers, 0.0), pa.int64()), pa.string())
+            return pc.if_else(whole, digits, pc.cast(numbers, pa.string()))
+        if (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+                or pa.types.is_boolean(kind) or pa.types.is_null(kind) or pa.types.is_binary(kind)
+                or pa.types.is_large_binary(kind)):
+            return pc.cast(values, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:  # e.g. bytes that are not UTF-8 text
+        raise ConformError(f"table {table}, column {name}: cannot read as text codes: {first_line(exc)}") from exc
+    raise ConformError(f"table {table}, column {name}: values of type {kind} are not codes (a category column "
+                       "takes text, integer or boolean codes)")
+
+
+def _code_array(col: pd.Series, table: str, name: str) -> pa.Array:
+    """:func:`codes` of a pandas column; a column of mixed Python types (text and integer codes
+    from one SQLite column) is converted type by type."""
+    try:
+        return codes(pa.array(col, from_pandas=True), table, name)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    kinds = col.map(type)
+    out = pd.Series(None, index=col.index, dtype=object)
+    for kind in kinds.unique():
+        rows = (kinds == kind).to_numpy()
+        try:
+            part = pa.array(col[rows], from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise ConformError(f"table {table}, column {name}: {kind.__name__} values cannot be read as text codes: "
+                               f"{first_line(exc)}") from exc
+        out[rows] = codes(part, table, name).to_pylist()
+    return pa.array(out, type=pa.string(), from_pandas=True)
 
 
 def _flag_array(col: pd.Series) -> pa.Array:
@@ -167,16 +234,18 @@ def conform(df: pd.DataFrame, schema: pa.Schema, table: str, id_type: pa.DataTyp
                 continue
             if pa.types.is_boolean(field.type):
                 arrays.append(_flag_array(col))
+            elif kind == "category":
+                arrays.append(_code_array(col, table, field.name))
             else:
                 if pa.types.is_timestamp(field.type):
                     col = pd.to_datetime(col, errors="raise", format="mixed")
                 arrays.append(pa.array(col, type=field.type, from_pandas=True))
             out_fields.append(field)
-        except (ValueError, TypeError, pa.ArrowInvalid) as exc:
-            raise IngestionError(
-                f"table {table}, column {field.name}: cannot convert to {field.type}: {exc}"
+        except (ValueError, TypeError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise ConformError(
+                f"table {table}, column {field.name}: cannot convert to {field.type}: {first_line(exc)}"
             ) from exc
-    return pa.Table.from_arrays(arrays, schema=pa.schema(out_fields))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(out_fields, metadata=absent_metadata(absent)))
 
 
 def _same_id_kind(have: pa.DataType, want: pa.DataType) -> bool:
@@ -202,15 +271,18 @@ def conform_arrow(table: pa.Table, schema: pa.Schema, name: str, id_type: pa.Dat
             arrays.append(pa.nulls(table.num_rows, typ))
         elif kind == "id" and not _same_id_kind(table.column(field.name).type, typ):  # text <-> integer ids
             arrays.append(_id_array(table.column(field.name).to_pandas(), typ, name, field.name))
+        elif kind == "category":
+            arrays.append(codes(table.column(field.name), name, field.name))
         else:
             try:
                 # safe casts (no silent integer overflow), but sub-microsecond stamps may be truncated
                 arrays.append(pc.cast(table.column(field.name),
                                       options=pc.CastOptions(typ, allow_time_truncate=True)))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise IngestionError(f"table {name}, column {field.name}: cannot convert to {typ}: {exc}") from exc
+                raise ConformError(f"table {name}, column {field.name}: cannot convert to {typ}: "
+                                   f"{first_line(exc)}") from exc
         out_fields.append(pa.field(field.name, typ))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(out_fields))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(out_fields, metadata=absent_metadata(absent)))
 
 
 def _write_chunks(chunks: Iterable[pa.Table], schema: pa.Schema, out_path: Path) -> tuple[int, tuple[str, ...]]:
@@ -377,7 +449,9 @@ def event_chunks(settings: Settings, start: str | dt.date, end: str | dt.date,
         for batch in _event_file_batches(path, limit):
             table = conform_arrow(batch, EVENTS_SCHEMA, "events", id_type)
             id_type = id_type or (_ids_of(table) if table.num_rows else None)
-            if pending and (rows + table.num_rows > limit or table.schema != pending[0].schema):
+            # a file without an optional column is not merged with one that has it (absent_columns)
+            if pending and (rows + table.num_rows > limit
+                            or not table.schema.equals(pending[0].schema, check_metadata=True)):
                 yield pa.concat_tables(pending)
                 pending, rows = [], 0
             pending.append(table)

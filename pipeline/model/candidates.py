@@ -180,7 +180,7 @@ def search(settings: Settings, X: pd.DataFrame, y: np.ndarray, folds: list[tuple
         grid = [g for g in ParameterGrid(space) if g != default]
         order = np.random.default_rng(settings.random_seed).permutation(len(grid))
         plan += [(name, p) for p in [default] + [grid[i] for i in order[: max(0, settings.search_iterations - 1)]]]
-    progress = Progress(f"search ({len(X):,} rows, {len(folds)} time folds)", len(plan), "draws", every_s=0)
+    progress = Progress(f"search ({len(X):,} rows, {len(folds)} CV folds)", len(plan), "draws", every_s=0)
     trials = []
     for k, (name, params) in enumerate(plan, 1):
         aucs, aps, its = [], [], []

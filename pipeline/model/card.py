@@ -72,6 +72,20 @@ def risk_bands_html(threshold: float, capacity: int | None) -> str:
             "<b>low</b> is below the threshold.</p>")
 
 
+def validation_html(validation: Any) -> str:
+    """How the held-out metrics were obtained (params' ``validation``): nothing for the usual
+    out-of-time validation (a model without the record is one), the caveat for a stratified one."""
+    if not isinstance(validation, dict) or validation.get("mode") != "stratified":
+        return ""
+    e = html.escape
+    share = float(validation.get("holdout_share") or 0)
+    return (f"<p><b>Validation: {e(str(validation.get('description')))}.</b> {e(str(validation.get('reason')))}: "
+            f"the held-out metrics are on a stratified {share:.0%} of "
+            "the customers of the same snapshot(s), the CV folds and the calibration split stratified folds of the "
+            "others. They do not show how the model holds up on a later month; watch the matured-label "
+            "performance of the first nights.</p>")
+
+
 def model_card_html(version: str, metrics: dict[str, Any], params: dict[str, Any], images: dict[str, str]) -> str:
     """The card of ``version``; ``images``: :func:`plots` (base64 PNG by title)."""
     e = html.escape
@@ -95,9 +109,10 @@ figure{{display:inline-block;margin:6px}}</style></head><body>
 <p>Candidate <b>{e(str(params['model']))}</b>, probabilities calibrated ({e(str(params.get('calibration')))}).
 Promotion: {e(str(metrics.get('promotion_decision', '')))}</p>
 {threshold}
+{validation_html(params.get('validation'))}
 <h2>Held-out metrics</h2><table>{rows}<tr><td>rows</td><td>{metrics['n']}</td></tr></table>
 <h2>Plots</h2>{imgs}
 <h2>Training</h2><table>{details}</table>
-<p>Numeric features: {e(', '.join(params['numeric_features']))}<br>
-Categorical features: {e(', '.join(params['categorical_features']))}</p>
+<p>Numeric features: {e(', '.join(params['numeric_features']) or 'none')}<br>
+Categorical features: {e(', '.join(params['categorical_features']) or 'none')}</p>
 </body></html>"""

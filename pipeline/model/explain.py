@@ -41,9 +41,13 @@ def inner_pipeline(model: Any) -> Any:
 
 
 def column_owners(prep: Any, numeric: list[str], categorical: list[str]) -> np.ndarray:
-    """For each column the preprocessing outputs, the raw feature it comes from."""
+    """For each column the preprocessing outputs, the raw feature it comes from. A branch
+    without columns outputs none (a business with no categorical feature has an empty ``cat``
+    branch whose encoder was never fitted)."""
     owners: list[str] = []
     for name, transformer, columns in prep.transformers_:
+        if len(columns) == 0 or (isinstance(transformer, str) and transformer == "drop"):
+            continue
         if name == "num":
             owners += list(columns)
         elif name == "cat":

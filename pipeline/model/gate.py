@@ -5,12 +5,12 @@ ROC-AUC clears the absolute floor (``promotion_min_roc_auc``) and beats the cham
 margin (``promotion_min_improvement``), and only if the champion is still the one it was
 compared with. Otherwise it stays registered, visible and not served. Whatever started the
 training (weekly, an asset event, the Trigger form, the CLI, a rerun of a date) goes through
-:func:`register_and_gate`.
+:func:`pipeline.model.publish.register_and_gate`; this module only judges (no
+recording, no tagging).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ import pandas as pd
 
 from pipeline.config import Settings
 from pipeline.model import registry
-from pipeline.model.train import Trained, evaluate
+from pipeline.model.train import evaluate
 
 log = logging.getLogger(__name__)
 
@@ -117,63 +117,3 @@ def judge(settings: Settings, candidate_auc: float, holdout: pd.DataFrame, y_hol
     champion_auc = float(evaluate(y_holdout, champ.load().predict_proba(holdout[champ.feature_columns])[:, 1])["roc_auc"])
     served, decision = gate(candidate_auc, champion_auc, min_improvement, settings.promotion_min_roc_auc)
     return Verdict(served, decision, candidate_auc, number, champion_auc)
-
-
-def register_and_gate(settings: Settings, trained: Trained, *, training_date: str, min_improvement: float = 0.0,
-                      name: str | None = None) -> TrainResult:
-    """Record the training run and register the model as a new version; then, for a pipeline
-    model (``trained.holdout``: the holdout's feature rows), the gate: compared with the serving
-    champion on the same holdout (:func:`judge`), it becomes the champion only if it clears
-    the floor and the margin, and only if the champion is still the one it was compared with
-    (else it is judged again against the new one). Otherwise it stays registered, visible and
-    not served. The verdict is in the log, the MLflow run, the version's tags and metrics.json.
-    A train-table model (no holdout frame) is registered under ``name`` and never served."""
-    from pipeline.model import tracking
-    from pipeline.model.publish import record_version
-
-    metrics, holdout, y_holdout = trained.metrics, trained.holdout, trained.y_holdout
-    verdict = judge(settings, metrics["roc_auc"], holdout, y_holdout, min_improvement) if holdout is not None else None
-    if verdict is not None:
-        metrics["promotion_decision"] = verdict.decision
-        metrics["champion_version"] = verdict.champion_version
-        metrics["champion_roc_auc_same_holdout"] = verdict.champion_roc_auc
-    result = record_version(settings, trained.model, name=name or settings.model_name, metrics=metrics,
-                            params=trained.params, reference=trained.reference, importances=trained.importances,
-                            training_date=training_date, y_holdout=y_holdout, p_holdout=trained.p_holdout,
-                            trials=trained.trials, best=trained.best, gate=verdict)
-    if verdict is None:
-        log.info("train: %s of %s registered (run %s): ROC-AUC %.4f PR-AUC %.4f; never served (not the pipeline's "
-                 "features)", result.version, result.name, result.run_id[:8], metrics["roc_auc"], metrics["pr_auc"])
-        return TrainResult(result.version, result.name, result.path, result.run_id, metrics, False, "registered only")
-    served = False
-    for _ in range(3):
-        if not verdict.served:
-            break
-        if registry.promote(settings, result.number, f"training {training_date}: {verdict.decision}",
-                            expected=verdict.champion) is not None:
-            served = True
-            break
-        log.warning("train: the champion changed while %s was being registered: judging it again", result.version)
-        verdict = judge(settings, metrics["roc_auc"], holdout, y_holdout, min_improvement)
-    else:
-        if verdict.served:
-            verdict = dataclasses.replace(verdict, decision=f"not promoted: the champion kept changing while it was "
-                                                            f"judged ({verdict.decision}); promote by hand after review")
-    verdict = dataclasses.replace(verdict, served=served)
-    registry.set_gate(settings, result.name, result.number, verdict.decision, served, verdict.champion_version)
-    store = tracking.client(settings)
-    store.set_tag(result.run_id, registry.TAG_GATE_DECISION, verdict.decision)
-    store.set_tag(result.run_id, registry.TAG_GATE_SERVED, str(served).lower())
-    store.set_tag(result.run_id, registry.TAG_GATE_CHAMPION, verdict.champion_version or "none")
-    if verdict.champion_roc_auc is not None:
-        tracking.log_metrics(settings, result.run_id, {
-            "champion_roc_auc_same_holdout": verdict.champion_roc_auc,
-            "gate_delta_roc_auc": verdict.candidate_roc_auc - verdict.champion_roc_auc})
-    log.info("train: %s ROC-AUC %.4f PR-AUC %.4f ECE %.4f threshold %.3f (expected value %.0f; F1-optimal %.3f "
-             "worth %.0f), MLflow run %s", result.version, metrics["roc_auc"], metrics["pr_auc"], metrics["ece"],
-             metrics["threshold"], metrics["expected_value"], metrics["f1_optimal"]["threshold"],
-             metrics["f1_optimal"]["expected_value"], result.run_id)
-    log.info("train: %s; the champion is %s", verdict.sentence(result.version),
-             result.version if served else (verdict.champion_version or "none"))
-    return TrainResult(result.version, result.name, result.path, result.run_id, metrics, served, verdict.decision,
-                       verdict.champion_version)

@@ -1,10 +1,11 @@
 """A trained model becomes a registered version: its MLflow training run (parameters, holdout
 metrics, one child run per candidate draw, the MLflow model and churnflow's bundle of files)
 and a new, sealed version of the registered model. Nothing here decides what is served
-(:mod:`pipeline.model.gate`)."""
+(:mod:`pipeline.model.gate` judges; :func:`register_and_gate` records, judges, promotes and tags)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -19,9 +20,10 @@ from pipeline.artifacts import write_parquet, write_text
 from pipeline.config import Settings
 from pipeline.model import registry
 from pipeline.model.candidates import Trial
+from pipeline.model.gate import TrainResult, Verdict, judge
 
 if TYPE_CHECKING:
-    from pipeline.model.gate import Verdict
+    from pipeline.model.train import Trained
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +53,14 @@ def _run_params(settings: Settings, params: dict[str, Any], metrics: dict[str, A
         "label_definition": label_.get("definition"),
         "first_snapshot": window.get("first_snapshot"), "last_snapshot": window.get("last_snapshot"),
         "holdout_snapshots": window.get("holdout"), "train_snapshots": metrics.get("train_snapshots"),
+        "validation": (params.get("validation") or {}).get("description"),
         "train_rows": metrics.get("train_rows"), "holdout_rows": metrics.get("n"),
         "feature_groups": groups.get("active"), "feature_groups_left_out": groups.get("left_out"),
         "numeric_features": params.get("numeric_features"), "categorical_features": params.get("categorical_features"),
         "constant_features": params.get("constant_features"),
+        # the source columns the schema-drift check compares each night, with their training null share
+        "source_columns": {c: v.get("null_share") for c, v in ((params.get("source_schema") or {}).get("columns")
+                                                               or {}).items()} or None,
         "candidates": settings.candidates, "search_iterations": settings.search_iterations, "cv_folds": settings.cv_folds,
         "search_sample_rows": settings.search_sample_rows, "calibration": params.get("calibration"),
         "chosen_candidate": params.get("model"), "chosen_params": params.get("search_params"),
@@ -62,6 +68,19 @@ def _run_params(settings: Settings, params: dict[str, Any], metrics: dict[str, A
         "promotion_min_roc_auc": settings.promotion_min_roc_auc, "code_version": params.get("code_version"),
         **({"source": params["source_csv"]} if "source_csv" in params else {}),
     }
+
+
+def source_schema(settings: Settings, params: dict[str, Any]) -> dict[str, Any]:
+    """What a pipeline model records of its source, for the nightly's schema-drift check
+    (:func:`pipeline.features.source_schema.training_record`): its feature groups and tables, and
+    per optional source column its features read, the lake's rows and null share now, at training."""
+    from pipeline.features.build import column_null_counts
+    from pipeline.features.source_schema import columns_needed, training_record
+
+    features = list(params["numeric_features"]) + list(params["categorical_features"])
+    groups = (params.get("feature_groups") or {}).get("active") or []
+    columns = columns_needed(features)
+    return training_record(features, groups, column_null_counts(settings, columns) if columns else {})
 
 
 def _pip_requirements() -> list[str]:
@@ -113,7 +132,7 @@ def record_version(settings: Settings, model: Any, *, name: str, metrics: dict[s
     scores, the gate's verdict, and as artifacts churnflow's bundle (``churnflow/``: metrics,
     params, reference, importances, model card, plots) and the MLflow model (sklearn flavor).
     The version is sealed (its checksums recorded) before this returns; nothing moves the
-    champion here (:func:`pipeline.model.gate.register_and_gate` does)."""
+    champion here (:func:`register_and_gate` does)."""
     import tempfile
 
     import mlflow
@@ -126,6 +145,8 @@ def record_version(settings: Settings, model: Any, *, name: str, metrics: dict[s
         if y_holdout is not None and p_holdout is not None and "calibration_curve" in metrics else {}
     tags = {tracking.TAG_KIND: "training", tracking.TAG_TRAINING_DATE: training_date,
             "mlflow.source.git.commit": str(params.get("code_version", "")), **(extra_tags or {})}
+    if isinstance(params.get("validation"), dict):  # "time", or "stratified" for too few snapshots
+        tags[tracking.TAG_VALIDATION] = str(params["validation"]["mode"])
     with tracking.active_run(settings, name, f"{name} {training_date}".strip(), tags) as run:
         run_id = run.info.run_id
         tracking.log_params(settings, run_id, _run_params(settings, params, metrics, training_date))
@@ -167,3 +188,62 @@ def record_version(settings: Settings, model: Any, *, name: str, metrics: dict[s
         mlflow.set_tag("churnflow.model_version", version)
         sealed = registry.seal_version(settings, name, number, run_id)
     return Recorded(version, name, sealed.path, run_id)
+
+
+def register_and_gate(settings: Settings, trained: Trained, *, training_date: str, min_improvement: float = 0.0,
+                      name: str | None = None) -> TrainResult:
+    """Record the training run and register the model as a new version; then, for a pipeline
+    model (``trained.holdout``: the holdout's feature rows), the gate: compared with the serving
+    champion on the same holdout (:func:`judge`), it becomes the champion only if it clears
+    the floor and the margin, and only if the champion is still the one it was compared with
+    (else it is judged again against the new one). Otherwise it stays registered, visible and
+    not served. The verdict is in the log, the MLflow run, the version's tags and metrics.json.
+    A train-table model (no holdout frame) is registered under ``name`` and never served."""
+    from pipeline.model import tracking
+
+    metrics, holdout, y_holdout = trained.metrics, trained.holdout, trained.y_holdout
+    verdict = judge(settings, metrics["roc_auc"], holdout, y_holdout, min_improvement) if holdout is not None else None
+    if verdict is not None:
+        metrics["promotion_decision"] = verdict.decision
+        metrics["champion_version"] = verdict.champion_version
+        metrics["champion_roc_auc_same_holdout"] = verdict.champion_roc_auc
+    result = record_version(settings, trained.model, name=name or settings.model_name, metrics=metrics,
+                            params=trained.params, reference=trained.reference, importances=trained.importances,
+                            training_date=training_date, y_holdout=y_holdout, p_holdout=trained.p_holdout,
+                            trials=trained.trials, best=trained.best, gate=verdict)
+    if verdict is None:
+        log.info("train: %s of %s registered (run %s): ROC-AUC %.4f PR-AUC %.4f; never served (not the pipeline's "
+                 "features)", result.version, result.name, result.run_id[:8], metrics["roc_auc"], metrics["pr_auc"])
+        return TrainResult(result.version, result.name, result.path, result.run_id, metrics, False, "registered only")
+    served = False
+    for _ in range(3):
+        if not verdict.served:
+            break
+        if registry.promote(settings, result.number, f"training {training_date}: {verdict.decision}",
+                            expected=verdict.champion) is not None:
+            served = True
+            break
+        log.warning("train: the champion changed while %s was being registered: judging it again", result.version)
+        verdict = judge(settings, metrics["roc_auc"], holdout, y_holdout, min_improvement)
+    else:
+        if verdict.served:
+            verdict = dataclasses.replace(verdict, decision=f"not promoted: the champion kept changing while it was "
+                                                            f"judged ({verdict.decision}); promote by hand after review")
+    verdict = dataclasses.replace(verdict, served=served)
+    registry.set_gate(settings, result.name, result.number, verdict.decision, served, verdict.champion_version)
+    store = tracking.client(settings)
+    store.set_tag(result.run_id, registry.TAG_GATE_DECISION, verdict.decision)
+    store.set_tag(result.run_id, registry.TAG_GATE_SERVED, str(served).lower())
+    store.set_tag(result.run_id, registry.TAG_GATE_CHAMPION, verdict.champion_version or "none")
+    if verdict.champion_roc_auc is not None:
+        tracking.log_metrics(settings, result.run_id, {
+            "champion_roc_auc_same_holdout": verdict.champion_roc_auc,
+            "gate_delta_roc_auc": verdict.candidate_roc_auc - verdict.champion_roc_auc})
+    log.info("train: %s ROC-AUC %.4f PR-AUC %.4f ECE %.4f threshold %.3f (expected value %.0f; F1-optimal %.3f "
+             "worth %.0f), MLflow run %s", result.version, metrics["roc_auc"], metrics["pr_auc"], metrics["ece"],
+             metrics["threshold"], metrics["expected_value"], metrics["f1_optimal"]["threshold"],
+             metrics["f1_optimal"]["expected_value"], result.run_id)
+    log.info("train: %s; the champion is %s", verdict.sentence(result.version),
+             result.version if served else (verdict.champion_version or "none"))
+    return TrainResult(result.version, result.name, result.path, result.run_id, metrics, served, verdict.decision,
+                       verdict.champion_version)

@@ -12,6 +12,7 @@ from pipeline import storage
 from pipeline.config import Settings
 from pipeline.context import RunContext
 from pipeline.model.gate import TrainResult
+from pipeline.model.pinning import pinned_estimator, pinned_model
 from pipeline.storage import Location
 
 
@@ -19,11 +20,15 @@ def train_and_register(settings: Settings, training_set: Location, *, training_d
                        min_improvement: float | None = None) -> TrainResult:
     """Train on a training set (:func:`pipeline.model.train.train`), register the model as a new,
     immutable version and serve it only if it clears the gate against the serving champion
-    (:func:`pipeline.model.gate.register_and_gate`): a rerun of a date is no exception."""
-    from pipeline.model.gate import register_and_gate
+    (:func:`pipeline.model.publish.register_and_gate`): a rerun of a date is no exception. The
+    version records the source columns it was trained with (:func:`pipeline.model.publish.source_schema`)."""
+    from pipeline.features.source_schema import PARAMS_KEY
+    from pipeline.model.publish import register_and_gate, source_schema
     from pipeline.model.train import train
 
-    return register_and_gate(settings, train(settings, training_set), training_date=training_date,
+    trained = train(settings, training_set)
+    trained.params[PARAMS_KEY] = source_schema(settings, trained.params)
+    return register_and_gate(settings, trained, training_date=training_date,
                              min_improvement=settings.promotion_min_improvement if min_improvement is None
                              else min_improvement)
 
@@ -45,7 +50,7 @@ def train_table_step(settings: Settings, table: Path, label: str, *, id_column: 
     import datetime as dt
 
     from pipeline.model import registry
-    from pipeline.model.gate import register_and_gate
+    from pipeline.model.publish import register_and_gate
     from pipeline.model.train import train_table
 
     trained = train_table(settings, Path(table), label, id_column=id_column, drop=drop, positive=positive)
@@ -61,7 +66,8 @@ def score_step(ctx: RunContext, features: dict[str, Any]) -> dict[str, Any]:
 
     part = Part.from_dict(features["part"]) if "part" in features else None
     out = ctx.dir("score") / (part.name if part else "") / "scores.parquet"
-    scored = score(ctx.settings, ctx.model, ctx.fitted, storage.location(features["path"]), ctx.day, out).to_dict()
+    scored = score(ctx.settings, pinned_model(ctx), pinned_estimator(ctx), storage.location(features["path"]), ctx.day,
+                   out).to_dict()
     return {**scored, "part": part.to_dict()} if part else scored
 
 
@@ -80,7 +86,7 @@ def combine_scores(ctx: RunContext, parts: list[dict[str, Any]]) -> dict[str, An
     threshold = float(parts[0]["threshold"])
     scores["risk_band"] = risk_bands(scores, threshold, ctx.settings.campaign_daily_capacity)
     write_parquet(scores, out)
-    return {**ScoreResult(out, len(scores), ctx.model.version, high_risk_share(scores["churn_probability"], threshold),
+    return {**ScoreResult(out, len(scores), pinned_model(ctx).version, high_risk_share(scores["churn_probability"], threshold),
                           threshold).to_dict(), "partitions": len(parts)}
 
 
@@ -101,7 +107,7 @@ def score_challenger_step(ctx: RunContext, features: dict[str, Any]) -> dict[str
     from pipeline.results import CHALLENGER_SCORES, night, replace_rows
 
     log = logging.getLogger(__name__)
-    settings, champion = ctx.settings, ctx.model
+    settings, champion = ctx.settings, pinned_model(ctx)
     out: dict[str, Any] = {"version": None, "champion_version": champion.version, "rows": 0}
     number, reason = registry.challenger_number(settings, champion.number)
     if number is not None:

@@ -35,6 +35,8 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 TAG_KIND = "churnflow.kind"
 TAG_TRAINING_DATE = "churnflow.training_date"
 TAG_DAG = "churnflow.dag_id"
+#: how a training run's model was validated: "time" (out of time) or "stratified" (too few snapshots)
+TAG_VALIDATION = "churnflow.validation"
 
 
 def is_local(settings: Settings) -> bool:

@@ -29,8 +29,11 @@ from pipeline.features.dataset import (
     read_rows,
     read_table_file,
     read_training_set,
+    stratified_folds,
+    stratified_holdout,
     stratified_sample,
     time_split,
+    time_validation_gap,
 )
 from pipeline.model.candidates import Trial, candidate_pipeline, fit, is_slow, rows_of, search, time_folds
 from pipeline.progress import duration
@@ -79,12 +82,15 @@ def feature_importances(model: Any, X: pd.DataFrame, y: np.ndarray, seed: int) -
     return pd.Series(result.importances_mean, index=X.columns).sort_values(ascending=False)
 
 
-def campaign_for(settings: Settings, scoring_runs: int = 1) -> Any:
+def campaign_for(settings: Settings, scoring_runs: float = 1) -> Any:
+    """The campaign of ``scoring_runs`` nights (a share of a night for a holdout that is a share
+    of a snapshot's customers: the capacity in proportion, at least one contact)."""
     from pipeline.model.evaluate import Campaign
 
+    capacity = settings.campaign_daily_capacity
     return Campaign(customer_value=settings.campaign_customer_value, save_rate=settings.campaign_save_rate,
                     contact_cost=settings.campaign_contact_cost,
-                    capacity=settings.campaign_daily_capacity * scoring_runs)
+                    capacity=max(1, round(capacity * scoring_runs)) if capacity > 0 else 0)
 
 
 def evaluate(y_true: np.ndarray, proba: np.ndarray, campaign: Any = None) -> dict[str, Any]:
@@ -205,9 +211,28 @@ def constant_columns(df: pd.DataFrame, columns: list[str]) -> list[str]:
     return [c for c in columns if df[c].nunique(dropna=False) <= 1]
 
 
+#: the share of the customers held out when the snapshots are too few to validate out of time
+STRATIFIED_HOLDOUT_SHARE = 0.25
+
+
+def validation_of(mode: str, snapshots: Sequence[str], reason: str | None = None) -> dict[str, Any]:
+    """How a model was validated (params' and metrics' ``validation``, the card, the MLflow run):
+    ``mode`` "time" (an out-of-time holdout and time-CV folds) or "stratified" (too few
+    snapshots: a stratified holdout of the customers and stratified CV inside the snapshots)."""
+    n = len(snapshots)
+    if mode == "time":
+        return {"mode": "time", "description": "out-of-time (holdout: the latest snapshot(s); time-CV folds)"}
+    return {"mode": "stratified",
+            "description": f"stratified ({n} snapshot{'s' if n != 1 else ''}: no out-of-time validation)",
+            "reason": reason, "snapshots": list(snapshots), "holdout_share": STRATIFIED_HOLDOUT_SHARE}
+
+
 def train(settings: Settings, training_set: Location) -> Trained:
     """Search candidates with time-based CV, fit + calibrate the best, evaluate on the latest
-    snapshots (out of time)."""
+    snapshots (out of time). With too few snapshots for that (:func:`time_validation_gap`: one
+    labelled snapshot, say) the holdout is a stratified share of the customers
+    (:data:`STRATIFIED_HOLDOUT_SHARE`) and the CV folds and the calibration split are stratified
+    folds of the others, every row of a customer on one side; the model records so (``validation``)."""
     from pipeline.features.build import available_features
 
     available = available_features(settings)
@@ -218,7 +243,20 @@ def train(settings: Settings, training_set: Location) -> Trained:
         log.info("train: feature %s left out: %s", feature, why)
     df = read_training_set(training_set, numeric, categorical)
     window = settings.label_window_days
-    train_df, holdout = time_split(df, settings.holdout_snapshots, window)
+    snapshots = sorted(pd.to_datetime(df["as_of"]).dt.date.astype(str).unique().tolist())
+    gap = time_validation_gap(snapshots, settings.holdout_snapshots, window)
+    validation = validation_of("time" if gap is None else "stratified", snapshots, gap)
+    if gap is None:
+        train_df, holdout = time_split(df, settings.holdout_snapshots, window)
+    else:
+        train_rows, held_rows = stratified_holdout(df["customer_id"], df[LABEL].to_numpy(), STRATIFIED_HOLDOUT_SHARE,
+                                                   settings.random_seed)
+        train_df, holdout = df.iloc[train_rows], df.iloc[held_rows]
+        log.warning("train: validation %s: %s; the holdout is a stratified %d%% of the customers (%d rows), the CV "
+                    "folds and the calibration split are stratified folds of the others: the metrics do not show "
+                    "how the model holds up on a later month", validation["description"], gap,
+                    round(100 * STRATIFIED_HOLDOUT_SHARE), len(holdout))
+    rows_per_snapshot = len(df) / len(snapshots)
     del df
     constant = constant_columns(train_df, numeric + categorical)
     if constant:
@@ -235,7 +273,7 @@ def train(settings: Settings, training_set: Location) -> Trained:
     reference = read_rows(training_set, np.sort(picked.index.to_numpy()), ID_COLUMNS + features)
     del picked
     train_df = train_df.reset_index(drop=True)
-    as_of, y = train_df["as_of"], train_df[LABEL].to_numpy()
+    as_of, y, customers = train_df["as_of"], train_df[LABEL].to_numpy(), train_df["customer_id"]
     train_snapshots = sorted(pd.to_datetime(as_of).dt.date.astype(str).unique().tolist())
     X = train_df[features]
     del train_df
@@ -245,9 +283,17 @@ def train(settings: Settings, training_set: Location) -> Trained:
     if len(sample) < len(X):
         log.info("train: search and CV on a stratified sample of %d of %d rows (search_sample_rows), "
                  "final fit on all of them", len(sample), len(X))
-    folds = time_folds(as_of.iloc[sample], settings.cv_folds, window)
-    fit_idx, cal_idx = time_folds(as_of, 1, window)[-1]  # calibrate on the latest training-side snapshot
-    _require_two_classes(folds, as_of.iloc[sample].reset_index(drop=True), y[sample], "time-CV fold")
+    if gap is None:
+        folds = time_folds(as_of.iloc[sample], settings.cv_folds, window)
+        fit_idx, cal_idx = time_folds(as_of, 1, window)[-1]  # calibrate on the latest training-side snapshot
+        what = "time-CV fold"
+    else:  # cv_folds folds validate the search; the last of cv_folds + 1 is the calibration split
+        n_splits = settings.cv_folds + 1
+        folds = stratified_folds(customers.iloc[sample], y[sample], n_splits, settings.random_seed)[:settings.cv_folds]
+        fit_idx, cal_idx = stratified_folds(customers, y, n_splits, settings.random_seed)[-1]
+        what = "stratified CV fold"
+    del customers
+    _require_two_classes(folds, as_of.iloc[sample].reset_index(drop=True), y[sample], what)
     _require_two_classes([(fit_idx, cal_idx)], as_of, y, "calibration split")
     model, best, trials = select_and_fit(settings, X, y, folds, fit_idx, cal_idx, numeric, categorical,
                                          search_rows=sample)
@@ -255,13 +301,16 @@ def train(settings: Settings, training_set: Location) -> Trained:
     y_hold = holdout[LABEL].to_numpy()
     proba = model.predict_proba(holdout[features])[:, 1]
     holdout_dates = sorted(pd.to_datetime(holdout["as_of"]).dt.date.astype(str).unique().tolist())
-    metrics = evaluate(y_hold, proba, campaign_for(settings, len(holdout_dates)))
+    # the campaign of the nights the holdout stands for: whole snapshots, or a share of the customers of each
+    nights = len(holdout_dates) if gap is None else len(holdout) / rows_per_snapshot
+    metrics = evaluate(y_hold, proba, campaign_for(settings, nights))
     metrics.update(model=best.candidate, train_rows=len(X), train_snapshots=train_snapshots,
-                   holdout_snapshots=holdout_dates)
+                   holdout_snapshots=holdout_dates, validation=validation["description"])
     from pipeline.features.labels import label_spec
 
     params = {**_base_params(best, numeric, categorical, settings, X), "horizon_days": settings.horizon_days,
               "label": label_spec(settings),
+              "validation": validation,
               "feature_groups": {"active": groups, "left_out": available.left_out_groups},
               "left_out_features": available.left_out_features,
               "constant_features": constant,

@@ -19,6 +19,11 @@ a ``concept_drift`` message also says whether tonight's features drifted.
   analysts review it and promote it by hand; the nightly never promotes.
 * ``fairness`` - a segment breaks the 80% rule or its TPR gap is too large (warning).
 * ``data_quality`` - rows quarantined by validation (warning).
+* ``schema_drift`` - an optional source column the model was trained with is absent from tonight's
+  source (renamed, dropped) or null beyond what training saw (:mod:`pipeline.monitoring.schema_drift`):
+  warning, critical when its features carry more than ``schema_drift_critical_share`` of the model's
+  mean |SHAP|. One alert per column (group ``table.column``). It never requests retraining: a model
+  trained on the broken column would learn the imputed values; the source or its mapping needs fixing.
 
 An alert's key is ``(rule, model_version, group)``. Statuses say what the analysts were told:
 
@@ -49,7 +54,7 @@ from pipeline.results import ALERTS, replace_rows, results_engine
 from pipeline.results import night as results_night
 
 if TYPE_CHECKING:
-    from pipeline.monitoring.metrics import MonitoringResult
+    from pipeline.monitoring.night import MonitoringResult
 
 PENDING, SENT, SUPPRESSED = "pending", "sent", "suppressed"
 _KEY = ["rule", "alert_group", "model_version"]
@@ -221,6 +226,24 @@ def _data_quality(s: Settings, m: MonitoringResult) -> list[Alert]:
     return alerts
 
 
+def _schema_drift(s: Settings, m: MonitoringResult) -> list[Alert]:
+    """One alert per source column the model was trained with that tonight lacks (absent or null
+    beyond training): table, column, rows and the features affected, and what to do."""
+    if m.schema_drift is None:
+        return []
+    alerts = []
+    for f in m.schema_drift.findings:
+        severe = not math.isnan(f.shap_share) and f.shap_share > s.schema_drift_critical_share
+        weight = ("" if math.isnan(f.shap_share) else
+                  f" Their share of the model's mean |SHAP| is {f.shap_share:.0%} "
+                  f"({'above' if severe else 'at most'} schema_drift_critical_share {s.schema_drift_critical_share:g}).")
+        alerts.append(Alert("schema_drift", "critical" if severe else "warning", f.name, (
+            f"{f.describe()}.{weight} The night still scored. Fix the source or its mapping (the ingest SQL in "
+            "sql_dir, the event files) and rerun the night; retraining cannot help (a model trained on this data "
+            "learns the imputed values), so none is requested"), f.null_share, f.allowed_share))
+    return alerts
+
+
 @dataclass(frozen=True)
 class Rule:
     """One alert rule: its findings for a night, and whether its critical alert asks for a new model."""
@@ -243,6 +266,7 @@ RULES: tuple[Rule, ...] = (
     Rule("promotion_review", _promotion_review, retrain=False, kind="model comparison"),
     Rule("fairness", _fairness, retrain=False, kind="fairness"),
     Rule("data_quality", _data_quality, retrain=False, kind="data quality"),
+    Rule("schema_drift", _schema_drift, retrain=False, kind="schema drift"),
 )
 #: rules whose critical alert may request retraining
 RETRAIN_RULES = frozenset(r.name for r in RULES if r.retrain)

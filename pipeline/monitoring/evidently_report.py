@@ -8,7 +8,7 @@ compute_drift` (a per-column Evidently stat test that returns it: same statistic
 verdict, its method named "... (all rows)"), and the dataset panel and the table's title count
 every column of the summary, shown or not. The sample only draws the distributions.
 
-Imported by :mod:`pipeline.monitoring.drift` when it renders a report (Evidently takes seconds
+Imported by :mod:`pipeline.monitoring.report` when it renders a page (Evidently takes seconds
 to import).
 """
 

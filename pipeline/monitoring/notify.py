@@ -280,10 +280,12 @@ def _high_risk(threshold: float) -> str:
 
 def left_out_lines(params: dict[str, Any], monitoring: dict[str, Any] | None) -> list[str]:
     """What the model was trained without and what tonight could not judge, in words: feature
-    groups and features whose data is absent or null, fairness segments not judged."""
+    groups and features whose data is absent or null, fairness segments not judged, and a
+    version whose source columns are not recorded (no schema-drift check)."""
     groups = (params.get("feature_groups") or {}).get("left_out") or {}
     features = params.get("left_out_features") or {}
     skipped = (monitoring or {}).get("fairness_skipped") or {}
+    schema = (monitoring or {}).get("schema_drift") or {}
     lines = []
     if groups or features:
         parts = [f"{g} ({why})" for g, why in groups.items() if "not enabled" not in why]
@@ -295,6 +297,8 @@ def left_out_lines(params: dict[str, Any], monitoring: dict[str, Any] | None) ->
             lines.append("Left out of the model: " + "; ".join(parts) + ".")
     if skipped:
         lines.append("Fairness not judged by: " + "; ".join(f"{s} ({why})" for s, why in skipped.items()) + ".")
+    if schema.get("note"):
+        lines.append(f"Schema drift: {schema['note']}.")
     return lines
 
 

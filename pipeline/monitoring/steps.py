@@ -14,12 +14,13 @@ import pandas as pd
 from pipeline import storage
 from pipeline.artifacts import nan_to_none
 from pipeline.context import RunContext
+from pipeline.model.pinning import pinned_estimator, pinned_model
 
 log = logging.getLogger(__name__)
 
 
 def _reference_and_current(ctx: RunContext, features: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return pd.read_parquet(ctx.model.reference_path), storage.read_parquet(storage.location(features["path"]))
+    return pd.read_parquet(pinned_model(ctx).reference_path), storage.read_parquet(storage.location(features["path"]))
 
 
 def drift_step(ctx: RunContext, features: dict[str, Any]) -> dict[str, Any]:
@@ -28,7 +29,7 @@ def drift_step(ctx: RunContext, features: dict[str, Any]) -> dict[str, Any]:
     from pipeline.monitoring.drift import compute_drift, write_summary
     from pipeline.monitoring.store import store_drift_metrics
 
-    model = ctx.model
+    model = pinned_model(ctx)
     reference, current = _reference_and_current(ctx, features)
     summary = compute_drift(reference, current, model.params["numeric_features"], model.params["categorical_features"],
                             share_threshold=ctx.settings.drift_share_threshold)
@@ -52,13 +53,15 @@ def drift_step(ctx: RunContext, features: dict[str, Any]) -> dict[str, Any]:
 
 def monitor_step(
     ctx: RunContext, features: dict[str, Any], scores: dict[str, Any], drift: dict[str, Any], *, rejected_rows: int = 0,
-    challenger: dict[str, Any] | None = None,
+    challenger: dict[str, Any] | None = None, validated: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Prediction drift, matured-label performance, fairness, the challenger in shadow and alerts
-    for one night (``challenger``: what :func:`pipeline.model.steps.score_challenger_step` said tonight).
+    """Prediction drift, matured-label performance, fairness, the challenger in shadow, schema
+    drift and alerts for one night (``challenger``: what :func:`pipeline.model.steps.score_challenger_step`
+    said tonight; ``validated``: the night's ingest summaries, whose column counts the schema-drift
+    check compares with the model's training: None, not checked).
 
     Loads the night's scores and features, the pinned model's reference, the recent nights'
-    scores and the matured labels; :func:`pipeline.monitoring.metrics.monitor_night` computes; the
+    scores and the matured labels; :func:`pipeline.monitoring.night.monitor_night` computes; the
     monitoring tables, ``runs/<dag>/<date>/monitor/monitoring.json`` and the alerts are saved.
     Tonight's alerts are stored ``pending`` (or ``suppressed``) until an e-mail carrying them is
     accepted. ``retrain`` is true when a critical alert of a retraining rule was raised tonight
@@ -67,14 +70,15 @@ def monitor_step(
     from pipeline.artifacts import write_text
     from pipeline.features.labels import matured, matured_night
     from pipeline.model.score import score_frame
-    from pipeline.monitoring import metrics as monitor
+    from pipeline.monitoring import night as monitor
     from pipeline.monitoring import store as monitor_store
     from pipeline.monitoring.alerts import SUPPRESSED, evaluate_rules, highest_severity, record_alerts, retrain_requested
 
-    settings, day, model = ctx.settings, ctx.day, ctx.model
+    settings, day, model = ctx.settings, ctx.day, pinned_model(ctx)
     threshold = model.threshold(settings.default_threshold)
     reference = pd.read_parquet(model.reference_path)
-    ref_scores = score_frame(ctx.fitted, reference, model.feature_columns, model.version, threshold, 0)["churn_probability"]
+    ref_scores = score_frame(pinned_estimator(ctx), reference, model.feature_columns, model.version, threshold,
+                             0)["churn_probability"]
     label = model.params.get("label") or None
     scored_on = matured_night(settings, day, label)
     scores_then = monitor_store.scores_of(settings, scored_on)
@@ -82,6 +86,7 @@ def monitor_step(
     earlier = (ctx.dir("build_features", day=scored_on) / "features.parquet"
                if labelled is not None and len(labelled) else None)
     tonight_features = storage.read_parquet(storage.location(features["path"]))
+    importance = importance_night(ctx, tonight_features, reference)
     result = monitor.monitor_night(
         day, model_version=model.version, threshold=threshold, champion_metrics=model.metrics(), settings=settings,
         tonight=storage.read_parquet(storage.location(scores["path"])),
@@ -91,8 +96,9 @@ def monitor_step(
         labelled_features=storage.read_parquet(earlier) if earlier is not None and storage.is_file(earlier) else None,
         rejected_rows=rejected_rows, params=model.params,
         concept=concept_night(ctx, labelled, threshold) if labelled is not None and len(labelled) else None,
-        importance=importance_night(ctx, tonight_features, reference),
-        challenger=challenger_night(ctx, labelled, threshold, challenger))
+        importance=importance,
+        challenger=challenger_night(ctx, labelled, threshold, challenger),
+        schema_drift=schema_drift_night(ctx, validated, reference, importance) if validated is not None else None)
     monitor_store.store_monitoring(settings, result)
     alerts = record_alerts(settings, day, model.version, evaluate_rules(settings, result))
     raised = alerts[alerts["status"] != SUPPRESSED]
@@ -113,7 +119,7 @@ def importance_night(ctx: RunContext, features: pd.DataFrame, reference: pd.Data
     from pipeline.model.explain import mean_abs_contributions
     from pipeline.monitoring.metrics import importance_drift
 
-    settings, model = ctx.settings, ctx.model
+    settings, model = ctx.settings, pinned_model(ctx)
     rows = settings.importance_sample_rows
     if not rows:
         return None
@@ -121,9 +127,49 @@ def importance_night(ctx: RunContext, features: pd.DataFrame, reference: pd.Data
 
     def mean_abs(frame: pd.DataFrame) -> pd.Series:
         sample = frame if len(frame) <= rows else frame.sample(rows, random_state=settings.random_seed)
-        return mean_abs_contributions(ctx.fitted, sample.reset_index(drop=True), reference, numeric, categorical)
+        return mean_abs_contributions(pinned_estimator(ctx), sample.reset_index(drop=True), reference, numeric, categorical)
 
     return importance_drift(ctx.day, model.version, mean_abs(features), mean_abs(reference))
+
+
+def schema_drift_night(ctx: RunContext, validated: list[dict[str, Any]], reference: pd.DataFrame,
+                       importance: pd.DataFrame | None) -> Any:
+    """The pinned model's recorded source columns against tonight's ingested batches
+    (:func:`pipeline.monitoring.schema_drift.find`), each finding weighed by its features' share
+    of the model's mean |SHAP| on its training reference (tonight's importance drift's reference
+    figures, or computed on at most :data:`SCHEMA_DRIFT_SHAP_ROWS` reference rows when it is off).
+    A version without a record is said once (:data:`~pipeline.monitoring.schema_drift.NOT_RECORDED`)."""
+    from pipeline.monitoring.schema_drift import NOT_RECORDED, PARAMS_KEY, SchemaDrift, find, night_counts, with_importance
+
+    model = pinned_model(ctx)
+    record = model.params.get(PARAMS_KEY)
+    if not isinstance(record, dict):
+        log.warning("schema drift %s: %s: %s", ctx.day, model.version, NOT_RECORDED)
+        return SchemaDrift(model.version, False, note=NOT_RECORDED)
+    night = night_counts(validated)
+    findings = find(record, night, ctx.settings.schema_drift_null_margin)
+    if findings:
+        if importance is not None and len(importance):
+            shap = importance.set_index("feature")["reference_mean_abs_shap"]
+        else:
+            from pipeline.model.explain import mean_abs_contributions
+
+            rows = min(len(reference), SCHEMA_DRIFT_SHAP_ROWS)
+            sample = reference.sample(rows, random_state=ctx.settings.random_seed) if rows < len(reference) else reference
+            shap = mean_abs_contributions(pinned_estimator(ctx), sample.reset_index(drop=True), reference,
+                                          list(model.params["numeric_features"]),
+                                          list(model.params["categorical_features"]))
+        findings = with_importance(findings, shap)
+    for f in findings:
+        log.warning("schema drift %s: %s", ctx.day, f.describe())
+    checked = sorted(c for c in record.get("columns", {}) if c in night)
+    log.info("schema drift %s: %d source column(s) of %s checked, %d finding(s)", ctx.day, len(checked),
+             model.version, len(findings))
+    return SchemaDrift(model.version, True, checked, findings)
+
+
+#: reference rows whose SHAP values weigh a schema-drift finding when importance drift is off
+SCHEMA_DRIFT_SHAP_ROWS = 5_000
 
 
 def challenger_night(ctx: RunContext, labelled: pd.DataFrame | None, threshold: float,
@@ -153,7 +199,7 @@ def challenger_night(ctx: RunContext, labelled: pd.DataFrame | None, threshold: 
     before = challenger_nights_before(settings, day, max(needed, 1) - (comparison is not None))
     nights = side_by_side(pd.concat([before, comparison], ignore_index=True) if comparison is not None and len(before)
                           else before if comparison is None else comparison)
-    return ChallengerNight(day.isoformat(), ctx.model.version, (tonight or {}).get("version"),
+    return ChallengerNight(day.isoformat(), pinned_model(ctx).version, (tonight or {}).get("version"),
                            (tonight or {}).get("reason", "the challenger was not scored tonight"), needed,
                            settings.promotion_min_improvement, comparison, nights)
 
@@ -171,7 +217,7 @@ def concept_night(ctx: RunContext, labelled: pd.DataFrame, threshold: float) -> 
     if not settings.concept_detectors:
         return None
     version = str(labelled["model_version"].iloc[0])  # the errors are the predicting version's
-    if version != ctx.model.version:
+    if version != pinned_model(ctx).version:
         threshold = get_version(settings, version).threshold(settings.default_threshold)
     scored_on = as_date(labelled.attrs["scored_on"])
     return run_night(ctx.day, version, labelled, threshold, (ctx.day - scored_on).days,
@@ -186,11 +232,12 @@ def report_step(ctx: RunContext, features: dict[str, Any], drift: dict[str, Any]
     ``reports/<D>/``), assembled once: the all-rows verdicts of :func:`drift_step` in the
     banner, the trend over recent nights from the monitoring tables below it."""
     from pipeline.monitoring.charts import png_img_tag, trend_chart_png
-    from pipeline.monitoring.drift import DriftSummary, drift_report
+    from pipeline.monitoring.drift import DriftSummary
     from pipeline.monitoring.notify import importance_html, trend_html
+    from pipeline.monitoring.report import drift_report
     from pipeline.monitoring.store import trend_frame
 
-    settings, model = ctx.settings, ctx.model
+    settings, model = ctx.settings, pinned_model(ctx)
     summary = DriftSummary.from_dict(json.loads(Path(drift["summary"]).read_text()))
     sections = []
     trend = trend_frame(settings, ctx.day) if monitoring is not None else pd.DataFrame()
@@ -254,7 +301,7 @@ def _email(ctx: RunContext, out: Path, report: dict[str, Any], scores: dict[str,
     from pipeline.model.score import campaign_list, is_high_risk
     from pipeline.monitoring.alerts import alerts_for_email, mark_sent
     from pipeline.monitoring.charts import png_img_tag, trend_chart_png
-    from pipeline.monitoring.drift import REPORT_FILE, DriftSummary, email_copy
+    from pipeline.monitoring.drift import REPORT_FILE, DriftSummary
     from pipeline.monitoring.notify import (
         CampaignFile,
         EmailDeliveryError,
@@ -263,6 +310,7 @@ def _email(ctx: RunContext, out: Path, report: dict[str, Any], scores: dict[str,
         left_out_lines,
         send_email,
     )
+    from pipeline.monitoring.report import email_copy
     from pipeline.monitoring.store import trend_frame
 
     settings, day = ctx.settings, ctx.day.isoformat()
@@ -284,8 +332,8 @@ def _email(ctx: RunContext, out: Path, report: dict[str, Any], scores: dict[str,
                                   int(is_high_risk(scored["churn_probability"], scores["threshold"]).sum()),
                                   settings.campaign_daily_capacity),
             monitoring=monitoring, alerts=listed.to_dict("records"), attachments=[p.name for p in attached],
-            churn_definition=str((ctx.model.params.get("label") or {}).get("definition", "")),
-            models=ctx.model_facts, left_out=left_out_lines(ctx.model.params, monitoring), attachment_notes=notes,
+            churn_definition=str((pinned_model(ctx).params.get("label") or {}).get("definition", "")),
+            models=ctx.model_facts, left_out=left_out_lines(pinned_model(ctx).params, monitoring), attachment_notes=notes,
             dashboard=dashboard_line(settings),
         )
         return facts, build_report_email(sender=settings.email_sender, recipients=recipients, subject=facts.subject(),

@@ -17,7 +17,8 @@ from pipeline.artifacts import as_date
 from pipeline.config import Settings
 from pipeline.monitoring.concept import ConceptDrift
 from pipeline.monitoring.drift import DriftSummary
-from pipeline.monitoring.metrics import MonitoringResult, Performance, PredictionDrift
+from pipeline.monitoring.metrics import Performance, PredictionDrift
+from pipeline.monitoring.night import MonitoringResult
 from pipeline.results import (
     CHALLENGER_PERFORMANCE,
     CONCEPT,

@@ -1,0 +1,137 @@
+"""The night's monitoring, aggregated: :func:`monitor_night` computes prediction drift,
+matured-label performance and fairness (:mod:`pipeline.monitoring.metrics`) and gathers them with
+the night's data drift, concept detectors, challenger comparison and schema drift into one typed
+:class:`MonitoringResult`, which the alert rules (:mod:`pipeline.monitoring.alerts`) and the store
+read. Its own module: the parts it gathers import nothing from it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.artifacts import as_date
+from pipeline.config import Settings
+from pipeline.monitoring.challenger import ChallengerNight
+from pipeline.monitoring.concept import ConceptDrift
+from pipeline.monitoring.metrics import (
+    Performance,
+    PredictionDrift,
+    fairness,
+    judged_segments,
+    performance,
+    prediction_drift,
+    unseen_categories,
+)
+from pipeline.monitoring.schema_drift import SchemaDrift
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DriftFacts:
+    """What the alert rules need of the night's data drift (:func:`pipeline.monitoring.steps.drift_step`)."""
+
+    drift_share: float
+    drifted: list[str]
+    max_psi: float
+    max_psi_feature: str | None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DriftFacts:
+        value = data.get("max_psi")
+        return cls(float(data["drift_share"]), list(data["drifted"]), math.nan if value is None else float(value),
+                   data.get("max_psi_feature"))
+
+
+@dataclass(frozen=True)
+class MonitoringResult:
+    """One night's monitoring: what :mod:`pipeline.monitoring.alerts` rules are evaluated on."""
+
+    run_date: str
+    model_version: str
+    threshold: float
+    drift: DriftFacts
+    prediction: PredictionDrift
+    performance: Performance | None
+    #: per segment and group (:func:`fairness`, with the training reference's ``reference_ratio``)
+    fairness: pd.DataFrame
+    rejected_rows: int = 0
+    #: configured fairness segments not judged tonight, with why (:func:`judged_segments`)
+    fairness_skipped: dict[str, str] = field(default_factory=dict)
+    #: category values tonight that the model never saw in training, per column (scored as unknown)
+    unseen_categories: dict[str, int] = field(default_factory=dict)
+    #: the sequential concept-drift detectors over tonight's matured errors (None: nothing matured,
+    #: or no detector configured)
+    concept: ConceptDrift | None = None
+    #: feature-importance drift (:func:`importance_drift`; None: importance_sample_rows is 0)
+    importance: pd.DataFrame | None = None
+    #: the challenger in shadow (:mod:`pipeline.monitoring.challenger`; None: not judged tonight)
+    challenger: ChallengerNight | None = None
+    #: the source columns the model was trained with vs tonight's (:mod:`pipeline.monitoring.schema_drift`;
+    #: None: not checked)
+    schema_drift: SchemaDrift | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (what the monitor task writes and pushes to XCom)."""
+        return {
+            "threshold": self.threshold,
+            "model_version": self.model_version,
+            "drift": asdict(self.drift),
+            "prediction": asdict(self.prediction),
+            "performance": asdict(self.performance) if self.performance else None,
+            "fairness": self.fairness.drop(columns="run_date", errors="ignore").to_dict("records"),
+            "rejected_rows": self.rejected_rows,
+            "fairness_skipped": self.fairness_skipped,
+            "unseen_categories": self.unseen_categories,
+            "concept_drift": self.concept.to_dict() if self.concept is not None else None,
+            "importance": (self.importance.drop(columns=["run_date", "model_version"]).to_dict("records")
+                           if self.importance is not None else None),
+            "challenger": self.challenger.to_dict() if self.challenger is not None else None,
+            "schema_drift": self.schema_drift.to_dict() if self.schema_drift is not None else None,
+        }
+
+
+def monitor_night(
+    day: dt.date, *, model_version: str, threshold: float, champion_metrics: dict[str, Any], settings: Settings,
+    tonight: pd.DataFrame, features: pd.DataFrame, reference: pd.DataFrame, reference_scores: np.ndarray,
+    baseline: list[float], drift: DriftFacts, labelled: pd.DataFrame | None = None,
+    labelled_features: pd.DataFrame | None = None, rejected_rows: int = 0, params: dict[str, Any] | None = None,
+    concept: ConceptDrift | None = None, importance: pd.DataFrame | None = None,
+    challenger: ChallengerNight | None = None, schema_drift: SchemaDrift | None = None,
+) -> MonitoringResult:
+    """Prediction drift, matured-label performance and fairness of one night (pure: every
+    input is given, nothing is read or written).
+
+    ``tonight``: the night's scores; ``features``: its feature table; ``reference`` /
+    ``reference_scores``: the champion's training reference and its scores; ``baseline``: the
+    recent nights' high-risk shares; ``labelled``: the scores of night ``D - horizon`` with
+    their labels (:func:`matured_labels`) and ``labelled_features`` that night's features.
+    Fairness is also computed on the scored reference: a disparity the model already had is
+    reported with its ``reference_ratio``, and only getting worse than that alerts. ``concept``:
+    the concept-drift detectors' night (:func:`pipeline.monitoring.concept.run_night`), and
+    ``importance``, its feature-importance drift (:func:`importance_drift`), and ``challenger``, the
+    challenger's night (:mod:`pipeline.monitoring.challenger`), and ``schema_drift``, the source
+    columns checked against the model's training (:mod:`pipeline.monitoring.schema_drift`), kept as given.
+    """
+    prediction = prediction_drift(day, tonight, reference_scores, threshold, model_version, baseline)
+    perf = None
+    if labelled is not None and len(labelled):
+        perf = performance(labelled, day, threshold, champion_metrics, settings.performance_drop_margin,
+                           min_positives=settings.performance_min_positives)
+    segments, skipped = judged_segments(settings.segments, params or {}, features, reference)
+    fair = fairness(day, segments, features, tonight, threshold, labelled, labelled_features)
+    ref_rows = reference.assign(customer_id=np.arange(len(reference)))
+    ref_fair = fairness(day, segments, ref_rows,
+                        pd.DataFrame({"customer_id": ref_rows["customer_id"], "churn_probability": reference_scores}),
+                        threshold)
+    fair = fair.merge(ref_fair[["segment", "group", "positive_rate_ratio"]].rename(
+        columns={"positive_rate_ratio": "reference_ratio"}), on=["segment", "group"], how="left")
+    return MonitoringResult(as_date(day).isoformat(), model_version, threshold, drift, prediction, perf, fair,
+                            rejected_rows, skipped, unseen_categories(features, reference, params or {}), concept,
+                            importance, challenger, schema_drift)
