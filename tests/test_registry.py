@@ -16,7 +16,7 @@ from conftest import RUN_DATE
 
 from pipeline.context import NIGHTLY_DAG, RunContext
 from pipeline.model import registry, tracking
-from pipeline.model.pinning import pin
+from pipeline.model.pinning import pin, pinned_model
 
 #: a quick model: the registry is under test here, not the search
 QUICK = {"candidates": "logreg,xgboost", "search_iterations": 1, "cv_folds": 1}
@@ -268,7 +268,7 @@ def test_scoring_without_a_champion_says_what_to_do(settings):
     with pytest.raises(registry.RegistryError, match="no champion model in registered model 'churnflow'"):
         pin(settings, NIGHTLY_DAG, RUN_DATE)
     with pytest.raises(registry.RegistryError, match="has no pinned model version"):
-        _ = RunContext.of(settings, NIGHTLY_DAG, RUN_DATE).model
+        _ = pinned_model(RunContext.of(settings, NIGHTLY_DAG, RUN_DATE))
 
 
 def test_the_earlier_file_registry_is_named_then_migrated(trained, capsys, monkeypatch):

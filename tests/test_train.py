@@ -14,7 +14,7 @@ from pipeline.errors import TrainingError
 from pipeline.features.dataset import time_split
 from pipeline.model import registry
 from pipeline.model.gate import gate
-from pipeline.model.pinning import pin
+from pipeline.model.pinning import pin, pinned_model
 
 
 def _snapshots(dates: list[str], n: int = 20) -> pd.DataFrame:
@@ -65,7 +65,7 @@ def test_scoring_without_a_champion_says_what_to_do(settings, tmp_path):
     with pytest.raises(registry.RegistryError, match="run the churn_training DAG"):
         pin(settings, "churn_nightly", dt.date(2025, 7, 1))
     with pytest.raises(registry.RegistryError, match="has no pinned model version"):
-        _ = RunContext.of(settings, "churn_nightly", dt.date(2025, 7, 1)).model
+        _ = pinned_model(RunContext.of(settings, "churn_nightly", dt.date(2025, 7, 1)))
 
 
 def test_xgboost_class_weight_is_a_searched_power_of_the_imbalance(settings):
