@@ -337,11 +337,9 @@ def _events_bound(settings: Settings, activity: str, activity_days: list[dt.date
     if activity != "events" or settings.label_kind == "inactivity":
         return ""
     declared = settings.source_table_names
-    other = next((t for t in ("subscriptions", "payments") if t in declared and lake.partition_dates(settings, t)), None)
-    if other is None:
-        return ""
-    other_days = lake.partition_dates(settings, other)
-    if other_days[0] >= activity_days[0]:
+    other, other_days = next(((t, days) for t in ("subscriptions", "payments") if t in declared
+                              if (days := lake.partition_dates(settings, t))), (None, []))
+    if other is None or other_days[0] >= activity_days[0]:
         return ""
     try:
         longer = training_snapshot_dates(other_days[0], end, n, settings.label_window_days)

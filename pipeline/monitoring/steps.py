@@ -116,20 +116,24 @@ def importance_night(ctx: RunContext, features: pd.DataFrame, reference: pd.Data
     """Feature-importance drift: the pinned model's mean |SHAP| per feature tonight vs on its
     training reference (:func:`pipeline.monitoring.metrics.importance_drift`), each on at most
     ``importance_sample_rows`` rows (a fixed sample); None when that setting is 0."""
-    from pipeline.model.explain import mean_abs_contributions
     from pipeline.monitoring.metrics import importance_drift
 
-    settings, model = ctx.settings, pinned_model(ctx)
-    rows = settings.importance_sample_rows
+    rows = ctx.settings.importance_sample_rows
     if not rows:
         return None
-    numeric, categorical = list(model.params["numeric_features"]), list(model.params["categorical_features"])
+    return importance_drift(ctx.day, pinned_model(ctx).version, mean_abs_shap(ctx, features, reference, rows),
+                            mean_abs_shap(ctx, reference, reference, rows))
 
-    def mean_abs(frame: pd.DataFrame) -> pd.Series:
-        sample = frame if len(frame) <= rows else frame.sample(rows, random_state=settings.random_seed)
-        return mean_abs_contributions(pinned_estimator(ctx), sample.reset_index(drop=True), reference, numeric, categorical)
 
-    return importance_drift(ctx.day, model.version, mean_abs(features), mean_abs(reference))
+def mean_abs_shap(ctx: RunContext, frame: pd.DataFrame, reference: pd.DataFrame, rows: int) -> pd.Series:
+    """The pinned model's mean |SHAP| per feature over at most ``rows`` rows of ``frame`` (a fixed,
+    seeded sample; :func:`pipeline.model.explain.mean_abs_contributions` against ``reference``)."""
+    from pipeline.model.explain import mean_abs_contributions
+
+    params = pinned_model(ctx).params
+    sample = frame if len(frame) <= rows else frame.sample(rows, random_state=ctx.settings.random_seed)
+    return mean_abs_contributions(pinned_estimator(ctx), sample.reset_index(drop=True), reference,
+                                  list(params["numeric_features"]), list(params["categorical_features"]))
 
 
 def schema_drift_night(ctx: RunContext, validated: list[dict[str, Any]], reference: pd.DataFrame,
@@ -152,13 +156,7 @@ def schema_drift_night(ctx: RunContext, validated: list[dict[str, Any]], referen
         if importance is not None and len(importance):
             shap = importance.set_index("feature")["reference_mean_abs_shap"]
         else:
-            from pipeline.model.explain import mean_abs_contributions
-
-            rows = min(len(reference), SCHEMA_DRIFT_SHAP_ROWS)
-            sample = reference.sample(rows, random_state=ctx.settings.random_seed) if rows < len(reference) else reference
-            shap = mean_abs_contributions(pinned_estimator(ctx), sample.reset_index(drop=True), reference,
-                                          list(model.params["numeric_features"]),
-                                          list(model.params["categorical_features"]))
+            shap = mean_abs_shap(ctx, reference, reference, SCHEMA_DRIFT_SHAP_ROWS)
         findings = with_importance(findings, shap)
     for f in findings:
         log.warning("schema drift %s: %s", ctx.day, f.describe())
