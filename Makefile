@@ -13,7 +13,7 @@ export AIRFLOW__CORE__DAGS_FOLDER        := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES      := False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 
-.PHONY: help install demo demo-retail test test-slow test-cluster test-shapes bench bench-e2e airflow airflow-cluster mlflow dashboard browser clean lint
+.PHONY: help install demo demo-retail test test-live test-slow test-cluster test-shapes bench bench-e2e airflow airflow-cluster mlflow dashboard browser clean lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,10 +35,13 @@ demo-retail: $(STAMP)  ## the same for a transactions-only shop (examples/retail
 	DEMO_BUSINESS=retail $(PY) scripts/demo.py
 
 TEST_WORKERS ?= 2
-test: $(STAMP)  ## the default test suite (TEST_WORKERS=2 processes, a test file per worker at a time)
+test: $(STAMP)  ## the default test suite (TEST_WORKERS=2 processes, a test file per worker at a time; ~10 min)
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
 
-test-slow: $(STAMP)  ## the slow tests (model quality on bigger data)
+test-live: $(STAMP)  ## the tests against a running Airflow (make airflow's launcher, ~6 min; .ci/run runs them after make test)
+	$(VENV)/bin/pytest -m live -n $(TEST_WORKERS) --dist loadfile --durations=10
+
+test-slow: $(STAMP)  ## the slow tests (model quality on bigger data, the full search)
 	$(VENV)/bin/pytest -m slow
 
 test-cluster: $(STAMP)  ## the running-cluster tests (make airflow-cluster from a bare PATH, ~4 min; .ci/run runs them)

@@ -93,7 +93,7 @@ def _truth_gap(data_dir: Path, day: dt.date) -> dict[str, float]:
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
-    from churnflow_sim.generate import TRUTH_FILE
+    from churnflow_sim.writers import TRUTH_FILE
     from pipeline.config import load_settings
 
     settings = load_settings(data_dir=data_dir)

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from churnflow_sim.common import CHANNELS, GENDERS, PAYMENT_METHODS, PLAN_FEES, PLANS, REGIONS
 from pipeline.config import Settings, load_settings
 from pipeline.features import build as F
+from pipeline.features import catalogue as C
 from pipeline.ingestion.contract import (
     EVENT_TYPES,
     LAKE_TABLES,
@@ -264,7 +265,7 @@ def _latest_before(df: pd.DataFrame, time_col: str, cutoff: pd.Timestamp, order:
     return df[df[time_col] < cutoff].sort_values(order).groupby("customer_id").tail(1).set_index("customer_id")
 
 
-def pandas_features(settings: Settings, as_of: dt.date, windows: tuple[int, ...] = F.DEFAULT_WINDOWS) -> pd.DataFrame:
+def pandas_features(settings: Settings, as_of: dt.date, windows: tuple[int, ...] = C.DEFAULT_WINDOWS) -> pd.DataFrame:
     """The same features for one date in plain pandas (an independent reference)."""
     ts = pd.Timestamp(as_of)
     cust = _latest_before(_read(settings, "customers", None, as_of), "updated_at", ts, ["customer_id", "updated_at"])
@@ -280,7 +281,7 @@ def pandas_features(settings: Settings, as_of: dt.date, windows: tuple[int, ...]
     subs = _read(settings, "subscriptions", None, as_of)
     now = _latest_before(subs, "start_date", ts, ["customer_id", "start_date", "subscription_id"]).reindex(out.index)
     before = _latest_before(
-        subs, "start_date", ts - pd.Timedelta(days=F.BILLING_CHANGE_DAYS), ["customer_id", "start_date", "subscription_id"]
+        subs, "start_date", ts - pd.Timedelta(days=C.BILLING_CHANGE_DAYS), ["customer_id", "start_date", "subscription_id"]
     ).reindex(out.index)
     out["plan"] = now["plan"].fillna("none")
     out["monthly_fee"] = now["monthly_fee"].fillna(0.0)
@@ -330,21 +331,21 @@ def _pandas_transactions(
     settings: Settings, as_of: dt.date, out: pd.DataFrame, tenure: pd.Series, fee: pd.Series, fee_before: pd.Series
 ) -> None:
     ts = pd.Timestamp(as_of)
-    pay = _window_frame(settings, "payments", "paid_at", as_of, F.PAYMENT_LOOKBACK_DAYS)
+    pay = _window_frame(settings, "payments", "paid_at", as_of, C.PAYMENT_LOOKBACK_DAYS)
     last_ok = pay[pay["status"] == "success"].groupby("customer_id")["age"].min().reindex(out.index)
-    out["days_since_last_success_payment"] = last_ok.fillna(np.minimum(tenure, F.PAYMENT_LOOKBACK_DAYS)).astype(int)
+    out["days_since_last_success_payment"] = last_ok.fillna(np.minimum(tenure, C.PAYMENT_LOOKBACK_DAYS)).astype(int)
     out["days_since_last_success_payment_missing"] = last_ok.isna().astype(int)
     failed = pay[pay["status"] == "failed"].groupby("customer_id").size()
     out["n_failed_payments_180d"] = failed.reindex(out.index, fill_value=0)
-    pc = _window_frame(settings, "plan_changes", "changed_at", as_of, F.PLAN_CHANGE_LOOKBACK_DAYS)
+    pc = _window_frame(settings, "plan_changes", "changed_at", as_of, C.PLAN_CHANGE_LOOKBACK_DAYS)
     out["n_plan_changes_365d"] = pc.groupby("customer_id").size().reindex(out.index, fill_value=0)
-    down = (pc["age"] <= F.DOWNGRADE_DAYS) & (pc["new_plan"].map(PLAN_FEES) < pc["old_plan"].map(PLAN_FEES))
+    down = (pc["age"] <= C.DOWNGRADE_DAYS) & (pc["new_plan"].map(PLAN_FEES) < pc["old_plan"].map(PLAN_FEES))
     out["downgrade_90d_flag"] = out.index.isin(pc.loc[down, "customer_id"]).astype(int)
     pct = 100.0 * (fee - fee_before) / fee_before
     out["billing_change_pct_90d"] = pct.where(fee.notna() & (fee_before.fillna(0) != 0), 0.0)
     tickets = _read(settings, "support_tickets", None, as_of)
     tickets = tickets[tickets["opened_at"] < ts]
-    recent = tickets["opened_at"] >= ts - pd.Timedelta(days=F.TICKET_WINDOW_DAYS)
+    recent = tickets["opened_at"] >= ts - pd.Timedelta(days=C.TICKET_WINDOW_DAYS)
     out["n_tickets_90d"] = tickets[recent].groupby("customer_id").size().reindex(out.index, fill_value=0)
     still_open = tickets["resolved_at"].isna() | (tickets["resolved_at"] >= ts)
     out["n_open_tickets"] = tickets[still_open].groupby("customer_id").size().reindex(out.index, fill_value=0)

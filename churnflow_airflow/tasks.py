@@ -16,14 +16,18 @@ import datetime as dt
 import functools
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pendulum
 from airflow.sdk import BaseSensorOperator, Param, PokeReturnValue, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
-from pipeline.config import Settings, load_settings
+from churnflow_airflow.params import parse_settings, setting_params
+from pipeline.config import SETTING_TYPES, Settings, load_settings
 from pipeline.context import RunContext
+
+if TYPE_CHECKING:
+    from pipeline.monitoring.notify import SmtpSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +49,12 @@ def nightly_dag_args() -> dict[str, Any]:
 
     return {"schedule": NoFutureCronTimetable("@daily", timezone="UTC", run_immediately=True),
             "catchup": False, "max_active_runs": 1, "default_args": DEFAULT_ARGS,
-            "dagrun_timeout": dt.timedelta(minutes=load_settings().nightly_run_timeout_minutes)}
+            "dagrun_timeout": dt.timedelta(minutes=parse_settings().nightly_run_timeout_minutes)}
 
 
-#: Params a run's conf may set that name a setting of the same name
-SETTING_PARAMS = ("horizon_days", "training_snapshots", "drift_report_sample_rows", "promotion_min_improvement",
-                  "search_iterations", "cv_folds", "label_kind", "inactivity_days", "renewal_grace_days")
+#: a Param named after a setting is that setting (churnflow_airflow.params.setting_param builds it from the
+#: field; tests/test_settings.py checks each against it): the run's value replaces the setting's
+SETTING_PARAMS = frozenset(SETTING_TYPES)
 
 
 def run_date(context: Any) -> dt.date:
@@ -84,13 +88,23 @@ def requested_dates(events: Any) -> list[dt.date]:
 def settings_for(context: Any) -> Settings:
     """Settings from env/YAML, with the run's Params applied where they name a setting."""
     params = context["params"]
-    return load_settings().replace(**{k: params[k] for k in SETTING_PARAMS if k in params})
+    return load_settings().replace(**{k: params[k] for k in params if k in SETTING_PARAMS})
+
+
+#: the readiness gate of a DAG that pins a run context: its XCom (``run``) is the context every later task uses
+READY_TASK = "wait_for_data"
 
 
 def run_context(context: Any, ready: dict[str, Any] | None = None) -> RunContext:
     """The run's :class:`~pipeline.context.RunContext`: the one the first task pinned (``ready``,
-    its XCom: the nightly's champion version) or, for a flow that pins nothing, built from
-    the task context (settings with the run's Params, DAG, date, ``lookback_days``)."""
+    its XCom: the nightly's champion version; pulled from :data:`READY_TASK` when not given, so it
+    travels once instead of as an edge into every task) or, for a flow that pins nothing (no
+    :data:`READY_TASK`), built from the task context (settings with the run's Params, DAG, date,
+    ``lookback_days``). A pinned context of another run fails the task."""
+    if ready is None and context["dag"].has_task(READY_TASK):
+        ready = context["ti"].xcom_pull(task_ids=READY_TASK, map_indexes=-1)
+        if not ready:
+            raise AirflowFailException(f"no pinned run context: {READY_TASK} of this run pushed none")
     if ready is None:
         return RunContext.of(settings_for(context), context["dag"].dag_id, run_date(context),
                              lookback_days=int(context["params"].get("lookback_days", 1)))
@@ -164,7 +178,7 @@ class DataReadySensor(BaseSensorOperator):
     every later task uses."""
 
     def __init__(self, **kwargs: Any) -> None:
-        settings = load_settings()
+        settings = parse_settings()  # at parse time: the timeouts of the DAG file's one settings read
         kwargs.setdefault("mode", "reschedule")
         kwargs.setdefault("poke_interval", settings.readiness_poke_seconds)
         kwargs.setdefault("timeout", settings.readiness_timeout_minutes * 60)
@@ -201,8 +215,28 @@ class DataReadySensor(BaseSensorOperator):
 
 
 def common_params() -> dict[str, Param]:
-    return {
-        "horizon_days": Param(load_settings().horizon_days, type="integer", minimum=1, maximum=365,
-                              title="Churn horizon (days)",
-                              description="A customer churns when they cancel within this many days."),
-    }
+    """The trigger-form Params every churnflow DAG has (from the settings' fields)."""
+    return setting_params(parse_settings(), "horizon_days")
+
+
+def smtp_settings(conn_id: str) -> SmtpSettings:
+    """The SMTP server of the Airflow connection ``conn_id`` (its extras mean what they mean to
+    the Airflow SMTP provider); no such connection fails the task without retries, saying how to
+    create it."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from pipeline.monitoring.notify import SmtpSettings
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException as exc:
+        raise AirflowFailException(
+            f"no Airflow connection {conn_id!r} to send the report with: create it in the UI (Admin > Connections, "
+            f"type smtp), with 'airflow connections add {conn_id} --conn-uri smtp://user:pass@host:587', or as the "
+            f"environment variable AIRFLOW_CONN_{conn_id.upper()}; or trigger with send_email=false") from exc
+    extra = conn.extra_dejson
+    ssl = not extra.get("disable_ssl", False)
+    return SmtpSettings(host=conn.host or "localhost", port=int(conn.port or (465 if ssl else 25)),
+                        login=conn.login or None, password=conn.password or None, ssl=ssl,
+                        starttls=not ssl and not extra.get("disable_tls", False), timeout=float(extra.get("timeout", 30)))

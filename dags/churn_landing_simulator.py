@@ -18,10 +18,10 @@ from typing import Any
 
 from airflow.sdk import dag, task
 
-from churnflow_airflow.tasks import nightly_dag_args, run_date
-from pipeline.config import load_settings
+from churnflow_airflow.params import parse_settings
+from churnflow_airflow.tasks import nightly_dag_args, run_date, settings_for
 
-if load_settings().simulator_db.is_file():
+if parse_settings().simulator_db.is_file():
 
     @dag(
         dag_id="churn_landing_simulator",
@@ -36,7 +36,7 @@ if load_settings().simulator_db.is_file():
             """Everything that happened before the logical date lands (idempotent)."""
             from churnflow_sim.simulator import land
 
-            return land(load_settings(), run_date(context))
+            return land(settings_for(context), run_date(context))
 
         land_day()
 

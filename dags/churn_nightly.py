@@ -10,27 +10,33 @@ and a drift report for the analysts.
    naming the missing day(s); it fails at once when later days have landed but these have
    not. Nothing downstream runs without data. It also refuses unknown conf keys. Once the
    data is there it **pins the champion** (checked readable): its XCom carries the run context
-   (date, window, model version) that every later task uses, so a promotion during the night
-   cannot make one night use two models.
+   (date, window, model version) that every later task pulls (it travels once: the graph's edges
+   are each task's real inputs), so a promotion during the night cannot make one night use two models.
 2. **ingest** - the window's database rows and event files, each table gated by Great
    Expectations; bad rows are quarantined with their reason.
 3. **build_features** - point-in-time features as of D, gated by their own expectation suite;
    one mapped task instance per customer-hash bucket (`plan_partitions`: the `partitions`
-   setting, default 1), each reading its customers' rows only.
+   setting, default 1; each instance named "bucket i of n"), each reading its customers' rows only.
 4. **score** - the pinned model's scores, one mapped instance per bucket; **combine_partitions**
    makes them the night's one features and scores files (ordered by customer, risk bands decided
    over every customer): the same files whatever `partitions`.
    **score_challenger** - the challenger in shadow (the newest version registered after the champion
    and never promoted, or `challenger_version`) scores the night's combined features beside the
    champion: table `challenger_scores`, never the campaign; no challenger is said and the night goes on.
-5. **drift** - data drift of every feature vs the pinned model's training reference, on all rows
+5. **data_drift** - data drift of every feature vs the pinned model's training reference, on all rows
    (`drift_summary.json`, table `drift_metrics`).
-6. **monitor** - prediction drift, performance on matured labels (scores of D - horizon),
-   fairness by segment, champion vs challenger on the same matured labels, the source columns the
-   champion was trained with vs tonight's ingested ones (schema drift), and deduplicated alerts
-   (tables `prediction_drift`, `model_performance`, `fairness_metrics`, `challenger_performance`,
-   `alerts` of the results store; `promotion_review` when the challenger keeps winning,
-   `schema_drift` when a trained-on column is absent or null beyond training).
+6. **Monitoring, part by part** - each its own task, its own artifact under `runs/churn_nightly/D/<task>/`
+   and its own tables of the results store:
+   **matured_labels** - the scores of D - horizon joined to their labels (`matured_labels.parquet`; none
+   when that night was not scored); **performance** - prediction drift, performance on the matured labels
+   and fairness by segment (tables `prediction_drift`, `model_performance`, `fairness_metrics`);
+   **concept_drift** - the sequential detectors fed with the matured errors (`concept_drift`);
+   **importance_drift** - the model's mean |SHAP| per feature tonight vs its training (`feature_importance_drift`);
+   **schema_drift** - the source columns the champion was trained with vs tonight's ingested ones;
+   **challenger_comparison** - champion vs challenger on the same matured labels (`challenger_performance`).
+   Then **alerts** gathers the parts and evaluates the rules (both pure), then stores the deduplicated
+   alerts (table `alerts`; `promotion_review` when the challenger keeps winning, `schema_drift` when a
+   trained-on column is absent or null beyond training) and `alerts/monitoring.json`.
 7. **drift_report** - the Evidently HTML report and its e-mail copy under `data/reports/D/`,
    assembled once, with the trend over recent nights.
 8. **publish_scores** - the scores become the `churn_scores` rows of D (a rerun of D replaces
@@ -47,8 +53,8 @@ and a drift report for the analysts.
    `smtp_default` (fails at once, saying how to set it, when there is none). Alerts become
    `sent` only once the server accepted the message; until then they stay `pending`.
 11. **request_retraining** - emits the `churnflow://retraining-requested` Asset with
-   `extra={"date": D}` (churn_training then trains as of D) only when a critical
-   drift/performance alert was raised and `retrain_on_critical` is on; skipped otherwise.
+   `extra={"date": D}` (churn_training then trains as of D) only when the alerts task raised a
+   critical drift/performance alert and `retrain_on_critical` is on; skipped otherwise.
 
 Trigger it by hand from the UI to choose the date, recipients or skip the e-mail.
 """
@@ -59,6 +65,7 @@ from typing import Any
 
 from airflow.sdk import Asset, Param, dag, task
 
+from churnflow_airflow.params import parse_settings, setting_params
 from churnflow_airflow.tasks import (
     DataReadySensor,
     common_params,
@@ -67,11 +74,15 @@ from churnflow_airflow.tasks import (
     pipeline_task,
     run_context,
     run_date,
+    smtp_settings,
 )
-from pipeline.config import load_settings
 
 #: emitted when a critical alert asks for a new model; churn_training is scheduled on it
 RETRAINING_REQUESTED = Asset("churnflow://retraining-requested")
+#: a mapped task's name in the UI: its customer-hash bucket (``part``: a Jinja expression of the task's
+#: ``index``/``count`` dict; ``WHOLE``: the one bucket of an unpartitioned night, whose pieces carry none)
+BUCKET = ("{{% set WHOLE = {{'index': 0, 'count': 1}} %}}{{% set p = {part} %}}"
+          "bucket {{{{ p['index'] + 1 }}}} of {{{{ p['count'] }}}}")
 
 
 @dag(
@@ -85,99 +96,137 @@ RETRAINING_REQUESTED = Asset("churnflow://retraining-requested")
         "recipients": Param([], type="array", items={"type": "string", "format": "email"},
                             title="Report recipients",
                             description="Analysts who receive the drift report. Leave empty for the configured "
-                                        f"list (email_recipients, now: {', '.join(load_settings().recipients)})."),
-        "send_email": Param(load_settings().email_enabled, type="boolean", title="Send the e-mail",
+                                        f"list (email_recipients, now: {', '.join(parse_settings().recipients)})."),
+        "send_email": Param(parse_settings().email_enabled, type="boolean", title="Send the e-mail",
                             description="Switch off to run without e-mailing the report."),
         "lookback_days": Param(1, type="integer", minimum=1, maximum=31, title="Days to ingest",
                                description="Ingest this many days before the logical date (catch up missed nights)."),
-        "drift_report_sample_rows": Param(load_settings().drift_report_sample_rows, type="integer",
-                                          minimum=1000, maximum=200000, title="Rows in the visual drift report",
-                                          description="Statistics always use all rows; the HTML shows a sample."),
+        **setting_params(parse_settings(), "drift_report_sample_rows"),  # from the setting's field
     },
 )
 def churn_nightly() -> None:
-    # every task after wait_for_data gets its XCom (`ready`): the run context with the pinned model version
+    # wait_for_data's XCom (the run context with the pinned model version) travels once: each task pulls it in
+    # run_context, so the graph shows only each task's real inputs
 
     @task
-    def plan_partitions(ready: dict[str, Any], **context: Any) -> list[dict[str, int]]:
+    def plan_partitions(**context: Any) -> list[dict[str, int]]:
         from pipeline.features.partitions import all_parts
 
-        return [p.to_dict() for p in all_parts(run_context(context, ready).settings.partitions)]
+        return [p.to_dict() for p in all_parts(run_context(context).settings.partitions)]
 
-    @task
+    @task(map_index_template=BUCKET.format(part="task.op_kwargs['part']"))
     @pipeline_task
-    def build_features(part: dict[str, int], validated: list[dict[str, Any]], ready: dict[str, Any],
-                       **context: Any) -> dict[str, Any]:
+    def build_features(part: dict[str, int], validated: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
         from pipeline.features.partitions import Part
         from pipeline.features.steps import features_step, validate_features_step
 
-        ctx = run_context(context, ready)
+        ctx = run_context(context)
         return validate_features_step(ctx, features_step(ctx, Part.from_dict(part)))
 
-    @task
+    @task(map_index_template=BUCKET.format(part="task.op_kwargs['features'].get('part', WHOLE)"))
     @pipeline_task
-    def score(features: dict[str, Any], ready: dict[str, Any], **context: Any) -> dict[str, Any]:
+    def score(features: dict[str, Any], **context: Any) -> dict[str, Any]:
         from pipeline.model.steps import score_step
 
-        return score_step(run_context(context, ready), features)
+        return score_step(run_context(context), features)
 
     @task(multiple_outputs=True)
     @pipeline_task
-    def combine_partitions(built: list[dict[str, Any]], scored: list[dict[str, Any]], ready: dict[str, Any],
-                           **context: Any) -> dict[str, Any]:
+    def combine_partitions(built: list[dict[str, Any]], scored: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
         from pipeline.features.steps import combine_features
         from pipeline.model.steps import combine_scores
 
-        ctx = run_context(context, ready)
+        ctx = run_context(context)
         return {"features": combine_features(ctx, list(built)), "scores": combine_scores(ctx, list(scored))}
 
     @task
     @pipeline_task
-    def score_challenger(features: dict[str, Any], ready: dict[str, Any], **context: Any) -> dict[str, Any]:
+    def score_challenger(features: dict[str, Any], **context: Any) -> dict[str, Any]:
         from pipeline.model.steps import score_challenger_step
 
-        return score_challenger_step(run_context(context, ready), features)
+        return score_challenger_step(run_context(context), features)
 
     @task
     @pipeline_task
-    def drift(features: dict[str, Any], ready: dict[str, Any], **context: Any) -> dict[str, Any]:
+    def data_drift(features: dict[str, Any], **context: Any) -> dict[str, Any]:
         from pipeline.monitoring.steps import drift_step
 
-        return drift_step(run_context(context, ready), features)
+        return drift_step(run_context(context), features)
 
     @task
     @pipeline_task
-    def monitor(features: dict[str, Any], scores: dict[str, Any], drift: dict[str, Any],
-                validated: list[dict[str, Any]], ready: dict[str, Any], challenger: dict[str, Any],
-                **context: Any) -> dict[str, Any]:
-        from pipeline.monitoring.steps import monitor_step
+    def matured_labels(**context: Any) -> dict[str, Any]:
+        from pipeline.monitoring.part_steps import matured_labels_step
 
-        rejected = sum(v.get("rejected", 0) for v in validated) + features.get("rejected", 0)
-        return monitor_step(run_context(context, ready), features, scores, drift, rejected_rows=rejected,
-                            challenger=challenger, validated=validated)
+        return matured_labels_step(run_context(context))
+
+    @task
+    @pipeline_task
+    def performance(features: dict[str, Any], scores: dict[str, Any], matured: dict[str, Any],
+                    **context: Any) -> dict[str, Any]:
+        from pipeline.monitoring.part_steps import performance_step
+
+        return performance_step(run_context(context), features, scores, matured)
+
+    @task
+    @pipeline_task
+    def concept_drift(matured: dict[str, Any], **context: Any) -> dict[str, Any]:
+        from pipeline.monitoring.part_steps import concept_drift_step
+
+        return concept_drift_step(run_context(context), matured)
+
+    @task
+    @pipeline_task
+    def importance_drift(features: dict[str, Any], **context: Any) -> dict[str, Any]:
+        from pipeline.monitoring.part_steps import importance_drift_step
+
+        return importance_drift_step(run_context(context), features)
+
+    @task
+    @pipeline_task
+    def schema_drift(validated: list[dict[str, Any]], importance: dict[str, Any], **context: Any) -> dict[str, Any]:
+        from pipeline.monitoring.part_steps import schema_drift_step
+
+        return schema_drift_step(run_context(context), validated, importance)
+
+    @task
+    @pipeline_task
+    def challenger_comparison(matured: dict[str, Any], challenger: dict[str, Any], **context: Any) -> dict[str, Any]:
+        from pipeline.monitoring.part_steps import challenger_comparison_step
+
+        return challenger_comparison_step(run_context(context), matured, challenger)
+
+    @task
+    @pipeline_task
+    def alerts(validated: list[dict[str, Any]], features: dict[str, Any], drift: dict[str, Any],
+               performance: dict[str, Any], concept: dict[str, Any], importance: dict[str, Any],
+               schema: dict[str, Any], challenger: dict[str, Any], **context: Any) -> dict[str, Any]:
+        from pipeline.monitoring.part_steps import alerts_step
+
+        return alerts_step(run_context(context), validated, features, drift, performance, concept, importance, schema,
+                           challenger)
 
     @task
     @pipeline_task
     def drift_report(features: dict[str, Any], drift: dict[str, Any], monitoring: dict[str, Any],
-                     ready: dict[str, Any], **context: Any) -> dict[str, Any]:
+                     **context: Any) -> dict[str, Any]:
         from pipeline.monitoring.steps import report_step
 
-        return report_step(run_context(context, ready), features, drift, monitoring)
+        return report_step(run_context(context), features, drift, monitoring)
 
     @task
     @pipeline_task
-    def publish_scores(scores: dict[str, Any], report: dict[str, Any], ready: dict[str, Any],
-                       **context: Any) -> dict[str, Any]:
+    def publish_scores(scores: dict[str, Any], report: dict[str, Any], **context: Any) -> dict[str, Any]:
         from pipeline.model.steps import publish_step
 
-        return publish_step(run_context(context, ready), scores)
+        return publish_step(run_context(context), scores)
 
     @task
     @pipeline_task
-    def dashboard_snapshot(published: dict[str, Any], ready: dict[str, Any], **context: Any) -> dict[str, Any]:
+    def dashboard_snapshot(published: dict[str, Any], **context: Any) -> dict[str, Any]:
         from pipeline.monitoring.steps import dashboard_step
 
-        return dashboard_step(run_context(context, ready))
+        return dashboard_step(run_context(context))
 
     @task(outlets=[RETRAINING_REQUESTED])
     def request_retraining(monitoring: dict[str, Any], **context: Any) -> str:
@@ -193,49 +242,38 @@ def churn_nightly() -> None:
     @task
     @pipeline_task
     def email_report(report: dict[str, Any], scores: dict[str, Any], monitoring: dict[str, Any],
-                     ready: dict[str, Any], **context: Any) -> dict[str, Any]:
-        from airflow.sdk import BaseHook
-        from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException, AirflowSkipException
+                     **context: Any) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
 
-        from pipeline.monitoring.notify import SmtpSettings
         from pipeline.monitoring.steps import email_step
 
-        ctx = run_context(context, ready)
-        settings = ctx.settings
+        ctx = run_context(context)
         if not context["params"]["send_email"]:
             raise AirflowSkipException("send_email is off for this run")
-        try:
-            conn = BaseHook.get_connection(settings.smtp_conn_id)
-        except AirflowNotFoundException as exc:
-            raise AirflowFailException(
-                f"no Airflow connection {settings.smtp_conn_id!r} to send the report with: create it in the UI "
-                f"(Admin > Connections, type smtp), with 'airflow connections add {settings.smtp_conn_id} "
-                "--conn-uri smtp://user:pass@host:587', or as the environment variable "
-                f"AIRFLOW_CONN_{settings.smtp_conn_id.upper()}; or trigger with send_email=false") from exc
-        extra = conn.extra_dejson
-        # same meaning as the Airflow SMTP provider's connection extras
-        ssl = not extra.get("disable_ssl", False)
-        smtp = SmtpSettings(host=conn.host or "localhost", port=int(conn.port or (465 if ssl else 25)),
-                            login=conn.login or None, password=conn.password or None,
-                            ssl=ssl, starttls=not ssl and not extra.get("disable_tls", False),
-                            timeout=float(extra.get("timeout", 30)))
-        return email_step(ctx, report, scores, smtp=smtp,
-                          recipients=list(context["params"]["recipients"]) or settings.recipients,
+        return email_step(ctx, report, scores, smtp=smtp_settings(ctx.settings.smtp_conn_id),
+                          recipients=list(context["params"]["recipients"]) or ctx.settings.recipients,
                           monitoring=monitoring)
 
-    ready = DataReadySensor(task_id="wait_for_data").output
-    validated = ingest(ready)
+    validated = ingest(DataReadySensor(task_id="wait_for_data").output)
     # features and scores as `partitions` mapped pieces (customer-hash buckets), combined into the night's files
     # (TaskFlow: an XComArg stands for the value; mapped tasks and multiple_outputs are typed loosely)
-    built = build_features.partial(validated=validated, ready=ready).expand(part=plan_partitions(ready))  # type: ignore[arg-type]
-    combined: Any = combine_partitions(built, score.partial(ready=ready).expand(features=built), ready)
+    parts = plan_partitions()
+    validated >> parts  # the buckets are planned once the night's data is in
+    built = build_features.partial(validated=validated).expand(part=parts)
+    combined: Any = combine_partitions(built, score.expand(features=built))
     features, scores = combined["features"], combined["scores"]
-    measured = drift(features, ready)
-    monitoring = monitor(features, scores, measured, validated, ready, score_challenger(features, ready))
-    report = drift_report(features, measured, monitoring, ready)
-    published = publish_scores(scores, report, ready)
-    published >> email_report(report, scores, monitoring, ready)
-    dashboard_snapshot(published, ready)
+    drift = data_drift(features)
+    # the monitoring parts, each from its real inputs; the alerts are gathered from their outputs
+    matured = matured_labels()
+    validated >> matured  # labels are built from the lake ingest has just caught up
+    importance = importance_drift(features)
+    monitoring = alerts(validated, features, drift, performance(features, scores, matured), concept_drift(matured),
+                        importance, schema_drift(validated, importance),
+                        challenger_comparison(matured, score_challenger(features)))
+    report = drift_report(features, drift, monitoring)
+    published = publish_scores(scores, report)
+    published >> email_report(report, scores, monitoring)
+    dashboard_snapshot(published)
     request_retraining(monitoring)  # type: ignore[arg-type]  # TaskFlow: an XComArg stands for the value
 
 

@@ -41,9 +41,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Asset, dag, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 
+from churnflow_airflow.params import parse_settings, setting_params
 from churnflow_airflow.tasks import (
     DEFAULT_ARGS,
     common_params,
@@ -52,7 +53,6 @@ from churnflow_airflow.tasks import (
     run_context,
 )
 from churnflow_airflow.timetables import NoFutureCronTimetable
-from pipeline.config import load_settings
 
 
 @dag(
@@ -65,40 +65,15 @@ from pipeline.config import load_settings
         assets=[Asset("churnflow://retraining-requested")]),  # type: ignore[list-item]  # core schedule, SDK asset
     catchup=False,
     max_active_runs=1,
-    dagrun_timeout=dt.timedelta(minutes=load_settings().training_run_timeout_minutes),
+    dagrun_timeout=dt.timedelta(minutes=parse_settings().training_run_timeout_minutes),
     default_args=DEFAULT_ARGS,
     tags=["churnflow", "training"],
     doc_md=__doc__,
     params={
         **common_params(),
-        "label_kind": Param(load_settings().label_kind, type="string",
-                            enum=["cancellation", "inactivity", "non_renewal", "provided"],
-                            title="What churn means",
-                            description="cancellation: an explicit cancellation within the horizon; inactivity: "
-                                        "no event and no successful payment for inactivity_days (a business "
-                                        "without cancellations, e.g. purchases that stop); non_renewal: a "
-                                        "subscription period ending within the horizon is not renewed within "
-                                        "renewal_grace_days; provided: the business's own labels table."),
-        "renewal_grace_days": Param(load_settings().renewal_grace_days, type="integer", minimum=0, maximum=365,
-                                    title="Renewal grace (days)",
-                                    description="With label_kind non_renewal: a period counts as renewed when a new "
-                                                "one starts within this many days after it ends."),
-        "inactivity_days": Param(load_settings().inactivity_days, type="integer", minimum=1, maximum=365,
-                                 title="Inactivity window (days)",
-                                 description="With label_kind inactivity: churned when inactive this many days."),
-        "training_snapshots": Param(load_settings().training_snapshots, type="integer", minimum=2, maximum=36,
-                                    title="Month-start snapshots",
-                                    description="How many monthly snapshots to train and evaluate on."),
-        "promotion_min_improvement": Param(load_settings().promotion_min_improvement, type="number",
-                                           minimum=0, maximum=0.2, title="Promotion margin (ROC-AUC)",
-                                           description="A new model replaces the champion only if it beats it "
-                                                       "by this much on the same holdout."),
-        "search_iterations": Param(load_settings().search_iterations, type="integer", minimum=1, maximum=50,
-                                   title="Search budget",
-                                   description="Randomized hyperparameter draws per candidate family."),
-        "cv_folds": Param(load_settings().cv_folds, type="integer", minimum=1, maximum=12,
-                          title="Time CV folds",
-                          description="Expanding-window folds over the latest training snapshots."),
+        # each from its setting's field: the type, range, choices and help of the setting, its value as default
+        **setting_params(parse_settings(), "label_kind", "renewal_grace_days", "inactivity_days", "training_snapshots",
+                         "promotion_min_improvement", "search_iterations", "cv_folds"),
     },
 )
 def churn_training() -> None:

@@ -22,6 +22,7 @@ Every stage the DAGs run is here, plus the two whole flows:
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import sys
@@ -260,8 +261,17 @@ def _cmd_contract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_features(args: argparse.Namespace) -> int:
+    """Compute features for ``args.as_of`` with the configured settings into ``args.out``."""
+    from pipeline.features.build import write_features
+
+    print(write_features(load_settings(), args.as_of, args.out))
+    return 0
+
+
 def _cmd_catalogue(args: argparse.Namespace) -> int:
-    from pipeline.features.build import active_groups, feature_catalogue_markdown
+    from pipeline.features.catalogue import feature_catalogue_markdown
+    from pipeline.features.selection import active_groups
 
     print(feature_catalogue_markdown())
     settings = load_settings()
@@ -272,8 +282,6 @@ def _cmd_catalogue(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipeline.features import build
-
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -306,8 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("features", help="point-in-time features as of dates")
-    build.add_arguments(p)
-    p.set_defaults(func=build.main)
+    p.add_argument("--as-of", dest="as_of", action="append", required=True, type=dt.date.fromisoformat,
+                   help="snapshot date YYYY-MM-DD (repeat for several)")
+    p.add_argument("--out", required=True, type=Path, help="output Parquet file")
+    p.set_defaults(func=_cmd_features)
 
     p = sub.add_parser("run-training", help="the churn_training flow, in-process")
     p.add_argument("--date", required=True, help="logical date (training data strictly before it)")

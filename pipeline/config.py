@@ -6,6 +6,13 @@ working directory, if present), then the defaults below. A relative path in the 
 (``data_dir``, ``sql_dir``) is relative to the file's folder; elsewhere to the working directory.
 
 Example: ``CHURNFLOW_DATA_DIR=/srv/churn CHURNFLOW_HORIZON_DAYS=60 python -m pipeline ...``
+
+The settings are declared by stage (:data:`SECTIONS`: storage, ingestion, readiness, labels,
+features, model, training, monitoring, email), each field with its own valid range, choices,
+title and help (:func:`setting`, :func:`spec`); :class:`Settings` composes the sections, so code
+reads one flat typed attribute (``settings.horizon_days``). A YAML file may group its keys under
+their section (``monitoring: {psi_warning: 0.2}``) or keep them flat; environment variables are flat.
+The Airflow trigger forms are built from the same fields (``churnflow_airflow.params``).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import importlib.resources
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, TypeVar, cast, get_type_hints
 
 import yaml
 
@@ -79,206 +86,322 @@ REMOVED_SETTINGS = {
 }
 
 
+#: the key of a setting's :class:`Spec` in its dataclass field's metadata
+_SPEC = "churnflow"
+_T = TypeVar("_T")
+
+
 @dataclass(frozen=True)
-class Settings:
-    """All tunables of churnflow. Relative paths are relative to the working directory (in a YAML
-    file: to its folder)."""
+class Spec:
+    """What a setting declares beside its type and default: its valid range ``[low, high]`` (every
+    number has one), its closed set of values (``choices``), a short title and its help text. The
+    checks of :class:`Settings` and the DAGs' trigger forms (``churnflow_airflow.params``) read it."""
 
-    # --- storage -------------------------------------------------------------------
-    data_dir: Path = dataclasses.field(default_factory=_default_data_dir)
-    #: a run refuses to start with less free space than this in data_dir (MiB)
-    min_free_disk_mb: int = 512
-    #: the lake: empty = <data_dir>/lake, a local folder, or s3://bucket/prefix (pip install
-    #: 'churnflow[s3]'; endpoint and credentials from the standard AWS places: AWS_ENDPOINT_URL,
-    #: AWS_ACCESS_KEY_ID, AWS_PROFILE, ...). DuckDB reads it through fsspec (pipeline.storage)
-    lake_url: str = ""
-    #: the run artifacts (runs/<dag>/<D>/<task>/, paths or s3:// URLs in XCom): empty =
-    #: <data_dir>/runs, a local folder, or s3://bucket/prefix, as lake_url
-    artifacts_url: str = ""
-    #: SQLAlchemy URL of the customer database; empty means SQLite at <data_dir>/source.db.
-    source_db_url: str = ""
-    #: SQLAlchemy URL of the results store (scores, monitoring tables, alerts: pipeline.results);
-    #: empty means SQLite at <data_dir>/results.db. The source database is only ever read.
-    results_db_url: str = ""
-    #: rows per chunk when ingesting: fetched per round trip from the source database, read
-    #: at most from one event file, and validated at a time (memory is bounded by a chunk)
-    ingest_chunk_rows: int = 500_000
-    #: the training DAG re-extracts the customer-database tables from this date on (and takes
-    #: landed event days from it); empty: from the earliest row each source holds
-    history_start: str = ""
-    #: the tables your business has (comma-separated; customers is required): the others are not
-    #: ingested, waited for or checked, and the feature groups that read them are left out
-    source_tables: str = "customers,subscriptions,payments,plan_changes,support_tickets,cancellations,events"
-    #: the feature groups a model may use (pipeline.features.build.GROUPS): customer, subscription,
-    #: events, payments, plan_changes, support, purchases (RFM: for a transaction business),
-    #: renewal (subscription periods with an end_date / auto_renew)
-    feature_groups: str = "customer,subscription,events,payments,plan_changes,support,renewal"
-    #: a folder of your own ingest_<table>.sql files mapping your database onto the source
-    #: contract (README: "Map your data in"); a file not there is the packaged one
-    sql_dir: str = ""
-    #: a category column (plan, payment_method, region, ...) takes any values, at most this many
-    #: distinct ones per validated chunk (more: an id or free text mapped onto a category)
-    max_category_values: int = 10_000
-    #: closed sets you declare for your own category columns, validated on every batch:
-    #: "table.column=value|value|...; table.column=..." (e.g. "subscriptions.plan=basic|pro")
-    closed_vocabularies: str = ""
-    #: MLflow tracking and model-registry URI (e.g. http://mlflow.internal:5000); empty means a
-    #: local store under <data_dir>/mlflow/ (SQLite backend, local artifacts): no server needed
-    mlflow_tracking_uri: str = ""
-    #: the registered model (and MLflow experiment) the pipeline's models go to; train-table
-    #: models go to "<model_name>-table"
-    model_name: str = "churnflow"
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    title: str = ""
+    help: str = ""
 
-    # --- readiness gate (churn_nightly waits for its data) -------------------------------
-    #: how long a night waits for its landing partitions and a fresh source before it fails
-    readiness_timeout_minutes: int = 360
-    #: seconds between two checks while waiting (the sensor gives its worker slot back meanwhile)
-    readiness_poke_seconds: int = 60
-    #: a churn_nightly / churn_training run still unfinished after this long is failed by Airflow
-    #: (dagrun_timeout), so one stuck run never holds back the next scheduled one
-    nightly_run_timeout_minutes: int = 480
-    training_run_timeout_minutes: int = 360
-    #: the source is fresh when its newest row (any table's time column) is at most this many
-    #: hours before the window end
-    source_max_lag_hours: int = 24
 
-    # --- labels and features -----------------------------------------------------------
-    #: what churn means (pipeline.features.labels): "cancellation" (an explicit cancellation
-    #: within horizon_days), "inactivity" (no event and no successful payment for
-    #: inactivity_days: purchases that stop), "non_renewal" (a subscription period ending within
-    #: horizon_days is not renewed within renewal_grace_days after its end) or "provided" (the
-    #: business's own labels: the labels table)
-    label_kind: str = "cancellation"
-    horizon_days: int = 30
-    #: the inactivity label's window: churned when inactive in [as_of, as_of + inactivity_days)
-    inactivity_days: int = 30
-    #: non_renewal: a period that ends is renewed when a new one starts within this many days after
-    renewal_grace_days: int = 30
-    #: month starts used as training snapshots (the most recent complete ones)
-    training_snapshots: int = 6
-    #: how many of the latest snapshots form the out-of-time holdout
-    holdout_snapshots: int = 1
+def setting(default: _T, *, low: float | None = None, high: float | None = None, choices: tuple[str, ...] = (),
+            title: str = "", help: str = "") -> _T:
+    """A setting's dataclass field: its default and its :class:`Spec` (typed as the default, as
+    ``dataclasses.field`` is, so the annotation is checked against it)."""
+    if (low is None) != (high is None):
+        raise TypeError("a setting's range needs both ends (low and high)")
+    rule = Spec(low, high, tuple(choices), title, " ".join(help.split()))
+    return cast(_T, dataclasses.field(default=default, metadata={_SPEC: rule}))
 
-    # --- model -----------------------------------------------------------------------
-    random_seed: int = 42
-    #: XGBoost's most trees (CV early stopping picks how many); depth and rate of the search's default draw
-    xgb_n_estimators: int = 500
-    xgb_max_depth: int = 3
-    xgb_learning_rate: float = 0.03
-    n_jobs: int = 2
-    #: the campaign threshold of a model that recorded none (a train-table model); a model
-    #: trained by churnflow carries its own (metrics.json "threshold")
-    default_threshold: float = 0.5
 
-    # --- training: candidates, search, calibration, campaign threshold ----------------
-    #: candidate families tried by each training run (logreg, random_forest, xgboost, *_smote)
-    candidates: str = "logreg,random_forest,xgboost,xgboost_smote"
-    #: randomized-search draws per candidate family (the first draw is the default config)
-    search_iterations: int = 2
-    #: expanding-window time folds (latest training-side snapshots as validation)
-    cv_folds: int = 2
-    #: the search and its CV run on a sample of this many training rows, stratified by snapshot
-    #: and label (0: all rows); the chosen candidate is then fitted on every row
-    search_sample_rows: int = 250_000
-    #: *_smote and random_forest candidates (cost growing faster than the rows) are fitted on a
-    #: stratified sample of at most this many rows (0: no limit)
-    slow_fit_max_rows: int = 500_000
-    #: probability calibration on the latest training-side snapshot: isotonic | sigmoid
-    calibration: str = "sigmoid"
-    #: campaign economics for the decision threshold (see pipeline.model.evaluate.Campaign)
-    campaign_customer_value: float = 200.0
-    campaign_save_rate: float = 0.3
-    campaign_contact_cost: float = 5.0
-    #: most customers contacted per night: the campaign list and the "high" risk band are the
-    #: highest-risk customers at or above the threshold, at most this many (0: no limit)
-    campaign_daily_capacity: int = 500
+def spec(name: str) -> Spec:
+    """The :class:`Spec` of setting ``name`` (a KeyError for a name that is not a setting)."""
+    return _spec(_FIELDS[name])
 
-    # --- monitoring --------------------------------------------------------------------
-    #: rows sampled from each side for the visual Evidently report (statistics use all rows)
-    drift_report_sample_rows: int = 20_000
-    #: reference sample of training features saved with each model
-    reference_sample_rows: int = 50_000
-    drift_share_threshold: float = 0.5
-    #: drift share of features at or above which a warning fires (critical: drift_share_threshold)
-    drift_share_warning: float = 0.2
-    #: PSI of one feature, or of the score distribution, that raises a warning / critical alert
-    psi_warning: float = 0.1
-    psi_critical: float = 0.25
-    #: concept drift: matured-label ROC-AUC or PR-AUC below the champion's holdout minus this
-    performance_drop_margin: float = 0.05
-    #: matured nights with fewer churners than this are reported but never flag concept drift
-    performance_min_positives: int = 20
-    #: comma-separated segments for fairness (age_band is derived from age)
-    fairness_segments: str = "age_band,gender,region"
-    #: positive-rate ratio below this breaks the 80% rule; TPR gap above the other is flagged
-    fairness_min_ratio: float = 0.8
-    #: the 80% rule is judged only where a group would hold this many positives at the top group's rate
-    fairness_min_expected_positives: int = 20
-    #: ... and only where the group's positives are significantly (one-sided binomial p) below the
-    #: champion's training-reference ratio: a disparity the model always had is reported, not re-alerted
-    fairness_p_value: float = 0.01
-    fairness_max_tpr_gap: float = 0.2
-    #: the same alert (rule, model, group) is not re-sent within this many days
-    alert_cooldown_days: int = 7
-    #: nights shown in the trend chart and compared for prediction drift
-    trend_nights: int = 14
-    prediction_baseline_nights: int = 7
-    #: a critical drift or performance alert requests a churn_training run (Airflow Asset)
-    retrain_on_critical: bool = True
-    #: concept drift as it happens (pipeline/monitoring/concept.py): the sequential detectors fed each
-    #: night with the matured predictions' errors, comma-separated (adwin, ddm); empty: none
-    concept_drift_detectors: str = "adwin,ddm"
-    #: ADWIN's confidence: smaller means fewer false alarms and later detections
-    concept_drift_adwin_delta: float = 0.002
-    #: DDM detects when the error rate plus its deviation exceeds its best by this many deviations
-    concept_drift_ddm_threshold: float = 3.0
-    #: errors a detector sees (after a change, again) before it may detect one
-    concept_drift_warm_start: int = 300
-    #: feature-importance drift: mean |SHAP| per feature tonight vs the training reference, each on at
-    #: most this many rows (a fixed sample; 0: not computed)
-    importance_sample_rows: int = 20_000
-    #: schema drift (pipeline/monitoring/schema_drift.py): an optional source column the champion was
-    #: trained with is flagged when tonight's rows hold no value in it in a share above its null share
-    #: in training plus this margin (and significantly so), or when the source did not return it at all
-    schema_drift_null_margin: float = 0.1
-    #: a schema_drift alert is critical (not a warning) when the features made from the column carry
-    #: more than this share of the model's mean |SHAP| on its training reference
-    schema_drift_critical_share: float = 0.2
-    #: a challenger in shadow (pipeline/monitoring/challenger.py): the registered version scored each
-    #: night beside the champion (its scores in challenger_scores, never the campaign); empty = the
-    #: newest version registered after the champion and never promoted
-    challenger_version: str = ""
-    #: the nights with matured labels in a row on which the challenger must beat the champion (ROC-AUC
-    #: higher by more than promotion_min_improvement) for a promotion_review alert; 0: no challenger
-    challenger_min_nights: int = 7
-    #: the nightly's features and scores run as this many mapped pieces, each over one customer-hash
-    #: bucket (pipeline/features/partitions.py), then one step combines them: 1 = one piece
-    partitions: int = 1
-    #: the Evidently workspace of the nights' dashboard: empty = <data_dir>/dashboard, a folder,
-    #: or the URL of a running Evidently UI (http://host:8000) that the nightly writes to
-    dashboard_workspace: str = ""
-    #: features with the highest PSI each night that the dashboard tracks
-    dashboard_top_features: int = 5
 
-    # --- e-mail ----------------------------------------------------------------------
-    #: comma-separated analyst addresses
-    email_recipients: str = "analysts@example.com"
-    email_sender: str = "churnflow@localhost"
-    smtp_conn_id: str = "smtp_default"
-    #: the nightly message's size limit (bytes, as sent): over it, the drift report loses its detail
-    #: plots, then the campaign list is zipped, then what still does not fit stays on disk, named
-    email_max_bytes: int = 2_000_000
-    #: send the nightly e-mail at all (a manual trigger can also switch it off)
-    email_enabled: bool = True
-    #: SMTP server for the command line (the DAGs use the Airflow connection instead)
-    smtp_host: str = "localhost"
-    smtp_port: int = 25
-    #: ROC-AUC a new model must gain over the champion on the same holdout to be promoted
-    promotion_min_improvement: float = 0.0
-    #: no model below this out-of-time ROC-AUC is promoted, not even the first (0.5: chance)
-    promotion_min_roc_auc: float = 0.55
+# --- the settings by stage: one frozen dataclass per section; Settings composes them -------------
+# (their order here is the order of Settings' fields; a YAML file may group its keys by section)
 
-    # ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where churnflow keeps its data, artifacts, results and models."""
+
+    data_dir: Path = dataclasses.field(default_factory=_default_data_dir, metadata={_SPEC: Spec(
+        title="Data folder", help="the data folder: landing files, quarantine, reports, the local stores")})
+    min_free_disk_mb: int = setting(512, low=0, high=100_000_000, title="Least free disk (MiB)",
+                                    help="a run refuses to start with less free space than this in data_dir")
+    lake_url: str = setting("", title="Lake", help="""the lake: empty = <data_dir>/lake, a local folder, or
+        s3://bucket/prefix (pip install 'churnflow[s3]'; endpoint and credentials from the standard AWS places:
+        AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_PROFILE, ...). DuckDB reads it through fsspec (pipeline.storage)""")
+    artifacts_url: str = setting("", title="Run artifacts", help="""the run artifacts (runs/<dag>/<D>/<task>/,
+        paths or s3:// URLs in XCom): empty = <data_dir>/runs, a local folder, or s3://bucket/prefix, as lake_url""")
+    source_db_url: str = setting("", title="Customer database", help="""SQLAlchemy URL of the customer database;
+        empty means SQLite at <data_dir>/source.db""")
+    results_db_url: str = setting("", title="Results store", help="""SQLAlchemy URL of the results store (scores,
+        monitoring tables, alerts: pipeline.results); empty means SQLite at <data_dir>/results.db. The source
+        database is only ever read.""")
+    mlflow_tracking_uri: str = setting("", title="MLflow tracking URI", help="""MLflow tracking and model-registry
+        URI (e.g. http://mlflow.internal:5000); empty means a local store under <data_dir>/mlflow/ (SQLite
+        backend, local artifacts): no server needed""")
+
+
+@dataclass(frozen=True)
+class IngestionSettings:
+    """What is read from the business's sources, and how it is checked."""
+
+    source_tables: str = setting(
+        "customers,subscriptions,payments,plan_changes,support_tickets,cancellations,events", title="Source tables",
+        help="""the tables your business has (comma-separated; customers is required): the others are not
+        ingested, waited for or checked, and the feature groups that read them are left out""")
+    history_start: str = setting("", title="History start", help="""the training DAG re-extracts the
+        customer-database tables from this date on (and takes landed event days from it); empty: from the
+        earliest row each source holds""")
+    ingest_chunk_rows: int = setting(500_000, low=1, high=50_000_000, title="Rows per ingest chunk", help="""rows
+        per chunk when ingesting: fetched per round trip from the source database, read at most from one event
+        file, and validated at a time (memory is bounded by a chunk)""")
+    sql_dir: str = setting("", title="Your SQL folder", help="""a folder of your own ingest_<table>.sql files
+        mapping your database onto the source contract (README: "Map your data in"); a file not there is the
+        packaged one""")
+    max_category_values: int = setting(10_000, low=2, high=100_000_000, title="Most values of a category",
+                                       help="""a category column (plan, payment_method, region, ...) takes any
+        values, at most this many distinct ones per validated chunk (more: an id or free text mapped onto a
+        category)""")
+    closed_vocabularies: str = setting("", title="Closed vocabularies", help="""closed sets you declare for your
+        own category columns, validated on every batch: "table.column=value|value|...; table.column=..." (e.g.
+        "subscriptions.plan=basic|pro")""")
+
+
+@dataclass(frozen=True)
+class ReadinessSettings:
+    """The readiness gate (churn_nightly waits for its data) and how long a run may take."""
+
+    readiness_timeout_minutes: int = setting(360, low=0, high=7 * 24 * 60, title="Readiness timeout (minutes)",
+                                             help="""how long a night waits for its landing partitions and a fresh
+        source before it fails""")
+    readiness_poke_seconds: int = setting(60, low=1, high=24 * 3600, title="Seconds between readiness checks",
+                                          help="""seconds between two checks while waiting (the sensor gives its
+        worker slot back meanwhile)""")
+    nightly_run_timeout_minutes: int = setting(480, low=1, high=7 * 24 * 60, title="Nightly run timeout (minutes)",
+                                               help="""a churn_nightly run still unfinished after this long is failed
+        by Airflow (dagrun_timeout), so one stuck run never holds back the next scheduled one""")
+    training_run_timeout_minutes: int = setting(360, low=1, high=7 * 24 * 60,
+                                                title="Training run timeout (minutes)",
+                                                help="the same for a churn_training run")
+    source_max_lag_hours: int = setting(24, low=0, high=24 * 365, title="Most source lag (hours)", help="""the
+        source is fresh when its newest row (any table's time column) is at most this many hours before the
+        window end""")
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    """What churn means, and the snapshots a model learns it from."""
+
+    label_kind: str = setting("cancellation", choices=LABEL_KINDS, title="What churn means", help="""cancellation:
+        an explicit cancellation within the horizon; inactivity: no event and no successful payment for
+        inactivity_days (a business without cancellations, e.g. purchases that stop); non_renewal: a
+        subscription period ending within the horizon is not renewed within renewal_grace_days; provided: the
+        business's own labels table""")
+    horizon_days: int = setting(30, low=1, high=730, title="Churn horizon (days)",
+                                help="a customer churns when they cancel within this many days")
+    inactivity_days: int = setting(30, low=1, high=730, title="Inactivity window (days)",
+                                   help="with label_kind inactivity: churned when inactive this many days")
+    renewal_grace_days: int = setting(30, low=0, high=730, title="Renewal grace (days)", help="""with label_kind
+        non_renewal: a period counts as renewed when a new one starts within this many days after it ends""")
+    training_snapshots: int = setting(6, low=2, high=120, title="Month-start snapshots", help="""how many monthly
+        snapshots (the most recent complete month starts) to train and evaluate on""")
+    holdout_snapshots: int = setting(1, low=1, high=24, title="Holdout snapshots",
+                                     help="how many of the latest snapshots form the out-of-time holdout")
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Which features are built, and in how many pieces the nightly builds and scores them."""
+
+    feature_groups: str = setting("customer,subscription,events,payments,plan_changes,support,renewal",
+                                  title="Feature groups", help="""the feature groups a model may use
+        (pipeline.features.catalogue.GROUPS): customer, subscription, events, payments, plan_changes, support,
+        purchases (RFM: for a transaction business), renewal (subscription periods with an end_date /
+        auto_renew)""")
+    partitions: int = setting(1, low=1, high=1024, title="Nightly partitions", help="""the nightly's features and
+        scores run as this many mapped pieces, each over one customer-hash bucket
+        (pipeline/features/partitions.py), then one step combines them: 1 = one piece""")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The registered model and the defaults of its learners."""
+
+    model_name: str = setting("churnflow", title="Registered model", help="""the registered model (and MLflow
+        experiment) the pipeline's models go to; train-table models go to "<model_name>-table\"""")
+    random_seed: int = setting(42, low=0, high=2**32 - 1, title="Random seed")
+    xgb_n_estimators: int = setting(500, low=1, high=100_000, title="XGBoost's most trees", help="""XGBoost's most
+        trees (CV early stopping picks how many)""")
+    xgb_max_depth: int = setting(3, low=1, high=20, title="XGBoost tree depth",
+                                 help="the depth of the search's default draw")
+    xgb_learning_rate: float = setting(0.03, low=1e-4, high=1.0, title="XGBoost learning rate",
+                                       help="the learning rate of the search's default draw")
+    n_jobs: int = setting(2, low=1, high=1024, title="Parallel jobs", help="the cores a fit or search uses")
+    default_threshold: float = setting(0.5, low=0.0, high=1.0, title="Default campaign threshold", help="""the
+        campaign threshold of a model that recorded none (a train-table model); a model trained by churnflow
+        carries its own (metrics.json "threshold")""")
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Training: candidates, search, calibration, campaign threshold, and the champion gate."""
+
+    candidates: str = setting("logreg,random_forest,xgboost,xgboost_smote", title="Candidate families",
+                              help="""candidate families tried by each training run (logreg, random_forest,
+        xgboost, *_smote)""")
+    search_iterations: int = setting(2, low=1, high=1000, title="Search budget", help="""randomized-search draws
+        per candidate family (the first draw is the default config)""")
+    cv_folds: int = setting(2, low=1, high=20, title="Time CV folds", help="""expanding-window time folds (the
+        latest training-side snapshots as validation)""")
+    search_sample_rows: int = setting(250_000, low=0, high=1_000_000_000, title="Search sample (rows)", help="""the
+        search and its CV run on a sample of this many training rows, stratified by snapshot and label (0: all
+        rows); the chosen candidate is then fitted on every row""")
+    slow_fit_max_rows: int = setting(500_000, low=0, high=1_000_000_000, title="Slow fits' most rows", help="""*_smote
+        and random_forest candidates (cost growing faster than the rows) are fitted on a stratified sample of at
+        most this many rows (0: no limit)""")
+    calibration: str = setting("sigmoid", choices=("isotonic", "sigmoid"), title="Probability calibration",
+                               help="probability calibration on the latest training-side snapshot")
+    campaign_customer_value: float = setting(200.0, low=0.0, high=1e9, title="Customer value", help="""campaign
+        economics for the decision threshold (see pipeline.model.evaluate.Campaign): a saved customer's value""")
+    campaign_save_rate: float = setting(0.3, low=0.0, high=1.0, title="Save rate",
+                                        help="the share of contacted churners the campaign keeps")
+    campaign_contact_cost: float = setting(5.0, low=0.0, high=1e9, title="Contact cost",
+                                           help="what contacting one customer costs")
+    campaign_daily_capacity: int = setting(500, low=0, high=1_000_000_000, title="Campaign capacity per night",
+                                           help="""most customers contacted per night: the campaign list and the
+        "high" risk band are the highest-risk customers at or above the threshold, at most this many (0: no
+        limit)""")
+    promotion_min_improvement: float = setting(0.0, low=-1.0, high=1.0, title="Promotion margin (ROC-AUC)",
+                                               help="""a new model replaces the champion only if it beats it by
+        this much ROC-AUC on the same holdout""")
+    promotion_min_roc_auc: float = setting(0.55, low=0.0, high=1.0, title="Least ROC-AUC to promote", help="""no
+        model below this out-of-time ROC-AUC is promoted, not even the first (0.5: chance)""")
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """The nightly's drift, performance, fairness and challenger checks, alerts and dashboard."""
+
+    drift_report_sample_rows: int = setting(20_000, low=100, high=10_000_000, title="Rows in the visual drift report",
+                                            help="""rows sampled from each side for the visual Evidently report
+        (statistics always use all rows)""")
+    reference_sample_rows: int = setting(50_000, low=100, high=10_000_000, title="Reference sample (rows)",
+                                         help="reference sample of training features saved with each model")
+    drift_share_threshold: float = setting(0.5, low=0.0, high=1.0, title="Critical drift share", help="""drift
+        share of features at or above which a critical alert fires""")
+    drift_share_warning: float = setting(0.2, low=0.0, high=1.0, title="Warning drift share", help="""drift share
+        of features at or above which a warning fires (critical: drift_share_threshold)""")
+    psi_warning: float = setting(0.1, low=0.0, high=100.0, title="Warning PSI", help="""PSI of one feature, or of
+        the score distribution, that raises a warning""")
+    psi_critical: float = setting(0.25, low=0.0, high=100.0, title="Critical PSI", help="""PSI of one feature, or
+        of the score distribution, that raises a critical alert""")
+    performance_drop_margin: float = setting(0.05, low=0.0, high=1.0, title="Performance drop margin", help="""concept
+        drift: matured-label ROC-AUC or PR-AUC below the champion's holdout minus this""")
+    performance_min_positives: int = setting(20, low=1, high=1_000_000, title="Least matured churners", help="""matured
+        nights with fewer churners than this are reported but never flag concept drift""")
+    fairness_segments: str = setting("age_band,gender,region", title="Fairness segments", help="""comma-separated
+        segments for fairness (age_band is derived from age)""")
+    fairness_min_ratio: float = setting(0.8, low=0.0, high=1.0, title="Least positive-rate ratio", help="""positive-rate
+        ratio below this breaks the 80% rule""")
+    fairness_min_expected_positives: int = setting(20, low=1, high=1_000_000, title="Least expected positives",
+                                                   help="""the 80% rule is judged only where a group would hold
+        this many positives at the top group's rate""")
+    fairness_p_value: float = setting(0.01, low=0.0, high=1.0, title="Fairness p-value", help="""... and only where
+        the group's positives are significantly (one-sided binomial p) below the champion's training-reference
+        ratio: a disparity the model always had is reported, not re-alerted""")
+    fairness_max_tpr_gap: float = setting(0.2, low=0.0, high=1.0, title="Most TPR gap",
+                                          help="a true-positive-rate gap between groups above this is flagged")
+    alert_cooldown_days: int = setting(7, low=0, high=365, title="Alert cooldown (days)", help="""the same alert
+        (rule, model, group) is not re-sent within this many days""")
+    trend_nights: int = setting(14, low=1, high=366, title="Trend nights",
+                                help="nights shown in the trend chart")
+    prediction_baseline_nights: int = setting(7, low=1, high=366, title="Prediction baseline nights",
+                                              help="earlier nights the night's predictions are compared with")
+    retrain_on_critical: bool = setting(True, title="Retrain on a critical alert", help="""a critical drift or
+        performance alert requests a churn_training run (Airflow Asset)""")
+    concept_drift_detectors: str = setting("adwin,ddm", title="Concept-drift detectors", help="""concept drift as
+        it happens (pipeline/monitoring/concept.py): the sequential detectors fed each night with the matured
+        predictions' errors, comma-separated (adwin, ddm); empty: none""")
+    concept_drift_adwin_delta: float = setting(0.002, low=1e-12, high=0.5, title="ADWIN delta", help="""ADWIN's
+        confidence: smaller means fewer false alarms and later detections""")
+    concept_drift_ddm_threshold: float = setting(3.0, low=1.0, high=100.0, title="DDM threshold", help="""DDM
+        detects when the error rate plus its deviation exceeds its best by this many deviations""")
+    concept_drift_warm_start: int = setting(300, low=1, high=100_000_000, title="Detectors' warm start", help="""errors
+        a detector sees (after a change, again) before it may detect one""")
+    importance_sample_rows: int = setting(20_000, low=0, high=10_000_000, title="Importance sample (rows)",
+                                          help="""feature-importance drift: mean |SHAP| per feature tonight vs the
+        training reference, each on at most this many rows (a fixed sample; 0: not computed)""")
+    schema_drift_null_margin: float = setting(0.1, low=0.0, high=1.0, title="Schema-drift null margin", help="""schema
+        drift (pipeline/monitoring/schema_drift.py): an optional source column the champion was trained with is
+        flagged when tonight's rows hold no value in it in a share above its null share in training plus this
+        margin (and significantly so), or when the source did not return it at all""")
+    schema_drift_critical_share: float = setting(0.2, low=0.0, high=1.0, title="Schema-drift critical share",
+                                                 help="""a schema_drift alert is critical (not a warning) when the
+        features made from the column carry more than this share of the model's mean |SHAP| on its training
+        reference""")
+    challenger_version: str = setting("", title="Challenger version", help="""a challenger in shadow
+        (pipeline/monitoring/challenger.py): the registered version scored each night beside the champion (its
+        scores in challenger_scores, never the campaign); empty = the newest version registered after the
+        champion and never promoted""")
+    challenger_min_nights: int = setting(7, low=0, high=366, title="Challenger's winning nights", help="""the nights
+        with matured labels in a row on which the challenger must beat the champion (ROC-AUC higher by more than
+        promotion_min_improvement) for a promotion_review alert; 0: no challenger""")
+    dashboard_workspace: str = setting("", title="Dashboard workspace", help="""the Evidently workspace of the
+        nights' dashboard: empty = <data_dir>/dashboard, a folder, or the URL of a running Evidently UI
+        (http://host:8000) that the nightly writes to""")
+    dashboard_top_features: int = setting(5, low=1, high=50, title="Dashboard features",
+                                          help="features with the highest PSI each night that the dashboard tracks")
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    """The nightly e-mail."""
+
+    email_recipients: str = setting("analysts@example.com", title="Report recipients",
+                                    help="comma-separated analyst addresses")
+    email_sender: str = setting("churnflow@localhost", title="Sender")
+    smtp_conn_id: str = setting("smtp_default", title="SMTP connection",
+                                help="the Airflow connection the DAGs send through")
+    email_max_bytes: int = setting(2_000_000, low=100_000, high=1_000_000_000, title="Most e-mail bytes", help="""the
+        nightly message's size limit (bytes, as sent): over it, the drift report loses its detail plots, then the
+        campaign list is zipped, then what still does not fit stays on disk, named""")
+    email_enabled: bool = setting(True, title="Send the e-mail", help="""send the nightly e-mail at all (a manual
+        trigger can also switch it off)""")
+    smtp_host: str = setting("localhost", title="SMTP host", help="""SMTP server for the command line (the DAGs
+        use the Airflow connection instead)""")
+    smtp_port: int = setting(25, low=1, high=65535, title="SMTP port", help="the command line's SMTP port")
+
+
+#: the sections of the settings, by name (a YAML file may group its settings under these names)
+SECTIONS: dict[str, type] = {
+    "storage": StorageSettings, "ingestion": IngestionSettings, "readiness": ReadinessSettings,
+    "labels": LabelSettings, "features": FeatureSettings, "model": ModelSettings, "training": TrainingSettings,
+    "monitoring": MonitoringSettings, "email": EmailSettings,
+}
+
+
+@dataclass(frozen=True)
+class Settings(EmailSettings, MonitoringSettings, TrainingSettings, ModelSettings, FeatureSettings, LabelSettings,
+               ReadinessSettings, IngestionSettings, StorageSettings):
+    """All tunables of churnflow, one flat typed attribute each (``settings.horizon_days``), declared
+    by section (:data:`SECTIONS`; the bases are listed last section first, so the fields come in
+    section order). Relative paths are relative to the working directory (in a YAML file: to its
+    folder)."""
+
+    @staticmethod
+    def section_of(name: str) -> str:
+        """The section setting ``name`` belongs to."""
+        return _SECTION_OF[name]
+
+    def section(self, name: str) -> dict[str, Any]:
+        """The settings of section ``name``, in declaration order, with their values."""
+        return {f.name: getattr(self, f.name) for f in fields(SECTIONS[name])}
+
     @property
     def db_url(self) -> str:
         return self.source_db_url or f"sqlite:///{(self.data_dir / 'source.db').resolve()}"
@@ -409,10 +532,12 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     def __post_init__(self) -> None:
-        for name, (low, high) in RANGES.items():
-            value = getattr(self, name)
-            if not low <= value <= high:
-                raise ValueError(f"config {name}: {value!r} is out of its valid range [{low:g}, {high:g}]")
+        for f in fields(self):
+            rule, value = _spec(f), getattr(self, f.name)
+            if rule.low is not None and rule.high is not None and not rule.low <= value <= rule.high:
+                raise ValueError(f"config {f.name}: {value!r} is out of its valid range [{rule.low:g}, {rule.high:g}]")
+            if rule.choices and value not in rule.choices:
+                raise ValueError(f"config {f.name}: {value!r} is not one of {', '.join(rule.choices)}")
         from pipeline.tables import FEATURE_GROUP_NAMES, LAKE_TABLE_NAMES
 
         unknown = [t for t in self.source_table_names if t not in LAKE_TABLE_NAMES]
@@ -424,8 +549,6 @@ class Settings:
         if unknown:
             raise ValueError(f"config feature_groups: unknown group(s) {unknown}; the groups are "
                              f"{', '.join(FEATURE_GROUP_NAMES)}")
-        if self.label_kind not in LABEL_KINDS:
-            raise ValueError(f"config label_kind: {self.label_kind!r} is not one of {', '.join(LABEL_KINDS)}")
         if self.nightly_run_timeout_minutes <= self.readiness_timeout_minutes:
             raise ValueError(f"config nightly_run_timeout_minutes ({self.nightly_run_timeout_minutes}) must exceed "
                              f"readiness_timeout_minutes ({self.readiness_timeout_minutes}): a night that waited the "
@@ -455,66 +578,16 @@ class Settings:
                              f"{self.drift_share_threshold}, {self.psi_warning} / {self.psi_critical}")
 
 
-#: the valid range [low, high] of every numeric setting (checked whenever Settings are built;
-#: ``tests/test_artifacts.py`` checks that no numeric setting lacks one). README: Configuration.
-RANGES: dict[str, tuple[float, float]] = {
-    "ingest_chunk_rows": (1, 50_000_000),
-    "min_free_disk_mb": (0, 100_000_000),
-    "readiness_timeout_minutes": (0, 7 * 24 * 60),
-    "readiness_poke_seconds": (1, 24 * 3600),
-    "nightly_run_timeout_minutes": (1, 7 * 24 * 60),
-    "max_category_values": (2, 100_000_000),
-    "training_run_timeout_minutes": (1, 7 * 24 * 60),
-    "source_max_lag_hours": (0, 24 * 365),
-    "horizon_days": (1, 730),
-    "inactivity_days": (1, 730),
-    "renewal_grace_days": (0, 730),
-    "training_snapshots": (2, 120),
-    "holdout_snapshots": (1, 24),
-    "random_seed": (0, 2**32 - 1),
-    "xgb_n_estimators": (1, 100_000),
-    "xgb_max_depth": (1, 20),
-    "xgb_learning_rate": (1e-4, 1.0),
-    "n_jobs": (1, 1024),
-    "default_threshold": (0.0, 1.0),
-    "search_iterations": (1, 1000),
-    "cv_folds": (1, 20),
-    "search_sample_rows": (0, 1_000_000_000),
-    "slow_fit_max_rows": (0, 1_000_000_000),
-    "campaign_customer_value": (0.0, 1e9),
-    "campaign_save_rate": (0.0, 1.0),
-    "campaign_contact_cost": (0.0, 1e9),
-    "campaign_daily_capacity": (0, 1_000_000_000),
-    "drift_report_sample_rows": (100, 10_000_000),
-    "reference_sample_rows": (100, 10_000_000),
-    "drift_share_threshold": (0.0, 1.0),
-    "drift_share_warning": (0.0, 1.0),
-    "psi_warning": (0.0, 100.0),
-    "psi_critical": (0.0, 100.0),
-    "performance_drop_margin": (0.0, 1.0),
-    "performance_min_positives": (1, 1_000_000),
-    "fairness_min_ratio": (0.0, 1.0),
-    "fairness_min_expected_positives": (1, 1_000_000),
-    "fairness_p_value": (0.0, 1.0),
-    "fairness_max_tpr_gap": (0.0, 1.0),
-    "alert_cooldown_days": (0, 365),
-    "concept_drift_adwin_delta": (1e-12, 0.5),
-    "concept_drift_ddm_threshold": (1.0, 100.0),
-    "concept_drift_warm_start": (1, 100_000_000),
-    "importance_sample_rows": (0, 10_000_000),
-    "schema_drift_null_margin": (0.0, 1.0),
-    "schema_drift_critical_share": (0.0, 1.0),
-    "challenger_min_nights": (0, 366),
-    "trend_nights": (1, 366),
-    "dashboard_top_features": (1, 50),
-    "partitions": (1, 1024),
-    "prediction_baseline_nights": (1, 366),
-    "smtp_port": (1, 65535),
-    "email_max_bytes": (100_000, 1_000_000_000),
-    "promotion_min_improvement": (-1.0, 1.0),
-    "promotion_min_roc_auc": (0.0, 1.0),
-}
+def _spec(f: dataclasses.Field[Any]) -> Spec:
+    spec_: Spec = f.metadata.get(_SPEC, Spec())
+    return spec_
 
+
+#: every setting's field, by name, in section order
+_FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in fields(Settings)}
+#: every setting's type (int, float, bool, str, Path), by name
+SETTING_TYPES: dict[str, Any] = get_type_hints(Settings)
+_SECTION_OF: dict[str, str] = {f.name: section for section, cls in SECTIONS.items() for f in fields(cls)}
 
 def _coerce(value: Any, typ: Any, name: str) -> Any:
     if typ is bool:
@@ -549,10 +622,44 @@ def _relative_to(folder: Path, loaded: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _flatten(loaded: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A YAML file's settings as flat keys: a key naming a section (``monitoring:``) holds settings of
+    that section. A key that is no setting, a setting under another section or given twice is a
+    one-line error naming it."""
+    flat: dict[str, Any] = {}
+    unknown: list[str] = []
+    for key, value in loaded.items():
+        items = [(key, value, "")]
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ValueError(f"config file {path}: {key} is a section: expected a mapping of its settings, "
+                                 f"got {value!r}")
+            items = [(name, item, key) for name, item in value.items()]
+        for name, item, section in items:
+            if name not in _FIELDS:
+                unknown.append(f"{section}.{name}" if section else name)
+            elif section and _SECTION_OF[name] != section:
+                raise ValueError(f"config file {path}: {name} is a {_SECTION_OF[name]} setting, not a {section} one: "
+                                 f"put it under {_SECTION_OF[name]}: or at the top level")
+            elif name in flat:
+                raise ValueError(f"config file {path}: {name} is given twice (at the top level and under "
+                                 f"{_SECTION_OF[name]}:)")
+            else:
+                flat[name] = item
+    removed = sorted(n for n in unknown if n.rpartition(".")[2] in REMOVED_SETTINGS)
+    if removed:
+        name = removed[0].rpartition(".")[2]
+        raise ValueError(f"config file {path}: {name} is no longer a setting: {REMOVED_SETTINGS[name]}")
+    if unknown:
+        sections = [n for n in unknown if isinstance(loaded.get(n), dict)]
+        raise ValueError(f"config file {path}: unknown settings {sorted(unknown)}"
+                         + (f" (the sections are {', '.join(SECTIONS)})" if sections else ""))
+    return flat
+
+
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
-    """Build :class:`Settings` from defaults, a YAML file, environment variables and overrides."""
-    hints = get_type_hints(Settings)
-    known = {f.name for f in fields(Settings)}
+    """Build :class:`Settings` from defaults, a YAML file (flat keys, or keys grouped under their
+    section's name), environment variables and overrides."""
     values: dict[str, Any] = {}
 
     path = Path(config_file or os.environ.get("CHURNFLOW_CONFIG", "churnflow.yaml"))
@@ -560,20 +667,14 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"config file {path}: expected a mapping at top level")
-        unknown = set(loaded) - known
-        if unknown & REMOVED_SETTINGS.keys():
-            name = sorted(unknown & REMOVED_SETTINGS.keys())[0]
-            raise ValueError(f"config file {path}: {name} is no longer a setting: {REMOVED_SETTINGS[name]}")
-        if unknown:
-            raise ValueError(f"config file {path}: unknown settings {sorted(unknown)}")
-        values.update(_relative_to(path.resolve().parent, loaded))
+        values.update(_relative_to(path.resolve().parent, _flatten(loaded, path)))
     elif config_file:
         raise FileNotFoundError(f"config file {path} does not exist")
 
-    for name in known:
+    for name in _FIELDS:
         env = os.environ.get(f"CHURNFLOW_{name.upper()}")
         if env is not None:
             values[name] = env
     values.update({k: v for k, v in overrides.items() if v is not None})
 
-    return Settings(**{k: _coerce(v, hints[k], k) for k, v in values.items()})
+    return Settings(**{k: _coerce(v, SETTING_TYPES[k], k) for k, v in values.items()})

@@ -37,7 +37,7 @@ class RunContext:
     lookback_days: int = 1
     #: the champion version this run uses (pinned by the nightly's first task); None: none pinned
     model_version: str | None = None
-    #: what the registry said when the model was pinned (:func:`pipeline.model.registry.serving_facts`):
+    #: what the registry said when the model was pinned (:func:`pipeline.model.serving.serving_facts`):
     #: the champion's history and the newest version's gate verdict, for the e-mail
     model_facts: dict[str, Any] | None = None
     #: the pinned model's churn definition (its params' ``label``), for the steps that build labels

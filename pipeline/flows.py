@@ -26,12 +26,16 @@ from pipeline.features.steps import combine_features, features_step, training_se
 from pipeline.ingestion.steps import ingest_all_step
 from pipeline.model.pinning import pin
 from pipeline.model.steps import combine_scores, publish_step, score_challenger_step, score_step, train_step
-from pipeline.monitoring.steps import dashboard_step, drift_step, email_step, monitor_step, report_step
-
-
-def rejected_rows(validated: list[dict[str, Any]], features: dict[str, Any]) -> int:
-    """Rows quarantined tonight, by the inputs' and the features' gates (the data-quality alert)."""
-    return sum(v.get("rejected", 0) for v in validated) + features.get("rejected", 0)
+from pipeline.monitoring.part_steps import (
+    alerts_step,
+    challenger_comparison_step,
+    concept_drift_step,
+    importance_drift_step,
+    matured_labels_step,
+    performance_step,
+    schema_drift_step,
+)
+from pipeline.monitoring.steps import dashboard_step, drift_step, email_step, report_step
 
 
 def run_ingestion(settings: Settings, dag_id: str, logical_date: str | dt.date, *, lookback_days: int = 1) -> dict[str, Any]:
@@ -69,13 +73,19 @@ def run_nightly(
     scores = combine_scores(ctx, [score_step(ctx, part) for part in built])
     challenger = score_challenger_step(ctx, feats)  # in shadow: never the campaign
     drift = drift_step(ctx, feats)
-    monitoring = monitor_step(ctx, feats, scores, drift, rejected_rows=rejected_rows(validated, feats),
-                              challenger=challenger, validated=validated)
+    # the night's monitoring, part by part (each its own task in the DAG), then the alerts gathered from the parts
+    matured = matured_labels_step(ctx)
+    parts = {"performance": performance_step(ctx, feats, scores, matured), "concept": concept_drift_step(ctx, matured),
+             "importance": importance_drift_step(ctx, feats)}
+    parts["schema"] = schema_drift_step(ctx, validated, parts["importance"])
+    parts["challenger"] = challenger_comparison_step(ctx, matured, challenger)
+    monitoring = alerts_step(ctx, validated, feats, drift, **parts)
     report = report_step(ctx, feats, drift, monitoring) if reports else None
     published = publish_step(ctx, scores)
     out: dict[str, Any] = {"run": ctx.to_xcom(), "validated": {r["table"]: r for r in validated}, "features": feats,
-                           "scores": scores, "challenger": challenger, "drift": drift, "monitoring": monitoring, "report": report,
-                           "published": published, "dashboard": dashboard_step(ctx) if reports else None}
+                           "scores": scores, "challenger": challenger, "drift": drift, "matured": matured,
+                           "parts": parts, "monitoring": monitoring, "report": report, "published": published,
+                           "dashboard": dashboard_step(ctx) if reports else None}
     if send and report is not None:
         out["email"] = email_step(ctx, report, scores, smtp=smtp, recipients=recipients or settings.recipients,
                                   monitoring=monitoring)

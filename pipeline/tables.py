@@ -12,6 +12,6 @@ SOURCE_TABLE_NAMES: tuple[str, ...] = (
 )
 #: everything that lands in the lake: the database tables and the daily event files
 LAKE_TABLE_NAMES: tuple[str, ...] = (*SOURCE_TABLE_NAMES, "events")
-#: the feature groups (pipeline.features.build.GROUPS, which a test keeps in lockstep with this)
+#: the feature groups (pipeline.features.catalogue.GROUPS, which a test keeps in lockstep with this)
 FEATURE_GROUP_NAMES: tuple[str, ...] = ("customer", "subscription", "events", "payments", "plan_changes", "support",
                                         "purchases", "renewal")

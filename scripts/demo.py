@@ -99,7 +99,7 @@ scores        {scores}
               and table churn_scores of the results store {settings.results_url}
 drift report  {report}
 drift summary {report.with_name('drift_summary.json')}
-monitoring    {settings.runs_dir / 'churn_nightly' / day / 'monitor' / 'monitoring.json'} (alerts, prediction drift, fairness)
+monitoring    {settings.runs_dir / 'churn_nightly' / day / 'alerts' / 'monitoring.json'} (alerts, prediction drift, fairness)
 e-mail        {n_mail} message(s) received by the local SMTP server, saved in {settings.data_dir / 'outbox'}
 dashboard     {settings.dashboard_location} (one Evidently snapshot per night); `make dashboard` opens it
 

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,12 +32,20 @@ from pipeline.config import Settings, load_settings  # noqa: E402
 SMALL = {"customers": 1500, "months": 6, "seed": 3, "start": "2025-01-01", "drift_from": "2025-06-01"}
 #: logical date right after the generated period: training and nightly runs use it
 RUN_DATE = "2025-07-01"
+#: the settings ``trained_source``'s champion is trained with: three monthly snapshots before RUN_DATE
+#: (2025-04-01 .. 2025-06-01, before the drift), one search iteration of the default candidates
+TRAINED = {"horizon_days": 30, "training_snapshots": 3, "search_iterations": 1}
 
 
-def run_cli(config: Path, args: list[str], data_dir: Path, cwd: Path) -> str:
+#: a quick model (one logistic regression, no search) for the tests about anything but the search:
+#: the settings as CHURNFLOW_* environment variables (what a DAG task or a CLI command reads)
+QUICK_MODEL_ENV = {"CHURNFLOW_CANDIDATES": "logreg", "CHURNFLOW_SEARCH_ITERATIONS": "1", "CHURNFLOW_CV_FOLDS": "1"}
+
+
+def run_cli(config: Path, args: list[str], data_dir: Path, cwd: Path, env: dict[str, str] | None = None) -> str:
     """``python -m pipeline ARGS`` as a user runs it, with the example's ``config`` and its data
-    in ``data_dir``, from another folder (``cwd``); its standard output."""
-    env = {**os.environ, "CHURNFLOW_CONFIG": str(config), "CHURNFLOW_DATA_DIR": str(data_dir)}
+    in ``data_dir``, from another folder (``cwd``), ``env`` added to its environment; its standard output."""
+    env = {**os.environ, **(env or {}), "CHURNFLOW_CONFIG": str(config), "CHURNFLOW_DATA_DIR": str(data_dir)}
     out = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=env, capture_output=True, text=True)
     assert out.returncode == 0, f"{args}: {out.stderr[-3000:]}"
     return out.stdout
@@ -47,20 +56,65 @@ def settings(tmp_path: Path) -> Settings:
     return load_settings(data_dir=tmp_path / "data")
 
 
-@pytest.fixture(scope="session")
-def generated_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small generated source (database + landed event files), made once per session."""
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
+    """``build(data_dir)`` once for the whole test run, its data dir returned. Under xdist the
+    workers share it: the first to ask builds it in the run's common temp folder under a file
+    lock, the others wait for it. Treat it as read-only: a test that writes copies it first
+    (:func:`copy_business`)."""
+    from filelock import FileLock
+
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:  # one process: the session fixture runs once anyway
+        data_dir = tmp_path_factory.mktemp(name) / "data"
+        build(data_dir)
+        return data_dir
+    shared = tmp_path_factory.getbasetemp().parent  # the run's folder, above each worker's own
+    data_dir, done = shared / name / "data", shared / f"{name}.done"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(data_dir.parent, ignore_errors=True)  # a build that failed half way
+            build(data_dir)
+            done.touch()
+    return data_dir
+
+
+def copy_business(data_dir: Path, to: Path) -> Path:
+    """A private copy of a built business's data dir at ``to`` (its MLflow store is relocated
+    there on first open, see pipeline.model.tracking)."""
+    shutil.copytree(data_dir, to)
+    return to
+
+
+def _generate_small(data_dir: Path) -> None:
     import datetime as dt
 
     from churnflow_sim.generate import generate
 
-    data_dir = tmp_path_factory.mktemp("generated") / "data"
     generate(
         load_settings(data_dir=data_dir), customers=SMALL["customers"], months=SMALL["months"], seed=SMALL["seed"],
         start=dt.date.fromisoformat(SMALL["start"]), drift_from=dt.date.fromisoformat(SMALL["drift_from"]),
         progress=None,
     )
-    return data_dir
+
+
+@pytest.fixture(scope="session")
+def generated_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated source (database + landed event files), made once per test run (~10 s)."""
+    return built_once(tmp_path_factory, "generated", _generate_small)
+
+
+@pytest.fixture(scope="session")
+def trained_source(generated_source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``generated_source`` with a champion (v1) trained as of RUN_DATE by ``run_training`` with
+    TRAINED's settings, made once per test run: for the tests that need "a trained business"
+    (monitoring, partitions, the MLflow server), each module working on a copy (:func:`copy_business`)."""
+
+    def train(data_dir: Path) -> None:
+        from pipeline.flows import run_training
+
+        copy_business(generated_source, data_dir)
+        run_training(load_settings(data_dir=data_dir, **TRAINED), RUN_DATE)
+
+    return built_once(tmp_path_factory, "trained", train)
 
 
 @pytest.fixture
@@ -130,7 +184,8 @@ def example_through_dags(config: Path, data_dir: Path, monkeypatch: pytest.Monke
 
     monkeypatch.setenv("CHURNFLOW_CONFIG", str(config))
     monkeypatch.setenv("CHURNFLOW_DATA_DIR", str(data_dir))
-    monkeypatch.setenv("CHURNFLOW_SEARCH_ITERATIONS", "1")
+    for name, value in QUICK_MODEL_ENV.items():  # the wiring is under test here, not the model
+        monkeypatch.setenv(name, value)
     logical = pendulum.parse(day, tz="UTC")
     with SmtpSink() as sink:
         monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", sink.airflow_connection_uri())

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from conftest import RUN_DATE
+from conftest import RUN_DATE, TRAINED
 
 from pipeline import storage
 from pipeline.config import Settings, load_settings
@@ -23,24 +23,29 @@ NIGHTS = ("2025-05-28", "2025-06-27")
 Nights = dict[int, tuple[Settings, list[dict[str, Any]]]]
 
 
-def one_and_four_nights(generated_source: Path, base: Path, *, where: Callable[[str], dict[str, Any]] = lambda name: {},
-                        trained: Callable[[Settings], None] = lambda settings: None, **training: Any) -> Nights:
-    """One business trained once (``training``: extra settings of that run) and copied twice,
-    its nights run with partitions 1 and 4. ``where(name)``: the settings placing the copy
-    ``name`` ("one", "four") for its nights, e.g. its lake_url; ``trained(settings)`` is called
-    with each copy's settings once it holds the trained business (to move its lake there)."""
+def one_and_four_nights(source: Path, base: Path, *, where: Callable[[str], dict[str, Any]] = lambda name: {},
+                        trained: Callable[[Settings], None] = lambda settings: None, is_trained: bool = False,
+                        reports: bool = True, **training: Any) -> Nights:
+    """One business trained once (conftest.TRAINED's settings, ``training``: extra settings of
+    that run) and copied twice, its nights run with partitions 1 and 4. ``source``: the
+    generated business, or with ``is_trained`` one already trained so (conftest's
+    ``trained_source``: only copied). ``where(name)``: the settings placing the copy ``name``
+    ("one", "four") for its nights, e.g. its lake_url; ``trained(settings)`` is called with each
+    copy's settings once it holds the trained business (to move its lake there). ``reports=False``:
+    the nights write no drift report or dashboard snapshot (made from the combined files, so the
+    same whatever the partitions: only their cost would be paid twice)."""
     from pipeline.flows import run_nightly, run_training
 
     one, four = base / "one" / "data", base / "four" / "data"
-    shutil.copytree(generated_source, one)
-    run_training(load_settings(data_dir=one, horizon_days=30, training_snapshots=3, search_iterations=1, **training),
-                 RUN_DATE)
+    shutil.copytree(source, one)
+    if not is_trained:
+        run_training(load_settings(data_dir=one, **TRAINED, **training), RUN_DATE)
     shutil.copytree(one, four)
     runs = {k: load_settings(data_dir=data_dir, horizon_days=30, partitions=k, **where(name))
             for data_dir, name, k in ((one, "one", 1), (four, "four", 4))}
     for settings in runs.values():
         trained(settings)
-    return {k: (settings, [run_nightly(settings, night, lookback_days=31) for night in NIGHTS])
+    return {k: (settings, [run_nightly(settings, night, lookback_days=31, reports=reports) for night in NIGHTS])
             for k, settings in runs.items()}
 
 

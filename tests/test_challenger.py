@@ -102,7 +102,7 @@ def test_the_challenger_is_a_setting(monkeypatch):
 
 
 def test_challenger_min_nights_zero_switches_it_off_and_says_so(settings):
-    from pipeline.model.registry import challenger_number
+    from pipeline.model.serving import challenger_number
 
     assert challenger_number(settings.replace(challenger_min_nights=0), 1) == (
         None, "challenger_min_nights is 0: no challenger is scored")

@@ -163,21 +163,23 @@ def test_the_generator_drifts_the_concept_of_one_segment_and_records_it(tmp_path
     import sqlalchemy as sa
 
     from churnflow_sim import generate as gen
+    from churnflow_sim.constants import CONCEPT_HAZARD_FACTOR
+    from churnflow_sim.writers import CONCEPT_TRUTH_FILE, TRUTH_FILE
     from pipeline.config import load_settings
 
     runs = {}
     for name, when in (("plain", None), ("concept", dt.date(2025, 3, 1))):
         s = load_settings(data_dir=tmp_path / name)
         summary = gen.generate(s, customers=600, months=4, seed=11, concept_drift_from=when, progress=None)
-        truth = pd.read_parquet(s.truth_dir / gen.TRUTH_FILE)
+        truth = pd.read_parquet(s.truth_dir / TRUTH_FILE)
         with sa.create_engine(s.db_url).connect() as conn:
             plans = pd.read_sql("SELECT customer_id, plan, start_date FROM subscriptions ORDER BY start_date", conn,
                                 parse_dates=["start_date"])
         runs[name] = (s, summary, truth, plans)
     (plain, _, truth0, plans), (drifted, summary, truth1, _) = runs["plain"], runs["concept"]
     assert summary["concept_drift"]["from"] == "2025-03-01" and "plan = basic" in summary["concept_drift"]["segment"]
-    assert json.loads((drifted.truth_dir / gen.CONCEPT_TRUTH_FILE).read_text()) == summary["concept_drift"]
-    assert not (plain.truth_dir / gen.CONCEPT_TRUTH_FILE).exists()
+    assert json.loads((drifted.truth_dir / CONCEPT_TRUTH_FILE).read_text()) == summary["concept_drift"]
+    assert not (plain.truth_dir / CONCEPT_TRUTH_FILE).exists()
     assert "concept drift from 2025-03-01" in gen.format_summary(summary)
     at = pd.Timestamp("2025-03-01")
     pd.testing.assert_frame_equal(truth0[truth0["month_start"] < at], truth1[truth1["month_start"] < at])
@@ -189,6 +191,6 @@ def test_the_generator_drifts_the_concept_of_one_segment_and_records_it(tmp_path
     assert basic.sum() > 50
     np.testing.assert_array_equal(a[~basic].to_numpy(), b[~basic].to_numpy())
     ratio = (b[basic] / a[basic]).to_numpy()
-    assert (ratio > 1).all() and 2.0 < np.median(ratio) <= gen.CONCEPT_HAZARD_FACTOR
+    assert (ratio > 1).all() and 2.0 < np.median(ratio) <= CONCEPT_HAZARD_FACTOR
     with pytest.raises(ValueError, match="must be a month start"):
         gen.generate(plain, customers=10, months=2, seed=1, concept_drift_from=dt.date(2025, 1, 15), progress=None)

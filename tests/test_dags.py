@@ -13,7 +13,7 @@ import zipfile
 import pandas as pd
 import pendulum
 import pytest
-from conftest import ROOT, RUN_DATE
+from conftest import ROOT, RUN_DATE, copy_business
 
 from pipeline.config import load_settings
 
@@ -26,6 +26,17 @@ def dagbag(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(str(ROOT / "dags"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def quick_models():
+    """Every training in this module (the DAG's and a test's own) fits a quick model: the
+    wiring is under test here, not the search (CHURNFLOW_* settings, read by load_settings)."""
+    mp = pytest.MonkeyPatch()
+    for name, value in {"CANDIDATES": "logreg,xgboost", "SEARCH_ITERATIONS": "1", "CV_FOLDS": "1"}.items():
+        mp.setenv(f"CHURNFLOW_{name}", value)
+    yield
+    mp.undo()
 
 
 def _logical(date: str = RUN_DATE):
@@ -60,20 +71,17 @@ def test_nightly_schedule_and_params(dagbag):
     # the readiness gate, then ingestion (validated inside), before anything else
     assert dag.get_task("wait_for_data").upstream_task_ids == set()
     assert dag.get_task("ingest").upstream_task_ids == {"wait_for_data"}
-    assert dag.get_task("build_features").upstream_task_ids == {"ingest", "wait_for_data", "plan_partitions"}
+    assert dag.get_task("build_features").upstream_task_ids == {"ingest", "plan_partitions"}
     # features and scores are mapped over the customer-hash partitions, then combined for everything after them
-    assert dag.get_task("score").upstream_task_ids == {"build_features", "wait_for_data"}
+    assert dag.get_task("score").upstream_task_ids == {"build_features"}
     assert {"build_features", "score"} <= dag.get_task("combine_partitions").upstream_task_ids
-    assert "combine_partitions" in dag.get_task("drift").upstream_task_ids
-    # every task that touches the model reads the run context wait_for_data pinned it in
-    for task_id in ("score", "drift", "monitor", "drift_report", "publish_scores", "email_report",
-                    "dashboard_snapshot"):
-        assert "wait_for_data" in dag.get_task(task_id).upstream_task_ids, task_id
+    assert "combine_partitions" in dag.get_task("data_drift").upstream_task_ids
+    # every task that touches the model pulls the run context wait_for_data pinned (tests/test_monitoring_tasks.py)
     # the report is assembled after monitoring, and the scores are published after the report
-    assert {"monitor", "drift"} <= dag.get_task("drift_report").upstream_task_ids
+    assert {"alerts", "data_drift"} <= dag.get_task("drift_report").upstream_task_ids
     assert "drift_report" in dag.get_task("publish_scores").upstream_task_ids
     # the dashboard's snapshot is built from what the night published, beside the e-mail (not before it)
-    assert dag.get_task("dashboard_snapshot").upstream_task_ids == {"publish_scores", "wait_for_data"}
+    assert dag.get_task("dashboard_snapshot").upstream_task_ids == {"publish_scores"}
     assert dag.get_task("wait_for_data").mode == "reschedule"
 
 
@@ -105,7 +113,6 @@ def trained_and_scored(generated_source, tmp_path_factory, dagbag, airflow_db):
     mp = pytest.MonkeyPatch()
     mp.setenv("CHURNFLOW_DATA_DIR", str(data_dir))
     mp.setenv("CHURNFLOW_EMAIL_RECIPIENTS", "ana@example.com,bo@example.com")
-    mp.setenv("CHURNFLOW_SEARCH_ITERATIONS", "1")  # a tiny search budget: the wiring is under test here
     with SmtpSink() as sink:
         mp.setenv("AIRFLOW_CONN_SMTP_DEFAULT", sink.airflow_connection_uri())
         training = dagbag.get_dag("churn_training").test(logical_date=_logical())
@@ -172,7 +179,7 @@ def test_nightly_dag_writes_drift_report_and_emails_it(trained_and_scored):
     assert sorted(sink.envelopes[0][1]) == ["ana@example.com", "bo@example.com"]
     assert RUN_DATE in msg["Subject"]
     # the night after the injected drift: a critical alert, stored, in the subject, and a retraining request
-    monitoring = json.loads((settings.runs_dir / "churn_nightly" / RUN_DATE / "monitor" / "monitoring.json").read_text())
+    monitoring = json.loads((settings.runs_dir / "churn_nightly" / RUN_DATE / "alerts" / "monitoring.json").read_text())
     assert monitoring["severity"] == "critical" and f"{RUN_DATE} CRITICAL:" in msg["Subject"]
     with sqlite3.connect(settings.data_dir / "results.db") as conn:
         stored = conn.execute("SELECT rule, severity, status FROM alerts").fetchall()
@@ -181,7 +188,10 @@ def test_nightly_dag_writes_drift_report_and_emails_it(trained_and_scored):
     assert {status for *_, status in stored} <= {"sent", "suppressed"}, "the e-mail went out: nothing pending"
     assert n_features == len(summary["features"])
     states = _task_states(trained_and_scored["nightly"])
-    assert states["monitor"] == "success" and states["request_retraining"] == "success", states
+    assert states["alerts"] == "success" and states["request_retraining"] == "success", states
+    named = {ti.task_id: ti.rendered_map_index for ti in trained_and_scored["nightly"].get_task_instances()
+             if ti.map_index >= 0}
+    assert named == {"build_features": "bucket 1 of 1", "score": "bucket 1 of 1"}, named  # map_index_template
     assert states["dashboard_snapshot"] == "success", states
     assert (settings.data_dir / "dashboard").is_dir()  # the night's snapshot, in the default workspace
     # small enough to e-mail: the report's e-mail copy (the drifted features first), deflated, and the campaign list
@@ -276,17 +286,17 @@ def _break_source(settings) -> None:
     ev.to_parquet(events)
 
 
-def test_broken_source_batch_stops_the_nightly_run(source_data, dagbag, airflow_db, smtp_sink):
-    settings = source_data
-    from pipeline.flows import run_training
-
-    run_training(settings, RUN_DATE)  # a champion exists, so only validation can stop the night
+def test_broken_source_batch_stops_the_nightly_run(trained_source, tmp_path, monkeypatch, dagbag, airflow_db,
+                                                  smtp_sink):
+    # a copy of the trained business: a champion exists, so only validation can stop the night
+    monkeypatch.setenv("CHURNFLOW_DATA_DIR", str(copy_business(trained_source, tmp_path / "data")))
+    settings = load_settings()
     _break_source(settings)
     run = dagbag.get_dag("churn_nightly").test(logical_date=_logical())
     states = _task_states(run)
     assert run.state == "failed"
     assert states["wait_for_data"] == "success" and states["ingest"] == "failed", states
-    for task in ("build_features", "score", "drift_report", "monitor", "email_report", "request_retraining",
+    for task in ("build_features", "score", "drift_report", "alerts", "email_report", "request_retraining",
                  "dashboard_snapshot"):
         assert states[task] == "upstream_failed", (task, states)
     assert not smtp_sink.messages

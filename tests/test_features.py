@@ -1,9 +1,9 @@
 """Tests of pipeline.features.build: hand-computed values per feature group, window boundaries,
-point-in-time leakage (property test), batch-vs-single consistency and the catalogue."""
+point-in-time leakage (property test), batch-vs-single consistency and the catalogue
+(pipeline.features.catalogue)."""
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import shutil
 from collections import defaultdict
@@ -18,8 +18,10 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from pipeline.__main__ import main as cli_main
 from pipeline.config import Settings, load_settings
 from pipeline.features import build as F
+from pipeline.features import catalogue as C
 from pipeline.ingestion.contract import LAKE_TABLES
 from pipeline.ingestion.lake import write_window
 
@@ -83,26 +85,26 @@ def one(df: pd.DataFrame, cid: int, as_of: dt.date = AS_OF) -> pd.Series:
 # --------------------------------------------------------------------------- catalogue
 def test_sql_columns_match_catalogue_in_order(lake: Lake) -> None:
     settings = lake.customer(1, A - pd.Timedelta(days=10)).write()
-    names = [f.name for f in F.FEATURES]
+    names = [f.name for f in C.FEATURES]
     assert list(F.build_features(settings, [AS_OF]).columns) == ["customer_id", "as_of", *names]
     custom = F.build_features(settings, [AS_OF], windows=(14, 60))
-    assert list(custom.columns[2:]) == [f.name for f in F.feature_specs((14, 60))]
+    assert list(custom.columns[2:]) == [f.name for f in C.feature_specs((14, 60))]
     assert "n_events_14d" in custom and "trend_events_14d_vs_60d" in custom
 
 
 def test_catalogue_partition_and_markdown() -> None:
-    names = [f.name for f in F.FEATURES]
+    names = [f.name for f in C.FEATURES]
     assert len(set(names)) == len(names)
-    assert sorted(F.NUMERIC_FEATURES + F.CATEGORICAL_FEATURES) == sorted(names)
-    assert F.CATEGORICAL_FEATURES == ["gender", "region", "acquisition_channel", "plan", "payment_method"]
-    md = F.feature_catalogue_markdown()
+    assert sorted(C.NUMERIC_FEATURES + C.CATEGORICAL_FEATURES) == sorted(names)
+    assert C.CATEGORICAL_FEATURES == ["gender", "region", "acquisition_channel", "plan", "payment_method"]
+    md = C.feature_catalogue_markdown()
     assert md.startswith("| name | group | kind | window | description |")
     assert all(f"| `{n}` |" in md for n in names)
     # every column is in a group of its own kind of source, and the groups are the config's
     from pipeline.tables import FEATURE_GROUP_NAMES
 
-    assert tuple(F.GROUPS) == FEATURE_GROUP_NAMES
-    groups = {f.name: f.group for f in F.FEATURES}
+    assert tuple(C.GROUPS) == FEATURE_GROUP_NAMES
+    groups = {f.name: f.group for f in C.FEATURES}
     assert groups["n_events_7d"] == "events" and groups["monthly_fee"] == "subscription"
     assert groups["n_purchases_365d"] == "purchases" and groups["n_failed_payments_180d"] == "payments"
     assert groups["n_open_tickets"] == "support" and groups["downgrade_90d_flag"] == "plan_changes"
@@ -111,9 +113,9 @@ def test_catalogue_partition_and_markdown() -> None:
 
 def test_windows_must_be_distinct_positive() -> None:
     with pytest.raises(ValueError):
-        F.feature_specs((7, 7))
+        C.feature_specs((7, 7))
     with pytest.raises(ValueError):
-        F.feature_specs((0, 30))
+        C.feature_specs((0, 30))
 
 
 # --------------------------------------------------------------------------- population and demographics
@@ -215,7 +217,7 @@ def test_new_customer_has_zero_counts_and_sentinels(lake: Lake) -> None:
     lake.customer(2, T("2020-01-01"))  # long-standing, silent customer
     df = F.build_features(lake.write(), [AS_OF])
     new, old = one(df, 1), one(df, 2)
-    counts = [c for c in F.NUMERIC_FEATURES if c.startswith(("n_", "total_"))]
+    counts = [c for c in C.NUMERIC_FEATURES if c.startswith(("n_", "total_"))]
     assert (new[counts] == 0).all() and (old[counts] == 0).all()
     assert new["trend_events_7d_vs_90d"] == 1.0 and new["no_events_90d_flag"] == 1
     assert (new["tenure_days"], new["days_since_last_login"], new["days_since_last_success_payment"]) == (4, 4, 4)
@@ -282,12 +284,12 @@ def test_purchase_rfm_windows_are_half_open_and_count_successful_payments_only(l
         lake.add("payments", payment_id=pid, customer_id=1, paid_at=ts, amount=amount, status=status)
     df = F.build_features(lake.write(), [AS_OF])
     c1, c2 = one(df, 1), one(df, 2)
-    counts = [c1[f"n_purchases_{w}d"] for w in F.PURCHASE_WINDOWS]
-    spend = [round(c1[f"total_spend_{w}d"], 2) for w in F.PURCHASE_WINDOWS]
+    counts = [c1[f"n_purchases_{w}d"] for w in C.PURCHASE_WINDOWS]
+    spend = [round(c1[f"total_spend_{w}d"], 2) for w in C.PURCHASE_WINDOWS]
     assert counts == [2, 3, 3, 5] and spend == [30.10, 70.10, 70.10, 71.15]
     assert c1["avg_order_value_365d"] == pytest.approx(71.15 / 5)
     assert c1["aov_trend_90d_vs_365d"] == pytest.approx((70.10 / 3) / (71.15 / 5))
-    assert [c2[f"n_purchases_{w}d"] for w in F.PURCHASE_WINDOWS] == [0, 0, 0, 0]
+    assert [c2[f"n_purchases_{w}d"] for w in C.PURCHASE_WINDOWS] == [0, 0, 0, 0]
     assert (c2["total_spend_365d"], c2["avg_order_value_365d"], c2["aov_trend_90d_vs_365d"]) == (0.0, 0.0, 1.0)
 
 
@@ -297,12 +299,12 @@ def test_no_nulls_in_any_feature(lake: Lake) -> None:
     df = F.build_features(settings, SNAPSHOTS)
     assert len(df) > 0
     assert not df.isna().any().any(), df.columns[df.isna().any()].tolist()
-    assert all(pd.api.types.is_numeric_dtype(df[c]) for c in F.NUMERIC_FEATURES)
+    assert all(pd.api.types.is_numeric_dtype(df[c]) for c in C.NUMERIC_FEATURES)
 
 
 def test_empty_lake_gives_empty_frame_with_all_columns(lake: Lake) -> None:
     df = F.build_features(lake.settings, [AS_OF])
-    assert df.empty and list(df.columns[2:]) == [f.name for f in F.FEATURES]
+    assert df.empty and list(df.columns[2:]) == [f.name for f in C.FEATURES]
 
 
 def test_write_features_matches_build_and_cli(lake: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -314,12 +316,9 @@ def test_write_features_matches_build_and_cli(lake: Lake, tmp_path: Path, monkey
     pd.testing.assert_frame_equal(written, F.build_features(settings, SNAPSHOTS[-2:]), check_dtype=False)
     assert [p.name for p in out.parent.iterdir()] == ["features.parquet"]
 
-    parser = argparse.ArgumentParser()
-    F.add_arguments(parser)
     monkeypatch.setenv("CHURNFLOW_DATA_DIR", str(settings.data_dir))
     cli_out = tmp_path / "cli.parquet"
-    args = parser.parse_args(["--as-of", "2024-05-01", "--as-of", "2024-06-01", "--out", str(cli_out)])
-    assert F.main(args) == 0
+    assert cli_main(["features", "--as-of", "2024-05-01", "--as-of", "2024-06-01", "--out", str(cli_out)]) == 0
     assert len(pd.read_parquet(cli_out)) == len(written)
 
 
@@ -510,4 +509,4 @@ def test_readme_catalogue_is_the_codes() -> None:
     """The analysts' feature catalogue (docs/features.md) is generated from the code, not hand-kept."""
     from conftest import ROOT
 
-    assert F.feature_catalogue_markdown().strip() in (ROOT / "docs" / "features.md").read_text()
+    assert C.feature_catalogue_markdown().strip() in (ROOT / "docs" / "features.md").read_text()

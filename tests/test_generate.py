@@ -1,4 +1,5 @@
-"""Tests of the synthetic data generator (sim/churnflow_sim/generate.py)."""
+"""Tests of the synthetic data generator (sim/churnflow_sim/generate.py and the modules it drives:
+constants, behaviour, tables, writers)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from churnflow_sim import cli
+from churnflow_sim import behaviour, cli, constants, tables, writers
 from churnflow_sim import generate as gen
 from churnflow_sim.common import (
     CANCEL_REASONS,
@@ -27,6 +28,7 @@ from churnflow_sim.common import (
     PLANS,
     REGIONS,
     TICKET_CATEGORIES,
+    WINDOW_DAYS,
     insert,
 )
 from pipeline.config import Settings, load_settings
@@ -35,14 +37,15 @@ from pipeline.ingestion.contract import (
     EVENTS_SCHEMA,
     PAYMENT_STATUSES,
     SOURCE_TABLES,
+    TS,
 )
 
 START = pd.Timestamp("2025-01-01")
 END = pd.Timestamp("2025-07-01")
 DRIFT = dt.date(2025, 4, 1)
 DAY = pd.Timedelta(days=1)
-WINDOW = pd.Timedelta(days=gen.WINDOW_DAYS)
-RAISED_FEES = {plan: round(fee * gen.PRICE_RISE, 2) for plan, fee in PLAN_FEES.items()}
+WINDOW = pd.Timedelta(days=WINDOW_DAYS)
+RAISED_FEES = {plan: round(fee * constants.PRICE_RISE, 2) for plan, fee in PLAN_FEES.items()}
 
 
 @dataclass
@@ -61,7 +64,7 @@ def _settings(data_dir: Path) -> Settings:
 def _read_tables(settings: Settings) -> dict[str, pd.DataFrame]:
     eng = sa.create_engine(settings.db_url)
     try:
-        return {name: pd.read_sql_table(name, eng) for name in gen.TABLES}
+        return {name: pd.read_sql_table(name, eng) for name in constants.TABLES}
     finally:
         eng.dispose()
 
@@ -72,7 +75,7 @@ def _read_events(settings: Settings) -> pd.DataFrame:
 
 
 def _read_truth(settings: Settings) -> pd.DataFrame:
-    return pd.read_parquet(settings.truth_dir / gen.TRUTH_FILE)
+    return pd.read_parquet(settings.truth_dir / writers.TRUTH_FILE)
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +100,13 @@ def labelled(data: Dataset) -> pd.DataFrame:
 
 def test_database_tables_have_the_contract_columns_types_keys_and_indexes(data: Dataset) -> None:
     inspector = sa.inspect(sa.create_engine(data.settings.db_url))
-    for name in gen.TABLES:
+    for name in constants.TABLES:
         source = SOURCE_TABLES[name]
         columns = inspector.get_columns(name)
-        fields = gen.generated_fields(source)
+        fields = tables.generated_fields(source)
         assert [c["name"] for c in columns] == [f.name for f in fields], name
         for column, field in zip(columns, fields, strict=True):
-            assert isinstance(column["type"], type(gen._sql_type(field.type))), (name, field.name)
+            assert isinstance(column["type"], type(writers._sql_type(field.type))), (name, field.name)
         assert inspector.get_pk_constraint(name)["constrained_columns"] == list(source.key)
         assert [source.time_column] in [ix["column_names"] for ix in inspector.get_indexes(name)]
 
@@ -124,9 +127,9 @@ def test_values_are_in_the_allowed_sets_and_timestamps_are_datetimes(data: Datas
     }
     for (table, column), values in allowed.items():
         assert set(t[table][column]) <= set(values), (table, column)
-    for name in gen.TABLES:
-        for field in gen.generated_fields(SOURCE_TABLES[name]):
-            if field.type == gen.TS:
+    for name in constants.TABLES:
+        for field in tables.generated_fields(SOURCE_TABLES[name]):
+            if field.type == TS:
                 assert pd.api.types.is_datetime64_any_dtype(t[name][field.name]), (name, field.name)
     assert set(t["payments"]["status"]) == set(PAYMENT_STATUSES)
     assert (t["payments"]["amount"] > 0).all()
@@ -206,7 +209,7 @@ def test_same_seed_gives_identical_data_and_another_seed_does_not(tmp_path: Path
         gen.generate(settings, 400, 2, seed=seed, drift_from=dt.date(2025, 2, 10), progress=None)
         runs[name] = (_read_tables(settings), _read_events(settings), _read_truth(settings))
     (tables_a, events_a, truth_a), (tables_b, events_b, truth_b), (tables_c, events_c, _) = runs.values()
-    for name in gen.TABLES:
+    for name in constants.TABLES:
         pd.testing.assert_frame_equal(tables_a[name], tables_b[name])
     pd.testing.assert_frame_equal(events_a, events_b)
     pd.testing.assert_frame_equal(truth_a, truth_b)
@@ -318,18 +321,18 @@ def test_truth_is_the_hazard_of_the_observable_features(source_data: Settings) -
     rows = rows[rows["as_of"].isin(features["as_of"].unique())]
     assert (rows["_merge"] == "both").all(), rows["_merge"].value_counts()  # the same customers are active
     tenure = rows["tenure_days"].to_numpy()
-    observed = gen.Observed(
-        events={w: rows[f"n_events_{w}d"].to_numpy() for w in gen.USAGE_WINDOWS},
-        usage_days={w: np.minimum(tenure, w) for w in gen.USAGE_WINDOWS},
+    observed = behaviour.Observed(
+        events={w: rows[f"n_events_{w}d"].to_numpy() for w in constants.USAGE_WINDOWS},
+        usage_days={w: np.minimum(tenure, w) for w in constants.USAGE_WINDOWS},
         tenure_days=tenure,
-        failed_payments=rows[f"n_failed_payments_{gen.FAILED_PAYMENT_DAYS}d"].to_numpy(),
-        tickets=rows[f"n_tickets_{gen.TICKET_DAYS}d"].to_numpy(),
-        downgraded=rows[f"downgrade_{gen.DOWNGRADE_DAYS}d_flag"].to_numpy(),
+        failed_payments=rows[f"n_failed_payments_{constants.FAILED_PAYMENT_DAYS}d"].to_numpy(),
+        tickets=rows[f"n_tickets_{constants.TICKET_DAYS}d"].to_numpy(),
+        downgraded=rows[f"downgrade_{constants.DOWNGRADE_DAYS}d_flag"].to_numpy(),
         price_ratio=(rows["monthly_fee"] / rows["plan"].map(PLAN_FEES)).to_numpy(),
         channel=rows["acquisition_channel"].map(CHANNELS.index).to_numpy(),
         age=rows["age"].to_numpy(),
     )
-    p = -np.expm1(gen.WINDOW_DAYS * np.log1p(-gen.daily_hazard(observed)))
+    p = -np.expm1(WINDOW_DAYS * np.log1p(-behaviour.daily_hazard(observed)))
     assert len(rows) > 1_000 and rows["downgrade_90d_flag"].sum() > 0 and rows["n_failed_payments_180d"].sum() > 0
     np.testing.assert_allclose(p, rows["p_cancel_30d"], rtol=1e-9)
 
@@ -391,7 +394,7 @@ def test_core_insert_and_driver_executemany_store_the_same_values(tmp_path: Path
     stored = []
     for use_driver in (True, False):
         eng = sa.create_engine(f"sqlite:///{tmp_path / f'{use_driver}.db'}")
-        table = gen.sql_table(source, sa.MetaData())
+        table = writers.sql_table(source, sa.MetaData())
         with eng.begin() as conn:
             table.create(conn)
             insert(conn, table, columns, use_driver=use_driver)
@@ -427,7 +430,7 @@ def test_command_line_generates_into_the_configured_data_dir(
     out = capsys.readouterr().out
     assert "simulated 2025-03, " in out and "database: sqlite:///" in out
     assert (tmp_path / "data" / "source.db").is_file()
-    assert (tmp_path / "data" / "truth" / gen.TRUTH_FILE).is_file()
+    assert (tmp_path / "data" / "truth" / writers.TRUTH_FILE).is_file()
 
 
 # --- slow ---------------------------------------------------------------------------------------

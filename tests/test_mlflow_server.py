@@ -23,15 +23,13 @@ QUICK = {"candidates": "logreg", "search_iterations": 1, "cv_folds": 1}
 
 
 @pytest.fixture(scope="module")
-def served(generated_source, tmp_path_factory):
-    """A first champion trained into a data dir's local store, then ``make mlflow`` on it,
-    started from a bare PATH as a user would."""
-    from pipeline.flows import run_training
-
+def served(trained_source, tmp_path_factory):
+    """A copy of the session's trained business (a first champion in its data dir's local
+    store), then ``make mlflow`` on it, started from a bare PATH as a user would."""
     tmp = tmp_path_factory.mktemp("mlflow")
-    shutil.copytree(generated_source, tmp / "data")
+    shutil.copytree(trained_source, tmp / "data")
     settings = load_settings(data_dir=tmp / "data", **QUICK)
-    run_training(settings, RUN_DATE)
+    assert registry.require_champion(settings).version == "v1"  # the copy's store, relocated to it
     port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("CHURNFLOW_", "VIRTUAL_ENV", "MLFLOW"))},
            "PATH": "/usr/local/bin:/usr/bin:/bin", "CHURNFLOW_DATA_DIR": str(settings.data_dir),

@@ -41,17 +41,17 @@ def _dead_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def nightly(generated_source, tmp_path_factory):
+def nightly(trained_source, tmp_path_factory):
+    """A copy of the session's trained business (conftest.TRAINED: 3 snapshots, horizon 30) and its nights."""
     from churnflow_sim.smtp_sink import SmtpSink
     from pipeline.context import RunContext
-    from pipeline.flows import run_nightly, run_training
+    from pipeline.flows import run_nightly
     from pipeline.monitoring.notify import EmailDeliveryError, SmtpSettings
     from pipeline.monitoring.steps import email_step
 
     data_dir = tmp_path_factory.mktemp("monitor") / "data"
-    shutil.copytree(generated_source, data_dir)
+    shutil.copytree(trained_source, data_dir)
     settings = load_settings(data_dir=data_dir, horizon_days=HORIZON_DAYS, training_snapshots=3, search_iterations=1)
-    run_training(settings, RUN_DATE)
     outs, failed = {}, {}
     with SmtpSink() as sink:
         smtp = SmtpSettings(host=sink.host, port=sink.port)
@@ -477,7 +477,7 @@ def test_the_matured_night_feeds_the_concept_drift_detectors_and_a_rerun_gives_t
     bytes; the nights without matured scores feed nothing."""
     from pipeline.context import RunContext
     from pipeline.features.labels import matured
-    from pipeline.monitoring.steps import concept_night
+    from pipeline.monitoring.part_steps import concept_night
     from pipeline.monitoring.store import concept_states_before, scores_of
     from pipeline.results import CONCEPT
 
@@ -533,6 +533,7 @@ def test_a_better_challenger_in_shadow_is_compared_on_matured_labels_and_asks_fo
     from pipeline.flows import run_nightly
     from pipeline.model import registry
     from pipeline.model.explain import inner_pipeline
+    from pipeline.model.serving import challenger_number
     from pipeline.monitoring.drift import DriftSummary
     from pipeline.monitoring.notify import NightlyReport
     from pipeline.results import CHALLENGER_PERFORMANCE, CHALLENGER_SCORES, SCORES
@@ -547,7 +548,7 @@ def test_a_better_challenger_in_shadow_is_compared_on_matured_labels_and_asks_fo
     weak = _register_copy(settings, good, poor, "poor champion")
     registry.promote(settings, weak.number, "test: a poor champion")
     strong = _register_copy(settings, good, good.load(), "the good model, unpromoted")
-    assert registry.challenger_number(settings, weak.number)[0] == strong.number
+    assert challenger_number(settings, weak.number)[0] == strong.number
     first, matured_night = "2025-05-20", "2025-06-19"
     outs = {day: run_nightly(settings, day, reports=False) for day in (first, matured_night)}
 

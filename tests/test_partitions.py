@@ -35,9 +35,9 @@ def test_python_and_duckdb_put_every_id_in_the_same_bucket():
 
 
 @pytest.fixture(scope="module")
-def one_and_four(generated_source, tmp_path_factory):
-    """One trained business copied twice: its nights run with partitions 1 and with partitions 4."""
-    return one_and_four_nights(generated_source, tmp_path_factory.mktemp("partitions"))
+def one_and_four(trained_source, tmp_path_factory):
+    """The session's trained business copied twice: its nights run with partitions 1 and with partitions 4."""
+    return one_and_four_nights(trained_source, tmp_path_factory.mktemp("partitions"), is_trained=True, reports=False)
 
 
 def test_one_and_four_partitions_publish_identical_scores_alerts_and_monitoring_rows(one_and_four):

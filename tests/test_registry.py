@@ -15,7 +15,7 @@ import pytest
 from conftest import RUN_DATE
 
 from pipeline.context import NIGHTLY_DAG, RunContext
-from pipeline.model import registry, tracking
+from pipeline.model import model_cache, registry, tracking
 from pipeline.model.pinning import pin, pinned_model
 
 #: a quick model: the registry is under test here, not the search
@@ -48,19 +48,32 @@ def prepared(generated_source, tmp_path_factory):
     return data_dir
 
 
-@pytest.fixture
-def trained(prepared, tmp_path, monkeypatch):
-    """A private copy of that business with a first champion (v1) trained as of RUN_DATE (the
-    training DAG's train task on the prepared training set)."""
+@pytest.fixture(scope="module")
+def trained_once(prepared, tmp_path_factory):
+    """That business with a first champion (v1) trained as of RUN_DATE (the training DAG's train
+    task on the prepared training set), once."""
     from pipeline.config import load_settings
     from pipeline.model.steps import train_step
 
-    data_dir = tmp_path / "data"
+    data_dir = tmp_path_factory.mktemp("trained") / "data"
     shutil.copytree(prepared, data_dir)
-    monkeypatch.setenv("CHURNFLOW_DATA_DIR", str(data_dir))
-    settings = load_settings(**QUICK)
+    settings = load_settings(data_dir=data_dir, **QUICK)
     result = train_step(RunContext.of(settings, "churn_training", RUN_DATE), {"path": str(_training_set(settings))})
     assert result["version"] == "v1" and result["promoted"], result
+    return data_dir
+
+
+@pytest.fixture
+def trained(trained_once, tmp_path, monkeypatch):
+    """A private copy of the trained business (the tests add versions, move and break it); its
+    MLflow store is relocated to the copy on this first open, and the champion is v1 there."""
+    from pipeline.config import load_settings
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(trained_once, data_dir)
+    monkeypatch.setenv("CHURNFLOW_DATA_DIR", str(data_dir))
+    settings = load_settings(**QUICK)
+    assert registry.require_champion(settings).version == "v1"
     return settings
 
 
@@ -144,7 +157,7 @@ def test_a_weaker_rerun_for_the_champions_date_changes_nothing_served(trained):
 
     settings = trained
     champion = registry.champion(settings)
-    files_before = registry.checksums(champion.path)
+    files_before = model_cache.checksums(champion.path)
     run_nightly(settings, RUN_DATE)
     before = _scores(settings)
 
@@ -154,7 +167,7 @@ def test_a_weaker_rerun_for_the_champions_date_changes_nothing_served(trained):
     weaker = {v.version: v for v in registry.list_versions(settings)}["v2"]  # exists, visible, not served
     assert weaker.tags[registry.TAG_GATE_SERVED] == "false" and weaker.aliases == ()
     assert registry.champion(settings).version == "v1"
-    assert registry.checksums(champion.path) == files_before
+    assert model_cache.checksums(champion.path) == files_before
 
     run_nightly(settings, RUN_DATE)
     after = _scores(settings)
@@ -176,7 +189,8 @@ def test_promotion_while_a_night_runs_leaves_the_night_on_one_version(trained):
     from pipeline.features.steps import features_step, validate_features_step
     from pipeline.ingestion.steps import ingest_all_step
     from pipeline.model.steps import publish_step, score_step, train_and_register
-    from pipeline.monitoring.steps import drift_step, monitor_step, report_step
+    from pipeline.monitoring import part_steps as part
+    from pipeline.monitoring.steps import drift_step, report_step
     from pipeline.results import results_engine
 
     settings = trained
@@ -194,8 +208,12 @@ def test_promotion_while_a_night_runs_leaves_the_night_on_one_version(trained):
 
     scores = score_step(later(), features)
     drift = drift_step(later(), features)
-    monitoring = monitor_step(later(), features, scores, drift,
-                                    rejected_rows=sum(v.get("rejected", 0) for v in validated))
+    matured = part.matured_labels_step(later())
+    importance = part.importance_drift_step(later(), features)
+    monitoring = part.alerts_step(
+        later(), validated, features, drift, part.performance_step(later(), features, scores, matured),
+        part.concept_drift_step(later(), matured), importance, part.schema_drift_step(later(), validated, importance),
+        part.challenger_comparison_step(later(), matured, None))
     report_step(later(), features, drift, monitoring)
     publish_step(later(), scores)
     assert scores["model_version"] == drift["model_version"] == monitoring["model_version"] == "v1"

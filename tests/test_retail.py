@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, example_through_dags, run_cli
+from conftest import QUICK_MODEL_ENV, ROOT, example_through_dags, run_cli
 from quality_bars import check_near_truth, check_pr_auc_and_calibration, quality
 
 from pipeline.config import Settings, load_settings
@@ -27,12 +27,14 @@ CONTRACT_CHANNELS = {"organic": "organic", "paid_search": "search_ad", "social":
                      "partner": "partner"}
 
 
-def _cli(args: list[str], data_dir: Path, cwd: Path) -> str:
-    return run_cli(EXAMPLE, args, data_dir, cwd)
+def _cli(args: list[str], data_dir: Path, cwd: Path, env: dict[str, str] | None = None) -> str:
+    return run_cli(EXAMPLE, args, data_dir, cwd, env)
 
 
 # 8,000 customers over 10 months, as the subscription bar: a holdout of ~4.9k customers and
-# ~370 churners, so the paired ROC-AUC gap to the truth is measured to about +-0.01.
+# ~370 churners, so the paired ROC-AUC gap to the truth is measured to about +-0.01. The default
+# run trains a quick model (QUICK_MODEL_ENV) held to the same bars; the example's full search
+# is held to them under slow (test_inactivity_bars_hold_for_other_seeds, seed 11 included).
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory) -> dict:
     """The README's worked example, command by command: generate the shop, train, score a night."""
@@ -40,7 +42,7 @@ def shop(tmp_path_factory) -> dict:
     data_dir = root / "data"
     generated = _cli(["generate", "--business", "retail", "--customers", "8000", "--months", "10", "--seed", "11"],
                      data_dir, root)
-    trained = json.loads(_cli(["run-training", "--date", "2025-11-01"], data_dir, root))
+    trained = json.loads(_cli(["run-training", "--date", "2025-11-01"], data_dir, root, QUICK_MODEL_ENV))
     nightly = json.loads(_cli(["run-nightly", "--date", "2025-11-01"], data_dir, root))
     tables = _cli(["results", "tables"], data_dir, root)
     settings = load_settings(EXAMPLE, data_dir=data_dir)
@@ -136,8 +138,10 @@ def test_inactivity_champion_is_near_the_best_achievable(shop):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [12, 13])
+@pytest.mark.parametrize("seed", [11, 12, 13])
 def test_inactivity_bars_hold_for_other_seeds(tmp_path, seed):
+    """The example's own candidates and search (not the default run's quick model) on the
+    default run's shop (seed 11) and two others."""
     from churnflow_sim.retail import generate_retail
     from pipeline.flows import run_training
 

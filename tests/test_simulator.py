@@ -13,7 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from churnflow_sim import simulator
-from churnflow_sim.generate import TABLES, generate, live_period
+from churnflow_sim.constants import TABLES
+from churnflow_sim.generate import generate, live_period
 from pipeline.config import load_settings
 from pipeline.ingestion import readiness
 from pipeline.ingestion.contract import EVENTS_SCHEMA, SOURCE_TABLES

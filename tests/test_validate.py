@@ -15,9 +15,11 @@ import pytest
 
 from pipeline.config import EXPECTATIONS_DIR
 from pipeline.errors import DataError
-from pipeline.ingestion import validate
+from pipeline.ingestion import suites, validate
 from pipeline.ingestion.contract import LAKE_TABLES, SOURCE_TABLES
-from pipeline.ingestion.validate import DataValidationError, load_suite, quarantine, validate_and_quarantine, validate_batch
+from pipeline.ingestion.quarantine import quarantine
+from pipeline.ingestion.suites import load_suite
+from pipeline.ingestion.validate import DataValidationError, validate_and_quarantine, validate_batch
 
 START, END = dt.datetime(2025, 6, 1), dt.datetime(2025, 6, 2)
 WINDOW = {"window_start": START, "window_end": END}
@@ -349,10 +351,10 @@ def widget_suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
         {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1, "max_value": 3}, "meta": {}},
     ]}
     (tmp_path / "widgets.json").write_text(json.dumps(suite))
-    monkeypatch.setattr(validate, "EXPECTATIONS_DIR", tmp_path)
-    validate._suite.cache_clear()
+    monkeypatch.setattr(suites, "EXPECTATIONS_DIR", tmp_path)
+    suites.build_suite.cache_clear()
     yield "widgets"
-    validate._suite.cache_clear()
+    suites.build_suite.cache_clear()
 
 
 def test_mostly_tolerates_bad_rows_but_still_quarantines_them(widget_suite):

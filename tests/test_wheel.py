@@ -80,7 +80,7 @@ def test_the_installed_cli_runs_from_another_folder(installed: Path, tmp_path: P
                            cwd=work, capture_output=True, text=True, check=True).stdout.strip()
     assert where.startswith(str(installed)), where  # the installed copy, not the checkout
 
-    from pipeline.features.build import feature_catalogue_markdown
+    from pipeline.features.catalogue import feature_catalogue_markdown
 
     assert _run(installed, work, "catalogue").stdout.strip() == feature_catalogue_markdown().strip()
 

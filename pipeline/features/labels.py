@@ -51,7 +51,8 @@ import pandas as pd
 
 from pipeline.artifacts import as_date
 from pipeline.config import Settings
-from pipeline.features.build import DEFAULT_WINDOWS, create_population, read_sql, register_as_of_dates
+from pipeline.features.build import create_population, read_sql, register_as_of_dates
+from pipeline.features.catalogue import DEFAULT_WINDOWS
 from pipeline.ingestion.lake import duckdb_connection, register_lake_table
 
 LabelKind = Literal["cancellation", "inactivity", "non_renewal", "provided"]

@@ -1,5 +1,5 @@
 """What a model version records of its source (the features' side of schema drift): per optional
-source column its features are computed from (the catalogue's :data:`pipeline.features.build.INPUTS`),
+source column its features are computed from (the catalogue's :data:`pipeline.features.catalogue.INPUTS`),
 the features it feeds and its null share over the lake at training. The model stage writes it into
 the version's ``params.json``; :mod:`pipeline.monitoring.schema_drift` compares each night with it."""
 
@@ -13,7 +13,7 @@ PARAMS_KEY = "source_schema"
 
 def columns_needed(features: Iterable[str]) -> list[str]:
     """The optional source columns (``"table.column"``) the ``features`` are computed from."""
-    from pipeline.features.build import inputs_of
+    from pipeline.features.catalogue import inputs_of
 
     return sorted({c for f in features for c in inputs_of(f)})
 
@@ -24,7 +24,7 @@ def training_record(features: Sequence[str], groups: Sequence[str],
     feature groups, the source tables they read, and per optional column its ``features``
     (those of ``features`` computed from it), the lake's ``rows`` and its ``null_share``
     there (``counts``: ``"table.column"`` -> (rows, nulls), over the lake it was trained on)."""
-    from pipeline.features.build import GROUPS, inputs_of
+    from pipeline.features.catalogue import GROUPS, inputs_of
 
     columns = {}
     for column in columns_needed(features):

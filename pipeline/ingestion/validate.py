@@ -1,4 +1,4 @@
-"""Validation gate: Great Expectations 1.x suites with row-level quarantine.
+"""Validation gate: a batch run through its Great Expectations 1.x suite, with row-level quarantine.
 
 Every lake table (and the feature table) has a suite ``expectations/<table>.json`` in GX's
 own suite JSON format (``ExpectationSuite.to_json_dict()``: ``name``, ``expectations`` of
@@ -18,23 +18,10 @@ COMPLETE) and splits the batch:
   rejecting rows. A row-level rule on a missing column cannot run: it is reported as a
   failure "not evaluated" instead of crashing.
 
-Conventions in the suite files (so they can be extended without touching this module):
-
-* **Run-time parameters.** A kwarg ``{"$PARAMETER": "window_start"}`` or
-  ``{"$PARAMETER": "window_end"}`` (GX's own mechanism) takes the batch's ingestion window
-  at run time. Every lake table's time column has ``min_value=window_start``,
-  ``max_value=window_end``, ``strict_max=true``: no row from the future of its window (or
-  from before it, which the lake's partition writer would refuse). Without a
-  ``window_end`` the current UTC time is used (naive, like the contract's timestamps);
-  without a ``window_start`` there is no lower bound.
-* **Column globs.** An expectation whose ``meta`` has ``"column_glob": true`` is a template:
-  its ``column`` kwarg is an ``fnmatch`` pattern, and the rule is applied to every column
-  of the batch that matches it (none matching: no rule). ``features.json`` uses this for
-  ``n_*`` and ``days_since_*`` (values >= 0), so new feature columns are covered as they
-  appear.
-
-GX is imported lazily (it is slow to import) and its context, dataframe assets and parsed
-suites are cached per process.
+The suites (their files and conventions: run-time window parameters, column globs, closed
+vocabularies) are built by :mod:`pipeline.ingestion.suites`; the rejected rows are kept by
+:mod:`pipeline.ingestion.quarantine`. GX is imported lazily (it is slow to import) and its context
+and dataframe assets are cached per process.
 """
 
 from __future__ import annotations
@@ -42,9 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import fnmatch
 import functools
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -54,14 +39,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from pipeline.artifacts import write_parquet
-from pipeline.config import EXPECTATIONS_DIR, Settings
+from pipeline.config import Settings
 from pipeline.errors import DataError
+from pipeline.ingestion.quarantine import REASON_COLUMN, REASON_SEP, RULES_COLUMN, RULES_SEP, quarantine, quarantine_path
+from pipeline.ingestion.suites import build_suite, closed_sets, gx, load_suite, run_parameters
 
 if TYPE_CHECKING:
-    from types import ModuleType
-
-    from great_expectations import ExpectationSuite
     from great_expectations.core.batch_definition import BatchDefinition
     from great_expectations.core.expectation_validation_result import ExpectationValidationResult
 
@@ -69,14 +52,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WINDOW_START = "window_start"
-WINDOW_END = "window_end"
-#: ``meta`` flag of a template expectation whose ``column`` is a glob over the batch's columns
-COLUMN_GLOB = "column_glob"
-REASON_COLUMN = "_reason"
-RULES_COLUMN = "_rules"
-REASON_SEP = " ; "
-RULES_SEP = ";"
 #: COMPLETE gives every unexpected row's index; the index query string is not needed
 RESULT_FORMAT: dict[str, Any] = {
     "result_format": "COMPLETE",
@@ -87,8 +62,6 @@ RESULT_FORMAT: dict[str, Any] = {
 _COLUMN_KWARGS = ("column", "column_A", "column_B", "column_list")
 _UNIQUE_RULES = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
 _TABLE_LEVEL_DETAIL = {"expect_column_to_exist": "column is missing from the batch"}
-#: GX loggers that set their own level to INFO when imported
-_GX_CHATTY_LOGGERS = ("great_expectations.data_context.types.base",)
 
 
 class DataValidationError(DataError):
@@ -170,62 +143,11 @@ class _Outcome:
     detail: str
 
 
-# ------------------------------------------------------------------------------ suites
-def _gx() -> ModuleType:
-    """``great_expectations``, imported on first use with its info logging silenced."""
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    import great_expectations
-
-    for name in _GX_CHATTY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    return great_expectations
-
-
-def suite_path(name: str) -> Path:
-    """Where the suite for table ``name`` is stored."""
-    return EXPECTATIONS_DIR / f"{name}.json"
-
-
-def load_suite(name: str) -> ExpectationSuite:
-    """The suite ``EXPECTATIONS_DIR/<name>.json`` as stored (cached per process: do not mutate)."""
-    return _suite(name, None)
-
-
-@functools.lru_cache(maxsize=64)
-def _suite(name: str, columns: tuple[str, ...] | None,
-           closed: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> ExpectationSuite:
-    """The suite ``name``; with ``columns``, its column-glob templates expanded over them; with
-    ``closed``, a set rule for each declared closed vocabulary (``closed_vocabularies``)."""
-    path = suite_path(name)
-    if not path.is_file():
-        known = sorted(p.stem for p in EXPECTATIONS_DIR.glob("*.json"))
-        raise FileNotFoundError(f"no expectation suite for table {name!r}: {path} does not exist (suites: {known})")
-    spec = json.loads(path.read_text(encoding="utf-8"))
-    if columns is not None:
-        spec["expectations"] = [e for template in spec["expectations"] for e in _expand(template, columns)]
-    spec["expectations"] += [{"type": "expect_column_values_to_be_in_set",
-                              "kwargs": {"column": column, "value_set": list(values)},
-                              "meta": {"notes": "declared in closed_vocabularies"}} for column, values in closed]
-    return _gx().ExpectationSuite(**spec)
-
-
-def _expand(expectation: dict[str, Any], columns: tuple[str, ...]) -> list[dict[str, Any]]:
-    """A column-glob template as one expectation per matching column; others unchanged."""
-    if not expectation.get("meta", {}).get(COLUMN_GLOB):
-        return [expectation]
-    pattern = expectation["kwargs"]["column"]
-    return [
-        {**expectation, "kwargs": {**expectation["kwargs"], "column": column}}
-        for column in columns
-        if fnmatch.fnmatchcase(column, pattern)
-    ]
-
-
 # ---------------------------------------------------------------------------- GX runtime
 @functools.cache
 def _pandas_datasource() -> Any:
     """A pandas datasource in a process-wide ephemeral GX context (quiet: no progress bars)."""
-    context = _gx().get_context(mode="ephemeral")
+    context = gx().get_context(mode="ephemeral")
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -269,52 +191,11 @@ def _wide_dtype(dtype: Any) -> str | None:
     return None
 
 
-#: ``max_category_values`` when validating without settings
-DEFAULT_MAX_CATEGORY_VALUES = 10_000
-
-
-def _window_parameters(window_start: dt.datetime | None, window_end: dt.datetime | None,
-                       settings: Settings | None = None) -> dict[str, Any]:
-    """Values of the suites' run-time parameters (the window in naive UTC, like the contract's
-    timestamps; the categories' cardinality bound)."""
-    end = _naive_utc(window_end) if window_end is not None else dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    start = _naive_utc(window_start) if window_start is not None else None
-    if start is not None and start > end:
-        raise ValueError(f"window_start {start} is after window_end {end}")
-    return {WINDOW_START: start, WINDOW_END: end,
-            "max_category_values": settings.max_category_values if settings else DEFAULT_MAX_CATEGORY_VALUES}
-
-
-def _closed(settings: Settings | None, table: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """The closed sets the configuration declares for ``table``'s category columns (a DataError
-    names the setting when one is not a category column of the contract)."""
-    from pipeline.ingestion.contract import TABLES
-
-    declared = (settings.closed_sets if settings else {}).get(table, {})
-    if table not in TABLES:  # the features' suite
-        return ()
-    spec = TABLES[table]
-    for column in declared:
-        kinds = {c.name: c.kind for c in spec.columns}
-        if kinds.get(column) != "category":
-            raise DataError(f"config closed_vocabularies: {table}.{column} is not a category column of the contract "
-                            f"(the category columns of {table}: "
-                            f"{', '.join(c for c, k in kinds.items() if k == 'category') or 'none'})")
-    return tuple(sorted(declared.items()))
-
-
-def _naive_utc(value: dt.datetime) -> dt.datetime:
-    stamp = pd.Timestamp(value)
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
-    return stamp.to_pydatetime()
-
-
 def _run_suite(df: pd.DataFrame, table: str, parameters: dict[str, Any],
                closed: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> list[_Outcome]:
     """The outcome of every expectation of ``table``'s suite (plus the declared closed sets) on
     ``df``, in the suite's order."""
-    suite = _suite(table, tuple(map(str, df.columns)), closed)
+    suite = build_suite(table, tuple(map(str, df.columns)), closed)
     batch = _batch_definition(table).get_batch(batch_parameters={"dataframe": _gx_frame(df)})
     results = batch.validate(suite, result_format=RESULT_FORMAT, expectation_parameters=parameters).results
     rank: dict[tuple[str, str | None], int] = {}
@@ -456,29 +337,10 @@ def validate_batch(
     ingestion window ``[start, end)``); ``settings`` the category bound and the declared closed
     sets; see the module docstring.
     """
-    outcomes = _run_suite(df, table, _window_parameters(window_start, window_end, settings), _closed(settings, table))
+    outcomes = _run_suite(df, table, run_parameters(window_start, window_end, settings), closed_sets(settings, table))
     clean, rejected = _split(df, table, outcomes)
     failures = [_failure(table, o, len(df)) for o in outcomes if not o.success]
     return ValidationResult(table, len(df), not failures, failures, clean, rejected)
-
-
-def quarantine_path(settings: Settings, table: str, run_key: str) -> Path:
-    """``<quarantine_dir>/<table>/<run_key>.parquet``."""
-    if not run_key or Path(run_key).name != run_key:
-        raise ValueError(f"run_key must be a plain file name, got {run_key!r}")
-    return settings.quarantine_dir / table / f"{run_key}.parquet"
-
-
-def quarantine(result: ValidationResult, settings: Settings, run_key: str) -> Path | None:
-    """Write the rejected rows atomically to :func:`quarantine_path`; None if there are none.
-
-    A rerun with the same ``run_key`` replaces the file (and removes it when it rejects nothing).
-    """
-    path = quarantine_path(settings, result.table, run_key)
-    if result.rejected.empty:
-        path.unlink(missing_ok=True)
-        return None
-    return write_parquet(result.rejected, path)
 
 
 def validate_and_quarantine(
@@ -504,7 +366,7 @@ def validate_and_quarantine(
 class ChunkedValidator:
     """Validate one table's batch chunk by chunk, each chunk with the table's whole suite.
 
-    Rejected rows stream into the batch's one quarantine file (:func:`quarantine_path`,
+    Rejected rows stream into the batch's one quarantine file (:func:`~pipeline.ingestion.quarantine.quarantine_path`,
     published when the batch ends, removed when it rejected nothing), so memory is bounded
     by a chunk however long the batch. The batch fails when any chunk breaks a rule (a
     ``mostly`` rule is judged per chunk: a bad day is not averaged away by good ones);
@@ -525,8 +387,8 @@ class ChunkedValidator:
         #: rows quarantined by the tolerated checks (they do not fail the batch), by reason
         self.tolerated: dict[str, int] = {}
         self.settings = settings
-        self.parameters = _window_parameters(window_start, window_end, settings)
-        self.closed = _closed(settings, table)
+        self.parameters = run_parameters(window_start, window_end, settings)
+        self.closed = closed_sets(settings, table)
         if schema is not None:
             import pyarrow as pa
 

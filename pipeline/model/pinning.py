@@ -9,7 +9,8 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.context import RunContext
-from pipeline.model.registry import ModelVersion, RegistryError, check_champion, get_version, serving_facts
+from pipeline.model.registry import ModelVersion, RegistryError, check_champion, get_version
+from pipeline.model.serving import serving_facts
 
 
 def pin(settings: Settings, dag_id: str, logical_date: str | dt.date, *, lookback_days: int = 1) -> RunContext:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from pipeline.artifacts import write_parquet, write_text
 from pipeline.config import Settings
-from pipeline.model import registry
+from pipeline.model import model_cache, registry
 from pipeline.model.candidates import Trial
 from pipeline.model.gate import TrainResult, Verdict, judge
 
@@ -74,7 +74,7 @@ def source_schema(settings: Settings, params: dict[str, Any]) -> dict[str, Any]:
     """What a pipeline model records of its source, for the nightly's schema-drift check
     (:func:`pipeline.features.source_schema.training_record`): its feature groups and tables, and
     per optional source column its features read, the lake's rows and null share now, at training."""
-    from pipeline.features.build import column_null_counts
+    from pipeline.features.selection import column_null_counts
     from pipeline.features.source_schema import columns_needed, training_record
 
     features = list(params["numeric_features"]) + list(params["categorical_features"])
@@ -184,7 +184,7 @@ def record_version(settings: Settings, model: Any, *, name: str, metrics: dict[s
         with tempfile.TemporaryDirectory(prefix="churnflow-bundle-") as tmp:
             _write_bundle(Path(tmp), version, metrics=metrics, params=params, reference=reference,
                           importances=importances, images=images, card_html=card_html, trials=trials)
-            tracking.log_artifacts(settings, run_id, Path(tmp), registry.BUNDLE)
+            tracking.log_artifacts(settings, run_id, Path(tmp), model_cache.BUNDLE)
         mlflow.set_tag("churnflow.model_version", version)
         sealed = registry.seal_version(settings, name, number, run_id)
     return Recorded(version, name, sealed.path, run_id)

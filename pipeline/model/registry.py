@@ -11,36 +11,29 @@ The serving champion is the alias ``champion``; ``models promote/rollback`` move
 recorded reason (the registered model's tag ``churnflow.champion_history`` keeps the moves and
 the rollback stack). A nightly run pins a version number for its whole run.
 
-A version is used from a **verified local copy** under ``<data_dir>/model_cache/<name>/vN/``:
-at registration the SHA-256 of every file of the version is recorded as the version's tag
-``churnflow.sha256``; a copy is made (downloaded from the store) only if every file matches,
-and pinning a version checks its copy again. Versions never change, so a copy is never stale,
-and tasks other than the pinning one read the copy without opening MLflow.
+A version is used from a **verified local copy** (:mod:`pipeline.model.model_cache`: every file
+checked against the SHA-256 recorded as the version's tag ``churnflow.sha256`` at registration).
+What the nights serve (the challenger, the facts a night reports) is :mod:`pipeline.model.serving`'s.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import json
 import logging
 import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.artifacts import replace_dir, write_text
 from pipeline.config import Settings
-from pipeline.errors import DataError, first_line
+from pipeline.errors import DataError
+from pipeline.model.model_cache import BUNDLE, MODEL, VERSION_FILE, CopyError, checksums, copy_dir, differences, make_copy
 
 log = logging.getLogger(__name__)
 
 ALIAS = "champion"
-BUNDLE = "churnflow"  # the run-artifact folder of churnflow's files
-MODEL = "model"  # the MLflow model's folder in a local copy
-VERSION_FILE = "version.json"
 TAG_SHA = "churnflow.sha256"
 TAG_HISTORY = "churnflow.champion_history"
 TAG_PROMOTED_AT = "churnflow.promoted_at"
@@ -304,63 +297,18 @@ def require_champion(settings: Settings) -> ModelVersion:
 
 
 # ------------------------------------------------------------------------- local copies
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def checksums(folder: Path) -> dict[str, str]:
-    """SHA-256 of every file under ``folder`` by relative path (the copy's own ``version.json`` aside)."""
-    return {p.relative_to(folder).as_posix(): _sha256(p) for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != VERSION_FILE}
-
-
-def _differences(expected: dict[str, str], actual: dict[str, str]) -> list[str]:
-    return sorted(k for k in expected.keys() | actual.keys() if expected.get(k) != actual.get(k))
-
-
 def _copy_dir(settings: Settings, name: str, number: int) -> Path:
-    return settings.model_cache_dir / name / label(number)
+    return copy_dir(settings, name, label(number))
 
 
 def _download(settings: Settings, name: str, number: int, run_id: str, expected: dict[str, str] | None) -> ModelVersion:
-    """Copy version ``number`` (its MLflow model and its run's ``churnflow/`` bundle) into the
-    cache, atomically, and only if every file matches ``expected`` (None: at registration,
-    when the checksums are being taken)."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from pipeline.model import tracking
-
-    tracking.use_uris(settings)
-    final = _copy_dir(settings, name, number)
-    stage = final.with_name(f".stage-{label(number)}-{uuid.uuid4().hex[:8]}")
-    stage.mkdir(parents=True)
+    """Copy version ``number`` into the cache (:func:`pipeline.model.model_cache.make_copy`), only if
+    every file matches ``expected`` (None: at registration, when the checksums are being taken)."""
     try:
-        try:
-            mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{number}", dst_path=str(stage / MODEL))
-            _store(settings).download_artifacts(run_id, BUNDLE, str(stage))
-        except (MlflowException, OSError) as exc:
-            raise RegistryError(f"model version {label(number)} of {name!r}: its files cannot be read from the MLflow "
-                                f"store {where(settings)} ({first_line(exc)}); it is not used. Promote another version, or "
-                                "retrain") from exc
-        actual = checksums(stage)
-        if expected is not None:
-            changed = _differences(expected, actual)
-            if changed:
-                raise RegistryError(
-                    f"model version {label(number)} of {name!r} differs from what was registered (SHA-256 of "
-                    f"{', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}): its artifacts were altered or are "
-                    "incomplete in the store; it is not used. Promote another version, or retrain")
-        write_text(json.dumps({"name": name, "version": number, "run_id": run_id, "sha256": actual,
-                               "copied_at": dt.datetime.now(dt.UTC).isoformat()}, indent=2), stage / VERSION_FILE)
-        replace_dir(stage, final)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    return ModelVersion(name, number, final)
+        path = make_copy(settings, _store(settings), name, number, label(number), run_id, expected, store=where(settings))
+    except CopyError as exc:
+        raise RegistryError(str(exc)) from exc
+    return ModelVersion(name, number, path)
 
 
 def _recorded(settings: Settings, mv: Any) -> dict[str, str]:
@@ -390,7 +338,7 @@ def check_version(settings: Settings, version: str | int, *, name: str | None = 
     name, number = name or settings.model_name, parse_version(version)
     expected = _recorded(settings, _version_info(settings, name, number))
     model = get_version(settings, number, name=name)
-    changed = _differences(expected, checksums(model.path))
+    changed = differences(expected, checksums(model.path))
     if changed:
         log.warning("the local copy of %s differs from the registered files (%s): fetching it again", model.version,
                     ", ".join(changed[:5]))
@@ -503,53 +451,3 @@ def rollback(settings: Settings, reason: str = "rollback") -> ModelVersion:
     model = check_version(settings, previous)
     _move_alias(settings, previous, reason, pop=True)
     return model
-
-
-# ------------------------------------------------------------------ the challenger
-def challenger_number(settings: Settings, champion: int) -> tuple[int | None, str]:
-    """The version scored in shadow beside ``champion`` and why, or None and why there is none:
-    ``challenger_version`` when set (not the champion, and registered), otherwise the newest
-    version registered after the champion whose registration completed and that was never
-    promoted (a version the gate did not serve; a promoted-then-rolled-back one does not count).
-    ``challenger_min_nights`` 0 switches the challenger off."""
-    if not settings.challenger_min_nights:
-        return None, "challenger_min_nights is 0: no challenger is scored"
-    versions = {v.number: v for v in list_versions(settings)}
-    if settings.challenger_version.strip():
-        number = parse_version(settings.challenger_version)
-        if number == champion:
-            return None, f"challenger_version {label(number)} is the champion"
-        if number not in versions:
-            return None, f"challenger_version {label(number)} is not registered in {settings.model_name!r}"
-        return number, f"{label(number)}, named by challenger_version"
-    unpromoted = [n for n, v in versions.items()
-                  if n > champion and TAG_PROMOTED_AT not in v.tags and TAG_SHA in v.tags]
-    if not unpromoted:
-        return None, (f"no version of {settings.model_name!r} registered after the champion {label(champion)} "
-                      "and never promoted (set challenger_version to name one)")
-    number = max(unpromoted)
-    return number, f"{label(number)}, the newest version registered after the champion and not promoted"
-
-
-# ------------------------------------------------------------------- what the e-mail says
-def serving_facts(settings: Settings, pinned: ModelVersion) -> dict[str, Any]:
-    """What a night tells the analysts about its model: the pinned champion (trained when,
-    promoted when and why) and the newest registered version with the gate's verdict on it."""
-    versions = list_versions(settings)
-    by_number = {v.number: v for v in versions}
-    champ = by_number.get(pinned.number)
-    facts: dict[str, Any] = {"champion": {
-        "version": pinned.version, "training_date": champ.tags.get("churnflow.training_date") if champ else None,
-        "roc_auc": pinned.metrics().get("roc_auc"),
-        "promoted_at": champ.tags.get(TAG_PROMOTED_AT) if champ else None,
-        "reason": champ.tags.get(TAG_PROMOTION_REASON) if champ else None}}
-    newest = versions[-1] if versions else None
-    if newest is not None and newest.number != pinned.number:
-        facts["newest"] = {
-            "version": newest.version, "training_date": newest.tags.get("churnflow.training_date"),
-            "served": newest.tags.get(TAG_GATE_SERVED) == "true", "decision": newest.tags.get(TAG_GATE_DECISION, ""),
-            "roc_auc": newest.float_tag("churnflow.roc_auc"),
-            "champion_version": newest.tags.get(TAG_GATE_CHAMPION),
-            "champion_roc_auc": newest.float_tag("churnflow.gate.champion_roc_auc"),
-            "registered_at": newest.created.isoformat(timespec="seconds")}
-    return facts

@@ -91,7 +91,7 @@ def combine_scores(ctx: RunContext, parts: list[dict[str, Any]]) -> dict[str, An
 
 
 def score_challenger_step(ctx: RunContext, features: dict[str, Any]) -> dict[str, Any]:
-    """The challenger in shadow (:func:`pipeline.model.registry.challenger_number`): its scores of
+    """The challenger in shadow (:func:`pipeline.model.serving.challenger_number`): its scores of
     the night's (combined) features, as ``score_challenger/scores.parquet`` and the night's
     ``challenger_scores`` rows, beside the champion's and never the campaign. No challenger, or
     one that cannot be loaded or cannot score these features, is said (``version`` None and the
@@ -104,12 +104,13 @@ def score_challenger_step(ctx: RunContext, features: dict[str, Any]) -> dict[str
     from pipeline.errors import DataError
     from pipeline.model import registry
     from pipeline.model.score import score_frame
+    from pipeline.model.serving import challenger_number
     from pipeline.results import CHALLENGER_SCORES, night, replace_rows
 
     log = logging.getLogger(__name__)
     settings, champion = ctx.settings, pinned_model(ctx)
     out: dict[str, Any] = {"version": None, "champion_version": champion.version, "rows": 0}
-    number, reason = registry.challenger_number(settings, champion.number)
+    number, reason = challenger_number(settings, champion.number)
     if number is not None:
         try:
             model = registry.check_version(settings, number)

@@ -191,7 +191,8 @@ def _base_params(best: Trial, numeric: list[str], categorical: list[str], settin
 
 def _fairness(settings: Settings, features: list[str], available: Any, constant: list[str]) -> dict[str, Any]:
     """The fairness segments this model is judged by, and why each other configured one is not."""
-    from pipeline.features.build import FEATURES, fairness_segments
+    from pipeline.features.catalogue import FEATURES
+    from pipeline.features.selection import fairness_segments
 
     group_of = {f.name: f.group for f in FEATURES}
     why_not = {**{f: f"its feature group {g} is left out ({available.left_out_groups[g]})"
@@ -233,7 +234,7 @@ def train(settings: Settings, training_set: Location) -> Trained:
     labelled snapshot, say) the holdout is a stratified share of the customers
     (:data:`STRATIFIED_HOLDOUT_SHARE`) and the CV folds and the calibration split are stratified
     folds of the others, every row of a customer on one side; the model records so (``validation``)."""
-    from pipeline.features.build import available_features
+    from pipeline.features.selection import available_features
 
     available = available_features(settings)
     groups, numeric, categorical = available.groups, available.numeric, available.categorical

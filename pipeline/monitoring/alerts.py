@@ -285,6 +285,15 @@ def retrain_requested(settings: Settings, raised: pd.DataFrame) -> bool:
         (raised["severity"] == "critical") & raised["rule"].isin(sorted(RETRAIN_RULES))).any())
 
 
+def night_summary(settings: Settings, monitoring: MonitoringResult, alerts: pd.DataFrame) -> dict[str, Any]:
+    """The night's monitoring with its recorded ``alerts`` (:func:`record_alerts`), the highest
+    severity of those not suppressed and whether they request retraining (pure): what
+    ``monitoring.json`` holds and the report, the e-mail and the retraining request read."""
+    raised = alerts[alerts["status"] != SUPPRESSED]
+    return {**monitoring.to_dict(), "alerts": alerts.drop(columns="run_date").to_dict("records"),
+            "severity": highest_severity(raised["severity"]), "retrain": retrain_requested(settings, raised)}
+
+
 def record_alerts(settings: Settings, day: dt.date | str, model_version: str, alerts: list[Alert]) -> pd.DataFrame:
     """Store tonight's alerts as ``pending`` or ``suppressed`` (cooldown; see the module doc); return them."""
     night = results_night(day)

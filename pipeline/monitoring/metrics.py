@@ -1,6 +1,7 @@
 """Model monitoring beyond data drift, as pure functions: prediction drift, matured-label
 performance and fairness of one night (gathered with the rest of the night's monitoring by
-:func:`pipeline.monitoring.night.monitor_night` into the :class:`~pipeline.monitoring.night.MonitoringResult`
+:func:`pipeline.monitoring.night.performance_night`, gathered by :func:`pipeline.monitoring.night.gather` into the
+:class:`~pipeline.monitoring.night.MonitoringResult`
 that the alert rules of :mod:`pipeline.monitoring.alerts` read).
 
 Where the results are kept (the results store's monitoring tables) is
@@ -158,7 +159,7 @@ def judged_segments(segments: list[str], params: dict[str, Any], *frames: pd.Dat
     skipped: those the model was not judged by at training (its params' ``fairness``: the
     column left out, constant, or not a feature), and those whose column is absent from, or
     without any value in, one of ``frames`` (tonight's features, the reference)."""
-    from pipeline.features.build import DERIVED_SEGMENTS
+    from pipeline.features.selection import DERIVED_SEGMENTS
 
     planned = params.get("fairness")
     usable, skipped = [], {}

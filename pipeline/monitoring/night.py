@@ -1,15 +1,16 @@
-"""The night's monitoring, aggregated: :func:`monitor_night` computes prediction drift,
-matured-label performance and fairness (:mod:`pipeline.monitoring.metrics`) and gathers them with
-the night's data drift, concept detectors, challenger comparison and schema drift into one typed
-:class:`MonitoringResult`, which the alert rules (:mod:`pipeline.monitoring.alerts`) and the store
-read. Its own module: the parts it gathers import nothing from it."""
+"""The night's monitoring, gathered: each part is computed by its own step (data drift,
+performance, concept detectors, importance drift, schema drift, the challenger) and saved;
+:func:`gather` makes their saved parts one typed :class:`MonitoringResult` (pure: nothing is
+read), which the alert rules (:mod:`pipeline.monitoring.alerts`) read. :func:`performance_night`
+is the performance part: prediction drift, matured-label performance and fairness
+(:mod:`pipeline.monitoring.metrics`). Its own module: the parts it gathers import nothing from it."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import pandas as pd
 from pipeline.artifacts import as_date
 from pipeline.config import Settings
 from pipeline.monitoring.challenger import ChallengerNight
-from pipeline.monitoring.concept import ConceptDrift
+from pipeline.monitoring.concept import ConceptDrift, Detection
 from pipeline.monitoring.metrics import (
     Performance,
     PredictionDrift,
@@ -28,7 +29,7 @@ from pipeline.monitoring.metrics import (
     prediction_drift,
     unseen_categories,
 )
-from pipeline.monitoring.schema_drift import SchemaDrift
+from pipeline.monitoring.schema_drift import Finding, SchemaDrift
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class MonitoringResult:
     schema_drift: SchemaDrift | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (what the monitor task writes and pushes to XCom)."""
+        """JSON-ready (what the alerts step writes as ``monitoring.json`` and pushes to XCom)."""
         return {
             "threshold": self.threshold,
             "model_version": self.model_version,
@@ -97,27 +98,54 @@ class MonitoringResult:
         }
 
 
-def monitor_night(
+def typed(cls: Any, data: dict[str, Any]) -> Any:
+    """The dataclass ``cls`` from its fields in ``data`` (what :func:`dataclasses.asdict` saved;
+    other keys, such as a saved property, are left out)."""
+    return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class PerformanceNight:
+    """The night's performance part (:func:`performance_night`): prediction drift,
+    matured-label performance (None: nothing matured) and fairness."""
+
+    prediction: PredictionDrift
+    performance: Performance | None
+    #: per segment and group (:func:`fairness`, with the training reference's ``reference_ratio``)
+    fairness: pd.DataFrame
+    #: configured fairness segments not judged tonight, with why (:func:`judged_segments`)
+    fairness_skipped: dict[str, str] = field(default_factory=dict)
+    #: category values tonight that the model never saw in training, per column
+    unseen_categories: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, without the fairness table (saved beside it as Parquet)."""
+        return {"prediction": asdict(self.prediction),
+                "performance": asdict(self.performance) if self.performance else None,
+                "fairness_skipped": self.fairness_skipped, "unseen_categories": self.unseen_categories}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], fairness: pd.DataFrame) -> PerformanceNight:
+        perf = data.get("performance")
+        return cls(typed(PredictionDrift, data["prediction"]), typed(Performance, perf) if perf else None, fairness,
+                   dict(data.get("fairness_skipped") or {}), dict(data.get("unseen_categories") or {}))
+
+
+def performance_night(
     day: dt.date, *, model_version: str, threshold: float, champion_metrics: dict[str, Any], settings: Settings,
     tonight: pd.DataFrame, features: pd.DataFrame, reference: pd.DataFrame, reference_scores: np.ndarray,
-    baseline: list[float], drift: DriftFacts, labelled: pd.DataFrame | None = None,
-    labelled_features: pd.DataFrame | None = None, rejected_rows: int = 0, params: dict[str, Any] | None = None,
-    concept: ConceptDrift | None = None, importance: pd.DataFrame | None = None,
-    challenger: ChallengerNight | None = None, schema_drift: SchemaDrift | None = None,
-) -> MonitoringResult:
+    baseline: list[float], labelled: pd.DataFrame | None = None, labelled_features: pd.DataFrame | None = None,
+    params: dict[str, Any] | None = None,
+) -> PerformanceNight:
     """Prediction drift, matured-label performance and fairness of one night (pure: every
     input is given, nothing is read or written).
 
     ``tonight``: the night's scores; ``features``: its feature table; ``reference`` /
     ``reference_scores``: the champion's training reference and its scores; ``baseline``: the
     recent nights' high-risk shares; ``labelled``: the scores of night ``D - horizon`` with
-    their labels (:func:`matured_labels`) and ``labelled_features`` that night's features.
+    their labels (:func:`pipeline.features.labels.matured`) and ``labelled_features`` that night's features.
     Fairness is also computed on the scored reference: a disparity the model already had is
-    reported with its ``reference_ratio``, and only getting worse than that alerts. ``concept``:
-    the concept-drift detectors' night (:func:`pipeline.monitoring.concept.run_night`), and
-    ``importance``, its feature-importance drift (:func:`importance_drift`), and ``challenger``, the
-    challenger's night (:mod:`pipeline.monitoring.challenger`), and ``schema_drift``, the source
-    columns checked against the model's training (:mod:`pipeline.monitoring.schema_drift`), kept as given.
+    reported with its ``reference_ratio``, and only getting worse than that alerts.
     """
     prediction = prediction_drift(day, tonight, reference_scores, threshold, model_version, baseline)
     perf = None
@@ -132,6 +160,57 @@ def monitor_night(
                         threshold)
     fair = fair.merge(ref_fair[["segment", "group", "positive_rate_ratio"]].rename(
         columns={"positive_rate_ratio": "reference_ratio"}), on=["segment", "group"], how="left")
-    return MonitoringResult(as_date(day).isoformat(), model_version, threshold, drift, prediction, perf, fair,
-                            rejected_rows, skipped, unseen_categories(features, reference, params or {}), concept,
-                            importance, challenger, schema_drift)
+    return PerformanceNight(prediction, perf, fair, skipped, unseen_categories(features, reference, params or {}))
+
+
+def rejected_rows(validated: list[dict[str, Any]], features: dict[str, Any]) -> int:
+    """Rows quarantined tonight, by the inputs' and the features' gates (the data-quality alert):
+    from the ingest summaries and the features step's summary."""
+    return sum(int(v.get("rejected", 0)) for v in validated) + int(features.get("rejected", 0))
+
+
+def concept_from_dict(data: dict[str, Any] | None) -> ConceptDrift | None:
+    """A saved :meth:`ConceptDrift.to_dict` (with its ``run_date``) as the detectors' night (rows without state)."""
+    if data is None:
+        return None
+    return ConceptDrift(data["run_date"], data["model_version"], data["scored_on"], list(data["rows"]),
+                        [typed(Detection, d) for d in data["detections"]])
+
+
+def schema_drift_from_dict(data: dict[str, Any] | None) -> SchemaDrift | None:
+    """A saved :meth:`SchemaDrift.to_dict` as the check it was."""
+    if data is None:
+        return None
+    findings = [typed(Finding, {**f, "features": tuple(f["features"])}) for f in data["findings"]]
+    return SchemaDrift(data["model_version"], bool(data["recorded"]), list(data["checked"]), findings, data.get("note", ""))
+
+
+def challenger_from_dict(data: dict[str, Any] | None) -> ChallengerNight | None:
+    """A saved challenger night (:meth:`ChallengerNight.to_dict` with its ``run_date`` and the
+    ``comparison`` rows) as the night it was."""
+    if data is None:
+        return None
+    compared = data.get("comparison")
+    return ChallengerNight(data["run_date"], data["champion_version"], data["version"], data["reason"],
+                           int(data["needed"]), float(data["margin"]),
+                           pd.DataFrame(compared) if compared is not None else None, pd.DataFrame(data["nights"]))
+
+
+def gather(
+    day: dt.date | str, *, model_version: str, threshold: float, drift: DriftFacts, performance: PerformanceNight,
+    rejected_rows: int = 0, concept: ConceptDrift | None = None, importance: pd.DataFrame | None = None,
+    challenger: ChallengerNight | None = None, schema_drift: SchemaDrift | None = None,
+) -> MonitoringResult:
+    """The night's parts, as their steps saved them, gathered into one :class:`MonitoringResult`
+    (pure: nothing is read or written; what the alert rules evaluate).
+
+    ``drift``: the data-drift step's facts; ``performance``: :func:`performance_night`;
+    ``concept``: the concept-drift detectors' night (:func:`pipeline.monitoring.concept.run_night`; None:
+    nothing matured or no detector); ``importance``: the feature-importance drift
+    (:func:`pipeline.monitoring.metrics.importance_drift`; None: off); ``challenger``: the challenger's night
+    (:mod:`pipeline.monitoring.challenger`); ``schema_drift``: the source columns checked against the
+    model's training (:mod:`pipeline.monitoring.schema_drift`); ``rejected_rows``: :func:`rejected_rows`.
+    """
+    return MonitoringResult(as_date(day).isoformat(), model_version, threshold, drift, performance.prediction,
+                            performance.performance, performance.fairness, rejected_rows, performance.fairness_skipped,
+                            performance.unseen_categories, concept, importance, challenger, schema_drift)

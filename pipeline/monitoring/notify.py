@@ -132,7 +132,7 @@ class CampaignFile:
 class NightlyReport:
     """What the nightly e-mail says, written once and rendered as HTML and as plain text.
 
-    ``monitoring`` is :func:`pipeline.monitoring.steps.monitor_step`'s result (``None``: no severity,
+    ``monitoring`` is :func:`pipeline.monitoring.part_steps.alerts_step`'s result (``None``: no severity,
     prediction drift or performance part); ``alerts`` are the records of
     :func:`pipeline.monitoring.alerts.alerts_for_email`; ``attachments`` the attached files' names.
     """
@@ -148,7 +148,7 @@ class NightlyReport:
     attachments: list[str] = field(default_factory=list)
     #: what churn means for the model that scored (its params' label definition)
     churn_definition: str = ""
-    #: the registry when the night pinned its model (:func:`pipeline.model.registry.serving_facts`)
+    #: the registry when the night pinned its model (:func:`pipeline.model.serving.serving_facts`)
     models: dict[str, Any] | None = None
     #: what the model or tonight's monitoring leaves out, and why (said once, in the Model section)
     left_out: list[str] = field(default_factory=list)

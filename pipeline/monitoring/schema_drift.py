@@ -8,7 +8,7 @@ are imputed (0, ``'unknown'``) where the model learnt from real values. This mod
 
 * At training, each new version records in its ``params.json`` (``source_schema``,
   :func:`training_record`) the feature groups and source tables it reads and, per optional source
-  column its features are computed from (the catalogue's :data:`pipeline.features.build.INPUTS`),
+  column its features are computed from (the catalogue's :data:`pipeline.features.catalogue.INPUTS`),
   the features it feeds and its null share over the lake it was trained on.
 * Each night, :func:`find` compares those columns with the night's ingested batches (their
   per-column counts, :func:`night_counts`): a column the source did not return (absent, renamed)

@@ -18,7 +18,7 @@ from pipeline.config import Settings
 from pipeline.monitoring.concept import ConceptDrift
 from pipeline.monitoring.drift import DriftSummary
 from pipeline.monitoring.metrics import Performance, PredictionDrift
-from pipeline.monitoring.night import MonitoringResult
+from pipeline.monitoring.night import PerformanceNight
 from pipeline.results import (
     CHALLENGER_PERFORMANCE,
     CONCEPT,
@@ -100,20 +100,25 @@ def concept_states_before(settings: Settings, day: dt.date | str, model_version:
     return latest
 
 
-def store_monitoring(settings: Settings, result: MonitoringResult) -> None:
-    """The night's rows of ``prediction_drift``, ``model_performance``, ``fairness_metrics``,
-    ``concept_drift`` (none when nothing matured tonight: a rerun removes the earlier ones),
-    ``feature_importance_drift`` and ``challenger_performance`` (none when no challenger was compared)."""
-    store_prediction_drift(settings, result.prediction)
-    if result.performance is not None:
-        store_performance(settings, result.performance)
-    store_fairness(settings, result.run_date, result.fairness)
-    store_concept(settings, result.run_date, result.concept)
-    compared = result.challenger.comparison if result.challenger is not None else None
-    replace_rows(settings, CHALLENGER_PERFORMANCE, compared if compared is not None else pd.DataFrame(), "run_date",
-                 night(result.run_date))
-    importance = result.importance if result.importance is not None else pd.DataFrame()
-    replace_rows(settings, IMPORTANCE, importance, "run_date", night(result.run_date))
+def store_performance_night(settings: Settings, part: PerformanceNight) -> None:
+    """The night's rows of ``prediction_drift``, ``model_performance`` (none written when nothing
+    matured tonight) and ``fairness_metrics``."""
+    store_prediction_drift(settings, part.prediction)
+    if part.performance is not None:
+        store_performance(settings, part.performance)
+    store_fairness(settings, part.prediction.run_date, part.fairness)
+
+
+def store_importance(settings: Settings, day: dt.date | str, importance: pd.DataFrame | None) -> None:
+    """The night's ``feature_importance_drift`` rows (none: the night's earlier ones are removed)."""
+    replace_rows(settings, IMPORTANCE, importance if importance is not None else pd.DataFrame(), "run_date", night(day))
+
+
+def store_challenger(settings: Settings, day: dt.date | str, comparison: pd.DataFrame | None) -> None:
+    """The night's ``challenger_performance`` rows (none when no challenger was compared: the
+    night's earlier ones are removed)."""
+    replace_rows(settings, CHALLENGER_PERFORMANCE, comparison if comparison is not None else pd.DataFrame(), "run_date",
+                 night(day))
 
 
 def challenger_nights_before(settings: Settings, day: dt.date | str, nights: int) -> pd.DataFrame:

@@ -1,7 +1,9 @@
 """churnflow-sim: what churnflow's demo, tests and benchmarks need and production does not.
 
 * :mod:`churnflow_sim.generate` - a synthetic subscription business (the customer database,
-  daily event files and the generator's true churn probabilities);
+  daily event files and the generator's true churn probabilities), from its parameters
+  (:mod:`~churnflow_sim.constants`), its customers' behaviour (:mod:`~churnflow_sim.behaviour`), the
+  tables it samples (:mod:`~churnflow_sim.tables`) and their writers (:mod:`~churnflow_sim.writers`);
 * :mod:`churnflow_sim.retail` - a synthetic shop (only customers and orders, in its own schema:
   examples/retail maps it) whose customers stop buying, with its true inactivity probabilities;
 * :mod:`churnflow_sim.simulator` - a *live* generated business that lands its days as time passes;

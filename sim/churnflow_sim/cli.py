@@ -8,6 +8,7 @@ import argparse
 import datetime as dt
 
 from churnflow_sim import generate, memberships, retail
+from churnflow_sim.constants import CONCEPT_HAZARD_FACTOR
 from pipeline.config import load_settings
 
 
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--concept-drift-from", type=dt.date.fromisoformat, default=None,
         help="concept drift from DATE (a month start): the basic plan's customers churn more often "
              "(--concept-drift-factor times, default 3), no feature moves")
-    parser.add_argument("--concept-drift-factor", type=float, default=generate.CONCEPT_HAZARD_FACTOR,
+    parser.add_argument("--concept-drift-factor", type=float, default=CONCEPT_HAZARD_FACTOR,
                         help="with --concept-drift-from: how many times as often the segment churns (default 3)")
     parser.add_argument("--live", action="store_true",
                         help="a live business: history up to --until, later days held back to land day by day")

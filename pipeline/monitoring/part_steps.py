@@ -1,0 +1,352 @@
+"""The night's monitoring as steps, one per part, each its own task in the nightly DAG:
+the matured labels, performance (prediction drift, matured-label performance, fairness),
+the concept-drift detectors, feature-importance drift, schema drift and the challenger
+comparison, then the alerts gathered from their outputs.
+
+Each step loads its inputs, calls its part's pure functions (:mod:`pipeline.monitoring.night`,
+``metrics``, ``concept``, ``challenger``, ``schema_drift``), writes its results-store tables
+(a rerun of the night replaces them), saves its part under ``runs/<dag>/<date>/<step>/`` and
+returns a small dict (paths and counts). :func:`alerts_step` reads the parts back, gathers
+them (:func:`pipeline.monitoring.night.gather`) and evaluates the rules
+(:func:`pipeline.monitoring.alerts.evaluate_rules`), both pure, then records the alerts and
+writes ``monitoring.json``. Saved parts may hold NaN (JSON as Python writes it): read back exactly."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pandas as pd
+
+from pipeline import storage
+from pipeline.artifacts import as_date, nan_to_none, write_parquet, write_text
+from pipeline.context import RunContext
+from pipeline.model.pinning import pinned_estimator, pinned_model
+from pipeline.storage import Location
+
+log = logging.getLogger(__name__)
+
+#: the steps' names: each one's task id in the nightly DAG and its folder under runs/<dag>/<date>/
+MATURED, PERFORMANCE, CONCEPT, IMPORTANCE, SCHEMA, CHALLENGER, ALERTS = (
+    "matured_labels", "performance", "concept_drift", "importance_drift", "schema_drift", "challenger_comparison",
+    "alerts")
+#: reference rows whose SHAP values weigh a schema-drift finding when importance drift is off
+SCHEMA_DRIFT_SHAP_ROWS = 5_000
+
+
+def _save(data: Any, path: Location) -> str:
+    write_text(json.dumps(data, indent=2, default=str), path)
+    return str(path)
+
+
+def _load(out: dict[str, Any]) -> Any:
+    """The part a step saved (its output's ``path``)."""
+    return json.loads(storage.read_text(storage.location(out["path"])))
+
+
+def _threshold(ctx: RunContext) -> float:
+    return pinned_model(ctx).threshold(ctx.settings.default_threshold)
+
+
+def _published(out: Location, frame: pd.DataFrame | None) -> str | None:
+    """``frame`` saved as ``out`` (None: nothing to save, and an earlier run's file is removed)."""
+    if frame is None or not len(frame):
+        storage.remove(out)
+        return None
+    return str(write_parquet(frame, out))
+
+
+# ------------------------------------------------------------------ matured labels
+def matured_labels_step(ctx: RunContext) -> dict[str, Any]:
+    """The scores of night ``D - N`` (``N``: the pinned model's label window) joined with their
+    labels over ``[D - N, D)``: ``matured_labels.parquet`` (with the night they were scored on,
+    ``scored_on``) and the path of that night's features. ``path`` None and ``rows`` 0 when that
+    night was not scored or none of its customers is labelled yet."""
+    from pipeline.features.labels import matured, matured_night
+    from pipeline.monitoring.store import scores_of
+
+    settings, day = ctx.settings, ctx.day
+    label = pinned_model(ctx).params.get("label") or None
+    scored_on = matured_night(settings, day, label)
+    scores_then = scores_of(settings, scored_on)
+    labelled = matured(settings, scores_then, scored_on, day, label) if len(scores_then) else None
+    saved = None
+    if labelled is not None and len(labelled):
+        saved = labelled.assign(scored_on=scored_on)
+        saved.attrs = {}  # the night is the scored_on column (Parquet keeps no date in its attrs)
+    else:
+        labelled = None
+    path = _published(ctx.dir(MATURED) / "matured_labels.parquet", saved)
+    earlier = ctx.dir("build_features", day=scored_on) / "features.parquet" if labelled is not None else None
+    out = {"path": path, "scored_on": scored_on.isoformat(), "rows": len(labelled) if labelled is not None else 0,
+           "positives": int(labelled["label"].sum()) if labelled is not None else 0,
+           "features": str(earlier) if earlier is not None and storage.is_file(earlier) else None}
+    log.info("matured labels %s: %d scores of %s labelled (%d churned)", day, out["rows"], scored_on, out["positives"])
+    return out
+
+
+def load_matured(matured: dict[str, Any]) -> pd.DataFrame | None:
+    """:func:`matured_labels_step`'s rows (``attrs["scored_on"]`` set); None when nothing matured."""
+    if not matured.get("rows"):
+        return None
+    frame = storage.read_parquet(storage.location(matured["path"])).drop(columns="scored_on")
+    frame.attrs["scored_on"] = as_date(matured["scored_on"])
+    return frame
+
+
+# ------------------------------------------------------------------ performance
+def performance_step(ctx: RunContext, features: dict[str, Any], scores: dict[str, Any],
+                     matured: dict[str, Any]) -> dict[str, Any]:
+    """Prediction drift, matured-label performance and fairness of the night
+    (:func:`pipeline.monitoring.night.performance_night`): tables ``prediction_drift``,
+    ``model_performance`` and ``fairness_metrics``, and ``performance.json`` + ``fairness.parquet``."""
+    from pipeline.model.score import score_frame
+    from pipeline.monitoring.night import performance_night
+    from pipeline.monitoring.store import recent_high_risk_shares, store_performance_night
+
+    settings, day, model = ctx.settings, ctx.day, pinned_model(ctx)
+    threshold = _threshold(ctx)
+    reference = pd.read_parquet(model.reference_path)
+    reference_scores = score_frame(pinned_estimator(ctx), reference, model.feature_columns, model.version, threshold,
+                                   0)["churn_probability"].to_numpy()
+    labelled = load_matured(matured)
+    earlier = storage.location(matured["features"]) if labelled is not None and matured.get("features") else None
+    part = performance_night(
+        day, model_version=model.version, threshold=threshold, champion_metrics=model.metrics(), settings=settings,
+        tonight=storage.read_parquet(storage.location(scores["path"])),
+        features=storage.read_parquet(storage.location(features["path"])), reference=reference,
+        reference_scores=reference_scores, baseline=recent_high_risk_shares(settings, day, threshold),
+        labelled=labelled, labelled_features=storage.read_parquet(earlier) if earlier is not None else None,
+        params=model.params)
+    store_performance_night(settings, part)
+    folder = ctx.dir(PERFORMANCE)
+    fairness = str(write_parquet(part.fairness, folder / "fairness.parquet"))
+    perf = part.performance
+    log.info("performance %s: high-risk share %.3f, score PSI %.3f, %s", day, part.prediction.high_risk_share,
+             part.prediction.psi_vs_reference,
+             f"ROC-AUC {perf.roc_auc:.3f} on {perf.rows} matured scores" if perf else "nothing matured")
+    return nan_to_none({"path": _save(part.to_dict(), folder / "performance.json"), "fairness": fairness,
+                        "high_risk_share": part.prediction.high_risk_share,
+                        "psi_vs_reference": part.prediction.psi_vs_reference,
+                        "matured_rows": perf.rows if perf else 0, "roc_auc": perf.roc_auc if perf else None,
+                        "performance_drop": bool(perf and perf.concept_drift)})
+
+
+# ------------------------------------------------------------------ concept drift
+def concept_drift_step(ctx: RunContext, matured: dict[str, Any]) -> dict[str, Any]:
+    """The concept-drift detectors fed with the matured errors (:func:`concept_night`): table
+    ``concept_drift`` (none when nothing matured tonight: a rerun removes the earlier ones) and
+    ``concept_drift.json`` (null when not run)."""
+    from pipeline.monitoring.store import store_concept
+
+    labelled = load_matured(matured)
+    concept = concept_night(ctx, labelled, _threshold(ctx)) if labelled is not None else None
+    store_concept(ctx.settings, ctx.day, concept)
+    saved = {"run_date": concept.run_date, **concept.to_dict()} if concept is not None else None
+    detected = sorted({d.detector for d in concept.detections if d.worse}) if concept is not None else []
+    log.info("concept drift %s: %s", ctx.day, f"errors rose for {detected or 'no detector'}" if concept is not None
+             else "not run (nothing matured, or no detector configured)")
+    return {"path": _save(saved, ctx.dir(CONCEPT) / "concept_drift.json"),
+            "fed": int(concept.rows[0]["fed"]) if concept is not None and concept.rows else 0, "detected": detected}
+
+
+def concept_night(ctx: RunContext, labelled: pd.DataFrame, threshold: float) -> Any:
+    """The concept-drift detectors fed with tonight's matured errors
+    (:func:`pipeline.monitoring.concept.run_night`), from the state the latest earlier night of
+    the predicting model version left; None when no detector is configured."""
+    from pipeline.model.registry import get_version
+    from pipeline.monitoring.concept import run_night
+    from pipeline.monitoring.store import concept_states_before
+
+    settings = ctx.settings
+    if not settings.concept_detectors:
+        return None
+    version = str(labelled["model_version"].iloc[0])  # the errors are the predicting version's
+    if version != pinned_model(ctx).version:
+        threshold = get_version(settings, version).threshold(settings.default_threshold)
+    scored_on = as_date(labelled.attrs["scored_on"])
+    return run_night(ctx.day, version, labelled, threshold, (ctx.day - scored_on).days,
+                     concept_states_before(settings, ctx.day, version), detectors=settings.concept_detectors,
+                     adwin_delta=settings.concept_drift_adwin_delta, ddm_threshold=settings.concept_drift_ddm_threshold,
+                     warm_start=settings.concept_drift_warm_start)
+
+
+# ------------------------------------------------------------------ importance drift
+def importance_drift_step(ctx: RunContext, features: dict[str, Any]) -> dict[str, Any]:
+    """Feature-importance drift (:func:`importance_night`): table ``feature_importance_drift``
+    and ``importance_drift.parquet`` (``path`` None when ``importance_sample_rows`` is 0)."""
+    from pipeline.monitoring.store import store_importance
+
+    model = pinned_model(ctx)
+    importance = importance_night(ctx, storage.read_parquet(storage.location(features["path"])),
+                                  pd.read_parquet(model.reference_path))
+    store_importance(ctx.settings, ctx.day, importance)
+    path = _published(ctx.dir(IMPORTANCE) / "importance_drift.parquet", importance)
+    log.info("importance drift %s: %s", ctx.day, f"{len(importance)} features" if importance is not None else "off")
+    return {"path": path, "features": len(importance) if importance is not None else 0,
+            "top": str(importance["feature"].iloc[0]) if importance is not None and len(importance) else None}
+
+
+def load_importance(importance: dict[str, Any]) -> pd.DataFrame | None:
+    """:func:`importance_drift_step`'s table; None when it was off."""
+    return storage.read_parquet(storage.location(importance["path"])) if importance.get("path") else None
+
+
+def importance_night(ctx: RunContext, features: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame | None:
+    """Feature-importance drift: the pinned model's mean |SHAP| per feature tonight vs on its
+    training reference (:func:`pipeline.monitoring.metrics.importance_drift`), each on at most
+    ``importance_sample_rows`` rows (a fixed sample); None when that setting is 0."""
+    from pipeline.monitoring.metrics import importance_drift
+
+    rows = ctx.settings.importance_sample_rows
+    if not rows:
+        return None
+    return importance_drift(ctx.day, pinned_model(ctx).version, mean_abs_shap(ctx, features, reference, rows),
+                            mean_abs_shap(ctx, reference, reference, rows))
+
+
+def mean_abs_shap(ctx: RunContext, frame: pd.DataFrame, reference: pd.DataFrame, rows: int) -> pd.Series:
+    """The pinned model's mean |SHAP| per feature over at most ``rows`` rows of ``frame`` (a fixed,
+    seeded sample; :func:`pipeline.model.explain.mean_abs_contributions` against ``reference``)."""
+    from pipeline.model.explain import mean_abs_contributions
+
+    params = pinned_model(ctx).params
+    sample = frame if len(frame) <= rows else frame.sample(rows, random_state=ctx.settings.random_seed)
+    return mean_abs_contributions(pinned_estimator(ctx), sample.reset_index(drop=True), reference,
+                                  list(params["numeric_features"]), list(params["categorical_features"]))
+
+
+# ------------------------------------------------------------------ schema drift
+def schema_drift_step(ctx: RunContext, validated: list[dict[str, Any]], importance: dict[str, Any]) -> dict[str, Any]:
+    """The pinned model's recorded source columns against tonight's ingest summaries
+    (:func:`schema_drift_night`, weighed by importance drift's reference figures):
+    ``schema_drift.json``. Its alerts are raised by :func:`alerts_step`."""
+    drift = schema_drift_night(ctx, validated, load_importance(importance))
+    return {"path": _save(drift.to_dict(), ctx.dir(SCHEMA) / "schema_drift.json"), "checked": len(drift.checked),
+            "findings": [f.name for f in drift.findings]}
+
+
+def schema_drift_night(ctx: RunContext, validated: list[dict[str, Any]], importance: pd.DataFrame | None) -> Any:
+    """The pinned model's recorded source columns against tonight's ingested batches
+    (:func:`pipeline.monitoring.schema_drift.find`), each finding weighed by its features' share
+    of the model's mean |SHAP| on its training reference (tonight's importance drift's reference
+    figures, or computed on at most :data:`SCHEMA_DRIFT_SHAP_ROWS` reference rows when it is off).
+    A version without a record is said once (:data:`~pipeline.monitoring.schema_drift.NOT_RECORDED`)."""
+    from pipeline.monitoring.schema_drift import NOT_RECORDED, PARAMS_KEY, SchemaDrift, find, night_counts, with_importance
+
+    model = pinned_model(ctx)
+    record = model.params.get(PARAMS_KEY)
+    if not isinstance(record, dict):
+        log.warning("schema drift %s: %s: %s", ctx.day, model.version, NOT_RECORDED)
+        return SchemaDrift(model.version, False, note=NOT_RECORDED)
+    night = night_counts(validated)
+    findings = find(record, night, ctx.settings.schema_drift_null_margin)
+    if findings:
+        if importance is not None and len(importance):
+            shap = importance.set_index("feature")["reference_mean_abs_shap"]
+        else:
+            reference = pd.read_parquet(model.reference_path)
+            shap = mean_abs_shap(ctx, reference, reference, SCHEMA_DRIFT_SHAP_ROWS)
+        findings = with_importance(findings, shap)
+    for f in findings:
+        log.warning("schema drift %s: %s", ctx.day, f.describe())
+    checked = sorted(c for c in record.get("columns", {}) if c in night)
+    log.info("schema drift %s: %d source column(s) of %s checked, %d finding(s)", ctx.day, len(checked),
+             model.version, len(findings))
+    return SchemaDrift(model.version, True, checked, findings)
+
+
+# ------------------------------------------------------------------ the challenger
+def challenger_comparison_step(ctx: RunContext, matured: dict[str, Any],
+                               challenger: dict[str, Any] | None) -> dict[str, Any]:
+    """The challenger's night (:func:`challenger_night`) from the matured labels and what
+    :func:`pipeline.model.steps.score_challenger_step` said tonight (None: it did not run): table
+    ``challenger_performance`` (none when no challenger was compared) and ``challenger.json`` (null: nothing to say)."""
+    from pipeline.monitoring.store import store_challenger
+
+    night = challenger_night(ctx, load_matured(matured), _threshold(ctx), challenger)
+    comparison = night.comparison if night is not None else None
+    store_challenger(ctx.settings, ctx.day, comparison)
+    saved = None if night is None else {
+        **night.to_dict(), "run_date": night.run_date,
+        "comparison": comparison.to_dict("records") if comparison is not None else None}
+    log.info("challenger %s: %s", ctx.day, "nothing to compare" if night is None else
+             f"{night.version or 'none'}, compared tonight: {night.compared_tonight}, review: {night.review}")
+    return {"path": _save(saved, ctx.dir(CHALLENGER) / "challenger.json"),
+            "version": night.version if night is not None else None,
+            "compared": bool(night is not None and night.compared_tonight),
+            "review": bool(night is not None and night.review)}
+
+
+def challenger_night(ctx: RunContext, labelled: pd.DataFrame | None, threshold: float,
+                     tonight: dict[str, Any] | None) -> Any:
+    """The challenger's night (:class:`pipeline.monitoring.challenger.ChallengerNight`): tonight's
+    challenger (or why there is none) and, when a night scored by a challenger has matured, both
+    models judged on its labels with the nights compared before it; None when no challenger step
+    ran tonight and nothing it scored has matured."""
+    from pipeline.model.registry import get_version
+    from pipeline.monitoring.challenger import ChallengerNight, compare, side_by_side
+    from pipeline.monitoring.store import challenger_nights_before, scores_of
+    from pipeline.results import CHALLENGER_SCORES
+
+    settings, day = ctx.settings, ctx.day
+    comparison = None
+    if labelled is not None and len(labelled):
+        shadow = scores_of(settings, labelled.attrs["scored_on"], CHALLENGER_SCORES)
+        if len(shadow):
+            version = str(shadow["model_version"].iloc[0])
+            comparison = compare(day, labelled, shadow, threshold,
+                                 get_version(settings, version).threshold(settings.default_threshold),
+                                 margin=settings.promotion_min_improvement,
+                                 min_positives=settings.performance_min_positives)
+    if tonight is None and comparison is None:
+        return None
+    needed = settings.challenger_min_nights
+    before = challenger_nights_before(settings, day, max(needed, 1) - (comparison is not None))
+    nights = side_by_side(pd.concat([before, comparison], ignore_index=True) if comparison is not None and len(before)
+                          else before if comparison is None else comparison)
+    return ChallengerNight(day.isoformat(), pinned_model(ctx).version, (tonight or {}).get("version"),
+                           (tonight or {}).get("reason", "the challenger was not scored tonight"), needed,
+                           settings.promotion_min_improvement, comparison, nights)
+
+
+# ------------------------------------------------------------------ alerts
+def alerts_step(
+    ctx: RunContext, validated: list[dict[str, Any]], features: dict[str, Any], drift: dict[str, Any],
+    performance: dict[str, Any], concept: dict[str, Any], importance: dict[str, Any], schema: dict[str, Any],
+    challenger: dict[str, Any],
+) -> dict[str, Any]:
+    """The night's alerts from its parts' outputs: the parts read back, gathered
+    (:func:`pipeline.monitoring.night.gather`) and the rules evaluated
+    (:func:`pipeline.monitoring.alerts.evaluate_rules`), both pure; rejected rows from the ingest
+    and features summaries. Tonight's alerts are stored ``pending`` (or ``suppressed``) until an
+    e-mail carrying them is accepted; ``runs/<dag>/<date>/alerts/monitoring.json`` holds the
+    whole night (what the report, the e-mail and ``request_retraining`` read: ``retrain`` is true
+    when a critical alert of a retraining rule was raised tonight, not suppressed, and
+    ``retrain_on_critical`` is on)."""
+    from pipeline.monitoring.alerts import SUPPRESSED, evaluate_rules, night_summary, record_alerts
+    from pipeline.monitoring.night import (
+        DriftFacts,
+        PerformanceNight,
+        challenger_from_dict,
+        concept_from_dict,
+        gather,
+        rejected_rows,
+        schema_drift_from_dict,
+    )
+
+    settings, day, model = ctx.settings, ctx.day, pinned_model(ctx)
+    result = gather(
+        day, model_version=model.version, threshold=_threshold(ctx), drift=DriftFacts.from_dict(drift),
+        performance=PerformanceNight.from_dict(_load(performance),
+                                               storage.read_parquet(storage.location(performance["fairness"]))),
+        rejected_rows=rejected_rows(validated, features), concept=concept_from_dict(_load(concept)),
+        importance=load_importance(importance), challenger=challenger_from_dict(_load(challenger)),
+        schema_drift=schema_drift_from_dict(_load(schema)))
+    alerts = record_alerts(settings, day, model.version, evaluate_rules(settings, result))
+    out = night_summary(settings, result, alerts)
+    out["path"] = _save(out, ctx.dir(ALERTS) / "monitoring.json")
+    log.info("alerts %s: severity %s, %d alerts (%d not suppressed), retrain %s", day, out["severity"], len(alerts),
+             sum(a["status"] != SUPPRESSED for a in out["alerts"]), out["retrain"])
+    return nan_to_none(json.loads(json.dumps(out, default=str)))  # XCom JSON has no NaN
