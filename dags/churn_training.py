@@ -20,8 +20,10 @@ Weekly (and on demand) retraining of the churn model, as of the run's date:
    with expanding-window time CV on a stratified sample (`search_sample_rows`), the best fitted
    on every row and calibrated, evaluated out of time on the latest
    snapshot, a campaign-value threshold, registry with model card, champion gate (an absolute
-   ROC-AUC floor, `promotion_min_roc_auc`, and the margin over the champion on the same
-   holdout). Every model is a new, immutable version of the MLflow registered model
+   ROC-AUC floor, `promotion_min_roc_auc`; ROC-AUC above the champion's on the same holdout by
+   more than `promotion_min_improvement`: a tie never promotes; and no worse on PR-AUC or the
+   campaign's value at its capacity beyond `promotion_pr_auc_tolerance` /
+   `promotion_value_tolerance`). Every model is a new, immutable version of the MLflow registered model
    (`model_name`); it is served (the `champion` alias moves to it) only if it clears the gate
    against the serving champion, a rerun of a date included. The MLflow run holds the data
    window, label, features, candidates with their CV scores, holdout metrics, the gate's
@@ -73,7 +75,8 @@ from churnflow_airflow.timetables import NoFutureCronTimetable
         **common_params(),
         # each from its setting's field: the type, range, choices and help of the setting, its value as default
         **setting_params(parse_settings(), "label_kind", "renewal_grace_days", "inactivity_days", "training_snapshots",
-                         "promotion_min_improvement", "search_iterations", "cv_folds"),
+                         "promotion_min_improvement", "promotion_pr_auc_tolerance", "promotion_value_tolerance",
+                         "search_iterations", "cv_folds"),
     },
 )
 def churn_training() -> None:

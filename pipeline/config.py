@@ -277,8 +277,14 @@ class TrainingSettings:
         "high" risk band are the highest-risk customers at or above the threshold, at most this many (0: no
         limit)""")
     promotion_min_improvement: float = setting(0.0, low=-1.0, high=1.0, title="Promotion margin (ROC-AUC)",
-                                               help="""a new model replaces the champion only if it beats it by
-        this much ROC-AUC on the same holdout""")
+                                               help="""a new model replaces the champion only if its ROC-AUC on
+        the same holdout exceeds the champion's by more than this (a tie never promotes)""")
+    promotion_pr_auc_tolerance: float = setting(0.01, low=0.0, high=1.0, title="PR-AUC a promotion may lose",
+                                                help="""a new model better on ROC-AUC is still not promoted when its
+        PR-AUC on the same holdout is below the champion's by more than this""")
+    promotion_value_tolerance: float = setting(0.05, low=0.0, high=1.0, title="Campaign value a promotion may lose",
+                                               help="""... nor when the campaign's expected value at its capacity
+        (campaign_daily_capacity) on the same holdout is below the champion's by more than this share of it""")
     promotion_min_roc_auc: float = setting(0.55, low=0.0, high=1.0, title="Least ROC-AUC to promote", help="""no
         model below this out-of-time ROC-AUC is promoted, not even the first (0.5: chance)""")
 

@@ -77,6 +77,21 @@ def trained(trained_once, tmp_path, monkeypatch):
     return settings
 
 
+def test_a_tie_with_the_champion_is_not_evidence(trained):
+    """A rerun on the champion's data and settings scores the holdout exactly as the champion does:
+    registered, never served (the gate promotes on evidence only)."""
+    from pipeline.model.steps import train_and_register
+
+    settings = trained
+    tie = train_and_register(settings, _training_set(settings), training_date=RUN_DATE)  # the default margin, 0
+    assert tie.version == "v2" and tie.promoted is False and "a tie is not evidence" in tie.decision, tie.decision
+    assert tie.metrics["champion_roc_auc_same_holdout"] == tie.metrics["roc_auc"]
+    # the guard metrics of the champion on the same holdout and campaign are recorded beside its own
+    assert tie.metrics["champion_pr_auc_same_holdout"] == tie.metrics["pr_auc"]
+    assert tie.metrics["champion_expected_value_same_holdout"] == tie.metrics["expected_value"]
+    assert registry.champion(settings).version == "v1"
+
+
 def test_every_training_is_a_new_version_gated_against_the_champion(trained):
     from pipeline.model.steps import train_and_register
 

@@ -50,6 +50,31 @@ def test_gate():
     promoted, why = gate(0.52, None, 0.0, floor=0.55)
     assert promoted is False and "below the floor 0.55 (promotion_min_roc_auc)" in why
     assert gate(0.60, None, 0.0, floor=0.55)[0] is True
+    # a tie is not evidence: equal ROC-AUC never promotes, with the default margin 0 or any other
+    promoted, why = gate(0.7277, 0.7277, 0.0)
+    assert promoted is False and "a tie is not evidence" in why
+    assert gate(0.81, 0.80, 0.01)[0] is False  # exactly the margin is not more than it
+    assert gate(0.7278, 0.7277, 0.0)[0] is True
+
+
+def test_a_better_roc_auc_does_not_promote_a_model_worse_where_the_campaign_acts():
+    from pipeline.model.gate import failed_guards, guarded
+
+    champion = {"pr_auc": 0.179, "expected_value": 10_000.0}
+    tolerances = {"pr_auc_tolerance": 0.01, "value_tolerance": 0.05}
+    # the rerun: ROC-AUC 0.7211 vs 0.7060, PR-AUC 0.143 vs 0.179
+    failed = failed_guards({"pr_auc": 0.143, "expected_value": 10_000.0}, champion, **tolerances)
+    assert len(failed) == 1 and "PR-AUC 0.1430 vs champion 0.1790" in failed[0]
+    promoted, why = guarded(*gate(0.7211, 0.7060, 0.0), failed)
+    assert promoted is False and why.startswith("not promoted: better on ROC-AUC") and "PR-AUC" in why
+    # the campaign's value at its capacity: more than 5 % below the champion's holds it back, within it not
+    failed = failed_guards({"pr_auc": 0.18, "expected_value": 9_400.0}, champion, **tolerances)
+    assert len(failed) == 1 and "campaign value 9,400 vs champion 10,000" in failed[0]
+    assert failed_guards({"pr_auc": 0.175, "expected_value": 9_600.0}, champion, **tolerances) == []
+    assert guarded(*gate(0.7211, 0.7060, 0.0), []) == gate(0.7211, 0.7060, 0.0)
+    # a negative champion value (a campaign that loses money): the tolerance is a share of its size
+    assert failed_guards({"pr_auc": 0.2, "expected_value": -104.0}, {"pr_auc": 0.2, "expected_value": -100.0},
+                         **tolerances) == []
 
 
 def test_removed_risk_band_settings_say_what_replaced_them(tmp_path):

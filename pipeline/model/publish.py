@@ -202,11 +202,12 @@ def register_and_gate(settings: Settings, trained: Trained, *, training_date: st
     from pipeline.model import tracking
 
     metrics, holdout, y_holdout = trained.metrics, trained.holdout, trained.y_holdout
-    verdict = judge(settings, metrics["roc_auc"], holdout, y_holdout, min_improvement) if holdout is not None else None
+    verdict = judge(settings, metrics, holdout, y_holdout, min_improvement) if holdout is not None else None
     if verdict is not None:
         metrics["promotion_decision"] = verdict.decision
         metrics["champion_version"] = verdict.champion_version
         metrics["champion_roc_auc_same_holdout"] = verdict.champion_roc_auc
+        metrics.update({f"champion_{k}_same_holdout": v for k, v in verdict.champion_guards.items()})
     result = record_version(settings, trained.model, name=name or settings.model_name, metrics=metrics,
                             params=trained.params, reference=trained.reference, importances=trained.importances,
                             training_date=training_date, y_holdout=y_holdout, p_holdout=trained.p_holdout,
@@ -224,7 +225,7 @@ def register_and_gate(settings: Settings, trained: Trained, *, training_date: st
             served = True
             break
         log.warning("train: the champion changed while %s was being registered: judging it again", result.version)
-        verdict = judge(settings, metrics["roc_auc"], holdout, y_holdout, min_improvement)
+        verdict = judge(settings, metrics, holdout, y_holdout, min_improvement)
     else:
         if verdict.served:
             verdict = dataclasses.replace(verdict, decision=f"not promoted: the champion kept changing while it was "
@@ -238,7 +239,9 @@ def register_and_gate(settings: Settings, trained: Trained, *, training_date: st
     if verdict.champion_roc_auc is not None:
         tracking.log_metrics(settings, result.run_id, {
             "champion_roc_auc_same_holdout": verdict.champion_roc_auc,
-            "gate_delta_roc_auc": verdict.candidate_roc_auc - verdict.champion_roc_auc})
+            "gate_delta_roc_auc": verdict.candidate_roc_auc - verdict.champion_roc_auc,
+            **{f"champion_{k}_same_holdout": v for k, v in verdict.champion_guards.items()},
+            **{f"gate_delta_{k}": metrics[k] - v for k, v in verdict.champion_guards.items()}})
     log.info("train: %s ROC-AUC %.4f PR-AUC %.4f ECE %.4f threshold %.3f (expected value %.0f; F1-optimal %.3f "
              "worth %.0f), MLflow run %s", result.version, metrics["roc_auc"], metrics["pr_auc"], metrics["ece"],
              metrics["threshold"], metrics["expected_value"], metrics["f1_optimal"]["threshold"],
