@@ -13,7 +13,7 @@ export AIRFLOW__CORE__DAGS_FOLDER        := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES      := False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 
-.PHONY: help install demo demo-retail test test-live test-slow test-cluster test-shapes bench bench-e2e airflow airflow-cluster mlflow dashboard browser clean lint
+.PHONY: help install demo demo-retail test test-live test-slow test-cluster test-shapes bench bench-e2e airflow airflow-cluster serve mlflow dashboard browser clean lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ airflow: $(STAMP)  ## a local Airflow (standalone) on a live simulated business:
 
 airflow-cluster: $(STAMP)  ## the same DAGs on CeleryExecutor: PostgreSQL (metadata + broker), scheduler, API server, 2 workers
 	AIRFLOW_HOME=$(CURDIR)/.airflow-cluster $(PY) -m churnflow_sim.cluster
+
+serve: $(STAMP)  ## the score API, read-only over the results store: http://localhost:8001/docs (api_port, api_token)
+	$(PY) -m pipeline serve
 
 mlflow: $(STAMP)  ## the MLflow UI on the project's model store (runs, registry, champion): http://localhost:5000
 	$(PY) scripts/mlflow_ui.py

@@ -25,11 +25,17 @@ BENCHMARKS: dict[str, object] = {
     "drift": lambda n: ["--rows", str(n)],
     # the concept-drift detectors' added time on a night of n matured predictions (issue 25)
     "concept": lambda n: ["--customers", str(n)],
+    # the performance estimated before the labels mature, with its band, at n scores (issue 34)
+    "estimate": lambda n: ["--customers", str(n)],
+    # the gate's paired bootstrap of the ROC-AUC difference on a holdout of n rows (issue 34)
+    "gate": lambda n: ["--rows", str(n)],
     # the demo-sized nightly in a running Airflow vs in-process (scheduler overhead; size fixed)
     "live": lambda n: [],
     # the 1M nightly on the two-worker Celery cluster over 4 partitions vs LocalExecutor over 1 (issue 24)
     "cluster": lambda n: ["--customers", str(n)],
     # the whole flow through the DAGs at n customers x 12 months (issue 11): ~40 min at 1M
+    # the score API: customer lookups against uvicorn on SQLite and PostgreSQL, and the publish with its indexes (issue 38)
+    "api": lambda n: ["--customers", str(n)],
     "e2e": lambda n: ["--customers", str(n)],
 }
 

@@ -33,7 +33,10 @@ and a drift report for the analysts.
    **concept_drift** - the sequential detectors fed with the matured errors (`concept_drift`);
    **importance_drift** - the model's mean |SHAP| per feature tonight vs its training (`feature_importance_drift`);
    **schema_drift** - the source columns the champion was trained with vs tonight's ingested ones;
-   **challenger_comparison** - champion vs challenger on the same matured labels (`challenger_performance`).
+   **challenger_comparison** - champion vs challenger on the same matured labels (`challenger_performance`);
+   **estimated_performance** - ROC-AUC, PR-AUC and precision at capacity estimated from the night's calibrated
+   scores before their labels mature, with a band, and the realised metrics of the night that matured tonight
+   (`performance_estimates`).
    Then **alerts** gathers the parts and evaluates the rules (both pure), then stores the deduplicated
    alerts (table `alerts`; `promotion_review` when the challenger keeps winning, `schema_drift` when a
    trained-on column is absent or null beyond training) and `alerts/monitoring.json`.
@@ -41,7 +44,9 @@ and a drift report for the analysts.
    assembled once, with the trend over recent nights.
 8. **publish_scores** - the scores become the `churn_scores` rows of D (a rerun of D replaces
    D): the night's last write, so a night that fails before it (a full disk while writing the
-   report) publishes no scores.
+   report) publishes no scores. It updates the `churnflow://scores-published` Asset with
+   `extra={"date": D, "rows": ..., "model_version": ...}`: a DAG of your own (a CRM sync) can be
+   scheduled on it; the score API (`python -m pipeline serve`) answers from the night at once.
 9. **dashboard_snapshot** - the night's snapshot in the Evidently dashboard (`make dashboard`):
    the figures it published (drift share, highest PSIs, score distribution, at-risk share,
    matured-label ROC-AUC/recall, fairness ratios, alerts by severity), one panel each over the
@@ -53,8 +58,12 @@ and a drift report for the analysts.
    `smtp_default` (fails at once, saying how to set it, when there is none). Alerts become
    `sent` only once the server accepted the message; until then they stay `pending`.
 11. **request_retraining** - emits the `churnflow://retraining-requested` Asset with
-   `extra={"date": D}` (churn_training then trains as of D) only when the alerts task raised a
-   critical drift/performance alert and `retrain_on_critical` is on; skipped otherwise.
+   `extra={"date": D, "snapshots": [...], "rule": ..., "change_date": ...}` (churn_training then trains
+   as of D, on those month-start snapshots) only when the alerts task requested retraining tonight: a
+   critical alert of a retraining rule (`estimated_performance`, `performance_drop`, `concept_drift`;
+   data drift never), a retrain as of D whose snapshots reach the change, no request for the champion
+   within `alert_cooldown_days`, and `retrain_on_critical` on. Skipped otherwise, with the one-sentence
+   reason (`pipeline/monitoring/retraining.py`: when it cannot help yet, from when it could).
 
 Trigger it by hand from the UI to choose the date, recipients or skip the e-mail.
 """
@@ -79,6 +88,8 @@ from churnflow_airflow.tasks import (
 
 #: emitted when a critical alert asks for a new model; churn_training is scheduled on it
 RETRAINING_REQUESTED = Asset("churnflow://retraining-requested")
+#: updated by every night that publishes its scores, extra {"date": D, ...}: what a CRM sync is scheduled on
+SCORES_PUBLISHED = Asset("churnflow://scores-published")
 #: a mapped task's name in the UI: its customer-hash bucket (``part``: a Jinja expression of the task's
 #: ``index``/``count`` dict; ``WHOLE``: the one bucket of an unpartitioned night, whose pieces carry none)
 BUCKET = ("{{% set WHOLE = {{'index': 0, 'count': 1}} %}}{{% set p = {part} %}}"
@@ -198,13 +209,21 @@ def churn_nightly() -> None:
 
     @task
     @pipeline_task
+    def estimated_performance(scores: dict[str, Any], matured: dict[str, Any], **context: Any) -> dict[str, Any]:
+        from pipeline.monitoring.part_steps import estimated_performance_step
+
+        return estimated_performance_step(run_context(context), scores, matured)
+
+    @task
+    @pipeline_task
     def alerts(validated: list[dict[str, Any]], features: dict[str, Any], drift: dict[str, Any],
                performance: dict[str, Any], concept: dict[str, Any], importance: dict[str, Any],
-               schema: dict[str, Any], challenger: dict[str, Any], **context: Any) -> dict[str, Any]:
+               schema: dict[str, Any], challenger: dict[str, Any], estimate: dict[str, Any],
+               **context: Any) -> dict[str, Any]:
         from pipeline.monitoring.part_steps import alerts_step
 
         return alerts_step(run_context(context), validated, features, drift, performance, concept, importance, schema,
-                           challenger)
+                           challenger, estimate)
 
     @task
     @pipeline_task
@@ -214,12 +233,16 @@ def churn_nightly() -> None:
 
         return report_step(run_context(context), features, drift, monitoring)
 
-    @task
+    @task(outlets=[SCORES_PUBLISHED])
     @pipeline_task
     def publish_scores(scores: dict[str, Any], report: dict[str, Any], **context: Any) -> dict[str, Any]:
         from pipeline.model.steps import publish_step
 
-        return publish_step(run_context(context), scores)
+        published = publish_step(run_context(context), scores)
+        # a business's own DAG (a CRM sync) is scheduled on it; the extra names the night published
+        context["outlet_events"][SCORES_PUBLISHED].extra = {"date": published["as_of"], "rows": published["rows"],
+                                                            "model_version": scores.get("model_version")}
+        return published
 
     @task
     @pipeline_task
@@ -232,12 +255,16 @@ def churn_nightly() -> None:
     def request_retraining(monitoring: dict[str, Any], **context: Any) -> str:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        if not monitoring["retrain"]:
-            raise AirflowSkipException("no critical drift/performance alert (or retrain_on_critical is off)")
+        decision = monitoring.get("retraining") or {}
+        if not monitoring["retrain"]:  # the one-sentence reason (pipeline.monitoring.retraining)
+            raise AirflowSkipException(decision.get("reason") or "no retraining requested tonight")
         day = str(run_date(context))
-        context["outlet_events"][RETRAINING_REQUESTED].extra = {"date": day, "severity": monitoring["severity"],
-                                                                "model_version": monitoring.get("model_version")}
-        return f"retraining requested as of {day}: severity {monitoring['severity']}"
+        # churn_training trains as of this date (churnflow_airflow.tasks.run_date), on these snapshots
+        context["outlet_events"][RETRAINING_REQUESTED].extra = {
+            "date": day, "severity": monitoring["severity"], "model_version": monitoring.get("model_version"),
+            "snapshots": decision.get("snapshots", []), "rule": decision.get("rule"),
+            "change_date": decision.get("change_date")}
+        return decision.get("reason") or f"retraining requested as of {day}: severity {monitoring['severity']}"
 
     @task
     @pipeline_task
@@ -269,7 +296,8 @@ def churn_nightly() -> None:
     importance = importance_drift(features)
     monitoring = alerts(validated, features, drift, performance(features, scores, matured), concept_drift(matured),
                         importance, schema_drift(validated, importance),
-                        challenger_comparison(matured, score_challenger(features)))
+                        challenger_comparison(matured, score_challenger(features)),
+                        estimated_performance(scores, matured))
     report = drift_report(features, drift, monitoring)
     published = publish_scores(scores, report)
     published >> email_report(report, scores, monitoring)

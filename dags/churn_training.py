@@ -4,8 +4,10 @@
 Weekly (and on demand) retraining of the churn model, as of the run's date:
 
 - a scheduled (weekly) run: its logical date;
-- a run triggered by the `churnflow://retraining-requested` Asset (a critical alert of
-  churn_nightly): the date of the night that asked, carried in the asset event's `extra`;
+- a run triggered by the `churnflow://retraining-requested` Asset (churn_nightly's retraining
+  request): the date of the night that asked, carried in the asset event's `extra`, so it trains on
+  the month-start snapshots that night's request named (`extra["snapshots"]`: those whose labels
+  matured by then, which reach the change the alert found);
 - a manual run: the logical date chosen in the trigger form.
 
 1. **ingest** - the declared (`source_tables`) customer-database tables from their earliest row
@@ -21,13 +23,16 @@ Weekly (and on demand) retraining of the churn model, as of the run's date:
    on every row and calibrated, evaluated out of time on the latest
    snapshot, a campaign-value threshold, registry with model card, champion gate (an absolute
    ROC-AUC floor, `promotion_min_roc_auc`; ROC-AUC above the champion's on the same holdout by
-   more than `promotion_min_improvement`: a tie never promotes; and no worse on PR-AUC or the
-   campaign's value at its capacity beyond `promotion_pr_auc_tolerance` /
-   `promotion_value_tolerance`). Every model is a new, immutable version of the MLflow registered model
-   (`model_name`); it is served (the `champion` alias moves to it) only if it clears the gate
-   against the serving champion, a rerun of a date included. The MLflow run holds the data
-   window, label, features, candidates with their CV scores, holdout metrics, the gate's
-   verdict, the model card and its plots.
+   more than `promotion_min_improvement` beyond noise: with `promotion_test` bootstrap (the
+   default) the lower bound of the difference's one-sided `promotion_confidence` interval, from a
+   paired bootstrap over the holdout rows, must be above the margin too; a tie never promotes; and
+   no worse on PR-AUC or the campaign's value at its capacity beyond `promotion_pr_auc_tolerance` /
+   `promotion_value_tolerance`). The decision, every metric of both models and the test are in the
+   task log, `metrics.json` (`gate`), the MLflow run and the next nightly e-mail. Every model is
+   a new, immutable version of the MLflow registered model (`model_name`); it is served (the
+   `champion` alias moves to it) only if it clears the gate against the serving champion, a
+   rerun of a date included. The MLflow run holds the data window, label, features, candidates
+   with their CV scores, holdout metrics, the gate's verdict, the model card and its plots.
 
 A manual run dated in the future is refused when triggered (it would wait for its date and
 hold back every later run); a run still going after `training_run_timeout_minutes` is failed.
@@ -75,7 +80,8 @@ from churnflow_airflow.timetables import NoFutureCronTimetable
         **common_params(),
         # each from its setting's field: the type, range, choices and help of the setting, its value as default
         **setting_params(parse_settings(), "label_kind", "renewal_grace_days", "inactivity_days", "training_snapshots",
-                         "promotion_min_improvement", "promotion_pr_auc_tolerance", "promotion_value_tolerance",
+                         "promotion_min_improvement", "promotion_test", "promotion_pr_auc_tolerance",
+                         "promotion_value_tolerance",
                          "search_iterations", "cv_folds"),
     },
 )

@@ -17,6 +17,7 @@ Every stage the DAGs run is here, plus the two whole flows:
   contract        the source data contract: tables, columns, types, nullability, values, what needs them
   catalogue       the feature catalogue as markdown
   results         migrate | tables: the results store (scores, monitoring tables, alerts)
+  serve           the score API (read-only, over the results store): http://127.0.0.1:8001/docs
 """
 
 from __future__ import annotations
@@ -133,6 +134,13 @@ def _cmd_results(args: argparse.Namespace) -> int:
             for name, table in results.TABLES.items():
                 count = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
                 print(f"  {name:<18} {count:>12,} rows")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from pipeline.api import serve
+
+    serve(load_settings(), args.host, args.port, access_log=not args.no_access_log)
     return 0
 
 
@@ -368,6 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("results", help="the results store: migrate it, or count its rows")
     p.add_argument("action", choices=["migrate", "tables"])
     p.set_defaults(func=_cmd_results)
+
+    p = sub.add_parser("serve", help="the score API over the results store, read-only (api_host, api_port, api_token)")
+    p.add_argument("--host", default=None, help="listen on this address (default: api_host, 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="listen on this port (default: api_port, 8001)")
+    p.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    p.set_defaults(func=_cmd_serve)
     return parser
 
 

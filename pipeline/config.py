@@ -8,7 +8,7 @@ working directory, if present), then the defaults below. A relative path in the 
 Example: ``CHURNFLOW_DATA_DIR=/srv/churn CHURNFLOW_HORIZON_DAYS=60 python -m pipeline ...``
 
 The settings are declared by stage (:data:`SECTIONS`: storage, ingestion, readiness, labels,
-features, model, training, monitoring, email), each field with its own valid range, choices,
+features, model, training, monitoring, email, serving), each field with its own valid range, choices,
 title and help (:func:`setting`, :func:`spec`); :class:`Settings` composes the sections, so code
 reads one flat typed attribute (``settings.horizon_days``). A YAML file may group its keys under
 their section (``monitoring: {psi_warning: 0.2}``) or keep them flat; environment variables are flat.
@@ -277,8 +277,20 @@ class TrainingSettings:
         "high" risk band are the highest-risk customers at or above the threshold, at most this many (0: no
         limit)""")
     promotion_min_improvement: float = setting(0.0, low=-1.0, high=1.0, title="Promotion margin (ROC-AUC)",
-                                               help="""a new model replaces the champion only if its ROC-AUC on
-        the same holdout exceeds the champion's by more than this (a tie never promotes)""")
+                                               help="""the gate: a new model replaces the champion only if it is
+        better on ROC-AUC beyond noise on the same holdout (by more than this margin; a tie never promotes) and
+        not worse on PR-AUC / campaign value beyond their tolerances""")
+    promotion_test: str = setting("bootstrap", choices=("bootstrap", "margin"), title="Promotion evidence test",
+                                  help="""bootstrap: the ROC-AUC difference must exceed the margin and so must the
+        lower bound of its one-sided confidence interval (promotion_confidence) from a paired bootstrap over the
+        holdout rows (both models scored on the same resamples); margin: the observed difference alone must
+        exceed the margin""")
+    promotion_bootstrap_samples: int = setting(1000, low=100, high=100_000, title="Bootstrap resamples",
+                                               help="""resamples of the holdout rows for the promotion_test
+        bootstrap (seeded by random_seed: a verdict replays identically)""")
+    promotion_confidence: float = setting(0.95, low=0.5, high=0.999, title="Promotion confidence",
+                                          help="""the bootstrap's one-sided confidence: the ROC-AUC difference's
+        lower bound (its 1 - confidence quantile over the resamples) must be above the margin""")
     promotion_pr_auc_tolerance: float = setting(0.01, low=0.0, high=1.0, title="PR-AUC a promotion may lose",
                                                 help="""a new model better on ROC-AUC is still not promoted when its
         PR-AUC on the same holdout is below the champion's by more than this""")
@@ -306,10 +318,27 @@ class MonitoringSettings:
         the score distribution, that raises a warning""")
     psi_critical: float = setting(0.25, low=0.0, high=100.0, title="Critical PSI", help="""PSI of one feature, or
         of the score distribution, that raises a critical alert""")
+    drift_min_importance_share: float = setting(0.05, low=0.0, high=1.0, title="Least importance share of drift",
+                                                help="""drift only in features the model barely uses (of the features
+        that moved tonight, the least important ones that together carry less than this share of its mean |SHAP| on
+        its training reference) is an info data-quality note, never critical; data_drift and feature_psi judge the
+        features it uses""")
     performance_drop_margin: float = setting(0.05, low=0.0, high=1.0, title="Performance drop margin", help="""concept
         drift: matured-label ROC-AUC or PR-AUC below the champion's holdout minus this""")
     performance_min_positives: int = setting(20, low=1, high=1_000_000, title="Least matured churners", help="""matured
         nights with fewer churners than this are reported but never flag concept drift""")
+    estimate_simulations: int = setting(200, low=10, high=100_000, title="Estimate simulations", help="""the
+        estimated performance's band: label sets drawn from the champion's calibrated probabilities
+        (y ~ Bernoulli(p), seeded by random_seed), each scored like matured labels""")
+    estimate_sample_rows: int = setting(100_000, low=1_000, high=100_000_000, title="Estimate band rows",
+                                        help="""most customers each simulation of the band draws labels for (a
+        seeded sample; its spread is rescaled to the night's customers): bounds the cost on large nights""")
+    estimate_confidence: float = setting(0.9, low=0.5, high=0.999, title="Estimate band confidence", help="""the
+        band's coverage: its bounds are the simulated metrics' (1 - this) / 2 and (1 + this) / 2 quantiles""")
+    estimate_max_calibration_gap: float = setting(0.05, low=0.0, high=1.0, title="Most calibration gap",
+                                                  help="""the estimate assumes calibrated probabilities: when the
+        newest matured night's calibration error (ECE over 10 equal-count bins, at least the gap between mean
+        probability and churn rate) exceeds this, the estimate is marked unreliable and raises no alert""")
     fairness_segments: str = setting("age_band,gender,region", title="Fairness segments", help="""comma-separated
         segments for fairness (age_band is derived from age)""")
     fairness_min_ratio: float = setting(0.8, low=0.0, high=1.0, title="Least positive-rate ratio", help="""positive-rate
@@ -339,6 +368,10 @@ class MonitoringSettings:
         detects when the error rate plus its deviation exceeds its best by this many deviations""")
     concept_drift_warm_start: int = setting(300, low=1, high=100_000_000, title="Detectors' warm start", help="""errors
         a detector sees (after a change, again) before it may detect one""")
+    concept_drift_seed_rows: int = setting(20_000, low=0, high=100_000_000, title="Detectors' seed (rows)",
+                                           help="""a detector starting for a model version is first fed at most this
+        many of the model's own errors on its training holdout (what normal was; changes found then are not reported),
+        so that a change from the deployment day on is found; 0: not seeded""")
     importance_sample_rows: int = setting(20_000, low=0, high=10_000_000, title="Importance sample (rows)",
                                           help="""feature-importance drift: mean |SHAP| per feature tonight vs the
         training reference, each on at most this many rows (a fixed sample; 0: not computed)""")
@@ -383,17 +416,33 @@ class EmailSettings:
     smtp_port: int = setting(25, low=1, high=65535, title="SMTP port", help="the command line's SMTP port")
 
 
+@dataclass(frozen=True)
+class ServingSettings:
+    """The score API (``python -m pipeline serve``: pipeline/api.py), read-only over the results store."""
+
+    api_host: str = setting("127.0.0.1", title="API host", help="""the address the score API listens on
+        (0.0.0.0: every interface)""")
+    api_port: int = setting(8001, low=1, high=65535, title="API port", help="the score API's port")
+    api_token: str = dataclasses.field(default="", repr=False, metadata={_SPEC: Spec(title="API token", help="""a
+        bearer token the score API's /v1 endpoints require (Authorization: Bearer <token>); empty: none. Never
+        logged nor printed""")})
+    api_db_url: str = setting("", title="API's results store URL", help="""the SQLAlchemy URL the score API reads
+        the results store with (a read-only role's, for PostgreSQL); empty means results_db_url""")
+    api_page_size: int = setting(100, low=1, high=10_000, title="API page size", help="""customers per page of
+        GET /v1/campaigns/{date} when the request names no limit (the largest limit is 10 times this)""")
+
+
 #: the sections of the settings, by name (a YAML file may group its settings under these names)
 SECTIONS: dict[str, type] = {
     "storage": StorageSettings, "ingestion": IngestionSettings, "readiness": ReadinessSettings,
     "labels": LabelSettings, "features": FeatureSettings, "model": ModelSettings, "training": TrainingSettings,
-    "monitoring": MonitoringSettings, "email": EmailSettings,
+    "monitoring": MonitoringSettings, "email": EmailSettings, "serving": ServingSettings,
 }
 
 
 @dataclass(frozen=True)
-class Settings(EmailSettings, MonitoringSettings, TrainingSettings, ModelSettings, FeatureSettings, LabelSettings,
-               ReadinessSettings, IngestionSettings, StorageSettings):
+class Settings(ServingSettings, EmailSettings, MonitoringSettings, TrainingSettings, ModelSettings, FeatureSettings,
+               LabelSettings, ReadinessSettings, IngestionSettings, StorageSettings):
     """All tunables of churnflow, one flat typed attribute each (``settings.horizon_days``), declared
     by section (:data:`SECTIONS`; the bases are listed last section first, so the fields come in
     section order). Relative paths are relative to the working directory (in a YAML file: to its

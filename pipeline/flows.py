@@ -30,6 +30,7 @@ from pipeline.monitoring.part_steps import (
     alerts_step,
     challenger_comparison_step,
     concept_drift_step,
+    estimated_performance_step,
     importance_drift_step,
     matured_labels_step,
     performance_step,
@@ -79,6 +80,7 @@ def run_nightly(
              "importance": importance_drift_step(ctx, feats)}
     parts["schema"] = schema_drift_step(ctx, validated, parts["importance"])
     parts["challenger"] = challenger_comparison_step(ctx, matured, challenger)
+    parts["estimate"] = estimated_performance_step(ctx, scores, matured)
     monitoring = alerts_step(ctx, validated, feats, drift, **parts)
     report = report_step(ctx, feats, drift, monitoring) if reports else None
     published = publish_step(ctx, scores)

@@ -13,6 +13,11 @@
 * ``challenger_scores`` - per customer per night: the challenger's shadow scores (never the campaign);
 * ``challenger_performance`` - per night and role: champion and challenger on the same matured labels;
 * ``alerts`` - the alert rules' findings and what the analysts were told (see :mod:`pipeline.monitoring.alerts`);
+* ``performance_estimates`` - per night: the champion's performance estimated before the labels mature,
+  with its band, and the realised metrics once they did (:mod:`pipeline.monitoring.estimate`);
+* ``retraining_requests`` - per night: whether retraining was requested, on which snapshots, or why not
+  (:mod:`pipeline.monitoring.retraining`);
+* ``published_nights`` - one row per night whose scores are published (counts, model, digest: :func:`publish_night`);
 * ``schema_version`` - the migrations applied (:data:`MIGRATIONS`).
 
 The tables are declared here (:data:`METADATA`), not inferred from DataFrames: a write whose
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import logging
 import math
 from collections.abc import Callable
@@ -56,6 +62,25 @@ SCORES = sa.Table(
     Column("reason_1", Text),
     Column("reason_2", Text),
     Column("reason_3", Text),
+    # the customer's place in the night, 1 = the highest churn probability (ties by customer id): the
+    # campaign is ranks 1..campaign of published_nights (pipeline.model.score.campaign_list ranks the same)
+    Column("rank", Integer),
+    # the primary key (as_of, customer_id) finds a customer's score on a night (the score API, pipeline.api, looks
+    # the latest published night up first, then the others: published_nights); an index by customer_id alone
+    # made the publish 13 % (SQLite) to 41 % (PostgreSQL) slower (bench/bench_api.py at 50,000 customers).
+    # A night's campaign in rank order: only its "high" rows are indexed (a few hundred a night)
+    Index("ix_churn_scores_campaign", "as_of", "rank", sqlite_where=sa.text("risk_band = 'high'"),
+          postgresql_where=sa.text("risk_band = 'high'")),
+)
+#: one row per published night, written in the same transaction as its churn_scores rows: a night is
+#: here exactly when all its scores are (what the score API reads as "the latest night", and its ETag)
+PUBLISHED_NIGHTS = sa.Table(
+    "published_nights", METADATA,
+    Column("as_of", DateTime, primary_key=True),
+    *(Column(name, Integer, nullable=False) for name in ("rows", "campaign", "at_risk")),
+    Column("model_version", String(64), nullable=False),
+    # a digest of the night's ids, probabilities and model versions: changes when a rerun changes the scores
+    Column("digest", String(32), nullable=False),
 )
 DRIFT = sa.Table(
     "drift_metrics", METADATA,
@@ -133,6 +158,8 @@ _CONCEPT_COLUMNS = (
     ("detections", Integer, False), ("detected", Boolean, False), ("rate_before", Float, True),
     ("rate_after", Float, True), ("window_start", Date, True), ("change_at", Date, True), ("window_end", Date, True),
     ("state", LargeBinary, False), ("state_sha256", String(64), False),
+    # the model's holdout errors the detector was seeded with before its first night (0: none), their rate, why none
+    ("seeded", Integer, True), ("seed_error_rate", Float, True), ("seed_note", Text, True),
 )
 CONCEPT = sa.Table(
     "concept_drift", METADATA,
@@ -170,6 +197,38 @@ CHALLENGER_PERFORMANCE = sa.Table(
     Column("model_version", String(64), nullable=False),
     *(Column(name, kind, nullable=nullable) for name, kind, nullable in _COMPARED_COLUMNS),
     Column("beats_champion", Boolean),
+)
+RETRAINING_REQUESTS = sa.Table(
+    "retraining_requests", METADATA,
+    # one row per night: whether its alerts requested retraining, and why (pipeline.monitoring.retraining)
+    Column("run_date", DateTime, primary_key=True),
+    Column("model_version", String(64), nullable=False),
+    Column("requested", Boolean, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("rule", String(64)),
+    Column("change_date", Date),
+    Column("snapshots", Text),
+    Column("could_help_from", Date),
+)
+#: the performance_estimates metrics, each with its band's bounds (pipeline.monitoring.estimate.METRICS)
+_ESTIMATED = ("roc_auc", "pr_auc", "precision_at_capacity")
+PERFORMANCE_ESTIMATES = sa.Table(
+    "performance_estimates", METADATA,
+    # one row per night: the champion's performance estimated from its calibrated scores before their
+    # labels mature, its band, the holdout baseline, the calibration check, and the realised metrics once
+    # the night's labels matured (pipeline.monitoring.estimate)
+    Column("run_date", DateTime, primary_key=True),
+    Column("model_version", String(64), nullable=False),
+    *(Column(name, Integer, nullable=False) for name in ("rows", "capacity")),
+    *(Column(f"{m}{end}", Float) for m in _ESTIMATED for end in ("", "_lower", "_upper")),
+    Column("confidence", Float),
+    *(Column(name, Integer) for name in ("simulations", "sample_rows")),
+    *(Column(name, Float) for name in ("baseline_roc_auc", "baseline_pr_auc", "calibration_gap")),
+    Column("calibration_scored_on", Date),
+    *(Column(name, Boolean, nullable=False) for name in ("reliable", "below")),
+    Column("below_since", Date),
+    *(Column(f"realised_{m}", Float) for m in _ESTIMATED),
+    Column("realised_on", Date),
 )
 SCHEMA_VERSION_TABLE = sa.Table(
     "schema_version", METADATA,
@@ -236,6 +295,41 @@ def _challenger_v5(conn: sa.Connection) -> None:
 #: the tables migration 5 adds
 V5_TABLES = (CHALLENGER_SCORES, CHALLENGER_PERFORMANCE)
 
+def _concept_seed_v6(conn: sa.Connection) -> None:
+    """concept_drift's seed columns (a store created at v1 or v4 by this code has them already)."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns(CONCEPT.name)}
+    for name, kind in (("seeded", "INTEGER"), ("seed_error_rate", "FLOAT"), ("seed_note", "TEXT")):
+        if name not in have:  # names and types from this module, not values
+            conn.execute(sa.text(f'ALTER TABLE "{CONCEPT.name}" ADD COLUMN "{name}" {kind}'))
+
+
+def _retraining_requests_v7(conn: sa.Connection) -> None:
+    """The nights' retraining decisions (a store created at v1 by this code has the table already)."""
+    RETRAINING_REQUESTS.create(conn, checkfirst=True)
+
+
+def _performance_estimates_v8(conn: sa.Connection) -> None:
+    """The nights' estimated performance (a store created at v1 by this code has the table already)."""
+    PERFORMANCE_ESTIMATES.create(conn, checkfirst=True)
+
+
+def _published_nights_v9(conn: sa.Connection) -> None:
+    """churn_scores.rank and its index for a night's campaign, and published_nights, filled from the
+    nights already published (their digest from their counts: a rerun changes it)."""
+    if "rank" not in {c["name"] for c in sa.inspect(conn).get_columns(SCORES.name)}:
+        conn.execute(sa.text(f'ALTER TABLE "{SCORES.name}" ADD COLUMN "rank" INTEGER'))
+    for index in SCORES.indexes:
+        index.create(conn, checkfirst=True)
+    PUBLISHED_NIGHTS.create(conn, checkfirst=True)
+    s = SCORES.c
+    counted = sa.select(s.as_of, sa.func.count(), sa.func.sum(sa.case((s.risk_band == "high", 1), else_=0)),
+                        sa.func.sum(sa.case((s.risk_band.in_(("high", "medium")), 1), else_=0)),
+                        sa.func.max(s.model_version)).group_by(s.as_of)
+    for as_of, rows, campaign, at_risk, version in conn.execute(counted).all():
+        conn.execute(PUBLISHED_NIGHTS.insert().values(as_of=as_of, rows=rows, campaign=campaign, at_risk=at_risk,
+                                                      model_version=version, digest=f"v9-{rows}-{campaign}"))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "scores, drift, prediction drift, performance, fairness and alert tables", _create_v1),
     (2, "churn_scores.customer_id as text (string or integer ids, kept as given)", _text_customer_ids_v2),
@@ -244,6 +338,14 @@ MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
         "feature_importance_drift (mean |SHAP| per feature vs the training reference)", _concept_drift_v4),
     (5, "challenger_scores (a challenger's shadow scores) and challenger_performance (champion vs challenger "
         "on the same matured labels)", _challenger_v5),
+    (6, "concept_drift.seeded, seed_error_rate, seed_note: the holdout errors each detector was seeded with",
+     _concept_seed_v6),
+    (7, "retraining_requests (per night: retraining requested or not, the snapshots, the change, why)",
+     _retraining_requests_v7),
+    (8, "performance_estimates (per night: ROC-AUC, PR-AUC and precision at capacity estimated before the "
+        "labels mature, with their band, the calibration check and the realised metrics)", _performance_estimates_v8),
+    (9, "churn_scores.rank with an index of a night's campaign, and published_nights (one row per "
+        "night whose scores are published, written with them: the score API's latest night)", _published_nights_v9),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -322,6 +424,8 @@ def _python_values(column: sa.Column, values: pd.Series) -> list[Any]:
     if isinstance(kind, Boolean):
         return [None if v is None or (isinstance(v, float) and math.isnan(v)) else bool(v) for v in values]
     if isinstance(kind, Integer):  # BigInteger too
+        if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iu":  # no missing values: at once
+            return list(values.to_numpy().tolist())
         return [None if pd.isna(v) else int(v) for v in values]
     if isinstance(kind, LargeBinary):
         return [None if v is None else bytes(v) for v in values]
@@ -354,6 +458,87 @@ def replace_rows(settings: Settings, table: sa.Table, df: pd.DataFrame, key_colu
         for start in range(0, len(df), batch_rows):
             conn.execute(table.insert(), records(table, df.iloc[start:start + batch_rows]))
     return len(df)
+
+
+def publish_night(settings: Settings, scores: pd.DataFrame, day: dt.date | str, *, batch_rows: int = 50_000) -> int:
+    """Night ``day``'s scores (with their ``rank``) become its ``churn_scores`` rows and its
+    ``published_nights`` row, in one transaction: a reader of the store sees the previous set of
+    the night or the new one, never a mix, and a night is in ``published_nights`` exactly when all
+    its scores are. A rerun of the night replaces both."""
+    key = night(day)
+    bands = scores["risk_band"].to_numpy()
+    digest = hashlib.sha256(scores["churn_probability"].to_numpy(dtype="float64").tobytes())
+    digest.update("\x1f".join(scores["customer_id"].astype(str)).encode())
+    digest.update("\x1f".join(pd.unique(scores["model_version"].astype(str))).encode())
+    versions = scores["model_version"].astype(str)
+    summary = {"as_of": key, "rows": len(scores), "campaign": int((bands == "high").sum()),
+               "at_risk": int(np.isin(bands, ("high", "medium")).sum()),
+               "model_version": versions.mode().iloc[0] if len(versions) else "", "digest": digest.hexdigest()[:32]}
+    with results_engine(settings).begin() as conn:
+        conn.execute(sa.delete(PUBLISHED_NIGHTS).where(PUBLISHED_NIGHTS.c.as_of == key))
+        conn.execute(sa.delete(SCORES).where(SCORES.c.as_of == key))
+        for start in range(0, len(scores), batch_rows):
+            conn.execute(SCORES.insert(), records(SCORES, scores.iloc[start:start + batch_rows]))
+        conn.execute(PUBLISHED_NIGHTS.insert().values(**summary))
+    return len(scores)
+
+
+def read_only_engine(settings: Settings, url: str | None = None) -> sa.Engine:
+    """An engine on the results store (or ``url``: a read-only role's) that cannot write, for
+    its readers (the score API): SQLite opened ``mode=ro`` with ``query_only``, PostgreSQL
+    sessions ``default_transaction_read_only`` and read-only transactions. Each use of a
+    connection is one read transaction (SQLite: an explicit ``BEGIN``; PostgreSQL: REPEATABLE
+    READ), so what one request reads comes from one state of the store. Never migrates: a store
+    older than this code is a DataError saying to run ``python -m pipeline results migrate``."""
+    import sqlite3
+    from pathlib import Path
+    from urllib.parse import quote
+
+    from pipeline.ingestion.source import masked
+
+    url = url or settings.results_url
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise DataError(f"config {_setting(settings)}: {masked(url)!r} is not an SQLAlchemy URL") from exc
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database or ""
+        if not path or path == ":memory:" or not Path(path).is_file():
+            raise DataError(f"config {_setting(settings)}: the results store {path or '(no file)'} does not exist "
+                            "(it is opened read-only and never created): publish a night first")
+
+        def connect() -> sqlite3.Connection:
+            # autocommit at the driver (isolation_level=None): the BEGIN below makes each use one read transaction;
+            # a publish holds the write lock for its commit: wait for it rather than fail
+            conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, check_same_thread=False,
+                                   isolation_level=None, timeout=60)
+            conn.execute("PRAGMA query_only = ON")
+            return conn
+
+        engine = sa.create_engine("sqlite://", creator=connect, poolclass=sa.pool.QueuePool, pool_size=8,
+                                  max_overflow=8)
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: sa.Connection) -> None:
+            conn.exec_driver_sql("BEGIN")
+    else:
+        try:
+            engine = sa.create_engine(url, pool_pre_ping=True, isolation_level="REPEATABLE READ",
+                                      connect_args={"options": "-c default_transaction_read_only=on"},
+                                      execution_options={"postgresql_readonly": True})
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise DataError(f"config {_setting(settings)}: cannot use {masked(url)!r}: {exc}") from exc
+    try:
+        with engine.connect() as conn:
+            version = schema_version(conn)
+    except sa.exc.OperationalError as exc:
+        raise DataError(f"config {_setting(settings)}: cannot open the results store {masked(url)}: "
+                        f"{str(exc).splitlines()[0]}") from exc
+    if version != SCHEMA_VERSION:
+        raise DataError(f"results store {masked(url)} is at schema version {version}, this churnflow reads "
+                        f"{SCHEMA_VERSION}: " + ("upgrade churnflow" if version > SCHEMA_VERSION else
+                                                 "run python -m pipeline results migrate (or publish a night)"))
+    return engine
 
 
 def night(day: dt.date | str) -> dt.datetime:

@@ -58,7 +58,15 @@ def main() -> int:
         cmd += ["--drift-from", drift_from]
     subprocess.run(cmd, check=True)
     # outbox/: messages have unique names
-    for sub in ("lake", "quarantine", "runs", "models", "mlflow", "model_cache", "reports"):
+    # a demo starts afresh: an earlier demo's nights (its alerts already e-mailed, its estimates, its
+    # dashboard) would be read as this business's history. Only what lives inside the data dir by default:
+    # a results store or dashboard configured elsewhere (results_db_url, dashboard_workspace) is left alone
+    derived = ["lake", "quarantine", "runs", "models", "mlflow", "model_cache", "reports"]
+    if not settings.results_db_url:
+        derived.append("results.db")
+    if not settings.dashboard_workspace:
+        derived.append("dashboard")
+    for sub in derived:
         subprocess.run(["rm", "-rf", str(settings.data_dir / sub)], check=True)
 
     step(f"preparing the Airflow metadata database in {os.environ['AIRFLOW_HOME']}")

@@ -85,17 +85,21 @@ def test_a_stationary_stream_raises_nothing_and_a_segment_churning_more_is_found
     assert row["detected"] and row["detections"] >= 1 and row["rate_after"] == pytest.approx(first.rate_after)
 
 
-def test_replaying_the_nights_from_the_store_gives_identical_states(settings):
+@pytest.mark.parametrize("seeded", [False, True])
+def test_replaying_the_nights_from_the_store_gives_identical_states(settings, seeded):
     """A night starts from the latest state stored before it for its model version; a rerun of night N starts
-    from N - 1's and replaces N's rows; a replay into an empty store gives the same bytes."""
+    from N - 1's and replaces N's rows; a replay into an empty store gives the same bytes (seeded with the
+    model's holdout errors or not)."""
     from pipeline.monitoring.store import concept_states_before, store_concept
+
+    holdout = _holdout(4000, seed=3) if seeded else None
 
     def play(s, days):
         for k in days:
             scored_on = FIRST + dt.timedelta(days=k)
             day = scored_on + dt.timedelta(days=30)
             night = concept.run_night(day, "v1", _night(scored_on, 9000, 3, 4.0 if k >= 8 else 1.0), 0.1, 30,
-                                      concept_states_before(s, day, "v1"), **DETECT)
+                                      concept_states_before(s, day, "v1"), **DETECT, holdout=holdout, seed_rows=3000)
             store_concept(s, day, night)
 
     def states(s):
@@ -104,7 +108,13 @@ def test_replaying_the_nights_from_the_store_gives_identical_states(settings):
 
     play(settings, range(20))
     first = states(settings)
-    assert len(first) == 40 and read_table(settings, CONCEPT)["detections"].max() >= 1
+    stored = read_table(settings, CONCEPT)
+    assert len(first) == 40 and stored["detections"].max() >= 1
+    if seeded:  # every night's row says what its detector was seeded with
+        assert (stored["seeded"] == 3000).all() and stored["seed_note"].isna().all()
+        assert stored["seed_error_rate"].between(0.0, 1.0).all()
+    else:
+        assert (stored["seeded"] == 0).all() and stored["seed_note"].str.contains("no holdout predictions").all()
     play(settings, [12, 13])  # reruns of two nights: from night 11's state, in order
     assert states(settings) == first
     play(settings, [15])  # a rerun of one night alone
@@ -115,6 +125,77 @@ def test_replaying_the_nights_from_the_store_gives_identical_states(settings):
     # another model version starts afresh
     assert concept_states_before(settings, FIRST + dt.timedelta(days=60), "v2") == {}
     assert set(concept_states_before(settings, FIRST + dt.timedelta(days=60), "v1")) == {"adwin", "ddm"}
+
+
+def _holdout(customers: int, seed: int, snapshot: dt.date = dt.date(2025, 2, 1)) -> pd.DataFrame:
+    """A model's holdout predictions as the version keeps them: a stable night of ``customers``."""
+    frame = _night(snapshot, customers, seed).drop(columns="model_version")
+    return frame.assign(snapshot_date=snapshot, label=frame["label"].astype("int8"))
+
+
+def _errors(rng: np.random.Generator, n: int, factor: float) -> pd.DataFrame:
+    """``n`` matured scores as :func:`_night` draws them (without ids: fast), a ``factor`` for the half that drifts."""
+    p = rng.beta(1.2, 18, n)
+    truth = np.where(np.arange(n) % 2 == 0, np.minimum(p * factor, 1.0), p)
+    return pd.DataFrame({"label": (rng.random(n) < truth).astype("int8"), "churn_probability": p})
+
+
+def _first_rise(seed: int, seed_rows: int, factor: float, nights: int, per_night: int = 214) -> int | None:
+    """The first night (0-based) a detector finds the errors rose, over ``nights`` nights of ``per_night`` errors
+    (a 3,000-customer business, 14-day label window) whose second half churns ``factor`` times as often as scored
+    from the first night on, after seeding with ``seed_rows`` of a stable holdout (0: unseeded)."""
+    rng = np.random.default_rng([seed, 1])
+    holdout = _errors(rng, max(seed_rows, 1), 1.0).assign(snapshot_date="2025-02-01")
+    options = {k: v for k, v in DETECT.items() if k != "detectors"}
+    trackers = [concept.start_tracker(name, 0.1, holdout, seed_rows, **options) for name in DETECT["detectors"]]
+    for k in range(nights):
+        stream = concept.holdout_errors(_errors(rng, per_night, factor), 0.1, per_night)
+        for tracker in trackers:
+            if any(d.worse for d in tracker.feed(stream[concept.ERRORS[tracker.name]].to_numpy(),
+                                                 (FIRST + dt.timedelta(days=k)).isoformat())):
+                return k
+    return None
+
+
+def test_seeding_feeds_the_holdout_errors_in_a_fixed_order_and_reports_nothing_found_then():
+    holdout = _holdout(5000, seed=4)
+    seed = concept.holdout_errors(holdout, 0.1, 3000)
+    assert len(seed) == 3000 and seed["night"].eq("2025-02-01").all()
+    again = concept.holdout_errors(holdout.sample(frac=1.0, random_state=2), 0.1, 3000)
+    pd.testing.assert_frame_equal(seed, again)  # the lowest customer hashes, by hash: whatever the stored order
+    options = {k: v for k, v in DETECT.items() if k != "detectors"}
+    tracker = concept.start_tracker("ddm", 0.1, holdout, 3000, **options)
+    assert tracker.seeded == tracker.seen == 3000 and tracker.detections == 0 and tracker.seed_note is None
+    assert tracker.seed_error_rate == pytest.approx(seed["decision_error"].mean())
+    assert tracker.nights == [("2025-02-01", 3000)]
+    off = concept.start_tracker("adwin", 0.1, holdout, 0, **options)
+    assert off.seen == 0 and "concept_drift_seed_rows is 0" in (off.seed_note or "")
+    night = concept.run_night(FIRST + dt.timedelta(days=30), "v1", _night(FIRST, 3000, 1), 0.1, 30, {}, **DETECT,
+                              holdout=holdout, seed_rows=3000)
+    rows = {r["detector"]: r for r in night.rows}
+    assert rows["adwin"]["seeded"] == 3000 and rows["adwin"]["seen"] == 3000 + rows["adwin"]["fed"]
+    assert night.to_dict()["rows"][0]["seeded"] == 3000 and "seed_error_rate" in night.to_dict()["rows"][0]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_seeded_detectors_find_a_change_from_the_first_night_where_unseeded_ones_do_not(seed):
+    """A change from the deployment day on: every error fed is after it. Started empty the detectors learn the
+    changed rate as normal and find nothing in 31 nights (~6,600 errors); seeded with the model's stable holdout
+    (3,000 errors: the small business's whole holdout) they find it within 10 nights (~2,100 errors)."""
+    assert _first_rise(seed, 0, 3.0, 31) is None
+    found = _first_rise(seed, 3000, 3.0, 31)
+    assert found is not None and found < 10, found
+
+
+def test_seeded_detectors_raise_no_false_alarm_on_stable_streams():
+    """50 stable streams of 60 nights of 214 errors (a 3,000-customer business, 14-day label window: 12,840
+    errors each), seeded with the default concept_drift_seed_rows of a holdout from the same business: at most
+    one stream raises anything (measured: none or one of 50, ADWIN's delta alone allows that many)."""
+    from pipeline.config import load_settings
+
+    rows = load_settings().concept_drift_seed_rows
+    alarms = [s for s in range(50) if _first_rise(s, rows, 1.0, 60) is not None]
+    assert len(alarms) <= 1, alarms
 
 
 def test_a_concept_drift_alert_names_the_detector_window_and_rates_and_asks_for_retraining(settings):

@@ -73,7 +73,11 @@ def test_a_segment_churning_more_raises_concept_drift_within_14_nights_and_repla
     alert = alerts[first][0]
     assert alert["severity"] == "critical" and alert["alert_group"] in ("adwin", "ddm")
     assert " -> " in alert["message"] and "matured labels" in alert["message"]
-    assert monitoring[first]["retrain"] is True  # retrain_on_critical: the retraining request
+    # the retraining decision (pipeline/monitoring/retraining.py): requested when a snapshot whose labels matured by
+    # tonight reaches the change, else not, saying from when a retrain could help
+    decision = monitoring[first]["retraining"]
+    assert decision["rule"] in ("concept_drift", "performance_drop", "estimated_performance"), decision
+    assert monitoring[first]["retrain"] is decision["requested"] and (decision["requested"] or decision["could_help_from"])
     found = [d for d in monitoring[first]["concept_drift"]["detections"] if d["detector"] == alert["alert_group"]][-1]
     # the last predictions fed: their label window reaches past the change (its first days may be enough)
     assert found["rate_after"] > found["rate_before"]
@@ -87,6 +91,29 @@ def test_a_segment_churning_more_raises_concept_drift_within_14_nights_and_repla
     assert _concept_alerts({first: _nights(settings, first, first)[first]})
 
 
+def test_a_change_from_the_deployment_day_is_found_by_the_seeded_detectors(tmp_path_factory):
+    """generate --concept-drift-from the training date: every matured error is after the change, so detectors that
+    started empty would learn the changed rate as normal; seeded with the champion's holdout errors (its last labelled
+    snapshot, before the change) they find it within 45 nights of the change."""
+    settings = _business(tmp_path_factory.mktemp("deployed"), FIRST_NIGHT, months=8)
+    change, monitoring, day = FIRST_NIGHT, {}, FIRST_NIGHT
+    while day <= change + dt.timedelta(days=45) and not _concept_alerts(monitoring):
+        monitoring.update(_nights(settings, day, day))
+        day += dt.timedelta(days=1)
+    alerts = _concept_alerts(monitoring)
+    assert alerts, {d: m["concept_drift"]["rows"] for d, m in monitoring.items() if m["concept_drift"]}
+    first = min(alerts)
+    print(f"deployment-day change found on {first}: {(first - change).days} nights after the change, "
+          f"{(first - change).days - HORIZON + 1} matured nights, by {[a['alert_group'] for a in alerts[first]]}")
+    started = monitoring[change + dt.timedelta(days=HORIZON)]["concept_drift"]["rows"]
+    holdout = pd.read_parquet(next(settings.model_cache_dir.rglob("holdout_predictions.parquet")))
+    assert {"customer_id", "snapshot_date", "label", "churn_probability"} <= set(holdout.columns)
+    assert all(0 < r["seeded"] <= min(len(holdout), settings.concept_drift_seed_rows) and r["seed_note"] is None
+               for r in started), started
+    found = monitoring[first]["concept_drift"]["detections"]
+    assert any(d["rate_after"] > d["rate_before"] for d in found), found
+
+
 def test_a_business_without_concept_drift_raises_none_in_60_nights(tmp_path_factory):
     settings = _business(tmp_path_factory.mktemp("quiet"), None, months=9)
     last = FIRST_NIGHT + dt.timedelta(days=HORIZON + 59)
@@ -96,3 +123,4 @@ def test_a_business_without_concept_drift_raises_none_in_60_nights(tmp_path_fact
     assert _concept_alerts(monitoring) == {}, _concept_alerts(monitoring)
     seen = read_table(settings, CONCEPT).groupby("detector")["seen"].max()
     assert (seen > 5000).all(), seen
+    assert (read_table(settings, CONCEPT)["seeded"] > 0).all()  # seeded with the champion's holdout errors

@@ -98,6 +98,13 @@ def test_unpaused_nightly_scores_today_with_data_and_emails(live):
     assert mails, "no e-mail in the outbox"
     msg = email.message_from_bytes(mails[-1].read_bytes(), policy=email.policy.default)
     assert TODAY.isoformat() in msg["Subject"]
+    # the night's publish updated the asset a CRM sync is scheduled on, with the night's date (issue 38)
+    published = api("GET", "/assets", params={"uri_pattern": "scores-published"})["assets"]
+    assert [a["uri"].rstrip("/") for a in published] == ["churnflow://scores-published"], published
+    asset_events = api("GET", "/assets/events", params={"asset_id": published[0]["id"], "source_dag_id": "churn_nightly",
+                                                        "source_run_id": run["dag_run_id"]})["asset_events"]
+    assert [(e["source_task_id"], e["extra"]["date"]) for e in asset_events] == [("publish_scores", TODAY.isoformat())], \
+        asset_events
 
 
 def test_night_without_data_fails_at_the_readiness_gate(live):
@@ -129,6 +136,35 @@ def test_asset_triggered_training_trains_on_the_requesting_date(live):
                          "result.json").read_text())
     assert result["version"]
     assert not any(r["run_type"] == "scheduled" for r in api.runs("churn_training")), "unpausing trained at once"
+
+
+def test_retraining_from_the_form_on_the_champions_date_keeps_the_champion(live):
+    """The bug: a churn_training run triggered with the form's defaults on the champion's own date
+    (same data, same model) became the new champion on a tie; the gate wants evidence."""
+    from pipeline.config import load_settings
+    from pipeline.model import registry
+
+    settings = load_settings(data_dir=live.data)
+    champion = registry.champion_number(settings)
+    assert champion is not None
+    info = {v.number: v for v in registry.list_versions(settings)}[champion]
+    trained_on = info.tags["churnflow.training_date"]
+    api = live.api
+    api("PATCH", "/dags/churn_training", json={"is_paused": False})
+    created = api("POST", "/dags/churn_training/dagRuns",
+                  json={"logical_date": f"{trained_on}T00:00:00Z", "conf": {}})  # the Trigger form, its defaults
+    run = api.wait_run("churn_training", lambda r: r["dag_run_id"] == created["dag_run_id"], 480, live.log)
+    log_text = api.log_text("churn_training", run["dag_run_id"], "train")
+    assert run["state"] == "success", (api.states("churn_training", run["dag_run_id"]), log_text[-3000:])
+    result = json.loads((live.data / "runs" / "churn_training" / trained_on / "train" / "result.json").read_text())
+    assert result["promoted"] is False and result["version"] != registry.label(champion), result
+    assert registry.champion_number(settings) == champion
+    assert "not promoted" in result["decision"], result["decision"]
+    assert "not promoted" in log_text and result["version"] in log_text, log_text[-3000:]
+    # the form's default test: a paired bootstrap, whose record says why (a tie, or not beyond noise)
+    record = result["metrics"]["gate"]
+    assert record["test"] == "bootstrap" and record["served"] is False, record
+    assert "paired bootstrap resamples" in result["decision"], result["decision"]
 
 
 def test_ctrl_c_stops_every_component(live):

@@ -31,8 +31,10 @@ UPSTREAM = {
     "importance_drift": {"combine_partitions"},
     "schema_drift": {"ingest", "importance_drift"},
     "challenger_comparison": {"matured_labels", "score_challenger"},
+    # the night's scores; the matured labels give the calibration check and an earlier night's realised metrics
+    "estimated_performance": {"combine_partitions", "matured_labels"},
     "alerts": {"ingest", "combine_partitions", "data_drift", "performance", "concept_drift", "importance_drift",
-               "schema_drift", "challenger_comparison"},
+               "schema_drift", "challenger_comparison", "estimated_performance"},
     "drift_report": {"combine_partitions", "data_drift", "alerts"},
     "publish_scores": {"combine_partitions", "drift_report"},
     "dashboard_snapshot": {"publish_scores"},
@@ -107,7 +109,17 @@ def _parts():
              "max_psi_feature": "monthly_fee"}
     return {"drift": DriftFacts.from_dict(drift), "performance": PerformanceNight(prediction, perf, fairness, {},
                                                                                  {"acquisition_channel": 12}),
-            "concept": concept, "importance": importance, "challenger": challenger, "schema_drift": schema}
+            "concept": concept, "importance": importance, "challenger": challenger, "schema_drift": schema,
+            "estimate": _estimate(day)}
+
+
+def _estimate(day: str):
+    """An estimated performance whose ROC-AUC band lies below the holdout minus the margin since 2025-06-29."""
+    from pipeline.monitoring.estimate import PerformanceEstimate
+
+    return PerformanceEstimate(day, "v1", 1_000, 100, 0.62, 0.58, 0.66, 0.3, 0.25, 0.36, 0.2, 0.15, 0.26, 0.9, 200,
+                               1_000, 0.8, 0.4, 0.02, "2025-06-01", True, True, "2025-06-29",
+                               history=[{"run_date": "2025-06-01", "roc_auc": 0.78, "realised_roc_auc": 0.77}])
 
 
 def _saved(part) -> dict:
@@ -124,6 +136,7 @@ def _comparable(part) -> dict:
 
 def test_the_alerts_are_a_pure_function_of_the_parts_outputs(tmp_path):
     from pipeline.monitoring.alerts import evaluate_rules
+    from pipeline.monitoring.estimate import PerformanceEstimate
     from pipeline.monitoring.night import (
         MonitoringResult,
         PerformanceNight,
@@ -142,7 +155,7 @@ def test_the_alerts_are_a_pure_function_of_the_parts_outputs(tmp_path):
     # what the night's parts were before they were steps: one MonitoringResult built from them directly
     direct = MonitoringResult("2025-07-01", "v1", 0.25, parts["drift"], perf.prediction, perf.performance, perf.fairness,
                               rejected, {}, {"acquisition_channel": 12}, concept, parts["importance"], challenger,
-                              parts["schema_drift"])
+                              parts["schema_drift"], parts["estimate"])
     # what the alerts step gathers from the parts' saved outputs
     gathered = gather(
         dt.date(2025, 7, 1), model_version="v1", threshold=0.25, drift=parts["drift"],
@@ -151,13 +164,16 @@ def test_the_alerts_are_a_pure_function_of_the_parts_outputs(tmp_path):
         importance=parts["importance"],
         challenger=challenger_from_dict(_saved({**challenger.to_dict(), "run_date": challenger.run_date,
                                                 "comparison": challenger.comparison.to_dict("records")})),
-        schema_drift=schema_drift_from_dict(_saved(parts["schema_drift"].to_dict())))
+        schema_drift=schema_drift_from_dict(_saved(parts["schema_drift"].to_dict())),
+        estimate=PerformanceEstimate.from_dict(_saved(parts["estimate"].to_dict())))
     assert _comparable(gathered.to_dict()) == _comparable(direct.to_dict())
+    assert gathered.to_dict()["estimate"]["below_since"] == "2025-06-29"  # what the retraining decision reads
     alerts = evaluate_rules(settings, gathered)
     assert alerts == evaluate_rules(settings, direct)
     assert sorted((a.rule, a.severity) for a in alerts) == [
         ("concept_drift", "critical"), ("data_drift", "critical"), ("data_quality", "info"),
-        ("data_quality", "warning"), ("fairness", "warning"), ("feature_psi", "critical"),
+        ("data_quality", "warning"), ("estimated_performance", "critical"), ("fairness", "warning"),
+        ("feature_psi", "critical"),
         ("performance_drop", "critical"), ("prediction_drift", "critical"), ("promotion_review", "warning"),
         ("schema_drift", "warning")]
     assert next(a for a in alerts if a.group == "validation").message == "3 rows quarantined by validation"
@@ -168,7 +184,8 @@ def test_the_alerts_are_a_pure_function_of_the_parts_outputs(tmp_path):
 PARTS = {"data_drift": ["drift.json"], "performance": ["performance.json", "fairness.parquet"],
          "matured_labels": ["matured_labels.parquet"], "concept_drift": ["concept_drift.json"],
          "importance_drift": ["importance_drift.parquet"], "schema_drift": ["schema_drift.json"],
-         "challenger_comparison": ["challenger.json"], "alerts": ["monitoring.json"]}
+         "challenger_comparison": ["challenger.json"], "estimated_performance": ["estimate.json"],
+         "alerts": ["monitoring.json"]}
 #: the night whose scores mature on RUN_DATE (TRAINED's horizon: 30 days)
 SCORED_ON = "2025-06-01"
 

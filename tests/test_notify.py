@@ -345,3 +345,21 @@ def test_the_email_says_whether_retraining_was_requested(report: NightlyReport) 
     assert "next e-mail's Model section names the new version" in requested
     quiet = NightlyReport(**{**report.__dict__, "monitoring": {**MONITORING, "retrain": False}}).text()
     assert "No retraining was requested tonight" in quiet
+    # the night's decision (pipeline.monitoring.retraining): the snapshots, or why not and from when it could help
+    asked = {"requested": True, "reason": "retraining requested: trains on snapshots 2024-02-01 .. 2024-06-01 (5 "
+                                          "month starts) (labels matured by 2024-07-15); the change the "
+                                          "performance_drop alert found (2024-06-01) is within them"}
+    text = NightlyReport(**{**report.__dict__, "monitoring": {**MONITORING, "retrain": True,
+                                                               "retraining": asked}}).text()
+    assert "Retraining requested: trains on snapshots 2024-02-01 .. 2024-06-01" in text
+    assert "Tonight's request triggered churn_training" in text
+    no = {"requested": False, "could_help_from": "2024-07-31", "reason": (
+        "no retraining requested: the change the performance_drop alert found is at 2024-06-15, after the latest "
+        "snapshot whose labels have matured by tonight (2024-06-01; ...), so it could not see it; one could help "
+        "from 2024-07-31")}
+    text = NightlyReport(**{**report.__dict__, "monitoring": {**MONITORING, "retrain": False,
+                                                               "retraining": no}}).text()
+    assert "No retraining requested: the change the performance_drop alert found is at 2024-06-15" in text
+    assert "one could help from 2024-07-31." in text and "triggered churn_training" not in text
+    # the headline names the alert that decides the severity
+    assert "severity CRITICAL (decided by the performance_drop alert)" in text

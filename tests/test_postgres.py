@@ -73,3 +73,44 @@ def test_training_and_a_night_on_postgresql_write_results_there_and_not_into_the
     source_tables = set(sa.inspect(sa.create_engine(pg.db_url)).get_table_names())
     assert not source_tables & set(results.TABLES), source_tables  # the source is only read
     # (a rerun replacing a night's rows on PostgreSQL: tests/test_results.py, on both backends)
+    _the_score_api_reads_the_night_and_cannot_write(pg, night)
+
+
+def _the_score_api_reads_the_night_and_cannot_write(pg: Settings, night: dict) -> None:
+    """The score API (pipeline/api.py) over the PostgreSQL store the night wrote: its answers are the
+    night's scores, its engine cannot write, and a night republished while it reads is seen whole."""
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from pipeline.api import create_app
+    from pipeline.model.score import publish_scores
+
+    engine = results.read_only_engine(pg)
+    api = TestClient(create_app(pg, engine))
+    scores = pd.read_parquet(night["scores"]["path"])
+    top = scores.sort_values(["churn_probability", "customer_id"], ascending=[False, True]).iloc[0]
+    body = api.get(f"/v1/customers/{top['customer_id']}").json()
+    assert (body["night"], body["rank"], body["churn_probability"]) == (NIGHT, 1, top["churn_probability"]), body
+    assert body["reasons"] == [r for r in top[["reason_1", "reason_2", "reason_3"]] if isinstance(r, str)]
+    assert api.get("/v1/customers/nobody").status_code == 404
+    assert api.get("/health").json()["store"] == "postgresql"
+    etag = api.get("/v1/nights/latest").headers["etag"]
+    assert api.get("/v1/nights/latest", headers={"If-None-Match": etag}).status_code == 304
+    for statement in (results.SCORES.delete(), sa.text("CREATE TABLE sneaky (x INTEGER)")):
+        with pytest.raises(sa.exc.InternalError, match="read-only transaction"), engine.begin() as conn:
+            conn.execute(statement)
+    assert api.get("/v1/nights/latest").json()["scored"] == len(scores)
+    # the night republished by another model (every probability changed) while the API reads
+    other = scores.assign(churn_probability=1 - scores["churn_probability"], model_version="vX")
+    path = Path(night["scores"]["path"]).with_name("other.parquet")
+    other.to_parquet(path)
+    expected = {v: f.assign(customer_id=f["customer_id"].astype(str)).set_index("customer_id")["churn_probability"]
+                for v, f in (("v1", scores), ("vX", other))}
+    writer = threading.Thread(target=lambda: [publish_scores(pg, p, NIGHT) for p in (path, night["scores"]["path"]) * 3])
+    writer.start()
+    while writer.is_alive():
+        page = api.get("/v1/campaigns/latest", params={"limit": 20}).json()
+        probs = expected[page["model_version"]]
+        assert all(probs[c["customer_id"]] == c["churn_probability"] for c in page["customers"]), page
+    writer.join()

@@ -92,6 +92,47 @@ def test_a_tie_with_the_champion_is_not_evidence(trained):
     assert registry.champion(settings).version == "v1"
 
 
+def test_retraining_on_the_champions_date_with_the_defaults_keeps_it_and_says_why(trained, caplog):
+    """As a user does it (``run-training`` for the champion's date, the default gate: a paired
+    bootstrap): the champion stays, and the log, metrics.json, the MLflow run and the next night's
+    facts for the e-mail say why, with every metric of both models."""
+    import logging
+
+    from pipeline.flows import run_training
+    from pipeline.model.serving import serving_facts
+    from pipeline.monitoring.notify import _model_section
+
+    settings = trained
+    assert settings.promotion_test == "bootstrap" and settings.promotion_min_improvement == 0.0
+    with caplog.at_level(logging.INFO, logger="pipeline.model.publish"):
+        result = run_training(settings, RUN_DATE)["train"]
+    assert result["version"] == "v2" and result["promoted"] is False, result
+    assert "a tie is not evidence" in result["decision"] and "paired bootstrap resamples" in result["decision"]
+    assert registry.champion(settings).version == "v1"
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train: v2 not served: ROC-AUC")]
+    assert len(said) == 1 and "a tie is not evidence" in said[0], said
+    record = registry.get_version(settings, "v2").metrics()["gate"]
+    assert record["test"] == "bootstrap" and record["served"] is False and record["champion"] == "v1"
+    roc = record["metrics"]["roc_auc"]
+    assert roc["difference"] == 0.0 and roc["ci_low"] == 0.0 and roc["share_not_better"] == 1.0
+    assert roc["candidate"] == roc["champion"] == result["metrics"]["roc_auc"]
+    assert {k: record["metrics"][k]["difference"] for k in ("pr_auc", "expected_value")} == {
+        "pr_auc": 0.0, "expected_value": 0.0}
+    run = tracking.client(settings).get_run(result["mlflow_run_id"])
+    assert run.data.metrics["gate_roc_auc_ci_low"] == 0.0 and run.data.metrics["gate_roc_auc_share_not_better"] == 1.0
+    assert run.data.tags["churnflow.gate.test"] == "bootstrap"
+    facts = serving_facts(settings, registry.require_champion(settings))
+    assert facts["newest"]["version"] == "v2" and facts["newest"]["gate"] == record
+    section = _model_section(facts)
+    assert [row[0] for row in section.rows] == ["ROC-AUC", "PR-AUC", "Campaign value at capacity"]
+    # the champion itself is the newest version: its record too (the first model: no champion to compare)
+    registry.promote(settings, "v2", "reviewed")
+    facts = serving_facts(settings, registry.require_champion(settings))
+    assert facts["newest"]["is_champion"] is True and facts["newest"]["gate"]["version"] == "v2"
+    first = registry.get_version(settings, "v1").metrics()["gate"]
+    assert first["champion"] is None and first["served"] is True and first["metrics"]["roc_auc"]["champion"] is None
+
+
 def test_every_training_is_a_new_version_gated_against_the_champion(trained):
     from pipeline.model.steps import train_and_register
 

@@ -80,7 +80,7 @@ def test_a_yaml_file_may_group_its_settings_by_section(tmp_path):
 
 @pytest.mark.parametrize(("text", "message"), [
     ("monitoring:\n  psi_warnin: 0.2\n", r"unknown settings \['monitoring.psi_warnin'\]$"),
-    ("monitorin:\n  psi_warning: 0.2\n", r"unknown settings \['monitorin'\] \(the sections are storage, .*email\)$"),
+    ("monitorin:\n  psi_warning: 0.2\n", r"unknown settings \['monitorin'\] \(the sections are storage, .*email, serving\)$"),
     ("labels:\n  psi_warning: 0.2\n", "psi_warning is a monitoring setting, not a labels one: put it under monitoring:"),
     ("psi_warning: 0.1\nmonitoring: {psi_warning: 0.2}\n", "psi_warning is given twice"),
     ("monitoring: 3\n", "monitoring is a section: expected a mapping of its settings, got 3"),

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: the MLflow run's tag naming the gate's evidence test (bootstrap or margin)
+TAG_GATE_TEST = "churnflow.gate.test"
+
 
 @dataclass(frozen=True)
 class Recorded:
@@ -65,7 +68,11 @@ def _run_params(settings: Settings, params: dict[str, Any], metrics: dict[str, A
         "search_sample_rows": settings.search_sample_rows, "calibration": params.get("calibration"),
         "chosen_candidate": params.get("model"), "chosen_params": params.get("search_params"),
         "promotion_min_improvement": settings.promotion_min_improvement,
-        "promotion_min_roc_auc": settings.promotion_min_roc_auc, "code_version": params.get("code_version"),
+        "promotion_min_roc_auc": settings.promotion_min_roc_auc, "promotion_test": settings.promotion_test,
+        "promotion_bootstrap_samples": settings.promotion_bootstrap_samples,
+        "promotion_confidence": settings.promotion_confidence,
+        "promotion_pr_auc_tolerance": settings.promotion_pr_auc_tolerance,
+        "promotion_value_tolerance": settings.promotion_value_tolerance, "code_version": params.get("code_version"),
         **({"source": params["source_csv"]} if "source_csv" in params else {}),
     }
 
@@ -99,9 +106,10 @@ def _pip_requirements() -> list[str]:
 
 def _write_bundle(folder: Path, version: str, *, metrics: dict[str, Any], params: dict[str, Any],
                   reference: pd.DataFrame, importances: pd.Series, images: dict[str, str],
-                  card_html: str | None, trials: Sequence[Trial]) -> None:
+                  card_html: str | None, trials: Sequence[Trial], holdout: pd.DataFrame | None = None) -> None:
     """churnflow's files of a version (the run's ``churnflow/`` artifacts): metrics, params,
-    the drift reference, importances, the model card and its plots as PNG files."""
+    the drift reference, importances, the holdout predictions (:func:`holdout_predictions`), the
+    model card and its plots as PNG files."""
     import base64
 
     from pipeline.model.card import model_card_html
@@ -110,6 +118,8 @@ def _write_bundle(folder: Path, version: str, *, metrics: dict[str, Any], params
     write_text(json.dumps(params, indent=2, default=str), folder / "params.json")
     write_parquet(reference.reset_index(drop=True), folder / "reference.parquet")
     write_parquet(importances.rename("importance").rename_axis("feature").reset_index(), folder / "importances.parquet")
+    if holdout is not None:
+        write_parquet(holdout, folder / registry.HOLDOUT_PREDICTIONS)
     if trials:
         write_text(json.dumps([{"candidate": t.candidate, "params": t.params, "cv_roc_auc": t.cv_roc_auc,
                                 "cv_pr_auc": t.cv_pr_auc} for t in trials], indent=2, default=str),
@@ -120,10 +130,27 @@ def _write_bundle(folder: Path, version: str, *, metrics: dict[str, Any], params
     write_text(card_html or model_card_html(version, metrics, params, images), folder / "model_card.html")
 
 
+def holdout_predictions(y_holdout: np.ndarray | None, p_holdout: np.ndarray | None,
+                        ids: pd.DataFrame | None = None) -> pd.DataFrame | None:
+    """The model's predictions on its holdout, as kept with the version (``holdout_predictions.parquet``:
+    ``label`` int8, ``churn_probability`` float64 and, from ``ids`` (the holdout's ``customer_id`` and
+    ``as_of``), ``customer_id`` and ``snapshot_date``): what the concept-drift detectors are seeded
+    with (:func:`pipeline.monitoring.concept.holdout_errors`); None without them."""
+    if y_holdout is None or p_holdout is None:
+        return None
+    frame = pd.DataFrame({"label": np.asarray(y_holdout).astype("int8"),
+                          "churn_probability": np.asarray(p_holdout, dtype="float64")})
+    if ids is not None and len(ids) == len(frame) and {"customer_id", "as_of"} <= set(ids.columns):
+        frame.insert(0, "customer_id", ids["customer_id"].to_numpy())
+        frame.insert(1, "snapshot_date", pd.to_datetime(ids["as_of"]).dt.date.to_numpy())
+    return frame
+
+
 def record_version(settings: Settings, model: Any, *, name: str, metrics: dict[str, Any], params: dict[str, Any],
                    reference: pd.DataFrame, importances: pd.Series, training_date: str,
                    y_holdout: np.ndarray | None = None, p_holdout: np.ndarray | None = None,
-                   trials: Sequence[Trial] = (), best: Trial | None = None, card_html: str | None = None,
+                   holdout_ids: pd.DataFrame | None = None, trials: Sequence[Trial] = (), best: Trial | None = None,
+                   card_html: str | None = None,
                    extra_tags: dict[str, str] | None = None, gate: Verdict | None = None) -> Recorded:
     """One MLflow training run and the new registered version it produces.
 
@@ -181,9 +208,12 @@ def record_version(settings: Settings, model: Any, *, name: str, metrics: dict[s
                                          model_id=logged.model_id,
                                          tags=version_tags, description=gate.decision if gate else "")
         version = registry.label(number)
+        if gate is not None:  # the verdict, every metric of both models and the test, in metrics.json
+            metrics["gate"] = gate.record(version)
         with tempfile.TemporaryDirectory(prefix="churnflow-bundle-") as tmp:
             _write_bundle(Path(tmp), version, metrics=metrics, params=params, reference=reference,
-                          importances=importances, images=images, card_html=card_html, trials=trials)
+                          importances=importances, images=images, card_html=card_html, trials=trials,
+                          holdout=holdout_predictions(y_holdout, p_holdout, holdout_ids))
             tracking.log_artifacts(settings, run_id, Path(tmp), model_cache.BUNDLE)
         mlflow.set_tag("churnflow.model_version", version)
         sealed = registry.seal_version(settings, name, number, run_id)
@@ -202,7 +232,8 @@ def register_and_gate(settings: Settings, trained: Trained, *, training_date: st
     from pipeline.model import tracking
 
     metrics, holdout, y_holdout = trained.metrics, trained.holdout, trained.y_holdout
-    verdict = judge(settings, metrics, holdout, y_holdout, min_improvement) if holdout is not None else None
+    verdict = judge(settings, metrics, holdout, y_holdout, min_improvement, trained.p_holdout) \
+        if holdout is not None else None
     if verdict is not None:
         metrics["promotion_decision"] = verdict.decision
         metrics["champion_version"] = verdict.champion_version
@@ -211,6 +242,7 @@ def register_and_gate(settings: Settings, trained: Trained, *, training_date: st
     result = record_version(settings, trained.model, name=name or settings.model_name, metrics=metrics,
                             params=trained.params, reference=trained.reference, importances=trained.importances,
                             training_date=training_date, y_holdout=y_holdout, p_holdout=trained.p_holdout,
+                            holdout_ids=holdout[["customer_id", "as_of"]] if holdout is not None else None,
                             trials=trained.trials, best=trained.best, gate=verdict)
     if verdict is None:
         log.info("train: %s of %s registered (run %s): ROC-AUC %.4f PR-AUC %.4f; never served (not the pipeline's "
@@ -225,7 +257,7 @@ def register_and_gate(settings: Settings, trained: Trained, *, training_date: st
             served = True
             break
         log.warning("train: the champion changed while %s was being registered: judging it again", result.version)
-        verdict = judge(settings, metrics, holdout, y_holdout, min_improvement)
+        verdict = judge(settings, metrics, holdout, y_holdout, min_improvement, trained.p_holdout)
     else:
         if verdict.served:
             verdict = dataclasses.replace(verdict, decision=f"not promoted: the champion kept changing while it was "
@@ -236,12 +268,18 @@ def register_and_gate(settings: Settings, trained: Trained, *, training_date: st
     store.set_tag(result.run_id, registry.TAG_GATE_DECISION, verdict.decision)
     store.set_tag(result.run_id, registry.TAG_GATE_SERVED, str(served).lower())
     store.set_tag(result.run_id, registry.TAG_GATE_CHAMPION, verdict.champion_version or "none")
+    store.set_tag(result.run_id, TAG_GATE_TEST, str(verdict.evidence.get("test", settings.promotion_test)))
     if verdict.champion_roc_auc is not None:
         tracking.log_metrics(settings, result.run_id, {
             "champion_roc_auc_same_holdout": verdict.champion_roc_auc,
             "gate_delta_roc_auc": verdict.candidate_roc_auc - verdict.champion_roc_auc,
             **{f"champion_{k}_same_holdout": v for k, v in verdict.champion_guards.items()},
             **{f"gate_delta_{k}": metrics[k] - v for k, v in verdict.champion_guards.items()}})
+    if verdict.bootstrap is not None:
+        tracking.log_metrics(settings, result.run_id, {
+            "gate_roc_auc_ci_low": verdict.bootstrap.ci_low,
+            "gate_roc_auc_share_not_better": verdict.bootstrap.share_not_better,
+            "gate_bootstrap_samples": verdict.bootstrap.samples, "gate_confidence": verdict.bootstrap.confidence})
     log.info("train: %s ROC-AUC %.4f PR-AUC %.4f ECE %.4f threshold %.3f (expected value %.0f; F1-optimal %.3f "
              "worth %.0f), MLflow run %s", result.version, metrics["roc_auc"], metrics["pr_auc"], metrics["ece"],
              metrics["threshold"], metrics["expected_value"], metrics["f1_optimal"]["threshold"],

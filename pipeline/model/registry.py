@@ -4,7 +4,8 @@ Each trained model is a **new, immutable version** of the registered model ``mod
 (default ``churnflow``): its MLflow model (the calibrated scikit-learn pipeline, MLflow's
 sklearn flavor) plus churnflow's bundle, artifacts of its training run under ``churnflow/``:
 ``metrics.json``, ``params.json``, ``reference.parquet`` (the drift reference),
-``importances.parquet`` and ``model_card.html``. Nothing ever writes into an existing
+``importances.parquet``, ``holdout_predictions.parquet`` (its predictions on the holdout: the
+concept-drift detectors' seed) and ``model_card.html``. Nothing ever writes into an existing
 version: a rerun of a training date registers another version, which must pass the gate.
 
 The serving champion is the alias ``champion``; ``models promote/rollback`` move it with a
@@ -25,11 +26,14 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Settings
 from pipeline.errors import DataError
 from pipeline.model.model_cache import BUNDLE, MODEL, VERSION_FILE, CopyError, checksums, copy_dir, differences, make_copy
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,8 @@ TAG_GATE_DECISION = "churnflow.gate.decision"
 TAG_GATE_SERVED = "churnflow.gate.served"
 TAG_GATE_CHAMPION = "churnflow.gate.champion_version"
 HISTORY_LOG_LENGTH = 100
+#: the bundle's file of the model's holdout predictions (sealed with the others)
+HOLDOUT_PREDICTIONS = "holdout_predictions.parquet"
 
 
 class RegistryError(DataError):
@@ -118,6 +124,19 @@ class ModelVersion:
     @property
     def reference_path(self) -> Path:
         return self.path / BUNDLE / "reference.parquet"
+
+    @property
+    def holdout_predictions_path(self) -> Path:
+        return self.path / BUNDLE / HOLDOUT_PREDICTIONS
+
+    def holdout_predictions(self) -> pd.DataFrame | None:
+        """The model's predictions on its training holdout (``label``, ``churn_probability``,
+        ``customer_id``, ``snapshot_date``; what the concept-drift detectors are seeded with), a
+        DataFrame; None for a version registered before they were kept."""
+        import pandas as pd
+
+        path = self.holdout_predictions_path
+        return pd.read_parquet(path) if path.is_file() else None
 
     @property
     def model_card_path(self) -> Path:

@@ -16,7 +16,7 @@ from pipeline.config import Settings
 from pipeline.model import registry
 from pipeline.model.evaluate import CONTACT_NOBODY
 from pipeline.model.explain import REASON_COLUMNS
-from pipeline.results import SCORES, night, replace_rows
+from pipeline.results import SCORES, publish_night
 from pipeline.storage import Location, read_parquet
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,17 @@ def campaign_list(scores: pd.DataFrame, threshold: float, capacity: int) -> pd.D
     ranked = chosen.sort_values(["churn_probability", "customer_id"], ascending=[False, True])
     columns = ["customer_id", "churn_probability", "risk_band", *[c for c in REASON_COLUMNS if c in ranked.columns]]
     return ranked[columns].assign(risk_band="high", rank=np.arange(1, len(ranked) + 1)).reset_index(drop=True)
+
+
+def ranks(scores: pd.DataFrame) -> np.ndarray:
+    """Each customer's place in the night, from 1 (the highest churn probability; ties by customer
+    id, as :func:`risk_bands` orders them): the campaign's customers are ranks 1 .. its size, in
+    :func:`campaign_list`'s order and with its ``rank``."""
+    proba = scores["churn_probability"].to_numpy(dtype="float64")
+    order = np.lexsort((scores["customer_id"].astype(str).to_numpy(), -proba))
+    out = np.empty(len(order), dtype="int64")
+    out[order] = np.arange(1, len(order) + 1)
+    return out
 
 
 def risk_bands(scores: pd.DataFrame, threshold: float, capacity: int) -> np.ndarray:
@@ -112,12 +123,14 @@ def reasons_of(model: registry.ModelVersion, fitted: Any, features: pd.DataFrame
 
 
 def publish_scores(settings: Settings, scores_path: Location, as_of: str | dt.date) -> int:
-    """Replace the ``churn_scores`` rows of ``as_of`` with the night's scores file, in one
-    transaction (a rerun of the same date leaves one set of scores; a failure leaves the
-    previous set)."""
+    """Replace the ``churn_scores`` rows of ``as_of`` with the night's scores file and their
+    :func:`ranks`, with the night's ``published_nights`` row, in one transaction (a rerun of the
+    same date leaves one set of scores; a failure leaves the previous set; a reader sees one or
+    the other: :func:`pipeline.results.publish_night`)."""
     scores = read_parquet(scores_path)
     day = as_date(as_of)
-    rows = replace_rows(settings, SCORES, scores, "as_of", night(day))
+    scores["rank"] = ranks(scores)  # in place: a copy of a million rows' frame costs more than the ranks
+    rows = publish_night(settings, scores, day)
     log.info("publish %s: %d scores -> table %s of the results store", day, rows, SCORES.name)
     return rows
 

@@ -3,6 +3,7 @@ night tells the analysts about its model (the registry's facts, :mod:`pipeline.m
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pipeline.config import Settings
@@ -14,6 +15,9 @@ from pipeline.model.registry import (
     TAG_PROMOTION_REASON,
     TAG_SHA,
     ModelVersion,
+    RegistryError,
+    VersionInfo,
+    get_version,
     label,
     list_versions,
     parse_version,
@@ -46,9 +50,31 @@ def challenger_number(settings: Settings, champion: int) -> tuple[int | None, st
 
 
 
+def _number(value: float) -> float | None:
+    """A tag's number as the night's XCom carries it (JSON: a missing one, NaN, is None)."""
+    return None if math.isnan(value) else value
+
+
+def _gate_record(settings: Settings, newest: VersionInfo, pinned: ModelVersion) -> dict[str, Any] | None:
+    """The gate's record of ``newest`` (its metrics.json ``gate``: every metric of both models, the
+    test, the decision); None for a version without one (trained before it was recorded, a
+    registration not completed, a copy that cannot be fetched)."""
+    if newest.number == pinned.number:
+        record = pinned.metrics().get("gate")
+    elif TAG_SHA not in newest.tags:
+        return None
+    else:
+        try:
+            record = get_version(settings, newest.number).metrics().get("gate")
+        except RegistryError:
+            return None
+    return record if isinstance(record, dict) else None
+
+
 def serving_facts(settings: Settings, pinned: ModelVersion) -> dict[str, Any]:
     """What a night tells the analysts about its model: the pinned champion (trained when,
-    promoted when and why) and the newest registered version with the gate's verdict on it."""
+    promoted when and why) and the newest registered version with the gate's verdict on it and
+    its record (every metric of both models, the test: ``gate``), the champion itself included."""
     versions = list_versions(settings)
     by_number = {v.number: v for v in versions}
     champ = by_number.get(pinned.number)
@@ -58,12 +84,14 @@ def serving_facts(settings: Settings, pinned: ModelVersion) -> dict[str, Any]:
         "promoted_at": champ.tags.get(TAG_PROMOTED_AT) if champ else None,
         "reason": champ.tags.get(TAG_PROMOTION_REASON) if champ else None}}
     newest = versions[-1] if versions else None
-    if newest is not None and newest.number != pinned.number:
+    if newest is not None:
         facts["newest"] = {
             "version": newest.version, "training_date": newest.tags.get("churnflow.training_date"),
+            "is_champion": newest.number == pinned.number,
             "served": newest.tags.get(TAG_GATE_SERVED) == "true", "decision": newest.tags.get(TAG_GATE_DECISION, ""),
-            "roc_auc": newest.float_tag("churnflow.roc_auc"),
+            "roc_auc": _number(newest.float_tag("churnflow.roc_auc")),
             "champion_version": newest.tags.get(TAG_GATE_CHAMPION),
-            "champion_roc_auc": newest.float_tag("churnflow.gate.champion_roc_auc"),
-            "registered_at": newest.created.isoformat(timespec="seconds")}
+            "champion_roc_auc": _number(newest.float_tag("churnflow.gate.champion_roc_auc")),
+            "registered_at": newest.created.isoformat(timespec="seconds"),
+            "gate": _gate_record(settings, newest, pinned)}
     return facts

@@ -5,9 +5,10 @@ and the artifacts in ``artifacts/``, so nothing needs a server. ``mlflow_trackin
 at a shared MLflow server instead (its registry too). ``make mlflow`` serves the UI on the
 project's store.
 
-Only training, the registry commands and a nightly's first task (which pins the champion)
-open MLflow; every other task reads the pinned version's verified local copy
-(:mod:`pipeline.model.registry`), so it does not pay for importing MLflow (about 4 s on 2 cores).
+Only training, the registry commands, a nightly's first task (which pins the champion) and its
+estimated-performance task (which logs the night's estimate on the champion's monitoring run:
+:func:`log_monitoring_metrics`) open MLflow; every other task reads the pinned version's verified
+local copy (:mod:`pipeline.model.registry`), so it does not pay for importing MLflow (about 4 s on 2 cores).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 TAG_KIND = "churnflow.kind"
 TAG_TRAINING_DATE = "churnflow.training_date"
 TAG_DAG = "churnflow.dag_id"
+#: the model version a monitoring run follows (its nights' metrics: :func:`log_monitoring_metrics`)
+TAG_MODEL_VERSION = "churnflow.model_version"
 #: how a training run's model was validated: "time" (out of time) or "stratified" (too few snapshots)
 TAG_VALIDATION = "churnflow.validation"
 
@@ -184,6 +187,40 @@ def log_metrics(settings: Settings, run_id: str, metrics: Mapping[str, float | N
     now = int(time.time() * 1000)
     items = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None and float(v) == float(v)]
     client(settings).log_batch(run_id, metrics=items)
+
+
+def monitoring_run_id(settings: Settings, model_version: str) -> str:
+    """The MLflow run that follows ``model_version`` night by night (in the ``model_name``
+    experiment, tagged ``churnflow.kind`` "monitoring" and ``churnflow.model_version``), created on first use."""
+    c = client(settings)
+    exp = experiment_id(settings, settings.model_name)
+    found = c.search_runs([exp], filter_string=f"tags.`{TAG_KIND}` = 'monitoring' and "
+                                               f"tags.`{TAG_MODEL_VERSION}` = '{model_version}'",
+                          order_by=["attributes.start_time ASC"], max_results=1)
+    if found:
+        return str(found[0].info.run_id)
+    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+
+    run = c.create_run(exp, tags={TAG_KIND: "monitoring", TAG_MODEL_VERSION: model_version,
+                                  MLFLOW_RUN_NAME: f"monitoring {model_version}"})
+    return str(run.info.run_id)
+
+
+def log_monitoring_metrics(settings: Settings, model_version: str, day: Any,
+                           metrics: Mapping[str, float | None]) -> str:
+    """A night's metrics on ``model_version``'s monitoring run (:func:`monitoring_run_id`), at step
+    the night's date ordinal and timestamped at the night (None and NaN left out; a rerun adds
+    its values at the same step). Returns the run id."""
+    import calendar
+
+    from mlflow.entities import Metric
+
+    run_id = monitoring_run_id(settings, model_version)
+    stamp = calendar.timegm(day.timetuple()) * 1000
+    items = [Metric(k, float(v), stamp, day.toordinal()) for k, v in metrics.items()
+             if v is not None and float(v) == float(v)]
+    client(settings).log_batch(run_id, metrics=items)
+    return run_id
 
 
 def log_child_run(settings: Settings, parent: Any, name: str, params: dict[str, Any], metrics: dict[str, float]) -> None:

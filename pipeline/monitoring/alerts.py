@@ -2,10 +2,19 @@
 
 Rules (thresholds in :class:`pipeline.config.Settings`, monitoring block):
 
-* ``data_drift`` - drift share of features: warning at ``drift_share_warning``, critical at
-  ``drift_share_threshold`` (dataset drift). Many drifted features make one alert.
-* ``feature_psi`` - largest feature PSI: warning at ``psi_warning``, critical at ``psi_critical``.
+* ``data_drift`` - the importance-weighted drift share of the features the model uses (their summed
+  share of its mean |SHAP| on its training reference, :mod:`pipeline.monitoring.weighting`): warning
+  at ``drift_share_warning``, critical at ``drift_share_threshold``. Many drifted features make one
+  alert. Unweighted (and said) when importance is off.
+* ``feature_psi`` - largest PSI among the features the model uses: warning at ``psi_warning``,
+  critical at ``psi_critical``.
 * ``prediction_drift`` - PSI of the score distribution vs the reference, same thresholds.
+  None of the three requests retraining: drift only in the features the model barely uses
+  (together below ``drift_min_importance_share``) is an info ``data_quality`` note instead.
+* ``estimated_performance`` - the band of tonight's ROC-AUC or PR-AUC estimated from the calibrated
+  scores before their labels mature (:mod:`pipeline.monitoring.estimate`) lies below the holdout minus
+  ``performance_drop_margin`` (critical; none while the calibration check marks it unreliable): the
+  main trigger for retraining.
 * ``performance_drop`` - concept drift on matured labels (critical).
 * ``concept_drift`` - a sequential detector (ADWIN, DDM: :mod:`pipeline.monitoring.concept`) found
   the model's errors on matured labels rising (critical), one alert per detector.
@@ -55,6 +64,7 @@ from pipeline.results import night as results_night
 
 if TYPE_CHECKING:
     from pipeline.monitoring.night import MonitoringResult
+    from pipeline.monitoring.weighting import DriftWeight
 
 PENDING, SENT, SUPPRESSED = "pending", "sent", "suppressed"
 _KEY = ["rule", "alert_group", "model_version"]
@@ -89,36 +99,80 @@ def _graded(rule: str, group: str, value: float, warning: float, critical: float
 
 
 def _retraining(s: Settings) -> str:
-    """What happens next when a critical alert is raised (the nightly's request_retraining task)."""
+    """What happens next when a critical alert of a retraining rule is raised (the nightly's
+    retraining decision, :mod:`pipeline.monitoring.retraining`, and its request_retraining task)."""
     if s.retrain_on_critical:
-        return "A critical alert requests retraining (the churn_training DAG, gated against the champion)"
+        return ("A critical alert of this rule requests retraining (the churn_training DAG, gated against the "
+                "champion) when a retrain as of tonight can see the change, once per champion within "
+                "alert_cooldown_days: the e-mail's Alerts section says whether it was requested tonight, and if not "
+                "from when one could help")
     return "retrain_on_critical is off: retrain with the churn_training DAG or python -m pipeline run-training"
 
 
+#: what a data-drift alert leads to: none requests retraining on its own
+_DRIFT_ONLY = ("Data drift alone requests no retraining: the estimated performance (estimated_performance) and the "
+               "matured labels (performance_drop, concept_drift) decide whether the model got worse")
+
+
+def drift_weight(s: Settings, m: MonitoringResult) -> DriftWeight:
+    """Tonight's drift weighed by the model's mean |SHAP| on its training reference
+    (:mod:`pipeline.monitoring.weighting`; not weighted when importance is off)."""
+    from pipeline.monitoring.weighting import weigh
+
+    shap = (dict(zip(m.importance["feature"].astype(str), m.importance["reference_mean_abs_shap"], strict=True))
+            if m.importance is not None and len(m.importance) else None)
+    psi = m.drift.psi or ({m.drift.max_psi_feature: m.drift.max_psi} if m.drift.max_psi_feature else {})
+    return weigh(m.drift.drifted, psi, shap, min_share=s.drift_min_importance_share, psi_warning=s.psi_warning)
+
+
+#: said when drift is judged unweighted
+_UNWEIGHTED = ("unweighted: feature importance is off (importance_sample_rows 0), so every feature counts the same, "
+               "whether the model uses it or not")
+
+
 def _data_drift(s: Settings, m: MonitoringResult) -> list[Alert]:
-    drifted = m.drift.drifted
-    todo = (" The model was trained on data unlike tonight's: see the attached report for how each feature moved. "
-            + _retraining(s))
-    return [Alert(a.rule, a.severity, a.group, f"{len(drifted)} features drifted against the model's training "
-                  f"reference ({', '.join(drifted)}): {a.message}.{todo}", a.value, a.threshold)
-            for a in _graded("data_drift", "features", m.drift.drift_share, s.drift_share_warning,
-                             s.drift_share_threshold, "drift share")]
+    """The drift share of the features the model uses, weighted by their share of its mean |SHAP|
+    (unweighted, and said, when importance is off)."""
+    w = drift_weight(s, m)
+    todo = " See the attached report for how each feature moved. " + _DRIFT_ONLY
+    if not w.weighted:
+        drifted = m.drift.drifted
+        return [Alert(a.rule, a.severity, a.group, f"{len(drifted)} features drifted against the model's training "
+                      f"reference ({', '.join(drifted)}): {a.message} ({_UNWEIGHTED}).{todo}", a.value, a.threshold)
+                for a in _graded("data_drift", "features", m.drift.drift_share, s.drift_share_warning,
+                                 s.drift_share_threshold, "drift share")]
+    used = w.used_drifted
+    others = (f"; {len(w.drifted)} features drifted in all (unweighted share {m.drift.drift_share:.0%})"
+              if len(w.drifted) != len(used) and not math.isnan(m.drift.drift_share) else "")
+    return [Alert(a.rule, a.severity, a.group, (
+        f"{len(used)} features the model uses drifted against its training reference: {w.describe(used)}. Together "
+        f"they carry {w.drifted_share:.0%} of the model's mean |SHAP| on its training reference: {a.message}{others}."
+        f"{todo}"), a.value, a.threshold)
+        for a in _graded("data_drift", "features", w.drifted_share, s.drift_share_warning, s.drift_share_threshold,
+                         "importance-weighted drift share")]
 
 
 def _feature_psi(s: Settings, m: MonitoringResult) -> list[Alert]:
-    if not m.drift.max_psi_feature:
+    """The largest PSI among the features the model uses (among all features, and said, when
+    importance is off)."""
+    w = drift_weight(s, m)
+    feature, value = w.largest_psi() if w.weighted else (m.drift.max_psi_feature, m.drift.max_psi)
+    if not feature:
         return []
-    cause = (f" {m.drift.max_psi_feature} moved the most: a change at the source (a new price, a mapping or a "
-             "pipeline change upstream) is the likely cause when one feature dominates; check it before retraining")
-    return [Alert(a.rule, a.severity, a.group, f"{a.message} (tonight vs the model's training reference).{cause}",
+    share = (f"; {feature} carries {w.share(feature):.1%} of the model's mean |SHAP| on its training reference"
+             if w.weighted else f"; {_UNWEIGHTED}")
+    cause = (f" {feature} moved the most among the features the model uses: a change at the source (a new price, a "
+             "mapping or a pipeline change upstream) is the likely cause when one feature dominates; check the source. "
+             + _DRIFT_ONLY)
+    return [Alert(a.rule, a.severity, a.group, f"{a.message} (tonight vs the model's training reference{share}).{cause}",
                   a.value, a.threshold)
-            for a in _graded("feature_psi", "features", m.drift.max_psi, s.psi_warning, s.psi_critical,
-                             f"PSI of {m.drift.max_psi_feature}")]
+            for a in _graded("feature_psi", "features", value, s.psi_warning, s.psi_critical, f"PSI of {feature}")]
 
 
 def _prediction_drift(s: Settings, m: MonitoringResult) -> list[Alert]:
-    return _graded("prediction_drift", "scores", m.prediction.psi_vs_reference, s.psi_warning, s.psi_critical,
-                   "PSI of tonight's scores vs the reference")
+    return [Alert(a.rule, a.severity, a.group, f"{a.message}: the scores moved. {_DRIFT_ONLY}", a.value, a.threshold)
+            for a in _graded("prediction_drift", "scores", m.prediction.psi_vs_reference, s.psi_warning,
+                             s.psi_critical, "PSI of tonight's scores vs the reference")]
 
 
 def _performance_drop(s: Settings, m: MonitoringResult) -> list[Alert]:
@@ -216,6 +270,16 @@ def _fairness(s: Settings, m: MonitoringResult) -> list[Alert]:
 
 def _data_quality(s: Settings, m: MonitoringResult) -> list[Alert]:
     alerts = []
+    w = drift_weight(s, m)
+    if w.weighted and w.moved_unused:  # drift the model barely notices: a note on the data, not on the model
+        moved = w.moved_unused
+        alerts.append(Alert("data_quality", "info", "drift in barely used features", (
+            f"{w.describe(moved)} moved against the model's training reference, but the model barely uses "
+            f"{'it' if len(moved) == 1 else 'them'}: together {w.unused_share:.1%} of its mean |SHAP| on its training "
+            f"reference (below drift_min_importance_share {s.drift_min_importance_share:g}). A data-quality note, not "
+            "a model problem: the likely cause is upstream (a price change, a mapping or a pipeline change at the "
+            "source); check the source. No retraining is requested for it"), w.unused_share,
+            s.drift_min_importance_share))
     if m.rejected_rows:
         alerts.append(Alert("data_quality", "warning", "validation", f"{m.rejected_rows} rows quarantined by validation",
                             float(m.rejected_rows), 0.0))
@@ -244,6 +308,32 @@ def _schema_drift(s: Settings, m: MonitoringResult) -> list[Alert]:
     return alerts
 
 
+def _estimated_performance(s: Settings, m: MonitoringResult) -> list[Alert]:
+    """Critical when the band of tonight's estimated ROC-AUC or PR-AUC lies wholly below the holdout
+    baseline minus ``performance_drop_margin`` (:mod:`pipeline.monitoring.estimate`), unless the
+    calibration check marked the estimate unreliable."""
+    est = m.estimate
+    if est is None or not est.below or not est.reliable:
+        return []
+    level = {"roc_auc": est.baseline_roc_auc - s.performance_drop_margin,
+             "pr_auc": est.baseline_pr_auc - s.performance_drop_margin}
+    metric = "roc_auc" if est.roc_auc_upper < level["roc_auc"] else "pr_auc"
+    names = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC"}
+    figures = "; ".join(
+        f"{names[k]} {getattr(est, k):.3f} (band {getattr(est, f'{k}_lower'):.3f} .. {getattr(est, f'{k}_upper'):.3f}, "
+        f"{est.confidence:.0%}) vs {getattr(est, f'baseline_{k}'):.3f} on the holdout" for k in names)
+    checked = (f"calibration gap {est.calibration_gap:.3f} on the matured scores of {est.calibration_scored_on} "
+               f"(at most estimate_max_calibration_gap {s.estimate_max_calibration_gap:g})"
+               if est.calibration_scored_on else "calibration not checked on matured labels yet")
+    return [Alert("estimated_performance", "critical", "estimate", (
+        f"Estimated from tonight's {est.rows:,} scores before their labels mature: {figures}. The "
+        f"{names[metric]} band lies below the holdout minus performance_drop_margin {s.performance_drop_margin:g} "
+        f"({level[metric]:.3f}) every night since {est.below_since}. The estimate assumes the champion's "
+        f"probabilities are calibrated ({checked}). This is the main trigger for retraining: the matured labels "
+        "confirm it only one label window later. " + _retraining(s)),
+        getattr(est, f"{metric}_upper"), level[metric])]
+
+
 @dataclass(frozen=True)
 class Rule:
     """One alert rule: its findings for a night, and whether its critical alert asks for a new model."""
@@ -258,9 +348,12 @@ class Rule:
 
 #: every rule, in the order the e-mail lists ties (see the module doc for what each checks)
 RULES: tuple[Rule, ...] = (
-    Rule("data_drift", _data_drift, retrain=True, kind="data drift"),
-    Rule("feature_psi", _feature_psi, retrain=True, kind="data drift"),
-    Rule("prediction_drift", _prediction_drift, retrain=True, kind="data drift"),
+    # raw data drift never requests retraining (the model may not use what moved, and a retrain on tonight's
+    # matured snapshots cannot see it): the estimated and matured performance do
+    Rule("data_drift", _data_drift, retrain=False, kind="data drift"),
+    Rule("feature_psi", _feature_psi, retrain=False, kind="data drift"),
+    Rule("prediction_drift", _prediction_drift, retrain=False, kind="data drift"),
+    Rule("estimated_performance", _estimated_performance, retrain=True, kind="estimated performance"),
     Rule("performance_drop", _performance_drop, retrain=True, kind="concept drift"),
     Rule("concept_drift", _concept_drift, retrain=True, kind="concept drift"),
     Rule("promotion_review", _promotion_review, retrain=False, kind="model comparison"),
@@ -287,11 +380,14 @@ def retrain_requested(settings: Settings, raised: pd.DataFrame) -> bool:
 
 def night_summary(settings: Settings, monitoring: MonitoringResult, alerts: pd.DataFrame) -> dict[str, Any]:
     """The night's monitoring with its recorded ``alerts`` (:func:`record_alerts`), the highest
-    severity of those not suppressed and whether they request retraining (pure): what
-    ``monitoring.json`` holds and the report, the e-mail and the retraining request read."""
+    severity of those not suppressed, whether one of them asks for retraining (:func:`retrain_requested`;
+    the alerts step then sets ``retrain`` to the night's decision, :mod:`pipeline.monitoring.retraining`)
+    and the drift weighed by importance (``drift_weight``) (pure): what ``monitoring.json`` holds and
+    the report, the e-mail and the retraining request read."""
     raised = alerts[alerts["status"] != SUPPRESSED]
     return {**monitoring.to_dict(), "alerts": alerts.drop(columns="run_date").to_dict("records"),
-            "severity": highest_severity(raised["severity"]), "retrain": retrain_requested(settings, raised)}
+            "severity": highest_severity(raised["severity"]), "retrain": retrain_requested(settings, raised),
+            "drift_weight": drift_weight(settings, monitoring).to_dict()}
 
 
 def record_alerts(settings: Settings, day: dt.date | str, model_version: str, alerts: list[Alert]) -> pd.DataFrame:

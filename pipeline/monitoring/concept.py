@@ -21,7 +21,17 @@ The detectors' state (pickled, with the nights it has seen) is stored per model 
 night in the results store (``concept_drift``); a night starts from the latest state stored
 before it for its model version, so a rerun of night N starts from night N - 1's state and
 replaces N's rows: replaying the nights gives the same states, byte for byte
-(``state_sha256``). A new model version starts afresh.
+(``state_sha256``).
+
+A detector that starts for a model version is first **seeded** with that version's own errors on
+its training holdout (``holdout_predictions.parquet`` of the version's bundle: the same label
+definition and window as the matured labels, at the same threshold; :func:`holdout_errors`), at
+most ``concept_drift_seed_rows`` of them, so that it knows what normal was before the first night:
+without it, a change from the deployment day on is the only error rate it ever sees, and it learns
+that rate as normal. Changes found while seeding are not reported; the seed also uses up the
+detectors' warm start, so the first matured night can already be detected. A version without
+stored holdout predictions (registered before they were kept) starts empty, as before, and says so
+(``seeded`` 0 and ``seed_note``).
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import hashlib
+import logging
 import math
 import pickle
 from dataclasses import asdict, dataclass, field
@@ -39,6 +50,8 @@ import pandas as pd
 
 from pipeline.artifacts import as_date
 from pipeline.config import CONCEPT_DETECTORS as DETECTORS
+
+log = logging.getLogger(__name__)
 
 #: what each detector is fed
 ERRORS = {"adwin": "absolute_error", "ddm": "decision_error"}
@@ -80,6 +93,10 @@ class Tracker:
     run_sum: float = 0.0
     best: tuple[int, float] = (0, 0.0)
     detections: int = 0
+    #: the holdout errors it was seeded with before its first night (0: none), their mean, and why none
+    seeded: int = 0
+    seed_error_rate: float = math.nan
+    seed_note: str | None = None
 
     def night_at(self, position: int) -> str:
         """The prediction night of the error fed at stream ``position`` (0-based)."""
@@ -97,6 +114,15 @@ class Tracker:
         """Feed one night's errors (in order); the changes found."""
         self.nights.append((scored_on, len(values)))
         return self._feed_adwin(values) if self.name == "adwin" else self._feed_ddm(values)
+
+    def seed(self, values: np.ndarray, nights: np.ndarray) -> None:
+        """Feed the model's holdout errors (in order; ``nights``: each error's snapshot date) before its
+        first night: what it finds is not reported, and the detections count starts after it."""
+        for night in dict.fromkeys(nights.tolist()):
+            self.feed(values[nights == night], str(night))
+        self.detections = 0
+        self.seeded = len(values)
+        self.seed_error_rate = float(values.mean()) if len(values) else math.nan
 
     # the loops read river's flags directly (``_drift_detected``, DDM's ``_ps_min``): its
     # properties cost more than the update itself on a 1M-error stream
@@ -200,6 +226,45 @@ def errors_in_order(labelled: pd.DataFrame, threshold: float, window_days: int) 
     return frame
 
 
+def holdout_errors(holdout: pd.DataFrame, threshold: float, rows: int) -> pd.DataFrame:
+    """The seed: the model's errors on its holdout (``label``, ``churn_probability``, and when
+    stored ``customer_id`` and ``snapshot_date``), both errors as :func:`errors_in_order` computes
+    them, at most ``rows`` of them. With ids: the ``rows`` rows of the lowest customer hashes (then
+    id as text, then snapshot), fed by snapshot, then hash, then id; without: the stored order. A
+    column ``night`` holds each error's snapshot date (``attrs["snapshot"]`` when not stored)."""
+    from pipeline.features.partitions import customer_hash_duckdb
+
+    frame = pd.DataFrame({"p": holdout["churn_probability"].to_numpy(dtype="float64"),
+                          "y": holdout["label"].to_numpy(dtype="float64")})
+    frame["night"] = (pd.to_datetime(holdout["snapshot_date"]).dt.date.astype(str).to_numpy()
+                      if "snapshot_date" in holdout else str(holdout.attrs.get("snapshot", "")))
+    if "customer_id" in holdout:
+        frame["hash"] = customer_hash_duckdb(holdout["customer_id"])
+        frame["id"] = holdout["customer_id"].astype(str).to_numpy()
+        frame = frame.sort_values(["hash", "id", "night"], kind="stable").head(rows)
+        frame = frame.sort_values(["night", "hash", "id"], kind="stable").drop(columns=["hash", "id"])
+    frame = frame.head(rows).reset_index(drop=True)
+    frame["absolute_error"] = (frame["y"] - frame["p"]).abs()
+    frame["decision_error"] = ((frame["p"] >= threshold) != (frame["y"] == 1)).astype("float64")
+    return frame
+
+
+def start_tracker(name: str, threshold: float, holdout: pd.DataFrame | None, seed_rows: int, *, adwin_delta: float,
+                  ddm_threshold: float, warm_start: int) -> Tracker:
+    """A detector for a model version's first night, seeded with its holdout errors
+    (:func:`holdout_errors`; ``holdout`` None: the version has none stored, and it starts empty)."""
+    tracker = new_tracker(name, adwin_delta=adwin_delta, ddm_threshold=ddm_threshold, warm_start=warm_start)
+    if seed_rows <= 0:
+        tracker.seed_note = "not seeded: concept_drift_seed_rows is 0"
+    elif holdout is None or not len(holdout):
+        tracker.seed_note = "not seeded: the model version has no holdout predictions stored (registered before " \
+                            "they were kept); the detector learns normal from its first nights"
+    else:
+        seed = holdout_errors(holdout, threshold, seed_rows)
+        tracker.seed(seed[ERRORS[name]].to_numpy(), seed["night"].to_numpy())
+    return tracker
+
+
 @dataclass(frozen=True)
 class ConceptDrift:
     """One night of the detectors: a row per detector (``concept_drift``) and what they found."""
@@ -223,17 +288,21 @@ class ConceptDrift:
 
 def run_night(day: dt.date | str, model_version: str, labelled: pd.DataFrame, threshold: float, window_days: int,
               previous: dict[str, bytes], *, detectors: list[str], adwin_delta: float, ddm_threshold: float,
-              warm_start: int) -> ConceptDrift:
+              warm_start: int, holdout: pd.DataFrame | None = None, seed_rows: int = 0) -> ConceptDrift:
     """Feed one night's matured errors to each detector, starting from its ``previous`` state
-    (pickled; a detector without one starts afresh); pure apart from unpickling."""
+    (pickled; a detector without one starts afresh, seeded with at most ``seed_rows`` of the
+    model's ``holdout`` errors: :func:`start_tracker`); pure apart from unpickling."""
     stream = errors_in_order(labelled, threshold, window_days)
     scored_on = stream.attrs["scored_on"].isoformat()
     rows: list[dict[str, Any]] = []
     found: list[Detection] = []
     for name in detectors:
         state = previous.get(name)
-        tracker = pickle.loads(state) if state is not None else new_tracker(
-            name, adwin_delta=adwin_delta, ddm_threshold=ddm_threshold, warm_start=warm_start)
+        tracker = pickle.loads(state) if state is not None else start_tracker(
+            name, threshold, holdout, seed_rows, adwin_delta=adwin_delta, ddm_threshold=ddm_threshold,
+            warm_start=warm_start)
+        if state is None and tracker.seed_note:
+            log.warning("concept drift %s: %s %s", model_version, name, tracker.seed_note)
         tonight = tracker.feed(stream[ERRORS[name]].to_numpy(), scored_on)
         found += tonight
         blob = pickle.dumps(tracker, protocol=4)
@@ -246,6 +315,7 @@ def run_night(day: dt.date | str, model_version: str, labelled: pd.DataFrame, th
             "detections": tracker.detections, "detected": bool(tonight),
             "rate_before": last.rate_before if last else math.nan, "rate_after": last.rate_after if last else math.nan,
             "window_start": last.window_start if last else None, "change_at": last.change_at if last else None,
-            "window_end": last.window_end if last else None,
+            "window_end": last.window_end if last else None, "seeded": tracker.seeded,
+            "seed_error_rate": tracker.seed_error_rate, "seed_note": tracker.seed_note,
             "state": blob, "state_sha256": hashlib.sha256(blob).hexdigest()})
     return ConceptDrift(as_date(day).isoformat(), model_version, scored_on, rows, found)

@@ -4,7 +4,9 @@ snapshot per night, read with Evidently's own UI (``evidently ui``, ``make dashb
 A night's snapshot holds the figures the night published in the results store, nothing
 recomputed: the drift share of the features and the highest PSIs (``drift_metrics``, all rows,
 the same verdict as the e-mail), the score distribution and the at-risk share (``churn_scores``,
-``prediction_drift``), ROC-AUC / PR-AUC / recall on matured labels (``model_performance``),
+``prediction_drift``), ROC-AUC / PR-AUC / recall on matured labels (``model_performance``), the
+performance estimated before the labels mature with its band and, once they did, the realised
+value (``performance_estimates``; the night whose labels matured is added again that night),
 the fairness ratios (``fairness_metrics``) and the alerts raised, by severity (``alerts``).
 Each figure is one :class:`NightFigure` metric, so every panel is a series over the nights.
 Because the snapshot is built from the results store, any night can be (re)added later
@@ -90,6 +92,15 @@ def night_figures(settings: Settings, day: dt.date | str) -> tuple[list[Figure],
     out = [Figure("drifted_pct", "", 100.0 * float(drift["drifted"].mean())),
            Figure("drifted_features", "", float(drift["drifted"].sum())),
            Figure("features_checked", "", float(len(drift)))]
+    importance = results.read(settings, results.IMPORTANCE, day, day)
+    if not importance.empty:  # the drift the alerts judge: weighed by the model's mean |SHAP| (None: importance off)
+        from pipeline.monitoring.weighting import weigh
+
+        psi = dict(zip(drift["feature"], drift["psi"], strict=True))
+        shap = dict(zip(importance["feature"], importance["reference_mean_abs_shap"], strict=True))
+        weight = weigh(list(drift.loc[drift["drifted"].astype(bool), "feature"]), psi, shap,
+                       min_share=settings.drift_min_importance_share, psi_warning=settings.psi_warning)
+        out.append(Figure("drifted_shap_pct", "", 100.0 * weight.drifted_share))
     top = drift.dropna(subset=["psi"]).sort_values(["psi", "feature"], ascending=[False, True])
     out += [Figure("psi", str(r.feature), float(r.psi))
             for r in top.head(settings.dashboard_top_features).itertuples()]
@@ -109,6 +120,7 @@ def night_figures(settings: Settings, day: dt.date | str) -> tuple[list[Figure],
     if not performance.empty:
         row = performance.iloc[0]
         out += [Figure("matured", m, float(row[m])) for m in ("roc_auc", "pr_auc", "recall") if pd.notna(row[m])]
+    out += estimate_figures(settings, day)
     fairness = results.read(settings, results.FAIRNESS, day, day).dropna(subset=["positive_rate_ratio"])
     out += [Figure("fairness_ratio", f"{r.segment}={r.group}", float(r.positive_rate_ratio))
             for r in fairness.itertuples()]
@@ -116,6 +128,35 @@ def night_figures(settings: Settings, day: dt.date | str) -> tuple[list[Figure],
     raised = alerts[alerts["status"] != SUPPRESSED]
     out += [Figure("alerts", s, float((raised["severity"] == s).sum())) for s in SEVERITIES]
     return out, version
+
+
+#: the estimated metrics' figures (``estimated_<metric>``), each labelled estimate, lower, upper, holdout, realised
+ESTIMATED = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "precision_at_capacity": "precision at capacity"}
+
+
+def estimate_figures(settings: Settings, day: dt.date) -> list[Figure]:
+    """Night ``day``'s estimated performance (``performance_estimates``): per metric the estimate,
+    its band, the holdout baseline and, once the night's labels matured, the realised value."""
+    rows = results.read(settings, results.PERFORMANCE_ESTIMATES, day, day)
+    if rows.empty:
+        return []
+    row = rows.iloc[0]
+    out = []
+    for m in ESTIMATED:
+        values = {"estimate": row[m], "lower": row[f"{m}_lower"], "upper": row[f"{m}_upper"],
+                  "holdout": row.get(f"baseline_{m}"), "realised": row[f"realised_{m}"]}
+        out += [Figure(f"estimated_{m}", k, float(v)) for k, v in values.items() if v is not None and pd.notna(v)]
+    return out
+
+
+def matured_tonight(settings: Settings, day: dt.date | str) -> list[dt.date]:
+    """The nights whose estimate got its realised metrics on night ``day`` (their snapshots are
+    added again, so each night's point shows estimate and realised side by side)."""
+    rows = results.read(settings, results.PERFORMANCE_ESTIMATES)
+    if rows.empty:
+        return []
+    done = pd.to_datetime(rows["realised_on"]).dt.date == as_date(day)
+    return [as_date(d) for d in rows.loc[done, "run_date"].dt.date]
 
 
 def night_snapshot(day: dt.date | str, figures: list[Figure], model_version: str) -> Any:
@@ -143,6 +184,10 @@ def panels() -> list[DashboardPanelPlot]:
         line_plot_panel("Features drifted, %", [_figure("drifted_pct", "% of the model's features")],
                         description="features whose drift test failed, all rows vs the training reference",
                         size="half"),
+        line_plot_panel("Drift in the features the model uses, % of its mean |SHAP|",
+                        [_figure("drifted_shap_pct", "% of the model's mean |SHAP| in drifted features it uses")],
+                        description="the importance-weighted drift share the data_drift alert judges (drift only in "
+                                    "features the model barely uses is an info note, not counted)", size="half"),
         line_plot_panel("Highest PSI features", [_figure("psi", "{{label}}")],
                         description="each night's features with the highest PSI vs the training reference",
                         size="half"),
@@ -153,6 +198,10 @@ def panels() -> list[DashboardPanelPlot]:
         line_plot_panel("Matured labels: ROC-AUC, PR-AUC, recall", [_figure("matured", "{{label}}")],
                         description="the scores of the night one horizon earlier against what happened (from the "
                                     "first night + horizon on)", size="half"),
+        *(line_plot_panel(f"Estimated {name} before the labels mature", [_figure(f"estimated_{m}", "{{label}}")],
+                          description="from the night's calibrated scores: the estimate, its band (lower, upper), the "
+                                      "holdout and, once the night's labels matured, the realised value", size="half")
+          for m, name in ESTIMATED.items()),
         line_plot_panel("Fairness: positive-rate ratio by group", [_figure("fairness_ratio", "{{label}}")],
                         description="each group's at-risk rate over its segment's highest (80% rule at 0.8)",
                         size="half"),

@@ -20,6 +20,7 @@ from pipeline.artifacts import as_date
 from pipeline.config import Settings
 from pipeline.monitoring.challenger import ChallengerNight
 from pipeline.monitoring.concept import ConceptDrift, Detection
+from pipeline.monitoring.estimate import PerformanceEstimate
 from pipeline.monitoring.metrics import (
     Performance,
     PredictionDrift,
@@ -42,12 +43,15 @@ class DriftFacts:
     drifted: list[str]
     max_psi: float
     max_psi_feature: str | None
+    #: PSI per feature (NaN: none; empty in facts saved before it was kept): what the alerts weigh by importance
+    psi: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DriftFacts:
         value = data.get("max_psi")
+        psi = {str(f): math.nan if p is None else float(p) for f, p in (data.get("psi") or {}).items()}
         return cls(float(data["drift_share"]), list(data["drifted"]), math.nan if value is None else float(value),
-                   data.get("max_psi_feature"))
+                   data.get("max_psi_feature"), psi)
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,9 @@ class MonitoringResult:
     #: the source columns the model was trained with vs tonight's (:mod:`pipeline.monitoring.schema_drift`;
     #: None: not checked)
     schema_drift: SchemaDrift | None = None
+    #: the performance estimated from tonight's scores before their labels mature
+    #: (:mod:`pipeline.monitoring.estimate`; None: not estimated)
+    estimate: PerformanceEstimate | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (what the alerts step writes as ``monitoring.json`` and pushes to XCom)."""
@@ -95,6 +102,7 @@ class MonitoringResult:
                            if self.importance is not None else None),
             "challenger": self.challenger.to_dict() if self.challenger is not None else None,
             "schema_drift": self.schema_drift.to_dict() if self.schema_drift is not None else None,
+            "estimate": self.estimate.to_dict() if self.estimate is not None else None,
         }
 
 
@@ -200,6 +208,7 @@ def gather(
     day: dt.date | str, *, model_version: str, threshold: float, drift: DriftFacts, performance: PerformanceNight,
     rejected_rows: int = 0, concept: ConceptDrift | None = None, importance: pd.DataFrame | None = None,
     challenger: ChallengerNight | None = None, schema_drift: SchemaDrift | None = None,
+    estimate: PerformanceEstimate | None = None,
 ) -> MonitoringResult:
     """The night's parts, as their steps saved them, gathered into one :class:`MonitoringResult`
     (pure: nothing is read or written; what the alert rules evaluate).
@@ -209,8 +218,10 @@ def gather(
     nothing matured or no detector); ``importance``: the feature-importance drift
     (:func:`pipeline.monitoring.metrics.importance_drift`; None: off); ``challenger``: the challenger's night
     (:mod:`pipeline.monitoring.challenger`); ``schema_drift``: the source columns checked against the
-    model's training (:mod:`pipeline.monitoring.schema_drift`); ``rejected_rows``: :func:`rejected_rows`.
+    model's training (:mod:`pipeline.monitoring.schema_drift`); ``rejected_rows``: :func:`rejected_rows`;
+    ``estimate``: the performance estimated before the labels mature (:mod:`pipeline.monitoring.estimate`).
     """
     return MonitoringResult(as_date(day).isoformat(), model_version, threshold, drift, performance.prediction,
                             performance.performance, performance.fairness, rejected_rows, performance.fairness_skipped,
-                            performance.unseen_categories, concept, importance, challenger, schema_drift)
+                            performance.unseen_categories, concept, importance, challenger, schema_drift,
+                            estimate)

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.monitoring.alerts import KINDS, SUPPRESSED, highest_severity
+from pipeline.monitoring.alerts import KINDS, SEVERITIES, SUPPRESSED, highest_severity
 from pipeline.monitoring.drift import DriftSummary, by_psi_descending
 
 log = logging.getLogger(__name__)
@@ -163,13 +163,29 @@ class NightlyReport:
         return highest_severity(a["severity"] for a in self.alerts if a["status"] != SUPPRESSED)
 
     @property
+    def decided_by(self) -> dict[str, Any] | None:
+        """The delivered alert that sets :attr:`severity` (the first listed of the highest severity; None: no alerts)."""
+        delivered = [a for a in self.alerts if a["status"] != SUPPRESSED]
+        return max(delivered, key=lambda a: SEVERITIES.index(a["severity"]), default=None)
+
+    @property
     def heading(self) -> str:
-        severity = f", severity {self.severity.upper()}" if self.monitoring is not None else ""
-        return f"Churn nightly report: {self.logical_date}{severity}"
+        """The date and the one verdict: the highest severity, and which alert decides it."""
+        if self.monitoring is None:
+            return f"Churn nightly report: {self.logical_date}"
+        top = self.decided_by
+        if top is not None:
+            more = sum(a["status"] != SUPPRESSED and a["severity"] == top["severity"] for a in self.alerts) - 1
+            decided = f" (decided by the {top['rule']} alert{f' and {more} more' if more else ''})"
+        else:
+            decided = " (no alerts)"
+        return f"Churn nightly report: {self.logical_date}, severity {self.severity.upper()}{decided}"
 
     def subject(self) -> str:
         d = self.drift
-        status = "DRIFT" if d.dataset_drift else ("drift in some features" if d.drifted_features else "no drift")
+        weight = (self.monitoring or {}).get("drift_weight") or {}
+        status = ("drift only in features the model barely uses" if weight.get("only_unused") else
+                  "DRIFT" if d.dataset_drift else ("drift in some features" if d.drifted_features else "no drift"))
         severity = f" {self.severity.upper()}:" if self.monitoring is not None else ""
         return f"[churnflow] {self.logical_date}{severity} nightly churn scores: {self.scored:,} customers, {status}"
 
@@ -204,8 +220,10 @@ class NightlyReport:
         sections = [_Section("Scoring", scoring)]
         if self.models or self.left_out:
             model = _model_section(self.models) if self.models else _Section("Model", [])
-            sections.append(_Section(model.title, model.lines + self.left_out))
-        sections.append(_drift_section(self.drift))
+            # the features left out belong with the champion, before the newest training's gate and its table
+            sections.append(_Section(model.title, model.lines[:1] + self.left_out + model.lines[1:], model.headers,
+                                     model.rows))
+        sections.append(_drift_section(self.drift, (self.monitoring or {}).get("drift_weight")))
         if self.monitoring is not None:
             sections += [self._alerts_section(), *_monitoring_sections(self.monitoring)]
         sections.append(_Section("Attached", [", ".join(self.attachments) or "nothing", *self.attachment_notes,
@@ -217,7 +235,14 @@ class NightlyReport:
         if not self.alerts:
             return _Section(title, ["No alerts: data and scores look as expected."])
         lines = []
-        if (self.monitoring or {}).get("retrain"):
+        decision = (self.monitoring or {}).get("retraining")
+        if decision and decision.get("reason"):  # the night's retraining decision (pipeline.monitoring.retraining)
+            reason = decision["reason"][0].upper() + decision["reason"][1:]
+            lines.append(f"{reason}." + (
+                " Tonight's request triggered churn_training (Airflow asset churnflow://retraining-requested), "
+                "trained as of tonight and gated against the champion; the next e-mail's Model section names the new "
+                "version and whether it was served." if decision.get("requested") else ""))
+        elif (self.monitoring or {}).get("retrain"):
             lines.append("Retraining requested: tonight's critical alert triggered churn_training (Airflow asset "
                          "churnflow://retraining-requested), trained as of tonight and gated against the champion; "
                          "the next e-mail's Model section names the new version and whether it was served.")
@@ -303,33 +328,68 @@ def left_out_lines(params: dict[str, Any], monitoring: dict[str, Any] | None) ->
 
 
 def _model_section(models: dict[str, Any]) -> _Section:
-    """Which version scored tonight, and what the gate said of the newest training."""
+    """Which version scored tonight, what the gate said of the newest training (the champion
+    itself when it is the newest) and, from its record, the evidence as a table: metric,
+    candidate, champion, difference, the rule it had to pass."""
     champ = models["champion"]
     since = f", champion since {champ['promoted_at']}" if champ.get("promoted_at") else ""
     why = f" ({champ['reason']})" if champ.get("reason") else ""
     lines = [f"Scored with the champion {champ['version']} (trained as of {champ.get('training_date') or 'n/a'}, "
              f"holdout ROC-AUC {_num(champ.get('roc_auc'))}){since}{why}."]
     newest = models.get("newest")
-    if newest:
-        if newest.get("champion_roc_auc") is not None and not math.isnan(newest["champion_roc_auc"]):
-            compared = (f"ROC-AUC {newest['roc_auc']:.4f} vs {newest['champion_roc_auc']:.4f} for "
-                        f"{newest.get('champion_version')} on the same holdout "
-                        f"({newest['roc_auc'] - newest['champion_roc_auc']:+.4f})")
-        else:
-            compared = f"ROC-AUC {_num(newest.get('roc_auc'))}"
-        verdict = "was served" if newest.get("served") else "is registered but NOT served"
-        lines.append(f"Newest training: {newest['version']} (as of {newest.get('training_date') or 'n/a'}, registered "
-                     f"{newest.get('registered_at', 'n/a')}) {verdict}: {compared}. Gate: {newest.get('decision') or 'n/a'}.")
-    return _Section("Model", lines)
+    if not newest:
+        return _Section("Model", lines)
+    if newest.get("champion_roc_auc") is not None and not math.isnan(newest["champion_roc_auc"]):
+        compared = (f"ROC-AUC {newest['roc_auc']:.4f} vs {newest['champion_roc_auc']:.4f} for "
+                    f"{newest.get('champion_version')} on the same holdout "
+                    f"({newest['roc_auc'] - newest['champion_roc_auc']:+.4f})")
+    else:
+        compared = f"ROC-AUC {_num(newest.get('roc_auc'))}"
+    verdict = "was served" if newest.get("served") else "is registered but NOT served"
+    which = "the champion, " if newest.get("is_champion") else ""
+    head = (f"Newest training: {newest['version']} ({which}as of {newest.get('training_date') or 'n/a'}, "
+            f"registered {newest.get('registered_at', 'n/a')}) {verdict}")
+    record = newest.get("gate") or {}
+    if not record.get("metrics"):
+        lines.append(f"{head}: {compared}. Gate: {newest.get('decision') or 'n/a'}.")
+        return _Section("Model", lines)
+    # one sentence and the evidence as a table (every metric of both models, the rule each had to pass)
+    lines.append(f"{head}. Gate ({record.get('test', 'n/a')} test on {record.get('rows', 0):,} holdout rows, against "
+                 f"the champion {record.get('champion') or 'of the time: none'}): "
+                 f"{newest.get('decision') or record.get('decision', 'n/a')}.")
+    return _Section("Model", lines, ("Metric", "Candidate", "Champion", "Difference", "Guard / tolerance"),
+                    [_gate_row(key, row) for key, row in record["metrics"].items()])
 
 
-def _drift_section(summary: DriftSummary) -> _Section:
+def _gate_row(key: str, row: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    """One metric of the gate's record (:func:`pipeline.model.gate.gate_record`) as a table row."""
+    value = "{:,.0f}" if key == "expected_value" else "{:.4f}"
+    names = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "expected_value": "Campaign value at capacity"}
+
+    def fmt(v: float | None, spec: str = value) -> str:
+        return "n/a" if v is None else spec.format(v)
+
+    difference = fmt(row.get("difference"), "{:+,.0f}" if key == "expected_value" else "{:+.4f}")
+    if row.get("ci_low") is not None:
+        difference += (f" (lower bound {row['ci_low']:+.4f}; not better in {row['share_not_better']:.1%} of "
+                       "resamples)")
+    passed = "passed" if row.get("passed") is True else "FAILED" if row.get("passed") is False else ""
+    rule = f"{row.get('rule', '')}: {passed}" if passed else str(row.get("rule", ""))
+    return names.get(key, key), fmt(row.get("candidate")), fmt(row.get("champion")), difference, rule
+
+
+def _drift_section(summary: DriftSummary, weight: dict[str, Any] | None = None) -> _Section:
+    """Evidently's all-rows verdict (every feature counted the same: the report's banner), then
+    what it means for the model: the drift weighed by the model's mean |SHAP| (``weight``:
+    ``monitoring.json``'s ``drift_weight``, :mod:`pipeline.monitoring.weighting`), as the alerts judge it."""
     drifted = sorted(summary.drifted_features, key=by_psi_descending)
     lines = [
         f"Data drift: {'DATASET DRIFT' if summary.dataset_drift else 'no dataset drift'}. {len(drifted)} of "
         f"{len(summary.features)} features drifted (share {summary.drift_share:.0%}); {summary.n_current:,} current rows "
         f"compared with {summary.n_reference:,} reference rows.",
     ]
+    if weight:
+        lines.append(weight_sentence(weight))
     stable = [f for f in summary.features if not f.drifted]
     with_psi = [f for f in stable if not math.isnan(f.psi)]
     if with_psi:
@@ -339,6 +399,26 @@ def _drift_section(summary: DriftSummary) -> _Section:
         lines.append(f"Features without drift: {len(stable)}.")
     rows = [(f.column, f.kind, f.method, _num(f.statistic), _num(f.threshold), _num(f.psi)) for f in drifted]
     return _Section("Data drift", lines, ("Feature", "Type", "Test", "Statistic", "Threshold", "PSI"), rows)
+
+
+def weight_sentence(weight: dict[str, Any]) -> str:
+    """What tonight's drift means for the model, as the drift alerts judge it (``drift_weight``)."""
+    if not weight.get("weighted"):
+        return ("Judged unweighted: feature importance is off tonight (importance_sample_rows 0), so every feature "
+                "counts the same in the drift alerts, whether the model uses it or not.")
+    shares = weight.get("shares") or {}
+    unused, used = list(weight.get("moved_unused") or []), list(weight.get("used_drifted") or [])
+    note = (f"drift in {len(unused)} feature{'s' if len(unused) != 1 else ''} the model barely uses "
+            f"({', '.join(unused)}; share {_pct(weight.get('unused_share'))} of its mean |SHAP|, below "
+            f"drift_min_importance_share {weight.get('min_share', 0):g}): info, see the data-quality note"
+            if unused else "")
+    if not used:
+        return (f"For the model: {note}." if note else
+                "For the model: none of the features it uses drifted (weighted by its mean |SHAP|).")
+    named = ", ".join(f"{f} {_pct(shares.get(f))}" for f in used)
+    return (f"For the model: the drifted features it uses ({named}) carry {_pct(weight.get('drifted_share'))} of its "
+            "mean |SHAP| on its training reference (the importance-weighted drift share the data_drift alert judges)"
+            + (f"; {note}." if note else "."))
 
 
 def _monitoring_sections(monitoring: dict[str, Any]) -> list[_Section]:
@@ -356,6 +436,8 @@ def _monitoring_sections(monitoring: dict[str, Any]) -> list[_Section]:
         ]))
     if monitoring.get("importance"):
         sections.append(importance_section(monitoring["importance"]))
+    if monitoring.get("estimate"):
+        sections.append(estimate_section(monitoring["estimate"]))
     perf = monitoring.get("performance")
     sections.append(_Section("Performance on matured labels", [
         f"Scores of {perf['scored_on']} ({perf['rows']:,} customers, churn rate {perf['base_rate']:.1%}): ROC-AUC "
@@ -366,6 +448,52 @@ def _monitoring_sections(monitoring: dict[str, Any]) -> list[_Section]:
     if monitoring.get("challenger"):
         sections.append(challenger_section(monitoring["challenger"]))
     return sections
+
+
+def _banded(est: dict[str, Any], metric: str) -> str:
+    return f"{_num(est.get(metric))} ({_num(est.get(f'{metric}_lower'))} .. {_num(est.get(f'{metric}_upper'))})"
+
+
+def estimate_section(est: dict[str, Any]) -> _Section:
+    """Tonight's performance estimated before its labels mature, with its band, vs the holdout
+    (:class:`pipeline.monitoring.estimate.PerformanceEstimate`), and the latest matured nights'
+    estimate vs what their labels said: the estimate's own error."""
+    confidence = est.get("confidence") or 0.0
+    lines = [
+        f"Estimated from tonight's {est['rows']:,} scores, taking each churn probability as the expected label "
+        f"(the labels mature one label window later); {confidence:.0%} band in brackets: ROC-AUC "
+        f"{_banded(est, 'roc_auc')} vs {_num(est.get('baseline_roc_auc'))} on the champion's holdout, PR-AUC "
+        f"{_banded(est, 'pr_auc')} vs {_num(est.get('baseline_pr_auc'))}, precision of the top "
+        f"{est['capacity']:,} (the campaign's capacity) {_banded(est, 'precision_at_capacity')}."]
+    if est.get("below_since"):
+        lines.append(f"BELOW the holdout minus performance_drop_margin every night since {est['below_since']}"
+                     + (": see the estimated_performance alert." if est.get("reliable") else
+                        ", but not alerted: the calibration check marks the estimate unreliable."))
+    else:
+        lines.append("Within performance_drop_margin of the holdout (a band reaching above it raises nothing).")
+    if est.get("calibration_scored_on"):
+        lines.append(f"Calibration check (the estimate assumes calibrated probabilities): ECE "
+                     f"{_num(est.get('calibration_gap'))} on the matured scores of {est['calibration_scored_on']}, "
+                     + ("within estimate_max_calibration_gap." if est.get("reliable") else
+                        "ABOVE estimate_max_calibration_gap: the estimate is unreliable until the model is "
+                        "recalibrated or retrained."))
+    else:
+        lines.append("Calibration not checked on matured labels yet: the estimate relies on the training's calibration.")
+    history = est.get("history") or []
+    lines.append("Estimated vs realised on the latest matured nights (the estimate's own error):" if history else
+                 "No estimated night has matured yet: the estimate's own error shows here once one has.")
+
+    def error(row: dict[str, Any], metric: str) -> str:
+        a, b = row.get(metric), row.get(f"realised_{metric}")
+        return "n/a" if a is None or b is None or math.isnan(a) or math.isnan(b) else f"{a - b:+.3f}"
+
+    return _Section("Estimated performance (labels not matured yet)", lines,
+                    ("Night", "Matured on", "ROC-AUC estimated (band)", "realised", "error",
+                     "PR-AUC estimated (band)", "realised", "error", "Precision at capacity estimated", "realised"),
+                    [(r["run_date"], r.get("realised_on") or "", _banded(r, "roc_auc"), _num(r.get("realised_roc_auc")),
+                      error(r, "roc_auc"), _banded(r, "pr_auc"), _num(r.get("realised_pr_auc")), error(r, "pr_auc"),
+                      _num(r.get("precision_at_capacity")), _num(r.get("realised_precision_at_capacity")))
+                     for r in history])
 
 
 def challenger_section(night: dict[str, Any]) -> _Section:

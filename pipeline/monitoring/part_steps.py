@@ -1,7 +1,8 @@
 """The night's monitoring as steps, one per part, each its own task in the nightly DAG:
 the matured labels, performance (prediction drift, matured-label performance, fairness),
-the concept-drift detectors, feature-importance drift, schema drift and the challenger
-comparison, then the alerts gathered from their outputs.
+the concept-drift detectors, feature-importance drift, schema drift, the challenger
+comparison and the performance estimated before the labels mature, then the alerts gathered
+from their outputs.
 
 Each step loads its inputs, calls its part's pure functions (:mod:`pipeline.monitoring.night`,
 ``metrics``, ``concept``, ``challenger``, ``schema_drift``), writes its results-store tables
@@ -13,8 +14,11 @@ writes ``monitoring.json``. Saved parts may hold NaN (JSON as Python writes it):
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import math
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -31,6 +35,10 @@ log = logging.getLogger(__name__)
 MATURED, PERFORMANCE, CONCEPT, IMPORTANCE, SCHEMA, CHALLENGER, ALERTS = (
     "matured_labels", "performance", "concept_drift", "importance_drift", "schema_drift", "challenger_comparison",
     "alerts")
+#: the estimated-performance step's name (task id and folder)
+ESTIMATE = "estimated_performance"
+#: matured nights (estimate vs realised) the night's estimate carries for the e-mail
+ESTIMATE_HISTORY = 5
 #: reference rows whose SHAP values weigh a schema-drift finding when importance drift is off
 SCHEMA_DRIFT_SHAP_ROWS = 5_000
 
@@ -154,7 +162,8 @@ def concept_drift_step(ctx: RunContext, matured: dict[str, Any]) -> dict[str, An
 def concept_night(ctx: RunContext, labelled: pd.DataFrame, threshold: float) -> Any:
     """The concept-drift detectors fed with tonight's matured errors
     (:func:`pipeline.monitoring.concept.run_night`), from the state the latest earlier night of
-    the predicting model version left; None when no detector is configured."""
+    the predicting model version left (a detector without one is seeded with that version's holdout
+    errors, at most ``concept_drift_seed_rows``); None when no detector is configured."""
     from pipeline.model.registry import get_version
     from pipeline.monitoring.concept import run_night
     from pipeline.monitoring.store import concept_states_before
@@ -163,13 +172,17 @@ def concept_night(ctx: RunContext, labelled: pd.DataFrame, threshold: float) -> 
     if not settings.concept_detectors:
         return None
     version = str(labelled["model_version"].iloc[0])  # the errors are the predicting version's
+    model = pinned_model(ctx) if version == pinned_model(ctx).version else get_version(settings, version)
     if version != pinned_model(ctx).version:
-        threshold = get_version(settings, version).threshold(settings.default_threshold)
+        threshold = model.threshold(settings.default_threshold)
     scored_on = as_date(labelled.attrs["scored_on"])
-    return run_night(ctx.day, version, labelled, threshold, (ctx.day - scored_on).days,
-                     concept_states_before(settings, ctx.day, version), detectors=settings.concept_detectors,
-                     adwin_delta=settings.concept_drift_adwin_delta, ddm_threshold=settings.concept_drift_ddm_threshold,
-                     warm_start=settings.concept_drift_warm_start)
+    previous = concept_states_before(settings, ctx.day, version)
+    starting = any(name not in previous for name in settings.concept_detectors)
+    return run_night(ctx.day, version, labelled, threshold, (ctx.day - scored_on).days, previous,
+                     detectors=settings.concept_detectors, adwin_delta=settings.concept_drift_adwin_delta,
+                     ddm_threshold=settings.concept_drift_ddm_threshold, warm_start=settings.concept_drift_warm_start,
+                     holdout=model.holdout_predictions() if starting and settings.concept_drift_seed_rows else None,
+                     seed_rows=settings.concept_drift_seed_rows)
 
 
 # ------------------------------------------------------------------ importance drift
@@ -311,11 +324,91 @@ def challenger_night(ctx: RunContext, labelled: pd.DataFrame | None, threshold: 
                            settings.promotion_min_improvement, comparison, nights)
 
 
+# ------------------------------------------------------------------ estimated performance
+def estimated_performance_step(ctx: RunContext, scores: dict[str, Any], matured: dict[str, Any]) -> dict[str, Any]:
+    """The champion's ROC-AUC, PR-AUC and precision at capacity estimated from tonight's
+    calibrated scores before their labels mature, with a band (:mod:`pipeline.monitoring.estimate`):
+    table ``performance_estimates`` (a rerun replaces the night's row and keeps the realised metrics
+    a later night stored in it) and ``estimate.json``. Tonight's matured labels (the scores of
+    ``D - window``) give that night's realised metrics, stored beside its estimate, and the
+    calibration check the estimate relies on (else the newest earlier one of this version)."""
+    from pipeline.monitoring.estimate import METRICS, night_estimate, realised, with_realised
+    from pipeline.monitoring.store import estimate_of, estimates_before, store_estimate, store_realised
+
+    settings, day, model = ctx.settings, ctx.day, pinned_model(ctx)
+    labelled = load_matured(matured)
+    realised_then: dict[str, Any] | None = None
+    if labelled is not None:  # the night whose labels matured tonight: its realised metrics beside its estimate
+        then = estimate_of(settings, as_date(labelled.attrs["scored_on"]))
+        if then is not None:
+            values = realised(labelled, int(then["capacity"]))
+            store_realised(settings, then["run_date"], values, day)
+            realised_then = {"scored_on": then["run_date"], **values}
+    earlier = estimates_before(settings, day, model.version)
+    est = night_estimate(
+        day.isoformat(), model.version, storage.read_parquet(storage.location(scores["path"])),
+        capacity=settings.campaign_daily_capacity, threshold=_threshold(ctx), baseline=model.metrics(),
+        margin=settings.performance_drop_margin, simulations=settings.estimate_simulations,
+        sample_rows=settings.estimate_sample_rows, confidence=settings.estimate_confidence, seed=settings.random_seed,
+        max_calibration_gap=settings.estimate_max_calibration_gap,
+        calibration=_calibration_check(labelled, model.version, earlier), earlier=earlier)
+    before = estimate_of(settings, day)  # a rerun of the night: the realised metrics a later night stored
+    if before is not None and before.get("realised_on"):
+        est = with_realised(est, {m: before[f"realised_{m}"] for m in METRICS}, str(before["realised_on"]))
+    store_estimate(settings, est.row())
+    history = estimates_before(settings, day + dt.timedelta(days=1), model.version, ESTIMATE_HISTORY, matured_only=True)
+    est = replace(est, history=[{k: r[k] for k in ("run_date", "realised_on", "capacity", *METRICS,
+                                                    *(f"realised_{m}" for m in METRICS),
+                                                    *(f"{m}_{end}" for m in METRICS for end in ("lower", "upper")))}
+                                for r in history])
+    _log_estimate(ctx, est, realised_then)
+    log.info("estimated performance %s: ROC-AUC %.3f [%.3f, %.3f] (holdout %.3f), PR-AUC %.3f [%.3f, %.3f] "
+             "(holdout %.3f), precision at %d %.3f; calibration gap %s%s", day, est.roc_auc, est.roc_auc_lower,
+             est.roc_auc_upper, est.baseline_roc_auc, est.pr_auc, est.pr_auc_lower, est.pr_auc_upper,
+             est.baseline_pr_auc, est.capacity, est.precision_at_capacity, f"{est.calibration_gap:.3f}",
+             "" if est.reliable else " (unreliable)")
+    return nan_to_none({"path": _save(est.to_dict(), ctx.dir(ESTIMATE) / "estimate.json"), "rows": est.rows,
+                        "roc_auc": est.roc_auc, "pr_auc": est.pr_auc, "reliable": est.reliable,
+                        "below_since": est.below_since, "realised": realised_then})
+
+
+def _calibration_check(labelled: pd.DataFrame | None, version: str, earlier: list[dict[str, Any]]) -> Any:
+    """The calibration of ``version`` on the newest matured night: tonight's matured scores when
+    ``version`` made them, else the check an earlier night of ``version`` stored (None: none yet)."""
+    from pipeline.monitoring.estimate import Calibration, calibration
+
+    if labelled is not None and str(labelled["model_version"].iloc[0]) == version:
+        return calibration(labelled, as_date(labelled.attrs["scored_on"]).isoformat())
+    for row in earlier:
+        if row.get("calibration_scored_on"):
+            return Calibration(str(row["calibration_scored_on"]), 0, math.nan, math.nan, float(row["calibration_gap"]))
+    return None
+
+
+def _log_estimate(ctx: RunContext, est: Any, realised_then: dict[str, Any] | None) -> None:
+    """The night's estimate (and the realised metrics of the night that matured tonight) as metrics
+    of the champion's monitoring run in MLflow, at the night's step (its date's ordinal). Beside the
+    results store: an MLflow store that cannot be written is logged as a warning, the night goes on."""
+    from pipeline.model.tracking import log_monitoring_metrics
+    from pipeline.monitoring.estimate import METRICS
+
+    settings = ctx.settings
+    nights = [(ctx.day, {f"estimated_{name}": getattr(est, name) for m in METRICS
+                         for name in (m, f"{m}_lower", f"{m}_upper")} | {"calibration_gap": est.calibration_gap})]
+    if realised_then is not None:
+        nights.append((as_date(realised_then["scored_on"]), {f"realised_{m}": realised_then[m] for m in METRICS}))
+    try:
+        for day, metrics in nights:
+            log_monitoring_metrics(settings, est.model_version, day, metrics)
+    except Exception as exc:  # MLflow raises many kinds; the estimate is stored already
+        log.warning("estimated performance %s: not logged to MLflow (%s: %s)", ctx.day, type(exc).__name__, exc)
+
+
 # ------------------------------------------------------------------ alerts
 def alerts_step(
     ctx: RunContext, validated: list[dict[str, Any]], features: dict[str, Any], drift: dict[str, Any],
     performance: dict[str, Any], concept: dict[str, Any], importance: dict[str, Any], schema: dict[str, Any],
-    challenger: dict[str, Any],
+    challenger: dict[str, Any], estimate: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The night's alerts from its parts' outputs: the parts read back, gathered
     (:func:`pipeline.monitoring.night.gather`) and the rules evaluated
@@ -323,9 +416,9 @@ def alerts_step(
     and features summaries. Tonight's alerts are stored ``pending`` (or ``suppressed``) until an
     e-mail carrying them is accepted; ``runs/<dag>/<date>/alerts/monitoring.json`` holds the
     whole night (what the report, the e-mail and ``request_retraining`` read: ``retrain`` is true
-    when a critical alert of a retraining rule was raised tonight, not suppressed, and
-    ``retrain_on_critical`` is on)."""
+    when a retraining is requested tonight, :func:`retraining_night`)."""
     from pipeline.monitoring.alerts import SUPPRESSED, evaluate_rules, night_summary, record_alerts
+    from pipeline.monitoring.estimate import PerformanceEstimate
     from pipeline.monitoring.night import (
         DriftFacts,
         PerformanceNight,
@@ -343,10 +436,30 @@ def alerts_step(
                                                storage.read_parquet(storage.location(performance["fairness"]))),
         rejected_rows=rejected_rows(validated, features), concept=concept_from_dict(_load(concept)),
         importance=load_importance(importance), challenger=challenger_from_dict(_load(challenger)),
-        schema_drift=schema_drift_from_dict(_load(schema)))
+        schema_drift=schema_drift_from_dict(_load(schema)),
+        estimate=PerformanceEstimate.from_dict(_load(estimate)) if estimate else None)
     alerts = record_alerts(settings, day, model.version, evaluate_rules(settings, result))
     out = night_summary(settings, result, alerts)
+    out.update(retraining_night(ctx, out))  # "retrain": requested tonight, only when a retrain can help
     out["path"] = _save(out, ctx.dir(ALERTS) / "monitoring.json")
     log.info("alerts %s: severity %s, %d alerts (%d not suppressed), retrain %s", day, out["severity"], len(alerts),
              sum(a["status"] != SUPPRESSED for a in out["alerts"]), out["retrain"])
     return nan_to_none(json.loads(json.dumps(out, default=str)))  # XCom JSON has no NaN
+
+
+def retraining_night(ctx: RunContext, night: dict[str, Any]) -> dict[str, Any]:
+    """Is retraining requested tonight (:func:`pipeline.monitoring.retraining.decide`, from the
+    night's raised alerts, its monitoring and the requests of the last ``alert_cooldown_days``
+    nights)? Stored in ``retraining_requests`` (a rerun replaces the night's row); returns the
+    ``retrain`` flag and the decision (``retraining``) for ``monitoring.json``."""
+    from pipeline.monitoring.alerts import SUPPRESSED
+    from pipeline.monitoring.retraining import decide
+    from pipeline.monitoring.store import retraining_requests_before, store_retraining_request
+
+    settings, day = ctx.settings, ctx.day
+    raised = [a for a in night["alerts"] if a["status"] != SUPPRESSED]
+    decision = decide(settings, day, night["model_version"], raised, night,
+                      retraining_requests_before(settings, day, settings.alert_cooldown_days))
+    store_retraining_request(settings, day, decision.row())
+    log.info("retraining %s: %s", day, decision.reason)
+    return {"retrain": decision.requested, "retraining": decision.to_dict()}

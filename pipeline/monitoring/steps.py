@@ -52,6 +52,7 @@ def drift_step(ctx: RunContext, features: dict[str, Any]) -> dict[str, Any]:
         "drifted": drifted,
         "max_psi": top.psi if top else float("nan"),
         "max_psi_feature": top.column if top else None,
+        "psi": {f.column: f.psi for f in summary.features},  # per feature: the alerts weigh it by importance
         "model_version": model.version,
     })
     path = write_text(json.dumps(out, indent=2), ctx.dir(DATA_DRIFT) / "drift.json")
@@ -90,10 +91,15 @@ def report_step(ctx: RunContext, features: dict[str, Any], drift: dict[str, Any]
 
 def dashboard_step(ctx: RunContext) -> dict[str, Any]:
     """The night's snapshot in the Evidently dashboard (``dashboard_workspace``), built from
-    what the night published in the results store; a rerun of the night replaces it."""
-    from pipeline.monitoring.dashboard import add_night
+    what the night published in the results store; a rerun of the night replaces it. The night
+    whose labels matured tonight is added again, with its realised performance beside its estimate."""
+    from pipeline.monitoring.dashboard import add_night, matured_tonight, published_nights
 
-    return add_night(ctx.settings, ctx.day)
+    out = add_night(ctx.settings, ctx.day)
+    published = set(published_nights(ctx.settings))
+    out["refreshed"] = [add_night(ctx.settings, d)["snapshot_id"] for d in matured_tonight(ctx.settings, ctx.day)
+                        if d in published and d != ctx.day]
+    return out
 
 
 def dashboard_line(settings: Any) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -153,3 +154,71 @@ def trend_frame(settings: Settings, day: dt.date | str) -> pd.DataFrame:
         rows = results.read(settings, table, since, day)
         out[column] = rows.set_index("run_date")[column] if not rows.empty else np.nan
     return out.sort_index()
+
+
+def retraining_requests_before(settings: Settings, day: dt.date | str, days: int) -> pd.DataFrame:
+    """The ``retraining_requests`` rows of the ``days`` nights before ``day`` (exclusive)."""
+    before = as_date(day) - dt.timedelta(days=1)
+    return results.read(settings, results.RETRAINING_REQUESTS, before - dt.timedelta(days=max(days - 1, 0)), before)
+
+
+def store_retraining_request(settings: Settings, day: dt.date | str, row: pd.DataFrame) -> None:
+    """The night's retraining decision (:meth:`pipeline.monitoring.retraining.RetrainingDecision.row`),
+    replacing the row an earlier run of the night wrote."""
+    replace_rows(settings, results.RETRAINING_REQUESTS, row, "run_date", night(day))
+
+
+# ------------------------------------------------------------------ estimated performance
+def _estimate_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """``performance_estimates`` rows as :class:`~pipeline.monitoring.estimate.PerformanceEstimate`
+    fields (dates as ISO text, None where absent)."""
+    out = []
+    for row in frame.to_dict("records"):
+        for name in ("run_date", "calibration_scored_on", "below_since", "realised_on"):
+            value = row.get(name)
+            row[name] = None if value is None or pd.isna(value) else as_date(pd.Timestamp(value).date()).isoformat()
+        row["reliable"], row["below"] = bool(row["reliable"]), bool(row["below"])
+        out.append(row)
+    return out
+
+
+def estimates_before(settings: Settings, day: dt.date | str, model_version: str, nights: int | None = None,
+                     *, matured_only: bool = False) -> list[dict[str, Any]]:
+    """``model_version``'s ``performance_estimates`` rows before ``day``, newest first (at most
+    ``nights``; ``matured_only``: those whose realised metrics are known)."""
+    tbl = results.PERFORMANCE_ESTIMATES
+    query = sa.select(tbl).where(tbl.c.model_version == model_version, tbl.c.run_date < night(as_date(day)))
+    if matured_only:
+        query = query.where(tbl.c.realised_on.is_not(None))
+    query = query.order_by(tbl.c.run_date.desc())
+    with results.results_engine(settings).connect() as conn:
+        frame = pd.read_sql(query.limit(nights) if nights else query, conn)
+    return _estimate_records(frame)
+
+
+def estimate_of(settings: Settings, day: dt.date | str) -> dict[str, Any] | None:
+    """Night ``day``'s ``performance_estimates`` row (None: not estimated)."""
+    tbl = results.PERFORMANCE_ESTIMATES
+    with results.results_engine(settings).connect() as conn:
+        frame = pd.read_sql(sa.select(tbl).where(tbl.c.run_date == night(as_date(day))), conn)
+    rows = _estimate_records(frame)
+    return rows[0] if rows else None
+
+
+def store_estimate(settings: Settings, row: dict[str, Any]) -> None:
+    """The night's ``performance_estimates`` row (replacing an earlier run's)."""
+    frame = pd.DataFrame([row])
+    frame["run_date"] = night(str(row["run_date"]))
+    replace_rows(settings, results.PERFORMANCE_ESTIMATES, frame, "run_date", night(str(row["run_date"])))
+
+
+def store_realised(settings: Settings, scored_on: dt.date | str, values: dict[str, float],
+                   realised_on: dt.date | str) -> bool:
+    """The metrics night ``scored_on``'s scores reached once their labels matured (on
+    ``realised_on``), beside that night's estimate; False when that night was not estimated."""
+    tbl = results.PERFORMANCE_ESTIMATES
+    clean = {f"realised_{k}": (None if v is None or np.isnan(v) else float(v)) for k, v in values.items()}
+    with results.results_engine(settings).begin() as conn:
+        done = conn.execute(sa.update(tbl).where(tbl.c.run_date == night(as_date(scored_on)))
+                            .values(**clean, realised_on=as_date(realised_on)))
+    return bool(done.rowcount)
