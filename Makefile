@@ -25,16 +25,16 @@ $(STAMP): pyproject.toml sim/pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check uv
 	# --compile-bytecode: every process (a task, a CLI call, a test worker) reads compiled modules instead of
 	# compiling Airflow's, pandas' and Evidently's sources again where PYTHONDONTWRITEBYTECODE is set
-	$(VENV)/bin/uv pip install --python $(PY) --quiet --compile-bytecode -c requirements.lock -e '.[dev]' -e ./sim
+	$(VENV)/bin/uv pip install --system-certs --python $(PY) --quiet --compile-bytecode -c requirements.lock -e '.[dev]' -e ./sim
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the project (pinned by requirements.lock)
 
 demo: $(STAMP)  ## generate data, train and run one nightly run through the real DAGs
-	$(PY) scripts/demo.py
+	AIRFLOW_HOME=$(CURDIR)/.airflow-demo $(PY) scripts/demo.py
 
 demo-retail: $(STAMP)  ## the same for a transactions-only shop (examples/retail: own schema, inactivity churn)
-	DEMO_BUSINESS=retail $(PY) scripts/demo.py
+	AIRFLOW_HOME=$(CURDIR)/.airflow-demo DEMO_BUSINESS=retail $(PY) scripts/demo.py
 
 TEST_WORKERS ?= 2
 test: $(STAMP)  ## the default test suite (TEST_WORKERS=2 processes, a test file per worker at a time; ~10 min)
@@ -85,7 +85,7 @@ lint: $(STAMP)  ## ruff (rules in pyproject.toml) on all Python, mypy on the lib
 	$(VENV)/bin/lint-imports --no-cache
 
 lock:  ## re-resolve requirements.lock from pyproject.toml
-	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra postgres --extra cluster --extra s3 --python-version 3.11 -q -o requirements.lock
+	$(VENV)/bin/uv pip compile --system-certs pyproject.toml --extra dev --extra postgres --extra cluster --extra s3 --python-version 3.11 -q -o requirements.lock
 
 clean:  ## remove generated data, Airflow home and caches (keeps .venv)
-	rm -rf data/source.db data/results.db data/landing data/lake data/quarantine data/runs data/models data/mlflow data/dashboard data/model_cache data/reports data/truth data/outbox data/simulator data/live data/bench_e2e data/retail data/demo_airflow.log .airflow .airflow-cluster .pytest_cache
+	rm -rf data/source.db data/results.db data/landing data/lake data/quarantine data/runs data/models data/mlflow data/dashboard data/model_cache data/reports data/truth data/outbox data/simulator data/live data/bench_e2e data/retail data/demo_airflow.log .airflow .airflow-demo .airflow-cluster .pytest_cache

@@ -25,6 +25,8 @@ if parse_settings().simulator_db.is_file():
 
     @dag(
         dag_id="churn_landing_simulator",
+        description=("Lands a simulated business's daily event files and database rows (make airflow's live business "
+                     "only)"),
         **nightly_dag_args(),
         is_paused_upon_creation=False,
         tags=["churnflow", "simulator"],

@@ -98,6 +98,8 @@ BUCKET = ("{{% set WHOLE = {{'index': 0, 'count': 1}} %}}{{% set p = {part} %}}"
 
 @dag(
     dag_id="churn_nightly",
+    description=("Nightly churn scores with their reasons for every active customer, the campaign list, drift and "
+                 "performance monitoring, alerts and the analysts' e-mail"),
     **nightly_dag_args(),
     tags=["churnflow", "scoring", "monitoring"],
     doc_md=__doc__,

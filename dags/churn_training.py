@@ -64,6 +64,8 @@ from churnflow_airflow.timetables import NoFutureCronTimetable
 
 @dag(
     dag_id="churn_training",
+    description=("Weekly (or on request) training of the churn model as of the run's date, gated against the serving "
+                 "champion"),
     # no start_date and run_immediately=0: unpausing does not start a training at once (the
     # launcher or the last champion covers today); the next one is Sunday 00:00 UTC or an asset
     # event. A manual run dated in the future is refused; a run going on past the timeout fails.

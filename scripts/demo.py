@@ -23,7 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RETAIL_CONFIG = ROOT / "examples" / "retail" / "churnflow.yaml"
-os.environ.setdefault("AIRFLOW_HOME", str(ROOT / ".airflow"))
+# its own Airflow home: the dag.test runs of a demo never show in the live UI of make airflow (.airflow/)
+os.environ.setdefault("AIRFLOW_HOME", str(ROOT / ".airflow-demo"))
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 

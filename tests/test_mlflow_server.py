@@ -64,8 +64,11 @@ def test_make_mlflow_serves_the_ui_and_the_registry(served):
     champion = requests.get(f"{base}/api/2.0/mlflow/registered-models/alias",
                             params={"name": "churnflow", "alias": "champion"}, timeout=30).json()["model_version"]
     assert champion["version"] == "1"
-    experiment = requests.get(f"{base}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "churnflow"},
-                              timeout=30).json()["experiment"]["experiment_id"]
+    found = requests.get(f"{base}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "churnflow"},
+                         timeout=30).json()["experiment"]
+    experiment = found["experiment_id"]
+    # MLflow 3's UI opens it in its model-training view (without the kind: the GenAI view, a blank Overview)
+    assert {t["key"]: t["value"] for t in found["tags"]}.get("mlflow.experimentKind") == "custom_model_development"
     runs = requests.post(f"{base}/api/2.0/mlflow/runs/search", timeout=30, json={
         "experiment_ids": [experiment], "filter": "tags.`churnflow.kind` = 'training'"}).json()["runs"]
     assert len(runs) == 1 and {t["key"]: t["value"] for t in runs[0]["data"]["tags"]}["churnflow.model_version"] == "v1"

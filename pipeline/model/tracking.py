@@ -40,6 +40,8 @@ TAG_DAG = "churnflow.dag_id"
 TAG_MODEL_VERSION = "churnflow.model_version"
 #: how a training run's model was validated: "time" (out of time) or "stratified" (too few snapshots)
 TAG_VALIDATION = "churnflow.validation"
+#: MLflow 3 opens an experiment in the view its kind names (no tag: the GenAI view)
+EXPERIMENT_KIND = "mlflow.experimentKind"
 
 
 def is_local(settings: Settings) -> bool:
@@ -131,9 +133,13 @@ def experiment_id(settings: Settings, name: str) -> str:
     c = client(settings)
     found = c.get_experiment_by_name(name)
     if found is not None:
+        if EXPERIMENT_KIND not in (found.tags or {}):  # made before the tag: opened in the GenAI view until now
+            c.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND, "custom_model_development")
         return str(found.experiment_id)
     try:
-        return str(c.create_experiment(name, artifact_location=artifact_root(settings)))
+        # mlflow.experimentKind: MLflow 3's UI opens a model-training experiment in its model-training view
+        return str(c.create_experiment(name, artifact_location=artifact_root(settings),
+                                       tags={EXPERIMENT_KIND: "custom_model_development"}))
     except Exception:  # created meanwhile by another process
         found = c.get_experiment_by_name(name)
         if found is None:
