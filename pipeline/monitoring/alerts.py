@@ -121,8 +121,7 @@ def drift_weight(s: Settings, m: MonitoringResult) -> DriftWeight:
 
     shap = (dict(zip(m.importance["feature"].astype(str), m.importance["reference_mean_abs_shap"], strict=True))
             if m.importance is not None and len(m.importance) else None)
-    psi = m.drift.psi or ({m.drift.max_psi_feature: m.drift.max_psi} if m.drift.max_psi_feature else {})
-    return weigh(m.drift.drifted, psi, shap, min_share=s.drift_min_importance_share, psi_warning=s.psi_warning)
+    return weigh(m.drift.drifted, m.drift.feature_psi, shap, min_share=s.drift_min_importance_share, psi_warning=s.psi_warning)
 
 
 #: said when drift is judged unweighted

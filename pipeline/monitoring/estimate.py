@@ -243,13 +243,11 @@ def estimate(p: np.ndarray, k: int, *, simulations: int, sample_rows: int, confi
 def realised(labelled: pd.DataFrame, k: int) -> dict[str, float]:
     """ROC-AUC, PR-AUC (as ``model_performance`` scores them) and precision of the top ``k`` of
     matured scores (``customer_id``, ``churn_probability``, ``label``)."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    from pipeline.monitoring.metrics import ranking_metrics
 
-    y, p = labelled["label"].to_numpy(), labelled["churn_probability"].to_numpy()
-    both = len(np.unique(y)) == 2
+    roc, pr = ranking_metrics(labelled["label"].to_numpy(), labelled["churn_probability"].to_numpy())
     top = top_k(labelled, k)
-    return {"roc_auc": float(roc_auc_score(y, p)) if both else math.nan,
-            "pr_auc": float(average_precision_score(y, p)) if both else math.nan,
+    return {"roc_auc": roc, "pr_auc": pr,
             "precision_at_capacity": float(top["label"].mean()) if len(top) else math.nan}
 
 

@@ -91,6 +91,17 @@ class Performance:
     concept_drift: bool
 
 
+def ranking_metrics(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """ROC-AUC and PR-AUC (average precision) of probabilities ``p`` for labels ``y``; NaN each
+    without both classes: how matured labels are scored (``model_performance``, the estimate's
+    realised values)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    if len(np.unique(y)) != 2:
+        return math.nan, math.nan
+    return float(roc_auc_score(y, p)), float(average_precision_score(y, p))
+
+
 def performance(
     labelled: pd.DataFrame, day: dt.date | str, threshold: float, champion_metrics: dict[str, Any], margin: float,
     *, min_positives: int = 1,
@@ -98,13 +109,11 @@ def performance(
     """ROC-AUC, PR-AUC, precision and recall at ``threshold``; concept drift when an AUC
     falls more than ``margin`` below the champion's holdout figure (and at least
     ``min_positives`` churners make the figures worth trusting)."""
-    from sklearn.metrics import average_precision_score, precision_score, recall_score, roc_auc_score
+    from sklearn.metrics import precision_score, recall_score
 
     y, p = labelled["label"].to_numpy(), labelled["churn_probability"].to_numpy()
-    both = len(np.unique(y)) == 2
     pred = (p >= threshold).astype(int)
-    roc = float(roc_auc_score(y, p)) if both else math.nan
-    pr = float(average_precision_score(y, p)) if both else math.nan
+    roc, pr = ranking_metrics(y, p)
     champ_roc = float(champion_metrics.get("roc_auc", math.nan))
     champ_pr = float(champion_metrics.get("pr_auc", math.nan))
     enough = int(y.sum()) >= min_positives

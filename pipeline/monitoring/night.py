@@ -46,6 +46,11 @@ class DriftFacts:
     #: PSI per feature (NaN: none; empty in facts saved before it was kept): what the alerts weigh by importance
     psi: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def feature_psi(self) -> dict[str, float]:
+        """PSI per feature; facts without it (saved before it was kept) name only their largest."""
+        return self.psi or ({self.max_psi_feature: self.max_psi} if self.max_psi_feature else {})
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DriftFacts:
         value = data.get("max_psi")

@@ -141,19 +141,3 @@ def weigh(drifted: Sequence[str], psi: Mapping[str, float | None], reference_sha
     moved = {f for f in shares if f in drifted or _psi(psi_f, f) >= psi_warning}
     return DriftWeight(True, tuple(drifted), psi_f, shares, barely_used({f: shares[f] for f in moved}, min_share),
                        min_share, psi_warning)
-
-
-def weigh_monitoring(monitoring: Mapping[str, Any], *, min_share: float, psi_warning: float) -> DriftWeight:
-    """:func:`weigh` on ``monitoring.json`` (its ``drift`` facts and ``importance`` rows)."""
-    drift = monitoring.get("drift") or {}
-    rows = monitoring.get("importance") or None
-    shap = {r["feature"]: r["reference_mean_abs_shap"] for r in rows} if rows else None
-    return weigh(list(drift.get("drifted") or []), psi_of(drift), shap, min_share=min_share, psi_warning=psi_warning)
-
-
-def psi_of(drift: Mapping[str, Any]) -> dict[str, float | None]:
-    """PSI per feature of a drift-facts dict (its ``psi``; an older one only names its largest)."""
-    psi = drift.get("psi") or {}
-    if not psi and drift.get("max_psi_feature"):
-        return {drift["max_psi_feature"]: drift.get("max_psi")}
-    return dict(psi)
