@@ -41,13 +41,12 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline import results
+from pipeline.artifacts import as_date
 from pipeline.config import Settings
+from pipeline.monitoring.alerts import SEVERITIES, SUPPRESSED, highest_severity
 
 log = logging.getLogger(__name__)
 
-#: the alert severities, lowest first (pipeline.monitoring.alerts.SEVERITIES); suppressed alerts do not count
-SEVERITIES = ("info", "warning", "critical")
-SUPPRESSED = "suppressed"
 #: the most nights a history request may ask for
 MOST_NIGHTS = 366
 #: the token's scheme in the OpenAPI docs (their Authorize button); checked in create_app
@@ -139,15 +138,6 @@ def _reasons(row: Any) -> list[str]:
     return [r for r in (row.reason_1, row.reason_2, row.reason_3) if r is not None]
 
 
-def _day(value: Any) -> dt.date:
-    """A night's key (a datetime; SQLite may hand back its text) as its date."""
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.datetime.fromisoformat(str(value)).date()
-
-
 def _latest(conn: sa.Connection) -> Any:
     """The latest published night's ``published_nights`` row (None before the first)."""
     n = results.PUBLISHED_NIGHTS
@@ -155,7 +145,7 @@ def _latest(conn: sa.Connection) -> Any:
 
 
 def _etag(published: Any) -> str:
-    return f'"{_day(published.as_of).isoformat()}-{published.digest[:16]}"'
+    return f'"{as_date(published.as_of).isoformat()}-{published.digest[:16]}"'
 
 
 def _cached(request: Request, response: Response, published: Any) -> bool:
@@ -202,7 +192,7 @@ def _rank(conn: sa.Connection, row: Any) -> int:
 
 
 def _score(conn: sa.Connection, row: Any) -> dict[str, Any]:
-    return {"night": _day(row.as_of), "churn_probability": float(row.churn_probability), "risk_band": row.risk_band,
+    return {"night": as_date(row.as_of), "churn_probability": float(row.churn_probability), "risk_band": row.risk_band,
             "rank": row.rank if row.rank is not None else _rank(conn, row), "on_campaign": row.risk_band == "high",
             "reasons": _reasons(row), "model_version": row.model_version}
 
@@ -297,12 +287,12 @@ def create_app(settings: Settings, engine: sa.Engine | None = None) -> FastAPI:
             row = _scored_on(conn, customer_id, [published.as_of]) or _scored_on(conn, customer_id, _nights(conn)[1:])
             if row is None:
                 raise ApiError(404, f"no scores for customer {customer_id!r}")
-            current = row.as_of == published.as_of or _day(row.as_of) == _day(published.as_of)
+            current = row.as_of == published.as_of or as_date(row.as_of) == as_date(published.as_of)
             scored = published.rows if current else conn.execute(
                 sa.select(n.c.rows).where(n.c.as_of == row.as_of)).scalar()
             score = _score(conn, row)
         body = {**score, "night": score["night"].isoformat(), "customer_id": customer_id,
-                "on_campaign": current and score["on_campaign"], "latest_night": _day(published.as_of).isoformat(),
+                "on_campaign": current and score["on_campaign"], "latest_night": as_date(published.as_of).isoformat(),
                 "current": current, "scored": int(scored or 0)}
         # the hot path: the answer as built (the Customer model documents it; validating it again costs a third)
         return JSONResponse(body, headers={k: response.headers[k] for k in ("ETag", "Cache-Control")})
@@ -328,7 +318,7 @@ def create_app(settings: Settings, engine: sa.Engine | None = None) -> FastAPI:
                     "churn_probability": float(r.churn_probability), "reasons": _reasons(r)}
                    for i, r in enumerate(rows)]
         following = offset + len(entries)
-        return {"night": _day(published.as_of), "model_version": published.model_version, "total": published.campaign,
+        return {"night": as_date(published.as_of), "model_version": published.model_version, "total": published.campaign,
                 "limit": size, "offset": offset, "next_offset": following if following < published.campaign else None,
                 "customers": entries}
 
@@ -350,9 +340,9 @@ def create_app(settings: Settings, engine: sa.Engine | None = None) -> FastAPI:
         share = int(drifted or 0) / features if features else None
         verdict = ("unknown" if share is None else "critical" if share >= settings.drift_share_threshold
                    else "warning" if share >= settings.drift_share_warning else "none")
-        return {"night": _day(key), "model_version": published.model_version, "scored": published.rows,
+        return {"night": as_date(key), "model_version": published.model_version, "scored": published.rows,
                 "at_risk": published.at_risk, "campaign": published.campaign,
-                "severity": max(raised, key=SEVERITIES.index, default="info"),
+                "severity": highest_severity(raised),
                 "alerts": {level: raised.count(level) for level in SEVERITIES},
                 "drift": {"features": int(features or 0), "drifted": int(drifted or 0), "share": share, "verdict": verdict},
                 "prediction_psi": None if psi is None else float(psi),
@@ -367,7 +357,7 @@ def create_app(settings: Settings, engine: sa.Engine | None = None) -> FastAPI:
             log.warning("health: results store: %s", str(exc.orig or exc).splitlines()[0])
             return JSONResponse({"status": "unavailable", "store": backend, "error": "the results store cannot be read"},
                                 status_code=503)
-        day = _day(published.as_of) if published is not None else None
+        day = as_date(published.as_of) if published is not None else None
         return {"status": "ok", "store": backend, "latest_night": day,
                 "age_days": (dt.datetime.now(dt.UTC).date() - day).days if day else None}
 
