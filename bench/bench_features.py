@@ -1,7 +1,8 @@
 """Benchmark of pipeline.features.build on a synthetic lake (``make bench``).
 
-1. Synthesises (numpy + pyarrow, self-contained) a lake in the pipeline layout
-   ``<data_dir>/lake/<table>/date=YYYY-MM-DD/part-0.parquet``: by default 1,000,000 customers
+1. Synthesises (numpy + pyarrow, self-contained) a lake in the pipeline's earlier layout
+   ``<data_dir>/lake/<table>/date=YYYY-MM-DD/part-0.parquet`` (arrival order), then migrates it
+   (:func:`pipeline.ingestion.lake.migrate`: customer order, closed months compacted): by default 1,000,000 customers
    and ~100,000,000 events over one year, or reuses the lake under ``--data-dir``.
 2. Times :func:`pipeline.features.build.write_features` for one as_of date and for six monthly
    snapshots, each in a fresh process so that its peak RSS (``ru_maxrss``) is its own.
@@ -41,7 +42,7 @@ from pipeline.ingestion.contract import (
     EVENT_TYPES,
     LAKE_TABLES,
 )
-from pipeline.ingestion.lake import PART_NAME, lake_files, table_dir
+from pipeline.ingestion.lake import LEGACY_PART_NAME, lake_files, migrate, table_dir
 
 HISTORY_START = dt.date(2023, 1, 1)  # first signup
 EVENTS_START = dt.date(2024, 1, 1)  # first event day
@@ -73,8 +74,8 @@ def _write_partitioned(data_dir: Path, table: str, columns: dict[str, np.ndarray
     for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(day)], strict=True):
         part = table_dir(settings, table) / f"date={(dt.date(1970, 1, 1) + dt.timedelta(int(day[lo]))).isoformat()}"
         part.mkdir(parents=True, exist_ok=True)
-        arrays = [_arrow(cols[f.name][lo:hi], f.type) for f in schema]
-        pq.write_table(pa.Table.from_arrays(arrays, schema=schema), part / PART_NAME)
+        arrays = [_arrow(cols[f.name][lo:hi], f.type) if f.name in cols else pa.nulls(hi - lo, f.type) for f in schema]
+        pq.write_table(pa.Table.from_arrays(arrays, schema=schema), part / LEGACY_PART_NAME)
     return len(day)
 
 
@@ -247,7 +248,7 @@ def _events(
         ]
         part = table_dir(settings, "events") / f"date={(dt.date(1970, 1, 1) + dt.timedelta(day)).isoformat()}"
         part.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_arrays(arrays, schema=schema), part / PART_NAME)
+        pq.write_table(pa.Table.from_arrays(arrays, schema=schema), part / LEGACY_PART_NAME)
         total += len(cust)
     return total
 
@@ -452,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             counts = synthesize_lake(data_dir, args.customers, args.events)
             print(f"  done in {time.perf_counter() - start:.0f} s: {counts}", flush=True)
+            start = time.perf_counter()
+            migrate(load_settings(config_file=None, data_dir=data_dir))  # the lake's layout: customer order, months
+            print(f"  migrated to the customer order in {time.perf_counter() - start:.0f} s", flush=True)
         results = run(data_dir, args.sample, not args.no_pandas)
     finally:
         if args.data_dir is None:

@@ -22,6 +22,9 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS: dict[str, object] = {
     "generate": lambda n: ["--customers", str(n)],
     "features": lambda n: ["--customers", str(n), "--events", str(100 * n)],
+    # a nightly piece's cost against its share: K = 1, 4, 8 on the lake in customer order, and the
+    # GETs of a feature build on S3 (issue 35)
+    "partitions": lambda n: ["--customers", str(n)],
     "drift": lambda n: ["--rows", str(n)],
     # the concept-drift detectors' added time on a night of n matured predictions (issue 25)
     "concept": lambda n: ["--customers", str(n)],

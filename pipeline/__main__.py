@@ -119,6 +119,24 @@ def _cmd_land(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_migrate_lake(args: argparse.Namespace) -> int:
+    from pipeline import storage
+    from pipeline.ingestion import lake
+
+    settings = load_settings()
+    if args.check:
+        old = lake.legacy_files(settings)
+        for table, files in old.items():
+            print(f"  {table:<16} {len(files):>6,} files in arrival order (part-0.parquet)")
+        print(f"lake {storage.lake_root(settings)}: " + ("in customer order" if not old else
+                                                         "to migrate: python -m pipeline migrate-lake"))
+        return 0
+    done = lake.migrate(settings)
+    print(f"lake {storage.lake_root(settings)}: " + (", ".join(f"{t} {n} files" for t, n in done.items()) + " rewritten"
+                                                     if done else "in customer order already"))
+    return 0
+
+
 def _cmd_results(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
@@ -372,6 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", help="the night (YYYY-MM-DD), from what it published in the results store")
     p.add_argument("--rebuild", action="store_true", help="reset the panels and add every night in the results store")
     p.set_defaults(func=_cmd_dashboard)
+
+    p = sub.add_parser("migrate-lake", help="rewrite a lake written before the customer order (once; with progress)")
+    p.add_argument("--check", action="store_true", help="only say which tables still hold files in arrival order")
+    p.set_defaults(func=_cmd_migrate_lake)
 
     p = sub.add_parser("results", help="the results store: migrate it, or count its rows")
     p.add_argument("action", choices=["migrate", "tables"])

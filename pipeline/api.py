@@ -43,6 +43,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pipeline import results
 from pipeline.artifacts import as_date
 from pipeline.config import Settings
+from pipeline.model.score import round_probability
 from pipeline.monitoring.alerts import SEVERITIES, SUPPRESSED, highest_severity
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class History(BaseModel):
 class CampaignEntry(BaseModel):
     rank: int
     customer_id: str
-    churn_probability: float
+    churn_probability: float = Field(description="rounded to 3 decimals, as the e-mailed campaign file says it")
     reasons: list[str]
 
 
@@ -314,8 +315,9 @@ def create_app(settings: Settings, engine: sa.Engine | None = None) -> FastAPI:
             rows = conn.execute(
                 sa.select(*_score_columns()).where(s.as_of == published.as_of, s.risk_band == "high")
                 .order_by(s.rank, s.churn_probability.desc(), s.customer_id).limit(size).offset(offset)).all()
+        # rounded as the e-mailed campaign file rounds them (one function: round_probability)
         entries = [{"rank": r.rank if r.rank is not None else offset + i + 1, "customer_id": r.customer_id,
-                    "churn_probability": float(r.churn_probability), "reasons": _reasons(r)}
+                    "churn_probability": float(round_probability(r.churn_probability)), "reasons": _reasons(r)}
                    for i, r in enumerate(rows)]
         following = offset + len(entries)
         return {"night": as_date(published.as_of), "model_version": published.model_version, "total": published.campaign,

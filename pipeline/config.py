@@ -37,6 +37,11 @@ EXPECTATIONS_DIR = Path(str(importlib.resources.files("pipeline.expectations")))
 CONCEPT_DETECTORS = ("adwin", "ddm")
 #: the churn definitions (label_kind): see pipeline.features.labels
 LABEL_KINDS = ("cancellation", "inactivity", "non_renewal", "provided")
+#: what campaign_columns may name: the customer's columns of the contract's customers table (the latest
+#: version known on the night; name, email and phone: contact fields a business maps in), tenure_days, and the
+#: current subscription's plan, monthly_fee and payment_method (pipeline.model.score.campaign_details)
+CAMPAIGN_COLUMN_NAMES = ("plan", "tenure_days", "monthly_fee", "payment_method", "signup_date", "name", "email",
+                         "phone", "region", "gender", "birth_year", "acquisition_channel")
 
 
 # --- the URL syntax of the settings that may name an object store (pipeline.storage uses them) ---
@@ -395,6 +400,10 @@ class MonitoringSettings:
         (http://host:8000) that the nightly writes to""")
     dashboard_top_features: int = setting(5, low=1, high=50, title="Dashboard features",
                                           help="features with the highest PSI each night that the dashboard tracks")
+    dashboard_url: str = setting("http://localhost:8000", title="Dashboard address", help="""the address analysts
+        open the dashboard of nights at (make dashboard serves http://localhost:8000, DASHBOARD_PORT): the e-mail
+        links each night's page there; ignored when dashboard_workspace is a URL (that UI's address is used); empty:
+        no link""")
 
 
 @dataclass(frozen=True)
@@ -409,6 +418,12 @@ class EmailSettings:
     email_max_bytes: int = setting(2_000_000, low=100_000, high=1_000_000_000, title="Most e-mail bytes", help="""the
         nightly message's size limit (bytes, as sent): over it, the drift report loses its detail plots, then the
         campaign list is zipped, then what still does not fit stays on disk, named""")
+    campaign_columns: str = setting("plan,tenure_days,name,email,phone", title="Campaign file's customer columns",
+                                    help="""comma-separated customer columns the campaign file carries for the
+        agents after its rank, probability, expected value and reasons: plan, tenure_days, monthly_fee,
+        payment_method, signup_date, name, email, phone (contact fields your ingest_customers.sql maps in),
+        region, gender, birth_year, acquisition_channel; one your data lacks is left out with its reason (logged);
+        empty: none""")
     email_enabled: bool = setting(True, title="Send the e-mail", help="""send the nightly e-mail at all (a manual
         trigger can also switch it off)""")
     smtp_host: str = setting("localhost", title="SMTP host", help="""SMTP server for the command line (the DAGs
@@ -575,6 +590,11 @@ class Settings(ServingSettings, EmailSettings, MonitoringSettings, TrainingSetti
         return _names(self.fairness_segments)
 
     @property
+    def campaign_column_names(self) -> list[str]:
+        """``campaign_columns`` parsed (checked against :data:`CAMPAIGN_COLUMN_NAMES`)."""
+        return _names(self.campaign_columns)
+
+    @property
     def recipients(self) -> list[str]:
         return _names(self.email_recipients)
 
@@ -617,6 +637,10 @@ class Settings(ServingSettings, EmailSettings, MonitoringSettings, TrainingSetti
         for name in URL_SETTINGS:
             if is_url(getattr(self, name)):
                 parse_url(getattr(self, name), name)
+        unknown = [c for c in self.campaign_column_names if c not in CAMPAIGN_COLUMN_NAMES]
+        if unknown:
+            raise ValueError(f"config campaign_columns: {unknown[0]!r} is not a customers column; choose from "
+                             f"{', '.join(CAMPAIGN_COLUMN_NAMES)} (empty: none)")
         unknown = [d for d in self.concept_detectors if d not in CONCEPT_DETECTORS]
         if unknown:
             raise ValueError(f"config concept_drift_detectors: unknown detector(s) {unknown}; the detectors are "

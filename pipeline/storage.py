@@ -15,7 +15,7 @@ Every write is atomic, in both: a file is written in full under a temporary loca
 one upload of the complete object (an S3 PUT, or a multipart upload completed at once: a reader
 sees the old object or the new one, never a part). An object store has no directory rename:
 replacing a lake partition writes its one new object, then deletes any other object of that
-day (a partition is one file, ``part-0.parquet``, so the overwrite itself is the switch).
+day or month (a partition is one file, so the overwrite itself is the switch).
 
 DuckDB reads an object-store lake through the same filesystem (:func:`register_duckdb`,
 ``con.register_filesystem``): it fetches the byte ranges it needs, no table is downloaded first.
@@ -310,6 +310,18 @@ def listed_filesystem(root: ObjectPath) -> Any:
     filesystem()  # s3fs is there (else the StorageError saying what to install)
     import s3fs
 
-    fs = s3fs.S3FileSystem(use_listings_cache=True, skip_instance_cache=True)
+    class ListedS3(s3fs.S3FileSystem):
+        def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+            # a small object is fetched whole by a file's first read: one GET, where ranged
+            # reads of its footer, then of its columns, cost two or more
+            if mode == "rb" and "cache_type" not in kwargs and self.size(path) <= WHOLE_OBJECT_MAX_BYTES:
+                kwargs["cache_type"] = "all"
+            return super()._open(path, mode, **kwargs)
+
+    fs = ListedS3(use_listings_cache=True, skip_instance_cache=True)
     fs.find(root.key)
     return fs
+
+
+#: an object up to this size is read whole by one GET when DuckDB opens it (:func:`listed_filesystem`)
+WHOLE_OBJECT_MAX_BYTES = 16 * 2**20

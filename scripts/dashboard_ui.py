@@ -5,7 +5,7 @@
   snapshot per night, added by the nightly's ``dashboard_snapshot`` task; nights already in
   the results store without a snapshot (a store from before the dashboard) are added first.
 - UI: http://localhost:8000 (``DASHBOARD_PORT``): Projects > churnflow > Dashboard, panels over
-  the nights; Reports lists the nights' snapshots.
+  the nights; Reports lists the nights' pages, which the nightly e-mail links (``dashboard_url``).
 - With ``dashboard_workspace`` set to a running Evidently UI's URL there is nothing to start.
 - Ctrl-C stops it.
 """
@@ -35,6 +35,8 @@ def main() -> int:
     host = os.environ.get("DASHBOARD_HOST", "127.0.0.1")
     print(f"==> Evidently dashboard of churnflow's nights ({location}{f', {added} nights added' if added else ''}): "
           f"http://localhost:{port}  (Ctrl-C stops it)", flush=True)
+    if settings.dashboard_url.rstrip("/") not in ("", f"http://localhost:{port}"):
+        print(f"    the nightly e-mails link each night's page at {settings.dashboard_url} (dashboard_url)", flush=True)
     env = {**os.environ, "DO_NOT_TRACK": "1", "EVIDENTLY_DISABLE_TELEMETRY": "1"}
     return serve([str(BIN / "evidently"), "ui", "--workspace", location, "--host", host,
                              "--port", str(port)], env)

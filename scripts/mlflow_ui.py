@@ -4,8 +4,12 @@
   business is ``CHURNFLOW_DATA_DIR=data/live``): ``<data_dir>/mlflow/mlflow.db`` and its
   artifacts, created empty if there is none yet. With ``mlflow_tracking_uri`` set to a server,
   there is nothing to start: it says where that server's UI is.
-- UI: http://localhost:5000 (``MLFLOW_PORT``); experiments (one run per training, a child run
-  per candidate draw), the registered model with its versions and the ``champion`` alias.
+- UI: http://localhost:5000 (``MLFLOW_PORT``); the line it prints links the experiment
+  ``model_name`` (MLflow's model-training view: one run per training, logged while it trains,
+  a child run per candidate draw, the chosen one tagged ``churnflow.chosen`` and linked from
+  its training run's description) and the registered model (its versions, each described in a
+  sentence, and the ``champion`` alias). MLflow's empty "Default" experiment is deleted from
+  churnflow's store (:func:`pipeline.model.tracking.retire_default_experiment`).
 - The same server is a tracking server for other machines: point their
   ``mlflow_tracking_uri`` at it (new experiments keep their artifacts under
   ``<data_dir>/mlflow/artifacts``, served through it).
@@ -21,6 +25,9 @@ from pathlib import Path
 from serve import serve  # scripts/ is on sys.path when run as a script
 
 BIN = Path(sys.executable).parent
+#: MLflow 3.17's UI opens every experiment in its GenAI view (a blank Overview) unless the address
+#: asks for the model-training view (or the user switched to it once in that browser)
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 
 
 def main() -> int:
@@ -34,13 +41,15 @@ def main() -> int:
         print(f"mlflow_tracking_uri is {settings.mlflow_tracking_uri}: churnflow's models live on that server; open its "
               "UI there (nothing to start here)")
         return 0
-    tracking.experiment_id(settings, settings.model_name)  # the store exists (empty) before the UI opens it
+    experiment = tracking.experiment_id(settings, settings.model_name)  # the store exists before the UI opens it
     artifacts = settings.mlflow_dir / "artifacts"
     cmd = [str(BIN / "mlflow"), "server", "--backend-store-uri", settings.tracking_uri,
            "--serve-artifacts", "--artifacts-destination", artifacts.resolve().as_uri(),
            "--host", host, "--port", str(port), "--workers", "1"]
-    print(f"==> MLflow UI on churnflow's store {settings.mlflow_dir}: http://localhost:{port}  (Ctrl-C stops it)",
-          flush=True)
+    print(f"==> MLflow UI on churnflow's store {settings.mlflow_dir}: http://localhost:{port}  (Ctrl-C stops it)\n"
+          f"    training runs: http://localhost:{port}/#/experiments/{experiment}?{MODEL_TRAINING_VIEW}\n"
+          f"    model versions and the champion: http://localhost:{port}/#/models/{settings.model_name}?"
+          f"{MODEL_TRAINING_VIEW}", flush=True)
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     return serve(cmd, env)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -29,6 +30,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -432,3 +434,24 @@ def check(shape: Shape, base: Base, folder: Path) -> None:
         assert all(re.fullmatch(r"0\d{5}/ü\+c", cid) for cid, _ in scores), scores[:3]
     else:
         assert all(cid.isdigit() for cid, _ in scores), scores[:3]
+    # the campaign file the e-mail attaches, whatever columns the business has (issue 37): plan and tenure
+    # when it has them, left out with their reason when not, never a crash
+    campaign = campaign_of(folder, json.loads(last.stdout)["scores"]["threshold"])
+    assert list(campaign.columns[:3]) == ["customer_id", "rank", "churn_probability"], list(campaign.columns)
+    assert campaign["churn_probability"].between(0, 1).all() and (campaign["risk_band"] == "high").all()
+    if len(campaign):  # (a model whose campaign pays for nobody has an empty one)
+        assert ("plan" in campaign.columns) == ("subscriptions" not in shape.tables_absent and
+                                                shape.column_mode("subscriptions", "plan") == "present"), list(campaign)
+        assert "tenure_days" in campaign.columns, list(campaign.columns)
+
+
+def campaign_of(folder: Path, threshold: float) -> Any:
+    """The shape's campaign file as the nightly's e-mail step writes it (pipeline.model.score.campaign_file)."""
+    import pandas as pd
+
+    from pipeline.config import load_settings
+    from pipeline.model.score import campaign_file
+
+    settings = load_settings(folder / "churnflow.yaml")
+    scores = pd.read_parquet(settings.runs_dir / "churn_nightly" / RUN_DATE / "score" / "scores.parquet")
+    return campaign_file(settings, scores, threshold, RUN_DATE)

@@ -111,7 +111,7 @@ def test_the_email_says_one_verdict(settings):
     assert report.subject() == (f"[churnflow] {DAY} INFO: nightly churn scores: 10,000 customers, drift only in "
                                 "features the model barely uses")
     assert f"Churn nightly report: {DAY}, severity INFO (decided by the data_quality alert)" in text
-    assert ("For the model: drift in 1 feature the model barely uses (monthly_fee; share 0.0% of its mean |SHAP|, "
+    assert ("For the model: drift in 1 feature the model barely uses (monthly fee; share 0.0% of its mean |SHAP|, "
             "below drift_min_importance_share 0.05): info, see the data-quality note.") in text
     assert "Severity: info; Rule: data_quality" in text and "critical" not in text.lower()
 

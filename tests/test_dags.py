@@ -137,7 +137,7 @@ def test_training_dag_end_to_end(trained_and_scored):
     assert metrics["roc_auc"] > 0.6 and 0 <= metrics["threshold"] <= 1
     # every lake input made it through validation into the lake
     for table in ("customers", "subscriptions", "payments", "events"):
-        assert any((settings.lake_dir / table).glob("date=*/*.parquet")), table
+        assert any((settings.lake_dir / table).glob("*=*/*.parquet")), table  # a day's or a closed month's file
 
 
 def test_nightly_dag_scores_every_active_customer(trained_and_scored):
@@ -199,15 +199,18 @@ def test_nightly_dag_writes_drift_report_and_emails_it(trained_and_scored):
     assert named == {"build_features": "bucket 1 of 1", "score": "bucket 1 of 1"}, named  # map_index_template
     assert states["dashboard_snapshot"] == "success", states
     assert (settings.data_dir / "dashboard").is_dir()  # the night's snapshot, in the default workspace
-    # small enough to e-mail: the report's e-mail copy (the drifted features first), deflated, and the campaign list
+    # small enough to e-mail: the complete report when it fits, else its e-mail copy (the drifted features first),
+    # deflated, and the campaign list
     assert len(msg.as_bytes()) < 2_000_000
     attachments = {p.get_filename(): p.get_payload(decode=True) for p in msg.iter_attachments()}
     assert list(attachments) == ["drift_report.html.zip", f"campaign_{RUN_DATE}.csv"]
+    copy = "attached as its e-mail copy" in msg.get_body(("plain",)).get_content()
     with zipfile.ZipFile(io.BytesIO(attachments["drift_report.html.zip"])) as archive:
-        assert archive.read("drift_report.html").decode() == (report.parent / "drift_report_email.html").read_text()
+        assert archive.read("drift_report.html").decode() == (
+            report.parent / ("drift_report_email.html" if copy else "drift_report.html")).read_text()
     campaign = pd.read_csv(io.BytesIO(attachments[f"campaign_{RUN_DATE}.csv"]))
-    assert list(campaign.columns) == ["customer_id", "churn_probability", "risk_band", "reason_1", "reason_2",
-                                      "reason_3", "rank"]
+    assert list(campaign.columns) == ["customer_id", "rank", "churn_probability", "expected_value", "risk_band",
+                                      "on_list_because", "reason_1", "reason_2", "reason_3", "plan", "tenure_days"]
     at_risk = round(monitoring["prediction"]["high_risk_share"] * len(scores))
     assert len(campaign) == min(at_risk, settings.campaign_daily_capacity)  # the default daily capacity
     assert campaign["churn_probability"].is_monotonic_decreasing and campaign["customer_id"].isin(scores["customer_id"]).all()
@@ -240,9 +243,11 @@ def test_rerun_of_the_same_date_leaves_one_set_of_outputs(trained_and_scored, da
     assert len(trained_and_scored["sink"].messages) == 1, "send_email=False sends nothing"
 
 
-def test_a_partitioned_night_maps_its_buckets_and_publishes_the_same_scores(trained_and_scored, dagbag):
-    """partitions: 3 -> build_features and score run as 3 mapped task instances each, combine_partitions makes them
-    one night: the published scores are those of the unpartitioned night, to the last bit."""
+def test_a_partitioned_night_maps_its_buckets_and_publishes_the_same_scores(trained_and_scored, dagbag, capfd):
+    """partitions: 3 -> build_features and score run as 3 mapped task instances each, named by their bucket,
+    combine_partitions makes them one night: the published scores are those of the unpartitioned night, to the
+    last bit. A healthy night logs no error (the bug: combining the mapped pieces asked for one past the last, and
+    Airflow's client logged "[error] XCom not found ... 'build_features'", then 'score', every night)."""
     settings, mp = trained_and_scored["settings"], trained_and_scored["mp"]
     query = "SELECT customer_id, churn_probability, risk_band, reason_1, reason_2, reason_3 FROM churn_scores"
     with sqlite3.connect(settings.data_dir / "results.db") as conn:
@@ -256,6 +261,10 @@ def test_a_partitioned_night_maps_its_buckets_and_publishes_the_same_scores(trai
     mapped = [(ti.task_id, ti.map_index, str(ti.state)) for ti in run.get_task_instances()
               if ti.task_id in ("build_features", "score")]
     assert sorted(mapped) == [(t, i, "success") for t in ("build_features", "score") for i in range(3)], mapped
+    named = sorted((ti.task_id, ti.rendered_map_index) for ti in run.get_task_instances() if ti.map_index >= 0)
+    assert named == [(t, f"bucket {i} of 3") for t in ("build_features", "score") for i in (1, 2, 3)], named
+    logged = "".join(capfd.readouterr())
+    assert "XCom not found" not in logged and "[error" not in logged, logged[-3000:]
     with sqlite3.connect(settings.data_dir / "results.db") as conn:
         assert sorted(conn.execute(query).fetchall()) == before
     parts = sorted(p.parent.name for p in (settings.runs_dir / "churn_nightly" / RUN_DATE / "score").glob("part-*/*"))

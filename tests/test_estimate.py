@@ -195,8 +195,8 @@ def test_the_e_mail_shows_the_estimate_its_band_and_its_own_error():
     section = estimate_section(nan_to_none(json.loads(json.dumps(replace(est, history=history).to_dict()))))
     text = " ".join(section.lines)
     assert section.title == "Estimated performance (labels not matured yet)"
-    assert f"{est.roc_auc:.3g} ({est.roc_auc_lower:.3g} .. {est.roc_auc_upper:.3g}) vs 0.95" in text
+    assert f"{est.roc_auc:.3f} ({est.roc_auc_lower:.3f} .. {est.roc_auc_upper:.3f}) vs 0.950" in text
     assert "BELOW the holdout minus performance_drop_margin every night since 2025-07-02" in text
     assert "Calibration not checked on matured labels yet" in text
     (row,) = section.rows
-    assert row[0] == "2025-06-01" and row[3] == "0.76" and row[4] == "+0.020" and row[7] == "n/a"
+    assert row[0] == "2025-06-01" and row[3] == "0.760" and row[4] == "+0.020" and row[7] == "n/a"

@@ -80,3 +80,23 @@ def test_full_report_keys_and_single_class_error():
     assert best_f1_threshold(y, p)["f1"] == pytest.approx(rep["f1_optimal"]["f1"])
     with pytest.raises(ValueError, match="one class"):
         full_report(np.zeros(5), np.linspace(0, 1, 5), Campaign())
+
+
+def test_the_stored_threshold_keeps_its_campaign_when_the_scores_are_rounded():
+    """The threshold used to equal the lowest contacted customer's probability: the same scores
+    kept as float32 (or recomputed in another order) put that customer below it, and the
+    champion's campaign was worth 4,910 instead of its recorded 4,965 (one churner fewer)."""
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        p = rng.beta(1, 12, 3000)
+        y = (rng.uniform(size=p.size) < p).astype(int)
+        for campaign in (Campaign(capacity=100), Campaign()):
+            best = best_value_threshold(y, p, campaign)
+            assert campaign_value(y, p, best["threshold"], campaign) == best["expected_value"]
+            rounded = p.astype("float32").astype("float64")
+            assert campaign_value(y, rounded, best["threshold"], campaign) == best["expected_value"]
+            # still right under the lowest contacted score: no other customer between
+            contacted = p[p >= best["threshold"]]
+            assert len(contacted) == best["contacted"]
+            if len(contacted):
+                assert 0 < contacted.min() - best["threshold"] <= 1.001e-6

@@ -69,8 +69,8 @@ def test_a_customers_reasons_say_what_and_what_is_usual():
     why = explain(model, risky, X, NUMERIC, CATEGORICAL)
     assert list(why.columns) == ["reason_1", "reason_2", "reason_3"]
     given = set(why.iloc[0])
-    assert "failed payments in 180 days: 4 (usually 0)" in given, given
-    assert "days since last login: 21 (usually 3)" in given or "days since last login: 21 (usually 4)" in given, given
+    assert "failed payments in the last 180 days: 4 (usually 0)" in given, given
+    assert "days since the last login: 21 (usually 3)" in given or "days since the last login: 21 (usually 4)" in given, given
     assert "plan: basic (usually standard)" in given, given
     # a customer with nothing that raises the risk has fewer reasons, never made-up ones
     calm = pd.DataFrame([{"n_failed_payments_180d": 0, "days_since_last_login": 0.0, "tenure_days": 400,
@@ -94,17 +94,29 @@ def test_a_model_without_categorical_or_numeric_features_explains_its_scores(nam
     assert list(contrib.columns) == numeric + categorical and contrib.abs().to_numpy().sum() > 0
     why = explain(model, rows, X, numeric, categorical)
     assert list(why.columns) == ["reason_1", "reason_2", "reason_3"] and why["reason_1"].notna().any()
-    driver = "failed payments in 180 days: " if numeric else "plan: "
+    driver = "failed payments in the last 180 days: " if numeric else "plan: "
     assert why["reason_1"].str.startswith(driver).any(), why["reason_1"].value_counts()
     importance = mean_abs_contributions(model, rows, X, numeric, categorical)
     assert list(importance.index) == numeric + categorical and (importance >= 0).all()
 
 
 def test_feature_names_read_as_words():
-    assert label("n_logins_30d") == "logins in 30 days"
-    assert label("no_events_90d_flag") == "no events in 90 days"
-    assert label("trend_events_7d_vs_90d") == "trend events (7 vs 90 days)"
+    """Issue 37: reasons leaked feature names ("total duration s in 7 days: 387"); they read in the
+    catalogue's words now, every catalogue feature has its own label, and values carry their unit."""
+    from pipeline.features.catalogue import feature_specs
+    from pipeline.model.explain import _value
+
+    assert label("n_logins_30d") == "logins in the last 30 days"
+    assert label("no_events_90d_flag") == "no activity in the last 90 days"
+    assert label("trend_events_7d_vs_90d") == "daily activity, last 7 days vs last 90 days (ratio)"
+    assert label("total_duration_s_7d") == "time in sessions in the last 7 days"
     assert label("monthly_fee") == "monthly fee"
+    assert label("my_own_score_14d") == "my own score in 14 days"  # a train-table column: words all the same
+    names = [f.name for f in feature_specs((3, 14, 60))]
+    words = [label(n) for n in names]
+    assert len(set(words)) == len(names) and not any("_" in w for w in words), words
+    assert (_value("total_duration_s_7d", 387.0), _value("total_duration_s_7d", 9000.0)) == ("6 min", "2.5 h")
+    assert (_value("billing_change_pct_90d", 12.4), _value("downgrade_90d_flag", 1)) == ("+12%", "yes")
 
 
 def test_the_fast_attribution_keeps_the_drivers_and_exact_rows_are_exact():

@@ -2,9 +2,11 @@
 bare PATH, its scheduler, dag-processor, triggerer and API server, driven through the REST API v2.
 
 What ``dag.test()`` on fixed dates cannot show: that the launcher serves at all from a fresh
-shell, that an unpaused nightly gets a run for *today* and scores it with data, that a night
-without data stops at the readiness gate, that an asset-triggered training (no logical date)
-trains on the date the asset event carries, and that Ctrl-C leaves no component behind.
+shell, that an unpaused nightly gets a run for *today* and scores it with data (in two buckets:
+``partitions: 2``), that a night without data stops at the readiness gate, that an asset-triggered
+training (no logical date) trains on the date the asset event carries, that Ctrl-C leaves no
+component behind, and, in a real browser (headless Chromium), what a person sees in the UI: no run
+of ``make demo``, mapped pieces named by their bucket, and a scheduler log without errors.
 """
 
 from __future__ import annotations
@@ -13,9 +15,17 @@ import datetime as dt
 import email
 import email.policy
 import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import requests
+from browser import chromium
+from conftest import ROOT, RUN_DATE
 
 from churnflow_sim.live_airflow import ctrl_c, launch, our_processes
 
@@ -23,6 +33,18 @@ pytestmark = pytest.mark.live
 
 TODAY = dt.datetime.now(dt.UTC).date()
 REQUESTED = TODAY - dt.timedelta(days=2)  # the night an asset event asks to retrain for
+
+
+def make_airflow_homes() -> tuple[str, str]:
+    """The folder names of the Airflow homes ``make airflow`` and ``make demo`` use, as the Makefile sets them."""
+    def make(*args: str) -> str:
+        return subprocess.run(["make", "-s", "--no-print-directory", *args], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout
+
+    live = make("--eval", "print-airflow-home: ; @echo $$AIRFLOW_HOME", "print-airflow-home").strip()
+    demo = re.search(r"AIRFLOW_HOME=(\S+) \S+ scripts/demo\.py", make("-n", "demo"))
+    assert live and demo, "the Makefile no longer says where make airflow and make demo keep their Airflow homes"
+    return Path(live).name, Path(demo.group(1)).name
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +57,11 @@ def live(tmp_path_factory):
         "CHURNFLOW_EMAIL_RECIPIENTS": "ana@example.com",
         # short enough to watch a stuck run fail: a night gets 2 minutes (it needs ~20 s here)
         "CHURNFLOW_READINESS_TIMEOUT_MINUTES": "1", "CHURNFLOW_NIGHTLY_RUN_TIMEOUT_MINUTES": "2",
+        # the nights' features and scores as mapped pieces, one per customer bucket
+        "CHURNFLOW_PARTITIONS": "2",
     }
-    with launch(tmp_path_factory.mktemp("live"), env) as running:
+    # the checkout's layout: make airflow's home beside make demo's, each named as the Makefile names it
+    with launch(tmp_path_factory.mktemp("live"), env, home_name=make_airflow_homes()[0]) as running:
         yield running
 
 
@@ -44,6 +69,14 @@ def test_launcher_serves_the_ui_from_a_bare_path(live):
     r = requests.get(f"http://127.0.0.1:{live.port}/", timeout=30)
     assert r.status_code == 200 and "<html" in r.text.lower()
     assert "user admin, password admin" in live.log.read_text()
+    # third-party start-up noise is not what a user reads: Great Expectations' 209 "Skipping registering function"
+    # info lines and its "Multiple declarations of metric" notes, once the scheduler has preloaded the libraries
+    deadline = time.monotonic() + 120
+    while "preloaded" not in (log := live.log.read_text(errors="replace")) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert "preloaded" in log, log[-3000:]
+    assert "Skipping registering function" not in log and "Multiple declarations of metric" not in log
+    assert not [line for line in log.splitlines() if "[info" in line and "[mail.log]" in line]  # the SMTP sink's
     simulator = live.api("GET", "/dags/churn_landing_simulator")
     assert simulator["is_paused"] is False  # the simulated business goes on by itself
     assert live.api("GET", "/dags/churn_nightly")["is_paused"] is True
@@ -105,6 +138,79 @@ def test_unpaused_nightly_scores_today_with_data_and_emails(live):
                                                         "source_run_id": run["dag_run_id"]})["asset_events"]
     assert [(e["source_task_id"], e["extra"]["date"]) for e in asset_events] == [("publish_scores", TODAY.isoformat())], \
         asset_events
+
+
+def make_demo_run(live) -> str:
+    """A run of churn_nightly for the demo's date made as ``make demo`` makes its runs: in the Airflow
+    home the Makefile gives the demo, beside ``make airflow``'s (the bug: both were .airflow/, so the
+    live UI listed the demo's 2025-07-01 night, its logs "not found on worker"). Its run id."""
+    home = Path(live.home).parent / make_airflow_homes()[1]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("CHURNFLOW_", "AIRFLOW"))},
+           "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "CHURNFLOW_DATA_DIR": str(live.data)}
+    airflow = [sys.executable, "-m", "airflow"]
+    run_id = f"manual__{RUN_DATE}T00:00:00+00:00"
+    for args in (["db", "migrate"], ["dags", "reserialize"],
+                 ["dags", "trigger", "churn_nightly", "--run-id", run_id, "--logical-date", f"{RUN_DATE}T00:00:00+00:00"]):
+        done = subprocess.run([*airflow, *args], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, (args, done.stderr[-2000:])
+    return run_id
+
+
+def sign_in(driver, base: str) -> None:
+    """Through the UI's own login form, as a person does (admin/admin)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(f"{base}/")
+    wait = WebDriverWait(driver, 60)
+    wait.until(ec.presence_of_element_located((By.NAME, "username"))).send_keys("admin")
+    driver.find_element(By.NAME, "password").send_keys("admin")
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(lambda d: "/auth/" not in d.current_url)
+
+
+def page_text(driver, url: str, expected: str, timeout: float = 60) -> str:
+    """The visible text of ``url`` once it shows ``expected`` (the UI fills its pages in after loading)."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(url)
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = driver.find_element(By.TAG_NAME, "body").text
+        if expected in text:
+            return text
+        time.sleep(1)
+    raise AssertionError(f"{url} never showed {expected!r}; it shows:\n{text[:3000]}")
+
+
+def test_the_ui_shows_live_runs_only_buckets_by_name_and_a_healthy_night_logs_no_error(live):
+    """In a real browser, after a scheduled partitioned night and a run made as ``make demo`` makes them:
+    the UI's runs are the live Airflow's (none for the demo's date), the night's mapped pieces are named
+    "bucket i of 2" (not ``build_features [0]``), and the scheduler logged no "XCom not found" error for it
+    (the bug: combining the mapped pieces asked for one past the last, every night)."""
+    api = live.api
+    with chromium() as driver:
+        api("PATCH", "/dags/churn_nightly", json={"is_paused": False})
+        night = api.wait_run("churn_nightly", lambda r: r["run_type"] == "scheduled", 300, live.log)
+        assert night["state"] == "success", api.states("churn_nightly", night["dag_run_id"])
+        demo_run = make_demo_run(live)
+        base = f"http://127.0.0.1:{live.port}"
+        sign_in(driver, base)
+        shown = page_text(driver, f"{base}/dags/churn_nightly/runs", night["dag_run_id"])
+        assert demo_run not in shown and RUN_DATE not in shown, shown[:3000]
+        assert all(not r["logical_date"] or not r["logical_date"].startswith(RUN_DATE) for r in api.runs("churn_nightly"))
+        for task_id in ("build_features", "score"):
+            mapped = page_text(driver, f"{base}/dags/churn_nightly/runs/{night['dag_run_id']}/tasks/{task_id}/mapped",
+                               "bucket 2 of 2")
+            assert "bucket 1 of 2" in mapped, mapped[:3000]
+            named = sorted(t["rendered_map_index"] for t in api.task_instances("churn_nightly", night["dag_run_id"])
+                           if t["task_id"] == task_id)
+            assert named == ["bucket 1 of 2", "bucket 2 of 2"], named
+    scheduler = [line for line in live.log.read_text(errors="replace").splitlines() if "XCom not found" in line]
+    assert not scheduler, "\n".join(scheduler[:5])
 
 
 def test_night_without_data_fails_at_the_readiness_gate(live):

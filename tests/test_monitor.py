@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import re
 import shutil
 import socket
 import zipfile
@@ -21,6 +22,7 @@ import pytest
 from conftest import RUN_DATE
 
 from pipeline.config import load_settings
+from pipeline.features.catalogue import human_label
 from pipeline.model.pinning import pinned_model
 from pipeline.monitoring.alerts import Alert, alerts_for_email, highest_severity, mark_sent, record_alerts
 from pipeline.results import DRIFT, PERFORMANCE, results_engine
@@ -59,6 +61,9 @@ def nightly(trained_source, tmp_path_factory):
     with SmtpSink() as sink:
         smtp = SmtpSettings(host=sink.host, port=sink.port)
         outs[QUIET] = run_nightly(settings, QUIET, lookback_days=31, send=True, smtp=smtp)
+        # the dashboard as the first night left it (the browser tests read it as an analyst would that night)
+        first = tmp_path_factory.mktemp("first-night") / "dashboard"
+        outs[QUIET]["dashboard_that_night"] = shutil.copytree(settings.dashboard_location, first)
         # the DAG's email_report task on its own, with the SMTP server down
         outs[DRIFTED] = out = run_nightly(settings, DRIFTED, lookback_days=31)
         down = SmtpSettings(host="127.0.0.1", port=_dead_port(), timeout=2)
@@ -140,7 +145,7 @@ def test_injected_drift_is_detected_in_changed_features_only(nightly):
     message = messages[NEXT]
     assert "WARNING" in message["Subject"]
     html = message.get_body(("html",)).get_content()
-    assert "monthly_fee" in html and "data:image/png;base64," in html  # trend chart inline
+    assert "monthly fee" in html and "data:image/png;base64," in html  # the catalogue's words; trend chart inline
     attached = {p.get_filename(): p for p in message.iter_attachments()}
     assert list(attached) == ["drift_report.html.zip", f"campaign_{NEXT}.csv"]
     with zipfile.ZipFile(io.BytesIO(attached["drift_report.html.zip"].get_payload(decode=True))) as archive:
@@ -204,7 +209,7 @@ def test_the_nights_reports_are_written_once_with_the_trend(nightly):
     report = Path(outs[NEXT]["report"]["report"])
     for page in (report, report.with_name("drift_report_email.html")):
         text = page.read_text()
-        assert text.count("<!-- churnflow:trend -->") == 1 and "Trend over the last" in text, page
+        assert text.count("<!-- churnflow:trend -->") == 1 and "Trend: " in text, page
 
 
 def test_matured_label_performance_appears_once_the_horizon_has_passed(nightly):
@@ -303,7 +308,7 @@ def test_a_business_without_demographics_trains_and_every_night_runs(source_data
     scores = pd.read_parquet(night["scores"]["path"]).set_index("customer_id")
     assert scores.loc[new_channel, "churn_probability"].between(0, 1).all()
     assert text.count("Fairness not judged by: age_band") == 1 and text.count("Left out of the model:") == 1, text
-    assert f"acquisition_channel: {len(new_channel)} customers have a value the model never saw" in text, text
+    assert f"acquisition channel: {len(new_channel)} customers have a value the model never saw" in text, text
     for segments in ("", "gender"):
         night = run_nightly(settings.replace(fairness_segments=segments), "2025-06-16", lookback_days=15)
         assert set(night["monitoring"]["fairness_skipped"]) == ({"gender"} if segments else set())
@@ -320,8 +325,8 @@ def test_every_score_has_its_reasons_in_the_store_and_the_campaign_list(nightly)
     assert stored["reason_1"].notna().mean() > 0.9
     attached = {p.get_filename(): p for p in messages[NEXT].iter_attachments()}
     campaign = pd.read_csv(io.StringIO(attached[f"campaign_{NEXT}.csv"].get_content()))
-    assert list(campaign.columns) == ["customer_id", "churn_probability", "risk_band", "reason_1", "reason_2",
-                                      "reason_3", "rank"]
+    assert list(campaign.columns) == ["customer_id", "rank", "churn_probability", "expected_value", "risk_band",
+                                      "on_list_because", "reason_1", "reason_2", "reason_3", "plan", "tenure_days"]
     assert len(campaign) and campaign["reason_1"].notna().all()
 
 
@@ -375,7 +380,7 @@ def test_the_dashboard_holds_one_snapshot_per_night_with_what_it_published(night
         rows = drift[drift["run_date"].dt.date.astype(str) == day]
         assert figures[("drifted_features", "")] == rows["drifted"].sum() == len(outs[day]["drift"]["drifted"])
         top = rows.sort_values("psi", ascending=False).iloc[0]
-        assert figures[("psi", top["feature"])] == pytest.approx(top["psi"])
+        assert figures[("psi", human_label(top["feature"]))] == pytest.approx(top["psi"])
         assert sum(f == "psi" for f, _ in figures) == settings.dashboard_top_features
         assert figures[("at_risk_pct", "")] == pytest.approx(100 * outs[day]["scores"]["high_risk_share"])
         assert figures[("scored", "")] == outs[day]["scores"]["rows"]
@@ -427,18 +432,120 @@ def test_the_dashboard_shows_last_nights_values_in_a_real_browser(nightly):
         assert int(drifted.group(1)) == len(last["drift"]["drifted"])
         assert float(at_risk.group(1)) == pytest.approx(100 * last["scores"]["high_risk_share"], abs=0.01)
         for panel in ("Features drifted, %", "Highest PSI features", "Churn probability distribution",
-                      "Matured labels: ROC-AUC, PR-AUC, recall", "Fairness: positive-rate ratio by group",
+                      "Matured labels: ROC-AUC, PR-AUC, recall", "Fairness by gender: positive-rate ratio",
                       "Alerts raised, by severity"):
             assert panel in text
         # the series' legends: tonight's highest-PSI feature, the matured metrics, the score quantiles, severities
-        for legend in (last["drift"]["max_psi_feature"], "roc_auc", "recall", "p90", "warning"):
+        for legend in (human_label(last["drift"]["max_psi_feature"]), "roc_auc", "recall", "p90", "warning"):
             assert re.search(rf"^{re.escape(legend)}$", text, re.M), legend
         assert len(driver.find_elements("css selector", "svg")) >= 6  # the charts are drawn
 
 
+def _wait_for(driver, *needles, seconds: float = 60) -> str:
+    """The page's text once every needle shows (or the last text read, for the assertion that follows)."""
+    import time
+
+    deadline, text = time.monotonic() + seconds, ""
+    while time.monotonic() < deadline:
+        text = driver.find_element("tag name", "body").text
+        if all(n in text for n in needles):
+            break
+        time.sleep(0.5)
+    return text
+
+
+def test_the_first_nights_dashboard_reads_in_a_real_browser(nightly, tmp_path):
+    """The dashboard as the first night left it, in headless Chromium: each series drawn as bars (the UI draws a lone
+    point of a line as a hollow dot), the matured labels' panel saying when they are expected, a fairness panel per
+    segment listing each of its groups (at most 6: the UI's palette has 6 colours), and the night's page (Reports >
+    View, the e-mail's link) as grouped tiles of numbers a person reads."""
+    import json
+    import re
+    import urllib.request
+
+    from browser import chromium, evidently_ui
+
+    from pipeline.monitoring.dashboard import SERIES_PER_PANEL, night_link
+
+    settings, outs, _, _ = nightly
+    fairness = read_table(settings, "fairness_metrics").dropna(subset=["positive_rate_ratio"])
+    quiet = fairness[fairness["run_date"].dt.date.astype(str) == QUIET]
+    groups = {seg: sorted(rows["group"].astype(str)) for seg, rows in quiet.groupby("segment")}
+    assert groups and all(len(g) <= SERIES_PER_PANEL for g in groups.values()), groups
+    expected = (dt.date.fromisoformat(QUIET) + dt.timedelta(days=settings.label_window_days)).isoformat()
+    with evidently_ui(outs[QUIET]["dashboard_that_night"]) as url, chromium() as driver:
+        projects = json.loads(urllib.request.urlopen(f"{url}/api/projects", timeout=10).read())
+        (project,) = [p for p in projects if p["name"] == settings.dashboard_project]
+        driver.get(f"{url}/projects/{project['id']}")
+        text = _wait_for(driver, "% at or above the threshold", "Timestamps", "No matured labels yet")
+        driver.save_screenshot(str(tmp_path / "first-night-dashboard.png"))
+        assert f"No matured labels yet - first expected on {expected}" in text, text[:3000]
+        assert "no value" not in text  # Evidently's counter reads 0 as "no value": a zero headline is said in words
+        for segment, names in groups.items():
+            assert f"Fairness by {segment.replace('_', ' ')}: positive-rate ratio" in text, segment
+            for group in names:
+                assert re.search(rf"^{re.escape(group)}$", text, re.M), (segment, group)
+        # one night: bars (each a rect with a fill), no line series drawn as lone hollow marks
+        bars = driver.execute_script(
+            "return [...document.querySelectorAll('svg rect')].filter(r => r.getAttribute('height') > 0 && "
+            "r.getBoundingClientRect().width > 2 && (r.getAttribute('fill') || '').startsWith('#')).length")
+        assert bars >= 10, bars
+        # the night's page, at the path the e-mail links
+        path = night_link(settings.replace(dashboard_workspace=str(outs[QUIET]["dashboard_that_night"]),
+                                           dashboard_url=url), QUIET)
+        driver.get(path)
+        page = _wait_for(driver, "Scores tonight", "customers scored", "Churn probability distribution")
+        driver.save_screenshot(str(tmp_path / "first-night-page.png"))
+    scored = outs[QUIET]["scores"]["rows"]
+    assert f"{scored:,}\ncustomers scored" in page, page[:3000]
+    assert not re.search(r"\d\.\d+e[+-]\d", page), re.findall(r"\S*\d\.\d+e[+-]\d\S*", page)[:5]
+    assert not re.search(r"\d\.\d{4,}", page), re.findall(r"\d+\.\d{4,}", page)[:5]
+    # one tile per kind of figure (the 5 highest PSIs, 4 score statistics in one each), not one per figure
+    assert page.count("Highest PSI features") == 1 and page.count("Churn probability distribution") == 1, page[:3000]
+
+
+#: what a person does not read in an e-mail: a number with more than 4 decimals, or in exponent notation
+UNROUNDED = re.compile(r"(?<![\w.-])\d+\.\d{5,}(?!\w)|(?<![\w.-])\d+(?:\.\d+)?e[+-]\d+(?![\w.])", re.I)
+#: a server path: an absolute path under a system folder, or a Windows drive
+SERVER_PATH = re.compile(r"(?<![\w/:.])/(?:tmp|home|root|work|var|srv|opt|mnt|data|Users|private)/|\b[A-Z]:\\\\")
+
+
+def test_the_nightly_email_reads_in_a_real_browser(nightly, tmp_path):
+    """The first and a later night's e-mail as the real SMTP server received them, their HTML rendered in headless
+    Chromium as a mail client shows it: no unrounded number, no raw feature name (the catalogue's words instead), no
+    server path; the trend says how many nights there are so far; the Model line in business dates; the night's
+    dashboard page linked."""
+    from browser import chromium
+
+    settings, outs, messages, _ = nightly
+    features = [f for f in outs[QUIET]["drift"]["psi"] if "_" in f]  # one-word names (plan, age) read as words
+    assert len(features) > 10, features
+    texts = {}
+    with chromium() as driver:
+        for day in (QUIET, NEXT):
+            page = tmp_path / f"email-{day}.html"
+            page.write_text(messages[day].get_body(("html",)).get_content(), encoding="utf-8")
+            driver.get(page.as_uri())
+            texts[day] = driver.find_element("tag name", "body").text
+            driver.save_screenshot(str(tmp_path / f"email-{day}.png"))
+    for day, text in texts.items():
+        assert "Data drift" in text and "Attached" in text, text[:2000]
+        assert not UNROUNDED.search(text), (day, UNROUNDED.findall(text)[:5])
+        raw = [f for f in features if re.search(rf"(?<![\w]){re.escape(f)}(?![\w])", text)]
+        assert not raw, (day, raw[:5])
+        assert str(settings.data_dir) not in text and not SERVER_PATH.search(text), (day, SERVER_PATH.findall(text))
+        assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", text), day  # business dates, no clock times
+        assert "Scored with the champion v1 (trained as of 2025-07-01" in text
+        assert f"tonight's page: {settings.dashboard_url}/projects/" in text and "kept with the night's outputs" not in text
+    assert "Trend: 1 night so far (2025-05-28)" in texts[QUIET]
+    # NEXT: the nights began (QUIET) before its window: a full window, though some nights in it did not run
+    assert f"Trend: The {settings.trend_nights} nights up to {NEXT}" in texts[NEXT]
+
+
 def test_an_email_over_its_size_limit_is_lightened_step_by_step_and_says_so(nightly):
-    """email_max_bytes: first the drift report loses its detail plots, then the campaign list is zipped, then what
-    still does not fit stays on disk, named in the message; the message is always under the limit."""
+    """email_max_bytes: the complete drift report when it fits; over the limit first its e-mail copy (detail plots for
+    the most drifted columns), then none, then the campaign list is zipped, then what still does not fit is left out,
+    named in the message; the message is always under the limit, and the night's dashboard page is linked."""
     import dataclasses
 
     from churnflow_sim.smtp_sink import SmtpSink
@@ -462,22 +569,30 @@ def test_an_email_over_its_size_limit_is_lightened_step_by_step_and_says_so(nigh
     def text(message):
         return message.get_body(("plain",)).get_content()
 
+    def report(message):
+        with zipfile.ZipFile(io.BytesIO(attached(message)["drift_report.html.zip"])) as archive:
+            return archive.read("drift_report.html").decode("utf-8")
+
     with SmtpSink() as sink:
         smtp = SmtpSettings(host=sink.host, port=sink.port)
-        default, size = send(settings.email_max_bytes)
-        # just over (10 kB: Date and Message-ID vary by a few bytes per message); without the detail plots it fits
-        lighter, lighter_size = send(size - 10_000)
+        complete, size = send(50_000_000)
+        # just over (10 kB: Date and Message-ID vary by a few bytes per message): the e-mail copy, then none
+        copy, copy_size = send(size - 10_000)
+        lighter, lighter_size = send(copy_size - 10_000)
         smaller, _ = send(400_000)
-    assert list(attached(default)) == ["drift_report.html.zip", f"campaign_{NEXT}.csv"]
-    assert "email_max_bytes" not in text(default)
-    assert f"the dashboard of nights, Evidently project '{settings.dashboard_project}' (make dashboard" in text(default)
-    assert str(settings.data_dir) not in text(smaller)  # no server paths, whatever was left out
-    assert list(attached(lighter)) == ["drift_report.html.zip", f"campaign_{NEXT}.csv"] and lighter_size < size
-    assert "without its detail plots" in text(lighter) and "email_max_bytes" in text(lighter)
-    with zipfile.ZipFile(io.BytesIO(attached(lighter)["drift_report.html.zip"])) as archive:
-        page = archive.read("drift_report.html").decode("utf-8")
-    assert "Detail plots left out to keep the e-mail small" in page and "All-rows verdict" in page
-    # 400 kB: the report (Evidently's JavaScript alone is ~1.1 MB deflated) stays on disk, named; the list is zipped
+    for message in (complete, copy, lighter):
+        assert list(attached(message)) == ["drift_report.html.zip", f"campaign_{NEXT}.csv"]
+    assert "email_max_bytes" not in text(complete) and "Detail plots" not in report(complete)
+    assert report(complete) == Path(out["report"]["report"]).read_text(encoding="utf-8")
+    assert f"the dashboard of nights, Evidently project '{settings.dashboard_project}', tonight's page: " \
+           f"{settings.dashboard_url}/projects/" in text(complete)
+    assert "attached as its e-mail copy" in text(copy) and copy_size < size
+    assert "Detail plots (click a row) for" in report(copy) and "All-rows verdict" in report(copy)
+    assert "without its detail plots" in text(lighter) and lighter_size < copy_size
+    assert "Detail plots left out to keep the e-mail small" in report(lighter) and "All-rows verdict" in report(lighter)
+    for message in (complete, copy, lighter, smaller):
+        assert str(settings.data_dir) not in text(message) and "kept with the night's outputs" not in text(message)
+    # 400 kB: the report (Evidently's JavaScript alone is ~1.1 MB deflated) is left out, named; the list is zipped
     assert list(attached(smaller)) == [f"campaign_{NEXT}.csv.zip"]
     assert "Not attached: drift_report.html.zip" in text(smaller) and "The campaign list is zipped" in text(smaller)
 
@@ -662,7 +777,7 @@ def test_a_better_challenger_in_shadow_is_compared_on_matured_labels_and_asks_fo
                           monitoring["threshold"], monitoring=monitoring)
     html = facts.html()
     assert "Challenger in shadow (matured labels)" in html and "PROMOTION REVIEW requested" in html
-    assert f"{champ['roc_auc']:.3g} / {chall['roc_auc']:.3g}" in html and strong.version in html and weak.version in html
+    assert f"{champ['roc_auc']:.3f} / {chall['roc_auc']:.3f}" in html and strong.version in html and weak.version in html
     registry.promote(settings, good.number, "test: the fixture's champion again")
 
 
@@ -690,5 +805,7 @@ def test_the_score_api_answers_what_the_emailed_campaign_csv_says(nightly):
     first = campaign.iloc[0]
     history = api.get(f"/v1/customers/{quote(first['customer_id'], safe='')}/history").json()
     on_next = next(s for s in history["scores"] if s["night"] == NEXT)
-    assert on_next["on_campaign"] and on_next["churn_probability"] == pytest.approx(first["churn_probability"], rel=1e-12)
+    from pipeline.model.score import round_probability
+
+    assert on_next["on_campaign"] and round_probability(on_next["churn_probability"]) == first["churn_probability"]
     assert on_next["model_version"] == outs[NEXT]["scores"]["model_version"]

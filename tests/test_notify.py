@@ -147,7 +147,7 @@ def test_html_summary_is_escaped_and_complete_without_server_paths(report: Night
     assert "&lt;script&gt;x&lt;/script&gt;" in body and "<script>" not in body and "PSI &lt;x&gt;" in body
     assert body.index("<td") < body.index(">age<") < body.index("&lt;script&gt;")  # largest PSI first
     assert "0.42" in body and "0.31" in body
-    assert "Features without drift: 2; largest PSI among them: tenure_days" in body
+    assert "Features without drift: 2; largest PSI among them: days as a customer" in body
     assert "Customers scored: 12,345 (table churn_scores, as_of 2024-07-15)" in body
     # what the analyst can use instead of a path on the pipeline's server
     assert "<code>" not in body and ".parquet" not in body
@@ -169,7 +169,7 @@ def test_plain_text_part_carries_the_headline_facts(report: NightlyReport) -> No
     for fact in ("2024-07-15", "severity CRITICAL", "Customers scored: 12,345",
                  "At risk: 8.3% (churn probability >= 0.237", "DATASET DRIFT. 2 of 4 features drifted",
                  "Feature: age; Type: numeric", "1,000 customers in campaign_2024-07-15.csv",
-                 "ROC-AUC 0.71 (champion holdout 0.8)", "Concept drift: YES",
+                 "ROC-AUC 0.710 (champion holdout 0.800)", "Concept drift: YES",
                  "Attached\n- drift_report.html.zip, campaign_2024-07-15.csv"):
         assert fact in text, fact
     # the alerts list, carried-over and suppressed ones said as such
@@ -337,6 +337,7 @@ def test_the_trend_chart_reads_with_one_night() -> None:
     assert (high - low).days <= 15 and low <= dt.date(2025, 6, 18) and high >= dt.date(2025, 7, 1)
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert "07-01" in labels and "06-18" in labels
+    assert ax.get_title() == "1 night so far (2025-07-01)"  # not "The 14 nights up to 2025-07-01"
 
 
 def test_the_email_says_whether_retraining_was_requested(report: NightlyReport) -> None:
@@ -363,3 +364,49 @@ def test_the_email_says_whether_retraining_was_requested(report: NightlyReport) 
     assert "one could help from 2024-07-31." in text and "triggered churn_training" not in text
     # the headline names the alert that decides the severity
     assert "severity CRITICAL (decided by the performance_drop alert)" in text
+
+
+def test_the_champion_serves_since_a_business_date_or_a_persons_promotion_time() -> None:
+    """A training's gate promoted it on that training's date; a person's promotion at a clock time, to the minute."""
+    from pipeline.monitoring.notify import champion_since
+
+    by_gate = {"promoted_at": "2026-12-06T12:01:19+00:00", "reason": "training 2025-07-01: first version, served"}
+    assert champion_since(by_gate) == ", champion since the training of 2025-07-01 (its gate: first version, served)"
+    by_hand = {"promoted_at": "2026-12-06T12:01:19+00:00", "reason": "manual promotion"}
+    assert champion_since(by_hand) == ", champion since 2026-12-06 12:01 UTC (manual promotion)"
+    assert champion_since({}) == ""
+
+
+def test_the_trend_says_how_many_nights_so_far_until_its_window_is_full() -> None:
+    from pipeline.monitoring.charts import trend_title
+
+    def nights(*days: str) -> pd.DataFrame:
+        return pd.DataFrame({"drift_share": [0.1] * len(days)}, index=pd.to_datetime(list(days)))
+
+    assert trend_title(nights("2025-07-01"), "2025-07-01", 14) == "1 night so far (2025-07-01)"
+    assert trend_title(nights("2025-07-01", "2025-07-02"), "2025-07-02", 14) == "2 nights so far, up to 2025-07-02"
+    # nights before the window: the window is full, though some nights in it did not run
+    assert trend_title(nights("2025-07-02"), "2025-07-02", 14, dt.date(2025, 5, 1)) == "The 14 nights up to 2025-07-02"
+
+
+def test_the_dashboard_link_is_a_link_in_the_html(report: NightlyReport) -> None:
+    import dataclasses
+
+    link = "http://dash:8000/projects/p1/reports/n1"
+    body = dataclasses.replace(report, dashboard=f"Tonight's page: {link}").html()
+    assert f'Tonight\'s page: <a href="{link}">{link}</a></p>' in body.replace("&#x27;", "'")
+
+
+def test_numbers_read_rounded_never_in_exponent_notation() -> None:
+    from pipeline.monitoring.notify import _num
+
+    assert [_num(v) for v in (0.000012, 0.8, 0.123456, 12.3456, 2369.0, 123456.7, float("nan"), None)] == [
+        "0.000", "0.800", "0.123", "12.346", "2,369", "123,457", "n/a", "n/a"]
+
+
+def test_feature_names_in_alert_messages_read_as_the_catalogues_words() -> None:
+    from pipeline.monitoring.notify import in_words
+
+    words = in_words(["monthly_fee", "n_logins_30d", "plan"])
+    assert words("PSI of monthly_fee 0.31; n_logins_30d moved; plan too; n_logins_30d_x stays") == (
+        "PSI of monthly fee 0.31; logins in the last 30 days moved; plan too; n_logins_30d_x stays")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
+
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import RUN_DATE
 from partitioned_nights import assert_identical, one_and_four_nights
 
-from pipeline.features.partitions import Part, all_parts, bucket_of, register_part
+from pipeline.features.partitions import Part, all_parts, bucket_of, bucket_of_hash, hash_range, register_part
 
 
 def test_python_and_duckdb_put_every_id_in_the_same_bucket():
@@ -25,9 +28,15 @@ def test_python_and_duckdb_put_every_id_in_the_same_bucket():
                 inside = con.execute("SELECT id FROM ids WHERE in_part(id)").df()["id"].tolist()
                 assert sorted(map(str, inside)) == sorted(str(v) for v, b in zip(values, buckets, strict=True)
                                                           if b == part.index), (count, part)
-    # the rule is MD5 (stable across Python and DuckDB versions): pinned, and "00042" is not 42
+    # the rule is MD5 (stable across Python and DuckDB versions), a bucket a contiguous range of
+    # hashes (the lake's row groups are sorted by it): pinned, and "00042" is not 42
     assert bucket_of(pd.Series(["00042", "42"]), 1000).tolist() == [
-        int("fa0fe7a2", 16) % 1000, int(__import__("hashlib").md5(b"42").hexdigest()[:8], 16) % 1000]
+        int("fa0fe7a2", 16) * 1000 >> 32, int(__import__("hashlib").md5(b"42").hexdigest()[:8], 16) * 1000 >> 32]
+    for count in (1, 3, 4, 7, 1000):
+        edges = [hash_range(part) for part in all_parts(count)]
+        assert edges[0][0] == 0 and edges[-1][1] == 2**32 and all(a[1] == b[0] for a, b in itertools.pairwise(edges))
+        for part, (lo, hi) in zip(all_parts(count), edges, strict=True):
+            assert (bucket_of_hash(np.array([lo, hi - 1]), count) == part.index).all()
     with pytest.raises(ValueError, match="partition 4 of 4"):
         Part(4, 4).check()
     with pytest.raises(ValueError, match="config partitions: 0"):

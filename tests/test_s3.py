@@ -136,7 +136,7 @@ def test_the_lake_on_s3_replaces_partitions_and_duckdb_reads_it_in_place(s3, tmp
     rows = lambda day, ids: pd.DataFrame({"customer_id": ids, "updated_at": pd.Timestamp(day)})
     written = lake.write_window(settings, "customers", pd.concat([rows("2025-01-01", [1, 2]), rows("2025-01-02", [3])]),
                                 "2025-01-01", "2025-01-03")
-    assert [str(p) for p in written] == [f"s3://{BUCKET}/unit/lake/customers/date=2025-01-0{d}/part-0.parquet"
+    assert [str(p) for p in written] == [f"s3://{BUCKET}/unit/lake/customers/date=2025-01-0{d}/part-1.parquet"
                                          for d in (1, 2)]
     stale = ObjectPath(f"s3://{BUCKET}/unit/lake/customers/date=2025-01-02/part-old.parquet")
     write_parquet(rows("2025-01-02", [99]), stale)
@@ -147,7 +147,7 @@ def test_the_lake_on_s3_replaces_partitions_and_duckdb_reads_it_in_place(s3, tmp
     assert sorted(lake.read_table(settings, "customers")["customer_id"]) == [3, 4, 5, 99]
     # a day replaced by a batch holds exactly its one new file
     lake.write_window(settings, "customers", rows("2025-01-02", [6]), "2025-01-02", "2025-01-03")
-    assert keys(s3, f"{BUCKET}/unit/lake/customers") == [f"date=2025-01-0{d}/part-0.parquet" for d in (1, 2, 3)]
+    assert keys(s3, f"{BUCKET}/unit/lake/customers") == [f"date=2025-01-0{d}/part-1.parquet" for d in (1, 2, 3)]
     assert lake.customer_ids(settings).tolist() == [4, 5, 6]  # DuckDB over the bucket
     assert lake.id_type(settings) is not None and lake.has_data(settings, "customers")
     assert not lake.has_data(settings, "payments") and lake.partition_dates(settings, "payments") == []
@@ -204,7 +204,7 @@ def test_one_and_four_partitions_publish_identical_results_with_the_lake_and_art
                    for night in nights for step in ("features", "scores"))
         lake_objects = keys(s3, f"{BUCKET}/{name}/lake")
         for table in ("customers", "subscriptions", "payments", "events"):
-            assert f"{table}/date=2025-06-26/part-0.parquet" in lake_objects, table
+            assert f"{table}/date=2025-06-26/part-1.parquet" in lake_objects, table
         runs = keys(s3, f"{BUCKET}/{name}/runs")
         for night in NIGHTS:
             for artifact in ("build_features/features.parquet", "score/scores.parquet", "monitor/monitoring.json"):

@@ -35,6 +35,7 @@ from collections.abc import Iterator, Sequence
 import duckdb
 import pandas as pd
 
+from pipeline import storage
 from pipeline.artifacts import as_date, atomic_path
 from pipeline.config import SQL_DIR, Settings
 from pipeline.features.catalogue import (
@@ -50,7 +51,7 @@ from pipeline.features.catalogue import (
     fill,
     window_columns,
 )
-from pipeline.features.partitions import Part, register_part
+from pipeline.features.partitions import Part, hash_range, register_part
 from pipeline.ingestion.lake import DayRange, duckdb_connection, register_lake_table
 from pipeline.storage import Location
 
@@ -142,35 +143,42 @@ def _prepare(
     part: Part | None = None,
 ) -> None:
     """Register the pruned lake views and the helper tables the feature SQL reads. With
-    ``part``, the population is that bucket's customers, and the per-customer event and
-    payment rows are read for them only (the tables that feed a statistic over all customers,
-    like the plan ranks from the subscriptions, are read whole: a customer's row is the same
-    whatever the partitioning)."""
+    ``part``, the population is that bucket's customers, and every per-customer table is read
+    for them only (the lake's files are in customer order: a piece reads its bucket's row
+    groups); the plan ranks, a statistic over every customer's subscriptions, come from all of
+    them (``all_subscriptions``), so a customer's row is the same whatever the partitioning."""
     everything_before: list[DayRange] = [(None, dates[-1])]
+    hashes = hash_range(part) if part is not None else None
     if part is not None:
         register_part(con, part)
+        register_lake_table(con, settings, "subscriptions", everything_before, name="all_subscriptions")
+    # read once into the connection: several queries read each of them
     for table in ("customers", "subscriptions", "cancellations", "support_tickets"):
-        register_lake_table(con, settings, table, everything_before)
+        register_lake_table(con, settings, table, everything_before, hashes=hashes, materialize=True)
+    register_lake_table(con, settings, "plan_changes", _windows_back(dates, PLAN_CHANGE_LOOKBACK_DAYS), hashes=hashes,
+                        materialize=True)
     active = population_active_days(settings) or 0
-    register_lake_table(con, settings, "events", _windows_back(dates, max(windows[-1], active)),
-                        in_part=part is not None)
+    # so are the events and payments: on an object store each query would open (GET) every file
+    # again, so there they are read once too (spilling past the connection's memory limit); on a
+    # disk a view costs less than the copy
+    remote = isinstance(storage.lake_root(settings), storage.ObjectPath)
+    register_lake_table(con, settings, "events", _windows_back(dates, max(windows[-1], active)), hashes=hashes,
+                        materialize=remote)
     register_lake_table(con, settings, "payments",
-                        _windows_back(dates, max(PAYMENT_LOOKBACK_DAYS, PURCHASE_WINDOWS[-1], active)),
-                        in_part=part is not None)
-    register_lake_table(
-        con, settings, "plan_changes", _windows_back(dates, PLAN_CHANGE_LOOKBACK_DAYS)
-    )
+                        _windows_back(dates, max(PAYMENT_LOOKBACK_DAYS, PURCHASE_WINDOWS[-1], active)), hashes=hashes,
+                        materialize=remote)
     register_as_of_dates(con, dates)
     max_lookback = max(windows[-1], PAYMENT_LOOKBACK_DAYS, PLAN_CHANGE_LOOKBACK_DAYS, PURCHASE_WINDOWS[-1])
     con.execute(read_sql("features_asof_days"), {"max_lookback_days": max_lookback})
     # a plan's rank is its typical monthly fee in the periods started before as_of: a business's
     # own plan names need no configured order (a plan seen without a fee has no rank: no downgrade)
+    every = "all_subscriptions" if part is not None else "subscriptions"  # a view name, not a value
     con.execute(
         "CREATE OR REPLACE TEMP TABLE plan_rank AS "
-        "SELECT a.as_of, s.plan, median(s.monthly_fee) AS rank FROM subscriptions AS s "
+        f"SELECT a.as_of, s.plan, median(s.monthly_fee) AS rank FROM {every} AS s "
         "JOIN as_of_dates AS a ON s.start_date < a.as_of::TIMESTAMP "
         "WHERE s.plan IS NOT NULL AND s.monthly_fee IS NOT NULL GROUP BY ALL")
-    text_ids = con.execute("SELECT typeof(subscription_id) FROM subscriptions LIMIT 1").fetchone()
+    text_ids = con.execute(f"SELECT typeof(subscription_id) FROM {every} LIMIT 1").fetchone()
     con.execute(read_sql("features_macros", latest_key=LATEST_KEY_TEXT if text_ids and text_ids[0] == "VARCHAR"
                          else LATEST_KEY_INTEGER))
     create_population(con, population_active_days(settings), population_due_days(settings))

@@ -311,3 +311,73 @@ def feature_catalogue_markdown(windows: Sequence[int] = DEFAULT_WINDOWS) -> str:
         lines.append(f"| `{f.name}` | {f.group} | {f.kind} | {f.window or 'at as_of'} | {f.description} |")
     return "\n".join(lines) + "\n"
 
+
+
+# --------------------------------------------------------------- the words a person reads
+#: each feature as a retention agent or analyst reads it (the reasons of a score, the campaign file):
+#: name pattern -> label, ``{w}`` and ``{v}`` standing for a window's days
+_LABELS: tuple[tuple[str, str], ...] = (
+    ("age", "age"),
+    ("age_missing", "age unknown"),
+    ("gender", "gender"),
+    ("region", "region"),
+    ("acquisition_channel", "acquisition channel"),
+    ("plan", "plan"),
+    ("monthly_fee", "monthly fee"),
+    ("payment_method", "payment method"),
+    ("tenure_days", "days as a customer"),
+    ("n_events_{w}d", "activity (events) in the last {w} days"),
+    ("n_logins_{w}d", "logins in the last {w} days"),
+    ("n_sessions_{w}d", "sessions in the last {w} days"),
+    ("n_content_{w}d", "content views in the last {w} days"),
+    ("total_duration_s_{w}d", "time in sessions in the last {w} days"),
+    ("total_content_units_{w}d", "content consumed in the last {w} days"),
+    ("trend_events_{w}d_vs_{v}d", "daily activity, last {w} days vs last {v} days (ratio)"),
+    ("no_events_{w}d_flag", "no activity in the last {w} days"),
+    ("days_since_last_login", "days since the last login"),
+    ("days_since_last_login_missing", "no login in the look-back"),
+    ("days_since_last_success_payment", "days since the last successful payment"),
+    ("days_since_last_success_payment_missing", "no successful payment in the look-back"),
+    ("n_failed_payments_{w}d", "failed payments in the last {w} days"),
+    ("n_plan_changes_{w}d", "plan changes in the last {w} days"),
+    ("downgrade_{w}d_flag", "downgraded in the last {w} days"),
+    ("billing_change_pct_{w}d", "price change over the last {w} days"),
+    ("n_tickets_{w}d", "support tickets in the last {w} days"),
+    ("n_open_tickets", "open support tickets"),
+    ("n_purchases_{w}d", "purchases in the last {w} days"),
+    ("total_spend_{w}d", "spend in the last {w} days"),
+    ("avg_order_value_{w}d", "average order value over the last {w} days"),
+    ("aov_trend_{w}d_vs_{v}d", "average order value, last {w} days vs last {v} days (ratio)"),
+    ("days_to_period_end", "days until the paid period ends"),
+    ("days_to_period_end_missing", "no end of the paid period known"),
+    ("period_days", "length of the paid period (days)"),
+    ("auto_renew", "renews automatically"),
+    ("n_periods_{w}d", "subscription periods started in the last {w} days"),
+)
+_LABEL_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(re.escape(pattern).replace(r"\{w\}", r"(?P<w>\d+)").replace(r"\{v\}", r"(?P<v>\d+)")), text)
+    for pattern, text in _LABELS)
+#: how a feature's value reads (:func:`value_unit`): name pattern -> unit
+_UNITS: dict[str, str] = {"total_duration_s_*": "seconds", "billing_change_pct_*": "percent"}
+
+
+def human_label(name: str) -> str:
+    """Feature ``name`` in words (``total_duration_s_7d`` -> "time in sessions in the last 7 days");
+    a column the catalogue does not know (a train-table model's) has its underscores as spaces
+    and its ``_<N>d`` windows as "in N days"."""
+    for pattern, text in _LABEL_RULES:
+        found = pattern.fullmatch(name)
+        if found:
+            return text.format(**found.groupdict())
+    text = re.sub(r"^n_", "", name)
+    text = re.sub(r"_flag$", "", text)
+    text = re.sub(r"_(\d+)d_vs_(\d+)d$", r" (\1 vs \2 days)", text)
+    text = re.sub(r"_(\d+)d\b", r" in \1 days", text)
+    return text.replace("_", " ")
+
+
+def value_unit(name: str) -> str:
+    """How a value of feature ``name`` reads: "seconds" (shown as minutes or hours), "percent", or ""."""
+    import fnmatch
+
+    return next((unit for pattern, unit in _UNITS.items() if fnmatch.fnmatchcase(name, pattern)), "")

@@ -1,21 +1,28 @@
 """Customer-hash partitions: the nightly's heavy steps run as ``partitions`` mapped pieces,
 each over the customers of one bucket.
 
-A customer's bucket is the first 32 bits of the MD5 digest of its id as text (an integer id
-as its decimal digits, a text id as it is), modulo the number of partitions: MD5 is the same
-in every Python and every DuckDB version (unlike Python's ``hash`` or DuckDB's ``hash()``),
-so a customer stays in its bucket from night to night and :func:`bucket_of` (Python) and the
-DuckDB macro ``in_part(id)`` (:func:`register_part`) agree on every id.
+A customer's hash is the first 32 bits of the MD5 digest of its id as text (an integer id
+as its decimal digits, a text id as it is): MD5 is the same in every Python and every DuckDB
+version (unlike Python's ``hash`` or DuckDB's ``hash()``), so a customer stays in its bucket
+from night to night, and :func:`bucket_of` (Python), the DuckDB macro ``in_part(id)``
+(:func:`register_part`) and the lake's stored ``customer_hash`` column agree on every id.
+
+Bucket ``i`` of ``K`` is a contiguous range of hashes, ``[ceil(i * 2**32 / K), ceil((i+1) *
+2**32 / K))`` (:func:`hash_range`), not a residue modulo K: the lake keeps each file's rows
+sorted by ``customer_hash`` in small row groups (:mod:`pipeline.ingestion.lake`), so a piece
+reads only the row groups whose hash range meets its own (Parquet min/max statistics), for any
+K, without a layout per K.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from pipeline.ingestion.buckets import HASH_SQL, customer_hash
 
 
 @dataclass(frozen=True)
@@ -50,33 +57,33 @@ def all_parts(count: int) -> list[Part]:
     return [Part(i, count) for i in range(count)]
 
 
-def customer_hash(ids: pd.Series) -> np.ndarray:
-    """Each id's stable hash: the first 32 bits of the MD5 digest of its text (what buckets use)."""
-    return np.array([int(hashlib.md5(str(v).encode("utf-8")).hexdigest()[:8], 16) for v in ids], dtype=np.int64)
+HASH_SPACE = 1 << 32
 
 
-def customer_hash_duckdb(ids: pd.Series) -> np.ndarray:
-    """:func:`customer_hash` computed by DuckDB (the same value: ``in_part``'s rule), vectorized:
-    a million ids in a fraction of a second."""
-    import duckdb
-    import pyarrow as pa
-
-    table = pa.table({"id": pa.Array.from_pandas(ids.reset_index(drop=True))})
-    with duckdb.connect() as con:
-        con.register("ids", table)
-        return con.execute("SELECT ('0x' || left(md5(CAST(id AS VARCHAR)), 8))::UBIGINT AS h FROM ids"
-                           ).fetchnumpy()["h"].astype(np.int64)
+def bucket_of_hash(hashes: np.ndarray, count: int) -> np.ndarray:
+    """The bucket in ``[0, count)`` of each 32-bit customer hash: ``hash * count >> 32``."""
+    return (np.asarray(hashes, dtype=np.int64) * count) >> 32
 
 
 def bucket_of(ids: pd.Series, count: int) -> np.ndarray:
     """Each id's bucket in ``[0, count)``."""
-    return customer_hash(ids) % count
+    return bucket_of_hash(customer_hash(ids), count)
+
+
+def hash_range(part: Part) -> tuple[int, int]:
+    """The half-open range ``[lo, hi)`` of the customer hashes in ``part``'s bucket."""
+    part.check()
+
+    def edge(i: int) -> int:
+        return -(-i * HASH_SPACE // part.count)
+
+    return edge(part.index), edge(part.index + 1)
 
 
 #: the same rule in DuckDB: the parameters live in a one-row table (no value in the SQL text)
 _PART_TABLE = "CREATE OR REPLACE TEMP TABLE churnflow_part AS SELECT $index::UBIGINT AS idx, $count::UBIGINT AS cnt"
 _PART_MACRO = ("CREATE OR REPLACE TEMP MACRO in_part(id) AS "
-               "(('0x' || left(md5(CAST(id AS VARCHAR)), 8))::UBIGINT % (SELECT cnt FROM churnflow_part)) "
+               f"(({HASH_SQL.format(id='id')} * (SELECT cnt FROM churnflow_part)) >> 32) "
                "= (SELECT idx FROM churnflow_part)")
 
 

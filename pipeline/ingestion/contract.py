@@ -45,7 +45,7 @@ class Column:
 
     name: str
     type: pa.DataType
-    #: id | time | category | number | count | flag
+    #: id | time | category | number | count | flag | contact (text for the campaign file only)
     kind: str
     #: the ingest SQL must return it (else the batch fails naming it); optional columns absent
     #: from a source arrive as nulls and switch off what needs them
@@ -65,6 +65,8 @@ class Column:
             return "id (integer or text)"
         if self.kind == "time":
             return "timestamp"
+        if self.kind == "contact":
+            return "text (contact)"
         return {pa.string(): "text", pa.float64(): "number", pa.int32(): "integer", pa.int64(): "integer",
                 pa.bool_(): "boolean"}.get(self.type, str(self.type))
 
@@ -124,6 +126,13 @@ def _cat(name: str, description: str, used_by: tuple[str, ...], allowed: tuple[s
                   used_by=used_by, description=description)
 
 
+def _contact(name: str, description: str) -> Column:
+    """A contact field a business may map in for its retention agents: text, never a feature nor a
+    category (no cardinality bound), carried only into the campaign file (``campaign_columns``)."""
+    return Column(name, pa.string(), "contact", used_by=("campaign",),
+                  description=f"{description}, for the campaign file (campaign_columns); no model reads it")
+
+
 CUSTOMERS = SourceTable(
     "customers",
     (
@@ -134,6 +143,9 @@ CUSTOMERS = SourceTable(
         _cat("gender", "gender, in the business's own codes", ("customer", "fairness")),
         _cat("region", "region, in the business's own names", ("customer", "fairness")),
         _cat("acquisition_channel", "how the customer was acquired", ("customer",)),
+        _contact("name", "the customer's name"),
+        _contact("email", "the customer's e-mail address"),
+        _contact("phone", "the customer's phone number (kept as text: leading zeros and + stay)"),
         _time("updated_at", "when this version of the customer row was written (a change adds a version)"),
     ),
     key=("customer_id", "updated_at"), time_column="updated_at",

@@ -234,7 +234,7 @@ def conform(df: pd.DataFrame, schema: pa.Schema, table: str, id_type: pa.DataTyp
                 continue
             if pa.types.is_boolean(field.type):
                 arrays.append(_flag_array(col))
-            elif kind == "category":
+            elif kind in ("category", "contact"):  # codes and contact fields: text as given ("0612..." too)
                 arrays.append(_code_array(col, table, field.name))
             else:
                 if pa.types.is_timestamp(field.type):
@@ -271,7 +271,7 @@ def conform_arrow(table: pa.Table, schema: pa.Schema, name: str, id_type: pa.Dat
             arrays.append(pa.nulls(table.num_rows, typ))
         elif kind == "id" and not _same_id_kind(table.column(field.name).type, typ):  # text <-> integer ids
             arrays.append(_id_array(table.column(field.name).to_pandas(), typ, name, field.name))
-        elif kind == "category":
+        elif kind in ("category", "contact"):
             arrays.append(codes(table.column(field.name), name, field.name))
         else:
             try:

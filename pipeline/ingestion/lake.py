@@ -1,20 +1,38 @@
-"""The Parquet lake: one folder per table, one partition per day of the table's time column.
+"""The Parquet lake: one folder per table, one partition per day of the table's time column,
+day partitions compacted into one file per month once the month has closed.
 
-Layout: ``<lake>/<table>/date=YYYY-MM-DD/part-0.parquet``; ``<lake>`` is ``<data_dir>/lake``, or
-``lake_url`` (a folder, or ``s3://bucket/prefix``: every read and write goes through
-:mod:`pipeline.storage`).
+Layout: ``<lake>/<table>/date=YYYY-MM-DD/part-1.parquet`` (a day of the current month) and
+``<lake>/<table>/month=YYYY-MM/days-01-31.parquet`` (a closed month; the name lists the days it
+holds, ``days-01-05_07-31`` where one is missing, so that one listing tells which days the lake
+has, without opening a file); ``<lake>`` is ``<data_dir>/lake``, or ``lake_url`` (a folder, or
+``s3://bucket/prefix``: every read and write goes through :mod:`pipeline.storage`).
 
-Writing a batch for the half-open window ``[start, end)`` replaces every day partition of
-that window for which the batch has rows, so re-ingesting a window replaces it instead of
-duplicating rows, whatever windows were ingested before. A day without rows never deletes
-a partition the lake holds (event days must be complete before a batch is read at all:
+Customer order (:mod:`pipeline.ingestion.buckets`): every file of a table with a ``customer_id``
+holds its rows sorted by the stored ``customer_hash`` column, in small row groups (a month file:
+each day's row groups in turn, so both the day and the hash prune). A nightly piece over one
+bucket of customers reads only its row groups (:func:`register_lake_table` ``hashes``). A file
+written before this layout (``part-0.parquet``, in arrival order) is read as before, its bucket
+computed from the ids, until ``python -m pipeline migrate-lake`` rewrites it
+(:func:`migrate`).
+
+Why monthly compaction: the slowly changing tables (customers, subscriptions, plan changes) gain
+a few rows a day, and a feature build reads all their history: on an object store a file is a
+GET, so two years of day files cost ~730 GETs per table where 24 month files cost 24.
+
+Writing a batch for the half-open window ``[start, end)`` replaces every day of that window for
+which the batch has rows, so re-ingesting a window replaces it instead of duplicating rows,
+whatever windows were ingested before (a day of a closed month: its month file is rewritten
+with the day replaced). A day without rows never deletes a day the lake holds (event days
+must be complete before a batch is read at all:
 :func:`pipeline.ingestion.readiness.require_complete_landing`).
-Each partition is written atomically (a rename, or one upload of the complete object).
+Each file is written atomically (a rename, or one upload of the complete object); a month file
+is in place before the day files it replaces go, and a reader takes a month's file over any
+day file left of that month, so no reader sees a row twice.
 Batches are staged chunk by chunk first (:class:`DayStager`, on local disk) and published only
 once the whole batch passed validation, so memory is bounded by a chunk (a day of events,
 ``ingest_chunk_rows`` database rows), not by the history, and a failed batch publishes nothing.
 
-Readers of the lake use DuckDB over the day partitions they need (:func:`duckdb_connection`,
+Readers of the lake use DuckDB over the files they need (:func:`duckdb_connection`,
 :func:`register_lake_table`): the features, the labels and validation's cross-chunk checks. A
 lake on an object store is read by DuckDB through the registered fsspec filesystem (byte
 ranges on demand), never downloaded first.
@@ -24,28 +42,73 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import storage
 from pipeline.artifacts import as_date, atomic_path
 from pipeline.config import Settings
+from pipeline.ingestion.buckets import HASH_COLUMN, HASH_SQL, has_customers, in_customer_order, row_group_rows
 from pipeline.ingestion.contract import ID, LAKE_TABLES, TABLES, schema_with_ids
 from pipeline.storage import Location
 
-PART_NAME = "part-0.parquet"
+#: a day partition's file (layout 1: customer order, with ``customer_hash``)
+PART_NAME = "part-1.parquet"
+#: a day partition written before the customer order (arrival order, no ``customer_hash``)
+LEGACY_PART_NAME = "part-0.parquet"
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LakeFile:
+    """One file of a lake table: the days it holds (a day partition: one), and whether its rows
+    are in customer order with a ``customer_hash`` column."""
+
+    path: Location
+    days: tuple[dt.date, ...]
+    ordered: bool
+
+    @property
+    def month(self) -> str | None:
+        """``YYYY-MM`` for a month file, None for a day partition."""
+        folder = self.path.parent.name
+        return folder.removeprefix("month=") if folder.startswith("month=") else None
+
+
+def month_file_name(days: Sequence[dt.date]) -> str:
+    """The name of the month file holding ``days`` (of one month): ``days-01-31.parquet``, runs of
+    consecutive days joined by ``_`` (``days-01-05_07-31.parquet``)."""
+    numbers = sorted({d.day for d in days})
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return "days-" + "_".join(f"{r[0]:02d}-{r[-1]:02d}" for r in runs) + ".parquet"
+
+
+def _month_days(month: str, name: str) -> tuple[dt.date, ...]:
+    first = dt.date.fromisoformat(month + "-01")
+    out: list[dt.date] = []
+    for run in name.removeprefix("days-").removesuffix(".parquet").split("_"):
+        lo, _, hi = run.partition("-")
+        out += [first.replace(day=d) for d in range(int(lo), int(hi or lo) + 1)]
+    return tuple(out)
 
 
 def table_dir(settings: Settings, table: str) -> Location:
@@ -54,14 +117,44 @@ def table_dir(settings: Settings, table: str) -> Location:
     return storage.lake_root(settings) / table
 
 
+def table_files(settings: Settings, table: str, listing: Sequence[Location] | None = None) -> list[LakeFile]:
+    """The files of ``table`` a reader takes, sorted by their first day (one listing, or
+    ``listing``): a month's file over any day file left of that month (a compaction that stopped
+    half-way), a day's customer-ordered file over its legacy one (a migration that stopped
+    half-way)."""
+    months: dict[str, list[Location]] = {}
+    day_dirs: dict[str, list[Location]] = {}
+    if listing is None:
+        listing = storage.glob(table_dir(settings, table), "*=*/*.parquet")
+    for path in listing:
+        folder = path.parent.name
+        if folder.startswith("month="):
+            months.setdefault(folder.removeprefix("month="), []).append(path)
+        elif folder.startswith("date="):
+            day_dirs.setdefault(folder.removeprefix("date="), []).append(path)
+    out: list[LakeFile] = []
+    for month, paths in months.items():
+        # a rewrite only ever adds days, so the file with the most days is the newest
+        best = max(paths, key=lambda p: (len(_month_days(month, p.name)), p.name))
+        out.append(LakeFile(best, _month_days(month, best.name), True))
+    for day, paths in day_dirs.items():
+        if day[:7] in months:
+            continue
+        names = {p.name for p in paths}
+        chosen = [p for p in paths if not (p.name == LEGACY_PART_NAME and PART_NAME in names)]
+        out += [LakeFile(p, (dt.date.fromisoformat(day),), p.name == PART_NAME) for p in chosen]
+    return sorted(out, key=lambda f: (f.days[0], str(f.path)))
+
+
 def partition_files(settings: Settings, table: str) -> list[Location]:
-    """Every partition file of ``table``, sorted by day (one listing)."""
-    return storage.glob(table_dir(settings, table), "date=*/*.parquet")
+    """Every file of ``table`` a reader takes, sorted by day (one listing)."""
+    return [f.path for f in table_files(settings, table)]
 
 
 def table_glob(settings: Settings, table: str) -> str:
-    """Glob over all partitions of a table (for DuckDB ``read_parquet``)."""
-    return str(table_dir(settings, table) / "date=*" / "*.parquet")
+    """Glob over all files of a table (for DuckDB ``read_parquet``; a compaction or migration
+    that stopped half-way can show a row twice through it: readers use :func:`lake_files`)."""
+    return str(table_dir(settings, table) / "*=*" / "*.parquet")
 
 
 def has_data(settings: Settings, table: str) -> bool:
@@ -134,51 +227,196 @@ class DayStager:
             for field in self.schema:
                 if field.name not in present.names:
                     table = table.append_column(field, pa.nulls(len(rows), field.type))
-            with atomic_path(piece) as tmp:
-                pq.write_table(table.select(self.schema.names), tmp)
+            write_lake_file(table.select(self.schema.names), piece)
         self.rows += len(df)
 
     def staged_glob(self) -> str:
         return str(self.staging / "date=*" / "*.parquet")
 
     def publish(self) -> list[Location]:
-        """Replace the day partitions of the window that have staged rows. A day without rows
-        never deletes or empties a partition the lake already holds (it is kept, with a
-        warning): "no rows" is never evidence that the rows are gone. Returns the partition
-        files written."""
-        base = table_dir(self.settings, self.table)
-        held: dict[str, list[Location]] = {}  # the lake's files by day, listed once
-        for file in partition_files(self.settings, self.table):
-            held.setdefault(file.parent.name, []).append(file)
+        """Replace the days of the window that have staged rows: a day of an open month as its
+        day partition, a day of a closed month (one whose last day is before the window's end)
+        or of a month already compacted inside its month file, which then also takes the
+        month's other days (a closed month's day files are merged into it). A day without rows
+        never deletes or empties a day the lake already holds (it is kept, with a warning):
+        "no rows" is never evidence that the rows are gone. Returns the files written."""
+        listing = storage.glob(table_dir(self.settings, self.table), "*=*/*.parquet")
+        held = table_files(self.settings, self.table, listing)
+        compacted = {f.month for f in held if f.month}
+        staged = {day: pieces for day in days(self.start, self.end)
+                  if (pieces := sorted((self.staging / f"date={day.isoformat()}").glob("*.parquet")))}
+        kept = [d.isoformat() for d in days(self.start, self.end) if d not in staged
+                and any(d in f.days for f in held)]
+        months = {d.isoformat()[:7] for d in staged if d.isoformat()[:7] in compacted or _closed(d, self.end)}
+        # the day files of closed months left over (a batch ended before the month did; not a
+        # legacy lake: that one is compacted by migrate-lake, not by a night)
+        months |= {f.days[0].isoformat()[:7] for f in held if f.month is None and f.ordered and _closed(f.days[0], self.end)}
         written: list[Location] = []
-        kept: list[str] = []
-        for day in days(self.start, self.end):
-            part_dir = base / f"date={day.isoformat()}"
-            pieces = sorted((self.staging / f"date={day.isoformat()}").glob("*.parquet"))
-            if not pieces:
-                if held.get(part_dir.name):
-                    kept.append(day.isoformat())
-                continue
-            final = part_dir / PART_NAME
-            if len(pieces) == 1:  # the usual case for time-ordered input: a rename (or one upload), no copy
-                storage.publish_file(pieces[0], final)
-            else:
-                table = pa.concat_tables([pq.read_table(p, schema=self.schema) for p in pieces])
-                with atomic_path(final) as tmp:
-                    pq.write_table(table, tmp)
-            # a partition is exactly one file: the new one is in place, then any other goes
-            for stale in held.get(part_dir.name, []):
-                if stale != final:
-                    storage.remove(stale)
-            written.append(final)
+        for month in sorted(months):
+            written.append(write_month(self.settings, self.table, month, listing,
+                                       {d: p for d, p in staged.items() if d.isoformat()[:7] == month}, self.schema))
+        for day, pieces in sorted(staged.items()):
+            if day.isoformat()[:7] not in months:
+                written.append(self._publish_day(day, pieces, [p for p in listing
+                                                               if p.parent.name == f"date={day.isoformat()}"]))
         if kept:
             log.warning("lake %s: kept the existing partition(s) of %d day(s) with no rows in this batch: %s",
                         self.table, len(kept), ", ".join(kept[:10]) + (" ..." if len(kept) > 10 else ""))
         self.discard()
         return written
 
+    def _publish_day(self, day: dt.date, pieces: list[Path], held: list[Location]) -> Location:
+        final = table_dir(self.settings, self.table) / f"date={day.isoformat()}" / PART_NAME
+        if len(pieces) == 1:  # the usual case for time-ordered input: a rename (or one upload), no copy
+            storage.publish_file(pieces[0], final)
+        else:
+            write_lake_file(pa.concat_tables([pq.read_table(p, schema=self.schema) for p in pieces]), final)
+        # a partition is exactly one file: the new one is in place, then any other goes
+        for stale in held:
+            if stale != final:
+                storage.remove(stale)
+        return final
+
     def discard(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _closed(day: dt.date, end: dt.date) -> bool:
+    """Whether ``day``'s month closed before ``end`` (its last day is before it)."""
+    return _next_month(day) <= end
+
+
+def _next_month(day: dt.date) -> dt.date:
+    return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+
+
+def file_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema of a lake file of a table whose contract schema is ``schema``: with
+    ``customer_hash`` where the table has customer ids."""
+    return schema.append(pa.field(HASH_COLUMN, pa.int64())) if has_customers(schema) else schema
+
+
+def write_lake_file(table: pa.Table, final: Location) -> Location:
+    """Write one day's file: in customer order where the table has customer ids (the hash column
+    computed anew), in row groups of :func:`~pipeline.ingestion.buckets.row_group_rows` rows."""
+    if has_customers(table.schema):
+        table = in_customer_order(table)
+    with atomic_path(final) as tmp:
+        pq.write_table(table, tmp, row_group_size=row_group_rows(table.num_rows))
+    return final
+
+
+def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with the contract's columns of ``schema`` (one its file lacks: nulls), and its
+    ``customer_hash`` if it has one."""
+    for field in schema:
+        if field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    names = schema.names + ([HASH_COLUMN] if HASH_COLUMN in table.column_names else [])
+    return table.select(names).cast(file_schema(schema) if HASH_COLUMN in names else schema)
+
+
+def _day_tables(path: Location, schema: pa.Schema, ordered: bool, time_col: str,
+                wanted: frozenset[dt.date]) -> Iterator[pa.Table]:
+    """The rows of the days ``wanted`` of one lake file, a day at a time, in customer order (a
+    month file is read row group by row group: each holds one day; an ordered file's rows keep
+    their stored hash and order, a legacy file's are ordered here)."""
+    with storage.parquet_file(path) as source:
+        groups = range(source.metadata.num_row_groups) if ordered else [None]
+        for group in groups:
+            table = _conformed(source.read_row_group(group) if group is not None else source.read(), schema)
+            day_of = pc.cast(table.column(time_col), pa.date32())
+            for day in sorted(set(day_of.to_pylist()) & wanted):
+                rows = table.filter(pc.equal(day_of, pa.scalar(day, pa.date32())))
+                yield rows if HASH_COLUMN in rows.column_names or not has_customers(schema) else in_customer_order(rows)
+
+
+def write_month(settings: Settings, table: str, month: str, listing: Sequence[Location],
+                staged: dict[dt.date, list[Path]], schema: pa.Schema) -> Location:
+    """Write ``month``'s file of ``table`` (``month=YYYY-MM/days-...parquet``): the ``staged`` days
+    (each a list of staged pieces), and every other day the lake holds of that month (from its
+    month file, else from its day files), each day's rows in customer order in row groups of
+    their own; then remove the month's other files. Memory: one day (a row group)."""
+    time_col = TABLES[table].time_column
+    target = file_schema(schema)
+    mine = [p for p in listing if p.parent.name == f"month={month}" or p.parent.name.startswith(f"date={month}-")]
+    held = table_files(settings, table, mine)
+    parts: list[tuple[dt.date, Callable[[], Iterator[pa.Table]]]] = [
+        (day, functools.partial(_staged_days, pieces, schema)) for day, pieces in staged.items()]
+    taken = set(staged)
+    for f in held:  # the month file first (table_files drops day files it supersedes)
+        todo = frozenset(f.days) - taken
+        if todo:
+            taken |= todo
+            parts.append((min(todo), functools.partial(_day_tables, f.path, schema, f.ordered, time_col, todo)))
+    final = table_dir(settings, table) / f"month={month}" / month_file_name(sorted(taken))
+    with atomic_path(final) as tmp, pq.ParquetWriter(tmp, target) as writer:
+        for _, rows_of in sorted(parts, key=lambda part: part[0]):
+            for rows in rows_of():
+                rows = _conformed(rows, schema)
+                writer.write_table(rows, row_group_size=row_group_rows(rows.num_rows))
+    for stale in mine:
+        if stale != final:
+            storage.remove(stale)
+    return final
+
+
+def _staged_days(pieces: list[Path], schema: pa.Schema) -> Iterator[pa.Table]:
+    yield _staged_day(pieces, schema)
+
+
+def _staged_day(pieces: list[Path], schema: pa.Schema) -> pa.Table:
+    """One staged day's rows in customer order (a single piece is already)."""
+    if len(pieces) == 1:
+        return pq.read_table(pieces[0])
+    rows = pa.concat_tables([pq.read_table(p, schema=schema) for p in pieces])
+    return in_customer_order(rows) if has_customers(schema) else rows
+
+
+def legacy_files(settings: Settings) -> dict[str, list[LakeFile]]:
+    """Per lake table, its files written before the customer order (``part-0.parquet``)."""
+    out = {}
+    for table in sorted(LAKE_TABLES):
+        old = [f for f in table_files(settings, table) if not f.ordered]
+        if old:
+            out[table] = old
+    return out
+
+
+def migrate(settings: Settings) -> dict[str, int]:
+    """Rewrite a lake written before the customer order into it (``python -m pipeline
+    migrate-lake``): every closed month into its month file, the days of the month a table's
+    newest day is in into customer-ordered day files. Each file is replaced atomically, so a
+    migration that stops can be run again; until then the lake is read as before. Returns the
+    legacy files rewritten per table; logs its progress."""
+    from pipeline.progress import Progress
+
+    todo = legacy_files(settings)
+    total = sum(len(files) for files in todo.values())
+    if not total:
+        log.info("migrate-lake: %s is in customer order already: nothing to do", storage.lake_root(settings))
+        return {}
+    progress = Progress("migrate-lake", total, "files")
+    done = 0
+    for table, files in todo.items():
+        schema = schema_of(settings, table)
+        listing = storage.glob(table_dir(settings, table), "*=*/*.parquet")
+        newest = max(d for f in table_files(settings, table, listing) for d in f.days)
+        for month in sorted({f.days[0].isoformat()[:7] for f in files}):
+            mine = [f for f in files if f.days[0].isoformat()[:7] == month]
+            if month < newest.isoformat()[:7]:
+                write_month(settings, table, month, listing, {}, schema)
+            else:
+                for f in mine:
+                    rows = pa.concat_tables(list(_day_tables(f.path, schema, False, TABLES[table].time_column,
+                                                             frozenset(f.days))))
+                    final = f.path.parent / PART_NAME
+                    write_lake_file(rows, final)
+                    storage.remove(f.path)
+            done += len(mine)
+            progress.update(done, f"{table} {month}")
+    progress.finish(", ".join(f"{table} {len(files)}" for table, files in todo.items()))
+    return {table: len(files) for table, files in todo.items()}
 
 
 def staging_dir(settings: Settings, table: str, run_key: str | None = None) -> Path:
@@ -233,15 +471,13 @@ def customer_ids(settings: Settings) -> np.ndarray | None:
 
 
 def partition_dates(settings: Settings, table: str) -> list[dt.date]:
-    """Sorted days for which ``table`` has a partition in the lake."""
-    return sorted({dt.date.fromisoformat(f.parent.name.removeprefix("date=")) for f in partition_files(settings, table)})
+    """Sorted days for which ``table`` holds rows in the lake (a day file, or a day of a month file)."""
+    return sorted({day for f in table_files(settings, table) for day in f.days})
 
 
 # --------------------------------------------------------------- DuckDB over the lake
 #: DuckDB's buffer limit; it spills to a temporary directory beyond it
 DUCKDB_MEMORY_LIMIT = "3GB"
-#: read the footers of all files up front when a table view has at most this many files
-EAGER_FOOTERS_MAX_FILES = 400
 
 
 def _duck_type(dtype: pa.DataType) -> str:
@@ -273,39 +509,81 @@ def duckdb_connection(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]
 DayRange = tuple[dt.date | None, dt.date]
 
 
-def lake_files(settings: Settings, table: str, ranges: Sequence[DayRange]) -> list[str]:
-    """Parquet files of ``table`` whose day partition lies in one of the half-open ranges.
+def _in_ranges(day: dt.date, ranges: Sequence[DayRange]) -> bool:
+    return any((lo is None or lo <= day) and day < hi for lo, hi in ranges)
 
-    A range ``(None, end)`` is unbounded below. Pruning is only an optimisation: the SQL
-    applies the exact time filters itself.
-    """
-    files: list[str] = []
-    for path in partition_files(settings, table):
-        day = dt.date.fromisoformat(path.parent.name.removeprefix("date="))
-        if any((lo is None or lo <= day) and day < hi for lo, hi in ranges):
-            files.append(str(path))
-    return files
+
+def files_in(settings: Settings, table: str, ranges: Sequence[DayRange]) -> list[LakeFile]:
+    """The files of ``table`` holding a day in one of the half-open ranges (a range ``(None,
+    end)`` is unbounded below)."""
+    return [f for f in table_files(settings, table) if any(_in_ranges(d, ranges) for d in f.days)]
+
+
+def lake_files(settings: Settings, table: str, ranges: Sequence[DayRange]) -> list[str]:
+    """Parquet files of ``table`` that hold a day in one of the half-open ranges. A month file
+    also holds other days: readers filter on the time column (:func:`register_lake_table`)."""
+    return [str(f.path) for f in files_in(settings, table, ranges)]
+
+
+def _time_filter(column: str, ranges: Sequence[DayRange]) -> duckdb.Expression:
+    """``column`` inside one of the day ranges, as a DuckDB expression of constants (pushed into
+    the Parquet scan: a month file's row groups of other days are skipped)."""
+    col = duckdb.ColumnExpression(column)
+    out: duckdb.Expression | None = None
+    for lo, hi in ranges:
+        term = col < duckdb.ConstantExpression(dt.datetime.combine(min(hi, dt.date(9999, 12, 31)), dt.time()))
+        if lo is not None:
+            term = term & (col >= duckdb.ConstantExpression(dt.datetime.combine(lo, dt.time())))
+        out = term if out is None else out | term
+    assert out is not None
+    return out
+
+
+def _hash_filter(hashes: tuple[int, int], ordered: bool) -> duckdb.Expression:
+    """The rows of the customers whose hash is in ``[lo, hi)``: on the stored ``customer_hash``
+    (row groups outside the range are skipped), or computed from the ids (a legacy file)."""
+    lo, hi = (duckdb.ConstantExpression(v) for v in hashes)
+    value = (duckdb.ColumnExpression(HASH_COLUMN) if ordered
+             else duckdb.SQLExpression(HASH_SQL.format(id='"customer_id"')))
+    return (value >= lo) & (value < hi)
 
 
 def register_lake_table(
     con: duckdb.DuckDBPyConnection, settings: Settings, table: str, ranges: Sequence[DayRange], *,
-    in_part: bool = False,
+    hashes: tuple[int, int] | None = None, materialize: bool = False, name: str | None = None,
 ) -> None:
-    """Expose the pruned partitions of a lake table as the view ``table`` (empty if none). A
-    column its files lack (written before the contract had it) reads as nulls. ``in_part``:
-    only the rows of the customers of the connection's partition
-    (:func:`pipeline.features.partitions.register_part`)."""
+    """Expose the rows of a lake table in the day ranges as the view ``table`` (empty if none). A
+    column its files lack (written before the contract had it) reads as nulls. ``hashes``: only
+    the rows of the customers whose hash is in ``[lo, hi)`` (a nightly piece's bucket:
+    :func:`pipeline.features.partitions.hash_range`). ``materialize``: a table read once, for a
+    table that many queries read whole (each query over a view opens every file again: on an
+    object store, GETs each time). ``name``: the view's name (default: the table's)."""
     schema = schema_of(settings, table)
-    files = lake_files(settings, table, ranges)
-    if files:
-        # Columns are matched by name either way; without union_by_name a file missing one
-        # fails loudly (the lake is written with the contract schema). union_by_name reads
-        # every footer up front: it costs ~0.3 s for two years of daily partitions, but on
-        # the ~90 files of an event window the scan then runs ~0.5 s faster (make bench).
-        rel = con.read_parquet(files, hive_partitioning=False, union_by_name=len(files) <= EAGER_FOOTERS_MAX_FILES)
+    files = files_in(settings, table, ranges)
+    name = name or table
+    if not files:
+        con.register(name, schema.empty_table())
+        return
+    time_col = TABLES[table].time_column
+    views = []
+    for ordered in (True, False):
+        group = [str(f.path) for f in files if f.ordered == ordered]
+        if not group:
+            continue
+        # Columns are matched by name: union_by_name reads every footer up front, so a file
+        # written before the contract had a column reads it as nulls (closed months are one
+        # file each: a table is at most a few dozen files, and on the ~90 files of an event
+        # window the scan runs ~0.5 s faster with it than without, make bench)
+        rel = con.read_parquet(group, hive_partitioning=False, union_by_name=True)
         have = set(rel.columns)
-        rel = rel.project(", ".join(f'"{f.name}"' if f.name in have else f'NULL::{_duck_type(f.type)} AS "{f.name}"'
-                                    for f in schema))
-        (rel.filter("in_part(customer_id)") if in_part else rel).create_view(table)
+        if any(f.month for f in files if f.ordered == ordered):
+            rel = rel.filter(_time_filter(time_col, ranges))
+        if hashes is not None:
+            rel = rel.filter(_hash_filter(hashes, ordered))
+        views.append(rel.project(", ".join(f'"{f.name}"' if f.name in have else f'NULL::{_duck_type(f.type)} AS "{f.name}"'
+                                           for f in schema)))
+    view = views[0] if len(views) == 1 else views[0].union(views[1])
+    if materialize:
+        view.to_table(name)
     else:
-        con.register(table, schema.empty_table())
+        view.create_view(name)

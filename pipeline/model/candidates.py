@@ -9,7 +9,7 @@ is fitted on training rows only and scoring applies exactly the same transform.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ import pandas as pd
 
 from pipeline.config import Settings
 from pipeline.errors import TrainingError
+from pipeline.model import tracking
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,13 @@ class Trial:
     cv_roc_auc: float
     cv_pr_auc: float
     best_iterations: list[int]
+    #: each CV fold's ROC-AUC (MLflow logs them as the child run's ``fold_roc_auc`` steps)
+    fold_roc_aucs: list[float] = field(default_factory=list)
+
+    @property
+    def cv_std(self) -> float:
+        """The spread of the folds' ROC-AUC (their standard deviation)."""
+        return float(np.std(self.fold_roc_aucs)) if self.fold_roc_aucs else float("nan")
 
 
 def search(settings: Settings, X: pd.DataFrame, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
@@ -193,7 +201,8 @@ def search(settings: Settings, X: pd.DataFrame, y: np.ndarray, folds: list[tuple
             aps.append(average_precision_score(y[va], p))
             if it is not None:
                 its.append(it)
-        trials.append(Trial(name, params, float(np.mean(aucs)), float(np.mean(aps)), its))
+        trials.append(Trial(name, params, float(np.mean(aucs)), float(np.mean(aps)), its, list(map(float, aucs))))
+        tracking.observer().trial(trials[-1])  # its MLflow child run, live, with its real duration
         log.info("search %s %s: CV ROC-AUC %.4f PR-AUC %.4f", name, params, trials[-1].cv_roc_auc, trials[-1].cv_pr_auc)
         progress.update(k, f"candidate {name}")
     return trials

@@ -94,8 +94,27 @@ def _candidate_thresholds(p: np.ndarray, capacity: int = 0) -> np.ndarray:
     return np.unique(np.concatenate(grid))
 
 
+#: how far below the lowest contacted probability a stored threshold sits (at most half the gap to the next)
+THRESHOLD_MARGIN = 1e-6
+
+
+def clear_of_scores(p: np.ndarray, threshold: float) -> float:
+    """``threshold`` moved just below the lowest probability at or above it (by at most
+    :data:`THRESHOLD_MARGIN`, and less than half the gap to the next lower probability): the
+    same customers are contacted, but a threshold equal to a customer's probability put that
+    customer on the wrong side of ``>=`` as soon as the score was recomputed or stored with
+    other rounding (a probability kept as float32: one churner fewer, 4,910 instead of 4,965)."""
+    above, below = p[p >= threshold], p[p < threshold]
+    if not len(above):
+        return float(threshold)
+    lowest = float(above.min())
+    gap = lowest - float(below.max()) if len(below) else lowest
+    return lowest - min(THRESHOLD_MARGIN, gap / 2)
+
+
 def best_value_threshold(y_true: ArrayLike, proba: ArrayLike, campaign: Campaign) -> dict[str, float]:
-    """The threshold that maximises expected campaign value, within the contact capacity."""
+    """The threshold that maximises expected campaign value, within the contact capacity (clear
+    of the scores: :func:`clear_of_scores`)."""
     y, p = _check(y_true, proba)
     best: dict[str, float] | None = None
     for t in _candidate_thresholds(p, campaign.capacity):
@@ -106,12 +125,14 @@ def best_value_threshold(y_true: ArrayLike, proba: ArrayLike, campaign: Campaign
         if best is None or value > best["expected_value"]:
             best = {**m, "expected_value": float(value)}
     assert best is not None  # the threshold above 1 contacts nobody and always qualifies
+    best["threshold"] = clear_of_scores(p, best["threshold"])
     return best
 
 
 def best_f1_threshold(y_true: ArrayLike, proba: ArrayLike) -> dict[str, float]:
     y, p = _check(y_true, proba)
-    return max((threshold_metrics(y, p, t) for t in _candidate_thresholds(p)), key=lambda m: m["f1"])
+    best = max((threshold_metrics(y, p, t) for t in _candidate_thresholds(p)), key=lambda m: m["f1"])
+    return {**best, "threshold": clear_of_scores(p, best["threshold"])}
 
 
 def full_report(y_true: ArrayLike, proba: ArrayLike, campaign: Campaign) -> dict[str, object]:

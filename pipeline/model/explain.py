@@ -15,11 +15,12 @@ contributions are those of the fitted model inside the calibrator.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from pipeline.features.catalogue import value_unit
 
 #: the reasons kept per customer
 N_REASONS = 3
@@ -48,7 +49,7 @@ def column_owners(prep: Any, numeric: list[str], categorical: list[str]) -> np.n
     for name, transformer, columns in prep.transformers_:
         if len(columns) == 0 or (isinstance(transformer, str) and transformer == "drop"):
             continue
-        if name == "num":
+        if name == "num" or (name == "cat" and "onehot" not in transformer.named_steps):  # (ordinal codes: one each)
             owners += list(columns)
         elif name == "cat":
             onehot = transformer.named_steps["onehot"]
@@ -118,12 +119,11 @@ def typical_values(reference: pd.DataFrame, numeric: list[str], categorical: lis
 
 
 def label(feature: str) -> str:
-    """A feature name as words: ``n_logins_30d`` -> "logins in 30 days"."""
-    text = re.sub(r"^n_", "", feature)
-    text = re.sub(r"_flag$", "", text)
-    text = re.sub(r"_(\d+)d_vs_(\d+)d$", r" (\1 vs \2 days)", text)
-    text = re.sub(r"_(\d+)d\b", r" in \1 days", text)
-    return text.replace("_", " ")
+    """A feature name as words, the catalogue's (:func:`pipeline.features.catalogue.human_label`):
+    ``n_logins_30d`` -> "logins in the last 30 days"."""
+    from pipeline.features.catalogue import human_label
+
+    return human_label(feature)
 
 
 def _value(feature: str, value: Any) -> str:
@@ -133,6 +133,11 @@ def _value(feature: str, value: Any) -> str:
         number = float(value)
         if feature.endswith(("_flag", "_missing")) or feature == "auto_renew":
             return "yes" if number >= 0.5 else "no"
+        unit = value_unit(feature)
+        if unit == "seconds":
+            return f"{number / 60:,.0f} min" if abs(number) < 5400 else f"{number / 3600:,.1f} h"
+        if unit == "percent":
+            return f"{number:+,.0f}%"
         return f"{number:,.0f}" if number.is_integer() or abs(number) >= 100 else f"{number:,.2f}"
     return str(value)
 

@@ -9,11 +9,14 @@ concept-drift detectors' seed) and ``model_card.html``. Nothing ever writes into
 version: a rerun of a training date registers another version, which must pass the gate.
 
 The serving champion is the alias ``champion``; ``models promote/rollback`` move it with a
-recorded reason (the registered model's tag ``churnflow.champion_history`` keeps the moves and
-the rollback stack). A nightly run pins a version number for its whole run.
+recorded reason: the registered model's description lists the moves, newest first, and its tag
+``churnflow.rollback_stack`` the earlier champions a rollback returns to. A nightly run pins a
+version number for its whole run. Each version's description says what was trained and the
+gate's verdict in one sentence (:func:`version_description`); its tags are plain values.
 
 A version is used from a **verified local copy** (:mod:`pipeline.model.model_cache`: every file
-checked against the SHA-256 recorded as the version's tag ``churnflow.sha256`` at registration).
+checked against the SHA-256 recorded at registration: the version's tag ``churnflow.sha256`` is
+the digest of its checksum list, which is kept with its run, ``sha256/vN.txt``).
 What the nights serve (the challenger, the facts a night reports) is :mod:`pipeline.model.serving`'s.
 """
 
@@ -23,6 +26,7 @@ import datetime as dt
 import functools
 import json
 import logging
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +43,11 @@ log = logging.getLogger(__name__)
 
 ALIAS = "champion"
 TAG_SHA = "churnflow.sha256"
+#: the run-artifact folder of each version's checksum list (``vN.txt``, ``sha256sum``'s format)
+SHA_FOLDER = "sha256"
+#: the earlier champions, oldest first, a rollback returns to the last ("v1, v3")
+TAG_ROLLBACK_STACK = "churnflow.rollback_stack"
+#: the JSON record of the champion's moves and the rollback stack of stores made before the readable ones
 TAG_HISTORY = "churnflow.champion_history"
 TAG_PROMOTED_AT = "churnflow.promoted_at"
 TAG_PROMOTION_REASON = "churnflow.promotion_reason"
@@ -330,13 +339,45 @@ def _download(settings: Settings, name: str, number: int, run_id: str, expected:
     return ModelVersion(name, number, path)
 
 
+def checksum_list(sums: dict[str, str]) -> str:
+    """A version's checksums as ``sha256sum`` writes them: ``<hex>  <path>`` per file, by path."""
+    return "".join(f"{digest}  {path}\n" for path, digest in sorted(sums.items()))
+
+
+def _checksum_file(number: int) -> str:
+    return f"{SHA_FOLDER}/{label(number)}.txt"
+
+
 def _recorded(settings: Settings, mv: Any) -> dict[str, str]:
-    """The checksums recorded at registration; a version without them was never completely registered."""
+    """The checksums recorded at registration: the run's checksum list (``sha256/vN.txt``), used
+    only if its SHA-256 is the version's tag ``churnflow.sha256`` (a version registered before
+    the lists has the checksums themselves as the tag, JSON). A version without the tag was never
+    completely registered."""
+    import hashlib
+
     text = (mv.tags or {}).get(TAG_SHA)
+    number = int(mv.version)
     if not text:
-        raise RegistryError(f"model version {label(int(mv.version))} of {mv.name!r} has no recorded checksums "
+        raise RegistryError(f"model version {label(number)} of {mv.name!r} has no recorded checksums "
                             f"({TAG_SHA}): its registration did not complete, so it is never served")
-    return dict(json.loads(text))
+    if text.lstrip().startswith("{"):
+        return dict(json.loads(text))
+    import mlflow
+
+    from pipeline.model import tracking
+
+    tracking.use_uris(settings)
+    try:
+        listing = mlflow.artifacts.load_text(f"runs:/{mv.run_id}/{_checksum_file(number)}")
+    except Exception as exc:  # missing, unreadable: the version cannot be verified
+        raise RegistryError(f"model version {label(number)} of {mv.name!r}: its files cannot be read from the MLflow "
+                            f"store {where(settings)} (its checksum list {_checksum_file(number)}: "
+                            f"{type(exc).__name__}); it is not used. Promote another version, or retrain") from exc
+    if hashlib.sha256(listing.encode("utf-8")).hexdigest() != text.strip():
+        raise RegistryError(f"model version {label(number)} of {mv.name!r}: its checksum list "
+                            f"{_checksum_file(number)} differs from the one registered ({TAG_SHA}); it is not used. "
+                            "Promote another version, or retrain")
+    return {path: digest for digest, _, path in (line.partition("  ") for line in listing.splitlines() if line)}
 
 
 def get_version(settings: Settings, version: str | int, *, name: str | None = None) -> ModelVersion:
@@ -378,50 +419,162 @@ def check_champion(settings: Settings) -> ModelVersion:
 
 
 # ------------------------------------------------------------------------- registering
+#: the registered model's description above the champion's moves
+MODEL_DESCRIPTION = (f"churnflow churn model: every version immutable; the serving one carries the alias {ALIAS!r}. "
+                     "Each version's description says what was trained and the gate's verdict.")
+
+
+def _clauses(text: str) -> list[str]:
+    """``text`` split at its top-level "; " (not inside parentheses)."""
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == ";" and depth == 0:
+            out.append(text[start:i].strip())
+            start = i + 1
+    return [*out, text[start:].strip()]
+
+
+def verdict_sentence(decision: str, served: bool | None, champion: str | None) -> str:
+    """The gate's verdict in one sentence: served or not, against which champion, and the first
+    reason of ``decision`` (the gate's full text, kept as the tag ``churnflow.gate.decision``);
+    ``served`` None: the verdict is not final yet."""
+    first = _clauses(decision.removeprefix("not promoted: "))[0] if decision else ""
+    first = re.sub(r"^better on ROC-AUC \(.*\) but worse on ", "better on ROC-AUC but worse on ", first)
+    if served and ", beyond noise" in first:  # the bootstrap's numbers are in the tag
+        first = first.split(", beyond noise")[0] + ", beyond noise"
+    if served is None:
+        return f"Gate: {first}." if first else ""
+    if served:
+        against = f"replaces {champion}" if champion and champion != "none" else "the first champion"
+        return f"Served ({against}): {first}." if first and first != "no champion yet" else f"Served ({against})."
+    stays = f"{champion} stays the champion" if champion and champion != "none" else "no champion"
+    return f"Not served ({stays}): {first}." if first else f"Not served ({stays})."
+
+
+def version_description(tags: dict[str, str], verdict: str) -> str:
+    """A version's description (Markdown, shown in the MLflow UI): what was trained (candidate,
+    training date, label, holdout, ROC-AUC and PR-AUC, from its tags) and ``verdict``
+    (:func:`verdict_sentence`)."""
+    what = f"**{tags.get('churnflow.candidate', 'a model')}**"
+    if tags.get("churnflow.training_date"):
+        what += f" trained as of {tags['churnflow.training_date']}"
+    if tags.get("churnflow.label"):
+        what += f" ({tags['churnflow.label']} churn)"
+    if tags.get("churnflow.holdout"):
+        what += f", held out {tags['churnflow.holdout'].replace(',', ', ')}"
+    scores = [f"{key} {float(tags[tag]):.4f}" for key, tag in (("ROC-AUC", "churnflow.roc_auc"),
+                                                             ("PR-AUC", "churnflow.pr_auc")) if tag in tags]
+    return f"{what}{': ' + ', '.join(scores) if scores else ''}. {verdict}".strip()
+
+
 def create_version(settings: Settings, *, name: str, run_id: str, model_uri: str, tags: dict[str, str],
                    description: str = "", model_id: str | None = None) -> int:
     """A new version of ``name`` for the MLflow model at ``model_uri`` logged by run ``run_id``
-    (the registered model is created on first use). It is not usable until :func:`seal_version`
-    has recorded its checksums. Never changes an existing version."""
+    (the registered model is created on first use), described by :func:`version_description`
+    (``description``: the gate's decision so far, if any). It is not usable until
+    :func:`seal_version` has recorded its checksums. Never changes an existing version."""
     store = _store(settings)
     try:
-        store.create_registered_model(name, description="churnflow churn model: every version immutable; the "
-                                                        f"serving one carries the alias {ALIAS!r}")
+        store.create_registered_model(name, description=MODEL_DESCRIPTION)
     except Exception as exc:
         if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
             raise
-    return int(store.create_model_version(name, model_uri, run_id=run_id, tags=tags, description=description,
-                                          model_id=model_id).version)
+    verdict = (verdict_sentence(description, None, None) if name == settings.model_name
+               else "Registered only: a train-table model is never served.")
+    return int(store.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id,
+                                          description=version_description(tags, verdict)).version)
 
 
 def seal_version(settings: Settings, name: str, number: int, run_id: str) -> ModelVersion:
     """Take the checksums of version ``number`` as the store holds it (the MLflow model and the
-    run's ``churnflow/`` bundle, both uploaded by now), record them as its tag and keep the
-    copy: from here on the version can be used, and any later change to its files is refused."""
+    run's ``churnflow/`` bundle, both uploaded by now), keep them with the run (``sha256/vN.txt``,
+    :func:`checksum_list`), record that list's SHA-256 as the version's tag and keep the copy:
+    from here on the version can be used, and any later change to its files is refused."""
+    import hashlib
+    import tempfile
+
     local = _download(settings, name, number, run_id, None)
-    _store(settings).set_model_version_tag(name, str(number), TAG_SHA, json.dumps(local.info["sha256"], sort_keys=True))
+    listing = checksum_list(local.info["sha256"])
+    store = _store(settings)
+    with tempfile.TemporaryDirectory(prefix="churnflow-sha256-") as tmp:
+        path = Path(tmp) / Path(_checksum_file(number)).name
+        path.write_text(listing, encoding="utf-8")
+        store.log_artifact(run_id, str(path), SHA_FOLDER)
+    store.set_model_version_tag(name, str(number), TAG_SHA, hashlib.sha256(listing.encode("utf-8")).hexdigest())
     return local
 
 
 def set_gate(settings: Settings, name: str, number: int, decision: str, served: bool, champion: str | None) -> None:
-    """Record the gate's verdict on a version (tags only: the version's files never change)."""
+    """Record the gate's verdict on a version: tags, and the description's sentence
+    (:func:`version_description`); the version's files never change."""
     store = _store(settings)
     for key, value in ((TAG_GATE_DECISION, decision), (TAG_GATE_SERVED, str(served).lower()),
                        (TAG_GATE_CHAMPION, champion or "none")):
         store.set_model_version_tag(name, str(number), key, value)
+    tags = dict(store.get_model_version(name, str(number)).tags or {})
+    store.update_model_version(name, str(number),
+                               description=version_description(tags, verdict_sentence(decision, served, champion)))
 
 
 # ------------------------------------------------------------------- the champion alias
+#: the registered model's description holds the champion's moves, newest first, one per line
+_MOVES_HEADING = "Champion moves, newest first:"
+_MOVE = re.compile(r"^- (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC: \*\*(v\d+)\*\* champion \(was (v\d+|none)\): (.*)$")
+#: MLflow keeps 5,000 characters of a description: the oldest moves beyond that are left out
+_DESCRIPTION_LIMIT = 4900
+_REASON_LIMIT = 400
+
+
+def _move_line(move: dict[str, Any]) -> str:
+    at = dt.datetime.fromisoformat(move["at"]).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    reason = " ".join(str(move.get("reason") or "").split())
+    if len(reason) > _REASON_LIMIT:
+        reason = reason[: _REASON_LIMIT - 3] + "..."
+    return f"- {at} UTC: **{move['version']}** champion (was {move.get('previous') or 'none'}): {reason}"
+
+
+def moves_description(moves: list[dict[str, Any]]) -> str:
+    """The registered model's description: what it is, then the champion's ``moves`` (oldest first
+    in the list), newest first, as many as MLflow keeps."""
+    text = f"{MODEL_DESCRIPTION}\n\n{_MOVES_HEADING}\n" if moves else MODEL_DESCRIPTION
+    for move in reversed(moves):
+        line = _move_line(move) + "\n"
+        if len(text) + len(line) > _DESCRIPTION_LIMIT:
+            break
+        text += line
+    return text.rstrip("\n")
+
+
+def _parse_moves(description: str) -> list[dict[str, Any]]:
+    """The moves :func:`moves_description` wrote, oldest first (lines it did not write are skipped)."""
+    found = []
+    for line in description.splitlines():
+        m = _MOVE.match(line.strip())
+        if m:
+            at = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC)
+            found.append({"at": at.isoformat(timespec="seconds"), "version": m.group(2),
+                          "previous": None if m.group(3) == "none" else m.group(3), "reason": m.group(4)})
+    return found[::-1]
+
+
 def history(settings: Settings) -> dict[str, Any]:
-    """The champion's moves (``log``, newest last) and the rollback ``stack`` of earlier champions."""
+    """The champion's moves (``log``, newest last: the registered model's description) and the
+    rollback ``stack`` of earlier champions (version numbers, its tag ``churnflow.rollback_stack``);
+    a store made before them keeps both as the JSON tag ``churnflow.champion_history`` until the
+    next move."""
     try:
-        text = _store(settings).get_registered_model(settings.model_name).tags.get(TAG_HISTORY)
+        model = _store(settings).get_registered_model(settings.model_name)
     except Exception as exc:
         if _not_found(exc):
             return {"stack": [], "log": []}
         raise
-    value = json.loads(text) if text else {}
-    return {"stack": list(value.get("stack", [])), "log": list(value.get("log", []))}
+    tags = dict(model.tags or {})
+    if TAG_HISTORY in tags:
+        value = json.loads(tags[TAG_HISTORY] or "{}")
+        return {"stack": list(value.get("stack", [])), "log": list(value.get("log", []))}
+    stack = [parse_version(v) for v in tags.get(TAG_ROLLBACK_STACK, "").replace(",", " ").split() if v != "none"]
+    return {"stack": stack, "log": _parse_moves(model.description or "")}
 
 
 def _move_alias(settings: Settings, number: int, reason: str, *, pop: bool = False) -> None:
@@ -437,7 +590,11 @@ def _move_alias(settings: Settings, number: int, reason: str, *, pop: bool = Fal
                                        "previous": label(previous) if previous else None, "reason": reason}]
                      )[-HISTORY_LOG_LENGTH:]
     store.set_registered_model_alias(settings.model_name, ALIAS, str(number))
-    store.set_registered_model_tag(settings.model_name, TAG_HISTORY, json.dumps(record))
+    store.set_registered_model_tag(settings.model_name, TAG_ROLLBACK_STACK,
+                                   ", ".join(label(int(v)) for v in record["stack"]) or "none")
+    store.update_registered_model(settings.model_name, description=moves_description(record["log"]))
+    if TAG_HISTORY in (store.get_registered_model(settings.model_name).tags or {}):
+        store.delete_registered_model_tag(settings.model_name, TAG_HISTORY)  # now in the two readable records
     store.set_model_version_tag(settings.model_name, str(number), TAG_PROMOTED_AT, now)
     store.set_model_version_tag(settings.model_name, str(number), TAG_PROMOTION_REASON, reason)
     log.info("registry: champion of %s is now %s (was %s): %s", settings.model_name, label(number),

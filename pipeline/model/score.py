@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import pandas as pd
 from pipeline.artifacts import as_date, nan_to_none, write_parquet
 from pipeline.config import Settings
 from pipeline.model import registry
-from pipeline.model.evaluate import CONTACT_NOBODY
+from pipeline.model.evaluate import CONTACT_NOBODY, Campaign
 from pipeline.model.explain import REASON_COLUMNS
 from pipeline.results import SCORES, publish_night
 from pipeline.storage import Location, read_parquet
@@ -60,6 +61,164 @@ def campaign_list(scores: pd.DataFrame, threshold: float, capacity: int) -> pd.D
     ranked = chosen.sort_values(["churn_probability", "customer_id"], ascending=[False, True])
     columns = ["customer_id", "churn_probability", "risk_band", *[c for c in REASON_COLUMNS if c in ranked.columns]]
     return ranked[columns].assign(risk_band="high", rank=np.arange(1, len(ranked) + 1)).reset_index(drop=True)
+
+
+#: decimals of a churn probability where a person reads it: the campaign file and the score API's
+#: campaign (both round with :func:`round_probability`, so they say the same number)
+PROBABILITY_DECIMALS = 3
+#: decimals of an expected value (in the currency of ``campaign_customer_value``)
+VALUE_DECIMALS = 2
+#: the columns of the campaign file before its reasons and its ``campaign_columns`` (:func:`campaign_rows`)
+CAMPAIGN_FILE_COLUMNS = ("customer_id", "rank", "churn_probability", "expected_value", "risk_band", "on_list_because")
+#: the customer columns read from the customers table (the latest version known on the night)
+_CUSTOMER_COLUMNS = ("signup_date", "name", "email", "phone", "region", "gender", "birth_year", "acquisition_channel")
+#: the customer's subscription in force on the night (the latest period started before it, as the features)
+_SUBSCRIPTION_COLUMNS = ("plan", "monthly_fee", "payment_method")
+
+
+def round_probability(proba: float | np.ndarray | pd.Series) -> np.ndarray:
+    """Churn probabilities as a person reads them (:data:`PROBABILITY_DECIMALS` decimals): the
+    campaign file and the score API's campaign round with this one function."""
+    return np.round(np.asarray(proba, dtype="float64"), PROBABILITY_DECIMALS)
+
+
+def campaign_economics(settings: Settings) -> Campaign:
+    """The campaign economics of the settings (:class:`~pipeline.model.evaluate.Campaign`: customer
+    value, save rate, contact cost, the night's capacity), those training chooses the threshold with."""
+    return Campaign(customer_value=settings.campaign_customer_value, save_rate=settings.campaign_save_rate,
+                    contact_cost=settings.campaign_contact_cost, capacity=settings.campaign_daily_capacity)
+
+
+def expected_value(proba: np.ndarray | pd.Series, campaign: Campaign) -> np.ndarray:
+    """What contacting each customer is worth in expectation, the per-customer term of
+    :func:`~pipeline.model.evaluate.campaign_value`: churn probability x customer value x save
+    rate - contact cost (negative: the contact costs more than it is expected to save)."""
+    p = np.asarray(proba, dtype="float64")
+    return p * campaign.customer_value * campaign.save_rate - campaign.contact_cost
+
+
+def why_on_list(ranks_: np.ndarray, proba: np.ndarray, threshold: float, capacity: int) -> list[str]:
+    """Why each customer of tonight's list is on it (the meaning of its risk band "high"): their
+    rank within the list and its capacity, and their churn probability against the model's threshold."""
+    size = len(ranks_)
+    limit = f"capacity {capacity:,}" if capacity > 0 else "no daily limit"
+    return [f"rank {int(r):,} of {size:,} on tonight's list ({limit}); churn probability {p:.3f} at or above the "
+            f"model's threshold {threshold:.3f}" for r, p in zip(ranks_, round_probability(proba), strict=True)]
+
+
+def campaign_rows(listed: pd.DataFrame, threshold: float, campaign: Campaign,
+                  details: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The campaign file a retention agent acts on, from :func:`campaign_list`'s ``listed``
+    (pure): ``customer_id``, ``rank``, ``churn_probability`` (:func:`round_probability`),
+    ``expected_value`` (:func:`expected_value` at ``campaign``), ``risk_band`` (high: on tonight's
+    list), ``on_list_because`` (:func:`why_on_list`), the reasons, then ``details``' columns
+    (the ``campaign_columns`` per customer: :func:`campaign_details`), in rank order."""
+    proba = listed["churn_probability"].to_numpy(dtype="float64")
+    out = pd.DataFrame({
+        "customer_id": listed["customer_id"].to_numpy(),
+        "rank": listed["rank"].to_numpy(),
+        "churn_probability": round_probability(proba),
+        "expected_value": np.round(expected_value(proba, campaign), VALUE_DECIMALS),
+        "risk_band": "high",
+        "on_list_because": why_on_list(listed["rank"].to_numpy(), proba, threshold, campaign.capacity),
+    })
+    for column in REASON_COLUMNS:
+        if column in listed.columns:
+            out[column] = listed[column].to_numpy()
+    if details is not None and len(details.columns) > 1:
+        extra = details.drop_duplicates("customer_id").set_index("customer_id")
+        for column in extra.columns:
+            out[column] = out["customer_id"].map(extra[column]).to_numpy()
+    return out
+
+
+def _latest_of(con: Any, settings: Settings, day: dt.date, frame: pd.DataFrame, night: dict[str, Any],
+               table: str, columns: list[str], sql: str) -> dict[str, pd.Series]:
+    """``columns`` of each listed customer's latest ``table`` row before the night (``sql``)."""
+    from pipeline.ingestion import lake
+
+    lake.register_lake_table(con, settings, table, [(None, day + dt.timedelta(days=1))])
+    read = con.execute(sql, night).df().set_index("customer_id")
+    return {c: frame["customer_id"].map(read[c]) for c in columns}
+
+
+def campaign_details(settings: Settings, ids: pd.Series | np.ndarray, as_of: str | dt.date) -> tuple[pd.DataFrame,
+                                                                                                   dict[str, str]]:
+    """The ``campaign_columns`` of the customers ``ids`` on night ``as_of`` from the lake: the
+    customers table's columns (the latest version written before the night, as the features
+    read it; ``tenure_days`` from its ``signup_date``, as the feature) and the subscription in
+    force (the latest period started before the night: ``plan``, ``monthly_fee``,
+    ``payment_method``). Returns the frame (``customer_id`` and the columns, in the setting's
+    order) and, for each column left out, why: its table is not declared (``source_tables``) or
+    no customer of the list has a value (the source lacks it, or it is null)."""
+    from pipeline.ingestion import lake
+
+    wanted = settings.campaign_column_names
+    day = as_date(as_of)
+    frame = pd.DataFrame({"customer_id": np.asarray(ids)})
+    left_out: dict[str, str] = {}
+    if not wanted or not len(frame):
+        return frame, left_out
+    tables = set(settings.source_table_names)
+    from_customers = [c for c in wanted if c in _CUSTOMER_COLUMNS or c == "tenure_days"]
+    from_subscriptions = [c for c in wanted if c in _SUBSCRIPTION_COLUMNS]
+    if from_subscriptions and "subscriptions" not in tables:
+        left_out.update(dict.fromkeys(from_subscriptions, "subscriptions is not in source_tables"))
+        from_subscriptions = []
+    got: dict[str, pd.Series] = {}
+    with lake.duckdb_connection(settings) as con:
+        con.register("campaign_ids", frame)
+        night = {"as_of": dt.datetime.combine(day, dt.time())}
+        latest = functools.partial(_latest_of, con, settings, day, frame, night)
+        if from_customers:
+            got.update(latest("customers", from_customers,
+                "SELECT c.customer_id, c.signup_date, c.name, c.email, c.phone, c.region, c.gender, c.birth_year, "
+                "c.acquisition_channel, date_diff('day', c.signup_date::DATE, $as_of::DATE) AS tenure_days "
+                "FROM customers AS c SEMI JOIN campaign_ids AS i ON c.customer_id = i.customer_id "
+                "WHERE c.updated_at < $as_of "
+                "QUALIFY row_number() OVER (PARTITION BY c.customer_id ORDER BY c.updated_at DESC) = 1"))
+        if from_subscriptions:
+            got.update(latest("subscriptions", from_subscriptions,
+                "SELECT s.customer_id, s.plan, s.monthly_fee, s.payment_method "
+                "FROM subscriptions AS s SEMI JOIN campaign_ids AS i ON s.customer_id = i.customer_id "
+                "WHERE s.start_date < $as_of QUALIFY row_number() OVER (PARTITION BY s.customer_id "
+                "ORDER BY s.start_date DESC, s.subscription_id DESC) = 1"))
+    for column in wanted:
+        if column in left_out:
+            continue
+        values = got[column]
+        if values.isna().all():
+            table = "subscriptions" if column in _SUBSCRIPTION_COLUMNS else "customers"
+            source = "signup_date" if column == "tenure_days" else column
+            left_out[column] = (f"no customer on tonight's list has a {table}.{source} (absent from the source or "
+                                f"null: map it in ingest_{table}.sql)")
+            continue
+        frame[column] = _readable(column, values)
+    return frame, left_out
+
+
+def _readable(column: str, values: pd.Series) -> pd.Series:
+    """A campaign column as an agent reads it: dates as YYYY-MM-DD, whole numbers without a
+    decimal point, a fee to the cent."""
+    if column == "signup_date":
+        return pd.to_datetime(values).dt.strftime("%Y-%m-%d")
+    if column in ("tenure_days", "birth_year"):
+        return values.astype("Int64")
+    if column == "monthly_fee":
+        return values.astype("float64").round(2)
+    return values.astype(object).where(values.notna(), None)  # a customer without one: empty, never "nan"
+
+
+def campaign_file(settings: Settings, scores: pd.DataFrame, threshold: float, as_of: str | dt.date) -> pd.DataFrame:
+    """Tonight's campaign file (the e-mail's ``campaign_<date>.csv``): :func:`campaign_list` at
+    the model's ``threshold`` and ``campaign_daily_capacity``, as :func:`campaign_rows` writes it
+    for the agents, with the ``campaign_columns`` (:func:`campaign_details`); a column left out
+    is logged with its reason."""
+    listed = campaign_list(scores, threshold, settings.campaign_daily_capacity)
+    details, left_out = campaign_details(settings, listed["customer_id"], as_of)
+    for column, why in left_out.items():
+        log.info("campaign %s: campaign_columns %s left out: %s", as_date(as_of), column, why)
+    return campaign_rows(listed, threshold, campaign_economics(settings), details)
 
 
 def ranks(scores: pd.DataFrame) -> np.ndarray:

@@ -23,14 +23,16 @@ def train_and_register(settings: Settings, training_set: Location, *, training_d
     (:func:`pipeline.model.publish.register_and_gate`): a rerun of a date is no exception. The
     version records the source columns it was trained with (:func:`pipeline.model.publish.source_schema`)."""
     from pipeline.features.source_schema import PARAMS_KEY
+    from pipeline.model import tracking
     from pipeline.model.publish import register_and_gate, source_schema
     from pipeline.model.train import train
 
-    trained = train(settings, training_set)
-    trained.params[PARAMS_KEY] = source_schema(settings, trained.params)
-    return register_and_gate(settings, trained, training_date=training_date,
-                             min_improvement=settings.promotion_min_improvement if min_improvement is None
-                             else min_improvement)
+    with tracking.training_run(settings, settings.model_name, training_date):  # MLflow logs it as it happens
+        trained = train(settings, training_set)
+        trained.params[PARAMS_KEY] = source_schema(settings, trained.params)
+        return register_and_gate(settings, trained, training_date=training_date,
+                                 min_improvement=settings.promotion_min_improvement if min_improvement is None
+                                 else min_improvement)
 
 
 def train_step(ctx: RunContext, training_set: dict[str, Any]) -> dict[str, Any]:
@@ -49,13 +51,14 @@ def train_table_step(settings: Settings, table: Path, label: str, *, id_column: 
     ``<model_name>-table`` (never the pipeline's champion)."""
     import datetime as dt
 
-    from pipeline.model import registry
+    from pipeline.model import registry, tracking
     from pipeline.model.publish import register_and_gate
     from pipeline.model.train import train_table
 
-    trained = train_table(settings, Path(table), label, id_column=id_column, drop=drop, positive=positive)
-    return register_and_gate(settings, trained, training_date=dt.datetime.now(dt.UTC).date().isoformat(),
-                             name=registry.table_model_name(settings))
+    name, today = registry.table_model_name(settings), dt.datetime.now(dt.UTC).date().isoformat()
+    with tracking.training_run(settings, name, today):  # MLflow logs it as it happens
+        trained = train_table(settings, Path(table), label, id_column=id_column, drop=drop, positive=positive)
+        return register_and_gate(settings, trained, training_date=today, name=name)
 
 
 def score_step(ctx: RunContext, features: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,11 @@ and the artifacts in ``artifacts/``, so nothing needs a server. ``mlflow_trackin
 at a shared MLflow server instead (its registry too). ``make mlflow`` serves the UI on the
 project's store.
 
+A training is logged as it runs (:func:`training_run`, :class:`TrainingRun`): its run starts with
+the training, each candidate draw becomes a child run, the chosen one is tagged and linked from
+the parent, and the registered model follows into the same run (:func:`active_run`). Training
+reports through :func:`observer`, which ignores the reports where no run records them.
+
 Only training, the registry commands, a nightly's first task (which pins the champion) and its
 estimated-performance task (which logs the night's estimate on the champion's monitoring run:
 :func:`log_monitoring_metrics`) open MLflow; every other task reads the pinned version's verified
@@ -14,11 +19,14 @@ local copy (:mod:`pipeline.model.registry`), so it does not pay for importing ML
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +48,14 @@ TAG_DAG = "churnflow.dag_id"
 TAG_MODEL_VERSION = "churnflow.model_version"
 #: how a training run's model was validated: "time" (out of time) or "stratified" (too few snapshots)
 TAG_VALIDATION = "churnflow.validation"
-#: MLflow 3 opens an experiment in the view its kind names (no tag: the GenAI view)
+#: the experiment's kind: model training (MLflow 3.0-3.16 open an experiment in the view its kind
+#: names, no tag: the GenAI view; 3.17 follows the address, see scripts/mlflow_ui.py)
 EXPERIMENT_KIND = "mlflow.experimentKind"
+#: the candidate draw the search chose: "true" on its child run; the parent names it (run id)
+TAG_CHOSEN = "churnflow.chosen"
+TAG_CHOSEN_RUN = "churnflow.chosen_run_id"
+#: MLflow's run description (Markdown, shown on the run's page)
+TAG_NOTE = "mlflow.note.content"
 
 
 def is_local(settings: Settings) -> bool:
@@ -82,7 +96,29 @@ def client(settings: Settings) -> Any:
     root = artifact_root(settings)
     if root is not None:
         relocate_local_store(str((settings.mlflow_dir / "mlflow.db").resolve()), root)
+        retire_default_experiment(settings.tracking_uri)
     return opened
+
+
+@functools.lru_cache(maxsize=8)
+def retire_default_experiment(uri: str) -> bool:
+    """MLflow makes an empty experiment "Default" (id 0, artifacts in ``./mlruns/0`` of whatever
+    the working directory was) in every new store; churnflow never logs there, so in its local
+    store it is deleted (MLflow keeps it in its trash and never makes it again) unless it holds
+    runs. Once per process; returns whether it was deleted now."""
+    from mlflow.entities import ViewType
+
+    c = _client(uri)
+    try:
+        default = c.get_experiment("0")
+    except Exception:  # no experiment 0 (already purged)
+        return False
+    if default is None or default.name != "Default" or default.lifecycle_stage != "active":
+        return False
+    if c.search_runs(["0"], run_view_type=ViewType.ALL, max_results=1):
+        return False
+    c.delete_experiment("0")
+    return True
 
 
 #: the local store's columns holding artifact locations (absolute ``file://`` URIs), where they exist
@@ -159,29 +195,187 @@ def use_uris(settings: Settings) -> None:
 
 @contextlib.contextmanager
 def active_run(settings: Settings, experiment: str, run_name: str, tags: dict[str, str]) -> Iterator[Any]:
-    """A new MLflow run of ``experiment``, active (for MLflow's fluent calls such as
-    ``mlflow.sklearn.log_model``) inside the block; FAILED if the block raises."""
+    """A run of ``experiment``, active (for MLflow's fluent calls such as ``mlflow.sklearn.log_model``)
+    inside the block; FAILED if the block raises. Inside :func:`training_run` on the same
+    experiment it is that run, live since the training began, with ``tags`` added (it ends with
+    :func:`training_run`); else a new run."""
     import mlflow
 
     exp = experiment_id(settings, experiment)
     use_uris(settings)
+    live = _LIVE.get()
+    if live is not None and live.experiment_id == exp and live.uri == settings.tracking_uri:
+        with mlflow.start_run(run_id=live.run_id, tags=tags) as run:
+            yield run
+        return
     with mlflow.start_run(experiment_id=exp, run_name=run_name, tags=tags) as run:
         yield run
 
 
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def run_link(experiment: str, run_id: str) -> str:
+    """A run's page in the MLflow UI, relative to the UI's address (a Markdown link target in a
+    run's description)."""
+    return f"#/experiments/{experiment}/runs/{run_id}"
+
+
+@dataclass
+class TrainingRun:
+    """A training's MLflow run, logged while the training happens (:func:`training_run`): it is
+    RUNNING from the training's start, each candidate draw becomes a child run as it is scored
+    (:meth:`trial`, from the end of the previous draw to its own end) and the search's choice is
+    tagged on it and linked from the parent's description (:meth:`searched`); metrics go in as
+    they come (:meth:`metrics`). :mod:`pipeline.model.train` reports to :func:`observer`."""
+
+    settings: Settings
+    uri: str
+    experiment_id: str
+    run_id: str
+    #: the child run of each logged draw, by its number in the search (1-based)
+    children: dict[int, str] = field(default_factory=dict)
+    #: when the last draw ended (ms since the epoch; None: no search started yet)
+    mark: int | None = None
+
+    def search_started(self) -> None:
+        """The search begins: the first draw's child run starts here."""
+        self.mark = _now_ms()
+
+    def trial(self, trial: Any, number: int | None = None) -> str:
+        """Draw ``number`` (default: the next) of the search has been scored: its child run (the
+        candidate and its parameters, its CV metrics), from the previous draw's end to now."""
+        number = number or len(self.children) + 1
+        now = _now_ms()
+        run_id = self._child(trial, number, self.mark or now, now)
+        self.mark = now
+        return run_id
+
+    def _child(self, trial: Any, number: int, started: int, ended: int | None) -> str:
+        """Draw ``number``'s child run from ``started`` to ``ended`` (None: its end is not known,
+        the UI shows no duration rather than a made-up one)."""
+        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+        c = client(self.settings)
+        child = c.create_run(self.experiment_id, start_time=started, run_name=f"{trial.candidate} #{number}",
+                             tags={MLFLOW_PARENT_RUN_ID: self.run_id, MLFLOW_RUN_NAME: f"{trial.candidate} #{number}",
+                                   TAG_KIND: "candidate"})
+        run_id = str(child.info.run_id)
+        params = {"candidate": trial.candidate, **trial.params}
+        metrics = {"cv_roc_auc": trial.cv_roc_auc, "cv_pr_auc": trial.cv_pr_auc, "cv_std": getattr(trial, "cv_std", None)}
+        stamp = ended or _now_ms()
+        items = [Metric(k, float(v), stamp, 0) for k, v in metrics.items() if v is not None and v == v]
+        # each fold's ROC-AUC at its step: the spread the selection weighs
+        items += [Metric("fold_roc_auc", float(v), stamp, i) for i, v in enumerate(getattr(trial, "fold_roc_aucs", []))]
+        c.log_batch(run_id, params=[Param(k, _text(v)) for k, v in params.items()], metrics=items,
+                    tags=[RunTag(TAG_CHOSEN, "false")])
+        if ended is None:
+            c.update_run(run_id, status="FINISHED")  # no end time: MLflow keeps none
+        else:
+            c.set_terminated(run_id, end_time=ended)
+        self.children[number] = run_id
+        return run_id
+
+    def searched(self, trials: Sequence[Any], best: Any, reason: str = "") -> None:
+        """The search is over and chose ``best`` (one of ``trials``; ``reason``: why, in words):
+        the draws not logged yet (no :meth:`trial` for them) become child runs, from the search's
+        start with no end time (when each ended is not known), the chosen one is tagged
+        ``churnflow.chosen`` and renamed "... (chosen)", and the parent names it (tag
+        ``churnflow.chosen_run_id``, the chosen candidate's CV metrics, a link and the reason in
+        its description)."""
+        now = _now_ms()
+        for number, trial in enumerate(trials, 1):
+            if number not in self.children:
+                self._child(trial, number, self.mark or now, None)
+        chosen = next((n for n, t in enumerate(trials, 1) if t is best), None) or next(
+            (n for n, t in enumerate(trials, 1) if (t.candidate, t.params) == (best.candidate, best.params)), None)
+        c = client(self.settings)
+        self.metrics({"cv_roc_auc": best.cv_roc_auc, "cv_pr_auc": best.cv_pr_auc, "search_draws": len(trials)})
+        if chosen is None:
+            return
+        child, name = self.children[chosen], f"{best.candidate} #{chosen}"
+        c.set_tag(child, TAG_CHOSEN, "true")
+        c.update_run(child, name=f"{name} (chosen)")
+        c.set_tag(self.run_id, TAG_CHOSEN_RUN, child)
+        params = ", ".join(f"{k.removeprefix('model__')}={v}" for k, v in best.params.items()) or "its defaults"
+        c.set_tag(self.run_id, TAG_NOTE,
+                  f"Chosen candidate: **[{name}]({run_link(self.experiment_id, child)})** ({params}), CV ROC-AUC "
+                  f"{best.cv_roc_auc:.4f}, PR-AUC {best.cv_pr_auc:.4f}; {len(trials)} draw(s) searched, one child run "
+                  "each." + (f"\n\nWhy: {reason}." if reason else ""))
+
+    def metrics(self, values: Mapping[str, float | None]) -> None:
+        """Metrics of the training run, timestamped now."""
+        log_metrics(self.settings, self.run_id, values)
+
+
+class _NoRun:
+    """What :func:`observer` gives outside :func:`training_run`: every report is ignored."""
+
+    def search_started(self) -> None:
+        return None
+
+    def trial(self, trial: Any, number: int | None = None) -> None:
+        return None
+
+    def searched(self, trials: Sequence[Any], best: Any, reason: str = "") -> None:
+        return None
+
+    def metrics(self, values: Mapping[str, float | None]) -> None:
+        return None
+
+
+_LIVE: contextvars.ContextVar[TrainingRun | None] = contextvars.ContextVar("churnflow_training_run", default=None)
+
+
+def observer() -> TrainingRun | _NoRun:
+    """The training run being logged in this context (:func:`training_run`), or one that ignores
+    every report: training reports its progress here whether or not anyone records it."""
+    return _LIVE.get() or _NoRun()
+
+
+@contextlib.contextmanager
+def training_run(settings: Settings, experiment: str, training_date: str) -> Iterator[TrainingRun]:
+    """The MLflow run of a training as of ``training_date`` in ``experiment`` (named
+    "<experiment> <date>", tagged ``churnflow.kind`` training), RUNNING from now: training reports
+    to it as it goes (:func:`observer`), registration logs the model into it (:func:`active_run`),
+    and it ends with the block, FINISHED, or FAILED if the block raises."""
+    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+
+    exp = experiment_id(settings, experiment)
+    c = client(settings)
+    run_name = f"{experiment} {training_date}".strip()
+    tags = {TAG_KIND: "training", TAG_TRAINING_DATE: training_date, MLFLOW_RUN_NAME: run_name}
+    run = c.create_run(exp, start_time=_now_ms(), run_name=run_name, tags=tags)
+    live = TrainingRun(settings, settings.tracking_uri, exp, str(run.info.run_id))
+    token = _LIVE.set(live)
+    status = "FAILED"
+    try:
+        yield live
+        status = "FINISHED"
+    finally:
+        _LIVE.reset(token)
+        try:
+            c.set_terminated(live.run_id, status=status, end_time=_now_ms())
+        except Exception as exc:  # never hide the block's own error behind the store's
+            log.warning("MLflow run %s could not be ended %s: %s", live.run_id, status, exc)
+
+
+def _text(value: Any, limit: int = 6000) -> str:
+    """A parameter's value as MLflow keeps it: text, at most ``limit`` characters (a longer one is
+    cut there and said so; the whole value is in the run's ``params.json``)."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if len(text) > limit:
+        text = text[: limit - 40] + f" ... ({len(text):,} chars: see params.json)"
+    return text
+
+
 def log_params(settings: Settings, run_id: str, params: dict[str, Any]) -> None:
-    """Parameters of a run, each value as text (MLflow keeps 6,000 characters of a value: a
-    longer one is cut there and said so; the whole value is in the run's ``params.json``)."""
+    """Parameters of a run, each value as text (:func:`_text`)."""
     from mlflow.entities import Param
 
-    limit = 6000
-    items = []
-    for key, value in params.items():
-        text = value if isinstance(value, str) else json.dumps(value, default=str)
-        if len(text) > limit:
-            text = text[: limit - 40] + f" ... ({len(text):,} chars: see params.json)"
-        items.append(Param(key, text))
-    client(settings).log_batch(run_id, params=items)
+    client(settings).log_batch(run_id, params=[Param(key, _text(value)) for key, value in params.items()])
 
 
 def log_metrics(settings: Settings, run_id: str, metrics: Mapping[str, float | None]) -> None:
@@ -230,9 +424,13 @@ def log_monitoring_metrics(settings: Settings, model_version: str, day: Any,
 
 
 def log_child_run(settings: Settings, parent: Any, name: str, params: dict[str, Any], metrics: dict[str, float]) -> None:
-    """A finished child run of ``parent`` (e.g. one candidate draw of the search)."""
+    """A finished child run of ``parent`` (e.g. one candidate draw of the search); nothing when
+    ``parent`` is the live :func:`training_run` that logged the draws as they were scored."""
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+    live = _LIVE.get()
+    if live is not None and live.run_id == parent.info.run_id and live.children:
+        return
     c = client(settings)
     child = c.create_run(parent.info.experiment_id, tags={MLFLOW_PARENT_RUN_ID: parent.info.run_id,
                                                           MLFLOW_RUN_NAME: name, TAG_KIND: "candidate"})

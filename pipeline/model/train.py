@@ -35,6 +35,7 @@ from pipeline.features.dataset import (
     time_split,
     time_validation_gap,
 )
+from pipeline.model import tracking
 from pipeline.model.candidates import Trial, candidate_pipeline, fit, is_slow, rows_of, search, time_folds
 from pipeline.progress import duration
 from pipeline.storage import Location
@@ -144,9 +145,12 @@ def select_and_fit(settings: Settings, X: pd.DataFrame, y: np.ndarray, folds: li
         Xs, ys = X.iloc[search_rows].reset_index(drop=True), y[search_rows]
     else:
         Xs, ys = X, y
+    tracking.observer().search_started()  # the MLflow training run, live: a child run per draw
     trials = search(settings, Xs, ys, folds, numeric, categorical)
     best = max(trials, key=lambda t: t.cv_roc_auc)
     log.info("best candidate: %s %s (CV ROC-AUC %.4f)", best.candidate, best.params, best.cv_roc_auc)
+    tracking.observer().searched(trials, best, f"the best mean CV ROC-AUC ({best.cv_roc_auc:.4f}) of "
+                                               f"{len(trials)} draws")  # tagged, linked from the parent run
     return fit_calibrated(settings, best, X, y, fit_idx, cal_idx, numeric, categorical), best, trials
 
 

@@ -12,11 +12,30 @@ import pandas as pd
 from pipeline.artifacts import as_date
 
 
-def trend_chart_png(trend: pd.DataFrame, day: dt.date | str, nights: int = 14) -> bytes | None:
+def trend_title(trend: pd.DataFrame, day: dt.date | str, nights: int, first_night: dt.date | None = None) -> str:
+    """What the trend shows: "1 night so far (D)" / "N nights so far, up to D" while the nights
+    began inside the window (``first_night``: the first night ever, default the first of
+    ``trend``: :func:`pipeline.monitoring.store.trend_frame`), then "The N nights up to D"."""
+    day = as_date(day)
+    shown = len(trend)
+    if shown and _so_far(trend, day, nights, first_night):
+        return f"1 night so far ({day})" if shown == 1 else f"{shown} nights so far, up to {day}"
+    return f"The {nights} nights up to {day}"
+
+
+def _so_far(trend: pd.DataFrame, day: dt.date, nights: int, first_night: dt.date | None) -> bool:
+    """Whether the nights began inside the window of ``nights`` nights up to ``day``."""
+    first = as_date(first_night) if first_night is not None else as_date(pd.Timestamp(trend.index.min()).date())
+    return first > day - dt.timedelta(days=max(nights, 1) - 1)
+
+
+def trend_chart_png(trend: pd.DataFrame, day: dt.date | str, nights: int = 14,
+                    first_night: dt.date | None = None) -> bytes | None:
     """PNG of drift share, high-risk share and matured ROC-AUC over the recent nights
     (``trend``: :func:`pipeline.monitoring.store.trend_frame` of ``day``); None when it is empty.
     The time axis is always the ``nights`` nights up to ``day``, one tick per day or week, so
-    one night reads as one point at its date (matplotlib alone spanned years around it)."""
+    one night reads as one point at its date (matplotlib alone spanned years around it); the
+    title says how many nights there are so far (:func:`trend_title`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,7 +58,7 @@ def trend_chart_png(trend: pd.DataFrame, day: dt.date | str, nights: int = 14) -
     ax.xaxis.set_major_locator(mdates.DayLocator(interval=1 if nights <= 16 else 7))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
     ax.set_ylim(0, 1.05)
-    ax.set_title(f"The {nights} nights up to {as_date(day)}")
+    ax.set_title(trend_title(trend, day, nights, first_night))
     ax.legend(loc="upper left", fontsize=8)
     fig.autofmt_xdate()
     buf = io.BytesIO()

@@ -201,11 +201,11 @@ def errors_in_order(labelled: pd.DataFrame, threshold: float, window_days: int) 
     ``label``; ``attrs["scored_on"]``). Kept: the customers of the night's hash rotation (hash
     modulo ``window_days`` equal to the prediction night's day number modulo it); ordered by
     the hash, then the id as text."""
-    from pipeline.features.partitions import customer_hash_duckdb
+    from pipeline.features.partitions import customer_hash
 
     scored_on = as_date(labelled.attrs["scored_on"])
     ids = labelled["customer_id"].to_numpy()
-    hashes = customer_hash_duckdb(labelled["customer_id"])
+    hashes = customer_hash(labelled["customer_id"])
     keep = np.flatnonzero((hashes % window_days) == (scored_on.toordinal() % window_days))
     # by hash, then (the rare equal hashes) by id: a sort of the few ties only, not of every id's text
     keep = keep[np.argsort(hashes[keep], kind="stable")]
@@ -232,14 +232,14 @@ def holdout_errors(holdout: pd.DataFrame, threshold: float, rows: int) -> pd.Dat
     them, at most ``rows`` of them. With ids: the ``rows`` rows of the lowest customer hashes (then
     id as text, then snapshot), fed by snapshot, then hash, then id; without: the stored order. A
     column ``night`` holds each error's snapshot date (``attrs["snapshot"]`` when not stored)."""
-    from pipeline.features.partitions import customer_hash_duckdb
+    from pipeline.features.partitions import customer_hash
 
     frame = pd.DataFrame({"p": holdout["churn_probability"].to_numpy(dtype="float64"),
                           "y": holdout["label"].to_numpy(dtype="float64")})
     frame["night"] = (pd.to_datetime(holdout["snapshot_date"]).dt.date.astype(str).to_numpy()
                       if "snapshot_date" in holdout else str(holdout.attrs.get("snapshot", "")))
     if "customer_id" in holdout:
-        frame["hash"] = customer_hash_duckdb(holdout["customer_id"])
+        frame["hash"] = customer_hash(holdout["customer_id"])
         frame["id"] = holdout["customer_id"].astype(str).to_numpy()
         frame = frame.sort_values(["hash", "id", "night"], kind="stable").head(rows)
         frame = frame.sort_values(["night", "hash", "id"], kind="stable").drop(columns=["hash", "id"])

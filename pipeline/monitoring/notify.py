@@ -11,6 +11,7 @@ import html
 import logging
 import math
 import mimetypes
+import re
 import smtplib
 import ssl
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.features.catalogue import human_label
 from pipeline.monitoring.alerts import KINDS, SEVERITIES, SUPPRESSED, highest_severity
 from pipeline.monitoring.drift import DriftSummary, by_psi_descending
 
@@ -189,15 +191,18 @@ class NightlyReport:
         severity = f" {self.severity.upper()}:" if self.monitoring is not None else ""
         return f"[churnflow] {self.logical_date}{severity} nightly churn scores: {self.scored:,} customers, {status}"
 
-    def html(self, chart_img: str = "") -> str:
-        """Inline HTML; every value is escaped. ``chart_img``: the trend chart's ``<img>`` tag."""
+    def html(self, chart_img: str = "", chart_title: str = "") -> str:
+        """Inline HTML; every value is escaped. ``chart_img``: the trend chart's ``<img>`` tag,
+        ``chart_title`` what it shows (:func:`pipeline.monitoring.charts.trend_title`)."""
         parts = [f"<h2>{_esc(self.heading)}</h2>"]
         for section in self._sections():
-            parts.append(f"<h3>{_esc(section.title)}</h3>" + "".join(f"<p>{_esc(line)}</p>" for line in section.lines))
+            parts.append(f"<h3>{_esc(section.title)}</h3>" + "".join(f"<p>{_linked(_esc(line))}</p>"
+                                                                   for line in section.lines))
             if section.rows:
                 parts.append(_table(section.headers, section.rows))
         if chart_img:
-            parts.append(f"<h3>Trend over recent nights</h3>{chart_img}")
+            parts.append(f"<h3>{_esc(f'Trend: {chart_title}' if chart_title else 'Trend over recent nights')}</h3>"
+                         f"{chart_img}")
         return "\n".join(parts)
 
     def text(self) -> str:
@@ -228,7 +233,9 @@ class NightlyReport:
             sections += [self._alerts_section(), *_monitoring_sections(self.monitoring)]
         sections.append(_Section("Attached", [", ".join(self.attachments) or "nothing", *self.attachment_notes,
                                               *([self.dashboard] if self.dashboard else [])]))
-        return sections
+        words = in_words([f.column for f in self.drift.features])
+        return [_Section(x.title, [words(line) for line in x.lines], x.headers,
+                         [tuple(words(v) if isinstance(v, str) else v for v in row) for row in x.rows]) for x in sections]
 
     def _alerts_section(self) -> _Section:
         title = f"Alerts (highest severity: {self.severity})"
@@ -298,6 +305,17 @@ class _Section:
     rows: Sequence[tuple[object, ...]] = field(default_factory=list)
 
 
+def in_words(features: Iterable[str]) -> Any:
+    """A function that writes each of ``features`` named in a text (an alert's message, a note) in
+    the catalogue's words (:func:`pipeline.features.catalogue.human_label`); names without an
+    underscore (plan, age) already read as words."""
+    names = sorted({f for f in features if "_" in f}, key=len, reverse=True)
+    if not names:
+        return lambda text: text
+    pattern = re.compile(r"(?<![\w])(" + "|".join(map(re.escape, names)) + r")(?![\w])")
+    return lambda text: pattern.sub(lambda m: human_label(m.group(1)), text)
+
+
 def _high_risk(threshold: float) -> str:
     """What "at risk" means, with the threshold's value (:func:`pipeline.model.score.is_high_risk`)."""
     return f"churn probability >= {_num(threshold)}"
@@ -317,7 +335,7 @@ def left_out_lines(params: dict[str, Any], monitoring: dict[str, Any] | None) ->
         by_reason: dict[str, list[str]] = {}
         for feature, why in features.items():  # one reason, said once, for the features it leaves out
             by_reason.setdefault(why, []).append(feature)
-        parts += [f"{', '.join(names)} ({why})" for why, names in by_reason.items()]
+        parts += [f"{', '.join(human_label(n) for n in names)} ({why})" for why, names in by_reason.items()]
         if parts:
             lines.append("Left out of the model: " + "; ".join(parts) + ".")
     if skipped:
@@ -332,10 +350,8 @@ def _model_section(models: dict[str, Any]) -> _Section:
     itself when it is the newest) and, from its record, the evidence as a table: metric,
     candidate, champion, difference, the rule it had to pass."""
     champ = models["champion"]
-    since = f", champion since {champ['promoted_at']}" if champ.get("promoted_at") else ""
-    why = f" ({champ['reason']})" if champ.get("reason") else ""
     lines = [f"Scored with the champion {champ['version']} (trained as of {champ.get('training_date') or 'n/a'}, "
-             f"holdout ROC-AUC {_num(champ.get('roc_auc'))}){since}{why}."]
+             f"holdout ROC-AUC {_num(champ.get('roc_auc'))}){champion_since(champ)}."]
     newest = models.get("newest")
     if not newest:
         return _Section("Model", lines)
@@ -347,8 +363,7 @@ def _model_section(models: dict[str, Any]) -> _Section:
         compared = f"ROC-AUC {_num(newest.get('roc_auc'))}"
     verdict = "was served" if newest.get("served") else "is registered but NOT served"
     which = "the champion, " if newest.get("is_champion") else ""
-    head = (f"Newest training: {newest['version']} ({which}as of {newest.get('training_date') or 'n/a'}, "
-            f"registered {newest.get('registered_at', 'n/a')}) {verdict}")
+    head = f"Newest training: {newest['version']} ({which}as of {newest.get('training_date') or 'n/a'}) {verdict}"
     record = newest.get("gate") or {}
     if not record.get("metrics"):
         lines.append(f"{head}: {compared}. Gate: {newest.get('decision') or 'n/a'}.")
@@ -359,6 +374,27 @@ def _model_section(models: dict[str, Any]) -> _Section:
                  f"{newest.get('decision') or record.get('decision', 'n/a')}.")
     return _Section("Model", lines, ("Metric", "Candidate", "Champion", "Difference", "Guard / tolerance"),
                     [_gate_row(key, row) for key, row in record["metrics"].items()])
+
+
+#: the promotion reason a training's gate records (:func:`pipeline.model.publish`): "training <D>: <decision>"
+_TRAINING_REASON = re.compile(r"training (\d{4}-\d{2}-\d{2}): (.*)", re.S)
+
+
+def champion_since(champ: dict[str, Any]) -> str:
+    """Since when the champion serves, in business dates: a training's gate promoted it on that
+    training's date; a person's promotion (or a rollback) happened at a clock time, said in UTC
+    to the minute, with their reason."""
+    reason, at = str(champ.get("reason") or ""), champ.get("promoted_at")
+    by_training = _TRAINING_REASON.fullmatch(reason)
+    if by_training:
+        return f", champion since the training of {by_training.group(1)} (its gate: {by_training.group(2)})"
+    if not at:
+        return f" ({reason})" if reason else ""
+    try:
+        when = dt.datetime.fromisoformat(str(at)).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        when = str(at)
+    return f", champion since {when}" + (f" ({reason})" if reason else "")
 
 
 def _gate_row(key: str, row: dict[str, Any]) -> tuple[str, str, str, str, str]:
@@ -394,10 +430,11 @@ def _drift_section(summary: DriftSummary, weight: dict[str, Any] | None = None) 
     with_psi = [f for f in stable if not math.isnan(f.psi)]
     if with_psi:
         top = max(with_psi, key=lambda f: f.psi)
-        lines.append(f"Features without drift: {len(stable)}; largest PSI among them: {top.column} ({_num(top.psi)}).")
+        lines.append(f"Features without drift: {len(stable)}; largest PSI among them: {human_label(top.column)} "
+                     f"({_num(top.psi)}).")
     elif stable:
         lines.append(f"Features without drift: {len(stable)}.")
-    rows = [(f.column, f.kind, f.method, _num(f.statistic), _num(f.threshold), _num(f.psi)) for f in drifted]
+    rows = [(human_label(f.column), f.kind, f.method, _num(f.statistic), _num(f.threshold), _num(f.psi)) for f in drifted]
     return _Section("Data drift", lines, ("Feature", "Type", "Test", "Statistic", "Threshold", "PSI"), rows)
 
 
@@ -408,14 +445,15 @@ def weight_sentence(weight: dict[str, Any]) -> str:
                 "counts the same in the drift alerts, whether the model uses it or not.")
     shares = weight.get("shares") or {}
     unused, used = list(weight.get("moved_unused") or []), list(weight.get("used_drifted") or [])
+    words = {f: human_label(f) for f in unused + used}
     note = (f"drift in {len(unused)} feature{'s' if len(unused) != 1 else ''} the model barely uses "
-            f"({', '.join(unused)}; share {_pct(weight.get('unused_share'))} of its mean |SHAP|, below "
+            f"({', '.join(words[f] for f in unused)}; share {_pct(weight.get('unused_share'))} of its mean |SHAP|, below "
             f"drift_min_importance_share {weight.get('min_share', 0):g}): info, see the data-quality note"
             if unused else "")
     if not used:
         return (f"For the model: {note}." if note else
                 "For the model: none of the features it uses drifted (weighted by its mean |SHAP|).")
-    named = ", ".join(f"{f} {_pct(shares.get(f))}" for f in used)
+    named = ", ".join(f"{words[f]} {_pct(shares.get(f))}" for f in used)
     return (f"For the model: the drifted features it uses ({named}) carry {_pct(weight.get('drifted_share'))} of its "
             "mean |SHAP| on its training reference (the importance-weighted drift share the data_drift alert judges)"
             + (f"; {note}." if note else "."))
@@ -536,12 +574,12 @@ def importance_section(rows: list[dict[str, Any]]) -> _Section:
     lines = ["Mean |SHAP| contribution of each feature to the log-odds, tonight vs the model's training reference "
              f"(the {IMPORTANCE_TOP} most important tonight and the {IMPORTANCE_TOP} largest changes)."]
     if biggest is not None:
-        lines.append(f"Largest change: {biggest['feature']} {_num(biggest['reference_mean_abs_shap'])} -> "
+        lines.append(f"Largest change: {human_label(biggest['feature'])} {_num(biggest['reference_mean_abs_shap'])} -> "
                      f"{_num(biggest['mean_abs_shap'])} (rank {biggest['reference_rank']} -> {biggest['rank']}).")
     return _Section("Feature importance (mean |SHAP|)", lines,
                     ("Feature", "Tonight", "Reference", "Change", "Rank (reference)"),
-                    [(r["feature"], _num(r["mean_abs_shap"]), _num(r["reference_mean_abs_shap"]),
-                      f"{r['change']:+.3g}", f"{r['rank']} ({r['reference_rank']})") for r in listed])
+                    [(human_label(r["feature"]), _num(r["mean_abs_shap"]), _num(r["reference_mean_abs_shap"]),
+                      f"{r['change']:+.3f}", f"{r['rank']} ({r['reference_rank']})") for r in listed])
 
 
 def importance_html(rows: list[dict[str, Any]]) -> str:
@@ -552,7 +590,13 @@ def importance_html(rows: list[dict[str, Any]]) -> str:
 
 
 def _num(value: float | None) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.3g}"
+    """A number as a person reads it: whole numbers with thousands separators, others with three
+    decimals (``0.000123`` -> "0.000", never "1.23e-04")."""
+    if value is None or math.isnan(value):
+        return "n/a"
+    if float(value).is_integer() or abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3f}"
 
 
 def _pct(value: float | None) -> str:
@@ -563,7 +607,15 @@ def _esc(value: object) -> str:
     return html.escape(str(value))
 
 
-def trend_html(trend: pd.DataFrame, chart_img: str, nights: int) -> str:
+_URL = re.compile(r"https?://[^\s<\"]*[^\s<\".,;)]")
+
+
+def _linked(escaped: str) -> str:
+    """Escaped text with its web addresses (the dashboard's night page) as links."""
+    return _URL.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', escaped)
+
+
+def trend_html(trend: pd.DataFrame, chart_img: str, nights: int, first_night: dt.date | None = None) -> str:
     """The "trend over recent nights" section of the drift report: the chart and its numbers
     (:func:`pipeline.monitoring.store.trend_frame`; NaN shows as n/a)."""
 
@@ -575,4 +627,8 @@ def trend_html(trend: pd.DataFrame, chart_img: str, nights: int) -> str:
         ((f"{night:%Y-%m-%d}", fmt(r.drift_share, "{:.0%}"), _pct(r.high_risk_share), fmt(r.roc_auc, "{:.3f}"))
          for night, r in zip(trend.index, trend.itertuples(), strict=True)),
     )
-    return f'<h2 style="font-size:18px;margin:0 0 8px">Trend over the last {nights} nights</h2>{chart_img}{table}'
+    from pipeline.monitoring.charts import trend_title
+
+    day = pd.Timestamp(trend.index.max()).date() if len(trend) else None
+    title = f"Trend: {trend_title(trend, day, nights, first_night)}" if day else f"Trend over the last {nights} nights"
+    return f'<h2 style="font-size:18px;margin:0 0 8px">{_esc(title)}</h2>{chart_img}{table}'

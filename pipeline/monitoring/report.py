@@ -155,10 +155,10 @@ def email_copy(page: str, detailed: Sequence[str]) -> str:
     graphs = {k: v for k, v in graphs.items() if k not in dropped}
     data = (f"var {found.group(1)} = {json.dumps(widgets)};\n    var {found.group(3)} = {json.dumps(graphs)};\n"
             "    </script>")
-    line = (f"Detail plots (click a row) for: {', '.join(detailed)}; every column's detail plots are in the complete "
-            f"report, kept with the night's outputs as {REPORT_FILE}." if detailed else
-            f"Detail plots left out to keep the e-mail small; the complete report, kept with the night's outputs as "
-            f"{REPORT_FILE}, has them.")
+    line = (f"Detail plots (click a row) for: {', '.join(detailed)}; the complete report has every column's (the "
+            "e-mail attaches it when it fits under email_max_bytes)." if detailed else
+            "Detail plots left out to keep the e-mail small; the complete report has them (the e-mail attaches it "
+            "when it fits under email_max_bytes).")
     return _with_banner_line(page[:found.start()] + data + page[found.end():], line)
 
 

@@ -75,8 +75,9 @@ def report_step(ctx: RunContext, features: dict[str, Any], drift: dict[str, Any]
     sections = []
     trend = trend_frame(settings, ctx.day) if monitoring is not None else pd.DataFrame()
     if not trend.empty:
-        chart = png_img_tag(trend_chart_png(trend, ctx.day, settings.trend_nights))
-        sections.append(("trend", trend_html(trend, chart, settings.trend_nights)))
+        first = first_night(settings)
+        chart = png_img_tag(trend_chart_png(trend, ctx.day, settings.trend_nights, first))
+        sections.append(("trend", trend_html(trend, chart, settings.trend_nights, first)))
     if monitoring is not None and monitoring.get("importance"):
         sections.append(("importance", importance_html(monitoring["importance"])))
     reference, current = _reference_and_current(ctx, features)
@@ -87,6 +88,19 @@ def report_step(ctx: RunContext, features: dict[str, Any], drift: dict[str, Any]
         reference_label=f"training reference of {model.version}", current_label=f"as of {ctx.day}")
     log.info("report %s -> %s", ctx.day, html)
     return {**drift, "report": str(html), "email_report": str(html.with_name("drift_report_email.html"))}
+
+
+def first_night(settings: Any) -> Any:
+    """The first night the results store holds (its drift rows): the trend says "so far" until
+    its window reaches back to it."""
+    import sqlalchemy as sa
+
+    from pipeline import results
+    from pipeline.artifacts import as_date
+
+    with results.results_engine(settings).connect() as conn:
+        first = conn.execute(sa.select(sa.func.min(results.DRIFT.c.run_date))).scalar()
+    return None if first is None else as_date(first)
 
 
 def dashboard_step(ctx: RunContext) -> dict[str, Any]:
@@ -102,12 +116,21 @@ def dashboard_step(ctx: RunContext) -> dict[str, Any]:
     return out
 
 
-def dashboard_line(settings: Any) -> str:
-    """Where the analysts find the nights over time (a URL when the dashboard is a served one;
-    no server path otherwise)."""
-    where = f" at {settings.dashboard_location}" if settings.dashboard_location.startswith("http") else \
-        " (make dashboard opens it on the churnflow server)"
-    return f"Over time: the dashboard of nights, Evidently project '{settings.dashboard_project}'{where}."
+def dashboard_line(settings: Any, day: Any) -> str:
+    """Where the analysts find tonight's page and the nights over time: the link of the night's page
+    in the dashboard (:func:`pipeline.monitoring.dashboard.night_link`; none when no address is set or the
+    dashboard cannot be reached: said so), never a server path."""
+    from pipeline.monitoring.dashboard import night_link
+
+    project = f"the dashboard of nights, Evidently project '{settings.dashboard_project}'"
+    try:
+        link = night_link(settings, day)
+    except OSError as exc:
+        log.warning("dashboard link of %s: %s", day, exc)
+        link = ""
+    if link:
+        return f"Tonight and the nights before, every figure: {project}, tonight's page: {link}"
+    return f"Over time: {project} (make dashboard opens it on the churnflow server; dashboard_url gives the link)."
 
 
 def email_step(
@@ -136,9 +159,9 @@ def _email(ctx: RunContext, out: Path, report: dict[str, Any], scores: dict[str,
            recipients: list[str], monitoring: dict[str, Any] | None) -> dict[str, Any]:
     """:func:`email_step` with its attachments written in the local folder ``out``."""
     from pipeline.artifacts import write_zip
-    from pipeline.model.score import campaign_list, is_high_risk
+    from pipeline.model.score import campaign_file, is_high_risk
     from pipeline.monitoring.alerts import alerts_for_email, mark_sent
-    from pipeline.monitoring.charts import png_img_tag, trend_chart_png
+    from pipeline.monitoring.charts import png_img_tag, trend_chart_png, trend_title
     from pipeline.monitoring.drift import REPORT_FILE, DriftSummary
     from pipeline.monitoring.notify import (
         CampaignFile,
@@ -153,13 +176,18 @@ def _email(ctx: RunContext, out: Path, report: dict[str, Any], scores: dict[str,
 
     settings, day = ctx.settings, ctx.day.isoformat()
     full, light = Path(report["report"]), Path(report["email_report"])
-    report_zip = write_zip(light if light.is_file() else full, out / f"{REPORT_FILE}.zip", arcname=REPORT_FILE)
+    # the complete report when the message stays under its size limit; else its e-mail copy (below)
+    report_zip = write_zip(full if full.is_file() else light, out / f"{REPORT_FILE}.zip", arcname=REPORT_FILE)
     scored = storage.read_parquet(storage.location(scores["path"]))
-    campaign = campaign_list(scored, scores["threshold"], settings.campaign_daily_capacity)
+    campaign = campaign_file(settings, scored, scores["threshold"], day)  # for the agents: rounded, why, campaign_columns
     campaign_csv = write_text(campaign.to_csv(index=False), out / f"campaign_{day}.csv")
     attached = [report_zip, campaign_csv]
     listed, delivered = alerts_for_email(settings, day) if monitoring is not None else (pd.DataFrame(), pd.DataFrame())
-    chart = png_img_tag(trend_chart_png(trend_frame(settings, day), day, settings.trend_nights)) if monitoring is not None else ""
+    trend = trend_frame(settings, day) if monitoring is not None else pd.DataFrame()
+    first = first_night(settings) if not trend.empty else None
+    chart = png_img_tag(trend_chart_png(trend, day, settings.trend_nights, first)) if not trend.empty else ""
+    chart_title = trend_title(trend, day, settings.trend_nights, first) if not trend.empty else ""
+    dashboard = dashboard_line(settings, day)
     notes: list[str] = []
 
     def compose() -> tuple[NightlyReport, Any]:
@@ -172,20 +200,27 @@ def _email(ctx: RunContext, out: Path, report: dict[str, Any], scores: dict[str,
             monitoring=monitoring, alerts=listed.to_dict("records"), attachments=[p.name for p in attached],
             churn_definition=str((pinned_model(ctx).params.get("label") or {}).get("definition", "")),
             models=ctx.model_facts, left_out=left_out_lines(pinned_model(ctx).params, monitoring), attachment_notes=notes,
-            dashboard=dashboard_line(settings),
+            dashboard=dashboard,
         )
         return facts, build_report_email(sender=settings.email_sender, recipients=recipients, subject=facts.subject(),
-                                         summary_html=facts.html(chart), summary_text=facts.text(), attachments=attached)
+                                         summary_html=facts.html(chart, chart_title), summary_text=facts.text(),
+                                         attachments=attached)
 
     facts, message = compose()
     limit = settings.email_max_bytes
     # over the limit: lighter attachments, one step at a time, each said in the message
+    where = "; tonight's figures are on the dashboard (below)" if "http" in dashboard else ""
+    if len(message.as_bytes()) > limit and full.is_file() and light.is_file():
+        attached[0] = report_zip = write_zip(light, report_zip, arcname=REPORT_FILE)
+        notes.append(f"The drift report is attached as its e-mail copy (detail plots for the most drifted columns; "
+                     f"every column's row and verdict are there): the complete one would take this message over "
+                     f"{limit:,} bytes (email_max_bytes){where}.")
+        facts, message = compose()
     if len(message.as_bytes()) > limit and full.is_file():
         lightest = write_text(email_copy(full.read_text(encoding="utf-8"), []), out / "drift_report_light.html")
         attached[0] = report_zip = write_zip(lightest, report_zip, arcname=REPORT_FILE)
-        notes.append(f"The drift report is attached without its detail plots (every column's row and verdict are "
-                     f"there) to keep this message under {limit:,} bytes (email_max_bytes); the complete report is "
-                     f"kept with the night's outputs as {REPORT_FILE}.")
+        notes[-1:] = [f"The drift report is attached without its detail plots (every column's row and verdict are "
+                      f"there) to keep this message under {limit:,} bytes (email_max_bytes){where}."]
         facts, message = compose()
     if len(message.as_bytes()) > limit:
         attached[1] = campaign_csv = write_zip(campaign_csv, out / f"{campaign_csv.name}.zip", arcname=campaign_csv.name)
@@ -196,7 +231,9 @@ def _email(ctx: RunContext, out: Path, report: dict[str, Any], scores: dict[str,
             break
         attached.remove(left)
         notes.append(f"Not attached: {left.name} ({left.stat().st_size:,} bytes) would take this message over "
-                     f"{limit:,} bytes (email_max_bytes); it is kept with the night's outputs (email_report).")
+                     f"{limit:,} bytes (email_max_bytes)" + (
+                         f"; the score API serves the campaign (GET /v1/campaigns/{day})" if left == campaign_csv
+                         else where) + ".")
         facts, message = compose()
     try:
         send_email(message, smtp)

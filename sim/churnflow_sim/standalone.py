@@ -10,7 +10,8 @@ scheduler, dag-processor, triggerer, API server with the UI) serving the churnfl
   ``LIVE_CUSTOMERS`` (3000), ``LIVE_MONTHS`` (6 months of history), ``LIVE_SEED`` (7);
   ``LIVE_DRIFT_FROM`` (default 10 days ago; "" for none) injects a price rise and a new
   channel. Without a champion model, a first one is trained in-process before Airflow
-  starts, so the first scheduled night can score. ``CHURNFLOW_LIVE=0`` serves the data dir
+  starts, so the first scheduled night can score (what to expect is said first, scaled by the
+  size and the machine's load from the measured default; how long it took, after). ``CHURNFLOW_LIVE=0`` serves the data dir
   as it is (no generation, no training).
 - E-mail: unless an ``smtp_default`` connection exists (UI, REST API, CLI, or
   ``AIRFLOW_CONN_SMTP_DEFAULT``), one is created pointing at a local SMTP server on
@@ -55,10 +56,51 @@ os.environ.setdefault("CHURNFLOW_DATA_DIR", str(ROOT / "data" / "live"))
 # tasks fork from workers that already imported the heavy libraries (churnflow_airflow.executors)
 os.environ.setdefault("AIRFLOW__CORE__EXECUTOR", "churnflow_airflow.executors.PreloadingLocalExecutor")
 STOP_GRACE_S = 8  # then SIGKILL: every component is gone well within 15 s of Ctrl-C, even under load
+#: the live business's default size (LIVE_CUSTOMERS x LIVE_MONTHS)
+DEFAULT_CUSTOMERS, DEFAULT_MONTHS = 3000, 6
+#: what a first start takes at the default size on 2 free cores, measured (python -m churnflow_sim.standalone from a
+#: bare PATH, empty data dir and AIRFLOW_HOME, 2026-12): the first model 53 s (ingest and training set 14 s, the
+#: search 24 s, fit, calibration and registration 12 s), Airflow from `airflow standalone` to the UI 14 s. The
+#: model's part grows with the customers and months (rows of the training set); a busy machine takes longer (expect)
+FIRST_MODEL_FIXED_S, FIRST_MODEL_DEFAULT_S, AIRFLOW_START_S = 10.0, 55.0, 15.0
 
 
 def say(msg: str) -> None:
     print(f"==> {msg}", flush=True)
+
+
+def about(seconds: float) -> str:
+    """A duration as a person says it ahead: "about 20 s", "about a minute", "about 3 minutes", "about 2 hours"."""
+    if seconds < 45:
+        return f"about {max(5, round(seconds / 5) * 5):.0f} s"
+    minutes = round(seconds / 60)
+    if minutes >= 90:
+        return f"about {round(minutes / 60)} hours"
+    return "about a minute" if minutes <= 1 else f"about {minutes} minutes"
+
+
+def expect(seconds: float) -> str:
+    """What to expect of work measured at ``seconds`` on 2 free cores, on this machine now: a busy one
+    (its 1-minute load above its cores) takes about load/cores times longer (measured at a load of 14 on
+    2 cores: the first model 9x, Airflow's start 4x)."""
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0]
+    if load <= 1.5 * cores:
+        return f"{about(seconds)} on 2 free cores"
+    return f"{about(seconds * load / cores)}: this machine is busy, load {load:.0f} on {cores} cores"
+
+
+def took(seconds: float) -> str:
+    """A measured duration: "53 s", "2 min 5 s"."""
+    whole = round(seconds)
+    return f"{whole} s" if whole < 60 else f"{whole // 60} min {whole % 60} s"
+
+
+def first_model_estimate(customers: int, months: int) -> float:
+    """Seconds the first model takes for a live business of ``customers`` x ``months`` (on 2 free cores): the
+    measured default, its size-dependent part scaled by the rows of the training set."""
+    scale = (customers / DEFAULT_CUSTOMERS) * (max(months - 1, 1) / (DEFAULT_MONTHS - 1))
+    return FIRST_MODEL_FIXED_S + (FIRST_MODEL_DEFAULT_S - FIRST_MODEL_FIXED_S) * scale
 
 
 def prepare_business() -> None:
@@ -72,18 +114,28 @@ def prepare_business() -> None:
     if not simulator.is_live(settings):
         drift = os.environ.get("LIVE_DRIFT_FROM", (today - dt.timedelta(days=10)).isoformat())
         say(f"generating a live business into {settings.data_dir} (data up to {today - dt.timedelta(days=1)})")
+        customers, months = live_size()
         cmd = [sys.executable, "-m", "pipeline", "generate", "--live", "--until", today.isoformat(),
-               "--customers", os.environ.get("LIVE_CUSTOMERS", "3000"), "--months", os.environ.get("LIVE_MONTHS", "6"),
+               "--customers", str(customers), "--months", str(months),
                "--seed", os.environ.get("LIVE_SEED", "7")] + (["--drift-from", drift] if drift else [])
         subprocess.run(cmd, check=True)
     else:
         say(f"live business in {settings.data_dir}: landing what happened before {today}")
         simulator.land(settings, today)
     if registry.champion(settings) is None:
-        say(f"no champion model yet: training a first one as of {today} (about a minute)")
+        customers, months = live_size()
+        say(f"no champion model yet: training a first one as of {today} for {customers:,} customers x {months} months "
+            f"({expect(first_model_estimate(customers, months))})")
+        started = time.monotonic()
         subprocess.run([sys.executable, "-m", "pipeline", "run-training", "--date", today.isoformat()], check=True,
                        stdout=subprocess.DEVNULL)
-        say(f"champion: {registry.require_champion(settings).version}")
+        say(f"champion: {registry.require_champion(settings).version} (trained in {took(time.monotonic() - started)})")
+
+
+def live_size() -> tuple[int, int]:
+    """The live business's customers and months of history (LIVE_CUSTOMERS, LIVE_MONTHS)."""
+    return (int(os.environ.get("LIVE_CUSTOMERS", str(DEFAULT_CUSTOMERS))),
+            int(os.environ.get("LIVE_MONTHS", str(DEFAULT_MONTHS))))
 
 
 def ensure_smtp_connection(port: int) -> bool:
@@ -165,8 +217,12 @@ def start_smtp_sink() -> SmtpSink | None:
     smtp_port = int(os.environ.get("LIVE_SMTP_PORT", "8025"))
     if not ensure_smtp_connection(smtp_port):
         return None
+    import logging
+
     from churnflow_sim.smtp_sink import SmtpSink
 
+    # aiosmtpd's per-connection notes ("Peer", "EOF received", "connection lost") at INFO: its warnings still show
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     outbox = Path(os.environ.get("CHURNFLOW_OUTBOX", ROOT / "data" / "outbox"))
     try:
         sink = SmtpSink(outbox=outbox, port=smtp_port).__enter__()
@@ -206,6 +262,8 @@ def main() -> int:
         print(exc, file=sys.stderr)
         return 1
 
+    say(f"starting Airflow: scheduler, DAG processor, triggerer, API server ({expect(AIRFLOW_START_S)})")
+    started = time.monotonic()
     proc = subprocess.Popen([str(BIN / "airflow"), "standalone"], start_new_session=True)
     handle_stop_signals()
     try:
@@ -214,6 +272,7 @@ def main() -> int:
                 print(f"airflow standalone exited with {proc.returncode} before serving port {PORT}", file=sys.stderr)
                 return 1
             time.sleep(1)
+        say(f"Airflow serves in {took(time.monotonic() - started)}")
         print(banner("churnflow Airflow") + "  Ctrl-C stops everything.\n", flush=True)
         return proc.wait()
     except KeyboardInterrupt:
