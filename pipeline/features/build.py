@@ -51,7 +51,7 @@ from pipeline.features.catalogue import (
     fill,
     window_columns,
 )
-from pipeline.features.partitions import Part, hash_range, register_part
+from pipeline.features.partitions import Part, hash_range
 from pipeline.ingestion.lake import DayRange, duckdb_connection, register_lake_table
 from pipeline.storage import Location
 
@@ -150,7 +150,6 @@ def _prepare(
     everything_before: list[DayRange] = [(None, dates[-1])]
     hashes = hash_range(part) if part is not None else None
     if part is not None:
-        register_part(con, part)
         register_lake_table(con, settings, "subscriptions", everything_before, name="all_subscriptions")
     # read once into the connection: several queries read each of them
     for table in ("customers", "subscriptions", "cancellations", "support_tickets"):
@@ -181,9 +180,8 @@ def _prepare(
     text_ids = con.execute(f"SELECT typeof(subscription_id) FROM {every} LIMIT 1").fetchone()
     con.execute(read_sql("features_macros", latest_key=LATEST_KEY_TEXT if text_ids and text_ids[0] == "VARCHAR"
                          else LATEST_KEY_INTEGER))
+    # with ``part`` the customers are the bucket's already (read by their stored hash range)
     create_population(con, population_active_days(settings), population_due_days(settings))
-    if part is not None:
-        con.execute("DELETE FROM population WHERE NOT in_part(customer_id)")
 
 
 #: ``latest_key(ts, id)``: orders rows as (ts, id) does. For integer ids one HUGEINT (the

@@ -151,12 +151,6 @@ def partition_files(settings: Settings, table: str) -> list[Location]:
     return [f.path for f in table_files(settings, table)]
 
 
-def table_glob(settings: Settings, table: str) -> str:
-    """Glob over all files of a table (for DuckDB ``read_parquet``; a compaction or migration
-    that stopped half-way can show a row twice through it: readers use :func:`lake_files`)."""
-    return str(table_dir(settings, table) / "*=*" / "*.parquet")
-
-
 def has_data(settings: Settings, table: str) -> bool:
     return bool(partition_files(settings, table))
 
@@ -464,9 +458,9 @@ def customer_ids(settings: Settings) -> np.ndarray | None:
 
     with duckdb.connect() as con:
         storage.register_duckdb(con, settings)
-        ids = con.execute("SELECT DISTINCT customer_id FROM read_parquet($glob, hive_partitioning = false) "
+        ids = con.execute("SELECT DISTINCT customer_id FROM read_parquet($files, hive_partitioning = false) "
                           "WHERE customer_id IS NOT NULL ORDER BY 1",
-                          {"glob": table_glob(settings, "customers")}).fetchnumpy()["customer_id"]
+                          {"files": lake_files(settings, "customers", [(None, dt.date.max)])}).fetchnumpy()["customer_id"]
     return np.asarray(ids)
 
 
