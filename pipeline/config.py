@@ -165,6 +165,10 @@ class IngestionSettings:
     ingest_chunk_rows: int = setting(500_000, low=1, high=50_000_000, title="Rows per ingest chunk", help="""rows
         per chunk when ingesting: fetched per round trip from the source database, read at most from one event
         file, and validated at a time (memory is bounded by a chunk)""")
+    lake_compact_after_days: int = setting(7, low=0, high=366, title="Compact a period after (days)", help="""a
+        closed month's day files in the lake are merged into one month file (a closed year's, of the slowly
+        changing tables, into one year file) by the first batch that ends this many days after its last day (a
+        night that re-ingests a month's last days then rewrites a day file, not the whole month)""")
     sql_dir: str = setting("", title="Your SQL folder", help="""a folder of your own ingest_<table>.sql files
         mapping your database onto the source contract (README: "Map your data in"); a file not there is the
         packaged one""")
@@ -258,7 +262,8 @@ class TrainingSettings:
 
     candidates: str = setting("logreg,random_forest,xgboost,xgboost_smote", title="Candidate families",
                               help="""candidate families tried by each training run (logreg, random_forest,
-        xgboost, *_smote)""")
+        xgboost, hgb: scikit-learn's HistGradientBoostingClassifier, *_smote); within one standard error of the
+        best mean CV ROC-AUC the simplest wins (logreg < random_forest < xgboost, hgb)""")
     search_iterations: int = setting(2, low=1, high=1000, title="Search budget", help="""randomized-search draws
         per candidate family (the first draw is the default config)""")
     cv_folds: int = setting(2, low=1, high=20, title="Time CV folds", help="""expanding-window time folds (the
@@ -270,7 +275,13 @@ class TrainingSettings:
         and random_forest candidates (cost growing faster than the rows) are fitted on a stratified sample of at
         most this many rows (0: no limit)""")
     calibration: str = setting("sigmoid", choices=("isotonic", "sigmoid"), title="Probability calibration",
-                               help="probability calibration on the latest training-side snapshot")
+                               help="""probability calibration, cross-fitted: fitted on out-of-fold predictions
+        of the chosen candidate (calibration_folds), the model on every training row""")
+    calibration_folds: int = setting(5, low=2, high=20, title="Calibration folds", help="""stratified folds of
+        the customers: each fold's rows of the latest training snapshot are scored by the chosen candidate
+        fitted on every other training row, and those predictions calibrate the model fitted on all of them;
+        where the search ran on a sample (search_sample_rows) the search's CV folds' predictions calibrate
+        instead (no extra fit)""")
     campaign_customer_value: float = setting(200.0, low=0.0, high=1e9, title="Customer value", help="""campaign
         economics for the decision threshold (see pipeline.model.evaluate.Campaign): a saved customer's value""")
     campaign_save_rate: float = setting(0.3, low=0.0, high=1.0, title="Save rate",
@@ -314,7 +325,8 @@ class MonitoringSettings:
                                             help="""rows sampled from each side for the visual Evidently report
         (statistics always use all rows)""")
     reference_sample_rows: int = setting(50_000, low=100, high=10_000_000, title="Reference sample (rows)",
-                                         help="reference sample of training features saved with each model")
+                                         help="""rows of the model's holdout (the latest labelled rows
+        before its training date, which it was not fitted on) saved with it: the drift reference""")
     drift_share_threshold: float = setting(0.5, low=0.0, high=1.0, title="Critical drift share", help="""drift
         share of features at or above which a critical alert fires""")
     drift_share_warning: float = setting(0.2, low=0.0, high=1.0, title="Warning drift share", help="""drift share

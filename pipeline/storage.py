@@ -18,18 +18,24 @@ replacing a lake partition writes its one new object, then deletes any other obj
 day or month (a partition is one file, so the overwrite itself is the switch).
 
 DuckDB reads an object-store lake through the same filesystem (:func:`register_duckdb`,
-``con.register_filesystem``): it fetches the byte ranges it needs, no table is downloaded first.
+``con.register_filesystem``): it fetches the byte ranges it needs of a large object, no table is
+downloaded first; a small object (most of a lake: day files, the slowly changing tables' month
+files) is fetched whole, once per connection, into a local copy DuckDB then reads
+(:class:`ObjectCopies`), where each of DuckDB's opens of an ``s3://`` path would be a GET.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fnmatch
 import functools
 import os
 import tempfile
+import threading
 import uuid
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -293,13 +299,77 @@ def read_text(path: Location) -> str:
 
 
 # ------------------------------------------------------------------ DuckDB
-def register_duckdb(con: Any, settings: Settings) -> None:
+def register_duckdb(con: Any, settings: Settings, copies_dir: Path | None = None) -> None:
     """Let DuckDB read the object store the lake is on (``s3://`` paths in ``read_parquet``)
-    through fsspec (:func:`listed_filesystem`): byte ranges on demand, nothing downloaded first."""
+    through fsspec (:func:`listed_filesystem`): byte ranges on demand. With ``copies_dir`` (a
+    local folder that lives as long as the connection), :func:`duckdb_paths` names the small
+    objects by their local copies for this connection (:class:`ObjectCopies`)."""
     root = lake_root(settings)
     if isinstance(root, ObjectPath):
-        con.register_filesystem(listed_filesystem(root))
+        fs = listed_filesystem(root)
+        con.register_filesystem(fs)
+        if copies_dir is not None:
+            _COPIES[con] = ObjectCopies(fs, copies_dir)
 
+
+def duckdb_paths(con: Any, paths: Sequence[Location]) -> list[str]:
+    """The names DuckDB reads ``paths`` by on ``con``: a small object's local copy where the
+    connection keeps them (:func:`register_duckdb` ``copies_dir``, :class:`ObjectCopies`), else
+    the path or URL itself."""
+    copies = _COPIES.get(con)
+    return copies.local(paths) if copies is not None else [str(p) for p in paths]
+
+
+class ObjectCopies:
+    """Local copies of the small objects (up to :data:`WHOLE_OBJECT_MAX_BYTES`) one DuckDB
+    connection reads: each fetched whole by one GET the first time it is asked for (the objects
+    of one call in parallel threads), then read by DuckDB from local disk however often it opens
+    it. Read through the filesystem, every open is a GET of its own: the schema read of
+    ``union_by_name``, then each scan and each thread, about six per file (make bench,
+    bench_partitions). A larger object keeps its URL: DuckDB reads only the byte ranges it needs
+    (a nightly piece's row groups). Each copy is a file of its own, so concurrent reads never
+    share a position. A connection only reads: nothing writes the lake while it is open, so a
+    copy stays true for its life; the copies go with ``folder`` (the connection's temporary
+    folder)."""
+
+    def __init__(self, fs: Any, folder: Path) -> None:
+        self.fs, self.folder = fs, folder
+        self._local: dict[str, Path] = {}
+        self._lock = threading.Lock()
+
+    def local(self, paths: Sequence[Location]) -> list[str]:
+        """``paths`` as DuckDB should read them: each small object's local copy (fetched now if
+        it was not before), any other path as it is."""
+        small = {p for p in paths if isinstance(p, ObjectPath) and self.fs.size(p.key) <= WHOLE_OBJECT_MAX_BYTES}
+        with self._lock:
+            todo = sorted(p for p in small if p.key not in self._local)
+            fetched = self._fetch(todo)
+            self._local.update(fetched)
+            return [str(self._local[p.key]) if p in small else str(p) for p in paths]
+
+    def _fetch(self, objects: Sequence[ObjectPath]) -> dict[str, Path]:
+        """Fetch ``objects`` into the folder, in parallel threads: their keys and local copies."""
+        if not objects:
+            return {}
+        targets = {p.key: self.folder / f"{len(self._local) + i:06d}-{p.name}" for i, p in enumerate(objects)}
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+        def fetch(path: ObjectPath) -> None:
+            try:
+                self.fs.get_file(path.key, str(targets[path.key]))
+            except Exception as exc:  # botocore's errors share no base but Exception
+                raise StorageError(f"cannot read {path} from the object store at {endpoint()}: "
+                                   f"{first_line(exc)}") from exc
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(objects))) as pool:
+            list(pool.map(fetch, objects))
+        return targets
+
+
+#: the connections with local copies of their small objects (:func:`register_duckdb`)
+_COPIES: weakref.WeakKeyDictionary[Any, ObjectCopies] = weakref.WeakKeyDictionary()
+#: objects fetched at once into a connection's local copies
+FETCH_THREADS = 16
 
 def listed_filesystem(root: ObjectPath) -> Any:
     """An s3fs filesystem of its own for one DuckDB connection, holding the listing of everything

@@ -158,3 +158,40 @@ def test_feature_importance_drift_follows_what_drives_tonights_scores():
     assert by.loc["plan", "change"] < 0 and by.loc["n_failed_payments_180d", "change"] > 0
     assert by.loc["plan", "ratio"] == pytest.approx(by.loc["plan", "mean_abs_shap"] / by.loc["plan", "reference_mean_abs_shap"])
     assert set(frame["model_version"]) == {"v3"}
+
+
+def test_grouping_and_reasons_give_what_one_groupby_and_one_text_per_row_gave():
+    """The night's fast paths (one-column features taken as they are, one text per distinct
+    value) give exactly what the plain ones give: a pandas groupby over every column and one
+    :func:`_value` per row, missing values and one-hot groups included."""
+    from pipeline.features.catalogue import value_unit
+    from pipeline.model.explain import _value, grouped_by_owner, reasons
+
+    rng = np.random.default_rng(3)
+    owners = np.array(["plan", "tenure_days", "plan", "plan", "total_duration_s_7d"], dtype=object)
+    values = rng.normal(size=(500, len(owners))).astype("float32")
+    features = ["tenure_days", "plan", "total_duration_s_7d", "auto_renew"]  # auto_renew: no column, 0
+    plain = pd.DataFrame(values, columns=owners).T.groupby(level=0, sort=False).sum().T
+    plain = plain.reindex(columns=features).fillna(0.0)
+    fast = grouped_by_owner(values, owners, features)
+    assert fast.equals(plain)
+    X = pd.DataFrame({"tenure_days": rng.integers(0, 5, 500).astype("float64"),
+                      "plan": rng.choice(["basic", "premium", None], 500).astype(object),
+                      "total_duration_s_7d": pd.array(rng.integers(0, 9000, 500), dtype="Int64"),
+                      "auto_renew": rng.integers(0, 2, 500)})
+    X.loc[::7, "tenure_days"] = np.nan
+    X.loc[1::7, "tenure_days"] = -0.0  # "-0", beside the zeros' "0"
+    X.loc[::11, "total_duration_s_7d"] = pd.NA
+    typical = {"tenure_days": 2.0, "plan": "basic", "total_duration_s_7d": 600.0, "auto_renew": 1}
+    got = reasons(fast, X, typical)
+    order = np.argsort(-fast.to_numpy(dtype="float64"), axis=1)
+    assert fast.iloc[1::7]["tenure_days"].gt(0).any() and fast.iloc[2::7]["tenure_days"].gt(0).any()
+    for i in [*range(0, 500, 7), *range(1, 500, 7), *range(2, 500, 7), 11, 77]:
+        for k in range(3):
+            name = features[order[i, k]]
+            if fast.iloc[i][name] > 0:
+                tail = f" (usually {_value(name, typical[name])})"
+                assert got.iloc[i, k] == f"{label(name)}: {_value(name, X[name].astype(object).iloc[i])}{tail}"
+            else:
+                assert got.iloc[i, k] is None
+    assert value_unit("total_duration_s_7d") == "seconds" and got.notna().any().all()

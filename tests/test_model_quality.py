@@ -11,7 +11,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import ROOT
-from quality_bars import check_near_truth, check_pr_auc_and_calibration, quality
+from quality_bars import (
+    check_at_least_baselines,
+    check_near_truth,
+    check_pr_auc_and_calibration,
+    plain_baselines,
+    quality,
+)
 
 from pipeline.config import Settings, load_settings
 from pipeline.model import registry
@@ -109,10 +115,14 @@ def test_champion_roc_auc_is_near_the_best_achievable(trained_quality):
 def test_quality_bars_hold_for_other_seeds(tmp_path, seed):
     """The full search (the default settings' candidates) on every matured month: the default
     run's business (seed 11) and two others."""
-    _, train, holdout = _trained(tmp_path, customers=8000, months=10, seed=seed)
+    settings, train, holdout = _trained(tmp_path, customers=8000, months=10, seed=seed)
     q = _quality(train, holdout)
     check_pr_auc_and_calibration(q)
     check_near_truth(q)
+    champ = registry.get_version(settings, train["version"])
+    check_at_least_baselines(f"generated 8,000 x 10, seed {seed}", q["roc_auc"],
+                             _pipeline_baselines(Path(champ.params["training_set"]), champ.metrics(), champ.params),
+                             q["model"])
 
 
 @pytest.mark.skipif(not REAL.is_file(), reason=f"{REAL} is absent")
@@ -161,6 +171,72 @@ def test_train_table_says_what_is_wrong(tmp_path):
         train_table(settings, csv, "Exited")
     with pytest.raises(TrainingError, match="must be 0/1"):
         train_table(settings, csv, "churn")
+
+
+def _pipeline_baselines(training_set: Path, metrics: dict, params: dict) -> dict[str, float]:
+    """Plain LR and HGB fitted on the champion's training snapshots, scored on its holdout."""
+    tset = pd.read_parquet(training_set)
+    day = pd.to_datetime(tset["as_of"]).dt.date.astype(str)
+    train, holdout = tset[day.isin(metrics["train_snapshots"])], tset[day.isin(metrics["holdout_snapshots"])]
+    assert len(train) == metrics["train_rows"] and len(holdout) == metrics["n"]
+    numeric, categorical = params["numeric_features"], params["categorical_features"]
+    return plain_baselines(train, train["label"].to_numpy(), holdout, holdout["label"].to_numpy(), numeric, categorical)
+
+
+def test_small_generated_business_is_at_least_the_best_plain_baseline(trained_source):
+    """The shared small business's champion (conftest TRAINED: the default candidates, one draw
+    each, three snapshots) against plain LR and HGB on the same out-of-time split; every training
+    row reached the model and the calibration was cross-fitted on the time folds."""
+    champ = registry.require_champion(load_settings(data_dir=trained_source))
+    metrics, params = champ.metrics(), champ.params
+    check_at_least_baselines("small generated business", metrics["roc_auc"],
+                             _pipeline_baselines(Path(params["training_set"]), metrics, params), metrics["model"])
+    calibration = metrics["calibration"]
+    assert calibration["model_rows"] == metrics["train_rows"] and calibration["fold_kind"] == "calibration fold"
+    assert calibration["fitted_on"] == "out-of-fold predictions" and calibration["rows"] > 0
+    selection = metrics["selection"]
+    assert selection["chosen"] == metrics["model"] and selection["margin"] <= selection["std_error"] + 1e-12
+
+
+README_TABLES = {  # train-table exactly as the README says
+    "Churn_Modelling": ["--csv", str(REAL), "--label", "Exited", "--id", "CustomerId", "--drop", "RowNumber,Surname"],
+    "mlc_churn_5000": ["--csv", str(REAL.parent / "mlc_churn_5000.csv"), "--label", "churn", "--positive", "yes"],
+}
+
+
+#: measured 2026-12-07: churnflow 0.9141 (random forest) vs plain HGB 0.9248. The tree families are within
+#: 0.003 of each other in CV (one standard error picks the random forest) and HGB's holdout lead is
+#: within that holdout's own standard error (~0.008): issue 36 stays open on it (strict: a pass fails,
+#: to take the mark off)
+GAP_KNOWN = pytest.mark.xfail(strict=True, reason="issue 36: 0.0107 below plain HGB on mlc_churn_5000")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [pytest.param(n, marks=GAP_KNOWN) if n == "mlc_churn_5000" else n
+                                  for n in README_TABLES])
+def test_train_table_is_at_least_the_best_plain_baseline_on_real_tables(tmp_path, monkeypatch, capsys, name):
+    """`train-table` with the default settings against plain LR and HGB on its own held-out split."""
+    from pipeline.__main__ import main
+    from pipeline.model.train import read_labelled_table, table_split
+
+    args = README_TABLES[name]
+    csv = Path(args[1])
+    if not csv.is_file():
+        pytest.skip(f"{csv} is absent")
+    monkeypatch.setenv("CHURNFLOW_DATA_DIR", str(tmp_path / "data"))
+    assert main(["train-table", *args]) == 0
+    capsys.readouterr()
+    settings = load_settings()
+    latest = registry.list_versions(settings, "churnflow-table")[-1]
+    metrics = registry.get_version(settings, latest.number, name="churnflow-table").metrics()
+    options = dict(zip(args[2::2], args[3::2], strict=True))
+    table = read_labelled_table(csv, options["--label"], id_column=options.get("--id"),
+                                drop=[c for c in options.get("--drop", "").split(",") if c],
+                                positive=options.get("--positive"))
+    tr, te = table_split(table.y, 0.25, settings.random_seed)
+    baselines = plain_baselines(table.X.iloc[tr], table.y[tr], table.X.iloc[te], table.y[te], table.numeric,
+                                table.categorical, settings.random_seed)
+    check_at_least_baselines(name, metrics["roc_auc"], baselines, metrics["model"])
 
 
 def test_time_folds_expand_and_purge():

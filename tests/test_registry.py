@@ -377,3 +377,35 @@ def test_the_earlier_file_registry_is_named_then_migrated(trained, capsys, monke
     assert "migrated from churnflow's file registry" in registry.history(settings)["log"][-1]["reason"]
     run_nightly(settings, RUN_DATE)
     assert set(_scores(settings)["model_version"]) == {"v1"}
+
+
+def test_figures_derived_from_a_copy_are_computed_once_per_copy(tmp_path):
+    """A version's figures on its own reference (the nightly importance drift's reference mean
+    |SHAP|) are kept beside its copy, read back to the bit, and computed again for another
+    copy under the same label (other checksums) or when the kept file is damaged."""
+    import json
+
+    from pipeline.model.model_cache import VERSION_FILE, derived_figures
+
+    copy = tmp_path / "churnflow" / "v1"
+    copy.mkdir(parents=True)
+    (copy / VERSION_FILE).write_text(json.dumps({"sha256": {"model/model.pkl": "aa"}}))
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return [("tenure_days", 0.1 + 0.2), ("plan", 1 / 3)]
+
+    first = derived_figures(copy, "reference_mean_abs_shap-20000-42", compute)
+    assert first == [("tenure_days", 0.1 + 0.2), ("plan", 1 / 3)] and len(calls) == 1
+    assert derived_figures(copy, "reference_mean_abs_shap-20000-42", compute) == first and len(calls) == 1
+    assert not any(p.name != VERSION_FILE for p in copy.iterdir())  # nothing written into the verified copy
+    derived_figures(copy, "reference_mean_abs_shap-5000-42", compute)
+    assert len(calls) == 2
+    (copy / VERSION_FILE).write_text(json.dumps({"sha256": {"model/model.pkl": "bb"}}))
+    derived_figures(copy, "reference_mean_abs_shap-20000-42", compute)
+    assert len(calls) == 3
+    for kept in (tmp_path / "churnflow" / "v1.derived").iterdir():
+        kept.write_text("not json")
+    derived_figures(copy, "reference_mean_abs_shap-20000-42", compute)
+    assert len(calls) == 4

@@ -121,3 +121,30 @@ def test_a_store_with_integer_customer_ids_migrates_to_text_and_keeps_its_rows(s
     assert got["customer_id"].tolist() == ["7", "00123"]
     with results.results_engine(settings).connect() as conn:
         assert results.schema_version(conn) == results.SCHEMA_VERSION
+
+
+def test_a_frame_is_stored_as_sqlalchemy_stores_its_records(settings):
+    """:func:`results.insert_frame` (on SQLite: the driver's executemany of tuples bound by the
+    columns' types) stores what SQLAlchemy's own insert of :func:`results.records` stores:
+    timestamps, NaN and None as NULL, integers, text ids, a number in a text column."""
+    frame = pd.DataFrame({"as_of": pd.Timestamp("2026-01-01"), "customer_id": ["00123", "7", "x"],
+                          "churn_probability": [0.25, 0.5, 0.75], "risk_band": ["low", "medium", "high"],
+                          "model_version": "v1", "reason_1": ["a: 1", None, 5], "reason_2": [float("nan"), "b", None],
+                          "rank": [3, 2, 1]})
+    engine = results.results_engine(settings)
+    with engine.begin() as conn:
+        results.insert_frame(conn, results.SCORES, frame, batch_rows=2)
+        conn.execute(results.SCORES.insert(), results.records(results.SCORES, frame.assign(as_of=pd.Timestamp("2026-01-02"))))
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(results.SCORES).order_by(results.SCORES.c.as_of, results.SCORES.c.customer_id)).all()
+    first, second = rows[:3], rows[3:]
+    assert [r[1:] for r in first] == [r[1:] for r in second]
+    assert [r[0] for r in first] == [dt.datetime(2026, 1, 1)] * 3 and [r[0] for r in second] == [dt.datetime(2026, 1, 2)] * 3
+    assert [(r.customer_id, r.reason_1, r.reason_2, r.rank) for r in first] == [
+        ("00123", "a: 1", None, 3), ("7", None, "b", 2), ("x", "5", None, 1)]
+    with engine.connect() as conn:  # as the store holds them (SQLite: the timestamp's text, the types of its values)
+        raw = conn.exec_driver_sql("SELECT * FROM churn_scores ORDER BY as_of, customer_id").all()
+    assert [tuple(r)[1:] for r in raw[:3]] == [tuple(r)[1:] for r in raw[3:]]
+    assert {str(r[0]).replace("01-02", "01-01") for r in raw} == {str(raw[0][0])}
+    with pytest.raises(ValueError, match=r"table churn_scores has no column\(s\) \[.uplift.\]"), engine.begin() as conn:
+        results.insert_frame(conn, results.SCORES, frame.assign(uplift=0.1))

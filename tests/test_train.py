@@ -296,3 +296,125 @@ def test_provided_labels_train_on_the_businesss_own_label_dates(source_data):
         given, on=["customer_id", "as_of"], how="left", validate="one_to_one")
     assert rows["churned"].notna().all() and (rows["label"] == rows["churned"]).all()
     assert len(rows) >= 0.9 * len(given) and 0 < rows["label"].mean() < 0.5
+
+
+def _trial(name: str, y_folds: list[np.ndarray], scores: list[np.ndarray]):
+    from sklearn.metrics import roc_auc_score
+
+    from pipeline.model.candidates import Trial
+
+    aucs = [float(roc_auc_score(y, p)) for y, p in zip(y_folds, scores, strict=True)]
+    return Trial(name, {}, float(np.mean(aucs)), 0.0, [], aucs, scores)
+
+
+def test_within_one_standard_error_the_simpler_candidate_wins():
+    """The search chased noise: XGBoost chosen on a CV mean a hair above a logistic regression
+    that then did better on the holdout. Now a difference within one standard error (paired,
+    on the same folds' rows) buys no complexity; one beyond it does."""
+    from pipeline.model.candidates import choose, difference_std_error
+
+    rng = np.random.default_rng(0)
+    y_folds = [(rng.uniform(size=1500) < 0.1).astype(int) for _ in range(2)]
+    signal = [y + rng.normal(0, 1.2, y.size) for y in y_folds]
+    close = [s + rng.normal(0, 0.3, s.size) for s in signal]       # nearly the same ranking, a little noise
+    worse = [y + rng.normal(0, 2.5, y.size) for y in y_folds]      # clearly weaker
+    boosting = _trial("xgboost", y_folds, signal)
+    near_lr = _trial("logreg", y_folds, close)
+    far_lr = _trial("logreg", y_folds, worse)
+    assert boosting.cv_roc_auc > near_lr.cv_roc_auc  # the complex one is ahead on the mean ...
+    se = difference_std_error(boosting, near_lr, y_folds)
+    assert 0 < boosting.cv_roc_auc - near_lr.cv_roc_auc <= se  # ... by less than its standard error
+    picked = choose([boosting, near_lr], y_folds)
+    assert picked.chosen is near_lr and picked.best is boosting
+    assert picked.margin == pytest.approx(boosting.cv_roc_auc - near_lr.cv_roc_auc) and picked.std_error == se
+    assert "within one standard error" in picked.reason and "the simpler candidate wins" in picked.reason
+    picked = choose([boosting, far_lr], y_folds)
+    assert picked.chosen is boosting and picked.margin == 0.0 and "more than one standard error" in picked.reason
+    record = picked.record()
+    assert record["chosen"] == "xgboost" and set(record["families"]) == {"xgboost", "logreg"}
+    # same tier (boosting): the higher mean wins
+    other = _trial("hgb", y_folds, close)
+    assert choose([other, boosting], y_folds).chosen is boosting
+
+
+def test_paired_auc_difference_variance_matches_a_bootstrap():
+    from sklearn.metrics import roc_auc_score
+
+    from pipeline.model.candidates import paired_auc_difference_variance
+
+    rng = np.random.default_rng(1)
+    y = (rng.uniform(size=2000) < 0.15).astype(int)
+    a = y + rng.normal(0, 1.0, y.size)
+    b = a + rng.normal(0, 0.7, y.size)
+    diffs = []
+    for _ in range(300):
+        i = rng.integers(0, y.size, y.size)
+        diffs.append(roc_auc_score(y[i], a[i]) - roc_auc_score(y[i], b[i]))
+    assert paired_auc_difference_variance(y, a, b) == pytest.approx(np.var(diffs), rel=0.3)
+
+
+def test_train_table_fits_on_every_training_row_and_calibrates_out_of_fold(settings, tmp_path):
+    """Before, a third of a small table never reached the model (it only calibrated)."""
+    from pipeline.model.candidates import CrossFitCalibrated
+    from pipeline.model.train import train_table
+
+    path = tmp_path / "telco.csv"
+    _telco_like(900).to_csv(path, index=False)
+    trained = train_table(settings.replace(candidates="logreg,hgb", search_iterations=1), path, "Churn",
+                          id_column="customerID", positive="Yes")
+    model, metrics = trained.model, trained.metrics
+    assert isinstance(model, CrossFitCalibrated)
+    assert model.estimator.named_steps["prep"].n_features_in_ == len(trained.params["numeric_features"]) + len(
+        trained.params["categorical_features"])
+    calibration = metrics["calibration"]
+    # train-table's stratified folds cover every training row once: all of them calibrate, all of them fit
+    assert calibration["rows"] == calibration["model_rows"] == metrics["train_rows"] == 675
+    assert "cross-fitted" in calibration["description"]
+    assert metrics["selection"]["chosen"] == metrics["model"] and "selection_cv_margin" in metrics
+    # monotone: calibration never reorders the pipeline's scores
+    X = trained.reference
+    raw, calibrated = model.estimator.predict_proba(X)[:, 1], model.predict_proba(X)[:, 1]
+    assert np.all(np.diff(calibrated[np.argsort(raw, kind="stable")]) >= -1e-12)
+
+
+def test_hgb_candidate_handles_missing_values_and_unseen_categories_and_explains(settings):
+    from pipeline.model.candidates import candidate_pipeline
+    from pipeline.model.explain import column_owners
+
+    rng = np.random.default_rng(2)
+    X = pd.DataFrame({"x": rng.normal(size=400), "plan": pd.Categorical(rng.choice(["a", "b", None], 400))})
+    X.loc[::7, "x"] = np.nan
+    y = ((X["x"].fillna(0) + (X["plan"] == "a")) + rng.normal(0, 0.5, 400) > 0.8).astype(int).to_numpy()
+    pipe = candidate_pipeline(settings, ["x"], ["plan"], "hgb", {}, y).fit(X, y)
+    unseen = pd.DataFrame({"x": [np.nan, 1.0], "plan": pd.Categorical(["zzz", "a"])})
+    assert np.isfinite(pipe.predict_proba(unseen)).all()
+    assert list(column_owners(pipe.named_steps["prep"], ["x"], ["plan"])) == ["x", "plan"]
+
+
+def test_calibration_folds_cover_every_training_row_once_with_each_customer_on_one_side(settings):
+    """The cross-fitted calibration scores every training row with a model that never saw its
+    customer; at scale (the search on a sample) the search's folds calibrate, no extra fit."""
+    from pipeline.model.train import calibration_folds_of
+
+    rng = np.random.default_rng(4)
+    customers = pd.Series(np.repeat(np.arange(300), 3))  # three snapshots of 300 customers
+    y = (rng.uniform(size=len(customers)) < 0.2).astype(int)
+    folds = calibration_folds_of(settings, customers, y, searched_all=True)
+    assert folds is not None and len(folds) == settings.calibration_folds == 5
+    valid = np.concatenate([va for _, va in folds])
+    assert np.array_equal(np.sort(valid), np.arange(len(y)))
+    for train_idx, valid_idx in folds:
+        assert not set(customers.iloc[train_idx]) & set(customers.iloc[valid_idx])
+    assert calibration_folds_of(settings, customers, y, searched_all=False) is None
+    # with snapshots: each fold validates its customers' rows of the latest one, its model fitted on every
+    # other row (the other customers' latest rows, its own customers' earlier rows whose label window closed)
+    as_of = pd.Series(np.tile(pd.to_datetime(["2025-03-01", "2025-04-01", "2025-05-01"]), 300))
+    folds = calibration_folds_of(settings, customers, y, True, as_of)
+    latest = np.flatnonzero(as_of == as_of.max())
+    assert np.array_equal(np.sort(np.concatenate([va for _, va in folds])), latest)
+    for train_idx, valid_idx in folds:
+        assert len(train_idx) == len(y) - len(valid_idx) and not set(train_idx) & set(valid_idx)
+    weekly = calibration_folds_of(settings.replace(horizon_days=30), customers, y, True,
+                                  pd.Series(np.tile(pd.to_datetime(["2025-04-10", "2025-04-17", "2025-04-24"]), 300)))
+    for train_idx, valid_idx in weekly:  # a validated customer's rows of 7 and 14 days before are left out
+        assert not set(customers.iloc[train_idx]) & set(customers.iloc[valid_idx])

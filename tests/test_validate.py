@@ -337,6 +337,26 @@ def test_feature_suite_applies_its_rules_to_every_matching_column():
     assert "features.customer_id,as_of: expect_compound_columns_to_be_unique" in reasons[2]
 
 
+def test_a_wide_table_is_validated_in_narrow_parts_with_the_outcomes_of_the_whole_suite(monkeypatch):
+    days = range(1, 25)
+    df = pd.DataFrame({"customer_id": [1, 2, 3, 3], "as_of": pd.to_datetime(["2025-06-01"] * 4),
+                       **{f"n_events_{d}d": [0, d, 1, 2] for d in days}})
+    df.loc[1, "n_events_3d"] = -1
+    df.loc[2, "n_events_20d"] = -5
+    names = tuple(df.columns)
+    parts = suites.suite_parts("features", names)
+    assert len(parts) > 2 and all(len(c or ()) <= suites.PART_COLUMNS for c, _ in parts)
+    whole = suites.build_suite("features", names)
+    configs = sorted(repr(e.configuration.to_json_dict()) for _, part in parts for e in part.expectations)
+    assert configs == sorted(repr(e.configuration.to_json_dict()) for e in whole.expectations)
+    narrow = validate_batch(df, "features")
+    monkeypatch.setattr(validate, "suite_parts", lambda table, columns, closed=(): ((None, whole),))
+    wide = validate_batch(df, "features")
+    assert [(f.column, f.rule, f.unexpected_count) for f in narrow.failures] == [
+        (f.column, f.rule, f.unexpected_count) for f in wide.failures]
+    assert reasons_by_row(narrow) == reasons_by_row(wide) and sorted(reasons_by_row(narrow)) == [1, 2, 3]
+
+
 def test_feature_batch_without_templated_columns_passes():
     df = pd.DataFrame({"customer_id": [1, 2], "as_of": pd.to_datetime(["2025-06-01"] * 2), "plan": ["basic", "x"]})
     assert validate_batch(df, "features").passed

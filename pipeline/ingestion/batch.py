@@ -55,11 +55,11 @@ def ingest_batch(settings: Settings, table: str, start: dt.date, end: dt.date, r
     schema = lake.schema_of(settings, table, ids)
     time_col = TABLES[table].time_column
     columns = ColumnCounts([c.name for c in TABLES[table].columns if not c.required])
-    stager = lake.DayStager(settings, table, start, end, lake.staging_dir(settings, table, run_key), schema)
+    known = None if table == "customers" else (
+        known_customers if known_customers is not None else lake.customer_ids(settings))
+    stager = lake.DayStager(settings, table, start, end, lake.staging_dir(settings, table, run_key), schema, known)
     progress = Progress(f"ingest {table} [{start}, {end})", (end - start).days, "days")
     try:
-        known = None if table == "customers" else (
-            known_customers if known_customers is not None else lake.customer_ids(settings))
         with ChunkedValidator(table, settings, run_key, window_start=dt.datetime.combine(start, dt.time()),
                               window_end=dt.datetime.combine(end, dt.time()), schema=schema,
                               known_customers=known) as validator:

@@ -79,14 +79,44 @@ def row_group_rows(rows: int) -> int:
     return max(MIN_ROW_GROUP_ROWS, -(-rows // ROW_GROUPS_PER_FILE))
 
 
-def in_customer_order(table: pa.Table) -> pa.Table:
-    """``table`` with its ``customer_hash`` column (computed from ``customer_id``; replaced if
-    present) and its rows sorted by it, stably (a customer's rows keep their order)."""
-    hashes = arrow_hash(table.column("customer_id"))
+class HashLookup:
+    """The customer hashes of a batch's known customers (the lake's ids), computed once when the
+    batch has hashed as many rows as there are customers: from then on a chunk's hashes are a
+    lookup (a first ingest hashes each customer once, not each of its hundred events). An id not
+    known is hashed as before."""
+
+    def __init__(self, known: np.ndarray | None) -> None:
+        self._known = known
+        self._index: pd.Index | None = None
+        self._hashes: np.ndarray | None = None
+        self._hashed = 0
+
+    def __call__(self, ids: pa.Array | pa.ChunkedArray) -> pa.Array:
+        if self._index is None:
+            self._hashed += len(ids)
+            if self._known is None or self._hashed < len(self._known):
+                return arrow_hash(ids)
+            self._index = pd.Index(self._known)
+            self._hashes = arrow_hash(pa.array(self._known)).to_numpy(zero_copy_only=False)
+        assert self._hashes is not None
+        ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+        at = self._index.get_indexer(ids.to_numpy(zero_copy_only=False))
+        out = self._hashes[np.maximum(at, 0)]
+        missing = np.flatnonzero(at < 0)
+        if len(missing):
+            out[missing] = arrow_hash(ids.take(pa.array(missing))).to_numpy(zero_copy_only=False)
+        return pa.array(out, pa.int64())
+
+
+def in_customer_order(table: pa.Table, hashes: HashLookup | None = None) -> pa.Table:
+    """``table`` with its ``customer_hash`` column and its rows sorted by it, stably (a customer's
+    rows keep their order). The hash is computed from ``customer_id`` (by ``hashes`` where
+    given) unless the table holds it already (the lake's own pieces: hashed once, when staged)."""
     if HASH_COLUMN in table.column_names:
-        table = table.drop_columns([HASH_COLUMN])
-    table = table.append_column(pa.field(HASH_COLUMN, pa.int64()), hashes)
-    return table.take(pc.sort_indices(hashes))
+        return table.take(pc.sort_indices(table.column(HASH_COLUMN)))
+    column = (hashes or arrow_hash)(table.column("customer_id"))
+    table = table.append_column(pa.field(HASH_COLUMN, pa.int64()), column)
+    return table.take(pc.sort_indices(column))
 
 
 def has_customers(schema: pa.Schema) -> bool:

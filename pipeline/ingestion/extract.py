@@ -354,14 +354,15 @@ def table_chunks(settings: Settings, table: str, start: str | dt.date, end: str 
 EARLIEST = dt.date(1900, 1, 1)
 
 
-def time_bound(settings: Settings, table: str, end: dt.date, which: str = "min") -> dt.datetime | None:
+def time_bound(settings: Settings, table: str, end: dt.date, which: str = "min",
+               start: dt.date = EARLIEST) -> dt.datetime | None:
     """The earliest (``which="min"``) or latest (``"max"``) time-column value of the rows that
-    ``ingest_<table>.sql`` (yours, with ``sql_dir``) returns before ``end``; None: no row."""
+    ``ingest_<table>.sql`` (yours, with ``sql_dir``) returns in ``[start, end)``; None: no row."""
     _, time_col = LAKE_TABLES[table]
     fn = {"min": "MIN", "max": "MAX"}[which]
     inner = load_sql(f"ingest_{table}", settings).strip().rstrip(";")
     eng = source_engine(settings)
-    query, params = window_query(f"SELECT {fn}(q.{time_col}) FROM ({inner}) AS q", eng, EARLIEST, end)  # identifiers only
+    query, params = window_query(f"SELECT {fn}(q.{time_col}) FROM ({inner}) AS q", eng, start, end)  # identifiers only
     try:
         with eng.connect() as conn:
             value = conn.execute(query, params).scalar()

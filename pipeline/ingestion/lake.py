@@ -1,53 +1,62 @@
 """The Parquet lake: one folder per table, one partition per day of the table's time column,
-day partitions compacted into one file per month once the month has closed.
+day partitions compacted into one file per month once the month has closed and settled (and, for
+the slowly changing tables, months into one file per year once the year has).
 
-Layout: ``<lake>/<table>/date=YYYY-MM-DD/part-1.parquet`` (a day of the current month) and
+Layout: ``<lake>/<table>/date=YYYY-MM-DD/part-1.parquet`` (a day of an open month),
 ``<lake>/<table>/month=YYYY-MM/days-01-31.parquet`` (a closed month; the name lists the days it
 holds, ``days-01-05_07-31`` where one is missing, so that one listing tells which days the lake
-has, without opening a file); ``<lake>`` is ``<data_dir>/lake``, or ``lake_url`` (a folder, or
-``s3://bucket/prefix``: every read and write goes through :mod:`pipeline.storage`).
+has, without opening a file) and ``<lake>/<table>/year=YYYY/days-0101-1231.parquet`` (a closed
+year of a table of :data:`YEARLY_TABLES`; the name lists its days too); ``<lake>`` is
+``<data_dir>/lake``, or ``lake_url`` (a folder, or ``s3://bucket/prefix``: every read and write
+goes through :mod:`pipeline.storage`).
 
 Customer order (:mod:`pipeline.ingestion.buckets`): every file of a table with a ``customer_id``
-holds its rows sorted by the stored ``customer_hash`` column, in small row groups (a month file:
-each day's row groups in turn, so both the day and the hash prune). A nightly piece over one
-bucket of customers reads only its row groups (:func:`register_lake_table` ``hashes``). A file
-written before this layout (``part-0.parquet``, in arrival order) is read as before, its bucket
-computed from the ids, until ``python -m pipeline migrate-lake`` rewrites it
+holds its rows sorted by the stored ``customer_hash`` column, in small row groups (a month or
+year file: each day's row groups in turn, so both the day and the hash prune). A nightly piece
+over one bucket of customers reads only its row groups (:func:`register_lake_table` ``hashes``).
+A file written before this layout (``part-0.parquet``, in arrival order) is read as before, its
+bucket computed from the ids, until ``python -m pipeline migrate-lake`` rewrites it
 (:func:`migrate`).
 
-Why monthly compaction: the slowly changing tables (customers, subscriptions, plan changes) gain
-a few rows a day, and a feature build reads all their history: on an object store a file is a
-GET, so two years of day files cost ~730 GETs per table where 24 month files cost 24.
+Why compaction: the slowly changing tables (customers, subscriptions, plan changes, tickets,
+cancellations) gain a few rows a day, and a feature build reads all their history: on an object
+store a file is a GET, so two years of day files cost ~730 GETs per table where two year files
+and the months of this one cost a dozen. A month is compacted only ``lake_compact_after_days``
+after it ended, so the nights that re-ingest its last days rewrite a day file, not the month.
 
 Writing a batch for the half-open window ``[start, end)`` replaces every day of that window for
 which the batch has rows, so re-ingesting a window replaces it instead of duplicating rows,
-whatever windows were ingested before (a day of a closed month: its month file is rewritten
+whatever windows were ingested before (a day of a closed month or year: its file is rewritten
 with the day replaced). A day without rows never deletes a day the lake holds (event days
 must be complete before a batch is read at all:
 :func:`pipeline.ingestion.readiness.require_complete_landing`).
-Each file is written atomically (a rename, or one upload of the complete object); a month file
-is in place before the day files it replaces go, and a reader takes a month's file over any
-day file left of that month, so no reader sees a row twice.
-Batches are staged chunk by chunk first (:class:`DayStager`, on local disk) and published only
-once the whole batch passed validation, so memory is bounded by a chunk (a day of events,
-``ingest_chunk_rows`` database rows), not by the history, and a failed batch publishes nothing.
+Each file is written atomically (a rename, or one upload of the complete object); a compacted
+file is in place before the files it replaces go, and a reader takes a year's file over any
+month or day file left of that year (a month's over its days), so no reader sees a row twice.
+Batches are staged chunk by chunk first (:class:`DayStager`, on local disk, in the lake's own
+layout) and published only once the whole batch passed validation, so memory is bounded by a
+chunk (a day of events, ``ingest_chunk_rows`` database rows), not by the history, and a failed
+batch publishes nothing; publishing a period the batch holds whole is a rename.
 
 Readers of the lake use DuckDB over the files they need (:func:`duckdb_connection`,
 :func:`register_lake_table`): the features, the labels and validation's cross-chunk checks. A
-lake on an object store is read by DuckDB through the registered fsspec filesystem (byte
-ranges on demand), never downloaded first.
+lake on an object store is read by DuckDB through the registered fsspec filesystem: an object
+up to 16 MiB is fetched once per connection into a local copy
+(:class:`~pipeline.storage.ObjectCopies`), a larger one read by byte ranges on demand.
 """
-
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
+import itertools
 import logging
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +70,14 @@ import pyarrow.parquet as pq
 from pipeline import storage
 from pipeline.artifacts import as_date, atomic_path
 from pipeline.config import Settings
-from pipeline.ingestion.buckets import HASH_COLUMN, HASH_SQL, has_customers, in_customer_order, row_group_rows
+from pipeline.ingestion.buckets import (
+    HASH_COLUMN,
+    HASH_SQL,
+    HashLookup,
+    has_customers,
+    in_customer_order,
+    row_group_rows,
+)
 from pipeline.ingestion.contract import ID, LAKE_TABLES, TABLES, schema_with_ids
 from pipeline.storage import Location
 
@@ -83,10 +99,15 @@ class LakeFile:
     ordered: bool
 
     @property
+    def period(self) -> str | None:
+        """``YYYY-MM`` for a month file, ``YYYY`` for a year file, None for a day partition."""
+        return _period(self.path)
+
+    @property
     def month(self) -> str | None:
-        """``YYYY-MM`` for a month file, None for a day partition."""
-        folder = self.path.parent.name
-        return folder.removeprefix("month=") if folder.startswith("month=") else None
+        """``YYYY-MM`` for a month file, None otherwise."""
+        period = self.period
+        return period if period is not None and len(period) == 7 else None
 
 
 def month_file_name(days: Sequence[dt.date]) -> str:
@@ -100,6 +121,66 @@ def month_file_name(days: Sequence[dt.date]) -> str:
         else:
             runs.append([n])
     return "days-" + "_".join(f"{r[0]:02d}-{r[-1]:02d}" for r in runs) + ".parquet"
+
+
+def year_file_name(days: Sequence[dt.date]) -> str:
+    """The name of the year file holding ``days`` (of one year): ``days-0101-1231.parquet``, runs
+    of consecutive days (``MMDD``) joined by ``_``; where that would be long (a table with rows
+    on scattered days), ``days-x<hex>.parquet``: bit ``i`` of the number set for the year's day
+    ``i`` (0: January 1), at most 92 digits (a file name has at most 255 bytes)."""
+    ordered = sorted(set(days))
+    runs: list[list[dt.date]] = []
+    for d in ordered:
+        if runs and d == runs[-1][-1] + dt.timedelta(days=1):
+            runs[-1].append(d)
+        else:
+            runs.append([d])
+    if len(runs) <= YEAR_NAME_RUNS:
+        return "days-" + "_".join(f"{r[0]:%m%d}-{r[-1]:%m%d}" for r in runs) + ".parquet"
+    return f"days-x{sum(1 << (d.timetuple().tm_yday - 1) for d in ordered):x}.parquet"
+
+
+#: at most this many runs of days are listed in a year file's name (else its bitmap)
+YEAR_NAME_RUNS = 8
+
+
+def _year_days(year: str, name: str) -> tuple[dt.date, ...]:
+    text = name.removeprefix("days-").removesuffix(".parquet")
+    first = dt.date(int(year), 1, 1)
+    if text.startswith("x"):
+        bits = int(text[1:], 16)
+        return tuple(first + dt.timedelta(days=i) for i in range(bits.bit_length()) if bits >> i & 1)
+    out: list[dt.date] = []
+    for run in text.split("_"):
+        lo, _, hi = run.partition("-")
+        start = dt.date(int(year), int(lo[:2]), int(lo[2:]))
+        last = dt.date(int(year), int((hi or lo)[:2]), int((hi or lo)[2:]))
+        out += [start + dt.timedelta(days=i) for i in range((last - start).days + 1)]
+    return tuple(out)
+
+
+def _period(path: Location) -> str | None:
+    """The period a compacted file's folder names (``month=YYYY-MM``, ``year=YYYY``), else None."""
+    folder = path.parent.name
+    for prefix in ("month=", "year="):
+        if folder.startswith(prefix):
+            return folder.removeprefix(prefix)
+    return None
+
+
+def period_dir(period: str) -> str:
+    """The folder of a compacted period: ``month=YYYY-MM`` or ``year=YYYY``."""
+    return f"year={period}" if len(period) == 4 else f"month={period}"
+
+
+def _period_days(period: str, name: str) -> tuple[dt.date, ...]:
+    return _year_days(period, name) if len(period) == 4 else _month_days(period, name)
+
+
+def _in_period(path: Location, period: str) -> bool:
+    """Whether a lake file's folder (a day, a month or a year) lies inside ``period``."""
+    value = path.parent.name.partition("=")[2]
+    return value[:len(period)] == period if len(value) >= len(period) else False
 
 
 def _month_days(month: str, name: str) -> tuple[dt.date, ...]:
@@ -122,23 +203,25 @@ def table_files(settings: Settings, table: str, listing: Sequence[Location] | No
     ``listing``): a month's file over any day file left of that month (a compaction that stopped
     half-way), a day's customer-ordered file over its legacy one (a migration that stopped
     half-way)."""
-    months: dict[str, list[Location]] = {}
+    periods: dict[str, list[Location]] = {}
     day_dirs: dict[str, list[Location]] = {}
     if listing is None:
         listing = storage.glob(table_dir(settings, table), "*=*/*.parquet")
     for path in listing:
-        folder = path.parent.name
-        if folder.startswith("month="):
-            months.setdefault(folder.removeprefix("month="), []).append(path)
-        elif folder.startswith("date="):
-            day_dirs.setdefault(folder.removeprefix("date="), []).append(path)
+        period = _period(path)
+        if period is not None:
+            periods.setdefault(period, []).append(path)
+        elif path.parent.name.startswith("date="):
+            day_dirs.setdefault(path.parent.name.removeprefix("date="), []).append(path)
     out: list[LakeFile] = []
-    for month, paths in months.items():
+    for period, paths in periods.items():
+        if len(period) == 7 and period[:4] in periods:
+            continue  # a year file over the month files left of that year (a compaction that stopped)
         # a rewrite only ever adds days, so the file with the most days is the newest
-        best = max(paths, key=lambda p: (len(_month_days(month, p.name)), p.name))
-        out.append(LakeFile(best, _month_days(month, best.name), True))
+        best = max(paths, key=lambda p: (len(_period_days(period, p.name)), p.name))
+        out.append(LakeFile(best, _period_days(period, best.name), True))
     for day, paths in day_dirs.items():
-        if day[:7] in months:
+        if day[:7] in periods or day[:4] in periods:
             continue
         names = {p.name for p in paths}
         chosen = [p for p in paths if not (p.name == LEGACY_PART_NAME and PART_NAME in names)]
@@ -176,18 +259,44 @@ def days(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days)]
 
 
+#: one day's staged rows: its staged month file and, per chunk that had rows of the day, the row
+#: groups that chunk wrote (each run in customer order)
+StagedDay = tuple[Path, tuple[tuple[int, ...], ...]]
+
+
+@dataclass
+class _Staged:
+    """One staging file: a closed month's (every chunk's rows of it) or an open month's day's, a
+    day's rows in row groups of their own (each chunk's slice of a day in customer order)."""
+
+    path: Path
+    writer: pq.ParquetWriter | None
+    groups: int = 0
+    days: dict[dt.date, list[tuple[int, ...]]] = dataclasses.field(default_factory=dict)
+
+    def staged(self, day: dt.date) -> StagedDay:
+        return self.path, tuple(self.days[day])
+
+
 class DayStager:
-    """Stage the rows of the window ``[start, end)`` of ``table``, chunk by chunk, as day
-    pieces under ``staging``; :meth:`publish` then replaces the lake's day partitions.
+    """Stage the rows of the window ``[start, end)`` of ``table``, chunk by chunk, under
+    ``staging`` (one file per closed month, each day in row groups of its own, and one per day of
+    an open month); :meth:`publish` then replaces the lake's days with them.
 
     Memory is bounded by one chunk while staging and by one day while publishing. Nothing
     reaches the lake before :meth:`publish`, so a batch that fails validation half-way
-    leaves the lake as it was; :meth:`discard` removes the staged pieces.
+    leaves the lake as it was; :meth:`discard` removes the staged files.
+
+    Staging files are written in the lake's own layout, so publishing a closed month that the
+    batch holds whole (a training's re-extract, a first ingest) is a rename, and so is a day of an
+    open month (a night's events): a row is written once, not staged and then rewritten.
     """
 
     def __init__(self, settings: Settings, table: str, start: str | dt.date, end: str | dt.date,
-                 staging: Path, schema: pa.Schema | None = None) -> None:
+                 staging: Path, schema: pa.Schema | None = None, known: np.ndarray | None = None) -> None:
         self.schema = schema or schema_of(settings, table)
+        #: the customer hashes (``known``: the lake's customer ids, hashed once where that is cheaper)
+        self._hashes = HashLookup(known)
         self.time_col = TABLES[table].time_column
         self.settings, self.table = settings, table
         self.start, self.end = as_date(start), as_date(end)
@@ -195,10 +304,15 @@ class DayStager:
         shutil.rmtree(self.staging, ignore_errors=True)  # a rerun's leftovers
         self.staging.mkdir(parents=True)
         self.rows = 0
-        self._pieces = 0
+        self._files: dict[str, _Staged] = {}
+        #: periods staged whole into one file: closed ones, and those the lake has compacted already
+        self._compacted = {period for path in storage.glob(table_dir(settings, table), "*=*/*.parquet")
+                           if (period := _period(path)) is not None}
 
     def add(self, df: pd.DataFrame) -> None:
-        """Split ``df`` by the day of its time column into staged pieces.
+        """Stage ``df``'s rows: converted to Arrow, hashed and put in customer order once for the
+        chunk, then each day's slice appended to its month's staging file (a chunk of database
+        rows spans years of days: per-day conversions and files cost more than the rows).
 
         Every row's time column must fall inside the window (a row outside it is a bug in
         the caller, as validation rejects such rows, and raises).
@@ -212,45 +326,93 @@ class DayStager:
                 f"lake table {self.table}: {int(outside.sum())} rows have {self.time_col} outside "
                 f"the window [{self.start}, {self.end})"
             )
-        for day, rows in df.groupby(ts.dt.normalize(), sort=True):
-            self._pieces += 1
-            piece = self.staging / f"date={pd.Timestamp(day).date().isoformat()}" / f"piece-{self._pieces:06d}.parquet"
-            # a column missing from the batch is staged as (typed) nulls
-            present = pa.schema([f for f in self.schema if f.name in rows.columns])
-            table = pa.Table.from_pandas(rows[present.names], schema=present, preserve_index=False)
-            for field in self.schema:
-                if field.name not in present.names:
-                    table = table.append_column(field, pa.nulls(len(rows), field.type))
-            write_lake_file(table.select(self.schema.names), piece)
+        # a column missing from the batch is staged as (typed) nulls
+        present = pa.schema([f for f in self.schema if f.name in df.columns])
+        table = pa.Table.from_pandas(df[present.names], schema=present, preserve_index=False)
+        for column in self.schema:
+            if column.name not in present.names:
+                table = table.append_column(column, pa.nulls(len(df), column.type))
+        table = table.select(self.schema.names)
+        if has_customers(table.schema):
+            table = in_customer_order(table, self._hashes)
+        day_numbers = pc.cast(table.column(self.time_col), pa.date32()).to_numpy(zero_copy_only=False).astype("int64")
+        order = np.argsort(day_numbers, kind="stable")  # a day's rows keep their customer order
+        table, day_numbers = table.take(pa.array(order)), day_numbers[order]
+        cuts = [0, *(np.flatnonzero(np.diff(day_numbers)) + 1).tolist(), len(day_numbers)]
+        for lo, hi in itertools.pairwise(cuts):
+            day = dt.date(1970, 1, 1) + dt.timedelta(days=int(day_numbers[lo]))
+            staged = self._file(day, table.schema)
+            assert staged.writer is not None, "a sealed stager takes no more rows"
+            size = row_group_rows(hi - lo)
+            staged.writer.write_table(table.slice(lo, hi - lo), row_group_size=size)
+            count = -(-(hi - lo) // size)
+            staged.days.setdefault(day, []).append(tuple(range(staged.groups, staged.groups + count)))
+            staged.groups += count
         self.rows += len(df)
 
+    def _unit(self, day: dt.date) -> str:
+        """The staging file a day's rows go to: its period's (``year=YYYY``, ``month=YYYY-MM``)
+        where the lake keeps that period as one file (:func:`compacted_period`), else its own
+        (``date=YYYY-MM-DD``)."""
+        period = compacted_period(self.table, day, self.end, self.settings.lake_compact_after_days, self._compacted)
+        return period_dir(period) if period else f"date={day.isoformat()}"
+
+    def _file(self, day: dt.date, schema: pa.Schema) -> _Staged:
+        unit = self._unit(day)
+        if unit not in self._files:
+            path = self.staging / f"{unit}.parquet"
+            self._files[unit] = _Staged(path, pq.ParquetWriter(path, schema))
+        return self._files[unit]
+
+    def seal(self) -> None:
+        """Close the staging files (no more rows); checks each holds the row groups it was given."""
+        for staged in self._files.values():
+            if staged.writer is not None:
+                staged.writer.close()
+                staged.writer = None
+                written = pq.ParquetFile(staged.path).metadata.num_row_groups
+                if written != staged.groups:
+                    raise RuntimeError(f"staging {staged.path}: {written} row groups written, {staged.groups} expected")
+
     def staged_glob(self) -> str:
-        return str(self.staging / "date=*" / "*.parquet")
+        """The staged files (sealed first: no more rows once they are read)."""
+        self.seal()
+        return str(self.staging / "*.parquet")
 
     def publish(self) -> list[Location]:
         """Replace the days of the window that have staged rows: a day of an open month as its
-        day partition, a day of a closed month (one whose last day is before the window's end)
-        or of a month already compacted inside its month file, which then also takes the
-        month's other days (a closed month's day files are merged into it). A day without rows
-        never deletes or empties a day the lake already holds (it is kept, with a warning):
-        "no rows" is never evidence that the rows are gone. Returns the files written."""
+        day partition, a day of a compacted period (:func:`compacted_period`: a month whose last
+        day is ``lake_compact_after_days`` before the window's end, a closed year of a slowly
+        changing table, or one the lake has compacted already) inside that period's file, which
+        then also takes the period's other days (its day and month files are merged into it; a
+        period the batch holds whole is its staging file, renamed). A day without rows never
+        deletes or empties a day the lake already holds (it is kept, with a warning): "no rows"
+        is never evidence that the rows are gone. Returns the files written."""
+        self.seal()
         listing = storage.glob(table_dir(self.settings, self.table), "*=*/*.parquet")
         held = table_files(self.settings, self.table, listing)
-        compacted = {f.month for f in held if f.month}
-        staged = {day: pieces for day in days(self.start, self.end)
-                  if (pieces := sorted((self.staging / f"date={day.isoformat()}").glob("*.parquet")))}
+        compacted = {f.period for f in held if f.period}
+        staged = {day: f.staged(day) for f in self._files.values() for day in sorted(f.days)}
         kept = [d.isoformat() for d in days(self.start, self.end) if d not in staged
                 and any(d in f.days for f in held)]
-        months = {d.isoformat()[:7] for d in staged if d.isoformat()[:7] in compacted or _closed(d, self.end)}
-        # the day files of closed months left over (a batch ended before the month did; not a
+        settle = self.settings.lake_compact_after_days
+        periods = {p for d in staged if (p := compacted_period(self.table, d, self.end, settle, compacted))}
+        # the files of closed periods left over (a batch ended before the period did; not a
         # legacy lake: that one is compacted by migrate-lake, not by a night)
-        months |= {f.days[0].isoformat()[:7] for f in held if f.month is None and f.ordered and _closed(f.days[0], self.end)}
+        periods |= {p for f in held if f.ordered and f.period != (p := compacted_period(
+            self.table, f.days[0], self.end, settle, compacted)) and p is not None}
         written: list[Location] = []
-        for month in sorted(months):
-            written.append(write_month(self.settings, self.table, month, listing,
-                                       {d: p for d, p in staged.items() if d.isoformat()[:7] == month}, self.schema))
+        for period in sorted(periods, key=lambda p: (len(p), p)):  # years first: they take their months
+            mine = [p for p in listing if _in_period(p, period)]
+            whole = self._files.get(period_dir(period))
+            if whole is not None and {d for f in table_files(self.settings, self.table, mine) for d in f.days} <= set(whole.days):
+                written.append(self._publish_period(period, whole, mine))
+            else:
+                written.append(write_period(self.settings, self.table, period, listing,
+                                           {d: p for d, p in staged.items() if d.isoformat().startswith(period)},
+                                           self.schema))
         for day, pieces in sorted(staged.items()):
-            if day.isoformat()[:7] not in months:
+            if not any(day.isoformat().startswith(p) for p in periods):
                 written.append(self._publish_day(day, pieces, [p for p in listing
                                                                if p.parent.name == f"date={day.isoformat()}"]))
         if kept:
@@ -259,25 +421,63 @@ class DayStager:
         self.discard()
         return written
 
-    def _publish_day(self, day: dt.date, pieces: list[Path], held: list[Location]) -> Location:
+    def _publish_period(self, period: str, staged: _Staged, held: list[Location]) -> Location:
+        """A period the batch holds every lake day of: its staging file becomes the period's file
+        (a rename, or one upload), then the period's other files go."""
+        name = (year_file_name if len(period) == 4 else month_file_name)(sorted(staged.days))
+        final = table_dir(self.settings, self.table) / period_dir(period) / name
+        storage.publish_file(staged.path, final)
+        for stale in held:
+            if stale != final:
+                _remove(stale)
+        return final
+
+    def _publish_day(self, day: dt.date, pieces: StagedDay, held: list[Location]) -> Location:
         final = table_dir(self.settings, self.table) / f"date={day.isoformat()}" / PART_NAME
-        if len(pieces) == 1:  # the usual case for time-ordered input: a rename (or one upload), no copy
+        if pieces[0].name == f"date={day.isoformat()}.parquet" and len(pieces[1]) == 1:
+            # a day's own staging file, of one chunk (in customer order): it is the day file
             storage.publish_file(pieces[0], final)
         else:
-            write_lake_file(pa.concat_tables([pq.read_table(p, schema=self.schema) for p in pieces]), final)
+            write_lake_file(_staged_day(pieces, self.schema), final)
         # a partition is exactly one file: the new one is in place, then any other goes
         for stale in held:
             if stale != final:
-                storage.remove(stale)
+                _remove(stale)
         return final
 
     def discard(self) -> None:
+        for staged in self._files.values():
+            if staged.writer is not None:
+                staged.writer.close()
+                staged.writer = None
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
-def _closed(day: dt.date, end: dt.date) -> bool:
-    """Whether ``day``'s month closed before ``end`` (its last day is before it)."""
-    return _next_month(day) <= end
+def _closed(day: dt.date, end: dt.date, settle_days: int) -> bool:
+    """Whether ``day``'s month is closed for a batch ending at ``end``: its last day is at least
+    ``settle_days`` before it (``lake_compact_after_days``: the nights that re-ingest a month's
+    last days then rewrite a day file, not the whole month file)."""
+    return _next_month(day) + dt.timedelta(days=settle_days) <= end
+
+
+#: the slowly changing tables, read whole by every feature build: their closed years are one file
+#: each (on an object store a file is a GET; the events and payments are read by their window, and
+#: a year of them is too large to rewrite for one day's rerun)
+YEARLY_TABLES = frozenset({"customers", "subscriptions", "plan_changes", "support_tickets", "cancellations"})
+
+
+def compacted_period(table: str, day: dt.date, end: dt.date, settle_days: int,
+                     compacted: Iterable[str] = ()) -> str | None:
+    """The compacted file ``day`` belongs in for a batch ending at ``end``: its year's (``YYYY``:
+    a table of :data:`YEARLY_TABLES` whose year closed ``settle_days`` before ``end``, or already
+    compacted), else its month's (``YYYY-MM``: closed, or already compacted), else None (a day
+    file)."""
+    year, month = str(day.year), day.isoformat()[:7]
+    if table in YEARLY_TABLES and (year in compacted or dt.date(day.year + 1, 1, 1) + dt.timedelta(days=settle_days) <= end):
+        return year
+    if month in compacted or _closed(day, end, settle_days):
+        return month
+    return None
 
 
 def _next_month(day: dt.date) -> dt.date:
@@ -325,25 +525,27 @@ def _day_tables(path: Location, schema: pa.Schema, ordered: bool, time_col: str,
                 yield rows if HASH_COLUMN in rows.column_names or not has_customers(schema) else in_customer_order(rows)
 
 
-def write_month(settings: Settings, table: str, month: str, listing: Sequence[Location],
-                staged: dict[dt.date, list[Path]], schema: pa.Schema) -> Location:
-    """Write ``month``'s file of ``table`` (``month=YYYY-MM/days-...parquet``): the ``staged`` days
-    (each a list of staged pieces), and every other day the lake holds of that month (from its
-    month file, else from its day files), each day's rows in customer order in row groups of
-    their own; then remove the month's other files. Memory: one day (a row group)."""
+def write_period(settings: Settings, table: str, period: str, listing: Sequence[Location],
+                 staged: dict[dt.date, StagedDay], schema: pa.Schema) -> Location:
+    """Write the file of ``table``'s ``period`` (a month ``YYYY-MM``: ``month=YYYY-MM/days-...``;
+    a year ``YYYY``: ``year=YYYY/days-...``): the ``staged`` days, and every other day the lake
+    holds of that period (from its compacted files, else from its day files), each day's rows in
+    customer order in row groups of their own; then remove the period's other files. Memory: one
+    day (a row group)."""
     time_col = TABLES[table].time_column
     target = file_schema(schema)
-    mine = [p for p in listing if p.parent.name == f"month={month}" or p.parent.name.startswith(f"date={month}-")]
+    mine = [p for p in listing if _in_period(p, period)]
     held = table_files(settings, table, mine)
     parts: list[tuple[dt.date, Callable[[], Iterator[pa.Table]]]] = [
         (day, functools.partial(_staged_days, pieces, schema)) for day, pieces in staged.items()]
     taken = set(staged)
-    for f in held:  # the month file first (table_files drops day files it supersedes)
+    for f in held:  # table_files drops the files a compacted one supersedes
         todo = frozenset(f.days) - taken
         if todo:
             taken |= todo
             parts.append((min(todo), functools.partial(_day_tables, f.path, schema, f.ordered, time_col, todo)))
-    final = table_dir(settings, table) / f"month={month}" / month_file_name(sorted(taken))
+    name = (year_file_name if len(period) == 4 else month_file_name)(sorted(taken))
+    final = table_dir(settings, table) / period_dir(period) / name
     with atomic_path(final) as tmp, pq.ParquetWriter(tmp, target) as writer:
         for _, rows_of in sorted(parts, key=lambda part: part[0]):
             for rows in rows_of():
@@ -351,20 +553,27 @@ def write_month(settings: Settings, table: str, month: str, listing: Sequence[Lo
                 writer.write_table(rows, row_group_size=row_group_rows(rows.num_rows))
     for stale in mine:
         if stale != final:
-            storage.remove(stale)
+            _remove(stale)
     return final
 
 
-def _staged_days(pieces: list[Path], schema: pa.Schema) -> Iterator[pa.Table]:
+def _remove(path: Location) -> None:
+    """Delete a lake file, and its folder once empty (a day's or a month's merged away)."""
+    storage.remove(path)
+    if isinstance(path, Path):
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
+
+
+def _staged_days(pieces: StagedDay, schema: pa.Schema) -> Iterator[pa.Table]:
     yield _staged_day(pieces, schema)
 
 
-def _staged_day(pieces: list[Path], schema: pa.Schema) -> pa.Table:
-    """One staged day's rows in customer order (a single piece is already)."""
-    if len(pieces) == 1:
-        return pq.read_table(pieces[0])
-    rows = pa.concat_tables([pq.read_table(p, schema=schema) for p in pieces])
-    return in_customer_order(rows) if has_customers(schema) else rows
+def _staged_day(pieces: StagedDay, schema: pa.Schema) -> pa.Table:
+    """One staged day's rows in customer order (the row groups of one chunk are already)."""
+    path, runs = pieces
+    rows = pq.ParquetFile(path).read_row_groups([g for run in runs for g in run])
+    return in_customer_order(rows) if len(runs) > 1 and has_customers(schema) else rows
 
 
 def legacy_files(settings: Settings) -> dict[str, list[LakeFile]]:
@@ -379,8 +588,9 @@ def legacy_files(settings: Settings) -> dict[str, list[LakeFile]]:
 
 def migrate(settings: Settings) -> dict[str, int]:
     """Rewrite a lake written before the customer order into it (``python -m pipeline
-    migrate-lake``): every closed month into its month file, the days of the month a table's
-    newest day is in into customer-ordered day files. Each file is replaced atomically, so a
+    migrate-lake``): every closed month into its month file (a closed year of a slowly changing
+    table, :data:`YEARLY_TABLES`, into its year file), the days of the month a table's newest day
+    is in into customer-ordered day files. Each file is replaced atomically, so a
     migration that stops can be run again; until then the lake is read as before. Returns the
     legacy files rewritten per table; logs its progress."""
     from pipeline.progress import Progress
@@ -396,19 +606,26 @@ def migrate(settings: Settings) -> dict[str, int]:
         schema = schema_of(settings, table)
         listing = storage.glob(table_dir(settings, table), "*=*/*.parquet")
         newest = max(d for f in table_files(settings, table, listing) for d in f.days)
-        for month in sorted({f.days[0].isoformat()[:7] for f in files}):
-            mine = [f for f in files if f.days[0].isoformat()[:7] == month]
-            if month < newest.isoformat()[:7]:
-                write_month(settings, table, month, listing, {}, schema)
+
+        def period_of(day: dt.date, newest: dt.date = newest, table: str = table) -> str:
+            """A closed year of a slowly changing table, else a closed month, else the day."""
+            if table in YEARLY_TABLES and day.year < newest.year:
+                return str(day.year)
+            return day.isoformat()[:7] if day.isoformat()[:7] < newest.isoformat()[:7] else day.isoformat()
+
+        for period in sorted({period_of(f.days[0]) for f in files}):
+            mine = [f for f in files if period_of(f.days[0]) == period]
+            if len(period) < 10:
+                write_period(settings, table, period, listing, {}, schema)
             else:
                 for f in mine:
                     rows = pa.concat_tables(list(_day_tables(f.path, schema, False, TABLES[table].time_column,
                                                              frozenset(f.days))))
                     final = f.path.parent / PART_NAME
                     write_lake_file(rows, final)
-                    storage.remove(f.path)
+                    _remove(f.path)
             done += len(mine)
-            progress.update(done, f"{table} {month}")
+            progress.update(done, f"{table} {period}")
     progress.finish(", ".join(f"{table} {len(files)}" for table, files in todo.items()))
     return {table: len(files) for table, files in todo.items()}
 
@@ -494,7 +711,8 @@ def duckdb_connection(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]
         )
         try:
             con.execute("SET enable_progress_bar = false")
-            storage.register_duckdb(con, settings)
+            # an object-store lake's small objects are read from local copies, gone with the folder
+            storage.register_duckdb(con, settings, Path(spill) / "objects")
             yield con
         finally:
             con.close()
@@ -542,6 +760,19 @@ def _hash_filter(hashes: tuple[int, int], ordered: bool) -> duckdb.Expression:
     return (value >= lo) & (value < hi)
 
 
+#: the business's id type per DuckDB connection, once known (:func:`_connection_id_type`)
+_ID_TYPES: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, pa.DataType] = weakref.WeakKeyDictionary()
+
+
+def _connection_id_type(con: duckdb.DuckDBPyConnection, settings: Settings) -> pa.DataType | None:
+    """:func:`id_type`, read once per connection (a listing and a footer read: on an object
+    store, requests; a build registers seven tables). None, not kept, while the lake holds no
+    customers."""
+    if con not in _ID_TYPES and (found := id_type(settings)) is not None:
+        _ID_TYPES[con] = found
+    return _ID_TYPES.get(con)
+
+
 def register_lake_table(
     con: duckdb.DuckDBPyConnection, settings: Settings, table: str, ranges: Sequence[DayRange], *,
     hashes: tuple[int, int] | None = None, materialize: bool = False, name: str | None = None,
@@ -551,8 +782,9 @@ def register_lake_table(
     the rows of the customers whose hash is in ``[lo, hi)`` (a nightly piece's bucket:
     :func:`pipeline.features.partitions.hash_range`). ``materialize``: a table read once, for a
     table that many queries read whole (each query over a view opens every file again: on an
-    object store, GETs each time). ``name``: the view's name (default: the table's)."""
-    schema = schema_of(settings, table)
+    object store, GETs each time of an object too large for a local copy:
+    :class:`~pipeline.storage.ObjectCopies`). ``name``: the view's name (default: the table's)."""
+    schema = schema_of(settings, table, _connection_id_type(con, settings))
     files = files_in(settings, table, ranges)
     name = name or table
     if not files:
@@ -561,7 +793,8 @@ def register_lake_table(
     time_col = TABLES[table].time_column
     views = []
     for ordered in (True, False):
-        group = [str(f.path) for f in files if f.ordered == ordered]
+        # on an object store, small objects as local copies: one GET each however often DuckDB opens them
+        group = storage.duckdb_paths(con, [f.path for f in files if f.ordered == ordered])
         if not group:
             continue
         # Columns are matched by name: union_by_name reads every footer up front, so a file
@@ -570,7 +803,7 @@ def register_lake_table(
         # window the scan runs ~0.5 s faster with it than without, make bench)
         rel = con.read_parquet(group, hive_partitioning=False, union_by_name=True)
         have = set(rel.columns)
-        if any(f.month for f in files if f.ordered == ordered):
+        if any(f.period for f in files if f.ordered == ordered):
             rel = rel.filter(_time_filter(time_col, ranges))
         if hashes is not None:
             rel = rel.filter(_hash_filter(hashes, ordered))

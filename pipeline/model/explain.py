@@ -86,8 +86,7 @@ def contributions(model: Any, X: pd.DataFrame, reference: pd.DataFrame, numeric:
         else:
             mean = prep.transform(reference[features]).mean(axis=0)
             values = (transformed - mean) * clf.coef_[0]
-        grouped = pd.DataFrame(values, columns=owners).T.groupby(level=0, sort=False).sum().T
-        return grouped.reindex(columns=features).fillna(0.0)
+        return grouped_by_owner(values, owners, features)
     base = model.predict_proba(X[features])[:, 1]
     typical = typical_values(reference, numeric, categorical)
     out = {}
@@ -96,6 +95,30 @@ def contributions(model: Any, X: pd.DataFrame, reference: pd.DataFrame, numeric:
         swapped[column] = typical[column]
         out[column] = base - model.predict_proba(swapped)[:, 1]
     return pd.DataFrame(out, index=X.index)
+
+
+def grouped_by_owner(values: np.ndarray, owners: np.ndarray, features: list[str]) -> pd.DataFrame:
+    """The contributions of the preprocessed columns (``values``, one column per ``owners``
+    entry) summed per raw feature, in ``features`` order (0 for a feature without columns).
+    A feature with one column takes it as it is; those with several (one-hot) are summed as
+    pandas sums a group, so the values are those of one groupby over every column, at a
+    fraction of its cost (a night: 592k rows x 54 columns). Rows indexed from 0."""
+    positions: dict[str, list[int]] = {}
+    for i, owner in enumerate(owners):
+        positions.setdefault(str(owner), []).append(i)
+    several = [i for cols in positions.values() if len(cols) > 1 for i in cols]
+    summed = (pd.DataFrame(values[:, several], columns=owners[several]).T.groupby(level=0, sort=False).sum().T
+              if several else pd.DataFrame(index=range(len(values))))
+    out = {}
+    for feature in features:
+        cols = positions.get(feature, [])
+        if len(cols) == 1:
+            out[feature] = values[:, cols[0]]
+        elif cols:
+            out[feature] = summed[feature].to_numpy()
+        else:
+            out[feature] = np.zeros(len(values))  # float64, as a column the groupby lacked
+    return pd.DataFrame(out, index=pd.RangeIndex(len(values)), columns=features)
 
 
 def mean_abs_contributions(model: Any, X: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
@@ -126,14 +149,16 @@ def label(feature: str) -> str:
     return human_label(feature)
 
 
-def _value(feature: str, value: Any) -> str:
+def _value(feature: str, value: Any, unit: str | None = None) -> str:
+    """``value`` of ``feature`` as an analyst reads it; ``unit``: the feature's :func:`value_unit`
+    (looked up when not given)."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "missing"
     if isinstance(value, (int, float, np.integer, np.floating)):
         number = float(value)
         if feature.endswith(("_flag", "_missing")) or feature == "auto_renew":
             return "yes" if number >= 0.5 else "no"
-        unit = value_unit(feature)
+        unit = value_unit(feature) if unit is None else unit
         if unit == "seconds":
             return f"{number / 60:,.0f} min" if abs(number) < 5400 else f"{number / 3600:,.1f} h"
         if unit == "percent":
@@ -148,7 +173,8 @@ def reasons(contrib: pd.DataFrame, X: pd.DataFrame, typical: dict[str, Any], n: 
     (1M customers' reasons take seconds, not minutes)."""
     values = contrib.to_numpy(dtype="float64")
     names = list(contrib.columns)
-    columns = [X[name].to_numpy(dtype=object) for name in names]
+    units = [value_unit(name) for name in names]
+    objects: dict[int, np.ndarray] = {}  # a non-numeric column as Python objects, converted once
     heads = [f"{label(name)}: " for name in names]
     tails = [f" (usually {_value(name, typical[name])})" if typical.get(name) is not None else "" for name in names]
     order = np.argsort(-values, axis=1)[:, :n]
@@ -161,10 +187,43 @@ def reasons(contrib: pd.DataFrame, X: pd.DataFrame, typical: dict[str, Any], n: 
             pushes = values[every, picked] > 0
             for j in np.unique(picked[pushes]):
                 rows = np.flatnonzero(pushes & (picked == j))
-                head, tail, name = heads[j], tails[j], names[j]
-                text[rows] = [head + _value(name, v) + tail for v in columns[j][rows]]
+                column = X[names[j]]
+                if isinstance(column.dtype, np.dtype) and column.dtype.kind in "fiu":
+                    text[rows] = _number_texts(names[j], column.to_numpy()[rows], heads[j], tails[j], units[j])
+                else:
+                    if j not in objects:
+                        objects[j] = column.to_numpy(dtype=object)
+                    text[rows] = _object_texts(names[j], objects[j][rows], heads[j], tails[j], units[j])
         out[f"reason_{k + 1}"] = text
     return pd.DataFrame(out, index=X.index)
+
+
+def _number_texts(name: str, values: np.ndarray, head: str, tail: str, unit: str) -> np.ndarray:
+    """``head + value + tail`` for numeric ``values`` (a NumPy column of feature ``name``), each
+    distinct value (NaN once) written once (:func:`_value`, on the Python number, as one per row
+    did): a night's million reasons repeat a few thousand values."""
+    distinct, inverse = np.unique(values, return_inverse=True)
+    words = np.array([head + _value(name, v, unit) + tail for v in distinct.tolist()], dtype=object)
+    out = words[inverse.reshape(-1)]
+    if values.dtype.kind == "f":  # 0.0 and -0.0 are one value to np.unique, not to a format ("+0%", "-0%")
+        zero = values == 0
+        for sign, rows in ((0.0, zero & ~np.signbit(values)), (-0.0, zero & np.signbit(values))):
+            out[rows] = head + _value(name, sign, unit) + tail
+    return out
+
+
+def _object_texts(name: str, values: np.ndarray, head: str, tail: str, unit: str) -> np.ndarray:
+    """:func:`_number_texts` for Python objects (text, nullable numbers), each equal value written once."""
+    memo: dict[Any, str] = {}
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        try:
+            out[i] = memo[v]
+        except KeyError:
+            out[i] = memo[v] = head + _value(name, v, unit) + tail
+        except TypeError:  # an unhashable value: written as it is
+            out[i] = head + _value(name, v, unit) + tail
+    return out
 
 
 def explain(model: Any, X: pd.DataFrame, reference: pd.DataFrame, numeric: list[str], categorical: list[str],

@@ -13,8 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,11 @@ from pipeline.config import Settings
 from pipeline.errors import DataError, first_line
 
 BUNDLE = "churnflow"  # the run-artifact folder of churnflow's files
+DERIVED = ".derived"  # the suffix of the folder beside a copy that keeps what was computed from it (derived_figures)
 MODEL = "model"  # the MLflow model's folder in a local copy
 VERSION_FILE = "version.json"
+
+log = logging.getLogger(__name__)
 
 
 class CopyError(DataError):
@@ -92,3 +97,33 @@ def make_copy(settings: Settings, client: Any, name: str, number: int, version: 
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return final
+
+
+def copy_digest(folder: Path) -> str:
+    """A short digest of the copy in ``folder``: of the SHA-256 of its files, as its ``version.json``
+    records them (another model copied under the same label has another digest)."""
+    recorded = json.loads((folder / VERSION_FILE).read_text(encoding="utf-8"))["sha256"]
+    return hashlib.sha256(json.dumps(recorded, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def derived_figures(folder: Path, key: str, compute: Callable[[], list[tuple[str, float]]]) -> list[tuple[str, float]]:
+    """``compute()``'s named figures of the copy in ``folder`` (a version's figures on its own
+    training reference: the same every night), computed once per copy and kept beside it in
+    ``<folder>.derived/<key>-<copy_digest>.json``, never in it (its files are checked against their
+    checksums). ``key`` names what is computed and with what (the rows, the seed). A file that
+    cannot be read is computed again; a folder that is not a copy (no ``version.json``) keeps nothing."""
+    try:
+        path = folder.with_name(folder.name + DERIVED) / f"{key}-{copy_digest(folder)}.json"
+    except (OSError, ValueError, KeyError):
+        return [(str(name), float(value)) for name, value in compute()]
+    try:
+        return [(str(name), float(value)) for name, value in json.loads(path.read_text(encoding="utf-8"))]
+    except (OSError, ValueError, TypeError):
+        pass
+    figures = [(str(name), float(value)) for name, value in compute()]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(json.dumps(figures), path)  # floats as their repr: read back to the bit
+    except OSError as exc:  # a cache that cannot be written: computed again next time
+        log.warning("model cache: %s not kept (%s); it is computed again next time", path, first_line(exc))
+    return figures

@@ -37,3 +37,22 @@ def pinned_estimator(ctx: RunContext) -> Any:
     if "fitted" not in ctx.cache:
         ctx.cache["fitted"] = pinned_model(ctx).load()
     return ctx.cache["fitted"]
+
+
+def run_frame(ctx: RunContext, path: Any) -> Any:
+    """The Parquet table at ``path`` (the night's features, the pinned model's reference) as a
+    DataFrame, read once per context: the steps of a run in one process (``run-nightly``) read
+    the night's million feature rows once, not once each. Every call returns its own copy, so no
+    step can change what another reads."""
+    from pipeline import storage
+
+    key = f"frame:{path}"
+    if key not in ctx.cache:
+        ctx.cache[key] = storage.read_parquet(storage.location(str(path)))
+    return ctx.cache[key].copy()
+
+
+def pinned_reference(ctx: RunContext) -> Any:
+    """The pinned model's training reference (:attr:`ModelVersion.reference_path`), read once per
+    context (:func:`run_frame`)."""
+    return run_frame(ctx, pinned_model(ctx).reference_path)

@@ -248,9 +248,10 @@ def risk_bands(scores: pd.DataFrame, threshold: float, capacity: int) -> np.ndar
 
 
 def score_frame(model: Any, features: pd.DataFrame, feature_columns: list[str], version: str, threshold: float,
-                capacity: int) -> pd.DataFrame:
+                capacity: int, *, bands: bool = True) -> pd.DataFrame:
     """Churn probability and risk band (:func:`risk_bands` at the model's ``threshold`` and the
-    daily ``capacity``) for every row of ``features`` (pure)."""
+    daily ``capacity``; ``bands=False``: no ``risk_band`` column, for scores that are never a
+    campaign) for every row of ``features`` (pure)."""
     missing = [c for c in feature_columns if c not in features.columns]
     if missing:
         raise ValueError(f"feature table lacks columns the model was trained on: {missing}")
@@ -262,18 +263,22 @@ def score_frame(model: Any, features: pd.DataFrame, feature_columns: list[str], 
             "churn_probability": proba.astype("float64"),
         }
     )
+    if not bands:
+        return scores.assign(model_version=version)
     return scores.assign(risk_band=risk_bands(scores, threshold, capacity), model_version=version)
 
 
-def reasons_of(model: registry.ModelVersion, fitted: Any, features: pd.DataFrame, at_risk: np.ndarray) -> pd.DataFrame:
+def reasons_of(model: registry.ModelVersion, fitted: Any, features: pd.DataFrame, at_risk: np.ndarray,
+               reference: pd.DataFrame | None = None) -> pd.DataFrame:
     """Each customer's top reasons (:mod:`pipeline.model.explain`) against the model's training
-    reference, exact SHAP values for the customers ``at_risk``; index aligned with ``features``."""
+    ``reference`` (read from the version when not given), exact SHAP values for the customers
+    ``at_risk``; index aligned with ``features``."""
     import time
 
     from pipeline.model.explain import explain
 
     started = time.monotonic()
-    reference = pd.read_parquet(model.reference_path)
+    reference = pd.read_parquet(model.reference_path) if reference is None else reference
     why = explain(fitted, features.reset_index(drop=True), reference, list(model.params["numeric_features"]),
                   list(model.params["categorical_features"]), exact=at_risk)
     log.info("score: reasons for %d customers in %.1fs (exact SHAP for the %d at risk)", len(why),
@@ -295,12 +300,14 @@ def publish_scores(settings: Settings, scores_path: Location, as_of: str | dt.da
 
 
 def score(settings: Settings, model: registry.ModelVersion, fitted: Any, features_path: Location, as_of: str | dt.date,
-          out_path: Location) -> ScoreResult:
+          out_path: Location, *, features: pd.DataFrame | None = None,
+          reference: pd.DataFrame | None = None) -> ScoreResult:
     """Score the feature table of ``as_of`` with ``model`` (the run's pinned version;
     ``fitted``: its loaded estimator) into Parquet (the night's artifact).
     :func:`publish_scores` makes them the ``churn_scores`` rows of that date once the rest of
-    the night (report, monitoring) has been written too."""
-    feats = read_parquet(features_path)
+    the night (report, monitoring) has been written too. ``features`` / ``reference``: the
+    table at ``features_path`` and the model's reference when already read."""
+    feats = read_parquet(features_path) if features is None else features
     day = as_date(as_of)
     stale = pd.to_datetime(feats["as_of"]).dt.date != day
     if stale.any():
@@ -309,7 +316,7 @@ def score(settings: Settings, model: registry.ModelVersion, fitted: Any, feature
     scores = score_frame(fitted, feats, model.feature_columns, model.version, threshold,
                          settings.campaign_daily_capacity)
     at_risk = is_high_risk(scores["churn_probability"], threshold)
-    scores = pd.concat([scores, reasons_of(model, fitted, feats, at_risk)], axis=1)
+    scores = pd.concat([scores, reasons_of(model, fitted, feats, at_risk, reference)], axis=1)
     write_parquet(scores, out_path)
     high = high_risk_share(scores["churn_probability"], threshold)
     bands = scores["risk_band"].value_counts()

@@ -12,7 +12,7 @@ from pipeline import storage
 from pipeline.config import Settings
 from pipeline.context import RunContext
 from pipeline.model.gate import TrainResult
-from pipeline.model.pinning import pinned_estimator, pinned_model
+from pipeline.model.pinning import pinned_estimator, pinned_model, pinned_reference, run_frame
 from pipeline.storage import Location
 
 
@@ -70,7 +70,7 @@ def score_step(ctx: RunContext, features: dict[str, Any]) -> dict[str, Any]:
     part = Part.from_dict(features["part"]) if "part" in features else None
     out = ctx.dir("score") / (part.name if part else "") / "scores.parquet"
     scored = score(ctx.settings, pinned_model(ctx), pinned_estimator(ctx), storage.location(features["path"]), ctx.day,
-                   out).to_dict()
+                   out, features=run_frame(ctx, features["path"]), reference=pinned_reference(ctx)).to_dict()
     return {**scored, "part": part.to_dict()} if part else scored
 
 
@@ -118,8 +118,8 @@ def score_challenger_step(ctx: RunContext, features: dict[str, Any]) -> dict[str
         try:
             model = registry.check_version(settings, number)
             fitted = model.load()
-            feats = storage.read_parquet(storage.location(features["path"]))
-            scores = score_frame(fitted, feats, model.feature_columns, model.version, 0.5, 0)
+            feats = run_frame(ctx, features["path"])
+            scores = score_frame(fitted, feats, model.feature_columns, model.version, 0.5, 0, bands=False)
         except (DataError, ValueError, KeyError) as exc:  # a RegistryError is a DataError
             reason = f"{registry.label(number)} cannot score tonight's features: {exc}"
             number = None

@@ -182,7 +182,8 @@ def night_figures(settings: Settings, day: dt.date | str) -> tuple[list[Figure],
     out += [Figure("psi", human_label(str(r.feature)), float(r.psi))
             for r in top.head(settings.dashboard_top_features).itertuples()]
 
-    scores = results.read(settings, results.SCORES, day, day)["churn_probability"].to_numpy(dtype=float)
+    scores = results.read(settings, results.SCORES, day, day, columns=["churn_probability"])["churn_probability"].to_numpy(
+        dtype=float)
     if len(scores):
         out.append(Figure("scored", "", float(len(scores))))
         out.append(Figure("score", "mean", float(scores.mean())))

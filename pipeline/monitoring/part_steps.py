@@ -26,7 +26,7 @@ import pandas as pd
 from pipeline import storage
 from pipeline.artifacts import as_date, nan_to_none, write_parquet, write_text
 from pipeline.context import RunContext
-from pipeline.model.pinning import pinned_estimator, pinned_model
+from pipeline.model.pinning import pinned_estimator, pinned_model, pinned_reference, run_frame
 from pipeline.storage import Location
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def performance_step(ctx: RunContext, features: dict[str, Any], scores: dict[str
 
     settings, day, model = ctx.settings, ctx.day, pinned_model(ctx)
     threshold = _threshold(ctx)
-    reference = pd.read_parquet(model.reference_path)
+    reference = pinned_reference(ctx)
     reference_scores = score_frame(pinned_estimator(ctx), reference, model.feature_columns, model.version, threshold,
                                    0)["churn_probability"].to_numpy()
     labelled = load_matured(matured)
@@ -123,7 +123,7 @@ def performance_step(ctx: RunContext, features: dict[str, Any], scores: dict[str
     part = performance_night(
         day, model_version=model.version, threshold=threshold, champion_metrics=model.metrics(), settings=settings,
         tonight=storage.read_parquet(storage.location(scores["path"])),
-        features=storage.read_parquet(storage.location(features["path"])), reference=reference,
+        features=run_frame(ctx, features["path"]), reference=reference,
         reference_scores=reference_scores, baseline=recent_high_risk_shares(settings, day, threshold),
         labelled=labelled, labelled_features=storage.read_parquet(earlier) if earlier is not None else None,
         params=model.params)
@@ -191,9 +191,7 @@ def importance_drift_step(ctx: RunContext, features: dict[str, Any]) -> dict[str
     and ``importance_drift.parquet`` (``path`` None when ``importance_sample_rows`` is 0)."""
     from pipeline.monitoring.store import store_importance
 
-    model = pinned_model(ctx)
-    importance = importance_night(ctx, storage.read_parquet(storage.location(features["path"])),
-                                  pd.read_parquet(model.reference_path))
+    importance = importance_night(ctx, run_frame(ctx, features["path"]), pinned_reference(ctx))
     store_importance(ctx.settings, ctx.day, importance)
     path = _published(ctx.dir(IMPORTANCE) / "importance_drift.parquet", importance)
     log.info("importance drift %s: %s", ctx.day, f"{len(importance)} features" if importance is not None else "off")
@@ -216,7 +214,20 @@ def importance_night(ctx: RunContext, features: pd.DataFrame, reference: pd.Data
     if not rows:
         return None
     return importance_drift(ctx.day, pinned_model(ctx).version, mean_abs_shap(ctx, features, reference, rows),
-                            mean_abs_shap(ctx, reference, reference, rows))
+                            reference_mean_abs_shap(ctx, reference, rows))
+
+
+def reference_mean_abs_shap(ctx: RunContext, reference: pd.DataFrame, rows: int) -> pd.Series:
+    """:func:`mean_abs_shap` of the pinned model's own training reference: the same every night,
+    so computed once per model copy (:func:`pipeline.model.model_cache.derived_figures`)."""
+    from pipeline.model.model_cache import derived_figures
+
+    def compute() -> list[tuple[str, float]]:
+        return list(mean_abs_shap(ctx, reference, reference, rows).items())
+
+    figures = derived_figures(pinned_model(ctx).path, f"reference_mean_abs_shap-{rows}-{ctx.settings.random_seed}",
+                              compute)
+    return pd.Series(dict(figures), dtype="float64")
 
 
 def mean_abs_shap(ctx: RunContext, frame: pd.DataFrame, reference: pd.DataFrame, rows: int) -> pd.Series:
@@ -259,8 +270,8 @@ def schema_drift_night(ctx: RunContext, validated: list[dict[str, Any]], importa
         if importance is not None and len(importance):
             shap = importance.set_index("feature")["reference_mean_abs_shap"]
         else:
-            reference = pd.read_parquet(model.reference_path)
-            shap = mean_abs_shap(ctx, reference, reference, SCHEMA_DRIFT_SHAP_ROWS)
+            reference = pinned_reference(ctx)
+            shap = reference_mean_abs_shap(ctx, reference, SCHEMA_DRIFT_SHAP_ROWS)
         findings = with_importance(findings, shap)
     for f in findings:
         log.warning("schema drift %s: %s", ctx.day, f.describe())

@@ -14,13 +14,13 @@ import pandas as pd
 from pipeline import storage
 from pipeline.artifacts import nan_to_none, write_text
 from pipeline.context import RunContext
-from pipeline.model.pinning import pinned_model
+from pipeline.model.pinning import pinned_model, pinned_reference, run_frame
 
 log = logging.getLogger(__name__)
 
 
 def _reference_and_current(ctx: RunContext, features: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return pd.read_parquet(pinned_model(ctx).reference_path), storage.read_parquet(storage.location(features["path"]))
+    return pinned_reference(ctx), run_frame(ctx, features["path"])
 
 
 #: the data-drift step's name: its task id in the nightly DAG and its folder under runs/<dag>/<date>/
@@ -178,7 +178,10 @@ def _email(ctx: RunContext, out: Path, report: dict[str, Any], scores: dict[str,
     full, light = Path(report["report"]), Path(report["email_report"])
     # the complete report when the message stays under its size limit; else its e-mail copy (below)
     report_zip = write_zip(full if full.is_file() else light, out / f"{REPORT_FILE}.zip", arcname=REPORT_FILE)
-    scored = storage.read_parquet(storage.location(scores["path"]))
+    # only the customers at or above the threshold can be on tonight's list (campaign_list) or count as at risk:
+    # the night's other rows (a million, with their reasons) are left unread
+    scored = storage.read_arrow(storage.location(scores["path"]),
+                                filters=[("churn_probability", ">=", float(scores["threshold"]))]).to_pandas()
     campaign = campaign_file(settings, scored, scores["threshold"], day)  # for the agents: rounded, why, campaign_columns
     campaign_csv = write_text(campaign.to_csv(index=False), out / f"campaign_{day}.csv")
     attached = [report_zip, campaign_csv]
