@@ -515,10 +515,9 @@ def replace_rows(settings: Settings, table: sa.Table, df: pd.DataFrame, key_colu
     Delete and insert run in one transaction: a rerun of the same key replaces its rows and a
     failure leaves the previous rows in place.
     """
-    _check_columns(table, df)
     with results_engine(settings).begin() as conn:
         conn.execute(sa.delete(table).where(table.c[key_column] == key_value))
-        insert_frame(conn, table, df, batch_rows=batch_rows)
+        insert_frame(conn, table, df, batch_rows=batch_rows)  # checks the columns: a bad frame rolls back the delete
     return len(df)
 
 

@@ -110,17 +110,21 @@ class LakeFile:
         return period if period is not None and len(period) == 7 else None
 
 
+def _runs(days: Sequence[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """The runs of consecutive days in ``days``: (first, last) each, in order."""
+    runs: list[list[dt.date]] = []
+    for d in sorted(set(days)):
+        if runs and d == runs[-1][-1] + dt.timedelta(days=1):
+            runs[-1].append(d)
+        else:
+            runs.append([d])
+    return [(r[0], r[-1]) for r in runs]
+
+
 def month_file_name(days: Sequence[dt.date]) -> str:
     """The name of the month file holding ``days`` (of one month): ``days-01-31.parquet``, runs of
     consecutive days joined by ``_`` (``days-01-05_07-31.parquet``)."""
-    numbers = sorted({d.day for d in days})
-    runs: list[list[int]] = []
-    for n in numbers:
-        if runs and n == runs[-1][-1] + 1:
-            runs[-1].append(n)
-        else:
-            runs.append([n])
-    return "days-" + "_".join(f"{r[0]:02d}-{r[-1]:02d}" for r in runs) + ".parquet"
+    return "days-" + "_".join(f"{lo:%d}-{hi:%d}" for lo, hi in _runs(days)) + ".parquet"
 
 
 def year_file_name(days: Sequence[dt.date]) -> str:
@@ -128,16 +132,10 @@ def year_file_name(days: Sequence[dt.date]) -> str:
     of consecutive days (``MMDD``) joined by ``_``; where that would be long (a table with rows
     on scattered days), ``days-x<hex>.parquet``: bit ``i`` of the number set for the year's day
     ``i`` (0: January 1), at most 92 digits (a file name has at most 255 bytes)."""
-    ordered = sorted(set(days))
-    runs: list[list[dt.date]] = []
-    for d in ordered:
-        if runs and d == runs[-1][-1] + dt.timedelta(days=1):
-            runs[-1].append(d)
-        else:
-            runs.append([d])
+    runs = _runs(days)
     if len(runs) <= YEAR_NAME_RUNS:
-        return "days-" + "_".join(f"{r[0]:%m%d}-{r[-1]:%m%d}" for r in runs) + ".parquet"
-    return f"days-x{sum(1 << (d.timetuple().tm_yday - 1) for d in ordered):x}.parquet"
+        return "days-" + "_".join(f"{lo:%m%d}-{hi:%m%d}" for lo, hi in runs) + ".parquet"
+    return f"days-x{sum(1 << (d.timetuple().tm_yday - 1) for d in set(days)):x}.parquet"
 
 
 #: at most this many runs of days are listed in a year file's name (else its bitmap)
