@@ -1,7 +1,7 @@
 """Benchmark the nightly on the two-worker Celery cluster over 4 partitions against the
 LocalExecutor over 1, on the same business and the same night.
 
-    python bench/bench_cluster.py [--customers 1000000] [--months 12] [--partitions 4] [--keep]
+    python bench/bench_cluster.py [--customers 1000000] [--months 12] [--partitions 4] [--keep] [--local-only]
 
 1. ``make airflow``'s launcher (standalone, LocalExecutor) with ``partitions: 1`` on a live
    business of ``--customers`` x ``--months`` (data up to yesterday, generated in a temporary
@@ -33,6 +33,11 @@ def _seconds(start: str, end: str) -> float:
     return (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)).total_seconds()
 
 
+#: the nightly's readiness gate (a sensor): its wait is not the night's work (issue 35's 75 s target)
+WAIT_TASK = "wait_for_data"
+NIGHT_TARGET_S = 75.0
+
+
 def _night(live: Live, label: str, timeout: float) -> float | None:
     live.api("PATCH", "/dags/churn_nightly", json={"is_paused": False})
     run = live.api.wait_run("churn_nightly", lambda r: r["run_type"] == "scheduled", timeout, live.log)
@@ -42,11 +47,15 @@ def _night(live: Live, label: str, timeout: float) -> float | None:
         print(f"{label}: the scheduled nightly failed: {[(t['task_id'], t['state']) for t in tis]}", flush=True)
         return None
     wall = _seconds(run["start_date"], run["end_date"])
-    print(f"\n{label}: churn_nightly {run['logical_date'][:10]} in {wall:.1f} s (dag run start to end)", flush=True)
+    # a rescheduled sensor's duration is its last poke: the wait is the run's start to the sensor's end
+    wait = max((_seconds(run["start_date"], t["end_date"]) for t in tis if t["task_id"] == WAIT_TASK and t["end_date"]),
+               default=0.0)
+    print(f"\n{label}: churn_nightly {run['logical_date'][:10]} in {wall:.1f} s (dag run start to end), "
+          f"{wall - wait:.1f} s without the readiness wait ({wait:.1f} s)", flush=True)
     for t in tis:
         name = t["task_id"] + (f"[{t['map_index']}]" if t["map_index"] >= 0 else "")
         print(f"  {name:<22} {t['state']:<9} {t['duration'] or 0:7.1f} s  {t['hostname'] or ''}", flush=True)
-    return wall
+    return wall - wait
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--months", type=int, default=12)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (business, logs)")
+    parser.add_argument("--local-only", action="store_true",
+                        help="only the LocalExecutor night (make airflow, one partition): the issue-35 75 s target")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="churnflow-bench-cluster-"))
     data = tmp / "local" / "data"
@@ -66,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with launch(tmp / "local", {**env, "CHURNFLOW_PARTITIONS": "1"}, startup_timeout=6 * 3600) as live:
             local = _night(live, "LocalExecutor (make airflow), partitions 1", timeout)
+        if local is not None:
+            print(f"target: the scheduled night at 1M within {NIGHT_TARGET_S:.0f} s without the readiness wait "
+                  f"(LocalExecutor, one partition; issue 35): {local:.1f} s: "
+                  f"{'met' if local <= NIGHT_TARGET_S else 'MISSED'}", flush=True)
+        if args.local_only:
+            return 0 if local is not None and local <= NIGHT_TARGET_S else 1
         today = dt.datetime.now(dt.UTC).date().isoformat()
         scores = data / "runs" / "churn_nightly" / today / "score" / "scores.parquet"
         if local is not None:

@@ -36,9 +36,9 @@ BENCHMARKS: dict[str, object] = {
     "live": lambda n: [],
     # the 1M nightly on the two-worker Celery cluster over 4 partitions vs LocalExecutor over 1 (issue 24)
     "cluster": lambda n: ["--customers", str(n)],
-    # the whole flow through the DAGs at n customers x 12 months (issue 11): ~40 min at 1M
     # the score API: customer lookups against uvicorn on SQLite and PostgreSQL, and the publish with its indexes (issue 38)
     "api": lambda n: ["--customers", str(n)],
+    # the whole flow through the DAGs at n customers x 12 months (issue 11): ~40 min at 1M
     "e2e": lambda n: ["--customers", str(n)],
 }
 

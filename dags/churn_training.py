@@ -84,7 +84,7 @@ from churnflow_airflow.timetables import NoFutureCronTimetable
         **setting_params(parse_settings(), "label_kind", "renewal_grace_days", "inactivity_days", "training_snapshots",
                          "promotion_min_improvement", "promotion_test", "promotion_pr_auc_tolerance",
                          "promotion_value_tolerance",
-                         "search_iterations", "cv_folds"),
+                         "search_iterations", "cv_folds", "training_reextract"),
     },
 )
 def churn_training() -> None:

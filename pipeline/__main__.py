@@ -127,7 +127,7 @@ def _cmd_migrate_lake(args: argparse.Namespace) -> int:
     if args.check:
         old = lake.legacy_files(settings)
         for table, files in old.items():
-            print(f"  {table:<16} {len(files):>6,} files in arrival order (part-0.parquet)")
+            print(f"  {table:<16} {len(files):>6,} files to rewrite (arrival order, or compacted a day at a time)")
         print(f"lake {storage.lake_root(settings)}: " + ("in customer order" if not old else
                                                          "to migrate: python -m pipeline migrate-lake"))
         return 0

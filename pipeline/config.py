@@ -162,6 +162,13 @@ class IngestionSettings:
     history_start: str = setting("", title="History start", help="""the training DAG re-extracts the
         customer-database tables from this date on (and takes landed event days from it); empty: from the
         earliest row each source holds""")
+    training_reextract: str = setting("changed", choices=("changed", "full"), title="Training re-extract",
+                                      help="""what the training DAG re-extracts of the customer-database tables
+        (healing the lake where the database changed behind the nights' windows): changed = only the days whose
+        row count (or count of filled-in resolved_at / end_date values) differs from what the last training run
+        recorded, the days since it, and the days with rows of customers unknown then (docs/operations.md);
+        full = every day from history_start, which also heals an in-place update that keeps the counts (a
+        corrected amount)""")
     ingest_chunk_rows: int = setting(500_000, low=1, high=50_000_000, title="Rows per ingest chunk", help="""rows
         per chunk when ingesting: fetched per round trip from the source database, read at most from one event
         file, and validated at a time (memory is bounded by a chunk)""")
@@ -260,10 +267,10 @@ class ModelSettings:
 class TrainingSettings:
     """Training: candidates, search, calibration, campaign threshold, and the champion gate."""
 
-    candidates: str = setting("logreg,random_forest,xgboost,xgboost_smote", title="Candidate families",
-                              help="""candidate families tried by each training run (logreg, random_forest,
-        xgboost, hgb: scikit-learn's HistGradientBoostingClassifier, *_smote); within one standard error of the
-        best mean CV ROC-AUC the simplest wins (logreg < random_forest < xgboost, hgb)""")
+    candidates: str = setting("logreg,hgb,random_forest,xgboost", title="Candidate families",
+                              help="""candidate families tried by each training run (logreg, hgb: scikit-learn's
+        HistGradientBoostingClassifier, random_forest, xgboost, *_smote); within one standard error of the best
+        mean CV ROC-AUC the simplest wins (logreg < hgb < random_forest < xgboost; docs/training.md)""")
     search_iterations: int = setting(2, low=1, high=1000, title="Search budget", help="""randomized-search draws
         per candidate family (the first draw is the default config)""")
     cv_folds: int = setting(2, low=1, high=20, title="Time CV folds", help="""expanding-window time folds (the

@@ -10,8 +10,9 @@ lives here.
 
 Windows: the nightly run for logical date D ingests ``[D - lookback_days, D)`` and scores
 every customer active at ``as_of = D``. The training run on D re-extracts the database
-tables from ``history_start``, catches the event lake up to D, and trains on month-start
-snapshots whose label window is complete before D.
+tables' days that changed since the last training (``training_reextract: changed``; every day
+from ``history_start`` with ``full``: :mod:`pipeline.ingestion.reconcile`), catches the event
+lake up to D, and trains on month-start snapshots whose label window is complete before D.
 """
 
 from __future__ import annotations

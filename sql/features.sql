@@ -1,8 +1,8 @@
 -- Point-in-time feature rows: one per population row (customer_id, as_of), in the
 -- order of the catalogue pipeline.features.FEATURES (a test keeps the two in lockstep).
 --
--- Runs after the temp tables f_events, f_payments, f_plan_changes, f_support,
--- f_subscription and f_purchases (sql/features_<group>.sql) are materialised. The window_columns
+-- Runs after the temp tables f_events, f_payments (payments and purchases), f_plan_changes,
+-- f_support and f_subscription (sql/features_<group>.sql) are materialised. The window_columns
 -- placeholder is generated from identifiers only: per metric and window
 --     coalesce(e.n_logins_7d, 0) AS n_logins_7d
 -- then per shorter window the engagement trend against the longest window W,
@@ -45,18 +45,18 @@ SELECT
     coalesce(t.n_tickets, 0) AS n_tickets_90d,
     coalesce(t.n_open_tickets, 0) AS n_open_tickets,
     -- purchases (RFM: frequency and monetary value; recency is days_since_last_success_payment)
-    coalesce(pu.n_purchases_30d, 0) AS n_purchases_30d,
-    coalesce(pu.n_purchases_90d, 0) AS n_purchases_90d,
-    coalesce(pu.n_purchases_180d, 0) AS n_purchases_180d,
-    coalesce(pu.n_purchases_365d, 0) AS n_purchases_365d,
-    coalesce(pu.spend_cents_30d, 0) / 100.0 AS total_spend_30d,
-    coalesce(pu.spend_cents_90d, 0) / 100.0 AS total_spend_90d,
-    coalesce(pu.spend_cents_180d, 0) / 100.0 AS total_spend_180d,
-    coalesce(pu.spend_cents_365d, 0) / 100.0 AS total_spend_365d,
-    CASE WHEN coalesce(pu.n_purchases_365d, 0) = 0 THEN 0.0
-         ELSE pu.spend_cents_365d / 100.0 / pu.n_purchases_365d END AS avg_order_value_365d,
-    CASE WHEN coalesce(pu.n_purchases_90d, 0) = 0 OR coalesce(pu.n_purchases_365d, 0) = 0 THEN 1.0
-         ELSE (pu.spend_cents_90d / pu.n_purchases_90d) / (pu.spend_cents_365d / pu.n_purchases_365d)
+    coalesce(pay.n_purchases_30d, 0) AS n_purchases_30d,
+    coalesce(pay.n_purchases_90d, 0) AS n_purchases_90d,
+    coalesce(pay.n_purchases_180d, 0) AS n_purchases_180d,
+    coalesce(pay.n_purchases_365d, 0) AS n_purchases_365d,
+    coalesce(pay.spend_cents_30d, 0) / 100.0 AS total_spend_30d,
+    coalesce(pay.spend_cents_90d, 0) / 100.0 AS total_spend_90d,
+    coalesce(pay.spend_cents_180d, 0) / 100.0 AS total_spend_180d,
+    coalesce(pay.spend_cents_365d, 0) / 100.0 AS total_spend_365d,
+    CASE WHEN coalesce(pay.n_purchases_365d, 0) = 0 THEN 0.0
+         ELSE pay.spend_cents_365d / 100.0 / pay.n_purchases_365d END AS avg_order_value_365d,
+    CASE WHEN coalesce(pay.n_purchases_90d, 0) = 0 OR coalesce(pay.n_purchases_365d, 0) = 0 THEN 1.0
+         ELSE (pay.spend_cents_90d / pay.n_purchases_90d) / (pay.spend_cents_365d / pay.n_purchases_365d)
     END AS aov_trend_90d_vs_365d,
     -- renewal (subscription periods with an end)
     coalesce(date_diff('day', p.as_of, s.paid_through::DATE), 0) AS days_to_period_end,
@@ -70,5 +70,4 @@ LEFT JOIN f_events AS e USING (customer_id, as_of)
 LEFT JOIN f_payments AS pay USING (customer_id, as_of)
 LEFT JOIN f_plan_changes AS pc USING (customer_id, as_of)
 LEFT JOIN f_support AS t USING (customer_id, as_of)
-LEFT JOIN f_purchases AS pu USING (customer_id, as_of)
 ORDER BY p.as_of, p.customer_id

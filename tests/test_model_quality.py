@@ -204,16 +204,8 @@ README_TABLES = {  # train-table exactly as the README says
 }
 
 
-#: measured 2026-12-07: churnflow 0.9141 (random forest) vs plain HGB 0.9248. The tree families are within
-#: 0.003 of each other in CV (one standard error picks the random forest) and HGB's holdout lead is
-#: within that holdout's own standard error (~0.008): issue 36 stays open on it (strict: a pass fails,
-#: to take the mark off)
-GAP_KNOWN = pytest.mark.xfail(strict=True, reason="issue 36: 0.0107 below plain HGB on mlc_churn_5000")
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [pytest.param(n, marks=GAP_KNOWN) if n == "mlc_churn_5000" else n
-                                  for n in README_TABLES])
+@pytest.mark.parametrize("name", list(README_TABLES))
 def test_train_table_is_at_least_the_best_plain_baseline_on_real_tables(tmp_path, monkeypatch, capsys, name):
     """`train-table` with the default settings against plain LR and HGB on its own held-out split."""
     from pipeline.__main__ import main

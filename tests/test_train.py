@@ -332,9 +332,17 @@ def test_within_one_standard_error_the_simpler_candidate_wins():
     assert picked.chosen is boosting and picked.margin == 0.0 and "more than one standard error" in picked.reason
     record = picked.record()
     assert record["chosen"] == "xgboost" and set(record["families"]) == {"xgboost", "logreg"}
-    # same tier (boosting): the higher mean wins
-    other = _trial("hgb", y_folds, close)
-    assert choose([other, boosting], y_folds).chosen is boosting
+    # the plain histogram boosting (its library defaults first) is the tree reference: within one standard
+    # error a hand-configured forest or XGBoost does not displace it (mlc_churn_5000: the forest, chosen 0.0005
+    # behind HGB in CV, was 0.0107 below it on the holdout); beyond one standard error they do
+    plain = _trial("hgb", y_folds, close)
+    forest = _trial("random_forest", y_folds, signal)
+    assert choose([boosting, forest, plain], y_folds).chosen is plain
+    assert choose([forest, _trial("hgb", y_folds, worse)], y_folds).chosen is forest
+    assert choose([forest, boosting, far_lr], y_folds).chosen is forest  # the forest before XGBoost
+    assert "logreg < hgb < random_forest < xgboost" in choose([plain], y_folds).record()["rule"]
+    # the same family: the higher mean wins
+    assert choose([_trial("xgboost", y_folds, close), boosting], y_folds).chosen is boosting
 
 
 def test_paired_auc_difference_variance_matches_a_bootstrap():

@@ -73,10 +73,9 @@ _AGGREGATE_TEMPLATES = {
 _FEATURE_GROUPS: tuple[str, ...] = (
     "f_subscription",
     "f_events",
-    "f_payments",
+    "f_payments",  # the payments and purchases groups: one scan of the payments
     "f_plan_changes",
     "f_support",
-    "f_purchases",
 )
 
 
@@ -277,6 +276,9 @@ def feature_relation(
     dates = _check_dates(as_of_dates)
     ws = check_windows(windows)
     with duckdb_connection(settings) as con:
+        # the lake's footers parsed once per build: the views read them when created and each scan
+        # would read them again (a month of events: ~1,200 row groups, a 0.9 MB footer per file)
+        con.execute("SET parquet_metadata_cache = true")
         _prepare(con, settings, dates, ws, part)
         groups, body, params = _feature_query(ws)
         _materialise_events(con, dates, groups, params)

@@ -34,7 +34,7 @@ DOWNGRADE_DAYS = 90
 BILLING_CHANGE_DAYS = 90
 #: look-back of the support-ticket count
 TICKET_WINDOW_DAYS = 90
-#: the purchase (RFM) windows: order counts and spend from successful payments (sql/features_purchases.sql
+#: the purchase (RFM) windows: order counts and spend from successful payments (sql/features_payments.sql
 #: names its columns after these four; a test keeps them in lockstep)
 PURCHASE_WINDOWS: tuple[int, ...] = (30, 90, 180, 365)
 

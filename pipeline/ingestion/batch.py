@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,28 +27,36 @@ log = logging.getLogger(__name__)
 
 
 def ingest_batch(settings: Settings, table: str, start: dt.date, end: dt.date, run_key: str, *,
-                 known_customers: np.ndarray | None = None) -> dict[str, Any]:
+                 known_customers: np.ndarray | None = None,
+                 ranges: Sequence[tuple[dt.date, dt.date]] | None = None) -> dict[str, Any]:
     """Extract, validate and publish ``table`` over ``[start, end)``; returns the counts (rows,
     rejected, quarantine file, partitions, chunks, tolerated faults). ``known_customers``
     (sorted ids, :func:`pipeline.ingestion.lake.customer_ids`) is read from the lake when not
-    given (not for ``customers`` itself)."""
+    given (not for ``customers`` itself). ``ranges``: the sorted, disjoint windows inside
+    ``[start, end)`` to read, as one batch (a training's re-extract of the days that changed,
+    :mod:`pipeline.ingestion.reconcile`); default: the whole window."""
     import itertools
 
-    from pipeline.ingestion.extract import absent_columns, chunks
+    from pipeline.ingestion.extract import absent_columns, range_chunks
     from pipeline.ingestion.readiness import require_complete_landing
     from pipeline.ingestion.validate import ChunkedValidator
     from pipeline.progress import Progress
 
     summary: dict[str, Any] = {"table": table, "rows": 0, "rejected": 0, "quarantine": None, "partitions": 0,
                                "chunks": 0, "window_start": str(start), "window_end": str(end)}
-    if start >= end:
-        log.info("ingest %s: lake already holds [.., %s); nothing to extract", table, end)
+    spans = [(start, end)] if ranges is None else [(lo, hi) for lo, hi in ranges if lo < hi]
+    if start >= end or not spans:
+        log.info("ingest %s: %s; nothing to extract", table,
+                 f"lake already holds [.., {end})" if ranges is None else "no day to re-extract")
         return {**summary, "window_start": str(end)}
+    if any(lo < start or hi > end for lo, hi in spans) or any(a[1] > b[0] for a, b in itertools.pairwise(spans)):
+        raise ValueError(f"ingest {table}: ranges {spans} are not sorted, disjoint windows inside [{start}, {end})")
     if table == "events":
-        require_complete_landing(settings, start, end)
+        for lo, hi in spans:
+            require_complete_landing(settings, lo, hi)
     # identifiers keep the business's type: the lake's customers' (the first customers batch: as given)
     ids = lake.id_type(settings)
-    batches = chunks(settings, table, start, end, ids)
+    batches = range_chunks(settings, table, spans, ids)
     head = next(batches, None)
     if head is not None and head.num_rows and "customer_id" in head.column_names:
         ids = head.schema.field("customer_id").type
@@ -57,8 +66,10 @@ def ingest_batch(settings: Settings, table: str, start: dt.date, end: dt.date, r
     columns = ColumnCounts([c.name for c in TABLES[table].columns if not c.required])
     known = None if table == "customers" else (
         known_customers if known_customers is not None else lake.customer_ids(settings))
-    stager = lake.DayStager(settings, table, start, end, lake.staging_dir(settings, table, run_key), schema, known)
-    progress = Progress(f"ingest {table} [{start}, {end})", (end - start).days, "days")
+    stager = lake.DayStager(settings, table, start, end, lake.staging_dir(settings, table, run_key), schema, known,
+                            ranges=None if ranges is None else spans)
+    label = f"[{start}, {end})" if ranges is None else f"{_days_in(spans, end)} day(s) of [{start}, {end})"
+    progress = Progress(f"ingest {table} {label}", _days_in(spans, end), "days")
     try:
         with ChunkedValidator(table, settings, run_key, window_start=dt.datetime.combine(start, dt.time()),
                               window_end=dt.datetime.combine(end, dt.time()), schema=schema,
@@ -71,9 +82,9 @@ def ingest_batch(settings: Settings, table: str, start: dt.date, end: dt.date, r
                 latest, earliest = _day_range(chunk, time_col)
                 if first is None and earliest is not None:
                     first = max(start, earliest)
-                    progress.total = float((end - first).days)
+                    progress.total = float(_days_in(spans, end) - _days_in(spans, first))
                 if latest is not None and first is not None:
-                    progress.update((min(latest, end - dt.timedelta(days=1)) - first).days + 1,
+                    progress.update(_days_in(spans, min(latest + dt.timedelta(days=1), end)) - _days_in(spans, first),
                                     f"{validator.rows:,} rows, {validator.rejected:,} rejected")
             if validator.chunks == 0:  # an empty window still runs its suite (table-level rules)
                 validator.validate(schema.empty_table().to_pandas())
@@ -114,6 +125,11 @@ class ColumnCounts:
     def to_dict(self) -> dict[str, Any]:
         """``{"rows": n, "nulls": {column: n}, "absent": {column: n}}`` (JSON-able, for XCom)."""
         return {"rows": self.rows, "nulls": self.nulls, "absent": self.absent}
+
+
+def _days_in(spans: Sequence[tuple[dt.date, dt.date]], before: dt.date) -> int:
+    """The days of the windows ``spans`` before ``before`` (for progress lines)."""
+    return sum(max(0, (min(hi, before) - lo).days) for lo, hi in spans)
 
 
 def _day_range(chunk: Any, time_col: str) -> tuple[dt.date | None, dt.date | None]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -374,6 +375,78 @@ def time_bound(settings: Settings, table: str, end: dt.date, which: str = "min",
     return value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
 
 
+def day_expression(engine: sa.Engine, column: str) -> str:
+    """SQL for the day of ``q.<column>`` as :func:`window_query` places a row: SQLite keeps times
+    as text and compares text, so a row's day is its first ten characters (whatever follows
+    them); other databases cast the timestamp to a date."""
+    if engine.dialect.name == "sqlite":
+        return f"substr(CAST(q.{column} AS TEXT), 1, 10)"
+    return f"CAST(q.{column} AS DATE)"
+
+
+def filled_later(table: str) -> list[str]:
+    """The nullable time columns of ``table`` besides its time column: values written after the
+    row itself (a ticket's ``resolved_at``, a period's ``end_date``), which a day's profile counts."""
+    spec = TABLES[table]
+    return [c.name for c in spec.columns if c.kind == "time" and c.nullable and c.name != spec.time_column]
+
+
+#: a trailing ORDER BY of column names
+_TRAILING_ORDER = re.compile(r"\s+ORDER\s+BY\s+[\w\s.,\"]+$", re.IGNORECASE)
+_ROW_LIMITS = re.compile(r"\b(LIMIT|OFFSET|FETCH|TOP)\b", re.IGNORECASE)
+
+
+def unordered(sql: str) -> str:
+    """``sql`` without its trailing ``ORDER BY`` of column names: a count needs no order, and
+    SQLite runs an aggregate over an ordered subquery row by row instead of from the time
+    column's index (7.6M payments: 4 s -> 2 s). Anything else at its end (a ``LIMIT``, a
+    comment) keeps the SQL as it is."""
+    match = _TRAILING_ORDER.search(sql)
+    if match is None or _ROW_LIMITS.search(match.group()):
+        return sql
+    return sql[:match.start()]
+
+
+@dataclass(frozen=True)
+class DayProfile:
+    """What the database holds of one table, per day of its time column: the row count, then the
+    number of values of each column of :attr:`columns` after the first (``rows``)."""
+
+    columns: tuple[str, ...]
+    days: dict[dt.date, tuple[int, ...]]
+    #: rows whose time value the database spells as no ISO day (they cannot be placed in a day)
+    unplaced: int = 0
+
+
+def day_profile(settings: Settings, table: str, start: dt.date, end: dt.date) -> DayProfile:
+    """The :class:`DayProfile` of the rows ``ingest_<table>.sql`` (yours, with ``sql_dir``) returns
+    in ``[start, end)``: one ``GROUP BY`` query over that SQL (the rows a re-extract would read)."""
+    time_col = TABLES[table].time_column
+    inner = unordered(load_sql(f"ingest_{table}", settings).strip().rstrip(";").rstrip())
+    eng = source_engine(settings)
+    try:
+        with eng.connect() as conn:
+            query, params = window_query(f"SELECT * FROM ({inner}\n) AS q LIMIT 0", eng, start, end)
+            returned = set(conn.execute(query, params).keys())
+            counted = [c for c in filled_later(table) if c in returned]
+            day = day_expression(eng, time_col)
+            values = "".join(f", COUNT(q.{c})" for c in counted)  # identifiers of the contract only
+            query, params = window_query(f"SELECT {day} AS day, COUNT(*){values} FROM ({inner}\n) AS q "
+                                         f"GROUP BY {day}", eng, start, end)
+            rows = conn.execute(query, params).all()
+    except sa.exc.SQLAlchemyError as exc:
+        raise IngestionError(f"table {table}: reading the source database {masked(settings.db_url)} "
+                             f"(setting source_db_url) failed: {exc}") from exc
+    days: dict[dt.date, tuple[int, ...]] = {}
+    unplaced = 0
+    for value, *counts in rows:
+        try:
+            days[dt.date.fromisoformat(str(value)[:10])] = tuple(int(n) for n in counts)
+        except ValueError:
+            unplaced += int(counts[0])
+    return DayProfile(("rows", *counted), days, unplaced)
+
+
 def earliest_day(settings: Settings, table: str, end: dt.date) -> dt.date | None:
     """The day of the earliest row of ``table`` before ``end`` (None: no row): where a first
     training run starts a table's history when ``history_start`` is unset."""
@@ -479,13 +552,24 @@ def chunks(settings: Settings, table: str, start: str | dt.date, end: str | dt.d
     return table_chunks(settings, table, start, end, id_type)
 
 
+def range_chunks(settings: Settings, table: str, ranges: Iterable[tuple[dt.date, dt.date]],
+                 id_type: pa.DataType | None = None) -> Iterator[pa.Table]:
+    """:func:`chunks` of each window of ``ranges`` in turn (a training's re-extract of the days
+    that changed), every chunk's identifiers typed as the first's."""
+    for start, end in ranges:
+        for chunk in chunks(settings, table, start, end, id_type):
+            id_type = id_type or (_ids_of(chunk) if chunk.num_rows else None)
+            yield chunk
+
+
 def window_for(settings: Settings, table: str, end: dt.date, nightly: tuple[dt.date, dt.date] | None) -> tuple[dt.date, dt.date]:
     """The window ``[start, end)`` a run ingests for ``table``.
 
     A nightly run (``nightly``: its window) takes exactly that window. A training run takes
-    the database tables from ``history_start`` (or each table's earliest row) and catches the
-    event lake up from its last day (events are large: history is not re-read), or, on an
-    empty lake, from the first landed day.
+    the database tables from ``history_start`` (or each table's earliest row: the window
+    ``training_reextract: full`` reads whole, ``changed`` only its days that changed,
+    :mod:`pipeline.ingestion.reconcile`) and catches the event lake up from its last day
+    (events are large: history is not re-read), or, on an empty lake, from the first landed day.
     """
     from pipeline.ingestion import lake
 

@@ -11,8 +11,10 @@ year of a table of :data:`YEARLY_TABLES`; the name lists its days too); ``<lake>
 goes through :mod:`pipeline.storage`).
 
 Customer order (:mod:`pipeline.ingestion.buckets`): every file of a table with a ``customer_id``
-holds its rows sorted by the stored ``customer_hash`` column, in small row groups (a month or
-year file: each day's row groups in turn, so both the day and the hash prune). A nightly piece
+holds its rows sorted by the stored ``customer_hash`` column, in small row groups (a month file
+of events: each day's row groups in turn, so both the day and the hash prune; a compacted file of
+the other tables, :data:`FILE_ORDER_TABLES`, whose day is a row group or less: sorted across the
+file). A nightly piece
 over one bucket of customers reads only its row groups (:func:`register_lake_table` ``hashes``).
 A file written before this layout (``part-0.parquet``, in arrival order) is read as before, its
 bucket computed from the ids, until ``python -m pipeline migrate-lake`` rewrites it
@@ -291,13 +293,17 @@ class DayStager:
     """
 
     def __init__(self, settings: Settings, table: str, start: str | dt.date, end: str | dt.date,
-                 staging: Path, schema: pa.Schema | None = None, known: np.ndarray | None = None) -> None:
+                 staging: Path, schema: pa.Schema | None = None, known: np.ndarray | None = None,
+                 ranges: Sequence[tuple[dt.date, dt.date]] | None = None) -> None:
         self.schema = schema or schema_of(settings, table)
         #: the customer hashes (``known``: the lake's customer ids, hashed once where that is cheaper)
         self._hashes = HashLookup(known)
         self.time_col = TABLES[table].time_column
         self.settings, self.table = settings, table
         self.start, self.end = as_date(start), as_date(end)
+        #: the windows inside [start, end) the batch reads (a training's re-extract of the days that
+        #: changed): only their days without rows are said to be kept (default: the whole window)
+        self.ranges = list(ranges) if ranges is not None else [(self.start, self.end)]
         self.staging = Path(staging)
         shutil.rmtree(self.staging, ignore_errors=True)  # a rerun's leftovers
         self.staging.mkdir(parents=True)
@@ -391,8 +397,8 @@ class DayStager:
         held = table_files(self.settings, self.table, listing)
         compacted = {f.period for f in held if f.period}
         staged = {day: f.staged(day) for f in self._files.values() for day in sorted(f.days)}
-        kept = [d.isoformat() for d in days(self.start, self.end) if d not in staged
-                and any(d in f.days for f in held)]
+        held_days = {d for f in held for d in f.days}
+        kept = [d.isoformat() for lo, hi in self.ranges for d in days(lo, hi) if d not in staged and d in held_days]
         settle = self.settings.lake_compact_after_days
         periods = {p for d in staged if (p := compacted_period(self.table, d, self.end, settle, compacted))}
         # the files of closed periods left over (a batch ended before the period did; not a
@@ -424,7 +430,10 @@ class DayStager:
         (a rename, or one upload), then the period's other files go."""
         name = (year_file_name if len(period) == 4 else month_file_name)(sorted(staged.days))
         final = table_dir(self.settings, self.table) / period_dir(period) / name
-        storage.publish_file(staged.path, final)
+        if self.table in FILE_ORDER_TABLES:  # in customer order across the period (one sort)
+            write_lake_file(pq.read_table(staged.path), final)
+        else:
+            storage.publish_file(staged.path, final)
         for stale in held:
             if stale != final:
                 _remove(stale)
@@ -462,6 +471,14 @@ def _closed(day: dt.date, end: dt.date, settle_days: int) -> bool:
 #: each (on an object store a file is a GET; the events and payments are read by their window, and
 #: a year of them is too large to rewrite for one day's rerun)
 YEARLY_TABLES = frozenset({"customers", "subscriptions", "plan_changes", "support_tickets", "cancellations"})
+
+#: the tables whose compacted files (a closed month's, a closed year's) hold their rows in customer
+#: order across the whole file, not each day's row groups in turn: a day of them fills a row group
+#: or a few (a slowly changing table's day: part of one), each spanning every customer hash, so only
+#: the file's own order lets a nightly piece skip the other buckets' row groups; their readers take a
+#: year of days or the whole history, where the day pruned little inside a file. The events keep
+#: each day's row groups (a day is dozens of them: both the day and the hash prune).
+FILE_ORDER_TABLES = YEARLY_TABLES | {"payments"}
 
 
 def compacted_period(table: str, day: dt.date, end: dt.date, settle_days: int,
@@ -511,7 +528,8 @@ def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
 def _day_tables(path: Location, schema: pa.Schema, ordered: bool, time_col: str,
                 wanted: frozenset[dt.date]) -> Iterator[pa.Table]:
     """The rows of the days ``wanted`` of one lake file, a day at a time, in customer order (a
-    month file is read row group by row group: each holds one day; an ordered file's rows keep
+    month file is read row group by row group: each holds one day, or in a file of
+    :data:`FILE_ORDER_TABLES` part of several; an ordered file's rows keep
     their stored hash and order, a legacy file's are ordered here)."""
     with storage.parquet_file(path) as source:
         groups = range(source.metadata.num_row_groups) if ordered else [None]
@@ -528,8 +546,9 @@ def write_period(settings: Settings, table: str, period: str, listing: Sequence[
     """Write the file of ``table``'s ``period`` (a month ``YYYY-MM``: ``month=YYYY-MM/days-...``;
     a year ``YYYY``: ``year=YYYY/days-...``): the ``staged`` days, and every other day the lake
     holds of that period (from its compacted files, else from its day files), each day's rows in
-    customer order in row groups of their own; then remove the period's other files. Memory: one
-    day (a row group)."""
+    customer order in row groups of their own (a table of :data:`FILE_ORDER_TABLES`: the period's
+    rows in customer order across the file); then remove the period's other files. Memory: one
+    day (a row group); a period of a :data:`FILE_ORDER_TABLES` table."""
     time_col = TABLES[table].time_column
     target = file_schema(schema)
     mine = [p for p in listing if _in_period(p, period)]
@@ -544,10 +563,12 @@ def write_period(settings: Settings, table: str, period: str, listing: Sequence[
             parts.append((min(todo), functools.partial(_day_tables, f.path, schema, f.ordered, time_col, todo)))
     name = (year_file_name if len(period) == 4 else month_file_name)(sorted(taken))
     final = table_dir(settings, table) / period_dir(period) / name
-    with atomic_path(final) as tmp, pq.ParquetWriter(tmp, target) as writer:
-        for _, rows_of in sorted(parts, key=lambda part: part[0]):
-            for rows in rows_of():
-                rows = _conformed(rows, schema)
+    day_rows = (_conformed(rows, schema) for _, rows_of in sorted(parts, key=lambda part: part[0]) for rows in rows_of())
+    if table in FILE_ORDER_TABLES:  # the period's rows at once, in customer order across the file
+        write_lake_file(pa.concat_tables(day_rows), final)
+    else:
+        with atomic_path(final) as tmp, pq.ParquetWriter(tmp, target) as writer:
+            for rows in day_rows:
                 writer.write_table(rows, row_group_size=row_group_rows(rows.num_rows))
     for stale in mine:
         if stale != final:
@@ -574,11 +595,24 @@ def _staged_day(pieces: StagedDay, schema: pa.Schema) -> pa.Table:
     return in_customer_order(rows) if len(runs) > 1 and has_customers(schema) else rows
 
 
+def _day_by_day(f: LakeFile) -> bool:
+    """Whether a compacted file holds each day's row groups in turn (a file of a
+    :data:`FILE_ORDER_TABLES` table written before its order across the file): the customer hash
+    ranges of its row groups overlap."""
+    with storage.parquet_file(f.path) as source:
+        meta, at = source.metadata, source.schema_arrow.get_field_index(HASH_COLUMN)
+        spans = [(stats.min, stats.max) for i in range(meta.num_row_groups)
+                 if (stats := meta.row_group(i).column(at).statistics) is not None and stats.has_min_max]
+    return any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
+
+
 def legacy_files(settings: Settings) -> dict[str, list[LakeFile]]:
-    """Per lake table, its files written before the customer order (``part-0.parquet``)."""
+    """Per lake table, its files written before the customer order (``part-0.parquet``), and the
+    compacted files of a :data:`FILE_ORDER_TABLES` table that hold a day's row groups in turn."""
     out = {}
     for table in sorted(LAKE_TABLES):
-        old = [f for f in table_files(settings, table) if not f.ordered]
+        old = [f for f in table_files(settings, table) if not f.ordered
+               or (table in FILE_ORDER_TABLES and f.period is not None and _day_by_day(f))]
         if old:
             out[table] = old
     return out
@@ -588,7 +622,8 @@ def migrate(settings: Settings) -> dict[str, int]:
     """Rewrite a lake written before the customer order into it (``python -m pipeline
     migrate-lake``): every closed month into its month file (a closed year of a slowly changing
     table, :data:`YEARLY_TABLES`, into its year file), the days of the month a table's newest day
-    is in into customer-ordered day files. Each file is replaced atomically, so a
+    is in into customer-ordered day files; a compacted file of a :data:`FILE_ORDER_TABLES` table
+    written a day at a time into its order across the file. Each file is replaced atomically, so a
     migration that stops can be run again; until then the lake is read as before. Returns the
     legacy files rewritten per table; logs its progress."""
     from pipeline.progress import Progress

@@ -10,6 +10,7 @@ from pipeline.context import TRAINING_DAG, RunContext
 from pipeline.ingestion import lake
 from pipeline.ingestion.batch import ingest_batch
 from pipeline.ingestion.extract import window_for
+from pipeline.ingestion.reconcile import reextract
 from pipeline.tables import LAKE_TABLE_NAMES
 
 log = logging.getLogger(__name__)
@@ -17,7 +18,12 @@ log = logging.getLogger(__name__)
 
 def ingest_step(ctx: RunContext, table: str, *, known_customers: Any = None) -> dict[str, Any]:
     """One table's window for this run (:func:`~pipeline.ingestion.extract.window_for`) as one
-    validated batch (:func:`~pipeline.ingestion.batch.ingest_batch`)."""
+    validated batch (:func:`~pipeline.ingestion.batch.ingest_batch`). A training run's database
+    table: the days that changed since the last training run, or every day
+    (``training_reextract``: :func:`~pipeline.ingestion.reconcile.reextract`; its output's
+    ``reextract`` says what was read and why)."""
+    if ctx.dag_id == TRAINING_DAG and table != "events":
+        return reextract(ctx.settings, table, ctx.day, ctx.key, known_customers=known_customers)
     start, end = window_for(ctx.settings, table, ctx.day, None if ctx.dag_id == TRAINING_DAG else ctx.window)
     return ingest_batch(ctx.settings, table, start, end, ctx.key, known_customers=known_customers)
 

@@ -6,6 +6,13 @@ category feature), and the top reasons written as an analyst reads them.
   attribution (``approx_contribs``) for the others (1M customers: ~20 s exact, ~3 s fast).
 * Logistic regression: the exact linear SHAP value ``coef * (x - mean)`` of each column, the
   mean over the model's training reference (independent features).
+* scikit-learn's histogram gradient boosting (log-odds: its raw prediction) and random forest
+  (probability: the mean over its trees): the path attribution XGBoost's ``approx_contribs``
+  computes (Saabas), from their own trees (:func:`tree_contributions`); contributions + bias =
+  the raw prediction exactly. Measured on 2 cores, 1M rows x 45 features, models fitted on 250k
+  rows: HGB defaults (95 trees) 12 s (its predict_proba: 8 s; one prediction per feature: ~184 s);
+  the forest of ``build_pipeline`` (200 trees, 1.1M leaves) 54 s (predict_proba: 30 s; one
+  prediction per feature: ~26 min); its per-leaf tables take 1.1M x 45 x 8 bytes = 0.4 GB meanwhile.
 * Any other model: the change in its probability when the feature is set to its typical
   value (the reference's median or most frequent value): one prediction per feature.
 
@@ -60,8 +67,9 @@ def column_owners(prep: Any, numeric: list[str], categorical: list[str]) -> np.n
 
 def contributions(model: Any, X: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
                   categorical: list[str], exact: np.ndarray | None = None) -> pd.DataFrame:
-    """Per row of ``X`` and raw feature, its contribution to the score (log-odds for XGBoost and
-    logistic regression, probability for the fallback); positive pushes towards churn.
+    """Per row of ``X`` and raw feature, its contribution to the score (log-odds for XGBoost,
+    logistic regression and histogram gradient boosting, probability for the random forest and the
+    fallback); positive pushes towards churn.
 
     ``exact``: the rows that get XGBoost's exact TreeSHAP (default all); the others get its
     path attribution (``approx_contribs``, Saabas), about six times faster: a night computes the
@@ -87,6 +95,12 @@ def contributions(model: Any, X: pd.DataFrame, reference: pd.DataFrame, numeric:
             mean = prep.transform(reference[features]).mean(axis=0)
             values = (transformed - mean) * clf.coef_[0]
         return grouped_by_owner(values, owners, features)
+    if kind in TREE_MODELS:
+        # the paths' columns summed per feature in each leaf's table (what grouped_by_owner sums)
+        position = {feature: i for i, feature in enumerate(features)}
+        values, _ = tree_contributions(clf, prep.transform(X[features]),
+                                       np.array([position[str(o)] for o in owners], dtype=np.intp), len(features))
+        return pd.DataFrame(values, index=pd.RangeIndex(len(values)), columns=features)
     base = model.predict_proba(X[features])[:, 1]
     typical = typical_values(reference, numeric, categorical)
     out = {}
@@ -95,6 +109,150 @@ def contributions(model: Any, X: pd.DataFrame, reference: pd.DataFrame, numeric:
         swapped[column] = typical[column]
         out[column] = base - model.predict_proba(swapped)[:, 1]
     return pd.DataFrame(out, index=X.index)
+
+
+#: the tree ensembles explained by their own paths (:func:`tree_contributions`)
+TREE_MODELS = ("HistGradientBoostingClassifier", "RandomForestClassifier")
+#: rows routed through every tree at a time (bounds the leaf-index matrix: rows x trees)
+TREE_BLOCK_ROWS = 50_000
+
+
+def tree_contributions(clf: Any, transformed: np.ndarray, groups: np.ndarray | None = None,
+                       n_groups: int | None = None) -> tuple[np.ndarray, float]:
+    """Saabas path attribution of a fitted ``HistGradientBoostingClassifier`` (log-odds: its raw
+    prediction) or ``RandomForestClassifier`` (churn probability: the mean over its trees) on the
+    preprocessed rows ``transformed``: per row and column, the change in the expected value of the
+    nodes along the row's path where a split on that column sends it (what XGBoost's
+    ``approx_contribs`` computes). A node's expected value is the training-count-weighted mean of
+    its leaves. Returns the (rows x columns) contributions and the bias: each row's contributions
+    plus the bias are its raw prediction. ``groups``: the output column of each column (default
+    its own; ``n_groups`` of them), a column's contributions summed into its group's. Each tree's
+    (leaves x groups) table is built once; each row's leaf comes from the model's own routing,
+    then its row of each table is added."""
+    n_columns = transformed.shape[1]
+    if groups is None:
+        groups, n_groups = np.arange(n_columns), n_columns
+    n_out = int(n_groups if n_groups is not None else groups.max(initial=-1) + 1)
+    hgb = type(clf).__name__ == "HistGradientBoostingClassifier"
+    tables, bias, leaves_of = _hgb_tables(clf, groups, n_out) if hgb else _forest_tables(clf, groups, n_out)
+    out = np.zeros((transformed.shape[0], n_out))
+    for start in range(0, transformed.shape[0], TREE_BLOCK_ROWS):
+        leaves = leaves_of(transformed[start:start + TREE_BLOCK_ROWS])  # (rows x trees): rows of each tree's table
+        block = out[start:start + len(leaves)]
+        for k, table in enumerate(tables):  # (a gather per tree: measured faster than one sparse product)
+            block += table[leaves[:, k]]
+    return out, bias
+
+
+def path_table(left: np.ndarray, right: np.ndarray, is_leaf: np.ndarray, feature: np.ndarray,
+               leaf_value: np.ndarray, count: np.ndarray, n_columns: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """One tree's Saabas table: its leaves (node ids), each leaf's (columns) path contributions, and
+    the root's expected value (the count-weighted mean of the leaves), so that a leaf's row plus
+    the root's value is the leaf's value. Nodes by arrays (``left``/``right``: children ids of an
+    inner node, ``feature``: its split column, ``leaf_value``/``count``: read at leaves), processed
+    level by level."""
+    levels = []
+    frontier = np.zeros(1, dtype=np.intp)
+    while frontier.size:
+        levels.append(frontier)
+        inner = frontier[~is_leaf[frontier]]
+        frontier = np.concatenate([left[inner], right[inner]]).astype(np.intp)
+    weight = np.where(is_leaf, count, 0).astype("float64")
+    expected = np.where(is_leaf, leaf_value, 0.0).astype("float64")
+    for nodes in reversed(levels):
+        inner = nodes[~is_leaf[nodes]]
+        lo, hi = left[inner], right[inner]
+        weight[inner] = weight[lo] + weight[hi]
+        mean = (expected[lo] + expected[hi]) / 2  # (a node without training rows: its children's mean)
+        expected[inner] = np.divide(weight[lo] * expected[lo] + weight[hi] * expected[hi], weight[inner],
+                                    out=mean, where=weight[inner] > 0)
+    path = np.zeros((len(left), n_columns))
+    for nodes in levels:
+        inner = nodes[~is_leaf[nodes]]
+        for child in (left[inner], right[inner]):
+            path[child] = path[inner]
+            path[child, feature[inner]] += expected[child] - expected[inner]
+    leaves = np.flatnonzero(is_leaf)
+    return leaves, path[leaves], float(expected[0])
+
+
+def _forest_tables(forest: Any, groups: np.ndarray, n_out: int) -> tuple[list[np.ndarray], float, Any]:
+    """A random forest's tables (probability of the positive class, divided by the number of trees:
+    the forest averages them), its bias, and the routing of rows to table rows (``forest.apply``)."""
+    trees = forest.estimators_
+    tables, bias, lookups = [], 0.0, []
+    for est in trees:
+        t = est.tree_
+        value = t.value[:, 0, :]
+        is_leaf = t.children_left < 0
+        leaves, table, root = path_table(t.children_left, t.children_right, is_leaf, groups[t.feature],
+                                         value[:, 1] / value.sum(axis=1), t.n_node_samples, n_out)
+        tables.append(table / len(trees))
+        bias += root / len(trees)
+        lookup = np.full(t.node_count, -1, dtype=np.int64)
+        lookup[leaves] = np.arange(len(leaves))
+        lookups.append(lookup)
+    starts = np.cumsum([0] + [len(lk) for lk in lookups[:-1]])
+    every = np.concatenate(lookups) if lookups else np.zeros(0, dtype=np.int64)
+
+    def leaves_of(X: np.ndarray) -> np.ndarray:
+        return every[forest.apply(X) + starts]
+
+    return tables, bias, leaves_of
+
+
+def _hgb_tables(hgb: Any, groups: np.ndarray, n_out: int) -> tuple[list[np.ndarray], float, Any]:
+    """A histogram gradient boosting's tables (its raw prediction: log-odds), its bias (baseline +
+    each tree's root value), and the routing of rows to table rows: each tree's own ``predict`` (as
+    ``_raw_predict`` calls it: numeric thresholds, missing values, category bitsets) on a copy of
+    its nodes whose value is the node's id. Columns as the pipeline's ``prep`` outputs them (the
+    model's own preprocessing puts the categorical ones first: mapped back)."""
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+    if hgb.n_trees_per_iteration_ != 1:
+        raise TypeError(f"cannot explain a {hgb.n_trees_per_iteration_}-class histogram gradient boosting: expected two")
+    group_of = groups[_hgb_input_columns(hgb, hgb.n_features_in_)]
+    tables, routers = [], []
+    bias = float(np.ravel(hgb._baseline_prediction)[0])
+    for (predictor,) in hgb._predictors:
+        nodes = predictor.nodes
+        is_leaf = nodes["is_leaf"].astype(bool)
+        leaves, table, root = path_table(nodes["left"].astype(np.intp), nodes["right"].astype(np.intp), is_leaf,
+                                         group_of[nodes["feature_idx"]], nodes["value"], nodes["count"], n_out)
+        tables.append(table)
+        bias += root
+        router = type(predictor)(nodes.copy(), predictor.binned_left_cat_bitsets, predictor.raw_left_cat_bitsets)
+        lookup = np.full(len(nodes), -1.0)
+        lookup[leaves] = np.arange(len(leaves))
+        router.nodes["value"] = lookup  # a leaf's "prediction": its row in the tree's table
+        routers.append(router)
+    known_cat_bitsets, f_idx_map = hgb._bin_mapper.make_known_categories_bitsets()
+
+    def leaves_of(X: np.ndarray) -> np.ndarray:
+        raw = hgb._preprocess_X(X, reset=False)
+        n_threads = _openmp_effective_n_threads()
+        out = np.empty((raw.shape[0], len(routers)), dtype=np.int64)
+        for k, router in enumerate(routers):
+            out[:, k] = router.predict(raw, known_cat_bitsets=known_cat_bitsets, f_idx_map=f_idx_map,
+                                       n_threads=n_threads)
+        return out
+
+    return tables, bias, leaves_of
+
+
+def _hgb_input_columns(hgb: Any, n_columns: int) -> np.ndarray:
+    """For each column a histogram gradient boosting's trees split on, the input column it is
+    (with categorical features, its own encoder puts them first)."""
+    pre = hgb._preprocessor
+    if pre is None:
+        return np.arange(n_columns)
+    out = np.arange(n_columns)
+    for name, _, columns in pre.transformers_:
+        where = pre.output_indices_.get(name, slice(0, 0))
+        picked = np.arange(n_columns)[columns] if not isinstance(columns, str) else np.zeros(0, dtype=np.intp)
+        if where.stop > where.start:
+            out[where] = picked
+    return out
 
 
 def grouped_by_owner(values: np.ndarray, owners: np.ndarray, features: list[str]) -> pd.DataFrame:
