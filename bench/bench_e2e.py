@@ -18,7 +18,8 @@ The champion's out-of-time ROC-AUC is compared with the generator's true probabi
 the same holdout rows.
 
 Targets (issue 35; issue 11's were 20 min, 12 min and 90 s): first training <= 12 min and every
-task <= 6 GiB; weekly rerun <= 8 min; nightly <= 60 s and every task <= 3 GiB; champion ROC-AUC within 0.02 of the truth's.
+task <= 6 GiB; weekly rerun <= 8 min; nightly <= 60 s and every task <= 3 GiB; champion ROC-AUC within 0.002 of
+the truth's on the out-of-time holdout (issue 36; measured 0.0016).
 Exit status 1 when a target is missed.
 """
 
@@ -44,7 +45,8 @@ TARGETS = {  # phase: (most wall seconds, most peak RSS per task in bytes); issu
     "churn_nightly": (60, 3 * GIB),
     "churn_training (weekly)": (8 * 60, 6 * GIB),
 }
-MAX_TRUTH_GAP = 0.02
+#: issue 36's oracle-gap bar at 1M (measured 2026-12-07: 0.0016, the first training and the weekly rerun)
+MAX_TRUTH_GAP = 0.002
 #: what a rerun of the benchmark on a reused source must start without
 DERIVED = ("lake", "quarantine", "runs", "models", "mlflow", "model_cache", "reports", "outbox", "airflow", "bench_airflow.log")
 
