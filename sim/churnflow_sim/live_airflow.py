@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,9 +35,10 @@ def free_port() -> int:
 class Api:
     """A logged-in REST API v2 client (SimpleAuthManager: admin/admin)."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, log: Path | None = None) -> None:
         self.base = base
         self.session = requests.Session()
+        self.log = log  # the launcher's log: the API server writes its errors there
 
     def login(self) -> None:
         r = requests.post(f"{self.base}/auth/token", json={"username": "admin", "password": "admin"}, timeout=30)
@@ -45,8 +47,19 @@ class Api:
 
     def __call__(self, method: str, path: str, **kw):
         r = self.session.request(method, f"{self.base}/api/v2{path}", timeout=30, **kw)
-        assert r.status_code < 300, (method, path, r.status_code, r.text[:500])
+        assert r.status_code < 300, (method, path, r.status_code, r.text[:500], self.server_log(r))
         return r.json() if r.content else None
+
+    def server_log(self, r: requests.Response) -> str:
+        """For a 5xx answer, the API server's log from the error ID it names on (its traceback); else ""."""
+        found = re.search(r"look for ID (\w+)", r.text)
+        if r.status_code < 500 or self.log is None or found is None:
+            return ""
+        lines = self.log.read_text(errors="replace").splitlines()
+        at = [i for i, line in enumerate(lines) if found.group(1) in line]
+        if not at:
+            return f"(no line of {self.log} names error ID {found.group(1)})"
+        return "\n".join(lines[max(at[0] - 3, 0):at[-1] + 60])
 
     def runs(self, dag_id: str) -> list[dict]:
         return self("GET", f"/dags/{dag_id}/dagRuns", params={"order_by": "-run_after"})["dag_runs"]
@@ -132,7 +145,7 @@ def launch(tmp: Path, extra_env: dict[str, str], startup_timeout: float = 300,
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", launcher], env=env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
-    api = Api(f"http://127.0.0.1:{port}")
+    api = Api(f"http://127.0.0.1:{port}", log)
     try:
         deadline = time.monotonic() + startup_timeout
         while f"http://localhost:{port}  (user admin" not in log.read_text():  # the launcher's banner
