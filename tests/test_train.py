@@ -399,6 +399,30 @@ def test_hgb_candidate_handles_missing_values_and_unseen_categories_and_explains
     assert list(column_owners(pipe.named_steps["prep"], ["x"], ["plan"])) == ["x", "plan"]
 
 
+@pytest.mark.parametrize("name", ["logreg", "hgb", "random_forest", "xgboost"])
+def test_a_missing_category_scores_as_in_training_however_the_night_reads_it(settings, name):
+    """The bug: training reads a categorical feature as a pandas categorical (missing: NaN, the
+    one-hot path's "missing" category), a night reads the same column from Parquet as text
+    (missing: None); the encoders took None for an unknown category, so a customer without a
+    value scored 0.38 instead of the 0.90 its missing value had learned (XGBoost)."""
+    from pipeline.model.candidates import build_pipeline
+
+    rng = np.random.default_rng(0)
+    text = np.where(rng.random(600) < 0.5, "a", "b").astype(object)
+    text[:100] = None
+    y = (rng.random(600) < 0.3).astype(int)
+    y[:100] = rng.random(100) < 0.8  # a missing value: mostly churners
+    train = pd.DataFrame({"x": rng.normal(size=600), "t": pd.Categorical(text)})  # as read_training_set reads it
+    pipe = build_pipeline(settings, ["x"], ["t"], name).fit(train, y)
+    learned = pipe.predict_proba(pd.DataFrame({"x": [0.0], "t": pd.Categorical([np.nan], categories=["a", "b"])}))
+    nights = [pd.DataFrame({"x": [0.0, 0.0], "t": pd.Series(["a", missing], dtype=object)}).iloc[[1]]
+              for missing in (None, np.nan, pd.NA)]
+    nights.append(pd.DataFrame({"x": [0.0], "t": pd.Series([None], dtype=object)}))  # a piece where no one has one
+    for night in nights:
+        assert pipe.predict_proba(night)[0, 1] == pytest.approx(learned[0, 1], abs=1e-9), (name, night["t"].tolist())
+    assert learned[0, 1] > pipe.predict_proba(pd.DataFrame({"x": [0.0], "t": ["a"]}))[0, 1]
+
+
 def test_calibration_folds_cover_every_training_row_once_with_each_customer_on_one_side(settings):
     """The cross-fitted calibration scores every training row with a model that never saw its
     customer; at scale (the search on a sample) the search's folds calibrate, no extra fit."""

@@ -72,6 +72,22 @@ def search_space(settings: Settings, name: str) -> dict[str, list[Any]]:
             for k, values in space.items()}
 
 
+def missing_as_nan(X: Any) -> Any:
+    """Categorical columns as objects with every missing marker (None, NaN, pd.NA) as NaN: the
+    encoders treat None as a category of its own but NaN as missing, and which one a missing value
+    is depends on how the column was read (a text column with some values: None; a column with
+    none: NaN), so the same customer would be encoded differently in training and in scoring."""
+    frame = pd.DataFrame(X)
+    redo = [c for c in frame.columns  # a pandas categorical (the training set's) has NaN already
+            if not isinstance(frame[c].dtype, pd.CategoricalDtype) and frame[c].isna().any()]
+    if not redo:
+        return frame
+    out = frame.copy(deep=False)
+    for c in redo:
+        out[c] = frame[c].astype(object).where(frame[c].notna(), np.nan)
+    return out
+
+
 def as_float(X: Any) -> Any:
     """The numeric columns as float64, missing values as NaN (histogram boosting handles them natively)."""
     return X.astype("float64") if hasattr(X, "astype") else np.asarray(X, dtype="float64")
@@ -81,9 +97,16 @@ def as_float(X: Any) -> Any:
 HGB_MAX_CATEGORIES = 254
 
 
+def _missing_step() -> Any:
+    from sklearn.preprocessing import FunctionTransformer
+
+    return FunctionTransformer(missing_as_nan, feature_names_out="one-to-one")
+
+
 def _native_preprocessor(numeric: list[str], categorical: list[str]) -> Any:
     """For histogram boosting: numbers as they are (missing stays missing), categories as
-    ordinal codes (an unseen or missing value as missing), the categorical columns last."""
+    ordinal codes (an unseen or missing value as missing: :func:`missing_as_nan`), the
+    categorical columns last."""
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
@@ -91,7 +114,8 @@ def _native_preprocessor(numeric: list[str], categorical: list[str]) -> Any:
     codes = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan,
                            max_categories=HGB_MAX_CATEGORIES, dtype=np.float64)
     return ColumnTransformer([("num", FunctionTransformer(as_float, feature_names_out="one-to-one"), numeric),
-                              ("cat", Pipeline([("ordinal", codes)]), categorical)], verbose_feature_names_out=False)
+                              ("cat", Pipeline([("missing", _missing_step()), ("ordinal", codes)]), categorical)],
+                             verbose_feature_names_out=False)
 
 
 def _preprocessor(numeric: list[str], categorical: list[str], *, scale: bool) -> Any:
@@ -101,7 +125,7 @@ def _preprocessor(numeric: list[str], categorical: list[str], *, scale: bool) ->
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     num = Pipeline([("impute", SimpleImputer(strategy="median"))] + ([("scale", StandardScaler())] if scale else []))
-    cat = Pipeline([("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+    cat = Pipeline([("missing", _missing_step()), ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
                     ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32))])
     return ColumnTransformer([("num", num, numeric), ("cat", cat, categorical)], verbose_feature_names_out=False)
 
