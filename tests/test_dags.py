@@ -428,29 +428,3 @@ def test_night_without_data_stops_at_the_readiness_gate(source_data, dagbag, air
     assert all(s == "upstream_failed" for t, s in states.items() if t != "wait_for_data"), states
     assert "no landing partition for day(s) 2024-11-14" in "".join(capfd.readouterr())
     assert not (source_data.runs_dir / "churn_nightly").exists() and not source_data.lake_dir.exists()
-
-
-def test_make_airflow_waits_for_sqlite_locks_and_leaves_other_databases_alone(tmp_path):
-    """The bug: under load a trigger on make airflow's SQLite metadata DB failed with a 500 "Database
-    error" (a lock held past SQLite's default 5 s). The launcher's environment makes every Airflow
-    engine, sync and async, wait 60 s; a PostgreSQL metadata DB keeps Airflow's own arguments."""
-    probe = """
-import asyncio, churnflow_sim.standalone
-from sqlalchemy import text
-from airflow import settings
-settings.configure_orm()
-with settings.engine.connect() as c:
-    print(c.execute(text("pragma busy_timeout")).scalar())
-async def main():
-    async with settings.async_engine.connect() as c:
-        print((await c.execute(text("pragma busy_timeout"))).scalar())
-    await settings.async_engine.dispose()
-asyncio.run(main())
-"""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")} | {"AIRFLOW_HOME": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["60000", "60000"], out.stdout
-    from churnflow_airflow.metadata_db import connect_args
-
-    assert connect_args("postgresql+psycopg://airflow@localhost/airflow") == {}

@@ -91,8 +91,7 @@ def test_a_future_dated_run_is_refused_and_a_stuck_run_does_not_hold_back_the_sc
     later night waited behind it, silently."""
     api = live.api
     for dag_id in ("churn_nightly", "churn_training"):  # what the Trigger form and the REST API get
-        r = api.session.post(f"{api.base}/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": FUTURE, "conf": {}},
-                             timeout=30)
+        r = api.request("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": FUTURE, "conf": {}})
         assert r.status_code == 400, (dag_id, r.status_code, r.text, api.server_log(r))
         assert "logical date 2031-01-01" in r.text and "is in the future" in r.text, r.text
     assert api.runs("churn_nightly") == []

@@ -32,6 +32,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: what the API server logs when an action's audit-log row could not be written: on SQLite (make airflow's
+#: metadata) Airflow 3.3 writes it from the server's event loop (``action_logging``), and when a task-start
+#: call in the same server holds SQLite's one write lock and waits for that event loop to finish, the write
+#: gives up after SQLite's 5 s and the action (a trigger, a pause) answers 500 "Database error"; tried
+#: again, it goes through (docs/operations.md). PostgreSQL has no such limit (make airflow-cluster).
+AUDIT_LOG_LOCKED = "statement: INSERT INTO log ("
+
+
 class Api:
     """A logged-in REST API v2 client (SimpleAuthManager: admin/admin)."""
 
@@ -39,6 +47,7 @@ class Api:
         self.base = base
         self.session = requests.Session()
         self.log = log  # the launcher's log: the API server writes its errors there
+        self.retried: list[str] = []
 
     def login(self) -> None:
         r = requests.post(f"{self.base}/auth/token", json={"username": "admin", "password": "admin"}, timeout=30)
@@ -46,20 +55,42 @@ class Api:
         self.session.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
 
     def __call__(self, method: str, path: str, **kw):
-        r = self.session.request(method, f"{self.base}/api/v2{path}", timeout=30, **kw)
+        r = self.request(method, path, **kw)
         assert r.status_code < 300, (method, path, r.status_code, r.text[:500], self.server_log(r))
         return r.json() if r.content else None
 
-    def server_log(self, r: requests.Response) -> str:
-        """For a 5xx answer, the API server's log from the error ID it names on (its traceback); else ""."""
+    def request(self, method: str, path: str, tries: int = 3, **kw) -> requests.Response:
+        """One REST API v2 call, tried again (up to ``tries`` times) only where it failed on
+        :data:`AUDIT_LOG_LOCKED`: Airflow's known SQLite limit, not the call's answer (each retry is
+        kept in :attr:`retried`)."""
+        for _ in range(tries - 1):
+            r = self.session.request(method, f"{self.base}/api/v2{path}", timeout=30, **kw)
+            if not self.audit_log_locked(r):
+                return r
+            self.retried.append(f"{method} {path}: {r.status_code} on the audit log's write")
+            time.sleep(1)
+        return self.session.request(method, f"{self.base}/api/v2{path}", timeout=30, **kw)
+
+    def server_log(self, r: requests.Response, wait: float = 5.0) -> str:
+        """For a 5xx answer, the API server's log from the line naming the error ID it gives (the
+        statement and its traceback; waited for up to ``wait`` seconds: the launcher's log is
+        written through a pipe); else ""."""
         found = re.search(r"look for ID (\w+)", r.text)
         if r.status_code < 500 or self.log is None or found is None:
             return ""
-        lines = self.log.read_text(errors="replace").splitlines()
-        at = [i for i, line in enumerate(lines) if found.group(1) in line]
-        if not at:
-            return f"(no line of {self.log} names error ID {found.group(1)})"
-        return "\n".join(lines[max(at[0] - 3, 0):at[-1] + 60])
+        deadline = time.monotonic() + wait
+        while True:
+            lines = self.log.read_text(errors="replace").splitlines()
+            at = [i for i, line in enumerate(lines) if found.group(1) in line]
+            if at:
+                return "\n".join(lines[at[0]:at[-1] + 60])
+            if time.monotonic() > deadline:
+                return f"(no line of {self.log} names error ID {found.group(1)})"
+            time.sleep(0.5)
+
+    def audit_log_locked(self, r: requests.Response) -> bool:
+        """Whether ``r`` failed on :data:`AUDIT_LOG_LOCKED` (the line naming its error ID says so)."""
+        return AUDIT_LOG_LOCKED in self.server_log(r).split("\n", 1)[0]
 
     def runs(self, dag_id: str) -> list[dict]:
         return self("GET", f"/dags/{dag_id}/dagRuns", params={"order_by": "-run_after"})["dag_runs"]

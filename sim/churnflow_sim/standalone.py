@@ -55,10 +55,6 @@ os.environ.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
 os.environ.setdefault("CHURNFLOW_DATA_DIR", str(ROOT / "data" / "live"))
 # tasks fork from workers that already imported the heavy libraries (churnflow_airflow.executors)
 os.environ.setdefault("AIRFLOW__CORE__EXECUTOR", "churnflow_airflow.executors.PreloadingLocalExecutor")
-# SQLite waits 60 s for a lock, not 5 s: a busy night no longer fails a REST call or a UI page (metadata_db)
-os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "churnflow_airflow.metadata_db.CONNECT_ARGS")
-os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC",
-                      "churnflow_airflow.metadata_db.CONNECT_ARGS_ASYNC")
 STOP_GRACE_S = 8  # then SIGKILL: every component is gone well within 15 s of Ctrl-C, even under load
 #: the live business's default size (LIVE_CUSTOMERS x LIVE_MONTHS)
 DEFAULT_CUSTOMERS, DEFAULT_MONTHS = 3000, 6
