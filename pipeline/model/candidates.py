@@ -75,8 +75,9 @@ def search_space(settings: Settings, name: str) -> dict[str, list[Any]]:
 def missing_as_nan(X: Any) -> Any:
     """Categorical columns as objects with every missing marker (None, NaN, pd.NA) as NaN: the
     encoders treat None as a category of its own but NaN as missing, and which one a missing value
-    is depends on how the column was read (a text column with some values: None; a column with
-    none: NaN), so the same customer would be encoded differently in training and in scoring."""
+    is depends on how the column was read (the training set's pandas categorical: NaN; a night's
+    text from Parquet: None), so the same customer would be encoded differently in training and in
+    scoring."""
     frame = pd.DataFrame(X)
     redo = [c for c in frame.columns  # a pandas categorical (the training set's) has NaN already
             if not isinstance(frame[c].dtype, pd.CategoricalDtype) and frame[c].isna().any()]

@@ -176,6 +176,14 @@ def path_table(left: np.ndarray, right: np.ndarray, is_leaf: np.ndarray, feature
     return leaves, path[leaves], float(expected[0])
 
 
+def _table_rows(n_nodes: int, leaves: np.ndarray) -> np.ndarray:
+    """Per node of a tree, its row in the tree's table (:func:`path_table`): a leaf's position
+    among ``leaves``, -1 for an inner node."""
+    rows = np.full(n_nodes, -1, dtype=np.int64)
+    rows[leaves] = np.arange(len(leaves))
+    return rows
+
+
 def _forest_tables(forest: Any, groups: np.ndarray, n_out: int) -> tuple[list[np.ndarray], float, Any]:
     """A random forest's tables (probability of the positive class, divided by the number of trees:
     the forest averages them), its bias, and the routing of rows to table rows (``forest.apply``)."""
@@ -189,9 +197,7 @@ def _forest_tables(forest: Any, groups: np.ndarray, n_out: int) -> tuple[list[np
                                          value[:, 1] / value.sum(axis=1), t.n_node_samples, n_out)
         tables.append(table / len(trees))
         bias += root / len(trees)
-        lookup = np.full(t.node_count, -1, dtype=np.int64)
-        lookup[leaves] = np.arange(len(leaves))
-        lookups.append(lookup)
+        lookups.append(_table_rows(t.node_count, leaves))
     starts = np.cumsum([0] + [len(lk) for lk in lookups[:-1]])
     every = np.concatenate(lookups) if lookups else np.zeros(0, dtype=np.int64)
 
@@ -222,9 +228,7 @@ def _hgb_tables(hgb: Any, groups: np.ndarray, n_out: int) -> tuple[list[np.ndarr
         tables.append(table)
         bias += root
         router = type(predictor)(nodes.copy(), predictor.binned_left_cat_bitsets, predictor.raw_left_cat_bitsets)
-        lookup = np.full(len(nodes), -1.0)
-        lookup[leaves] = np.arange(len(leaves))
-        router.nodes["value"] = lookup  # a leaf's "prediction": its row in the tree's table
+        router.nodes["value"] = _table_rows(len(nodes), leaves)  # a leaf's "prediction": its row in the table
         routers.append(router)
     known_cat_bitsets, f_idx_map = hgb._bin_mapper.make_known_categories_bitsets()
 
